@@ -1,0 +1,158 @@
+"""Command line: ``apistatus-exporter [--config PATH] ...`` or ``apistatus-exporter simulate``.
+
+With no ``--config`` it runs the embedded demo: the five vendor simulators on loopback and the
+exporter probing them with demo credentials, so it works on a fresh machine with nothing to set up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from . import __version__
+from .budget import budget_warnings
+from .config import Config, ConfigError, load_config
+
+DEFAULT_PORT = 9798
+log = logging.getLogger("exporter")
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"), "level": record.levelname.lower(),
+                           "logger": record.name, "msg": record.getMessage()})
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter() if fmt == "json" else
+                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # aiohttp's access log at debug would print every scrape; keep it at warning
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"--listen must be HOST:PORT or :PORT, got {value!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)  # an exporter listens on all interfaces
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="apistatus-exporter", description=__doc__.splitlines()[0])
+    p.add_argument("--config", type=Path, help="config file; without it, run the embedded demo")
+    p.add_argument("--listen", type=parse_listen, default=("0.0.0.0", DEFAULT_PORT),
+                   metavar="HOST:PORT", help=f"address to serve on (default :{DEFAULT_PORT})")
+    p.add_argument("--check-config", action="store_true", help="validate the config, print problems and exit")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", default="text", choices=["text", "json"])
+    p.add_argument("--web.config.file", dest="web_config", type=Path,
+                   help="exporter-toolkit web config (TLS, basic auth) for the exporter's own endpoints")
+    p.add_argument("--version", action="version", version=f"apistatus-exporter {__version__}")
+    return p
+
+
+def check_config(path: Path) -> int:
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for w in budget_warnings(config.targets):
+        print(f"warning: {w}", file=sys.stderr)
+    print(f"{path}: OK, {len(config.targets)} targets, vendors: {', '.join(sorted(config.catalogs))}")
+    return 0
+
+
+async def serve(args: argparse.Namespace) -> int:
+    from .app import Exporter
+    from .web import make_app
+
+    cleanup: list[Any] = []
+    if args.config is not None:
+        try:
+            config: Config = load_config(args.config)
+        except ConfigError as exc:
+            log.error("%s", exc)
+            return 1
+        exporter = Exporter(config, args.config)
+    else:
+        from .demo import start_demo
+
+        demo = await start_demo()
+        cleanup.append(demo.close)
+        exporter = Exporter(demo.config, loader=None)
+    for w in budget_warnings(exporter.config.targets):
+        log.warning("%s", w)
+    app = make_app(exporter)
+    ssl_context = None
+    if args.web_config is not None:
+        from .webconfig import WebConfigError, apply_web_config
+
+        try:
+            ssl_context = apply_web_config(app, args.web_config)
+        except WebConfigError as exc:
+            log.error("%s", exc)
+            return 1
+    await exporter.start()
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    host, port = args.listen
+    try:
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+        await site.start()
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", host, port, exc.strerror)
+        await exporter.close()
+        return 1
+    scheme = "https" if ssl_context else "http"
+    shown = "localhost" if host in ("0.0.0.0", "::", "") else host
+    log.info("apistatus-exporter %s: %d targets; metrics at %s://%s:%d/metrics, status page at %s://%s:%d/",
+             __version__, len(exporter.config.targets), scheme, shown, port, scheme, shown, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(exporter.reload()))
+    await stop.wait()
+    log.info("stopping")
+    await runner.cleanup()
+    await exporter.close()
+    for close in cleanup:
+        await close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["simulate"]:
+        from .simulators.__main__ import main as simulate
+
+        return simulate(argv[1:])
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level, args.log_format)
+    if args.check_config:
+        if args.config is None:
+            print("error: --check-config needs --config PATH", file=sys.stderr)
+            return 2
+        return check_config(args.config)
+    code = 0
+    with contextlib.suppress(KeyboardInterrupt):
+        code = asyncio.run(serve(args))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

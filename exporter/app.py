@@ -1,0 +1,101 @@
+"""The running exporter: one HTTP session, prober, state and scheduler, and config reloads.
+
+A reload that fails validation keeps the running config and sets the reload metric to 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+
+from .clock import Clock, SystemClock
+from .collector import ExporterInfo, render_target
+from .config import Config, ConfigError, load_config
+from .probe import Prober, ProbeResult
+from .scheduler import Scheduler
+from .state import State, TargetState
+
+__all__ = ["Exporter"]
+
+log = logging.getLogger(__name__)
+
+
+class Exporter:
+    def __init__(self, config: Config, config_path: Path | None = None, clock: Clock | None = None,
+                 loader: Callable[[], Config] | None = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.clock = clock or SystemClock()
+        if loader is None and config_path is not None:
+            loader = lambda: load_config(config_path)  # noqa: E731
+        self._loader = loader
+        self.info = ExporterInfo(True, self.clock.time(), len(config.targets))
+        self.state = State(render_target, history=config.global_.history)
+        self.session: aiohttp.ClientSession | None = None
+        self.prober: Prober | None = None
+        self.scheduler: Scheduler | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._reload_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        # One shared session for every probe; connections are reused per vendor host. Cookies are
+        # ignored: a health check must not carry state from one probe to the next.
+        connector = aiohttp.TCPConnector(limit=self.config.global_.max_concurrency, limit_per_host=0,
+                                         ttl_dns_cache=60, enable_cleanup_closed=True)
+        self.session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+                                             auto_decompress=True, raise_for_status=False,
+                                             headers={"User-Agent": "apistatus-exporter"})
+        self.prober = Prober(self.session, self.clock, self.config.global_.max_body_bytes)
+        self.scheduler = Scheduler(self.prober, self.state, self.clock, self.config.global_.max_concurrency)
+        self._apply(self.config)
+        self._task = asyncio.create_task(self.scheduler.run(), name="scheduler")
+
+    def _apply(self, config: Config) -> None:
+        assert self.scheduler is not None
+        self.state.sync(config.targets)
+        self.scheduler.apply(config.targets, config.global_.max_concurrency)
+        self.info.targets = len(config.targets)
+
+    @property
+    def ready(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def reload(self) -> tuple[bool, str]:
+        """Load the config again; on any error keep the running one. Returns (ok, one-line message)."""
+        async with self._reload_lock:
+            if self._loader is None:
+                return True, "nothing to reload: running the embedded demo config"
+            try:
+                config = await asyncio.get_running_loop().run_in_executor(None, self._loader)
+            except ConfigError as exc:
+                self.info.reload_successful = False
+                log.error("config reload failed, keeping the running config: %s", exc)
+                return False, str(exc)
+            self.config = config
+            self._apply(config)
+            self.info.reload_successful = True
+            self.info.reload_success_timestamp = self.clock.time()
+            log.info("config reloaded: %d targets", len(config.targets))
+            return True, f"reloaded: {len(config.targets)} targets"
+
+    async def probe_now(self, name: str) -> tuple[ProbeResult, TargetState] | None:
+        """Probe one configured target now, into a fresh state of its own (the /probe pattern)."""
+        target = self.config.target(name)
+        if target is None or self.scheduler is None:
+            return None
+        result = await self.scheduler.probe_once(target)
+        fresh = TargetState(target)
+        fresh.record(result)
+        fresh.rendered = render_target(fresh)
+        return result, fresh
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self.session is not None:
+            await self.session.close()

@@ -1,0 +1,254 @@
+"""The classifier: a pure function from one vendor answer (or failed attempt) to an Outcome.
+
+No I/O and no clock of its own: everything it needs, including "now" for an HTTP-date Retry-After,
+is passed in, so every code of every vendor is covered by table-driven tests.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from .catalog import Catalog, CodeInfo, QuotaSpec, ValueSource
+
+__all__ = ["Answer", "Failure", "Outcome", "QuotaReading", "classify", "http_family_class", "read_quotas"]
+
+#: a code label must look like this, or it is reported as ``other`` (bounded, printable)
+_CODE_OK = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What came back. ``headers`` keys are lower-case; ``body`` is capped by the prober."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    truncated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """No usable answer: ``cls`` is timeout or network_error (or auth from a refused login)."""
+
+    cls: str
+    code: str
+    message: str
+    http_status: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaReading:
+    name: str
+    remaining: float | None
+    limit: float | None
+    reset_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    cls: str
+    code: str
+    message: str
+    http_status: int
+    retry_after: float | None = None
+    quotas: tuple[QuotaReading, ...] = ()
+    clock_skew: float | None = None
+
+
+def http_family_class(status: int, overrides: Mapping[str, str]) -> str:
+    """The class of a bare HTTP status when the vendor's own code is missing."""
+    if (cls := overrides.get(str(status)) or overrides.get(f"{status // 100}xx")) is not None:
+        return cls
+    if 200 <= status < 300:
+        return "unknown"  # an answer, but not one we can read: never count it as ok
+    if status in (401, 403, 407):
+        return "auth"
+    if status == 429:
+        return "rate_limited"
+    if 300 <= status < 500:
+        return "client_error"
+    if 500 <= status < 600:
+        return "server_error"
+    return "unknown"
+
+
+def _json(answer: Answer) -> Any:
+    try:
+        return json.loads(answer.body)
+    except (ValueError, RecursionError):
+        # invalid JSON, invalid UTF-8 and hostile nesting all mean: no body code
+        return None
+
+
+def _path(doc: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if isinstance(doc, dict):
+            doc = doc.get(part)
+        elif isinstance(doc, list) and part.isdigit() and int(part) < len(doc):
+            doc = doc[int(part)]
+        else:
+            return None
+    return doc
+
+
+def _body_code(value: Any) -> str | None:
+    # Only a JSON integer is the vendor's code: a string or float is not the documented envelope
+    # (vendors.md), so the answer falls back to its HTTP status.
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9:
+        return str(value)
+    return None
+
+
+def _lookup(catalog: Catalog, code: str) -> tuple[str, CodeInfo | None]:
+    """Exact code, else its main code (Rubiq ``401.99`` -> ``401``), else unknown."""
+    if (info := catalog.codes.get(code)) is not None:
+        return code, info
+    main = code.split(".", 1)[0]
+    if main != code and (info := catalog.codes.get(main)) is not None:
+        return main, CodeInfo(info.cls, f"{info.message} (sub-code {code})")
+    return code, None
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(min(int(value[:9]), 86400 * 7))
+    try:
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return max(0.0, min(when - now, 86400 * 7))
+
+
+def _number(src: ValueSource, answer: Answer, doc: Any) -> float | None:
+    if src.kind == "const":
+        return src.const
+    raw: Any = answer.headers.get(src.key.lower()) if src.kind == "header" else _path(doc, src.key)
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, str):
+        try:
+            raw = float(raw.strip())
+        except ValueError:
+            return None
+    if isinstance(raw, int | float) and math.isfinite(raw):
+        return float(raw)
+    return None
+
+
+def read_quotas(specs: tuple[QuotaSpec, ...], answer: Answer, doc: Any = None) -> tuple[QuotaReading, ...]:
+    """Quota figures named by the catalog, read from one answer."""
+    out = []
+    for q in specs:
+        remaining = _number(q.remaining, answer, doc) if q.remaining else None
+        limit = _number(q.limit, answer, doc) if q.limit else None
+        if remaining is None and q.used is not None and limit is not None:
+            used = _number(q.used, answer, doc)
+            remaining = None if used is None else max(0.0, limit - used)
+        if remaining is not None or (limit is not None and q.limit and q.limit.kind != "const"):
+            out.append(QuotaReading(q.name, remaining, limit))
+    return tuple(out)
+
+
+_RL_PREFIXES = (("ratelimit-", "ratelimit"), ("x-ratelimit-", "ratelimit"), ("x-rate-limit-", "ratelimit"))
+
+
+def _ratelimit_headers(headers: Mapping[str, str], now: float) -> QuotaReading | None:
+    """The common RateLimit-* / X-RateLimit-* headers, when a vendor sends them."""
+    for prefix, name in _RL_PREFIXES:
+        remaining, limit, reset = (headers.get(prefix + k) for k in ("remaining", "limit", "reset"))
+        if remaining is None and limit is None:
+            continue
+        rem, lim, res = (_to_float(v) for v in (remaining, limit, reset))
+        reset_at = None
+        if res is not None:
+            # RateLimit-Reset is delta-seconds; some X-RateLimit-Reset send an epoch instead
+            reset_at = res if res > 1e9 else now + res
+        return QuotaReading(name, rem, lim, reset_at)
+    return None
+
+
+def _to_float(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        # "100, 100;w=60" (structured-field lists): the first item is the figure for the current window
+        out = float(value.split(",")[0].split(";")[0].strip())
+    except ValueError:
+        return None
+    return out if math.isfinite(out) else None
+
+
+def _clock_skew(headers: Mapping[str, str], now: float) -> float | None:
+    date = headers.get("date")
+    if not date:
+        return None
+    try:
+        return parsedate_to_datetime(date).timestamp() - now
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def classify(catalog: Catalog, result: Answer | Failure, now: float) -> Outcome:
+    """Class, code, message, Retry-After, quotas and clock skew of one answer."""
+    if isinstance(result, Failure):
+        return Outcome(result.cls, result.code, result.message, result.http_status)
+
+    answer = result
+    doc: Any = None
+    parsed = False
+    code: str | None = None
+    info: CodeInfo | None = None
+    for src in catalog.code_from:
+        if src.when_status is not None and answer.status not in src.when_status:
+            continue
+        if src.kind == "status":
+            code = str(answer.status)
+        elif src.kind == "header":
+            raw = answer.headers.get(src.key.lower(), "").strip()
+            code = raw if raw and _CODE_OK.fullmatch(raw) else None
+        else:
+            if not parsed:
+                doc, parsed = _json(answer), True
+            value = _path(doc, src.key)
+            code = _body_code(value) if src.nonempty is None else (src.nonempty if value else None)
+        if code is not None:
+            code, info = _lookup(catalog, code)
+            break
+
+    if code is None:
+        # The vendor's code is missing (HTML error page from a proxy, empty or invalid body, a code
+        # sent as a string): classify by HTTP status, labelled so it cannot be mistaken for a body code.
+        code = f"http_{answer.status}"
+        cls = http_family_class(answer.status, catalog.http_fallback)
+        message = f"HTTP {answer.status} without the vendor's status code"
+    elif info is None:
+        cls, message = "unknown", f"code {code} is not in the {catalog.vendor} catalog"
+    else:
+        cls, message = info.cls, info.message
+
+    quotas: list[QuotaReading] = []
+    if catalog.quota:
+        if not parsed and any(q.request is None for q in catalog.quota):
+            doc = _json(answer)
+        quotas.extend(read_quotas(tuple(q for q in catalog.quota if q.request is None), answer, doc))
+    if catalog.ratelimit_headers and (rl := _ratelimit_headers(answer.headers, now)) is not None:
+        quotas.append(rl)
+
+    return Outcome(
+        cls=cls,
+        code=code if _CODE_OK.fullmatch(code) else "other",
+        message=message,
+        http_status=answer.status,
+        retry_after=parse_retry_after(answer.headers.get("retry-after"), now),
+        quotas=tuple(quotas),
+        clock_skew=_clock_skew(answer.headers, now),
+    )

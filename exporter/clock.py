@@ -1,0 +1,85 @@
+"""Time, injectable: the real clock in production, a controllable one in tests and benchmarks.
+
+Everything that waits or stamps goes through a Clock, so "a Retry-After of 120 s delays the next
+probe by 120 s" is tested by advancing a FakeClock, never by sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from typing import Protocol
+
+__all__ = ["Clock", "FakeClock", "SystemClock"]
+
+
+class Clock(Protocol):
+    def time(self) -> float:
+        """Wall-clock seconds since the epoch (for signatures, timestamps in metrics)."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds for scheduling; never jumps."""
+        ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def time(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+
+class FakeClock:
+    """A clock that moves only when told. ``sleep`` returns once ``advance`` passes its deadline."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self._wall0 = start
+        self._now = 0.0
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    def time(self) -> float:
+        return self._wall0 + self._now
+
+    def monotonic(self) -> float:
+        return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self._now + seconds, next(self._seq), fut))
+        await fut
+
+    def next_deadline(self) -> float | None:
+        while self._sleepers and self._sleepers[0][2].done():
+            heapq.heappop(self._sleepers)
+        return self._sleepers[0][0] if self._sleepers else None
+
+    async def advance(self, seconds: float, settle: int = 20) -> None:
+        """Move time forward step by step, letting woken tasks run at each deadline."""
+        target = self._now + seconds
+        while True:
+            for _ in range(settle):
+                await asyncio.sleep(0)
+            deadline = self.next_deadline()
+            if deadline is None or deadline > target:
+                break
+            self._now = max(self._now, deadline)
+            while self._sleepers and self._sleepers[0][0] <= self._now:
+                _, _, fut = heapq.heappop(self._sleepers)
+                if not fut.done():
+                    fut.set_result(None)
+        self._now = target
+        for _ in range(settle):
+            await asyncio.sleep(0)

@@ -1,0 +1,169 @@
+"""The only place that names metrics.
+
+Each target's samples are rendered to exposition text once, when its state changes (after a probe),
+as one text fragment per metric family. A scrape writes each family's HELP/TYPE once and joins the
+fragments of the targets present now, so a target removed by a reload simply is not there, and the
+cost of a scrape is a join, not a walk over objects. prometheus_client renders the process metrics.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
+
+from . import __version__
+from .catalog import CLASSES, UP_CLASSES
+from .state import DURATION_BUCKETS, TargetState
+
+__all__ = ["CONTENT_TYPE", "FAMILIES", "ExporterInfo", "render_exposition", "render_target"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    name: str
+    type: str
+    help: str
+
+    @property
+    def header(self) -> str:
+        return f"# HELP {self.name} {self.help}\n# TYPE {self.name} {self.type}\n"
+
+
+# Per-target families, in the order they are written.
+FAMILIES: tuple[Family, ...] = (
+    Family("apistatus_up", "gauge", "1 when the last answer's class is ok, degraded or processing."),
+    Family("apistatus_outcome", "gauge", "1 for the class of the last answer, 0 for every other class."),
+    Family("apistatus_responses_total", "counter", "Probe answers and failed attempts by class and code."),
+    Family("apistatus_maintenance", "gauge", "1 when the vendor says it is in maintenance."),
+    Family("apistatus_auth_failures_total", "counter", "Answers refusing our credentials, by code."),
+    Family("apistatus_quota_remaining", "gauge", "Quota remaining as the vendor reports it."),
+    Family("apistatus_quota_limit", "gauge", "Quota limit as the vendor reports it."),
+    Family("apistatus_quota_reset_timestamp_seconds", "gauge", "When the vendor says the quota resets."),
+    Family("apistatus_retry_after_seconds", "gauge", "Retry-After of the last answer, 0 when absent."),
+    Family("apistatus_http_status_code", "gauge", "HTTP status of the last answer, 0 when there was none."),
+    Family("apistatus_clock_skew_seconds", "gauge", "Vendor Date header minus our clock, last answer that had one."),
+    Family("apistatus_request_duration_seconds", "histogram", "Duration of a probe, all attempts included."),
+    Family("apistatus_last_probe_timestamp_seconds", "gauge", "When the last probe started."),
+    Family("apistatus_next_probe_timestamp_seconds", "gauge", "When the next probe is planned."),
+    Family("apistatus_backoff_seconds", "gauge", "Extra wait beyond the interval after a failure, 0 when none."),
+    Family("apistatus_consecutive_failures", "gauge", "Probes in a row whose class is not up."),
+)
+_IDX = {f.name: i for i, f in enumerate(FAMILIES)}
+
+
+def _esc(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _num(value: float) -> str:
+    if isinstance(value, int) or (math.isfinite(value) and value.is_integer() and abs(value) < 1e15):
+        return str(int(value))
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(value)
+
+
+def label_prefix(ts: TargetState) -> str:
+    t = ts.target
+    pairs = [("target", t.name), ("vendor", t.vendor), *t.labels]
+    return "{" + ",".join(f'{k}="{_esc(v)}"' for k, v in pairs)
+
+
+def render_target(ts: TargetState) -> tuple[str, ...]:
+    """One text fragment per family for one target. A target never probed has no samples yet."""
+    out = [""] * len(FAMILIES)
+    last = ts.last
+    if last is None:
+        return tuple(out)
+    lp = label_prefix(ts)
+    o = last.outcome
+
+    def put(name: str, value: float, extra: str = "") -> None:
+        out[_IDX[name]] += f"{name}{lp}{extra}}} {_num(value)}\n"
+
+    put("apistatus_up", 1 if o.cls in UP_CLASSES else 0)
+    out[_IDX["apistatus_outcome"]] = "".join(
+        f'apistatus_outcome{lp},class="{c}"}} {1 if c == o.cls else 0}\n' for c in CLASSES)
+    out[_IDX["apistatus_responses_total"]] = "".join(
+        f'apistatus_responses_total{lp},class="{c}",code="{_esc(code)}"}} {n}\n'
+        for (c, code), n in sorted(ts.responses.items()))
+    put("apistatus_maintenance", 1 if o.cls == "maintenance" else 0)
+    out[_IDX["apistatus_auth_failures_total"]] = "".join(
+        f'apistatus_auth_failures_total{lp},code="{_esc(code)}"}} {n}\n'
+        for code, n in sorted(ts.auth_failures.items()))
+    for name, q in sorted(ts.quotas.items()):
+        extra = f',quota="{_esc(name)}"'
+        if q.remaining is not None:
+            put("apistatus_quota_remaining", q.remaining, extra)
+        if q.limit is not None:
+            put("apistatus_quota_limit", q.limit, extra)
+        if q.reset_at is not None:
+            put("apistatus_quota_reset_timestamp_seconds", q.reset_at, extra)
+    put("apistatus_retry_after_seconds", o.retry_after or 0)
+    put("apistatus_http_status_code", o.http_status)
+    if ts.clock_skew is not None:
+        put("apistatus_clock_skew_seconds", ts.clock_skew)
+    hist = "apistatus_request_duration_seconds"
+    buckets = "".join(f'{hist}_bucket{lp},le="{_num(b)}"}} {n}\n'
+                      for b, n in zip(DURATION_BUCKETS, ts.bucket_counts, strict=True))
+    out[_IDX[hist]] = (f'{buckets}{hist}_bucket{lp},le="+Inf"}} {ts.probes}\n'
+                       f"{hist}_sum{lp}}} {_num(ts.duration_sum)}\n{hist}_count{lp}}} {ts.probes}\n")
+    put("apistatus_last_probe_timestamp_seconds", last.started)
+    put("apistatus_next_probe_timestamp_seconds", ts.next_probe_at)
+    put("apistatus_backoff_seconds", ts.backoff)
+    put("apistatus_consecutive_failures", ts.consecutive_failures)
+    return tuple(out)
+
+
+@dataclass(slots=True)
+class ExporterInfo:
+    """The exporter's own figures."""
+
+    reload_successful: bool = True
+    reload_success_timestamp: float = 0.0
+    targets: int = 0
+
+
+_process_registry = CollectorRegistry(auto_describe=False)
+ProcessCollector(registry=_process_registry)
+PlatformCollector(registry=_process_registry)
+
+
+def _own(info: ExporterInfo) -> str:
+    return (
+        "# HELP apistatus_build_info The exporter's version; always 1.\n# TYPE apistatus_build_info gauge\n"
+        f'apistatus_build_info{{version="{__version__}"}} 1\n'
+        "# HELP apistatus_config_last_reload_successful Whether the last config (re)load succeeded.\n"
+        "# TYPE apistatus_config_last_reload_successful gauge\n"
+        f"apistatus_config_last_reload_successful {1 if info.reload_successful else 0}\n"
+        "# HELP apistatus_config_last_reload_success_timestamp_seconds When the config last loaded.\n"
+        "# TYPE apistatus_config_last_reload_success_timestamp_seconds gauge\n"
+        f"apistatus_config_last_reload_success_timestamp_seconds {_num(info.reload_success_timestamp)}\n"
+        "# HELP apistatus_targets Targets in the running config.\n# TYPE apistatus_targets gauge\n"
+        f"apistatus_targets {info.targets}\n"
+    )
+
+
+def render_exposition(states: Iterable[TargetState], info: ExporterInfo | None = None,
+                      process: bool = True) -> bytes:
+    """The whole /metrics answer (or, with ``info=None``, just the targets' families for /probe)."""
+    fragments: Sequence[tuple[str, ...]] = [ts.rendered for ts in states if ts.rendered is not None]
+    parts: list[str] = []
+    for i, fam in enumerate(FAMILIES):
+        body = [f[i] for f in fragments if f[i]]
+        if body:
+            parts.append(fam.header)
+            parts.extend(body)
+    if info is not None:
+        parts.append(_own(info))
+    data = "".join(parts).encode()
+    if process:
+        data += generate_latest(_process_registry)
+    return data

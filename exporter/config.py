@@ -1,0 +1,236 @@
+"""The exporter config: YAML in, frozen dataclasses out, every mistake a one-line ConfigError.
+
+Layout::
+
+    global:    {interval, timeout, max_concurrency, probe_share, max_body_bytes, history}
+    catalog_files: [extra vendor catalogs, relative to this file]
+    vendors:   {name: catalog or override of a built-in}
+    targets:   [{name, vendor, base_url, interval, timeout, credentials, check, labels, budget}]
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ._yamlnode import ConfigError, Node, load_yaml
+from .catalog import (
+    Budget,
+    Catalog,
+    CheckSpec,
+    builtin_raw,
+    check_name,
+    merge_raw,
+    parse_catalog,
+    parse_check,
+)
+
+__all__ = ["Config", "ConfigError", "Credentials", "GlobalConfig", "Target", "load_config", "parse_config"]
+
+_RESERVED_LABELS = {"target", "vendor", "class", "code", "quota", "le", "version", "job", "instance"}
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class Credentials(Mapping[str, str]):
+    """A target's secrets. Its repr never shows a value, so a stray log line cannot leak one."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, str]) -> None:
+        self._data = dict(data)
+
+    def __getitem__(self, key: str) -> str:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"Credentials({', '.join(sorted(self._data))}: <redacted>)"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Credentials) and self._data == other._data
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self._data.items())))
+
+
+@dataclass(frozen=True, slots=True)
+class GlobalConfig:
+    interval: float = 60.0
+    timeout: float = 10.0
+    max_concurrency: int = 100
+    #: the share of a vendor's request budget the probes may spend (the rest is production traffic)
+    probe_share: float = 0.05
+    max_body_bytes: int = 65536
+    history: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    name: str
+    vendor: str
+    catalog: Catalog = field(repr=False, compare=True)
+    base_url: str
+    interval: float
+    timeout: float
+    credentials: Credentials
+    check: CheckSpec
+    labels: tuple[tuple[str, str], ...] = ()
+    budget: Budget | None = None
+    #: the share of the budget for probes: the target's own, else the global one
+    probe_share: float = 0.05
+
+    @property
+    def budget_key(self) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+        """Targets that share one credential share one request budget."""
+        return (self.vendor, self.base_url.split("/")[2], tuple(sorted(self.credentials.items())))
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    source: str
+    global_: GlobalConfig
+    targets: tuple[Target, ...]
+    catalogs: Mapping[str, Catalog]
+    warnings: tuple[str, ...] = ()
+
+    def target(self, name: str) -> Target | None:
+        return next((t for t in self.targets if t.name == name), None)
+
+
+def _expand(node: Node, env: Mapping[str, str]) -> str:
+    text = node.text()
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(1) not in env:
+            node.fail(f"environment variable {m.group(1)} is not set", show=False)
+        return env[m.group(1)]
+
+    return _ENV.sub(sub, text)
+
+
+def _credentials(node: Node, catalog: Catalog, base: Path, env: Mapping[str, str]) -> Credentials:
+    node.secret = True  # no credential value ever appears in an error
+    out: dict[str, str] = {}
+    allowed = set(catalog.credentials) | {f"{c}_file" for c in catalog.credentials} | {"video_manager_id"}
+    for key, val in node.mapping().items():
+        if key not in allowed:
+            val.fail(f"unknown credential for vendor {catalog.vendor} (allowed: {', '.join(catalog.credentials)}"
+                     f" or NAME_file)", show=False)
+        if key.endswith("_file"):
+            path = base / _expand(val, env)
+            try:
+                out[key[:-5]] = path.read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                raise ConfigError(val.file, val.path, f"cannot read {path}: {exc.strerror}") from None
+        else:
+            out[key] = _expand(val, env)
+    for c in catalog.credentials:
+        if not out.get(c):
+            Node(None, node.file, f"{node.path}.{c}").fail(
+                f"vendor {catalog.vendor} needs credential {c} (or {c}_file)", show=False)
+    return Credentials(out)
+
+
+def _labels(node: Node) -> tuple[tuple[str, str], ...]:
+    out = []
+    for key, val in node.mapping().items():
+        lab = Node(key, val.file, val.path)
+        lab.text(r"[a-zA-Z_][a-zA-Z0-9_]*", "a Prometheus label name")
+        if key in _RESERVED_LABELS or key.startswith("__"):
+            lab.fail("is reserved by the exporter")
+        out.append((key, val.text()))
+    return tuple(sorted(out))
+
+
+def _require(check: CheckSpec, override: Node | None, catalog: Catalog, node: Node) -> None:
+    overridden = override.mapping() if override is not None else {}
+    for req in check.requires:
+        ok = (req == "path" and "path" in overridden) or (req == "body" and bool(check.body)) or (
+            req.startswith("params.") and req[7:] in dict(check.params))
+        if not ok:
+            hint = f": {check.hint}" if check.hint else ""
+            Node(None, node.file, f"{node.path}.check.{req}").fail(
+                f"vendor {catalog.vendor} needs check.{req}{hint}", show=False)
+
+
+def _catalogs(root: dict[str, Node], base: Path) -> dict[str, Catalog]:
+    raw = builtin_raw()
+    layers: list[tuple[str, Node]] = []
+    for f in root.get("catalog_files", Node([], "", "catalog_files")):
+        doc = load_yaml(base / f.text())
+        vendor = doc.mapping().get("vendor")
+        if vendor is None:
+            raise ConfigError(doc.file, "vendor", "is required in a catalog file")
+        layers.append((vendor.text(), doc))
+    for name, node in root["vendors"].mapping().items() if "vendors" in root else []:
+        layers.append((name, node))
+    for name, node in layers:
+        check_name(name, node)
+        raw[name] = merge_raw(raw[name], node) if name in raw else node
+    return {name: parse_catalog(name, node) for name, node in raw.items()}
+
+
+def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    root = root_node.mapping({"global", "targets", "vendors", "catalog_files"}, required=("targets",))
+    g = root["global"].mapping({"interval", "timeout", "max_concurrency", "probe_share", "max_body_bytes",
+                                "history"}) if "global" in root else {}
+    d = GlobalConfig()
+    glob = GlobalConfig(
+        interval=g["interval"].duration(minimum=1) if "interval" in g else d.interval,
+        timeout=g["timeout"].duration(minimum=0.1) if "timeout" in g else d.timeout,
+        max_concurrency=g["max_concurrency"].integer(1, 100000) if "max_concurrency" in g else d.max_concurrency,
+        probe_share=g["probe_share"].number(0.0001, 1) if "probe_share" in g else d.probe_share,
+        max_body_bytes=g["max_body_bytes"].integer(1024, 16 << 20) if "max_body_bytes" in g else d.max_body_bytes,
+        history=g["history"].integer(1, 10000) if "history" in g else d.history,
+    )
+    catalogs = _catalogs(root, base)
+    targets: list[Target] = []
+    seen: set[str] = set()
+    allowed = {"name", "vendor", "base_url", "interval", "timeout", "credentials", "check", "labels", "budget",
+               "probe_share"}
+    for tnode in root["targets"]:
+        t = tnode.mapping(allowed, required=("name", "vendor", "base_url"))
+        name = t["name"].text(r"[A-Za-z0-9_.:-]{1,128}", "letters, digits, '.', ':', '_' or '-' (at most 128)")
+        if name in seen:
+            t["name"].fail("duplicate target name")
+        seen.add(name)
+        vendor = t["vendor"].text()
+        if vendor not in catalogs:
+            t["vendor"].fail(f"unknown vendor (known: {', '.join(sorted(catalogs))})")
+        catalog = catalogs[vendor]
+        base_url = Node(_expand(t["base_url"], env), t["base_url"].file, t["base_url"].path).url()
+        interval = t["interval"].duration(minimum=1) if "interval" in t else glob.interval
+        timeout = t["timeout"].duration(minimum=0.1) if "timeout" in t else glob.timeout
+        if timeout > interval:
+            (t.get("timeout") or t.get("interval") or tnode).fail(
+                f"timeout {timeout:g}s is longer than the interval {interval:g}s")
+        creds = _credentials(t.get("credentials", Node({}, tnode.file, f"{tnode.path}.credentials")),
+                             catalog, base, env)
+        check = parse_check(t["check"], catalog.check) if "check" in t else catalog.check
+        _require(check, t.get("check"), catalog, tnode)
+        budget = catalog.budget
+        if "budget" in t:
+            bm = t["budget"].mapping({"requests", "per"}, required=("requests", "per"))
+            budget = Budget(bm["requests"].integer(1), bm["per"].duration(minimum=1))
+        targets.append(Target(
+            name=name, vendor=vendor, catalog=catalog, base_url=base_url, interval=interval, timeout=timeout,
+            credentials=creds, check=check, labels=_labels(t["labels"]) if "labels" in t else (),
+            budget=budget,
+            probe_share=t["probe_share"].number(0.0001, 1) if "probe_share" in t else glob.probe_share,
+        ))
+    return Config(root_node.file, glob, tuple(targets), catalogs)
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    p = Path(path)
+    return parse_config(load_yaml(p), p.parent, env)
+

@@ -1,0 +1,213 @@
+"""One health-check call: build the request from the target's check, sign it, send it, time it,
+read a capped body and hand the answer to the classifier.
+
+Transport failures are mapped to a short bounded code in exactly one place (``_failure``). A signer
+that holds a token gets exactly one fresh login after an ``auth`` answer before that answer counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import ssl
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import aiohttp
+
+from .catalog import CheckSpec, QuotaSpec
+from .classify import Answer, Failure, Outcome, QuotaReading, classify, read_quotas
+from .clock import Clock
+from .config import Target
+from .signers import HttpRequest, Signer, SignerContext, SignError, make_signer
+
+__all__ = ["ProbeResult", "Prober", "build_request", "redact"]
+
+EXCERPT_BYTES = 512
+REDACTED = "<redacted>"
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    target: str
+    started: float  # wall clock
+    duration: float  # seconds, all attempts of this probe
+    outcome: Outcome
+    request_line: str  # redacted
+    excerpt: str  # redacted start of the response body
+    attempts: int = 1
+    #: HTTP requests this probe cost the vendor (logins and quota calls included)
+    requests: int = 1
+
+
+def build_request(base_url: str, check: CheckSpec, variables: Mapping[str, str] | None = None) -> HttpRequest:
+    """The base URL may carry a path prefix; the check's path is appended, never replaces it."""
+    path = check.path
+    if variables and "{" in path:
+        # a variable the signer has not learnt yet: send as is, and the vendor answers 404
+        with contextlib.suppress(KeyError, ValueError):
+            path = path.format_map(dict(variables))
+    headers = dict(check.headers)
+    return HttpRequest(check.method, base_url + path, check.params, headers,
+                       check.body.encode() if check.body is not None else None)
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    for s in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
+        text = text.replace(s, REDACTED)
+    return text
+
+
+def _failure(exc: BaseException) -> Failure:
+    """The one map of transport failures to a class and a short bounded code."""
+    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        return Failure("timeout", "timeout", "no complete answer within the timeout")
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError | ssl.SSLError):
+        return Failure("network_error", "tls", "TLS handshake or certificate check failed")
+    dns_error = getattr(aiohttp, "ClientConnectorDNSError", None)
+    if dns_error is not None and isinstance(exc, dns_error):
+        return Failure("network_error", "dns", "DNS lookup failed")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc.os_error, OSError) and "name" in str(exc.os_error).lower():
+            return Failure("network_error", "dns", "DNS lookup failed")
+        if isinstance(exc.os_error, ConnectionRefusedError):
+            return Failure("network_error", "refused", "connection refused")
+        return Failure("network_error", "connect", "could not connect")
+    if isinstance(exc, aiohttp.ServerDisconnectedError | ConnectionResetError | aiohttp.ClientPayloadError):
+        return Failure("network_error", "reset", "connection closed before a complete answer")
+    if isinstance(exc, aiohttp.TooManyRedirects):
+        return Failure("network_error", "redirect", "too many redirects")
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return Failure("network_error", "protocol", "invalid HTTP answer (malformed or oversized headers)")
+    if isinstance(exc, aiohttp.ClientOSError):
+        return Failure("network_error", "reset", "connection error during the exchange")
+    return Failure("network_error", "other", f"{exc.__class__.__name__}")
+
+
+class Prober:
+    """Sends probes over one shared aiohttp session; keeps one signer per target."""
+
+    def __init__(self, session: aiohttp.ClientSession, clock: Clock, max_body: int = 65536) -> None:
+        self.session = session
+        self.clock = clock
+        self.max_body = max_body
+        self._signers: dict[str, tuple[Target, Signer]] = {}
+
+    def signer(self, target: Target) -> Signer:
+        held = self._signers.get(target.name)
+        if held is None or held[0] != target:
+            ctx = SignerContext(target.credentials, target.catalog.signer_options, target.base_url,
+                                self.session, target.timeout, self.clock.time)
+            held = (target, make_signer(target.catalog.signer, ctx))
+            self._signers[target.name] = held
+        return held[1]
+
+    def forget(self, keep: Iterable[str]) -> None:
+        keep_set = set(keep)
+        for name in [n for n in self._signers if n not in keep_set]:
+            del self._signers[name]
+
+    def secrets(self, target: Target) -> list[str]:
+        return [*target.credentials.values(), *self.signer(target).secrets()]
+
+    async def _send(self, req: HttpRequest, timeout: float) -> Answer:
+        async with self.session.request(
+            req.method, req.url, params=list(req.params) or None, headers=dict(req.headers), data=req.body,
+            allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as resp:
+            chunks: list[bytes] = []
+            size = 0
+            truncated = False
+            while True:
+                chunk = await resp.content.read(self.max_body - size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+                if size >= self.max_body:
+                    truncated = not resp.content.at_eof()
+                    break
+            headers = {k.lower(): v for k, v in resp.headers.items()}
+            if truncated:
+                resp.close()  # do not drain a body we will not read: drop the connection instead
+            return Answer(resp.status, headers, b"".join(chunks), truncated)
+
+    async def _attempt(self, target: Target, signer: Signer, check: CheckSpec,
+                       deadline: float) -> tuple[HttpRequest | None, Answer | Failure, int]:
+        """One signed request. Returns the request, its answer or failure, and requests spent."""
+        request = build_request(target.base_url, check, signer.variables())
+        calls_before = signer.calls
+        remaining = max(0.05, deadline - time.monotonic())
+        try:
+            signed = await asyncio.wait_for(signer.sign(request, self.clock.time()), remaining)
+        except SignError as exc:
+            return None, Failure(exc.cls, exc.code, exc.message, exc.http_status), signer.calls - calls_before
+        except Exception as exc:  # noqa: BLE001 - a login call failed in transport: same map
+            return None, _failure(exc), max(1, signer.calls - calls_before)
+        login_cost = signer.calls - calls_before
+        remaining = max(0.05, deadline - time.monotonic())
+        try:
+            return signed, await self._send(signed, remaining), 1 + login_cost
+        except Exception as exc:  # noqa: BLE001 - every transport failure is an outcome, never a crash
+            return signed, _failure(exc), 1 + login_cost
+
+    async def probe(self, target: Target) -> ProbeResult:
+        signer = self.signer(target)
+        started_wall = self.clock.time()
+        t0 = time.perf_counter()
+        deadline = time.monotonic() + target.timeout
+        attempts, spent = 1, 0
+        signed, result, cost = await self._attempt(target, signer, target.check, deadline)
+        spent += cost
+        outcome = classify(target.catalog, result, self.clock.time())
+        if outcome.cls == "auth" and signer.invalidate():
+            # A cached token may simply have expired: log in again once before reporting auth.
+            attempts += 1
+            signed, result, cost = await self._attempt(target, signer, target.check, deadline)
+            spent += cost
+            outcome = classify(target.catalog, result, self.clock.time())
+        duration = time.perf_counter() - t0
+        if outcome.cls in ("ok", "degraded", "processing"):
+            extra, n = await self._quota_calls(target, signer, deadline)
+            spent += n
+            if extra:
+                outcome = replace(outcome, quotas=outcome.quotas + tuple(extra))
+        secrets = self.secrets(target)
+        line = _request_line(signed, target.check, secrets) if signed else f"{target.check.method} (not sent)"
+        excerpt = ""
+        if isinstance(result, Answer):
+            excerpt = redact(result.body[:EXCERPT_BYTES].decode("utf-8", "replace"), secrets)
+        return ProbeResult(target.name, started_wall, duration, outcome, line, excerpt, attempts, spent)
+
+    async def _quota_calls(self, target: Target, signer: Signer,
+                           deadline: float) -> tuple[list[QuotaReading], int]:
+        """Separate read-only calls that carry quota figures, one per distinct request."""
+        specs = [q for q in target.catalog.quota if q.request is not None]
+        if not specs:
+            return [], 0
+        readings: list[QuotaReading] = []
+        spent = 0
+        by_request: dict[CheckSpec, list[QuotaSpec]] = {}
+        for q in specs:
+            assert q.request is not None
+            by_request.setdefault(q.request, []).append(q)
+        for check, qs in by_request.items():
+            _, result, cost = await self._attempt(target, signer, check, deadline)
+            spent += cost
+            if isinstance(result, Answer) and 200 <= result.status < 300:
+                try:
+                    doc = json.loads(result.body)
+                except (ValueError, RecursionError):
+                    continue
+                readings.extend(read_quotas(tuple(qs), result, doc))
+        return readings, spent
+
+
+def _request_line(req: HttpRequest, check: CheckSpec, secrets: Sequence[str]) -> str:
+    """Method and URL with every parameter the signer added (keys, timestamps, signatures) redacted."""
+    public = {k for k, _ in check.params}
+    shown = [(k, v if k in public else REDACTED) for k, v in req.params]
+    query = "&".join(f"{k}={v}" for k, v in shown)
+    return redact(f"{req.method} {req.url}{'?' + query if query else ''}", secrets)

@@ -1,0 +1,168 @@
+"""When each target is probed: first soon after start (spread a little), then every interval with a
+little jitter, never overlapping itself, at most ``max_concurrency`` probes in flight, backing off
+after answers that ask us to (Retry-After, else exponential with jitter and a cap), within the
+shared request budgets. All waiting goes through the injectable clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import random
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .budget import Budgets
+from .classify import Outcome
+from .clock import Clock
+from .config import Target
+from .probe import Prober, ProbeResult
+from .state import State
+
+__all__ = ["BACKOFF_CLASSES", "MAX_BACKOFF", "Scheduler", "next_delay"]
+
+log = logging.getLogger(__name__)
+
+#: classes after which the vendor should be left alone for a while
+BACKOFF_CLASSES = frozenset({"maintenance", "rate_limited", "quota_exceeded", "server_error"})
+#: exponential backoff never waits longer than this (or the interval, when that is longer)
+MAX_BACKOFF = 900.0
+JITTER = 0.05
+
+
+def next_delay(interval: float, outcome: Outcome, streak: int, rng: random.Random) -> tuple[float, float]:
+    """(seconds until the next probe, of which backoff). ``streak`` counts back-off answers in a row,
+    this one included. Pure, so the policy is tested without any clock."""
+    if outcome.cls not in BACKOFF_CLASSES:
+        return interval * (1 + rng.uniform(-JITTER, JITTER)), 0.0
+    if outcome.retry_after is not None:
+        delay = max(interval, outcome.retry_after)
+    else:
+        exp = interval * 2 ** min(streak - 1, 20)
+        delay = max(interval, min(exp, MAX_BACKOFF)) * (1 + rng.uniform(0, 2 * JITTER))
+    return delay, max(0.0, delay - interval)
+
+
+@dataclass(slots=True)
+class _Slot:
+    target: Target
+    generation: int
+    streak: int = 0
+
+
+class Scheduler:
+    def __init__(self, prober: Prober, state: State, clock: Clock, max_concurrency: int = 100,
+                 rng: random.Random | None = None) -> None:
+        self.prober, self.state, self.clock = prober, state, clock
+        self.rng = rng or random.Random()
+        self._sem = asyncio.Semaphore(max_concurrency)
+        self._heap: list[tuple[float, int, str, int]] = []
+        self._seq = itertools.count()
+        self._gen = itertools.count(1)
+        self._slots: dict[str, _Slot] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sleeper: asyncio.Future[None] | None = None
+        self.budgets = Budgets()
+        #: planned-to-actual start lag of recent probes, seconds (for benchmarks and the status page)
+        self.lags: deque[float] = deque(maxlen=10000)
+        self.completed = 0
+
+    # --- config ------------------------------------------------------------------------------------
+    def apply(self, targets: Iterable[Target], max_concurrency: int | None = None) -> None:
+        """(Re)load: new targets are probed soon, kept ones keep their schedule, removed ones stop."""
+        targets = list(targets)
+        now = self.clock.monotonic()
+        spread = min(5.0, 1.0 + len(targets) / 200)
+        fresh: dict[str, _Slot] = {}
+        for t in targets:
+            old = self._slots.get(t.name)
+            if old is not None and old.target.vendor == t.vendor:
+                old.target = t
+                fresh[t.name] = old
+            else:
+                slot = fresh[t.name] = _Slot(t, next(self._gen))
+                self._push(now + self.rng.uniform(0, min(t.interval, spread)), slot)
+        self._slots = fresh
+        if max_concurrency is not None and max_concurrency != self._sem._value:
+            self._sem = asyncio.Semaphore(max_concurrency)
+        self.prober.forget(fresh)
+        self._poke()
+
+    def target(self, name: str) -> Target | None:
+        slot = self._slots.get(name)
+        return slot.target if slot else None
+
+    # --- loop --------------------------------------------------------------------------------------
+    def _push(self, due: float, slot: _Slot) -> None:
+        heapq.heappush(self._heap, (due, next(self._seq), slot.target.name, slot.generation))
+        self.state.schedule(slot.target.name, self.clock.time() + (due - self.clock.monotonic()))
+
+    def _poke(self) -> None:
+        if self._sleeper is not None and not self._sleeper.done():
+            self._sleeper.cancel()
+
+    async def run(self) -> None:
+        try:
+            while True:
+                now = self.clock.monotonic()
+                while self._heap and self._heap[0][0] <= now:
+                    due, _, name, gen = heapq.heappop(self._heap)
+                    slot = self._slots.get(name)
+                    if slot is None or slot.generation != gen:
+                        continue  # removed or replaced by a reload
+                    bucket = self.budgets.bucket(slot.target, now)
+                    if bucket is not None and (wait := bucket.wait(now)) > 0:
+                        self._push(now + wait, slot)
+                        continue
+                    if bucket is not None:
+                        bucket.spend(now)
+                    task = asyncio.create_task(self._probe(slot, due), name=f"probe:{name}")
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                timeout = self._heap[0][0] - now if self._heap else 3600.0
+                self._sleeper = asyncio.ensure_future(self.clock.sleep(timeout))
+                await asyncio.wait({self._sleeper})
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        self._poke()
+        tasks = list(self._tasks)
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _probe(self, slot: _Slot, planned: float) -> None:
+        async with self._sem:
+            self.lags.append(self.clock.monotonic() - planned)
+            result = await self.probe_once(slot.target)
+        self.completed += 1
+        if self._slots.get(slot.target.name) is not slot:
+            return  # removed by a reload while in flight
+        now = self.clock.monotonic()
+        cls = result.outcome.cls
+        slot.streak = slot.streak + 1 if cls in BACKOFF_CLASSES else 0
+        delay, backoff = next_delay(slot.target.interval, result.outcome, slot.streak, self.rng)
+        # keep the phase when on time, so probes stay evenly spread; never plan in the past
+        due = max(planned + delay, now + delay * 0.5) if backoff == 0 else now + delay
+        if (bucket := self.budgets.bucket(slot.target, now)) is not None and result.requests > 1:
+            bucket.spend(now, result.requests - 1)
+        heapq.heappush(self._heap, (due, next(self._seq), slot.target.name, slot.generation))
+        self.state.record(result, self.clock.time() + (due - now), backoff)
+        if self._heap[0][0] == due:
+            self._poke()  # this target is now the next one due: the loop must wake for it
+
+    async def probe_once(self, target: Target) -> ProbeResult:
+        """One probe, never raising: a bug in a probe must not stop the loop for the others."""
+        try:
+            return await self.prober.probe(target)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            log.error("probe of target %s failed internally: %s", target.name, exc.__class__.__name__)
+            return ProbeResult(target.name, self.clock.time(), 0.0,
+                               Outcome("unknown", "internal", "internal error in the prober", 0), "", "")

@@ -1,0 +1,103 @@
+"""The exporter's own HTTP endpoints."""
+
+from __future__ import annotations
+
+import gzip
+import html
+import logging
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from .app import Exporter
+from .collector import CONTENT_TYPE, render_exposition
+
+__all__ = ["EXPORTER_KEY", "make_app"]
+
+log = logging.getLogger(__name__)
+EXPORTER_KEY = web.AppKey("exporter", Exporter)
+#: requests to the exporter are small; anything larger is refused with 413 before it is read
+MAX_REQUEST_BYTES = 16 * 1024
+
+
+async def metrics(request: web.Request) -> web.Response:
+    exp = request.app[EXPORTER_KEY]
+    body = render_exposition(exp.state, exp.info)
+    return _maybe_gzip(request, body)
+
+
+def _maybe_gzip(request: web.Request, body: bytes) -> web.Response:
+    if "gzip" in request.headers.get("Accept-Encoding", "") and len(body) > 1024:
+        # level 1: scrapes are frequent and the text compresses well even at the fastest level
+        return web.Response(body=gzip.compress(body, 1), headers={"Content-Type": CONTENT_TYPE,
+                                                                   "Content-Encoding": "gzip"})
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+async def probe(request: web.Request) -> web.Response:
+    exp = request.app[EXPORTER_KEY]
+    name = request.query.get("target", "")
+    if not name:
+        raise web.HTTPBadRequest(text="target parameter is missing\n")
+    if exp.config.target(name) is None:
+        # Only configured target names: /probe must never become a proxy to arbitrary URLs.
+        shown = html.escape(name[:64])
+        raise web.HTTPBadRequest(text=f"unknown target {shown!r}: /probe takes a configured target name\n")
+    done = await exp.probe_now(name)
+    assert done is not None
+    return _maybe_gzip(request, render_exposition([done[1]], None, process=False))
+
+
+async def healthy(request: web.Request) -> web.Response:
+    return web.Response(text="Healthy.\n")
+
+
+async def ready(request: web.Request) -> web.Response:
+    if request.app[EXPORTER_KEY].ready:
+        return web.Response(text="Ready.\n")
+    raise web.HTTPServiceUnavailable(text="Not ready.\n")
+
+
+async def reload(request: web.Request) -> web.Response:
+    ok, message = await request.app[EXPORTER_KEY].reload()
+    if not ok:
+        raise web.HTTPInternalServerError(text=f"failed to reload config: {message}\n")
+    return web.Response(text=message + "\n")
+
+
+async def landing(request: web.Request) -> web.Response:
+    exp = request.app[EXPORTER_KEY]
+    rows = "".join(
+        f"<li><a href='probe?target={html.escape(t.name)}'>{html.escape(t.name)}</a> ({html.escape(t.vendor)})</li>"
+        for t in exp.config.targets)
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>apistatus-exporter</title></head><body>"
+        "<h1>apistatus-exporter</h1><ul><li><a href='metrics'>Metrics</a></li>"
+        "<li><a href='-/healthy'>Health</a></li><li><a href='-/ready'>Readiness</a></li></ul>"
+        f"<h2>Targets</h2><ul>{rows}</ul></body></html>")
+    return web.Response(text=page, content_type="text/html")
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except web.HTTPException:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback to the client
+        log.error("%s %s failed: %s", request.method, request.path, exc.__class__.__name__)
+        raise web.HTTPInternalServerError(text="internal error\n") from None
+
+
+def make_app(exporter: Exporter) -> web.Application:
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[errors])
+    app[EXPORTER_KEY] = exporter
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/probe", probe)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    app.router.add_post("/-/reload", reload)
+    app.router.add_put("/-/reload", reload)
+    app.router.add_get("/", landing)
+    return app
