@@ -1,0 +1,85 @@
+"""Shared fixtures: real servers on 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from exporter._yamlnode import Node
+from exporter.app import Exporter
+from exporter.clock import Clock
+from exporter.config import Config, parse_config
+from exporter.web import make_app
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "artifacts"
+
+
+def config_from(data: Mapping[str, Any], base: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """A Config from a Python dict, validated exactly like a file."""
+    return parse_config(Node(dict(data), "test-config.yml", ""), base or Path("."), env or {})
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Running:
+    exporter: Exporter
+    url: str
+    session: aiohttp.ClientSession
+
+    async def get(self, path: str, **kw: Any) -> tuple[int, str]:
+        async with self.session.get(self.url + path, **kw) as r:
+            return r.status, await r.text()
+
+    async def metrics(self) -> str:
+        status, text = await self.get("/metrics")
+        assert status == 200
+        return text
+
+
+@contextlib.asynccontextmanager
+async def running_exporter(config: Config, clock: Clock | None = None, **kw: Any) -> AsyncIterator[Running]:
+    """The exporter and its HTTP endpoints on 127.0.0.1, as a user runs them."""
+    exp = Exporter(config, clock=clock, **kw)
+    await exp.start()
+    runner = web.AppRunner(make_app(exp))
+    await runner.setup()
+    port = free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield Running(exp, f"http://127.0.0.1:{port}", session)
+    finally:
+        await runner.cleanup()
+        await exp.close()
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    """The value of the first sample of ``name`` whose labels include ``labels``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    return None
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
