@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ._yamlnode import ConfigError, Node, load_yaml
 from .catalog import (
@@ -105,18 +106,23 @@ class Config:
         return next((t for t in self.targets if t.name == name), None)
 
 
-def _expand(node: Node, env: Mapping[str, str]) -> str:
-    text = node.text()
+def _expand(value: Any, env: Mapping[str, str], file: str, path: str) -> Any:
+    """Replace ``${VAR}`` in every string of the tree; a missing variable names its key path."""
+    if isinstance(value, dict):
+        return {k: _expand(v, env, file, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, env, file, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, str) and "${" in value:
+        def sub(m: re.Match[str]) -> str:
+            if m.group(1) not in env:
+                raise ConfigError(file, path, f"environment variable {m.group(1)} is not set")
+            return env[m.group(1)]
 
-    def sub(m: re.Match[str]) -> str:
-        if m.group(1) not in env:
-            node.fail(f"environment variable {m.group(1)} is not set", show=False)
-        return env[m.group(1)]
-
-    return _ENV.sub(sub, text)
+        return _ENV.sub(sub, value)
+    return value
 
 
-def _credentials(node: Node, catalog: Catalog, base: Path, env: Mapping[str, str]) -> Credentials:
+def _credentials(node: Node, catalog: Catalog, base: Path) -> Credentials:
     node.secret = True  # no credential value ever appears in an error
     out: dict[str, str] = {}
     allowed = set(catalog.credentials) | {f"{c}_file" for c in catalog.credentials} | {"video_manager_id"}
@@ -125,13 +131,13 @@ def _credentials(node: Node, catalog: Catalog, base: Path, env: Mapping[str, str
             val.fail(f"unknown credential for vendor {catalog.vendor} (allowed: {', '.join(catalog.credentials)}"
                      f" or NAME_file)", show=False)
         if key.endswith("_file"):
-            path = base / _expand(val, env)
+            path = base / val.text()
             try:
                 out[key[:-5]] = path.read_text(encoding="utf-8").rstrip("\r\n")
             except OSError as exc:
                 raise ConfigError(val.file, val.path, f"cannot read {path}: {exc.strerror}") from None
         else:
-            out[key] = _expand(val, env)
+            out[key] = val.text()
     for c in catalog.credentials:
         if not out.get(c):
             Node(None, node.file, f"{node.path}.{c}").fail(
@@ -180,6 +186,7 @@ def _catalogs(root: dict[str, Node], base: Path) -> dict[str, Catalog]:
 
 def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
+    root_node = Node(_expand(root_node.value, env, root_node.file, ""), root_node.file, "")
     root = root_node.mapping({"global", "targets", "vendors", "catalog_files"}, required=("targets",))
     g = root["global"].mapping({"interval", "timeout", "max_concurrency", "probe_share", "max_body_bytes",
                                 "history"}) if "global" in root else {}
@@ -207,14 +214,14 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
         if vendor not in catalogs:
             t["vendor"].fail(f"unknown vendor (known: {', '.join(sorted(catalogs))})")
         catalog = catalogs[vendor]
-        base_url = Node(_expand(t["base_url"], env), t["base_url"].file, t["base_url"].path).url()
+        base_url = t["base_url"].url()
         interval = t["interval"].duration(minimum=1) if "interval" in t else glob.interval
         timeout = t["timeout"].duration(minimum=0.1) if "timeout" in t else glob.timeout
         if timeout > interval:
             (t.get("timeout") or t.get("interval") or tnode).fail(
                 f"timeout {timeout:g}s is longer than the interval {interval:g}s")
         creds = _credentials(t.get("credentials", Node({}, tnode.file, f"{tnode.path}.credentials")),
-                             catalog, base, env)
+                             catalog, base)
         check = parse_check(t["check"], catalog.check) if "check" in t else catalog.check
         _require(check, t.get("check"), catalog, tnode)
         budget = catalog.budget

@@ -1,0 +1,103 @@
+"""Config loading: the example is valid; each broken fixture gives exactly its one-line error."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from exporter.config import ConfigError, load_config
+
+from .conftest import ROOT, config_from
+
+BROKEN = sorted((ROOT / "tests" / "broken").glob("*.yml"))
+EXAMPLE_ENV = {
+    "BANNERSNACK_CLIENT_ID": "cid", "BANNERSNACK_SECRET": "s", "BANNERSNACK_BANNER_HASH": "h",
+    "RUBIQ_APP_KEY": "32767", "RUBIQ_APP_SECRET": "x", "RUBIQ_MONITORING_ENTITY": "1",
+    "FLIPSNACK_API_KEY": "k", "FLIPSNACK_SECRET": "s", "MOVINGIMAGE_USER": "u",
+}
+
+
+def expected_error(path: Path) -> str:
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# error: "), f"{path} must start with '# error: '"
+    return first[len("# error: "):].replace("{file}", str(path)).replace("{dir}", str(path.parent))
+
+
+@pytest.mark.parametrize("path", BROKEN, ids=[p.stem for p in BROKEN])
+def test_each_broken_config_names_file_key_and_value(path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={})
+    assert str(err.value) == expected_error(path)
+    assert "\n" not in str(err.value)
+
+
+def example_copy(tmp_path: Path) -> Path:
+    """config/example.yml with its secret files made in tmp_path."""
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "bizwebs_token").write_text("t" * 32 + "\n")
+    (secrets / "movingimage_password").write_text("pw\n")
+    good = tmp_path / "example.yml"
+    good.write_text((ROOT / "config" / "example.yml").read_text().replace("/run/secrets/", f"{secrets}/"))
+    return good
+
+
+def test_example_config_is_valid_with_its_environment(tmp_path: Path) -> None:
+    cfg = load_config(example_copy(tmp_path), env=EXAMPLE_ENV)
+    assert [t.vendor for t in cfg.targets] == ["bannersnack", "bizwebs", "rubiq", "flipsnack", "movingimage"]
+    crm = cfg.target("crm")
+    assert crm is not None and crm.check.path == "/entity/id/1/data"
+    assert cfg.catalogs["flipsnack"].codes["50"].cls == "server_error"
+    videos = cfg.target("videos")
+    assert videos is not None and videos.credentials["password"] == "pw"
+
+
+def _check(path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "exporter", "--config", str(path), "--check-config"],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, **env}, cwd=ROOT)
+
+
+def test_check_config_cli_accepts_the_example_and_rejects_a_broken_one(tmp_path: Path) -> None:
+    ok = _check(example_copy(tmp_path), EXAMPLE_ENV)
+    assert ok.returncode == 0, ok.stderr
+    assert "OK, 5 targets" in ok.stdout
+    bad_path = ROOT / "tests" / "broken" / "duplicate_name.yml"
+    bad = _check(bad_path, {})
+    assert bad.returncode == 1
+    assert bad.stderr.strip() == "error: " + expected_error(bad_path)
+    assert "Traceback" not in bad.stderr
+
+
+def test_secret_files_env_vars_and_path_prefix(tmp_path: Path) -> None:
+    (tmp_path / "tok").write_text("from-a-file\n")
+    cfg = config_from({"targets": [
+        {"name": "a", "vendor": "bizwebs", "base_url": "https://${HOST}/prefix/",
+         "credentials": {"token_file": "tok"}},
+    ]}, base=tmp_path, env={"HOST": "shop.example"})
+    t = cfg.targets[0]
+    assert t.credentials["token"] == "from-a-file"
+    assert t.base_url == "https://shop.example/prefix"
+    assert "from-a-file" not in repr(t)  # a stray log of the target never shows a secret
+
+
+def test_secret_values_never_appear_in_errors() -> None:
+    with pytest.raises(ConfigError) as err:
+        config_from({"targets": [{"name": "a", "vendor": "flipsnack", "base_url": "https://x.example",
+                                  "credentials": {"api_key": "SUPERSECRET", "secrit": "SUPERSECRET2"}}]})
+    assert "SUPERSECRET" not in str(err.value)
+
+
+def test_user_defined_vendor_and_catalog_file(tmp_path: Path) -> None:
+    (tmp_path / "acme.yaml").write_text(
+        "vendor: acme\ncredentials: [token]\nsigner: {name: header, options: {header: X-Key, template: '{token}'}}\n"
+        "check: {path: /health}\ncode_from: [{body: status}]\n"
+        "codes:\n  '1': {class: ok}\n  '2': {class: maintenance}\n")
+    cfg = config_from({"catalog_files": ["acme.yaml"], "targets": [
+        {"name": "a", "vendor": "acme", "base_url": "http://127.0.0.1:1", "credentials": {"token": "t"}}]},
+        base=tmp_path)
+    assert cfg.targets[0].catalog.codes["2"].cls == "maintenance"
+    assert cfg.targets[0].check.path == "/health"
