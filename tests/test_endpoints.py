@@ -1,0 +1,153 @@
+"""The exporter's endpoints over real HTTP: /metrics (checked by promtool), /probe, reload, health."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from exporter.config import load_config
+
+from .conftest import config_from, running_exporter, sample
+
+
+class Flip:
+    """A Flipsnack-like loopback server whose body code can be switched."""
+
+    def __init__(self) -> None:
+        self.code = 20
+        self.hits = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.hits += 1
+        return web.json_response({"code": self.code, "data": {"api_uploads_left": 900}},
+                                 headers={"Retry-After": "30"} if self.code == 22 else {})
+
+
+@pytest.fixture
+async def flip() -> AsyncIterator[tuple[Flip, str]]:
+    f = Flip()
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", f.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield f, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    await runner.cleanup()
+
+
+def targets(url: str, *names: str) -> dict[str, object]:
+    # probe_share 1: these targets share one Flipsnack key, whose default 5% share (3/min) would
+    # rightly hold back a 1 s interval
+    return {"global": {"interval": "1s", "timeout": "1s", "probe_share": 1},
+            "targets": [{"name": n, "vendor": "flipsnack", "base_url": url, "labels": {"team": "a\"b\\c"},
+                         "credentials": {"api_key": "k", "secret": "s"}} for n in names]}
+
+
+async def wait_for(pred, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    """Poll a condition about real probes; bounded, never a fixed sleep standing in for an assertion."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not await pred():
+        assert loop.time() < end, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+def promtool_check(text: str) -> subprocess.CompletedProcess[str]:
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool (Debian package prometheus) is required"
+    return subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+
+
+async def test_metrics_pass_promtool_and_carry_every_family(flip: tuple[Flip, str]) -> None:
+    f, url = flip
+    async with running_exporter(config_from(targets(url, "a", "b"))) as ex:
+        async def both_probed() -> bool:
+            text = await ex.metrics()
+            return sample(text, "apistatus_up", target="a") == 1 and sample(text, "apistatus_up", target="b") == 1
+        await wait_for(both_probed)
+        f.code = 22
+        async def maint() -> bool:
+            return sample(await ex.metrics(), "apistatus_maintenance", target="a") == 1
+        await wait_for(maint)
+        text = await ex.metrics()
+    check = promtool_check(text)
+    assert check.returncode == 0 and check.stdout == "" and check.stderr == "", check.stdout + check.stderr
+    assert sample(text, "apistatus_outcome", target="a", **{"class": "maintenance"}) == 1
+    assert sample(text, "apistatus_outcome", target="a", **{"class": "ok"}) == 0
+    assert sample(text, "apistatus_up", target="a") == 0
+    assert sample(text, "apistatus_retry_after_seconds", target="a") == 30
+    assert sample(text, "apistatus_quota_remaining", target="a", quota="uploads") == 900
+    assert sample(text, "apistatus_quota_limit", target="a", quota="uploads") == 1000
+    assert sample(text, "apistatus_http_status_code", target="a") == 200
+    assert (sample(text, "apistatus_responses_total", target="a", code="22", **{"class": "maintenance"}) or 0) >= 1
+    assert (sample(text, "apistatus_request_duration_seconds_count", target="a") or 0) >= 2
+    assert sample(text, "apistatus_targets") == 2
+    assert sample(text, "apistatus_config_last_reload_successful") == 1
+    assert sample(text, "apistatus_build_info", version="0.1.0") == 1
+    assert sample(text, "apistatus_up", target="a", team='a"b\\c') == 0  # label values escaped correctly
+
+
+async def test_reload_removes_a_target_and_its_series_and_a_bad_config_keeps_the_old(
+        flip: tuple[Flip, str], tmp_path: Path) -> None:
+    import yaml
+
+    _, url = flip
+    path = tmp_path / "c.yml"
+    path.write_text(yaml.safe_dump(targets(url, "keep", "drop")))
+    async with running_exporter(load_config(path), config_path=path) as ex:
+        async def both() -> bool:
+            text = await ex.metrics()
+            return sample(text, "apistatus_up", target="drop") is not None and \
+                sample(text, "apistatus_up", target="keep") is not None
+        await wait_for(both)
+        path.write_text(yaml.safe_dump(targets(url, "keep")))
+        async with ex.session.post(ex.url + "/-/reload") as r:
+            assert r.status == 200
+        text = await ex.metrics()
+        assert 'target="drop"' not in text
+        assert sample(text, "apistatus_up", target="keep") == 1
+        assert sample(text, "apistatus_targets") == 1
+
+        path.write_text("targets: [{name: x}]\n")
+        async with ex.session.post(ex.url + "/-/reload") as r:
+            assert r.status == 500
+            assert "targets[0].vendor: is required" in await r.text()
+        text = await ex.metrics()
+        assert sample(text, "apistatus_config_last_reload_successful") == 0
+        assert sample(text, "apistatus_up", target="keep") == 1  # the running config stays
+
+
+async def test_probe_endpoint_probes_a_configured_target_and_refuses_anything_else(flip: tuple[Flip, str]) -> None:
+    f, url = flip
+    cfg = config_from(targets(url, "a"))
+    async with running_exporter(cfg) as ex:
+        before = f.hits
+        status, text = await ex.get("/probe", params={"target": "a"})
+        assert status == 200
+        assert sample(text, "apistatus_up", target="a") == 1
+        assert sample(text, "apistatus_request_duration_seconds_count", target="a") == 1  # a fresh registry
+        assert "process_cpu_seconds_total" not in text
+        assert f.hits >= before + 1
+        for bad in ({"target": url}, {"target": "nope"}, {}):
+            hits = f.hits
+            status, text = await ex.get("/probe", params=bad)
+            assert status == 400 and "Traceback" not in text
+            assert f.hits == hits  # no request left the exporter for a refused /probe
+
+
+async def test_health_ready_and_landing(flip: tuple[Flip, str]) -> None:
+    _, url = flip
+    async with running_exporter(config_from(targets(url, "a"))) as ex:
+        assert (await ex.get("/-/healthy"))[0] == 200
+        assert (await ex.get("/-/ready"))[0] == 200
+        status, page = await ex.get("/")
+        assert status == 200 and "metrics" in page
+        status, _ = await ex.get("/metrics", headers={"Accept-Encoding": "gzip"})
+        assert status == 200
