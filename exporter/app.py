@@ -26,8 +26,11 @@ log = logging.getLogger(__name__)
 
 class Exporter:
     def __init__(self, config: Config, config_path: Path | None = None, clock: Clock | None = None,
-                 loader: Callable[[], Config] | None = None) -> None:
+                 loader: Callable[[], Config] | None = None,
+                 resolver: aiohttp.abc.AbstractResolver | None = None) -> None:
         self.config = config
+        #: tests and benchmarks pass a loopback-only resolver so that no DNS query leaves the machine
+        self._resolver = resolver
         self.config_path = config_path
         self.clock = clock or SystemClock()
         if loader is None and config_path is not None:
@@ -45,7 +48,7 @@ class Exporter:
         # One shared session for every probe; connections are reused per vendor host. Cookies are
         # ignored: a health check must not carry state from one probe to the next.
         connector = aiohttp.TCPConnector(limit=self.config.global_.max_concurrency, limit_per_host=0,
-                                         ttl_dns_cache=60, enable_cleanup_closed=True)
+                                         ttl_dns_cache=60, enable_cleanup_closed=True, resolver=self._resolver)
         self.session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
                                              auto_decompress=True, raise_for_status=False,
                                              headers={"User-Agent": "apistatus-exporter"})
