@@ -71,6 +71,8 @@ class GlobalConfig:
     probe_share: float = 0.05
     max_body_bytes: int = 65536
     history: int = 50
+    #: probe once more right after a failure before the class changes (both answers are counted)
+    confirm_failures: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,7 @@ class Target:
     budget: Budget | None = None
     #: the share of the budget for probes: the target's own, else the global one
     probe_share: float = 0.05
+    confirm_failures: bool = False
 
     @property
     def budget_key(self) -> tuple[str, str, tuple[tuple[str, str], ...]]:
@@ -189,7 +192,7 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
     root_node = Node(_expand(root_node.value, env, root_node.file, ""), root_node.file, "")
     root = root_node.mapping({"global", "targets", "vendors", "catalog_files"}, required=("targets",))
     g = root["global"].mapping({"interval", "timeout", "max_concurrency", "probe_share", "max_body_bytes",
-                                "history"}) if "global" in root else {}
+                                "history", "confirm_failures"}) if "global" in root else {}
     d = GlobalConfig()
     glob = GlobalConfig(
         interval=g["interval"].duration(minimum=1) if "interval" in g else d.interval,
@@ -198,12 +201,13 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
         probe_share=g["probe_share"].number(0.0001, 1) if "probe_share" in g else d.probe_share,
         max_body_bytes=g["max_body_bytes"].integer(1024, 16 << 20) if "max_body_bytes" in g else d.max_body_bytes,
         history=g["history"].integer(1, 10000) if "history" in g else d.history,
+        confirm_failures=g["confirm_failures"].boolean() if "confirm_failures" in g else d.confirm_failures,
     )
     catalogs = _catalogs(root, base)
     targets: list[Target] = []
     seen: set[str] = set()
     allowed = {"name", "vendor", "base_url", "interval", "timeout", "credentials", "check", "labels", "budget",
-               "probe_share"}
+               "probe_share", "confirm_failures"}
     for tnode in root["targets"]:
         t = tnode.mapping(allowed, required=("name", "vendor", "base_url"))
         name = t["name"].text(r"[A-Za-z0-9_.:-]{1,128}", "letters, digits, '.', ':', '_' or '-' (at most 128)")
@@ -233,6 +237,7 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
             credentials=creds, check=check, labels=_labels(t["labels"]) if "labels" in t else (),
             budget=budget,
             probe_share=t["probe_share"].number(0.0001, 1) if "probe_share" in t else glob.probe_share,
+            confirm_failures=t["confirm_failures"].boolean() if "confirm_failures" in t else glob.confirm_failures,
         ))
     return Config(root_node.file, glob, tuple(targets), catalogs)
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .budget import Budgets
+from .catalog import UP_CLASSES
 from .classify import Outcome
 from .clock import Clock
 from .config import Target
@@ -41,7 +42,7 @@ def next_delay(interval: float, outcome: Outcome, streak: int, rng: random.Rando
     if outcome.retry_after is not None:
         delay = max(interval, outcome.retry_after)
     else:
-        exp = interval * 2 ** min(streak - 1, 20)
+        exp = interval * 2 ** min(streak, 20)  # the first back-off answer already doubles the wait
         delay = max(interval, min(exp, MAX_BACKOFF)) * (1 + rng.uniform(0, 2 * JITTER))
     return delay, max(0.0, delay - interval)
 
@@ -113,20 +114,27 @@ class Scheduler:
                     slot = self._slots.get(name)
                     if slot is None or slot.generation != gen:
                         continue  # removed or replaced by a reload
-                    bucket = self.budgets.bucket(slot.target, now)
-                    if bucket is not None and (wait := bucket.wait(now)) > 0:
-                        self._push(now + wait, slot)
+                    budget = self.budgets.window(slot.target)
+                    if budget is not None and (wait := budget.wait(now)) > 0:
+                        self._push(now + wait, slot)  # the shared budget is spent: wait for room
                         continue
-                    if bucket is not None:
-                        bucket.spend(now)
+                    if budget is not None:
+                        budget.spend(now)
                     task = asyncio.create_task(self._probe(slot, due), name=f"probe:{name}")
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
-                timeout = self._heap[0][0] - now if self._heap else 3600.0
-                self._sleeper = asyncio.ensure_future(self.clock.sleep(timeout))
+                deadline = self._heap[0][0] if self._heap else now + 3600.0
+                self._sleeper = asyncio.ensure_future(self._sleep_until(deadline))
                 await asyncio.wait({self._sleeper})
         finally:
             await self.stop()
+
+    async def _sleep_until(self, deadline: float) -> None:
+        # A deadline, not a duration: the sleep may start a moment after it was planned.
+        await self.clock.sleep(deadline - self.clock.monotonic())
+
+    def in_flight(self) -> int:
+        return len(self._tasks)
 
     async def stop(self) -> None:
         self._poke()
@@ -140,6 +148,15 @@ class Scheduler:
         async with self._sem:
             self.lags.append(self.clock.monotonic() - planned)
             result = await self.probe_once(slot.target)
+            if slot.target.confirm_failures and result.outcome.cls not in UP_CLASSES | BACKOFF_CLASSES:
+                # Confirm a failure once before it becomes the current class. The first attempt is
+                # recorded too, so a retry never hides a failure from the counters. Not after answers
+                # that ask us to back off: a retry then would only add to the vendor's load.
+                if self._slots.get(slot.target.name) is slot:
+                    self.state.record(result, self.clock.time(), 0.0)
+                if (budget := self.budgets.window(slot.target)) is not None:
+                    budget.spend(self.clock.monotonic(), result.requests)
+                result = await self.probe_once(slot.target)
         self.completed += 1
         if self._slots.get(slot.target.name) is not slot:
             return  # removed by a reload while in flight
@@ -149,8 +166,8 @@ class Scheduler:
         delay, backoff = next_delay(slot.target.interval, result.outcome, slot.streak, self.rng)
         # keep the phase when on time, so probes stay evenly spread; never plan in the past
         due = max(planned + delay, now + delay * 0.5) if backoff == 0 else now + delay
-        if (bucket := self.budgets.bucket(slot.target, now)) is not None and result.requests > 1:
-            bucket.spend(now, result.requests - 1)
+        if (budget := self.budgets.window(slot.target)) is not None and result.requests > 1:
+            budget.spend(now, result.requests - 1)
         heapq.heappush(self._heap, (due, next(self._seq), slot.target.name, slot.generation))
         self.state.record(result, self.clock.time() + (due - now), backoff)
         if self._heap[0][0] == due:

@@ -1,0 +1,204 @@
+"""Scheduling on a controllable clock against real loopback servers: backoff honours Retry-After,
+shared budgets hold over a simulated hour, no overlap, a concurrency cap, confirmation retries."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from exporter.budget import budget_warnings
+from exporter.classify import Outcome
+from exporter.clock import FakeClock
+from exporter.collector import render_target
+from exporter.config import Config
+from exporter.probe import Prober
+from exporter.scheduler import MAX_BACKOFF, Scheduler, next_delay
+from exporter.state import State
+
+from .conftest import config_from
+
+
+@dataclass
+class Vendor:
+    """A loopback server: ``answer(request) -> (status, headers, json)``; logs (clock time, target key)."""
+
+    clock: FakeClock
+    answer: Callable[[web.Request], tuple[int, dict[str, str], object]] = lambda r: (200, {}, {"code": 20})
+    log: list[tuple[float, str]] = field(default_factory=list)
+    hold: asyncio.Event | None = None
+    in_flight: int = 0
+    max_in_flight: int = 0
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.log.append((self.clock.monotonic(), request.query.get("apiKey", request.path)))
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.hold is not None:
+                await self.hold.wait()
+            status, headers, body = self.answer(request)
+            return web.json_response(body, status=status, headers=headers)
+        finally:
+            self.in_flight -= 1
+
+
+@dataclass
+class Sim:
+    clock: FakeClock
+    vendor: Vendor
+    url: str
+    scheduler: Scheduler | None = None
+    state: State | None = None
+
+    async def start(self, cfg: Config, session: aiohttp.ClientSession) -> None:
+        self.state = State(render_target)
+        self.state.sync(cfg.targets)
+        self.scheduler = Scheduler(Prober(session, self.clock), self.state, self.clock,
+                                   cfg.global_.max_concurrency, rng=random.Random(7))
+        self.scheduler.apply(cfg.targets)
+
+    async def step(self, seconds: float, every: float = 1.0) -> None:
+        """Advance simulated time, letting each probe's real HTTP exchange finish as it comes due."""
+        assert self.scheduler is not None
+        done = 0.0
+        while done < seconds:
+            dt = min(every, seconds - done)
+            await self.clock.advance(dt)
+            done += dt
+            for _ in range(2000):
+                if not self.scheduler.in_flight():
+                    break
+                await asyncio.sleep(0.002)
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Sim]:
+    clock = FakeClock()
+    vendor = Vendor(clock)
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", vendor.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    s = Sim(clock, vendor, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}")  # type: ignore[union-attr]
+    async with aiohttp.ClientSession() as session:
+        s.session = session  # type: ignore[attr-defined]
+        yield s
+        if s.scheduler is not None:
+            await s.scheduler.stop()
+    await runner.cleanup()
+
+
+def flip_targets(url: str, n: int = 1, interval: str = "10s", same_key: bool = False,
+                 **extra: object) -> Config:
+    return config_from({"global": {"interval": interval, "timeout": "2s", **extra}, "targets": [
+        {"name": f"t{i}", "vendor": "flipsnack", "base_url": url,
+         "credentials": {"api_key": "shared" if same_key else f"key{i}", "secret": "s"}} for i in range(n)]})
+
+
+async def run(sim: Sim, cfg: Config) -> asyncio.Task[None]:
+    await sim.start(cfg, sim.session)  # type: ignore[attr-defined]
+    assert sim.scheduler is not None
+    return asyncio.create_task(sim.scheduler.run())
+
+
+async def test_retry_after_120_delays_the_next_probe_by_at_least_120s(sim: Sim) -> None:
+    sim.vendor.answer = lambda r: (200, {"Retry-After": "120"}, {"code": 22})  # maintenance
+    task = await run(sim, flip_targets(sim.url))
+    await sim.step(2)
+    assert len(sim.vendor.log) == 1
+    assert sim.state is not None
+    ts = sim.state.get("t0")
+    assert ts is not None and ts.backoff == pytest.approx(110)
+    assert ts.next_probe_at - sim.clock.time() == pytest.approx(120, abs=2)
+    first = sim.vendor.log[0][0]
+    await sim.step(first + 119.5 - sim.clock.monotonic(), every=0.1)
+    assert len(sim.vendor.log) == 1  # nothing before Retry-After has passed
+    sim.vendor.answer = lambda r: (200, {}, {"code": 20})
+    await sim.step(2, every=0.1)
+    assert len(sim.vendor.log) == 2 and sim.vendor.log[1][0] - first >= 120
+    assert ts.last is not None and ts.backoff == 0
+    # back to the normal interval (10 s, 5% jitter) after a success, planned from the last start
+    assert ts.next_probe_at - ts.last.started == pytest.approx(10, abs=0.6)
+    await sim.step(12, every=0.1)
+    assert len(sim.vendor.log) == 3
+    task.cancel()
+
+
+async def test_exponential_backoff_with_cap_then_back_to_normal(sim: Sim) -> None:
+    sim.vendor.answer = lambda r: (200, {}, {"code": 50})  # server_error, no Retry-After
+    task = await run(sim, flip_targets(sim.url, interval="10s"))
+    await sim.step(160, every=0.1)
+    gaps = [b[0] - a[0] for a, b in zip(sim.vendor.log, sim.vendor.log[1:], strict=False)]
+    assert len(gaps) >= 3
+    assert gaps[0] == pytest.approx(20, rel=0.15) and gaps[1] == pytest.approx(40, rel=0.15)
+    assert gaps[2] == pytest.approx(80, rel=0.15)
+    task.cancel()
+
+
+def test_backoff_policy_is_capped_and_retry_after_wins() -> None:
+    rng = random.Random(1)
+    err = Outcome("server_error", "50", "x", 200)
+    assert next_delay(30, err, 30, rng)[0] <= MAX_BACKOFF * 1.1
+    assert next_delay(3600, err, 5, rng)[0] >= 3600  # never shorter than the interval
+    ra = Outcome("rate_limited", "31", "x", 200, retry_after=300)
+    assert next_delay(30, ra, 1, rng) == (300, 270)
+    ok = Outcome("ok", "20", "x", 200)
+    delay, backoff = next_delay(30, ok, 0, rng)
+    assert 28.5 <= delay <= 31.5 and backoff == 0
+
+
+async def test_three_targets_on_one_flipsnack_key_stay_within_budget_over_an_hour(sim: Sim) -> None:
+    # 3 targets at 10 s would make 18 requests a minute; 5% of Flipsnack's 60/min allows 3.
+    cfg = flip_targets(sim.url, n=3, interval="10s", same_key=True)
+    assert budget_warnings(cfg.targets) == [
+        "targets t0, t1, t2 share one flipsnack credential: their intervals make 18 requests per 60s but probes "
+        "may spend 3 (5% of 60 per 60s); an interval of at least 60s each would fit"]
+    task = await run(sim, cfg)
+    await sim.step(3600, every=1)
+    times = [t for t, _ in sim.vendor.log]
+    worst = max(sum(1 for u in times if t <= u < t + 60) for t in times)
+    assert worst <= 3  # never more than the probes' share in any minute
+    assert len(times) >= 170  # and the budget is used, not starved: ~3 a minute
+    per_target = {k: sum(1 for _, kk in sim.vendor.log if kk == k) for _, k in sim.vendor.log}
+    assert len(per_target) == 1  # one key
+    task.cancel()
+
+
+async def test_no_overlap_and_concurrency_cap(sim: Sim) -> None:
+    sim.vendor.hold = asyncio.Event()
+    task = await run(sim, flip_targets(sim.url, n=5, interval="1s", timeout="1s", max_concurrency=2))
+    assert sim.scheduler is not None
+    for _ in range(5):
+        await sim.clock.advance(1)
+        for _ in range(50):
+            await asyncio.sleep(0.002)
+    assert sim.vendor.max_in_flight == 2  # the global cap
+    assert len(sim.vendor.log) == 2  # nobody probed again while its probe was in flight
+    sim.vendor.hold.set()
+    await sim.step(3)
+    keys = [k for _, k in sim.vendor.log]
+    assert set(keys) == {f"key{i}" for i in range(5)}
+    task.cancel()
+
+
+async def test_confirmation_retry_keeps_the_first_failure_visible(sim: Sim) -> None:
+    answers = iter([(200, {}, {"code": 41}), (200, {}, {"code": 20})])
+    sim.vendor.answer = lambda r: next(answers, (200, {}, {"code": 20}))
+    task = await run(sim, flip_targets(sim.url, confirm_failures=True))
+    await sim.step(2)
+    assert sim.state is not None
+    ts = sim.state.get("t0")
+    assert ts is not None
+    assert ts.responses == {("auth", "41"): 1, ("ok", "20"): 1}
+    assert ts.last is not None and ts.last.outcome.cls == "ok"
+    assert len(sim.vendor.log) == 2
+    task.cancel()
+
