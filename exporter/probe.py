@@ -12,6 +12,7 @@ import contextlib
 import json
 import ssl
 import time
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -58,6 +59,15 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     for s in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
         text = text.replace(s, REDACTED)
     return text
+
+
+def _inflater(encoding: str) -> zlib._Decompress | None:
+    enc = encoding.strip().lower()
+    if enc in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if enc == "deflate":
+        return zlib.decompressobj(zlib.MAX_WBITS)
+    return None  # identity, or an encoding we did not ask for: the body stays as sent
 
 
 def _failure(exc: BaseException) -> Failure:
@@ -113,26 +123,35 @@ class Prober:
         return [*target.credentials.values(), *self.signer(target).secrets()]
 
     async def _send(self, req: HttpRequest, timeout: float) -> Answer:
+        # Decompression is ours, not aiohttp's: it inflates a whole received chunk at once, so a gzip
+        # bomb held the event loop for a second; here inflating stops at the body cap.
+        headers = {"Accept-Encoding": "gzip, deflate", **req.headers}
         async with self.session.request(
-            req.method, req.url, params=list(req.params) or None, headers=dict(req.headers), data=req.body,
-            allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout),
+            req.method, req.url, params=list(req.params) or None, headers=headers, data=req.body,
+            allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout), auto_decompress=False,
         ) as resp:
+            inflater = _inflater(resp.headers.get("Content-Encoding", ""))
             chunks: list[bytes] = []
-            size = 0
+            size = raw = 0
             truncated = False
-            while True:
-                chunk = await resp.content.read(self.max_body - size)
+            while size < self.max_body and raw < self.max_body:
+                chunk = await resp.content.read(min(65536, self.max_body - raw))
                 if not chunk:
                     break
+                raw += len(chunk)
+                if inflater is not None:
+                    try:
+                        chunk = inflater.decompress(chunk, self.max_body - size)
+                    except zlib.error:
+                        break  # a corrupt stream: what inflated so far is the body
                 chunks.append(chunk)
                 size += len(chunk)
-                if size >= self.max_body:
-                    truncated = not resp.content.at_eof()
-                    break
-            headers = {k.lower(): v for k, v in resp.headers.items()}
+            else:
+                truncated = not resp.content.at_eof() or bool(inflater and inflater.unconsumed_tail)
+            headers_in = {k.lower(): v for k, v in resp.headers.items()}
             if truncated:
                 resp.close()  # do not drain a body we will not read: drop the connection instead
-            return Answer(resp.status, headers, b"".join(chunks), truncated)
+            return Answer(resp.status, headers_in, b"".join(chunks), truncated)
 
     async def _attempt(self, target: Target, signer: Signer, check: CheckSpec,
                        deadline: float) -> tuple[HttpRequest | None, Answer | Failure, int]:
