@@ -48,7 +48,8 @@ class Exporter:
         # One shared session for every probe; connections are reused per vendor host. Cookies are
         # ignored: a health check must not carry state from one probe to the next.
         connector = aiohttp.TCPConnector(limit=self.config.global_.max_concurrency, limit_per_host=0,
-                                         ttl_dns_cache=60, enable_cleanup_closed=True, resolver=self._resolver)
+                                         ttl_dns_cache=60, enable_cleanup_closed=True, resolver=self._resolver,
+                                         force_close=not self.config.global_.keepalive)
         self.session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
                                              auto_decompress=True, raise_for_status=False,
                                              headers={"User-Agent": "apistatus-exporter"})

@@ -2,7 +2,7 @@
 
 Layout::
 
-    global:    {interval, timeout, max_concurrency, probe_share, max_body_bytes, history}
+    global:    {interval, timeout, max_concurrency, probe_share, max_body_bytes, history, keepalive}
     catalog_files: [extra vendor catalogs, relative to this file]
     vendors:   {name: catalog or override of a built-in}
     targets:   [{name, vendor, base_url, interval, timeout, credentials, check, labels, budget}]
@@ -73,6 +73,8 @@ class GlobalConfig:
     history: int = 50
     #: probe once more right after a failure before the class changes (both answers are counted)
     confirm_failures: bool = False
+    #: reuse connections to a vendor host between probes; off, every probe pays a new TCP/TLS handshake
+    keepalive: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +194,7 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
     root_node = Node(_expand(root_node.value, env, root_node.file, ""), root_node.file, "")
     root = root_node.mapping({"global", "targets", "vendors", "catalog_files"}, required=("targets",))
     g = root["global"].mapping({"interval", "timeout", "max_concurrency", "probe_share", "max_body_bytes",
-                                "history", "confirm_failures"}) if "global" in root else {}
+                                "history", "confirm_failures", "keepalive"}) if "global" in root else {}
     d = GlobalConfig()
     glob = GlobalConfig(
         interval=g["interval"].duration(minimum=1) if "interval" in g else d.interval,
@@ -202,6 +204,7 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
         max_body_bytes=g["max_body_bytes"].integer(1024, 16 << 20) if "max_body_bytes" in g else d.max_body_bytes,
         history=g["history"].integer(1, 10000) if "history" in g else d.history,
         confirm_failures=g["confirm_failures"].boolean() if "confirm_failures" in g else d.confirm_failures,
+        keepalive=g["keepalive"].boolean() if "keepalive" in g else d.keepalive,
     )
     catalogs = _catalogs(root, base)
     targets: list[Target] = []
