@@ -101,3 +101,15 @@ def test_user_defined_vendor_and_catalog_file(tmp_path: Path) -> None:
         base=tmp_path)
     assert cfg.targets[0].catalog.codes["2"].cls == "maintenance"
     assert cfg.targets[0].check.path == "/health"
+
+
+def test_check_config_warns_when_shared_budget_cannot_fit(tmp_path: Path) -> None:
+    path = tmp_path / "c.yml"
+    path.write_text("targets:\n" + "".join(
+        f"  - {{name: fs{i}, vendor: flipsnack, base_url: 'https://api.flipsnack.com/v1', interval: 15s,"
+        f" credentials: {{api_key: k, secret: s}}}}\n" for i in range(2)))
+    out = _check(path, {})
+    assert out.returncode == 0
+    assert out.stderr.strip() == (
+        "warning: targets fs0, fs1 share one flipsnack credential: their intervals make 8 requests per 60s but "
+        "probes may spend 3 (5% of 60 per 60s); an interval of at least 40s each would fit")
