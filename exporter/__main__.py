@@ -125,7 +125,14 @@ async def serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(exporter.reload()))
+    reloads: set[asyncio.Task[tuple[bool, str]]] = set()
+
+    def on_sighup() -> None:
+        task = asyncio.create_task(exporter.reload(), name="reload")
+        reloads.add(task)  # hold a reference until it is done
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
     await stop.wait()
     log.info("stopping")
     await runner.cleanup()

@@ -60,6 +60,7 @@ class Scheduler:
         self.prober, self.state, self.clock = prober, state, clock
         self.rng = rng or random.Random()
         self._sem = asyncio.Semaphore(max_concurrency)
+        self._max_concurrency = max_concurrency
         self._heap: list[tuple[float, int, str, int]] = []
         self._seq = itertools.count()
         self._gen = itertools.count(1)
@@ -87,8 +88,10 @@ class Scheduler:
                 slot = fresh[t.name] = _Slot(t, next(self._gen))
                 self._push(now + self.rng.uniform(0, min(t.interval, spread)), slot)
         self._slots = fresh
-        if max_concurrency is not None and max_concurrency != self._sem._value:
+        if max_concurrency is not None and max_concurrency != self._max_concurrency:
+            # probes in flight finish under the old limit; new ones take the new one
             self._sem = asyncio.Semaphore(max_concurrency)
+            self._max_concurrency = max_concurrency
         self.prober.forget(fresh)
         self._poke()
 
