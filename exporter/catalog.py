@@ -178,8 +178,10 @@ def parse_check(node: Node, default: CheckSpec | None = None) -> CheckSpec:
     path = m["path"].text() if "path" in m and not m["path"].is_missing() else d.path
     if path and not path.startswith("/"):
         m["path"].fail("must start with /")
-    params = tuple(sorted(m["params"].str_map().items())) if "params" in m else d.params
-    headers = tuple(sorted(m["headers"].str_map().items())) if "headers" in m else d.headers
+    # A target's params and headers add to the vendor's default check per key: setting Bannersnack's
+    # banner hash must not drop its action, nor an extra header Bizwebs' Content-Type.
+    params = tuple(sorted({**dict(d.params), **m["params"].str_map()}.items())) if "params" in m else d.params
+    headers = tuple(sorted({**dict(d.headers), **m["headers"].str_map()}.items())) if "headers" in m else d.headers
     body = (None if m["body"].is_missing() else m["body"].text()) if "body" in m else d.body
     requires = tuple(r.text(r"path|body|params\.[\w.-]+", "path, body or params.NAME")
                      for r in m["requires"]) if "requires" in m else d.requires

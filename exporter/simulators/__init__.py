@@ -1,0 +1,106 @@
+"""The five vendor simulators, each a small aiohttp app on 127.0.0.1 that answers the way its vendor
+documents (shared/vendors.md): it checks signatures, tokens and timestamps, enforces limits on its own
+(injectable) clock, and can be switched into any condition through a control API.
+
+Control settings (``await sims.control(vendor, **settings)``, or ``POST /_control`` with a JSON
+object on the simulator): ``reset`` (back to healthy), ``code`` (answer with this code),
+``maintenance``, ``rotated`` (the vendor now expects other credentials), ``disabled``,
+``rate_limited``, ``quota_exceeded``, ``server_error``, ``delay`` (seconds), ``down`` (close the
+connection without an answer), ``clock_offset`` (seconds), ``retry_after`` (seconds); and per vendor:
+bannersnack ``banner_missing``, ``banner_pending``; bizwebs ``partial``, ``partner_required``; rubiq
+``nonstandard``, ``busy``; flipsnack ``uploads_left``, ``burst``; movingimage ``storage_used``,
+``storage_max``, ``traffic_used``, ``traffic_max``, ``revoke_tokens``. A condition the vendor has no
+documented signal for (e.g. rubiq maintenance) is refused with a ControlError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .._yamlnode import parse_duration
+from ..clock import Clock
+from .bannersnack import BannersnackSimulator
+from .base import ControlError, Simulator
+from .bizwebs import BizwebsSimulator
+from .flipsnack import FlipsnackSimulator
+from .movingimage import MovingimageSimulator
+from .rubiq import RubiqSimulator
+
+__all__ = ["SIMULATORS", "ControlError", "Simulator", "SimulatorSet", "start_simulators"]
+
+SIMULATORS: tuple[type[Simulator], ...] = (
+    BannersnackSimulator, BizwebsSimulator, RubiqSimulator, FlipsnackSimulator, MovingimageSimulator,
+)
+
+
+@dataclass
+class SimulatorSet:
+    sims: dict[str, Simulator]
+
+    @property
+    def base_urls(self) -> dict[str, str]:
+        return {v: s.base_url for v, s in self.sims.items()}
+
+    @property
+    def control_urls(self) -> dict[str, str]:
+        return {v: s.url + "/_control" for v, s in self.sims.items()}
+
+    @property
+    def credentials(self) -> dict[str, dict[str, str]]:
+        return {v: s.credentials() for v, s in self.sims.items()}
+
+    @property
+    def checks(self) -> dict[str, dict[str, Any]]:
+        return {v: s.check() for v, s in self.sims.items() if s.check()}
+
+    def counts(self, vendor: str) -> Counter[str]:
+        """Requests the simulator received, by kind (requests, health, login, refresh, usage...)."""
+        return self.sims[vendor].counts
+
+    async def control(self, vendor: str, **settings: Any) -> dict[str, Any]:
+        """Switch a condition on or off (see the module docs); returns the simulator's status."""
+        if vendor not in self.sims:
+            raise ControlError(f"unknown simulator {vendor!r} (known: {', '.join(self.sims)})")
+        return self.sims[vendor].control(**settings)
+
+    def targets_config(self, interval: str = "5s", **kw: Any) -> dict[str, Any]:
+        """A config dict with one target per vendor, named after the vendor. ``kw`` goes into
+        ``global`` (e.g. ``timeout="2s"``); the timeout defaults to the interval, capped at 10s."""
+        seconds = parse_duration(interval)
+        if seconds is None:
+            raise ValueError(f"interval must be a duration like 5s, got {interval!r}")
+        glob: dict[str, Any] = {"interval": interval, "timeout": interval if seconds <= 10 else "10s", **kw}
+        targets: list[dict[str, Any]] = []
+        for vendor, sim in self.sims.items():
+            target: dict[str, Any] = {"name": vendor, "vendor": vendor, "base_url": sim.base_url,
+                                      "credentials": sim.credentials()}
+            if check := sim.check():
+                target["check"] = check
+            # a simulator carries no production traffic: the probes may use the vendor's whole budget
+            target["probe_share"] = 1
+            targets.append(target)
+        return {"global": glob, "targets": targets}
+
+    def describe(self) -> Mapping[str, Mapping[str, Any]]:
+        return {v: {"base_url": s.base_url, "control_url": s.url + "/_control", "credentials": s.credentials(),
+                    **({"check": s.check()} if s.check() else {})} for v, s in self.sims.items()}
+
+    async def close(self) -> None:
+        await asyncio.gather(*(s.close() for s in self.sims.values()), return_exceptions=True)
+
+
+async def start_simulators(host: str = "127.0.0.1", clock: Clock | None = None) -> SimulatorSet:
+    """Start the five simulators on OS-assigned ports of ``host``, sharing ``clock``."""
+    sims = {cls.vendor: cls(clock) for cls in SIMULATORS}
+    started = SimulatorSet(sims)
+    try:
+        for sim in sims.values():
+            await sim.start(host)
+    except BaseException:
+        await started.close()
+        raise
+    return started

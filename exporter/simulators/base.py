@@ -1,0 +1,211 @@
+"""What every vendor simulator shares: its own clock, the control API, request counts, and the
+conditions a test or the demo can switch on (maintenance, rotated credentials, slow answers...).
+
+A simulator answers the way its vendor documents (shared/vendors.md): each vendor module only says
+how a request is verified and where a code is put in the answer. Conditions a vendor has no signal
+for (Rubiq documents no maintenance) are refused with a one-line error instead of being invented.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from aiohttp import web
+
+from ..clock import Clock, SystemClock
+
+__all__ = ["COMMON_SETTINGS", "CONDITIONS", "ControlError", "Simulator", "json_answer"]
+
+#: settings every simulator takes, with their healthy values
+COMMON_SETTINGS: dict[str, Any] = {
+    "code": None,  # answer every health check with this code (any code, documented or not)
+    "maintenance": False,
+    "rotated": False,  # the vendor now expects other credentials: ours are refused
+    "disabled": False,  # the account (or domain, or key) is disabled
+    "rate_limited": False,
+    "quota_exceeded": False,
+    "server_error": False,
+    "delay": 0.0,  # seconds before answering (real time: it is about the exporter's timeout)
+    "down": False,  # accept the connection, then close it without an answer
+    "clock_offset": 0.0,  # seconds added to the simulator's clock: skews timestamps it checks
+    "retry_after": 30,  # the Retry-After seconds sent where the vendor sends one
+}
+#: the condition settings, in the order they win when several are on
+CONDITIONS = ("maintenance", "server_error", "disabled", "quota_exceeded", "rate_limited")
+_CODE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+
+
+class ControlError(ValueError):
+    """A control setting that does not exist, has the wrong type, or means nothing for this vendor."""
+
+
+class Simulator:
+    """One vendor on 127.0.0.1. Subclasses add routes and say which code each condition gives."""
+
+    vendor: ClassVar[str]
+    #: the path prefix a target's base_url carries (e.g. ``/v1`` for Flipsnack)
+    prefix: ClassVar[str] = ""
+    #: condition -> the vendor's code for it; a condition missing here has no documented signal
+    condition_codes: ClassVar[Mapping[str, str]] = {}
+    #: vendor-specific settings and their healthy values
+    extra_settings: ClassVar[Mapping[str, Any]] = {}
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock: Clock = clock or SystemClock()
+        self.counts: Counter[str] = Counter()
+        self.settings: dict[str, Any] = {}
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+        self.reset()
+
+    # --- what a target needs ---------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return self.url + self.prefix
+
+    def credentials(self) -> dict[str, str]:
+        """Demo credentials this simulator accepts (while not rotated)."""
+        raise NotImplementedError
+
+    def check(self) -> dict[str, Any]:
+        """The ``check`` override a target needs, if any."""
+        return {}
+
+    # --- state -----------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Healthy again; counts are kept (tests compare them across conditions)."""
+        self.settings = {**COMMON_SETTINGS, **self.extra_settings}
+        self.on_reset()
+
+    def on_reset(self) -> None:
+        """Subclasses drop vendor state (tokens, rate windows) here."""
+
+    def now(self) -> float:
+        """The vendor's idea of the time: our clock plus the configured offset."""
+        return self.clock.time() + float(self.settings["clock_offset"])
+
+    def secret(self, value: str) -> str:
+        """What the vendor expects for a secret credential: a rotated one no longer matches ours."""
+        return value + "-rotated" if self.settings["rotated"] else value
+
+    def control(self, **settings: Any) -> dict[str, Any]:
+        """Switch conditions on or off; ``reset=True`` first returns to healthy. Raises ControlError."""
+        if settings.pop("reset", False):
+            self.reset()
+        for key, value in settings.items():
+            if key not in self.settings:
+                known = ", ".join(sorted([*self.settings, "reset"]))
+                raise ControlError(f"{self.vendor}: unknown control setting {key!r} (known: {known})")
+            default = COMMON_SETTINGS.get(key, self.extra_settings.get(key))
+            self.settings[key] = self._coerce(key, value, default)
+            if key in CONDITIONS and self.settings[key] and key not in self.condition_codes:
+                self.settings[key] = False
+                raise ControlError(f"{self.vendor}: the vendor documents no signal for {key}")
+            self.on_control(key)
+        return self.status()
+
+    def _coerce(self, key: str, value: Any, default: Any) -> Any:
+        if key == "code":
+            if value is None:
+                return None
+            text = str(value)
+            if not _CODE.fullmatch(text):
+                raise ControlError(f"{self.vendor}: code {text[:40]!r} must be letters, digits, '.', '_' or '-'")
+            return text
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ControlError(f"{self.vendor}: {key} must be true or false, got {value!r}")
+            return value
+        if isinstance(default, int | float):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ControlError(f"{self.vendor}: {key} must be a number, got {value!r}")
+            if key != "clock_offset" and value < 0:
+                raise ControlError(f"{self.vendor}: {key} must not be negative, got {value!r}")
+            return type(default)(value)
+        return value
+
+    def on_control(self, key: str) -> None:
+        """Subclasses react to a setting (e.g. revoke tokens when credentials rotate)."""
+
+    def status(self) -> dict[str, Any]:
+        return {"vendor": self.vendor, "base_url": self.base_url, "settings": dict(self.settings),
+                "counts": dict(self.counts)}
+
+    def condition(self) -> str | None:
+        """The code the switched-on condition answers with, if any (a forced code wins)."""
+        if self.settings["code"] is not None:
+            return str(self.settings["code"])
+        for cond in CONDITIONS:
+            if self.settings[cond] and cond in self.condition_codes:
+                return self.condition_codes[cond]
+        return None
+
+    # --- HTTP ------------------------------------------------------------------------------------
+    def routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
+    def make_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._middleware])
+        app.router.add_get("/_control", self._get_control)
+        app.router.add_post("/_control", self._post_control)
+        self.routes(app)
+        return app
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path == "/_control":
+            response: web.StreamResponse = await handler(request)
+            return response
+        self.counts["requests"] += 1
+        if self.settings["delay"] > 0:
+            # read the body before a slow spell: the client may give up meanwhile, and then it is gone
+            await request.read()
+            await asyncio.sleep(float(self.settings["delay"]))
+        if self.settings["down"] and request.transport is not None:
+            # a vendor whose load balancer drops the connection: no status line at all
+            request.transport.close()
+            raise asyncio.CancelledError
+        response = await handler(request)
+        return response
+
+    async def _get_control(self, request: web.Request) -> web.Response:
+        return web.json_response(self.status())
+
+    async def _post_control(self, request: web.Request) -> web.Response:
+        try:
+            data = json.loads(await request.read() or b"{}")
+        except ValueError:
+            return web.json_response({"error": "control body must be a JSON object"}, status=400)
+        if not isinstance(data, dict):
+            return web.json_response({"error": "control body must be a JSON object"}, status=400)
+        try:
+            return web.json_response(self.control(**data))
+        except ControlError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        server = site._server
+        assert server is not None and getattr(server, "sockets", None)
+        bound = server.sockets[0].getsockname()  # type: ignore[attr-defined]
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{bound[1]}"
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+def json_answer(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, body=json.dumps(data).encode(), content_type="application/json",
+                        headers=dict(headers or {}))

@@ -1,0 +1,77 @@
+"""BizWebs GraphQL: POST ``/api/graphql`` with ``BW-API-Key: Token <32 characters>``; the status is the
+HTTP status, and 429, 509 and 501 come with ``Retry-After`` (shared/vendors.md, section 2).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+from aiohttp import web
+
+from .base import Simulator, json_answer
+
+__all__ = ["BizwebsSimulator"]
+
+TOKEN = "d3m0b1zw3bst0k3n0123456789abcdef"
+PATH = "/api/graphql"
+#: answers that tell the client when to come back
+_RETRY = {"429", "501", "503", "509"}
+_TEXT = {
+    "206": "Partial content", "400": "Bad request", "401": "Unauthorized", "403": "Forbidden",
+    "412": "Partner token missing or invalid", "429": "Too many requests", "500": "Internal server error",
+    "501": "Maintenance", "503": "Service unavailable", "509": "Quota exceeded",
+}
+
+
+class BizwebsSimulator(Simulator):
+    vendor = "bizwebs"
+    condition_codes: ClassVar[dict[str, str]] = {
+        "maintenance": "501", "server_error": "500", "disabled": "403", "quota_exceeded": "509",
+        "rate_limited": "429",
+    }
+    extra_settings: ClassVar[dict[str, Any]] = {
+        "partial": False,  # the token may read only part of the data: 206
+        "partner_required": False,  # an extension needs a partner token we do not send: 412
+    }
+
+    def credentials(self) -> dict[str, str]:
+        return {"token": TOKEN}
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_route("*", PATH, self.handle)
+
+    def answer(self, code: str) -> web.Response:
+        status = int(code) if code.isdigit() and 100 <= int(code) <= 599 else 500
+        headers = {"Retry-After": str(int(self.settings["retry_after"]))} if code in _RETRY else {}
+        if status in (301, 302, 307, 308):
+            headers["Location"] = "https://moved.bizwebs.example" + PATH
+        if status >= 400:
+            return json_answer({"error": _TEXT.get(code, "Error")}, status, headers)
+        return json_answer({"data": {"getOrderList": {"pageInfo": {"totalPages": 3}}}}, status, headers)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.counts["health"] += 1
+        forced = self.condition()
+        if forced in ("501", "500") or self.settings["code"] is not None:
+            assert forced is not None
+            return self.answer(forced)
+        if request.method != "POST":
+            return self.answer("400")
+        if request.headers.get("BW-API-Key", "") != f"Token {self.secret(TOKEN)}":
+            return self.answer("401")
+        if self.settings["partner_required"]:
+            return self.answer("412")
+        if forced is not None:
+            return self.answer(forced)
+        try:
+            doc = json.loads(await request.read())
+        except ValueError:
+            return web.Response(status=400, text="Bad request")  # the real API sends no JSON here either
+        query = doc.get("query") if isinstance(doc, dict) else None
+        if not isinstance(query, str) or not query.strip():
+            return json_answer({"errors": [{"message": "query is missing"}]}, 400)
+        if "getOrderList" not in query:
+            # a GraphQL error travels in an HTTP 200 answer
+            return json_answer({"errors": [{"message": "this simulator knows only getOrderList"}]})
+        return self.answer("206" if self.settings["partial"] else "200")

@@ -1,0 +1,139 @@
+"""movingimage VideoManager Pro: log in for a bearer token that lives 5 minutes (refresh tokens 1 hour,
+both on the simulator's clock), list the VideoManagers as the health check, and read storage and
+traffic figures from the usage endpoint (shared/vendors.md, section 5).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any, ClassVar
+
+from aiohttp import web
+
+from .base import Simulator, json_answer
+
+__all__ = ["MovingimageSimulator"]
+
+USERNAME = "demo@movingimage.example"
+PASSWORD = "demo-movingimage-password"
+VIDEO_MANAGER_ID = 4711
+ACCESS_TTL, REFRESH_TTL = 300.0, 3600.0
+GB = 1024**3
+
+
+class MovingimageSimulator(Simulator):
+    vendor = "movingimage"
+    prefix = "/v1/vms"
+    condition_codes: ClassVar[dict[str, str]] = {
+        "server_error": "500", "disabled": "403", "quota_exceeded": "1101",
+    }
+    extra_settings: ClassVar[dict[str, Any]] = {
+        "storage_used": 412 * GB, "storage_max": 1000 * GB,
+        "traffic_used": 1800 * GB, "traffic_max": 5000 * GB,
+        "revoke_tokens": False,  # an action: every issued token stops working now
+    }
+
+    def on_reset(self) -> None:
+        self.access: dict[str, float] = {}
+        self.refresh: dict[str, float] = {}
+
+    def on_control(self, key: str) -> None:
+        if key in ("revoke_tokens", "rotated", "disabled") and self.settings[key]:
+            # a changed password or a disabled user ends every session
+            self.access.clear()
+            self.refresh.clear()
+        if key == "revoke_tokens":
+            self.settings[key] = False
+        if key == "quota_exceeded" and self.settings[key]:
+            self.settings["storage_used"] = self.settings["storage_max"]
+
+    def credentials(self) -> dict[str, str]:
+        return {"username": USERNAME, "password": PASSWORD}
+
+    def routes(self, app: web.Application) -> None:
+        p = self.prefix
+        app.router.add_post(p + "/auth/login", self.login)
+        app.router.add_post(p + "/auth/refresh/{vm}", self.renew)
+        app.router.add_get(p, self.health)
+        app.router.add_get(p + "/", self.health)
+        app.router.add_get(p + "/{vm}/usage", self.usage)
+
+    def answer(self, code: str) -> web.Response:
+        """[decided] a vendor error code travels as ``{"code": N}`` with HTTP 400; others are statuses."""
+        num = int(code) if code.isdigit() else 500
+        if num >= 1000:
+            return json_answer({"code": num, "message": "storage limit reached" if num == 1101 else "error"}, 400)
+        status = num if 100 <= num <= 599 else 500
+        if status == 204:
+            return web.Response(status=204)
+        return json_answer({"message": "error"} if status >= 400 else [], status)
+
+    def _issue(self, refresh: bool) -> dict[str, Any]:
+        now = self.now()
+        out: dict[str, Any] = {"accessToken": secrets.token_urlsafe(24)}
+        self.access[out["accessToken"]] = now + ACCESS_TTL
+        if refresh:
+            out["refreshToken"] = secrets.token_urlsafe(24)
+            self.refresh[out["refreshToken"]] = now + REFRESH_TTL
+        return out
+
+    async def _json(self, request: web.Request) -> dict[str, Any] | None:
+        try:
+            doc = json.loads(await request.read())
+        except ValueError:
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    async def login(self, request: web.Request) -> web.Response:
+        self.counts["login"] += 1
+        if self.settings["server_error"]:
+            return self.answer("500")
+        doc = await self._json(request)
+        if doc is None:
+            return self.answer("400")
+        if doc.get("username") != USERNAME or doc.get("password") != self.secret(PASSWORD):
+            return json_answer({"message": "bad credentials"}, 401)
+        if self.settings["disabled"]:
+            return self.answer("403")
+        return json_answer({**self._issue(refresh=True),
+                            "videoManagerList": [{"id": VIDEO_MANAGER_ID, "name": "Demo VideoManager"}],
+                            "validForVideoManager": [VIDEO_MANAGER_ID]})
+
+    async def renew(self, request: web.Request) -> web.Response:
+        self.counts["refresh"] += 1
+        doc = await self._json(request)
+        token = doc.get("refreshToken") if doc else None
+        if not isinstance(token, str) or self.refresh.get(token, 0.0) <= self.now():
+            return json_answer({"message": "refresh token invalid or expired"}, 401)
+        if request.match_info["vm"] != str(VIDEO_MANAGER_ID):
+            return self.answer("403")
+        return json_answer(self._issue(refresh=False))
+
+    def _authorized(self, request: web.Request) -> bool:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        return scheme == "Bearer" and self.access.get(token, 0.0) > self.now()
+
+    async def health(self, request: web.Request) -> web.Response:
+        self.counts["health"] += 1
+        forced = self.condition()
+        if forced == "500" or self.settings["code"] is not None:
+            assert forced is not None
+            return self.answer(forced)
+        if not self._authorized(request):
+            return json_answer({"message": "token invalid or expired"}, 401)
+        if forced is not None:
+            return self.answer(forced)
+        return json_answer([{"id": VIDEO_MANAGER_ID, "name": "Demo VideoManager"}])
+
+    async def usage(self, request: web.Request) -> web.Response:
+        self.counts["usage"] += 1
+        if not self._authorized(request):
+            return json_answer({"message": "token invalid or expired"}, 401)
+        if request.match_info["vm"] != str(VIDEO_MANAGER_ID):
+            return self.answer("403")
+        s = self.settings
+        return json_answer({
+            "videoStorageInfo": {"currentValue": s["storage_used"], "maxValue": s["storage_max"]},
+            "trafficInfo": {"currentValue": s["traffic_used"], "maxValue": s["traffic_max"]},
+        })
