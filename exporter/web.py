@@ -11,6 +11,7 @@ from aiohttp.typedefs import Handler
 
 from .app import Exporter
 from .collector import CONTENT_TYPE, render_exposition
+from .pages import setup_pages
 
 __all__ = ["EXPORTER_KEY", "make_app"]
 
@@ -65,19 +66,6 @@ async def reload(request: web.Request) -> web.Response:
     return web.Response(text=message + "\n")
 
 
-async def landing(request: web.Request) -> web.Response:
-    exp = request.app[EXPORTER_KEY]
-    rows = "".join(
-        f"<li><a href='probe?target={html.escape(t.name)}'>{html.escape(t.name)}</a> ({html.escape(t.vendor)})</li>"
-        for t in exp.config.targets)
-    page = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>apistatus-exporter</title></head><body>"
-        "<h1>apistatus-exporter</h1><ul><li><a href='metrics'>Metrics</a></li>"
-        "<li><a href='-/healthy'>Health</a></li><li><a href='-/ready'>Readiness</a></li></ul>"
-        f"<h2>Targets</h2><ul>{rows}</ul></body></html>")
-    return web.Response(text=page, content_type="text/html")
-
-
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -99,5 +87,5 @@ def make_app(exporter: Exporter) -> web.Application:
     app.router.add_get("/-/ready", ready)
     app.router.add_post("/-/reload", reload)
     app.router.add_put("/-/reload", reload)
-    app.router.add_get("/", landing)
+    setup_pages(app, exporter)
     return app

@@ -1,0 +1,259 @@
+"""The status page, the per-target history and their JSON twins, over real HTTP against loopback
+vendors: escaping of hostile values, 404s, secrets kept out, history order and retention."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from exporter.clock import FakeClock
+from exporter.state import TargetState
+
+from .conftest import Running, config_from, running_exporter
+
+API_KEY = "KEY-sekrit-4711"
+SECRET = "SIG-sekrit-0815"
+TOKEN = "TOK-sekrit-1234567890abcdef12345"
+HOSTILE = "<script>alert(1)</script>\"'&"
+
+
+@dataclass
+class Vendor:
+    """One loopback server playing Flipsnack (body code) and BizWebs (HTTP status) at once."""
+
+    flip_code: Any = 20
+    flip_extra: dict[str, Any] = field(default_factory=dict)
+    retry_after: str | None = None
+    biz_status: int = 200
+
+    async def flip(self, request: web.Request) -> web.Response:
+        # Echo the API key back, as a careless vendor might: it must still never reach a page.
+        body = {"code": self.flip_code, "echo": request.query.get("apiKey", ""),
+                "data": {"api_uploads_left": 900}, **self.flip_extra}
+        headers = {"Retry-After": self.retry_after} if self.retry_after else {}
+        return web.json_response(body, headers=headers)
+
+    async def biz(self, request: web.Request) -> web.Response:
+        return web.json_response({"data": {"getOrderList": {"pageInfo": {"totalPages": 1}}}},
+                                 status=self.biz_status)
+
+
+@pytest.fixture
+async def vendor() -> AsyncIterator[tuple[Vendor, str]]:
+    v = Vendor()
+    app = web.Application()
+    app.router.add_post("/api/graphql", v.biz)
+    app.router.add_get("/{tail:.*}", v.flip)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield v, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    finally:
+        await runner.cleanup()
+
+
+def config(url: str, history: int = 50) -> dict[str, Any]:
+    return {"global": {"interval": "1s", "timeout": "1s", "probe_share": 1, "history": history},
+            "targets": [
+                {"name": "flip-a", "vendor": "flipsnack", "base_url": url,
+                 "labels": {"team": HOSTILE}, "credentials": {"api_key": API_KEY, "secret": SECRET}},
+                {"name": "shop:1", "vendor": "bizwebs", "base_url": url, "credentials": {"token": TOKEN}},
+                {"name": "flip-b", "vendor": "flipsnack", "base_url": url,
+                 "credentials": {"api_key": API_KEY, "secret": SECRET}},
+            ]}
+
+
+class Tree(HTMLParser):
+    """The parsed page: tags seen, attributes of elements that carry data-*, and the visible text."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.data: list[dict[str, str | None]] = []
+        self.text: list[str] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        if any(k.startswith("data-") for k, _ in attrs):
+            self.data.append({"tag": tag, **dict(attrs)})
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    def joined(self) -> str:
+        return "".join(self.text)
+
+
+async def wait_for(ex: Running, cond: Any, timeout: float = 10.0) -> None:
+    """Poll real probes against a condition on the state; bounded, not a sleep standing in for a check."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not cond(ex.exporter.state):
+        assert loop.time() < end, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+def probed(*names: str, at_least: int = 1) -> Any:
+    def cond(state: Any) -> bool:
+        return all((ts := state.get(n)) is not None and ts.probes >= at_least for n in names)
+    return cond
+
+
+async def get_json(ex: Running, path: str) -> tuple[int, Any]:
+    async with ex.session.get(ex.url + path) as r:
+        return r.status, await r.json(content_type=None)
+
+
+async def test_status_page_groups_by_vendor_and_escapes_hostile_values(vendor: tuple[Vendor, str]) -> None:
+    v, url = vendor
+    v.flip_code = 22  # maintenance, with a Retry-After
+    v.retry_after = "30"
+    async with running_exporter(config_from(config(url))) as ex:
+        await wait_for(ex, probed("flip-a", "shop:1", "flip-b"))
+        status, page = await ex.get("/")
+        async with ex.session.get(ex.url + "/") as r:
+            headers = r.headers
+    assert status == 200
+    assert "script-src" not in headers["Content-Security-Policy"]  # default-src 'none' refuses scripts
+    assert headers["Content-Security-Policy"].startswith("default-src 'none'")
+    tree = Tree(page)
+    assert "script" not in tree.tags  # the hostile label value stayed text
+    assert "<script>alert" not in page
+    assert HOSTILE in tree.joined()  # ... and is shown as the user wrote it
+    sections = [d for d in tree.data if d["tag"] == "section"]
+    assert [s["data-vendor"] for s in sections] == ["flipsnack", "bizwebs"]  # grouped, in config order
+    cards = [(d["data-target"], d["data-class"]) for d in tree.data if d["tag"] == "article"]
+    assert cards == [("flip-a", "maintenance"), ("flip-b", "maintenance"), ("shop:1", "ok")]
+    text = " ".join(tree.joined().split())
+    assert "maintenance mode" in text  # the vendor's own message for code 22
+    assert "retry after 30s" in text
+    assert "900 / 1000 left" in text  # the Flipsnack upload quota
+    assert "3 targets: 1 up, 2 down" in text
+    assert 'href="targets/shop%3A1"' in page
+    for secret in (API_KEY, SECRET, TOKEN):
+        assert secret not in page
+
+
+async def test_api_lists_every_target_in_the_documented_shape(vendor: tuple[Vendor, str]) -> None:
+    _, url = vendor
+    async with running_exporter(config_from(config(url))) as ex:
+        await wait_for(ex, probed("flip-a", "shop:1", "flip-b"))
+        status, doc = await get_json(ex, "/api/v1/targets")
+    assert status == 200
+    assert set(doc) == {"generated_at", "targets"}
+    assert [t["name"] for t in doc["targets"]] == ["flip-a", "shop:1", "flip-b"]
+    a = doc["targets"][0]
+    assert set(a) == {
+        "name", "vendor", "vendor_title", "docs_url", "labels", "interval_seconds", "class", "up", "since", "code",
+        "message", "http_status", "latency_seconds", "last_probe", "attempts", "next_probe", "backoff_seconds",
+        "consecutive_failures", "maintenance", "retry_after_seconds", "clock_skew_seconds", "quotas",
+        "recent_classes", "probes"}
+    assert a["labels"] == {"team": HOSTILE}
+    assert (a["vendor"], a["class"], a["up"], a["code"], a["message"], a["http_status"]) == (
+        "flipsnack", "ok", True, "20", "OK", 200)
+    assert a["quotas"] == [{"name": "uploads", "remaining": 900.0, "limit": 1000.0, "reset_at": None}]
+    assert a["recent_classes"][-1] == "ok" and a["maintenance"] is False and a["latency_seconds"] >= 0
+    assert a["next_probe"] >= a["last_probe"]
+    shop = doc["targets"][1]
+    assert (shop["vendor"], shop["class"], shop["code"]) == ("bizwebs", "ok", "200")
+
+
+async def test_unknown_targets_get_a_one_line_404(vendor: tuple[Vendor, str]) -> None:
+    _, url = vendor
+    async with running_exporter(config_from(config(url))) as ex:
+        status, text = await ex.get("/targets/nope")
+        assert status == 404
+        assert text == "unknown target 'nope': the configured targets are listed at /\n"
+        status, text = await ex.get("/targets/%3Cb%3Ex")
+        assert status == 404 and "<b>" not in text and text.count("\n") == 1
+        status, doc = await get_json(ex, "/api/v1/targets/nope")
+        assert status == 404
+        assert doc == {"error": "unknown target 'nope': the configured targets are listed at /"}
+        status, text = await ex.get("/?refresh=soon")
+        assert status == 400
+        assert text == "refresh must be whole seconds (0 turns it off), got 'soon'\n"
+
+
+async def test_page_refreshes_itself_at_the_probe_pace_unless_told_otherwise(vendor: tuple[Vendor, str]) -> None:
+    _, url = vendor
+    async with running_exporter(config_from(config(url))) as ex:
+        _, page = await ex.get("/")
+        assert '<meta http-equiv="refresh" content="2">' in page  # 1 s interval, never faster than 2 s
+        _, page = await ex.get("/", params={"refresh": "15"})
+        assert '<meta http-equiv="refresh" content="15">' in page
+        _, page = await ex.get("/", params={"refresh": "0"})
+        assert 'http-equiv="refresh"' not in page and 'href="?refresh=2"' in page
+        _, page = await ex.get("/targets/flip-a")
+        assert 'http-equiv="refresh"' not in page  # an open excerpt must not fold while it is read
+
+
+async def test_history_is_newest_first_and_keeps_failures_longer(vendor: tuple[Vendor, str]) -> None:
+    v, url = vendor
+    clock = FakeClock()
+    cfg = config(url, history=3)
+    cfg["targets"] = cfg["targets"][:1]
+    async with running_exporter(config_from(cfg), clock=clock) as ex:
+        async def probe_until(n: int) -> None:
+            # move the fake clock in small steps until the n-th real probe has been recorded
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 10
+            ts = ex.exporter.state.get("flip-a")
+            assert ts is not None
+            while ts.probes < n:
+                assert loop.time() < end, f"probe {n} did not happen"
+                await clock.advance(0.25)
+                await asyncio.sleep(0.01)
+
+        v.flip_code = 42  # invalid action: a client_error, the one failure in this history
+        await probe_until(1)
+        v.flip_code = 20
+        await probe_until(6)
+        status, doc = await get_json(ex, "/api/v1/targets/flip-a")
+        _, page = await ex.get("/targets/flip-a")
+        ts = ex.exporter.state.get("flip-a")
+        assert isinstance(ts, TargetState)
+    assert status == 200
+    hist = doc["history"]
+    times = [h["time"] for h in hist]
+    assert times == sorted(times, reverse=True) and len(set(times)) == len(times)
+    # the ring holds 3 successes; the failure, older than all of them, is still there
+    assert [h["class"] for h in hist] == ["ok", "ok", "ok", "client_error"]
+    assert hist[-1]["code"] == "42" and hist[-1]["message"] == "invalid action"
+    assert times[-1] == pytest.approx(ts.history()[-1].result.started, abs=0.01)
+    assert set(hist[0]) == {"time", "class", "code", "message", "http_status", "latency_seconds", "attempts",
+                            "retry_after_seconds", "request_line", "excerpt"}
+    assert hist[0]["request_line"].startswith(f"GET {url}/?action=user.getStats")
+    assert doc["target"]["name"] == "flip-a" and doc["target"]["probes"] == 6
+    # the HTML page lists the same entries in the same order
+    tree = Tree(page)
+    assert [d["data-class"] for d in tree.data if d["tag"] == "li"] == ["ok", "ok", "ok", "client_error"]
+
+
+async def test_vendor_answers_are_escaped_and_secrets_never_shown(vendor: tuple[Vendor, str]) -> None:
+    v, url = vendor
+    v.flip_code = 20
+    v.flip_extra = {"note": "</pre><img src=x onerror=alert(1)>", "secret_echo": SECRET}
+    async with running_exporter(config_from(config(url))) as ex:
+        await wait_for(ex, probed("flip-a", "shop:1"))
+        pages = [(await ex.get(p))[1] for p in
+                 ("/", "/targets/flip-a", "/targets/shop%3A1", "/api/v1/targets", "/api/v1/targets/flip-a")]
+        _, doc = await get_json(ex, "/api/v1/targets/flip-a")
+    for text in pages:
+        for secret in (API_KEY, SECRET, TOKEN):
+            assert secret not in text
+    detail = Tree(pages[1])
+    assert "img" not in detail.tags and "script" not in detail.tags
+    assert "</pre><img src=x onerror=alert(1)>" in detail.joined()  # shown, as text
+    excerpt = doc["history"][0]["excerpt"]
+    assert "<redacted>" in excerpt and json.loads(excerpt)["note"] == "</pre><img src=x onerror=alert(1)>"
+    assert "<redacted>" in doc["history"][0]["request_line"]
