@@ -19,7 +19,7 @@ from .budget import Budgets
 from .catalog import UP_CLASSES
 from .classify import Outcome
 from .clock import Clock
-from .config import Target
+from .config import Target, carry_over
 from .probe import Prober, ProbeResult
 from .state import State
 
@@ -78,15 +78,13 @@ class Scheduler:
         targets = list(targets)
         now = self.clock.monotonic()
         spread = min(5.0, 1.0 + len(targets) / 200)
-        fresh: dict[str, _Slot] = {}
-        for t in targets:
-            old = self._slots.get(t.name)
-            if old is not None and old.target.vendor == t.vendor:
-                old.target = t
-                fresh[t.name] = old
-            else:
-                slot = fresh[t.name] = _Slot(t, next(self._gen))
-                self._push(now + self.rng.uniform(0, min(t.interval, spread)), slot)
+
+        def new_slot(t: Target) -> _Slot:
+            slot = _Slot(t, next(self._gen))
+            self._push(now + self.rng.uniform(0, min(t.interval, spread)), slot)
+            return slot
+
+        fresh = carry_over(self._slots, targets, new_slot)
         self._slots = fresh
         if max_concurrency is not None and max_concurrency != self._max_concurrency:
             # probes in flight finish under the old limit; new ones take the new one

@@ -14,7 +14,7 @@ from typing import Any
 
 from .catalog import UP_CLASSES
 from .classify import QuotaReading
-from .config import Target
+from .config import Target, carry_over
 from .probe import ProbeResult
 
 __all__ = ["DURATION_BUCKETS", "MAX_FOREIGN_CODES", "HistoryEntry", "State", "TargetState"]
@@ -119,18 +119,11 @@ class State:
         return self._targets.get(name)
 
     def sync(self, targets: Iterable[Target]) -> None:
-        """Apply a (re)loaded config: unchanged and edited targets keep their counters; a target whose
-        vendor changed starts afresh (its codes mean other things); removed targets are dropped."""
-        fresh: dict[str, TargetState] = {}
-        for t in targets:
-            old = self._targets.get(t.name)
-            if old is not None and old.target.vendor == t.vendor:
-                old.target = t
-                fresh[t.name] = old
-            else:
-                fresh[t.name] = TargetState(t, recent=deque(maxlen=self._history),
-                                            failures=deque(maxlen=self._history))
-            self._refresh(fresh[t.name])
+        """Apply a (re)loaded config; removed targets are dropped (see ``carry_over`` for the rest)."""
+        fresh = carry_over(self._targets, targets, lambda t: TargetState(
+            t, recent=deque(maxlen=self._history), failures=deque(maxlen=self._history)))
+        for ts in fresh.values():
+            self._refresh(ts)
         self._targets = fresh
 
     def record(self, result: ProbeResult, next_probe_at: float, backoff: float) -> TargetState | None:
