@@ -15,12 +15,15 @@ fault also ends by itself after ``max_stall`` seconds, so nothing outlives a tes
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
+import signal
 import socket
 import ssl
 import struct
+import sys
 import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -256,6 +259,10 @@ class FaultServer:
         except (ConnectionError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
                 ssl.SSLError, OSError):
             pass  # the client hung up or spoke garbage: that is the point of most faults
+        except asyncio.CancelledError:
+            # only close() cancels these; ending normally keeps Python 3.11's stream callback from
+            # reporting the cancellation as an error
+            return
         finally:
             self.open_connections -= 1
             self._tasks.discard(task)
@@ -287,3 +294,41 @@ class FaultServer:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    servers = [await FaultServer.start(max_stall=args.max_stall)]
+    ports = {"http": servers[0].port}
+    if args.tls_cert:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        servers.append(await FaultServer.start(ctx, max_stall=args.max_stall))
+        ports["https"] = servers[1].port
+    print(json.dumps(ports), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    # bounded even when nobody stops it: a forgotten fault server must not live forever
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), args.max_seconds)
+    for s in servers:
+        await s.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python3 -m exporter.simulators.faults",
+                                description="Serve every fault on 127.0.0.1; prints the ports as JSON.")
+    p.add_argument("--tls-cert", help="PEM certificate for a second, TLS listener (for the tls fault)")
+    p.add_argument("--tls-key", help="PEM key of --tls-cert")
+    p.add_argument("--max-stall", type=float, default=60.0, help="endless faults end after this many seconds")
+    p.add_argument("--max-seconds", type=float, default=7200.0, help="stop by itself after this many seconds")
+    args = p.parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        p.error("--tls-cert and --tls-key go together")
+    asyncio.run(_serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
