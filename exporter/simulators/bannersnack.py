@@ -16,8 +16,6 @@ from .base import Simulator, json_answer
 
 __all__ = ["BannersnackSimulator"]
 
-CLIENT_ID = "demo-client"
-SECRET = "demo-bannersnack-secret"
 BANNER_HASH = "b4nn3rd3m0"
 #: [decided] the window a ``t`` timestamp must fall in
 WINDOW = 300.0
@@ -39,8 +37,7 @@ class BannersnackSimulator(Simulator):
         "banner_pending": False,  # the banner is still being generated: 532
     }
 
-    def credentials(self) -> dict[str, str]:
-        return {"client_id": CLIENT_ID, "secret": SECRET}
+    default_credentials: ClassVar[dict[str, str]] = {"client_id": "demo-client", "secret": "demo-bannersnack-secret"}
 
     def check(self) -> dict[str, Any]:
         return {"params": {"hash": BANNER_HASH}}
@@ -60,9 +57,9 @@ class BannersnackSimulator(Simulator):
         params = dict(query)
         if any(not params.get(k) for k in ("client_id", "signature", "action", "t")):
             return "520"
-        if params["client_id"] != CLIENT_ID:
+        if params["client_id"] != self.creds["client_id"]:
             return "512"
-        if md5_signature(self.secret(SECRET), query, ("signature",)) != params["signature"]:
+        if md5_signature(self.secret(self.creds["secret"]), query, ("signature",)) != params["signature"]:
             return "513"
         try:
             t = int(params["t"])

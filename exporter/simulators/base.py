@@ -55,9 +55,12 @@ class Simulator:
     condition_codes: ClassVar[Mapping[str, str]] = {}
     #: vendor-specific settings and their healthy values
     extra_settings: ClassVar[Mapping[str, Any]] = {}
+    #: the demo credentials this simulator accepts unless others are given
+    default_credentials: ClassVar[Mapping[str, str]] = {}
 
-    def __init__(self, clock: Clock | None = None) -> None:
+    def __init__(self, clock: Clock | None = None, credentials: Mapping[str, str] | None = None) -> None:
         self.clock: Clock = clock or SystemClock()
+        self.creds = {**self.default_credentials, **(credentials or {})}
         self.counts: Counter[str] = Counter()
         self.settings: dict[str, Any] = {}
         self.url = ""
@@ -70,8 +73,8 @@ class Simulator:
         return self.url + self.prefix
 
     def credentials(self) -> dict[str, str]:
-        """Demo credentials this simulator accepts (while not rotated)."""
-        raise NotImplementedError
+        """The credentials this simulator accepts (while not rotated)."""
+        return dict(self.creds)
 
     def check(self) -> dict[str, Any]:
         """The ``check`` override a target needs, if any."""

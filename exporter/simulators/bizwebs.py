@@ -13,7 +13,6 @@ from .base import Simulator, json_answer
 
 __all__ = ["BizwebsSimulator"]
 
-TOKEN = "d3m0b1zw3bst0k3n0123456789abcdef"
 PATH = "/api/graphql"
 #: answers that tell the client when to come back
 _RETRY = {"429", "501", "503", "509"}
@@ -35,8 +34,7 @@ class BizwebsSimulator(Simulator):
         "partner_required": False,  # an extension needs a partner token we do not send: 412
     }
 
-    def credentials(self) -> dict[str, str]:
-        return {"token": TOKEN}
+    default_credentials: ClassVar[dict[str, str]] = {"token": "d3m0b1zw3bst0k3n0123456789abcdef"}
 
     def routes(self, app: web.Application) -> None:
         app.router.add_route("*", PATH, self.handle)
@@ -58,7 +56,7 @@ class BizwebsSimulator(Simulator):
             return self.answer(forced)
         if request.method != "POST":
             return self.answer("400")
-        if request.headers.get("BW-API-Key", "") != f"Token {self.secret(TOKEN)}":
+        if request.headers.get("BW-API-Key", "") != "Token " + self.secret(self.creds["token"]):
             return self.answer("401")
         if self.settings["partner_required"]:
             return self.answer("412")

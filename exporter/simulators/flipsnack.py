@@ -15,8 +15,6 @@ from .base import Simulator, json_answer
 
 __all__ = ["FlipsnackSimulator"]
 
-API_KEY = "DEMO-FLIP-KEY-0001"
-SECRET = "demo-flipsnack-secret"
 UPLOADS_PER_MONTH = 1000
 PER_SECOND, PER_MINUTE = 5, 60
 #: uploads really go to upload.flipsnack.com as POST; the simulator takes them on its one address
@@ -52,8 +50,7 @@ class FlipsnackSimulator(Simulator):
         elif key == "uploads_left" and not 0 <= self.settings[key] <= UPLOADS_PER_MONTH:
             self.settings[key] = max(0, min(UPLOADS_PER_MONTH, int(self.settings[key])))
 
-    def credentials(self) -> dict[str, str]:
-        return {"api_key": API_KEY, "secret": SECRET}
+    default_credentials: ClassVar[dict[str, str]] = {"api_key": "DEMO-FLIP-KEY-0001", "secret": "demo-flipsnack-secret"}
 
     def routes(self, app: web.Application) -> None:
         app.router.add_route("*", self.prefix + "/", self.handle)
@@ -94,9 +91,9 @@ class FlipsnackSimulator(Simulator):
         is_upload = params["action"] == UPLOAD_ACTION
         if request.method != ("POST" if is_upload else "GET"):
             return self.answer("40")
-        if params["apiKey"] != API_KEY or self.settings["disabled"]:
+        if params["apiKey"] != self.creds["api_key"] or self.settings["disabled"]:
             return self.answer("41")
-        if md5_signature(self.secret(SECRET), query, ("signature", "file")) != params["signature"]:
+        if md5_signature(self.secret(self.creds["secret"]), query, ("signature", "file")) != params["signature"]:
             return self.answer("44")
         if self.settings["server_error"]:
             return self.answer("50")

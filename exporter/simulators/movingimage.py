@@ -15,8 +15,6 @@ from .base import Simulator, json_answer
 
 __all__ = ["MovingimageSimulator"]
 
-USERNAME = "demo@movingimage.example"
-PASSWORD = "demo-movingimage-password"
 VIDEO_MANAGER_ID = 4711
 ACCESS_TTL, REFRESH_TTL = 300.0, 3600.0
 GB = 1024**3
@@ -48,8 +46,8 @@ class MovingimageSimulator(Simulator):
         if key == "quota_exceeded" and self.settings[key]:
             self.settings["storage_used"] = self.settings["storage_max"]
 
-    def credentials(self) -> dict[str, str]:
-        return {"username": USERNAME, "password": PASSWORD}
+    default_credentials: ClassVar[dict[str, str]] = {
+        "username": "demo@movingimage.example", "password": "demo-movingimage-password"}
 
     def routes(self, app: web.Application) -> None:
         p = self.prefix
@@ -92,7 +90,7 @@ class MovingimageSimulator(Simulator):
         doc = await self._json(request)
         if doc is None:
             return self.answer("400")
-        if doc.get("username") != USERNAME or doc.get("password") != self.secret(PASSWORD):
+        if doc.get("username") != self.creds["username"] or doc.get("password") != self.secret(self.creds["password"]):
             return json_answer({"message": "bad credentials"}, 401)
         if self.settings["disabled"]:
             return self.answer("403")

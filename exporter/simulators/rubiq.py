@@ -20,8 +20,6 @@ from .base import Simulator, json_answer
 
 __all__ = ["RubiqSimulator"]
 
-APP_KEY = "32767"
-APP_SECRET = "d3m0RUB1QS3CR3T0AB12"
 ENTITY = "424242"
 #: IssuedAt must be within this many seconds of the server's time
 WINDOW = 3600.0
@@ -62,8 +60,7 @@ class RubiqSimulator(Simulator):
         elif key == "rate_limited":
             self.blocked_until, self.misses = 0.0, 0
 
-    def credentials(self) -> dict[str, str]:
-        return {"app_key": APP_KEY, "app_secret": APP_SECRET}
+    default_credentials: ClassVar[dict[str, str]] = {"app_key": "32767", "app_secret": "d3m0RUB1QS3CR3T0AB12"}
 
     def check(self) -> dict[str, Any]:
         return {"path": f"/entity/id/{ENTITY}/data"}
@@ -106,12 +103,13 @@ class RubiqSimulator(Simulator):
             return "401.5"
         if abs(when - self.now()) > WINDOW:
             return "401.6"
-        if str(app_key) != APP_KEY:
+        if str(app_key) != self.creds["app_key"]:
             return "401.7"
         token = sig.get("Token")
         if not isinstance(token, str) or not token:
             return "401.8"
-        expected = rubiq_token(APP_KEY, self.secret(APP_SECRET), request.method, str(request.url), str(issued))
+        expected = rubiq_token(self.creds["app_key"], self.secret(self.creds["app_secret"]), request.method,
+                               str(request.url), str(issued))
         if token != expected:
             return "401.9"
         return None

@@ -1,0 +1,116 @@
+"""The documented signing test vectors (shared/vendors.md), through the pure functions and through the
+signer plug-ins the exporter actually uses, chosen by name as a catalog chooses them."""
+
+from __future__ import annotations
+
+import json
+from calendar import timegm
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+
+from exporter.signers import (
+    SIGNERS,
+    HttpRequest,
+    SignerContext,
+    make_signer,
+    md5_signature,
+    rubiq_issued_at,
+    rubiq_token,
+)
+
+FLIP_SECRET = "123ABCDE-456-7890-FGH"
+FLIP_KEY = "45FD-267-7SG7832"
+RUBIQ_KEY, RUBIQ_SECRET = "32767", "RCL1EDAYOVHANLL3A51G"
+#: 2014-04-08 04:59:41 UTC, the IssuedAt of Rubiq's vector
+RUBIQ_NOW = float(timegm((2014, 4, 8, 4, 59, 41, 0, 0, 0)))
+
+
+@pytest.mark.parametrize(("params", "expected"), [
+    ([("action", "collection.getCollection"), ("collectionHash", "fxh4k89"), ("apiKey", FLIP_KEY)],
+     "26e781d3d1751d82ec284acf4a019def"),
+    ([("action", "user.getStats"), ("apiKey", FLIP_KEY)], "8606359ca21901b323baf9d61e0ca899"),
+])
+def test_flipsnack_md5_vectors(params: list[tuple[str, str]], expected: str) -> None:
+    assert md5_signature(FLIP_SECRET, params) == expected
+    # the order the params come in does not matter, and a signature param already present is ignored
+    assert md5_signature(FLIP_SECRET, [*reversed(params), ("signature", "stale")]) == expected
+
+
+def test_flipsnack_file_param_is_not_signed() -> None:
+    params = [("action", "user.getStats"), ("apiKey", FLIP_KEY), ("file", "x.pdf")]
+    assert md5_signature(FLIP_SECRET, params, ("signature", "file")) == "8606359ca21901b323baf9d61e0ca899"
+    assert md5_signature(FLIP_SECRET, params) != "8606359ca21901b323baf9d61e0ca899"
+
+
+@pytest.mark.parametrize(("method", "url", "expected"), [
+    ("POST", "https://api.rubiq.net/entity", "eTqyykFcR5kN2kvb9RZiRXwV87xrowNREeNf6GGsIEA="),
+    ("GET", "https://api.rubiq.net/entity/id/123456/data", "aVOnOd9eJ6j0sp0UpbPgxTK33oxYDX+4no8yk+UuBxE="),
+])
+def test_rubiq_hmac_vectors(method: str, url: str, expected: str) -> None:
+    assert rubiq_issued_at(RUBIQ_NOW) == "20140408045941"
+    assert rubiq_token(RUBIQ_KEY, RUBIQ_SECRET, method, url, "20140408045941") == expected
+    assert rubiq_token(RUBIQ_KEY, RUBIQ_SECRET, method.lower(), url, "20140408045941") == expected
+
+
+def _ctx(credentials: dict[str, str], options: dict[str, object]) -> SignerContext:
+    return SignerContext(credentials, options, "https://vendor.invalid", None, 5.0)
+
+
+async def test_md5_plugin_signs_flipsnacks_health_check_as_documented() -> None:
+    signer = make_signer("md5_sorted_params", _ctx(
+        {"api_key": FLIP_KEY, "secret": FLIP_SECRET},
+        {"key_param": "apiKey", "key_credential": "api_key", "secret_credential": "secret", "exclude": ["file"]}))
+    signed = await signer.sign(HttpRequest("GET", "https://api.flipsnack.com/v1/", (("action", "user.getStats"),)),
+                               RUBIQ_NOW)
+    params = dict(signed.params)
+    assert params == {"action": "user.getStats", "apiKey": FLIP_KEY, "signature": "8606359ca21901b323baf9d61e0ca899"}
+
+
+async def test_md5_plugin_with_a_timestamp_signs_it_too_for_bannersnack() -> None:
+    signer = make_signer("md5_sorted_params", _ctx(
+        {"client_id": "cid", "secret": "s3cret"},
+        {"key_param": "client_id", "key_credential": "client_id", "secret_credential": "secret",
+         "timestamp_param": "t"}))
+    req = HttpRequest("GET", "https://bannersnack.invalid/wapi/2.0/", (("action", "get-banner-urls"), ("hash", "h")))
+    signed = await signer.sign(req, 1_700_000_123.9)
+    params = dict(signed.params)
+    assert params["t"] == "1700000123"
+    assert params["client_id"] == "cid"
+    material = "actionget-banner-urls" + "client_idcid" + "hashh" + "t1700000123"
+    import hashlib
+
+    assert params["signature"] == hashlib.md5(("s3cret" + material).encode()).hexdigest()
+    # signing twice (a retry) replaces the signature instead of adding a second one
+    again = await signer.sign(signed, 1_700_000_124.0)
+    assert [k for k, _ in again.params].count("signature") == 1
+
+
+async def test_rubiq_plugin_sends_the_documented_signature_header() -> None:
+    signer = make_signer("rubiq_hmac", _ctx(
+        {"app_key": RUBIQ_KEY, "app_secret": RUBIQ_SECRET},
+        {"app_key_credential": "app_key", "app_secret_credential": "app_secret", "header": "Signature"}))
+    signed = await signer.sign(HttpRequest("GET", "https://api.rubiq.net/entity/id/123456/data"), RUBIQ_NOW)
+    header = json.loads(signed.headers["Signature"])
+    assert header == {"AppKey": 32767, "IssuedAt": "20140408045941",
+                      "Token": "aVOnOd9eJ6j0sp0UpbPgxTK33oxYDX+4no8yk+UuBxE="}
+
+
+async def test_rubiq_plugin_signs_the_full_url_with_its_query() -> None:
+    signer = make_signer("rubiq_hmac", _ctx({"app_key": RUBIQ_KEY, "app_secret": RUBIQ_SECRET}, {}))
+    signed = await signer.sign(HttpRequest("GET", "https://api.rubiq.net/entity", (("q", "a b"),)), RUBIQ_NOW)
+    token = json.loads(signed.headers["Signature"])["Token"]
+    url = "https://api.rubiq.net/entity?q=a+b"
+    assert dict(parse_qsl(urlsplit(url).query)) == {"q": "a b"}
+    assert token == rubiq_token(RUBIQ_KEY, RUBIQ_SECRET, "GET", url, "20140408045941")
+
+
+async def test_header_plugin_builds_bizwebs_token_header() -> None:
+    signer = make_signer("header", _ctx({"token": "t" * 32}, {"header": "BW-API-Key", "template": "Token {token}"}))
+    signed = await signer.sign(HttpRequest("POST", "https://shop.invalid/api/graphql",
+                                           headers={"Content-Type": "application/json"}), RUBIQ_NOW)
+    assert signed.headers == {"Content-Type": "application/json", "BW-API-Key": "Token " + "t" * 32}
+
+
+def test_signers_are_plugins_chosen_by_name() -> None:
+    assert {"none", "header", "md5_sorted_params", "rubiq_hmac", "bearer_login"} <= set(SIGNERS)
