@@ -118,7 +118,10 @@ async def test_status_page_groups_by_vendor_and_escapes_hostile_values(vendor: t
     v, url = vendor
     v.flip_code = 22  # maintenance, with a Retry-After
     v.retry_after = "30"
-    async with running_exporter(config_from(config(url))) as ex:
+    cfg = config(url)
+    # a user catalog is text too: its title is escaped and a non-web docs link is not made a link
+    cfg["vendors"] = {"flipsnack": {"title": "Flip <i>snack</i>", "docs_url": "javascript:alert(1)"}}
+    async with running_exporter(config_from(cfg)) as ex:
         await wait_for(ex, probed("flip-a", "shop:1", "flip-b"))
         status, page = await ex.get("/")
         async with ex.session.get(ex.url + "/") as r:
@@ -127,7 +130,8 @@ async def test_status_page_groups_by_vendor_and_escapes_hostile_values(vendor: t
     assert "script-src" not in headers["Content-Security-Policy"]  # default-src 'none' refuses scripts
     assert headers["Content-Security-Policy"].startswith("default-src 'none'")
     tree = Tree(page)
-    assert "script" not in tree.tags  # the hostile label value stayed text
+    assert "script" not in tree.tags and "i" not in tree.tags  # hostile values stayed text
+    assert "javascript:" not in page and "Flip <i>snack</i>" in tree.joined()
     assert "<script>alert" not in page
     assert HOSTILE in tree.joined()  # ... and is shown as the user wrote it
     sections = [d for d in tree.data if d["tag"] == "section"]
