@@ -31,7 +31,8 @@ from .conftest import Running, config_from, running_exporter, sample
 CREDS = {"flipsnack": {"api_key": "fault-key", "secret": "fault-secret"}, "bizwebs": {"token": "fault-token"}}
 
 
-def target(name: str, url: str, vendor: str = "flipsnack", timeout: str = "1s", interval: str = "10s") -> dict[str, Any]:
+def target(name: str, url: str, vendor: str = "flipsnack", timeout: str = "1s",
+           interval: str = "10s") -> dict[str, Any]:
     # a credential of its own per target: targets sharing one also share the vendor's request budget
     creds = {k: f"{v}-{name}" for k, v in CREDS[vendor].items()}
     return {"name": name, "vendor": vendor, "base_url": url, "credentials": creds,
