@@ -234,7 +234,7 @@ def _facts(v: dict[str, Any], now: float) -> str:
     if v["class"] is None:
         dl.append(("state", "waiting for the first probe"))
     else:
-        dl.append(("since", f'{fmt_time(v["since"], now)} ({fmt_age(now - v["since"])})'))
+        dl.append(("since", f'{fmt_time(v["since"], now)} ({fmt_age(now - v["since"])} ago)'))
         code = f'<code>{e(v["code"])}</code> {e(v["message"])}'
         dl.append(("last code", code))
         dl.append(("HTTP", e(v["http_status"]) if v["http_status"] else "no answer"))
@@ -315,12 +315,13 @@ def render_status(views: list[dict[str, Any]], now: float, refresh: Refresh) -> 
         up = sum(1 for v in vs if v["up"])
         cards = "".join(_card(v, now, f'targets/{quote(v["name"], safe="")}') for v in vs)
         sections.append(
-            f'<section class="vendor" id="vendor-{e(quote(vendor, safe=""))}" data-vendor="{e(vendor)}">'
+            f'<section class="vendor n{min(len(vs), 4)}" id="vendor-{e(quote(vendor, safe=""))}" '
+            f'data-vendor="{e(vendor)}">'
             f'<h2>{_safe_link(first["docs_url"], first["vendor_title"])} <small>{e(vendor)} &middot; '
             f'{up}/{len(vs)} up</small></h2><div class="cards">{cards}</div></section>')
     if not views:
         sections.append("<p>No targets are configured.</p>")
-    body = "<h1>API status</h1>" + summary + "".join(sections)
+    body = "<h1>API status</h1>" + summary + f'<div class="vendors">{"".join(sections)}</div>'
     return _page("API status", body, now, "./", "api/v1/targets", refresh)
 
 
