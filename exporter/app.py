@@ -55,6 +55,8 @@ class Exporter:
                                              headers={"User-Agent": "apistatus-exporter"})
         self.prober = Prober(self.session, self.clock, self.config.global_.max_body_bytes)
         self.scheduler = Scheduler(self.prober, self.state, self.clock, self.config.global_.max_concurrency)
+        sched = self.scheduler
+        self.info.start_lag = lambda: (sched.lags, sched.lag_sum, sched.lag_count)
         self._apply(self.config)
         self._task = asyncio.create_task(self.scheduler.run(), name="scheduler")
 

@@ -9,7 +9,7 @@ cost of a scrape is a join, not a walk over objects. prometheus_client renders t
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
@@ -129,6 +129,8 @@ class ExporterInfo:
     reload_successful: bool = True
     reload_success_timestamp: float = 0.0
     targets: int = 0
+    #: (start lags of recent probes, sum of all start lags, probes started), from the scheduler
+    start_lag: Callable[[], tuple[Sequence[float], float, int]] | None = None
 
 
 _process_registry = CollectorRegistry(auto_describe=False)
@@ -148,7 +150,27 @@ def _own(info: ExporterInfo) -> str:
         f"apistatus_config_last_reload_success_timestamp_seconds {_num(info.reload_success_timestamp)}\n"
         "# HELP apistatus_targets Targets in the running config.\n# TYPE apistatus_targets gauge\n"
         f"apistatus_targets {info.targets}\n"
-    )
+    ) + _start_lag(info)
+
+
+#: quantiles of the start lag over the scheduler's window of recent probes
+LAG_QUANTILES = (0.5, 0.9, 0.99)
+
+
+def _start_lag(info: ExporterInfo) -> str:
+    """How late probes start against their plan: the first sign that the exporter cannot keep up."""
+    if info.start_lag is None:
+        return ""
+    recent, total, count = info.start_lag()
+    name = "apistatus_probe_start_lag_seconds"
+    out = [f"# HELP {name} Planned-to-actual start of probes; quantiles over the last {len(recent)} probes.\n"
+           f"# TYPE {name} summary\n"]
+    if recent:
+        ordered = sorted(recent)
+        out.extend(f'{name}{{quantile="{q:g}"}} {_num(ordered[min(len(ordered) - 1, int(q * len(ordered)))])}\n'
+                   for q in LAG_QUANTILES)
+    out.append(f"{name}_sum {_num(total)}\n{name}_count {count}\n")
+    return "".join(out)
 
 
 def render_exposition(states: Iterable[TargetState], info: ExporterInfo | None = None,

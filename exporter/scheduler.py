@@ -70,6 +70,9 @@ class Scheduler:
         self.budgets = Budgets()
         #: planned-to-actual start lag of recent probes, seconds (for benchmarks and the status page)
         self.lags: deque[float] = deque(maxlen=10000)
+        #: all probes started so far and the sum of their start lags (the summary's _count and _sum)
+        self.lag_count = 0
+        self.lag_sum = 0.0
         self.completed = 0
 
     # --- config ------------------------------------------------------------------------------------
@@ -147,7 +150,10 @@ class Scheduler:
 
     async def _probe(self, slot: _Slot, planned: float) -> None:
         async with self._sem:
-            self.lags.append(self.clock.monotonic() - planned)
+            lag = self.clock.monotonic() - planned
+            self.lags.append(lag)
+            self.lag_count += 1
+            self.lag_sum += lag
             result = await self.probe_once(slot.target)
             if slot.target.confirm_failures and result.outcome.cls not in UP_CLASSES | BACKOFF_CLASSES:
                 # Confirm a failure once before it becomes the current class. The first attempt is
