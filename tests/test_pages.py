@@ -261,3 +261,44 @@ async def test_vendor_answers_are_escaped_and_secrets_never_shown(vendor: tuple[
     excerpt = doc["history"][0]["excerpt"]
     assert "<redacted>" in excerpt and json.loads(excerpt)["note"] == "</pre><img src=x onerror=alert(1)>"
     assert "<redacted>" in doc["history"][0]["request_line"]
+
+
+async def test_a_target_not_yet_probed_says_so(vendor: tuple[Vendor, str]) -> None:
+    _, url = vendor
+    # a fake clock that is never advanced: the first probe never comes
+    async with running_exporter(config_from(config(url)), clock=FakeClock()) as ex:
+        _, page = await ex.get("/")
+        _, doc = await get_json(ex, "/api/v1/targets/shop%3A1")
+        _, detail = await ex.get("/targets/shop%3A1")
+    text = " ".join(Tree(page).joined().split())
+    assert "3 targets: 0 up, 0 down, 3 not probed yet" in text
+    assert text.count("not probed yet") == 4 and text.count("waiting for the first probe") == 3
+    t = doc["target"]
+    assert (t["class"], t["up"], t["code"], t["since"], t["probes"], doc["history"]) == (None, None, None, None, 0, [])
+    assert "No probes yet." in detail
+
+
+async def test_no_vendor_credential_reaches_a_page_with_the_real_signers() -> None:
+    from exporter.simulators import start_simulators
+
+    sims = await start_simulators()
+    try:
+        async with running_exporter(config_from(sims.targets_config(interval="1s"))) as ex:
+            vendors = list(sims.sims)
+            await wait_for(ex, probed(*vendors))
+            texts = [(await ex.get(p))[1] for p in ["/", "/api/v1/targets"]
+                     + [f"/targets/{v}" for v in vendors] + [f"/api/v1/targets/{v}" for v in vendors]]
+            docs = [(await get_json(ex, f"/api/v1/targets/{v}"))[1] for v in vendors]
+    finally:
+        await sims.close()
+    secrets = [s for creds in sims.credentials.values() for s in creds.values() if len(s) >= 4]
+    assert secrets
+    for text in texts:
+        for s in secrets:
+            assert s not in text
+    for doc in docs:
+        assert doc["target"]["class"] == "ok", doc["target"]
+        # each signer adds a key, a signature, a token or a header: the request line never shows one
+        assert all(s not in h["request_line"] for h in doc["history"] for s in secrets)
+    flip = next(d for d in docs if d["target"]["vendor"] == "flipsnack")
+    assert "apiKey=<redacted>" in flip["history"][0]["request_line"]
