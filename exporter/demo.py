@@ -1,0 +1,144 @@
+"""The embedded demo: the five vendor simulators on loopback, a config probing them with their demo
+credentials, and a scenario that walks them through realistic trouble, so that within about two
+minutes every class, dashboard panel and alert has something to show.
+
+The scenario is a timetable of control settings (shared/vendors.md conditions), repeated for ever:
+a maintenance window, a rate-limit burst, rotated credentials, a clock that drifts, quotas running
+out, a slow spell, server errors, a dropped connection, an undocumented code, and recovery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._yamlnode import Node
+from .clock import Clock, SystemClock
+from .config import Config, parse_config
+from .simulators import SimulatorSet, start_simulators
+
+__all__ = ["CYCLE", "SCENARIO", "Demo", "Step", "start_demo"]
+
+log = logging.getLogger(__name__)
+GB = 1024**3
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    at: float  # seconds into the cycle
+    vendor: str
+    settings: dict[str, Any]
+    note: str = ""  # logged when the step starts something a person should notice
+
+
+#: one cycle; the demo config probes every 5 s with a 3 s timeout, so each episode spans a few probes
+SCENARIO: tuple[Step, ...] = (
+    Step(5, "bannersnack", {"banner_pending": True}, "Bannersnack: the banner is still being generated"),
+    Step(5, "rubiq", {"delay": 6.0}, "Rubiq: a slow spell, answers take 6 s"),
+    Step(10, "bizwebs", {"maintenance": True, "retry_after": 10}, "Bizwebs: maintenance window"),
+    Step(20, "flipsnack", {"rate_limited": True}, "Flipsnack: production traffic used up the minute's calls"),
+    Step(25, "bannersnack", {"banner_pending": False}),
+    Step(25, "rubiq", {"delay": 0.0}),
+    Step(30, "bizwebs", {"maintenance": False}),
+    Step(30, "rubiq", {"rotated": True}, "Rubiq: app secret rotated at the vendor, the exporter has the old one"),
+    Step(30, "movingimage", {"server_error": True}, "movingimage: internal server errors"),
+    Step(40, "flipsnack", {"rate_limited": False}),
+    Step(45, "bizwebs", {"quota_exceeded": True, "retry_after": 10}, "Bizwebs: daily quota used up"),
+    Step(45, "movingimage", {"server_error": False}),
+    Step(50, "bannersnack", {"clock_offset": 400.0}, "Bannersnack: clocks 400 s apart"),
+    Step(50, "rubiq", {"rotated": False}),
+    Step(60, "flipsnack", {"maintenance": True}, "Flipsnack: maintenance mode"),
+    Step(60, "rubiq", {"busy": True}, "Rubiq: an earlier request is still being processed"),
+    Step(65, "bizwebs", {"quota_exceeded": False}),
+    Step(70, "bannersnack", {"clock_offset": 0.0}),
+    Step(70, "movingimage", {"quota_exceeded": True}, "movingimage: storage full"),
+    Step(75, "bizwebs", {"partial": True}, "Bizwebs: the token may read only part of the data"),
+    Step(75, "rubiq", {"busy": False}),
+    Step(80, "flipsnack", {"maintenance": False}),
+    Step(80, "bannersnack", {"banner_missing": True}, "Bannersnack: the monitored banner was deleted"),
+    Step(85, "flipsnack", {"code": "99"}, "Flipsnack: answers with a code its documentation does not list"),
+    Step(90, "rubiq", {"rate_limited": True}, "Rubiq: illegal-access prevention blocks the key"),
+    Step(95, "bizwebs", {"partial": False}),
+    Step(95, "movingimage", {"quota_exceeded": False, "storage_used": 600 * GB}),
+    Step(95, "bannersnack", {"banner_missing": False}),
+    Step(100, "flipsnack", {"code": None, "down": True}, "Flipsnack: connections dropped without an answer"),
+    Step(100, "bannersnack", {"server_error": True}, "Bannersnack: internal server errors"),
+    Step(100, "movingimage", {"rotated": True}, "movingimage: password changed, sessions ended"),
+    Step(110, "rubiq", {"rate_limited": False}),
+    Step(115, "flipsnack", {"down": False}),
+    Step(115, "bannersnack", {"server_error": False}),
+    Step(115, "movingimage", {"rotated": False}),
+    Step(120, "bizwebs", {"disabled": True}, "Bizwebs: the API token was disabled"),
+    Step(135, "bizwebs", {"disabled": False}),
+)
+CYCLE = 150.0
+#: how often the slowly moving figures (uploads left, storage used, traffic) change
+TICK = 10.0
+
+
+def _ticks() -> list[Step]:
+    """Quotas running out over the cycle: uploads down to 0, storage and traffic filling up."""
+    out = []
+    for k in range(int(CYCLE // TICK)):
+        out.append(Step(k * TICK, "flipsnack", {"uploads_left": max(0, 120 - 10 * k)}))
+        out.append(Step(k * TICK, "movingimage", {"traffic_used": (4000 + 60 * k) * GB}))
+    return out
+
+
+@dataclass
+class Demo:
+    config: Config
+    simulators: SimulatorSet
+    clock: Clock = field(default_factory=SystemClock)
+    task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run(), name="demo-scenario")
+
+    async def _run(self) -> None:
+        steps = sorted([*SCENARIO, *_ticks()], key=lambda s: s.at)
+        cycle = 0
+        while True:
+            start = self.clock.monotonic()
+            for vendor in self.simulators.sims:
+                await self.simulators.control(vendor, reset=True)
+            if cycle:
+                log.info("demo: every vendor healthy again; the scenario starts over")
+            for step in steps:
+                await self.clock.sleep(start + step.at - self.clock.monotonic())
+                await self.simulators.control(step.vendor, **step.settings)
+                if step.note:
+                    log.info("demo: %s", step.note)
+            await self.clock.sleep(start + CYCLE - self.clock.monotonic())
+            cycle += 1
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+            self.task = None
+        await self.simulators.close()
+
+
+async def start_demo(clock: Clock | None = None, interval: str = "5s", timeout: str = "3s") -> Demo:
+    """Start the simulators and the scenario; the returned config probes them."""
+    clock = clock or SystemClock()
+    sims = await start_simulators(clock=clock)
+    try:
+        raw = sims.targets_config(interval, timeout=timeout)
+        for target in raw["targets"]:
+            target["labels"] = {"env": "demo"}
+        config = parse_config(Node(raw, "<embedded demo>", ""), Path("."), env={})
+    except BaseException:
+        await sims.close()
+        raise
+    demo = Demo(config, sims, clock)
+    demo.start()
+    log.info("demo: five vendor simulators on %s; the scenario repeats every %d s",
+             ", ".join(f"{v} {u}" for v, u in sims.base_urls.items()), CYCLE)
+    return demo
