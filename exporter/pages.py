@@ -292,7 +292,7 @@ class Refresh:
 
 
 def _page(title: str, body: str, now: float, root: str, api: str, refresh: Refresh) -> str:
-    return _BASE.substitute(title=e(title), css=_CSS, body=body, root=root, api=api, now=fmt_time(now, now),
+    return _BASE.substitute(title=e(title), css=_CSS, body=body, root=e(root), api=e(api), now=fmt_time(now, now),
                             version=e(__version__), refresh_meta=refresh.meta(), refresh_link=refresh.link())
 
 

@@ -302,3 +302,18 @@ async def test_no_vendor_credential_reaches_a_page_with_the_real_signers() -> No
         assert all(s not in h["request_line"] for h in doc["history"] for s in secrets)
     flip = next(d for d in docs if d["target"]["vendor"] == "flipsnack")
     assert "apiKey=<redacted>" in flip["history"][0]["request_line"]
+
+
+async def test_a_thousand_targets_all_render_compressed(vendor: tuple[Vendor, str]) -> None:
+    _, url = vendor
+    cfg = {"global": {"interval": "1m"}, "targets": [
+        {"name": f"t{i:04d}", "vendor": "flipsnack", "base_url": url,
+         "credentials": {"api_key": f"k{i}", "secret": "s"}} for i in range(1000)]}
+    async with running_exporter(config_from(cfg), clock=FakeClock()) as ex:
+        async with ex.session.get(ex.url + "/", headers={"Accept-Encoding": "gzip"}) as r:
+            encoding, page = r.headers.get("Content-Encoding"), await r.text()
+        _, doc = await get_json(ex, "/api/v1/targets")
+    assert encoding == "gzip"
+    names = [d["data-target"] for d in Tree(page).data if d["tag"] == "article"]
+    assert names == [f"t{i:04d}" for i in range(1000)]
+    assert len(doc["targets"]) == 1000
