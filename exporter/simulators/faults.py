@@ -67,13 +67,22 @@ class LoopbackResolver(aiohttp.abc.AbstractResolver):
 
 @cache
 def gzip_bomb(decompressed_mb: int = 256) -> bytes:
-    """A gzip stream that inflates ~1000-fold: ``decompressed_mb`` MiB of zeros after an envelope start."""
-    comp = zlib.compressobj(9, zlib.DEFLATED, 31)
-    parts = [comp.compress(b'{"code": 20, "pad": "')]
-    block = b"\0" * (1 << 20)
-    parts.extend(comp.compress(block) for _ in range(decompressed_mb))
-    parts.append(comp.flush())
-    return b"".join(parts)
+    """A valid gzip stream of ``decompressed_mb`` MiB (an envelope start, then zeros), ~1000 times smaller.
+
+    Each MiB is deflated once and ended with a full flush, which resets the compressor, so the same
+    bytes stand for every MiB: the bomb is built in milliseconds instead of deflating 256 MiB.
+    """
+    comp = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    block = b'{"code": 20, "pad": "'.ljust(1 << 20, b"\0")
+    first = comp.compress(block) + comp.flush(zlib.Z_FULL_FLUSH)
+    zeros = b"\0" * (1 << 20)
+    rest = comp.compress(zeros) + comp.flush(zlib.Z_FULL_FLUSH)
+    crc = zlib.crc32(block)
+    for _ in range(decompressed_mb - 1):
+        crc = zlib.crc32(zeros, crc)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"  # gzip, deflate, no name, max compression, unix
+    trailer = struct.pack("<II", crc, (decompressed_mb << 20) & 0xFFFFFFFF)
+    return header + first + rest * (decompressed_mb - 1) + comp.flush() + trailer
 
 
 @dataclass(slots=True)
@@ -230,7 +239,7 @@ class FaultServer:
     async def start(cls, ssl_context: ssl.SSLContext | None = None, max_stall: float = 60.0,
                     drip_interval: float = 0.2) -> FaultServer:
         srv = cls(ssl_context=ssl_context, max_stall=max_stall, drip_interval=drip_interval)
-        await asyncio.to_thread(gzip_bomb)  # built once per process, never inside a probe's answer
+        await asyncio.to_thread(gzip_bomb)  # built once per process, off the loop, never inside an answer
         srv._server = await asyncio.start_server(srv._on_connect, "127.0.0.1", 0, ssl=ssl_context,
                                                  limit=_HEAD_LIMIT, backlog=1024)
         srv.port = srv._server.sockets[0].getsockname()[1]
