@@ -330,7 +330,9 @@ def render_target_page(v: dict[str, Any], history: list[dict[str, Any]], now: fl
     for h in history:
         retry = f' &middot; retry after {fmt_age(h["retry_after_seconds"])}' if h["retry_after_seconds"] else ""
         attempts = f' &middot; {h["attempts"]} attempts' if h["attempts"] > 1 else ""
-        excerpt = (f'<details><summary>response excerpt</summary><pre>{e(h["excerpt"])}</pre></details>'
+        # a failure's answer is what the reader came for: shown unfolded; successes stay folded
+        unfold = "" if h["class"] in UP_CLASSES else " open"
+        excerpt = (f'<details{unfold}><summary>response excerpt</summary><pre>{e(h["excerpt"])}</pre></details>'
                    if h["excerpt"] else '<p class="muted">no response body</p>')
         rows.append(
             f'<li class="c-{e(h["class"])}" data-class="{e(h["class"])}">'

@@ -137,8 +137,11 @@ async def test_page_is_readable_on_a_phone(artifacts: Path) -> None:
         assert await bar.get_attribute("value") == "37" and await bar.is_visible()
         await page.screenshot(path=str(artifacts / "status-page-phone.png"), full_page=True)
         await page.goto(ex.url + "/targets/bizwebs")
-        # long request lines and response excerpts wrap instead of widening the page
-        await page.locator("ol.history details summary").first.click()
+        # the failure's answer is unfolded; long request lines and excerpts wrap instead of widening the page
+        first = page.locator("ol.history li").first
+        assert await first.get_attribute("data-class") == "quota_exceeded"
+        assert await first.locator("details pre").is_visible()
+        assert "Quota exceeded" in await first.locator("details pre").inner_text()
         assert await no_horizontal_scroll(page)
         await page.screenshot(path=str(artifacts / "target-page-phone.png"), full_page=True)
         await context.close()
