@@ -358,8 +358,9 @@ def _refresh(request: web.Request, default: int) -> Refresh:
     raw = request.query.get("refresh")
     if raw is None:
         return Refresh(default, default)
-    if not raw.isdigit() or len(raw) > 6:
-        raise web.HTTPBadRequest(text=f"refresh must be whole seconds (0 turns it off), got {raw[:32]!r}\n")
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6:
+        shown = html.escape(raw[:32])
+        raise web.HTTPBadRequest(text=f"refresh must be whole seconds (0 turns it off), got {shown!r}\n")
     n = int(raw)
     return Refresh(0 if n == 0 else max(MIN_REFRESH, min(MAX_REFRESH, n)), default)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import html
 import logging
@@ -24,14 +25,16 @@ MAX_REQUEST_BYTES = 16 * 1024
 async def metrics(request: web.Request) -> web.Response:
     exp = request.app[EXPORTER_KEY]
     body = render_exposition(exp.state, exp.info)
-    return _maybe_gzip(request, body)
+    return await _maybe_gzip(request, body)
 
 
-def _maybe_gzip(request: web.Request, body: bytes) -> web.Response:
+async def _maybe_gzip(request: web.Request, body: bytes) -> web.Response:
     if "gzip" in request.headers.get("Accept-Encoding", "") and len(body) > 1024:
         # level 1: scrapes are frequent and the text compresses well even at the fastest level
-        return web.Response(body=gzip.compress(body, 1), headers={"Content-Type": CONTENT_TYPE,
-                                                                   "Content-Encoding": "gzip"})
+        # in a thread, which zlib lets run beside the event loop: compressing 10,000 targets' answer
+        # takes tens of milliseconds that would otherwise delay every probe in flight
+        zipped = await asyncio.get_running_loop().run_in_executor(None, gzip.compress, body, 1)
+        return web.Response(body=zipped, headers={"Content-Type": CONTENT_TYPE, "Content-Encoding": "gzip"})
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
@@ -46,7 +49,7 @@ async def probe(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text=f"unknown target {shown!r}: /probe takes a configured target name\n")
     done = await exp.probe_now(name)
     assert done is not None
-    return _maybe_gzip(request, render_exposition([done[1]], None, process=False))
+    return await _maybe_gzip(request, render_exposition([done[1]], None, process=False))
 
 
 async def healthy(request: web.Request) -> web.Response:

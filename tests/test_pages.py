@@ -186,6 +186,9 @@ async def test_unknown_targets_get_a_one_line_404(vendor: tuple[Vendor, str]) ->
         status, text = await ex.get("/?refresh=soon")
         assert status == 400
         assert text == "refresh must be whole seconds (0 turns it off), got 'soon'\n"
+        for bad in ("\u00b2", "-1", "1e3", "9999999"):
+            status, text = await ex.get("/", params={"refresh": bad})
+            assert status == 400 and text.startswith("refresh must be whole seconds"), (bad, text)
 
 
 async def test_page_refreshes_itself_at_the_probe_pace_unless_told_otherwise(vendor: tuple[Vendor, str]) -> None:
