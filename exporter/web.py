@@ -72,6 +72,10 @@ async def reload(request: web.Request) -> web.Response:
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        if request.body_exists:
+            # No endpoint takes a body, so a handler would never read it and never hit the size cap:
+            # reading it here refuses an oversized one (413, chunked too) before a reload runs.
+            await request.read()
         response: web.StreamResponse = await handler(request)
         return response
     except web.HTTPException:
@@ -81,7 +85,25 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise web.HTTPInternalServerError(text="internal error\n") from None
 
 
+class _OneLineServerErrors(logging.Filter):
+    """aiohttp logs a malformed request with a traceback and a slice of the raw request, which may
+    hold a credential: keep one line naming the error's kind only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            kind = record.exc_info[1].__class__.__name__
+            record.msg, record.args = f"{record.getMessage()}: {kind}", None
+            record.exc_info, record.exc_text = None, None
+            if record.levelno > logging.WARNING:
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_SERVER_LOG_FILTER = _OneLineServerErrors()
+
+
 def make_app(exporter: Exporter) -> web.Application:
+    logging.getLogger("aiohttp.server").addFilter(_SERVER_LOG_FILTER)
     app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[errors])
     app[EXPORTER_KEY] = exporter
     app.router.add_get("/metrics", metrics)
