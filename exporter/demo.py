@@ -107,12 +107,12 @@ class Demo:
             for vendor in self.simulators.sims:
                 await self.simulators.control(vendor, reset=True)
             if cycle:
-                log.info("demo: every vendor healthy again; the scenario starts over")
+                log.info("every vendor healthy again; the scenario starts over")
             for step in steps:
                 await self.clock.sleep(start + step.at - self.clock.monotonic())
                 await self.simulators.control(step.vendor, **step.settings)
                 if step.note:
-                    log.info("demo: %s", step.note)
+                    log.info("%s", step.note)
             await self.clock.sleep(start + CYCLE - self.clock.monotonic())
             cycle += 1
 
@@ -139,6 +139,6 @@ async def start_demo(clock: Clock | None = None, interval: str = "5s", timeout: 
         raise
     demo = Demo(config, sims, clock)
     demo.start()
-    log.info("demo: five vendor simulators on %s; the scenario repeats every %d s",
+    log.info("five vendor simulators on %s; the scenario repeats every %d s",
              ", ".join(f"{v} {u}" for v, u in sims.base_urls.items()), CYCLE)
     return demo

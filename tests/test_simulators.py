@@ -4,9 +4,14 @@ time, limits and tokens on their own (here fake) clock."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -26,6 +31,7 @@ from exporter.simulators.rubiq import ENTITY, IAP_MISSES, RubiqSimulator
 S = TypeVar("S", bound=Simulator)
 FLIP = {"api_key": "45FD-267-7SG7832", "secret": "123ABCDE-456-7890-FGH"}
 RUBIQ = {"app_key": "32767", "app_secret": "RCL1EDAYOVHANLL3A51G"}
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @asynccontextmanager
@@ -290,3 +296,37 @@ async def test_control_api_over_http_switches_and_refuses_with_one_line() -> Non
         assert sims.base_urls["movingimage"].endswith("/v1/vms")
     finally:
         await sims.close()
+
+
+async def test_simulate_command_prints_addresses_serves_and_stops_on_sigterm() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exporter", "simulate", "--listen-host", "127.0.0.1", "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT)
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        info = json.loads(line)
+        assert set(info) == {"bannersnack", "bizwebs", "rubiq", "flipsnack", "movingimage"}
+        async with aiohttp.ClientSession() as s:
+            status, _, body = await get_json(s, "POST", info["flipsnack"]["control_url"], json={"maintenance": True})
+            assert status == 200 and body["settings"]["maintenance"] is True
+            creds = info["flipsnack"]["credentials"]
+            params = [("action", "user.getStats"), ("apiKey", creds["api_key"])]
+            signed = [*params, ("signature", md5_signature(creds["secret"], params))]
+            _, _, body = await get_json(s, "GET", f"{info['flipsnack']['base_url']}/?{urlencode(signed)}")
+            assert body["code"] == 22
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        assert proc.stderr is not None
+        assert b"Traceback" not in await proc.stderr.read()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def test_simulate_command_reports_a_bad_listen_host_in_one_line() -> None:
+    out = subprocess.run([sys.executable, "-m", "exporter", "simulate", "--listen-host", "192.0.2.1"],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 1
+    assert out.stderr.startswith("error: cannot listen on 192.0.2.1:") and out.stderr.count("\n") == 1

@@ -18,9 +18,9 @@ import pytest
 import yaml
 from aiohttp import web
 
-from exporter.catalog import UP_CLASSES
+from exporter.catalog import CLASSES, UP_CLASSES
 from exporter.clock import FakeClock
-from exporter.demo import start_demo
+from exporter.demo import CYCLE, start_demo
 from exporter.simulators import SimulatorSet, start_simulators
 
 from .conftest import Running, config_from, running_exporter, sample
@@ -325,5 +325,41 @@ async def test_the_demo_shows_every_vendor_on_metrics() -> None:
                 raise AssertionError("not every vendor was probed")
             for v in demo.simulators.sims:
                 assert demo.simulators.counts(v)["requests"] >= 1
+    finally:
+        await demo.close()
+
+
+async def idle(run: Running) -> None:
+    """Wait (bounded, real time) until no probe is in flight."""
+    sched = run.exporter.scheduler
+    assert sched is not None
+    for _ in range(1000):
+        await asyncio.sleep(0.005)
+        if sched.in_flight() == 0:
+            return
+    raise AssertionError("probes still in flight")
+
+
+async def test_the_demo_scenario_shows_every_class_within_two_minutes() -> None:
+    clock = FakeClock()
+    # the same scenario on a fake clock; only the timeout is short so the slow spell costs no real time
+    demo = await start_demo(clock=clock, timeout="200ms")
+    try:
+        async with running_exporter(demo.config, clock=clock) as run:
+            first_seen: dict[str, int] = {}
+            for second in range(1, 121):
+                await clock.advance(1.0)
+                await idle(run)
+                for ts in run.exporter.state:
+                    if ts.last is not None:
+                        first_seen.setdefault(ts.last.outcome.cls, second)
+            assert set(first_seen) == set(CLASSES), f"missing: {set(CLASSES) - set(first_seen)}"
+            text = await run.metrics()
+            for vendor in demo.simulators.sims:
+                assert (sample(text, "apistatus_responses_total", vendor=vendor, **{"class": "ok"}) or 0) >= 1
+            # the scenario survives its own end and starts over
+            await clock.advance(CYCLE - 120 + 6)
+            assert demo.task is not None and not demo.task.done()
+            assert demo.simulators.sims["flipsnack"].settings["uploads_left"] == 120  # 0 before the restart
     finally:
         await demo.close()

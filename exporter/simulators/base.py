@@ -193,7 +193,8 @@ class Simulator:
             return web.json_response({"error": str(exc)}, status=400)
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False)
+        # a short shutdown: a slow-spell answer still sleeping must not hold up closing the simulator
+        self._runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
