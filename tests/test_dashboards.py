@@ -1,0 +1,177 @@
+"""The Grafana dashboards: their JSON has the shape current Grafana imports (stable uids, schema 39+,
+datasource/vendor/target variables, known panel types), and every panel query, with the variables
+substituted, parses and returns data from a real Prometheus scraping the exporter against the
+simulators (the stack of test_prometheus_e2e, started once for both modules)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+import urllib.parse
+from typing import Any
+
+import pytest
+import yaml
+
+from exporter.collector import FAMILIES
+
+from .conftest import ROOT
+from .test_prometheus_e2e import PROM_DIR, VENDORS, WAIT, Stack, http, prom_stack  # noqa: F401
+
+DASHBOARDS = ROOT / "dashboards"
+UIDS = {"apistatus-overview", "apistatus-target"}
+PANEL_TYPES = {"timeseries", "state-timeline", "stat", "bargauge", "table"}
+#: Grafana's own variables the queries may use, and what the test puts in their place (1 s scrapes)
+BUILTINS = {"__rate_interval": "10s", "__interval": "1s", "__range": "1m"}
+VAR = re.compile(r"\$(?:\{(\w+)(?::\w+)?\}|(\w+))")
+#: per dashboard: the values of its variables for the queries (the drill-down takes each target in turn)
+OVERVIEW_VARS = {"vendor": ".*", "target": ".*"}
+
+
+def dashboards() -> dict[str, dict[str, Any]]:
+    found = {}
+    for path in sorted(DASHBOARDS.glob("*.json")):
+        board = json.loads(path.read_text())
+        found[board["uid"]] = board
+    return found
+
+
+def queries(board: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [(p["title"], t) for p in board["panels"] for t in p.get("targets", [])]
+
+
+def substitute(expr: str, values: dict[str, str]) -> str:
+    def one(m: re.Match[str]) -> str:
+        name = m.group(1) or m.group(2)
+        if name in values:
+            return values[name]
+        assert name in BUILTINS, f"variable ${name} is not defined by the dashboard"
+        return BUILTINS[name]
+
+    return VAR.sub(one, expr)
+
+
+def known_series() -> set[str]:
+    """Every series name the exporter or the recording rules produce."""
+    names = {f.name for f in FAMILIES}
+    names |= {f.name + s for f in FAMILIES if f.type == "histogram" for s in ("_bucket", "_sum", "_count")}
+    names |= {"apistatus_build_info", "apistatus_config_last_reload_successful",
+              "apistatus_config_last_reload_success_timestamp_seconds", "apistatus_targets"}
+    rules = yaml.safe_load((PROM_DIR / "recording_rules.yml").read_text())
+    names |= {r["record"] for g in rules["groups"] for r in g["rules"]}
+    return names
+
+
+def test_dashboards_have_the_shape_grafana_imports() -> None:
+    boards = dashboards()
+    assert set(boards) == UIDS, "dashboard uids are links and bookmarks: they must not change"
+    for uid, board in boards.items():
+        assert board["schemaVersion"] >= 39, uid
+        assert board["title"] and board["tags"], uid
+        variables = {v["name"]: v for v in board["templating"]["list"]}
+        assert list(variables)[:3] == ["datasource", "vendor", "target"], uid
+        assert variables["datasource"]["type"] == "datasource"
+        assert variables["datasource"]["query"] == "prometheus"
+        for name in ("vendor", "target"):
+            assert variables[name]["type"] == "query"
+            assert variables[name]["datasource"]["uid"] == "${datasource}"
+        ids = [p["id"] for p in board["panels"]]
+        assert len(ids) == len(set(ids)), f"{uid}: panel ids repeat"
+        cells: set[tuple[int, int]] = set()
+        for p in board["panels"]:
+            where = f"{uid} panel {p['title']!r}"
+            assert p["type"] in PANEL_TYPES, where
+            assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, where
+            assert p["targets"], where
+            for t in p["targets"]:
+                assert t["datasource"]["uid"] == "${datasource}" and t["expr"].strip(), where
+            g = p["gridPos"]
+            assert g["x"] >= 0 and g["x"] + g["w"] <= 24 and g["h"] > 0, where
+            mine = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
+            assert not mine & cells, f"{where} overlaps another panel"
+            cells |= mine
+
+
+def test_dashboards_cover_what_the_issue_asks_for() -> None:
+    boards = dashboards()
+
+    def text(uid: str) -> str:
+        return " ".join(t["expr"] for _, t in queries(boards[uid]))
+
+    overview, target = text("apistatus-overview"), text("apistatus-target")
+    types = {p["type"] for p in boards["apistatus-overview"]["panels"]}
+    assert {"state-timeline", "stat", "bargauge", "timeseries", "table"} <= types
+    for needle in ("apistatus_outcome", "apistatus_up", "apistatus_maintenance", "apistatus_auth_failures_total",
+                   "apistatus_quota_remaining", 'class="rate_limited"', "histogram_quantile(0.5",
+                   "histogram_quantile(0.95", "sum by (class) (rate(apistatus_responses_total"):
+        assert needle in overview, needle
+    for needle in ("by (class, code)", "apistatus_request_duration_seconds_bucket", "apistatus_retry_after_seconds",
+                   "apistatus_quota_remaining", "apistatus_clock_skew_seconds"):
+        assert needle in target, needle
+    # every series a query names exists: a typo would otherwise show as an empty panel
+    known = known_series()
+    for uid, board in boards.items():
+        for title, t in queries(board):
+            for name in re.findall(r"\b(?:apistatus_\w+|\w+:apistatus_\w+:\w+)", t["expr"]):
+                assert name in known, f"{uid} {title!r}: unknown series {name}"
+
+
+def _has_data(result: list[dict[str, Any]]) -> bool:
+    """At least one sample that is a number (a query that only yields NaN shows an empty panel)."""
+    for r in result:
+        values = r.get("values") or ([r["value"]] if "value" in r else [])
+        if any(not math.isnan(float(v[1])) for v in values):
+            return True
+    return False
+
+
+def _run(stack: Stack, target: dict[str, Any], expr: str) -> list[dict[str, Any]]:
+    if target.get("instant"):
+        return stack.query(expr)
+    return stack.query_range(expr, 30)
+
+
+def test_every_panel_query_returns_data(prom_stack: Stack) -> None:  # noqa: F811
+    """Overview with all vendors and targets; the drill-down with each of the five targets in turn: every
+    query parses for each, and returns data (for the drill-down: for at least one target, since a
+    quota panel has nothing for a vendor without quotas)."""
+    boards = dashboards()
+    jobs: list[tuple[str, list[str], dict[str, Any]]] = []  # (where, substituted exprs, target)
+    for title, t in queries(boards["apistatus-overview"]):
+        jobs.append((f"overview {title!r}", [substitute(t["expr"], OVERVIEW_VARS)], t))
+    for title, t in queries(boards["apistatus-target"]):
+        exprs = [substitute(t["expr"], {"vendor": v, "target": v}) for v in VENDORS]
+        jobs.append((f"target {title!r}", exprs, t))
+
+    pending = list(jobs)
+    end = time.monotonic() + WAIT
+    while pending:
+        still = []
+        for where, exprs, t in pending:
+            # a PromQL error fails at once inside _run, naming the query and Prometheus's message
+            if not any(_has_data(_run(prom_stack, t, e)) for e in exprs):
+                still.append((where, exprs, t))
+        pending = still
+        if pending and time.monotonic() > end:
+            missing = "; ".join(f"{w}: {e[0]}" for w, e, _ in pending)
+            pytest.fail(f"no data after {WAIT:.0f}s for: {missing}")
+        if pending:
+            time.sleep(0.5)
+
+
+def test_variable_queries_list_every_vendor_and_target(prom_stack: Stack) -> None:  # noqa: F811
+    for uid, board in dashboards().items():
+        for var in board["templating"]["list"]:
+            if var["type"] != "query":
+                continue
+            m = re.fullmatch(r"label_values\((.+), (\w+)\)", var["query"]["query"])
+            assert m, f"{uid} ${var['name']}: {var['query']['query']}"
+            match = substitute(m.group(1), OVERVIEW_VARS)
+            url = (prom_stack.prometheus + f"/api/v1/label/{m.group(2)}/values?"
+                   + urllib.parse.urlencode({"match[]": match}))
+            status, body = http(url)
+            assert status == 200, body[:300]
+            assert set(json.loads(body)["data"]) == set(VENDORS), f"{uid} ${var['name']}"
+
