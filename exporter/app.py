@@ -62,7 +62,7 @@ class Exporter:
 
     def _apply(self, config: Config) -> None:
         assert self.scheduler is not None
-        self.state.sync(config.targets)
+        self.state.sync(config.targets, config.global_.history)
         self.scheduler.apply(config.targets, config.global_.max_concurrency)
         self.info.targets = len(config.targets)
 

@@ -235,7 +235,9 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
                "probe_share", "confirm_failures"}
     for tnode in root["targets"]:
         t = tnode.mapping(allowed, required=("name", "vendor", "base_url"))
-        name = t["name"].text(r"[A-Za-z0-9_.:-]{1,128}", "letters, digits, '.', ':', '_' or '-' (at most 128)")
+        # not only dots: a browser rewrites /targets/.. before it is sent, so such a page is unreachable
+        name = t["name"].text(r"(?!\.+$)[A-Za-z0-9_.:-]{1,128}",
+                              "letters, digits, '.', ':', '_' or '-' (at most 128, not only dots)")
         if name in seen:
             t["name"].fail("duplicate target name")
         seen.add(name)

@@ -118,11 +118,16 @@ class State:
     def get(self, name: str) -> TargetState | None:
         return self._targets.get(name)
 
-    def sync(self, targets: Iterable[Target]) -> None:
-        """Apply a (re)loaded config; removed targets are dropped (see ``carry_over`` for the rest)."""
+    def sync(self, targets: Iterable[Target], history: int | None = None) -> None:
+        """Apply a (re)loaded config; removed targets are dropped (see ``carry_over`` for the rest).
+        A new ``history`` size applies to kept targets too, keeping their newest entries."""
+        self._history = history or self._history
         fresh = carry_over(self._targets, targets, lambda t: TargetState(
             t, recent=deque(maxlen=self._history), failures=deque(maxlen=self._history)))
         for ts in fresh.values():
+            if ts.recent.maxlen != self._history:
+                ts.recent = deque(ts.recent, maxlen=self._history)
+                ts.failures = deque(ts.failures, maxlen=self._history)
             self._refresh(ts)
         self._targets = fresh
 

@@ -151,3 +151,18 @@ async def test_health_ready_and_landing(flip: tuple[Flip, str]) -> None:
         assert status == 200 and "metrics" in page
         status, _ = await ex.get("/metrics", headers={"Accept-Encoding": "gzip"})
         assert status == 200
+
+
+def test_a_reload_resizes_the_history_of_kept_targets() -> None:
+    from exporter.classify import Outcome
+    from exporter.probe import ProbeResult
+    from exporter.state import State
+
+    cfg = config_from(targets("http://127.0.0.1:9", "a"))
+    state = State(history=5)
+    state.sync(cfg.targets)
+    for i in range(5):
+        state.record(ProbeResult("a", float(i), 0.1, Outcome("ok", "20", "OK", 200), "GET /", ""), 0, 0)
+    state.sync(cfg.targets, history=2)
+    ts = state.get("a")
+    assert ts is not None and [e.result.started for e in ts.history()] == [4.0, 3.0]
