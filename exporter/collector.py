@@ -54,6 +54,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("apistatus_consecutive_failures", "gauge", "Probes in a row whose class is not up."),
 )
 _IDX = {f.name: i for i, f in enumerate(FAMILIES)}
+_EMPTY: tuple[bytes, ...] = (b"",) * len(FAMILIES)
 
 
 def _esc(value: str) -> str:
@@ -76,12 +77,14 @@ def label_prefix(ts: TargetState) -> str:
     return "{" + ",".join(f'{k}="{_esc(v)}"' for k, v in pairs)
 
 
-def render_target(ts: TargetState) -> tuple[str, ...]:
-    """One text fragment per family for one target. A target never probed has no samples yet."""
+def render_target(ts: TargetState) -> tuple[bytes, ...]:
+    """One text fragment per family for one target, already encoded: a scrape then only joins bytes
+    (at 10,000 targets encoding the joined text cost as much as the join). A target never probed has
+    no samples yet."""
     out = [""] * len(FAMILIES)
     last = ts.last
     if last is None:
-        return tuple(out)
+        return _EMPTY
     lp = label_prefix(ts)
     o = last.outcome
 
@@ -119,7 +122,7 @@ def render_target(ts: TargetState) -> tuple[str, ...]:
     put("apistatus_next_probe_timestamp_seconds", ts.next_probe_at)
     put("apistatus_backoff_seconds", ts.backoff)
     put("apistatus_consecutive_failures", ts.consecutive_failures)
-    return tuple(out)
+    return tuple(s.encode() for s in out)
 
 
 @dataclass(slots=True)
@@ -176,16 +179,15 @@ def _start_lag(info: ExporterInfo) -> str:
 def render_exposition(states: Iterable[TargetState], info: ExporterInfo | None = None,
                       process: bool = True) -> bytes:
     """The whole /metrics answer (or, with ``info=None``, just the targets' families for /probe)."""
-    fragments: Sequence[tuple[str, ...]] = [ts.rendered for ts in states if ts.rendered is not None]
-    parts: list[str] = []
+    fragments: Sequence[tuple[bytes, ...]] = [ts.rendered for ts in states if ts.rendered is not None]
+    parts: list[bytes] = []
     for i, fam in enumerate(FAMILIES):
         body = [f[i] for f in fragments if f[i]]
         if body:
-            parts.append(fam.header)
-            parts.extend(body)
+            parts.append(fam.header.encode())
+            parts += body
     if info is not None:
-        parts.append(_own(info))
-    data = "".join(parts).encode()
+        parts.append(_own(info).encode())
     if process:
-        data += generate_latest(_process_registry)
-    return data
+        parts.append(generate_latest(_process_registry))
+    return b"".join(parts)  # one copy of the whole answer, not one per step
