@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import aiohttp
+from yarl import URL
 
 from .catalog import CheckSpec, QuotaSpec
 from .classify import Answer, Failure, Outcome, QuotaReading, classify, read_quotas
@@ -127,7 +128,7 @@ class Prober:
         # bomb held the event loop for a second; here inflating stops at the body cap.
         headers = {"Accept-Encoding": "gzip, deflate", **req.headers}
         async with self.session.request(
-            req.method, req.url, params=list(req.params) or None, headers=headers, data=req.body,
+            req.method, URL(req.full_url(), encoded=True), headers=headers, data=req.body,
             allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout), auto_decompress=False,
         ) as resp:
             inflater = _inflater(resp.headers.get("Content-Encoding", ""))

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import aiohttp
+from yarl import URL
 
 __all__ = [
     "SIGNERS",
@@ -59,7 +60,11 @@ class HttpRequest:
     body: bytes | None = None
 
     def full_url(self) -> str:
-        return f"{self.url}?{urlencode(self.params)}" if self.params else self.url
+        """The URL exactly as it goes on the wire (the prober sends this string unchanged): a signature
+        over the URL (Rubiq) must cover the bytes the vendor receives, and yarl's own query encoding
+        differs from urlencode's (it leaves ``/`` and ``?`` unescaped)."""
+        url = str(URL(self.url))
+        return f"{url}?{urlencode(self.params)}" if self.params else url
 
 
 @dataclass(frozen=True, slots=True)

@@ -363,3 +363,17 @@ async def test_the_demo_scenario_shows_every_class_within_two_minutes() -> None:
             assert demo.simulators.sims["flipsnack"].settings["uploads_left"] == 120  # 0 before the restart
     finally:
         await demo.close()
+
+
+@pytest.mark.parametrize("value", ["a b", "a/b", "x?y=z&w", "ä+%"])
+async def test_rubiq_signature_covers_the_url_exactly_as_sent(sims: tuple[SimulatorSet, FakeClock],
+                                                              value: str) -> None:
+    """The token signs the full URL: query characters that encoders treat differently ('/', '?')
+    must be signed the way they travel, or Rubiq answers 401.9."""
+    s, clock = sims
+    raw = s.targets_config("60s")
+    target = next(t for t in raw["targets"] if t["vendor"] == "rubiq")
+    target["check"] = {**target["check"], "params": {"fields": value}}
+    raw["targets"] = [target]
+    async with running_exporter(config_from(raw), clock=clock) as run:
+        assert_class(await probe_text(run, "rubiq"), "rubiq", "ok", "200")
