@@ -330,3 +330,30 @@ def test_simulate_command_reports_a_bad_listen_host_in_one_line() -> None:
                          capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert out.returncode == 1
     assert out.stderr.startswith("error: cannot listen on 192.0.2.1:") and out.stderr.count("\n") == 1
+
+
+async def test_hostile_requests_get_the_vendors_error_never_a_crash() -> None:
+    sims = await start_simulators()
+    deep = b"[" * 100_000
+    try:
+        async with aiohttp.ClientSession() as s:
+            url = sims.base_urls["rubiq"] + f"/entity/id/{ENTITY}/data"
+            status, headers, _ = await get_json(s, "GET", url, headers={"Signature": "[" * 4000})
+            assert (status, headers["ApiStatusSubCode"]) == (401, "401.3")
+            status, headers, _ = await get_json(s, "GET", url, headers={"Signature": json.dumps(
+                {"AppKey": 32767, "IssuedAt": "99999999999999", "Token": "x"})})
+            assert (status, headers["ApiStatusSubCode"]) == (401, "401.5")
+            biz = sims.sims["bizwebs"]
+            auth = {"BW-API-Key": "Token " + biz.credentials()["token"]}
+            assert (await get_json(s, "POST", biz.base_url + "/api/graphql", data=deep, headers=auth))[0] == 400
+            mi = sims.base_urls["movingimage"]
+            assert (await get_json(s, "POST", mi + "/auth/login", data=deep))[0] == 400
+            assert (await get_json(s, "POST", mi + "/auth/refresh/4711", data=deep))[0] == 401
+            assert (await get_json(s, "POST", sims.control_urls["bizwebs"], data=deep))[0] == 400
+            params = [("action", "get-banner-urls"), ("client_id", "demo-client"), ("hash", "b4nn3rd3m0"),
+                      ("t", "soon")]
+            signed = [*params, ("signature", md5_signature("demo-bannersnack-secret", params))]
+            status, _, body = await get_json(s, "GET", sims.base_urls["bannersnack"] + "/?" + urlencode(signed))
+            assert (status, body["code"]) == (200, 514)  # a signed request with a `t` that is not a number
+    finally:
+        await sims.close()

@@ -183,7 +183,7 @@ class Simulator:
     async def _post_control(self, request: web.Request) -> web.Response:
         try:
             data = json.loads(await request.read() or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):  # hostile nesting is bad JSON too
             return web.json_response({"error": "control body must be a JSON object"}, status=400)
         if not isinstance(data, dict):
             return web.json_response({"error": "control body must be a JSON object"}, status=400)

@@ -43,7 +43,7 @@ class BizwebsSimulator(Simulator):
         status = int(code) if code.isdigit() and 100 <= int(code) <= 599 else 500
         headers = {"Retry-After": str(int(self.settings["retry_after"]))} if code in _RETRY else {}
         if status in (301, 302, 307, 308):
-            headers["Location"] = "https://moved.bizwebs.example" + PATH
+            headers["Location"] = "/moved" + PATH  # relative: a followed redirect stays here
         if status >= 400:
             return json_answer({"error": _TEXT.get(code, "Error")}, status, headers)
         return json_answer({"data": {"getOrderList": {"pageInfo": {"totalPages": 3}}}}, status, headers)
@@ -64,7 +64,7 @@ class BizwebsSimulator(Simulator):
             return self.answer(forced)
         try:
             doc = json.loads(await request.read())
-        except ValueError:
+        except (ValueError, RecursionError):  # hostile nesting is bad JSON too
             return web.Response(status=400, text="Bad request")  # the real API sends no JSON here either
         query = doc.get("query") if isinstance(doc, dict) else None
         if not isinstance(query, str) or not query.strip():

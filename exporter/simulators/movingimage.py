@@ -79,7 +79,7 @@ class MovingimageSimulator(Simulator):
     async def _json(self, request: web.Request) -> dict[str, Any] | None:
         try:
             doc = json.loads(await request.read())
-        except ValueError:
+        except (ValueError, RecursionError):  # hostile nesting is bad JSON too
             return None
         return doc if isinstance(doc, dict) else None
 

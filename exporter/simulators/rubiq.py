@@ -89,7 +89,7 @@ class RubiqSimulator(Simulator):
             return "401.2"
         try:
             sig = json.loads(values[0])
-        except ValueError:
+        except (ValueError, RecursionError):  # hostile nesting is bad JSON too
             return "401.3"
         if not isinstance(sig, dict):
             return "401.3"
