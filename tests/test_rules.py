@@ -1,0 +1,186 @@
+"""The Prometheus rules and the Alertmanager example, checked by the real tools: promtool checks the
+rule files and the scrape example and runs the rule unit tests; amtool checks the Alertmanager
+example and its routing. A missing tool fails the test (apt-get install prometheus
+prometheus-alertmanager), it never skips."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .conftest import ROOT
+
+PROM = ROOT / "config" / "prometheus"
+RULE_FILES = [PROM / "recording_rules.yml", PROM / "alert_rules.yml"]
+UNIT_TESTS = sorted((PROM / "tests").glob("*.yml"))
+AM_CONFIG = ROOT / "config" / "alertmanager" / "alertmanager.yml"
+RUNBOOK = ROOT / "docs" / "runbook.md"
+RUNBOOK_URL = "https://github.com/apistatus-exporter/apistatus-exporter/blob/main/docs/runbook.md#"
+#: alerts about the exporter itself: they have no target or vendor label to name
+EXPORTER_WIDE = {"ApistatusConfigReloadFailed", "ApistatusExporterAbsent"}
+#: the alerts the issue asks for, by what they are about
+REQUIRED = {
+    "ApistatusTargetDown", "ApistatusVendorMaintenance", "ApistatusAuthFailing", "ApistatusClockSkew",
+    "ApistatusRateLimited", "ApistatusQuotaLow", "ApistatusQuotaExhaustionPredicted", "ApistatusQuotaExceeded",
+    "ApistatusProbesStale", "ApistatusConfigReloadFailed", "ApistatusExporterAbsent",
+    "ApistatusErrorBudgetBurnFast", "ApistatusErrorBudgetBurnSlow",
+}
+#: the target that is only in maintenance in every unit test
+MAINTENANCE_ONLY = "shop"
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name)
+    assert path, f"{name} is not installed (apt-get install prometheus prometheus-alertmanager)"
+    return path
+
+
+def run(*args: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
+
+
+def alerts() -> dict[str, dict[str, Any]]:
+    doc = yaml.safe_load((PROM / "alert_rules.yml").read_text())
+    return {r["alert"]: r for g in doc["groups"] for r in g["rules"] if "alert" in r}
+
+
+def test_promtool_checks_the_rule_files() -> None:
+    out = run(tool("promtool"), "check", "rules", *RULE_FILES)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "SUCCESS" in out.stdout
+
+
+def test_promtool_checks_the_example_scrape_config() -> None:
+    out = run(tool("promtool"), "check", "config", PROM / "prometheus.yml")
+    assert out.returncode == 0, out.stdout + out.stderr
+    jobs = {j["job_name"]: j for j in yaml.safe_load((PROM / "prometheus.yml").read_text())["scrape_configs"]}
+    assert jobs["apistatus-probe"]["metrics_path"] == "/probe"
+    assert "apistatus" in jobs
+
+
+def test_promtool_rule_unit_tests_pass() -> None:
+    assert {p.name for p in UNIT_TESTS} >= {"alerts_test.yml", "recording_test.yml"}
+    out = run(tool("promtool"), "test", "rules", *UNIT_TESTS)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_issue_s_alerts_all_exist() -> None:
+    assert set(alerts()) == REQUIRED
+
+
+def test_every_alert_has_severity_summary_description_and_runbook() -> None:
+    runbook = RUNBOOK.read_text()
+    sections = dict(re.findall(r"^## (\w+)\n(.*?)(?=^## |\Z)", runbook, re.S | re.M))
+    for name, rule in alerts().items():
+        assert rule["labels"]["severity"] in {"critical", "warning", "info"}, name
+        ann = rule["annotations"]
+        assert ann["summary"].strip(), name
+        if name in EXPORTER_WIDE:
+            assert "$labels.instance" in ann["description"] or "$labels.job" in ann["description"], name
+        else:
+            for label in ("{{ $labels.target }}", "{{ $labels.vendor }}"):
+                assert label in ann["description"], f"{name}: description does not name {label}"
+        assert ann["runbook_url"] == RUNBOOK_URL + name.lower(), name
+        assert name in sections, f"docs/runbook.md has no section '## {name}'"
+        for part in ("**What it means.**", "**How to confirm.**", "**What to do.**"):
+            assert part in sections[name], f"runbook section {name} lacks {part}"
+
+
+def test_recording_rules_are_named_level_metric_operation() -> None:
+    doc = yaml.safe_load((PROM / "recording_rules.yml").read_text())
+    for g in doc["groups"]:
+        for r in g["rules"]:
+            assert re.fullmatch(r"[a-z_]+:[a-z_]+:[a-z0-9_]+", r["record"]), r["record"]
+
+
+def _unit_tests() -> list[dict[str, Any]]:
+    doc = yaml.safe_load((PROM / "tests" / "alerts_test.yml").read_text())
+    tests: list[dict[str, Any]] = doc["tests"]
+    return tests
+
+
+def _minutes(value: str) -> float:
+    m = re.fullmatch(r"(\d+)([smh])", value)
+    assert m, value
+    return int(m.group(1)) * {"s": 1 / 60, "m": 1, "h": 60}[m.group(2)]
+
+
+def test_every_alert_has_a_unit_test_for_firing_before_its_for_and_maintenance() -> None:
+    """Each alert: one evaluation where it is silent and a later one where it fires; where it has a
+    ``for``, the silent one is within it; the maintenance-only target never fires (but for the
+    maintenance alert itself)."""
+    for name, rule in alerts().items():
+        evals = [(t, e) for t in _unit_tests() for e in t.get("alert_rule_test", []) if e["alertname"] == name]
+        assert evals, f"{name} has no unit test"
+        firing = [_minutes(e["eval_time"]) for _, e in evals if e["exp_alerts"]]
+        silent = [_minutes(e["eval_time"]) for _, e in evals if not e["exp_alerts"]]
+        assert firing and silent, f"{name}: needs a silent and a firing evaluation"
+        assert min(silent) < min(firing), f"{name}: no silent evaluation before it fires"
+        if "for" in rule:
+            assert min(silent) < _minutes(rule["for"]) + 60, name
+        if name == "ApistatusVendorMaintenance":
+            continue
+        tests = {id(t): t for t, _ in evals}.values()
+        in_maintenance = [t for t in tests if any(
+            s["series"].startswith("apistatus_maintenance{") and f'target="{MAINTENANCE_ONLY}"' in s["series"]
+            and s["values"].startswith("1") for s in t["input_series"])]
+        assert in_maintenance, f"{name}: no unit test with the maintenance-only target {MAINTENANCE_ONLY}"
+        for _, e in evals:
+            for a in e["exp_alerts"]:
+                assert a["exp_labels"].get("target") != MAINTENANCE_ONLY, f"{name} fires for maintenance"
+
+
+@pytest.mark.parametrize(("what", "old", "new"), [
+    ("a shorter for", "        expr: target:apistatus_down:bool == 1\n        for: 5m",
+     "        expr: target:apistatus_down:bool == 1\n        for: 1m"),
+    ("maintenance counted as down", 'class=~"server_error|timeout', 'class=~"maintenance|server_error|timeout'),
+    ("auth severity lowered",
+     '          severity: critical\n        annotations:\n          summary: "{{ $labels.vendor }} refuses',
+     '          severity: warning\n        annotations:\n          summary: "{{ $labels.vendor }} refuses'),
+])
+def test_unit_tests_catch_a_broken_rule(tmp_path: Path, what: str, old: str, new: str) -> None:
+    """The unit tests are not decoration: the same tests against a subtly broken copy of the rules fail."""
+    (tmp_path / "tests").mkdir()
+    changed = False
+    for f in ("recording_rules.yml", "alert_rules.yml"):
+        text = (PROM / f).read_text()
+        if old in text:
+            assert text.count(old) == 1, what
+            text = text.replace(old, new)
+            changed = True
+        (tmp_path / f).write_text(text)
+    assert changed, what
+    shutil.copy(PROM / "tests" / "alerts_test.yml", tmp_path / "tests" / "alerts_test.yml")
+    out = run(tool("promtool"), "test", "rules", "tests/alerts_test.yml", cwd=tmp_path)
+    assert out.returncode != 0, f"the unit tests did not notice {what}"
+    assert "FAILED" in out.stdout + out.stderr
+
+
+def test_amtool_checks_the_alertmanager_example() -> None:
+    out = run(tool("amtool"), "check-config", AM_CONFIG)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize(("labels", "receiver"), [
+    (["alertname=ApistatusTargetDown", "severity=critical"], "pager"),
+    (["alertname=ApistatusQuotaLow", "severity=warning"], "chat"),
+    (["alertname=ApistatusVendorMaintenance", "severity=info"], "chat"),
+])
+def test_alertmanager_example_pages_only_for_critical(labels: list[str], receiver: str) -> None:
+    out = run(tool("amtool"), "config", "routes", "test", f"--config.file={AM_CONFIG}", *labels)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.split() == [receiver]
+
+
+def test_alertmanager_example_inhibits_outages_during_maintenance() -> None:
+    rules = yaml.safe_load(AM_CONFIG.read_text())["inhibit_rules"]
+    maint = [r for r in rules if r["source_matchers"] == ['alertname="ApistatusVendorMaintenance"']]
+    assert len(maint) == 1 and maint[0]["equal"] == ["target", "vendor"]
+    muted = re.search(r'alertname=~"([^"]+)"', maint[0]["target_matchers"][0])
+    assert muted and "ApistatusTargetDown" in muted.group(1).split("|")
