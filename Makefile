@@ -5,7 +5,7 @@ APT_PKGS = prometheus prometheus-alertmanager prometheus-blackbox-exporter chrom
 .PHONY: deps test lint bench run
 
 deps:
-	@missing=""; for b in promtool prometheus alertmanager prometheus-blackbox-exporter chromium nginx; do \
+	@missing=""; for b in promtool prometheus prometheus-alertmanager amtool prometheus-blackbox-exporter chromium nginx; do \
 	  command -v $$b >/dev/null 2>&1 || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PKGS)) >/dev/null; fi
