@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import re
+import signal
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 from aiohttp import web
@@ -23,7 +26,7 @@ from exporter.clock import FakeClock
 from exporter.demo import CYCLE, start_demo
 from exporter.simulators import SimulatorSet, start_simulators
 
-from .conftest import Running, config_from, running_exporter, sample
+from .conftest import Running, config_from, free_port, running_exporter, sample
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -377,3 +380,34 @@ async def test_rubiq_signature_covers_the_url_exactly_as_sent(sims: tuple[Simula
     raw["targets"] = [target]
     async with running_exporter(config_from(raw), clock=clock) as run:
         assert_class(await probe_text(run, "rubiq"), "rubiq", "ok", "200")
+
+
+async def test_the_first_command_serves_all_five_vendors() -> None:
+    """``apistatus-exporter`` with no config, as the README's first command runs it."""
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exporter", "--listen", f"127.0.0.1:{port}",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, cwd=ROOT)
+    try:
+        vendors: set[str] = set()
+        async with aiohttp.ClientSession() as session:
+            for _ in range(600):  # bounded: start-up plus the first probe of each target
+                await asyncio.sleep(0.05)
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/metrics") as r:
+                        text = await r.text()
+                except aiohttp.ClientConnectionError:
+                    continue
+                vendors = set(re.findall(r'apistatus_up\{target="\w+",vendor="(\w+)"', text))
+                if len(vendors) == 5:
+                    break
+        assert vendors == {"bannersnack", "bizwebs", "rubiq", "flipsnack", "movingimage"}
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        assert proc.stderr is not None
+        log = (await proc.stderr.read()).decode()
+        assert f"metrics at http://127.0.0.1:{port}/metrics" in log and "Traceback" not in log
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
