@@ -1,0 +1,192 @@
+"""BENCHMARKS.md: every figure of one run, the command that produced it, the machine, and each goal
+with whether it was met. A "Soak" section already in the file (written by the soak benchmark) is kept."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from .cpu import CpuResult
+from .scale import ScaleResult
+from .scrape import ScrapeResult
+from .startup import StartupResult
+
+__all__ = ["Run", "machine", "render", "write"]
+
+SOAK_PLACEHOLDER = ("## Soak\n\nNot run by `python3 -m bench`: see `python3 -m bench.soak --help` "
+                    "(issue 7); its table goes here.\n")
+
+
+@dataclass
+class Run:
+    command: str
+    started: str  # UTC
+    quick: bool
+    durations: dict[str, float] = field(default_factory=dict)  # part -> seconds
+    cpu: list[CpuResult] | None = None
+    scale: ScaleResult | None = None
+    scrape: list[ScrapeResult] | None = None
+    startup: list[StartupResult] | None = None
+
+
+def _version(argv: Sequence[str], pattern: str) -> str:
+    try:
+        out = subprocess.run(list(argv), capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    m = re.search(pattern, out.stdout + out.stderr)
+    return m.group(1) if m else "?"
+
+
+def machine() -> str:
+    model = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = os.cpu_count() or 0
+    mem = "?"
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f"{kb / 1024 / 1024:.1f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    libs = ", ".join(f"{p} {_dist(p)}" for p in ("aiohttp", "prometheus-client", "PyYAML"))
+    nginx = _version(["nginx", "-v"], r"nginx/(\S+)")
+    bb = _version(["prometheus-blackbox-exporter", "--version"], r"version (\S+)")
+    return (f"{cores} cores ({model}), {mem} RAM, {platform.system()} {platform.release()}; "
+            f"Python {platform.python_version()}, {libs}; nginx {nginx}, blackbox_exporter {bb}")
+
+
+def _dist(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def _cpu(results: list[CpuResult]) -> list[str]:
+    bb = next((r for r in results if r.subject == "blackbox_exporter"), None)
+    lines = ["| subject | probes/s asked | probes in window | ok | CPU s | CPU per probe | vs blackbox |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        ratio = r.cpu_per_probe_ms / bb.cpu_per_probe_ms if bb and bb.probes else float("nan")
+        lines.append(f"| {r.subject} | {r.rate:g} | {r.probes} | {r.ok_share:.0%} | {r.cpu:.2f} | "
+                     f"{r.cpu_per_probe_ms:.3f} ms | {ratio:.2f}x |")
+    if bb is not None:
+        lines.append("")
+        for r in results:
+            if r is not bb:
+                ratio = r.cpu_per_probe_ms / bb.cpu_per_probe_ms
+                lines.append(f"- Goal, {r.subject}: at most 0.5x blackbox's CPU per probe: {ratio:.2f}x, "
+                             f"{_verdict(ratio <= 0.5)}.")
+    return lines
+
+
+def _scale(r: ScaleResult) -> list[str]:
+    return [
+        "| targets | interval | measured | probes/s planned | probes/s achieved | ok | start lag p50 | "
+        "start lag p99 (worst) | mean lag | CPU (share of one core) | peak RSS | RSS at end | scrapes |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {r.targets} | {r.interval:g} s | {r.window:.0f} s | {r.planned_rate:.0f} | {r.probes_per_s:.0f} | "
+        f"{r.ok_share:.0%} | {r.lag_p50 * 1000:.1f} ms | {r.lag_p99 * 1000:.1f} ms | {r.lag_mean * 1000:.1f} ms | "
+        f"{r.cpu_share:.1%} | {r.peak_rss_mb:.0f} MB | {r.end_rss_mb:.0f} MB | {r.scrapes} |",
+        "",
+        f"- Goal: p99 start lag under 1 s: {r.lag_p99:.3f} s, {_verdict(r.lag_p99 < 1)}.",
+        f"- Goal: CPU under a quarter of one core: {r.cpu_share:.1%}, {_verdict(r.cpu_share < 0.25)}.",
+        f"- Goal: RSS under 150 MB: peak {r.peak_rss_mb:.0f} MB, {_verdict(r.peak_rss_mb < 150)}.",
+        f"- Probes/s achieved vs planned: {r.probes_per_s:.0f} / {r.planned_rate:.0f}.",
+    ]
+
+
+def _scrape(results: list[ScrapeResult]) -> list[str]:
+    lines = ["| targets | series | body | gzip body | /metrics median | p90 | gzip median | exporter CPU "
+             "per scrape | generate_latest median | speed-up |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r.targets} | {r.series} | {r.bytes_plain / 1e6:.2f} MB | {r.bytes_gzip / 1e6:.2f} MB | "
+                     f"{r.plain_ms:.1f} ms | {r.plain_p90_ms:.1f} ms | {r.gzip_ms:.1f} ms | {r.cpu_ms:.1f} ms | "
+                     f"{r.baseline_ms:.1f} ms | {r.speedup:.1f}x |")
+    big = max(results, key=lambda r: r.targets)
+    lines += ["", f"- Goal at {big.targets} targets: median under 100 ms: {big.plain_ms:.1f} ms, "
+                  f"{_verdict(big.plain_ms < 100)}; with gzip {big.gzip_ms:.1f} ms.",
+              f"- Goal at {big.targets} targets: at least 10x faster than generate_latest: {big.speedup:.1f}x, "
+              f"{_verdict(big.speedup >= 10)}."]
+    return lines
+
+
+def _startup(results: list[StartupResult]) -> list[str]:
+    lines = ["| targets | runs | median | min | max |", "|---:|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r.targets} | {len(r.runs)} | {r.median:.2f} s | {min(r.runs):.2f} s | {max(r.runs):.2f} s |")
+    lines.append("")
+    lines += [f"- Goal: under 1 s ({r.targets} targets): {r.median:.2f} s, {_verdict(r.median < 1)}." for r in results]
+    return lines
+
+
+def render(run: Run, notes: dict[str, str] | None = None, kept: Sequence[str] = (SOAK_PLACEHOLDER,)) -> str:
+    notes = notes or {}
+    total = sum(run.durations.values())
+    out = [
+        "# Benchmarks",
+        "",
+        "Generated by `python3 -m bench` (bench/); do not edit the tables by hand, run the command again.",
+        "",
+        f"- Command: `{run.command}`{' (quick smoke run: figures are not meaningful)' if run.quick else ''}",
+        f"- Run: {run.started} UTC, {total:.0f} s in all ("
+        + ", ".join(f"{k} {v:.0f} s" for k, v in run.durations.items()) + ")",
+        f"- Machine: {machine()}",
+        "- Targets: Debian nginx on 4 loopback ports answering a Flipsnack-like `{\"code\":20,...}` body; the "
+        "exporter probes them as the built-in `flipsnack` vendor (md5 signer, body-code classifier, quota "
+        "reading all run), with the vendor's request budget lifted. CPU is utime+stime from /proc/PID/stat, "
+        "RSS from /proc/PID/status (VmHWM is the peak).",
+        "",
+    ]
+    sections = [
+        ("cpu", "CPU per probe", run.cpu, _cpu, "python3 -m bench cpu"),
+        ("scale", "Scale", run.scale, _scale, "python3 -m bench scale"),
+        ("scrape", "Scrape cost", run.scrape, _scrape, "python3 -m bench scrape"),
+        ("startup", "Start-up", run.startup, _startup, "python3 -m bench startup"),
+    ]
+    for key, title, data, fmt, cmd in sections:
+        out += [f"## {title}", "", f"Alone: `{cmd}`. " + notes.get(key + "_how", ""), ""]
+        out += fmt(data) if data else ["Not run in this run."]  # type: ignore[operator]
+        if notes.get(key):
+            out += ["", notes[key]]
+        out.append("")
+    out += [section.rstrip() + "\n" for section in kept]
+    return "\n".join(out)
+
+
+#: hand-written sections of BENCHMARKS.md that a new run keeps as they are
+KEPT = ("Notes", "Soak")
+
+
+def kept_sections(path: Path) -> list[str]:
+    """The hand-written sections of an existing BENCHMARKS.md (each up to the next level-2 heading)."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    out = []
+    for title in KEPT:
+        m = re.search(rf"^## {title}\b.*?(?=^## |\Z)", text, re.S | re.M)
+        if m:
+            out.append(m.group(0))
+        elif title == "Soak":
+            out.append(SOAK_PLACEHOLDER)
+    return out
+
+
+def write(path: Path, run: Run, notes: dict[str, str] | None = None) -> None:
+    path.write_text(render(run, notes, kept_sections(path)), encoding="utf-8")

@@ -1,0 +1,114 @@
+"""Scrape cost: /metrics at 100, 1,000 and 10,000 targets, plain and gzip as Prometheus asks for it,
+against prometheus_client's ``generate_latest`` over the same series in the same run.
+
+The targets are probed once (a long interval keeps probes from competing with the scrapes), then
+/metrics is fetched repeatedly over loopback; the time is the client's, from request to last byte,
+which on loopback is the server's time plus well under a millisecond.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
+
+from .configs import write_config
+from .procs import cpu_seconds, exporter, get, nginx, workdir
+from .scrapes import samples
+
+__all__ = ["ScrapeResult", "run_scrape"]
+
+#: what Prometheus sends (scrape.go): it asks for gzip on every scrape
+PROM_HEADERS = {"Accept-Encoding": "gzip", "Accept": "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"}
+
+
+@dataclass(frozen=True)
+class ScrapeResult:
+    targets: int
+    series: int
+    bytes_plain: int
+    bytes_gzip: int
+    plain_ms: float  # median
+    plain_p90_ms: float
+    gzip_ms: float  # median
+    cpu_ms: float  # exporter CPU per scrape, plain and gzip scrapes averaged
+    baseline_ms: float  # median generate_latest over the same series
+
+    @property
+    def speedup(self) -> float:
+        return self.baseline_ms / self.plain_ms if self.plain_ms else float("nan")
+
+
+class _Fixed(Collector):
+    """The same families as the exporter served, handed to generate_latest ready-made: the cheapest
+    possible use of prometheus_client, so the comparison favours the baseline."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.families)
+
+
+def _timed(url: str, headers: dict[str, str] | None) -> tuple[float, bytes]:
+    t0 = time.perf_counter()
+    status, body = get(url, timeout=30, headers=headers)
+    elapsed = time.perf_counter() - t0
+    if status != 200:
+        raise RuntimeError(f"{url} answered HTTP {status}")
+    return elapsed * 1000, body
+
+
+def _wait_all_probed(url: str, targets: int, limit: float = 60.0) -> str:
+    end = time.monotonic() + limit
+    while True:
+        _, body = get(url + "/metrics", timeout=30)
+        text = body.decode()
+        if sum(1 for _ in samples(text, "apistatus_up")) >= targets:
+            return text
+        if time.monotonic() > end:
+            raise RuntimeError(f"not every one of {targets} targets was probed within {limit:g}s")
+        time.sleep(0.5)
+
+
+def _baseline(text: str, repeat: int) -> tuple[int, float]:
+    families = [f for f in text_string_to_metric_families(text)
+                if not f.name.startswith(("process_", "python_"))]
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Fixed(families))
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = generate_latest(registry)
+        times.append((time.perf_counter() - t0) * 1000)
+    series = sum(len(f.samples) for f in families)
+    assert out, "generate_latest produced nothing"
+    return series, statistics.median(times)
+
+
+def _one(targets: int, repeat: int) -> ScrapeResult:
+    with workdir() as dir_, nginx(dir_) as urls:
+        cfg = write_config(dir_ / f"scrape-{targets}.yml", urls, targets, 3600.0, 5.0)
+        with exporter(dir_, cfg) as proc:
+            text = _wait_all_probed(proc.url, targets)
+            metrics = proc.url + "/metrics"
+            _timed(metrics, None)  # warm the code paths once
+            cpu0 = cpu_seconds(proc.pid)
+            plain = [_timed(metrics, None) for _ in range(repeat)]
+            zipped = [_timed(metrics, PROM_HEADERS) for _ in range(repeat)]
+            cpu1 = cpu_seconds(proc.pid)
+    series, base = _baseline(text, repeat)
+    plain_ms = sorted(t for t, _ in plain)
+    return ScrapeResult(targets, series, len(plain[-1][1]), len(zipped[-1][1]), statistics.median(plain_ms),
+                        plain_ms[int(0.9 * (len(plain_ms) - 1))], statistics.median(t for t, _ in zipped),
+                        (cpu1 - cpu0) * 1000 / (2 * repeat), base)
+
+
+def run_scrape(sizes: tuple[int, ...] = (100, 1000, 10000), repeat: int = 25) -> list[ScrapeResult]:
+    return [_one(n, repeat) for n in sizes]
