@@ -411,3 +411,20 @@ async def test_the_first_command_serves_all_five_vendors() -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+@pytest.mark.parametrize("vendor", ["bannersnack", "bizwebs", "rubiq", "flipsnack", "movingimage"])
+async def test_slow_and_dropped_answers_are_timeout_and_network_error(sims: tuple[SimulatorSet, FakeClock],
+                                                                      vendor: str) -> None:
+    s, clock = sims
+    raw = s.targets_config("60s", timeout="200ms")
+    raw["targets"] = [t for t in raw["targets"] if t["vendor"] == vendor]
+    async with running_exporter(config_from(raw), clock=clock) as run:
+        await s.control(vendor, down=True)
+        text = await probe_text(run, vendor)
+        assert_class(text, vendor, "network_error", "reset")
+        assert sample(text, "apistatus_http_status_code", target=vendor) == 0
+        await s.control(vendor, down=False, delay=0.6)  # a slow spell, longer than the timeout
+        assert_class(await probe_text(run, vendor), vendor, "timeout", "timeout")
+        await s.control(vendor, reset=True)
+        assert_class(await probe_text(run, vendor), vendor, "ok", "20" if vendor == "flipsnack" else "200")
