@@ -287,6 +287,12 @@ async def test_control_api_over_http_switches_and_refuses_with_one_line() -> Non
             assert (status, body["error"]) == (400, "rubiq: the vendor documents no signal for maintenance")
             await sims.control("flipsnack", reset=True)
             assert sims.sims["flipsnack"].settings["maintenance"] is False
+            # a refused request changes nothing, and its error stays one short line whatever was sent
+            status, _, body = await get_json(s, "POST", curl, json={"maintenance": True, "delay": "x" * 100_000})
+            assert status == 400 and len(body["error"]) < 120
+            assert sims.sims["flipsnack"].settings["maintenance"] is False
+            status, _, body = await get_json(s, "POST", curl, json={"delay": 10**6})
+            assert (status, body["error"]) == (400, "flipsnack: delay must be between 0 and 600, got 1000000")
         with pytest.raises(ControlError, match="unknown simulator 'acme'"):
             await sims.control("acme", maintenance=True)
         # every base URL is on loopback, with the vendor's path prefix

@@ -39,6 +39,15 @@ COMMON_SETTINGS: dict[str, Any] = {
 #: the condition settings, in the order they win when several are on
 CONDITIONS = ("maintenance", "server_error", "disabled", "quota_exceeded", "rate_limited")
 _CODE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+#: bounds of numeric settings (others: not negative)
+_RANGES: dict[str, tuple[float, float]] = {"delay": (0, 600), "clock_offset": (-86400 * 365, 86400 * 365),
+                                           "retry_after": (0, 86400 * 7)}
+
+
+def _show(value: Any) -> str:
+    """A setting's value for a one-line error: short, whatever was sent."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 class ControlError(ValueError):
@@ -98,18 +107,24 @@ class Simulator:
         return value + "-rotated" if self.settings["rotated"] else value
 
     def control(self, **settings: Any) -> dict[str, Any]:
-        """Switch conditions on or off; ``reset=True`` first returns to healthy. Raises ControlError."""
-        if settings.pop("reset", False):
-            self.reset()
+        """Switch conditions on or off; ``reset=True`` first returns to healthy. Raises ControlError,
+        and then changes nothing: a half-applied condition would make a test or the demo lie."""
+        reset = settings.pop("reset", False)
+        if not isinstance(reset, bool):
+            raise ControlError(f"{self.vendor}: reset must be true or false, got {_show(reset)}")
+        checked: dict[str, Any] = {}
         for key, value in settings.items():
             if key not in self.settings:
                 known = ", ".join(sorted([*self.settings, "reset"]))
-                raise ControlError(f"{self.vendor}: unknown control setting {key!r} (known: {known})")
+                raise ControlError(f"{self.vendor}: unknown control setting {_show(key)} (known: {known})")
             default = COMMON_SETTINGS.get(key, self.extra_settings.get(key))
-            self.settings[key] = self._coerce(key, value, default)
-            if key in CONDITIONS and self.settings[key] and key not in self.condition_codes:
-                self.settings[key] = False
+            checked[key] = self._coerce(key, value, default)
+            if key in CONDITIONS and checked[key] and key not in self.condition_codes:
                 raise ControlError(f"{self.vendor}: the vendor documents no signal for {key}")
+        if reset:
+            self.reset()
+        for key, value in checked.items():
+            self.settings[key] = value
             self.on_control(key)
         return self.status()
 
@@ -118,18 +133,19 @@ class Simulator:
             if value is None:
                 return None
             text = str(value)
-            if not _CODE.fullmatch(text):
-                raise ControlError(f"{self.vendor}: code {text[:40]!r} must be letters, digits, '.', '_' or '-'")
+            if isinstance(value, bool) or not _CODE.fullmatch(text):
+                raise ControlError(f"{self.vendor}: code {_show(value)} must be letters, digits, '.', '_' or '-'")
             return text
         if isinstance(default, bool):
             if not isinstance(value, bool):
-                raise ControlError(f"{self.vendor}: {key} must be true or false, got {value!r}")
+                raise ControlError(f"{self.vendor}: {key} must be true or false, got {_show(value)}")
             return value
         if isinstance(default, int | float):
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                raise ControlError(f"{self.vendor}: {key} must be a number, got {value!r}")
-            if key != "clock_offset" and value < 0:
-                raise ControlError(f"{self.vendor}: {key} must not be negative, got {value!r}")
+                raise ControlError(f"{self.vendor}: {key} must be a number, got {_show(value)}")
+            low, high = _RANGES.get(key, (0, math.inf))
+            if not low <= value <= high:
+                raise ControlError(f"{self.vendor}: {key} must be between {low:g} and {high:g}, got {value!r}")
             return type(default)(value)
         return value
 
