@@ -79,6 +79,12 @@ async def protected(web_config: Path, upstream: str = "http://127.0.0.1:1/ok") -
         await exp.close()
 
 
+def loopback_session(ctx: ssl.SSLContext | None = None) -> aiohttp.ClientSession:
+    # "localhost" (the certificate's name) resolved without asking any DNS server
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx if ctx is not None else True,
+                                                                resolver=LoopbackResolver()))
+
+
 async def status(session: aiohttp.ClientSession, url: str, **kw: object) -> int:
     async with session.get(url, **kw) as r:  # type: ignore[arg-type]
         await r.read()
@@ -97,8 +103,7 @@ async def test_tls_and_basic_auth_guard_every_endpoint(certs: Path, ca: trustme.
           headers:
             X-Content-Type-Options: nosniff
         """))
-    async with protected(wc) as url, aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=client_ssl(ca), resolver=LoopbackResolver())) as s:
+    async with protected(wc) as url, loopback_session(client_ssl(ca)) as s:
         right = {"Authorization": basic("prometheus", PASSWORD)}
         async with s.get(url + "/metrics", headers=right) as r:
             assert r.status == 200
@@ -117,7 +122,7 @@ async def test_tls_and_basic_auth_guard_every_endpoint(certs: Path, ca: trustme.
         for header in ("Basic !!!not-base64", "Bearer abc", "Basic " + "cHJvbWV0aGV1cw==", "Basic", "Digest x"):
             assert await status(s, url + "/metrics", headers={"Authorization": header}) == 401, header
     # the TLS port does not talk plain HTTP
-    async with aiohttp.ClientSession() as plain:
+    async with loopback_session() as plain:
         with pytest.raises(aiohttp.ClientError):
             await status(plain, url.replace("https", "http") + "/metrics", timeout=aiohttp.ClientTimeout(total=5))
 
@@ -125,7 +130,7 @@ async def test_tls_and_basic_auth_guard_every_endpoint(certs: Path, ca: trustme.
 async def test_a_client_that_does_not_trust_the_certificate_is_refused(certs: Path) -> None:
     wc = certs / "web.yml"
     wc.write_text("tls_server_config: {cert_file: server.pem, key_file: server.pem}\n")
-    async with protected(wc) as url, aiohttp.ClientSession() as s:
+    async with protected(wc) as url, loopback_session() as s:
         with pytest.raises(aiohttp.ClientConnectorCertificateError):
             await status(s, url + "/metrics")
 
@@ -137,9 +142,9 @@ async def test_client_certificates_when_required(certs: Path, ca: trustme.CA) ->
     with_cert = client_ssl(ca)
     ca.issue_cert("prometheus@example").configure_cert(with_cert)
     async with protected(wc) as url:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=with_cert)) as s:
+        async with loopback_session(with_cert) as s:
             assert await status(s, url + "/metrics") == 200
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_ssl(ca))) as s:
+        async with loopback_session(client_ssl(ca)) as s:
             with pytest.raises(aiohttp.ClientError):
                 await status(s, url + "/metrics")
 
@@ -168,7 +173,7 @@ async def test_probe_accepts_only_configured_target_names(tmp_path: Path) -> Non
     try:
         wc = tmp_path / "web.yml"
         wc.write_text("{}\n")  # an empty web config: plain HTTP, no auth, as exporter-toolkit does
-        async with protected(wc, faults.url("ok")) as url, aiohttp.ClientSession() as s:
+        async with protected(wc, faults.url("ok")) as url, loopback_session() as s:
             for bad in (faults.url("ok"), f"127.0.0.1:{faults.port}", "../flip", "flip2", "", "x" * 5000,
                         "http://169.254.169.254/latest/meta-data/"):
                 async with s.get(url + "/probe", params={"target": bad}) as r:
