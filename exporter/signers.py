@@ -258,12 +258,75 @@ class BearerLoginSigner(_Stateless):
         return replace(request, headers={**request.headers, "Authorization": f"Bearer {self._access}"})
 
 
+class OidcPasswordSigner(BearerLoginSigner):
+    """OpenID Connect password grant (movingimage's newer login): a form POST to ``token_url`` (absolute,
+    or a path under the base URL) for an access token, renewed with the refresh-token grant; lifetimes
+    come from the answer's ``expires_in`` / ``refresh_expires_in``. Option ``client_id``."""
+
+    async def _grant(self, form: Mapping[str, str]) -> Mapping[str, Any]:
+        session = self.ctx.session
+        if session is None:
+            raise SignError("network_error", "no_session", "no HTTP session for the login call")
+        url = str(self.ctx.options.get("token_url", "/protocol/openid-connect/token"))
+        if url.startswith("/"):
+            url = self.ctx.base_url.rstrip("/") + url
+        self.calls += 1
+        timeout = aiohttp.ClientTimeout(total=self.ctx.timeout)
+        async with session.post(url, data=dict(form), timeout=timeout, allow_redirects=False) as resp:
+            raw = await resp.content.read(65536)
+            if resp.status != 200:
+                cls = "auth" if resp.status in (400, 401, 403) else "server_error"
+                raise SignError(cls, f"login_{resp.status}", f"token endpoint answered HTTP {resp.status}",
+                                resp.status)
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            raise SignError("server_error", "login_body", "token endpoint answered invalid JSON") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("access_token"), str):
+            raise SignError("server_error", "login_body", "token endpoint answered without access_token")
+        return data
+
+    def _lifetime(self, data: Mapping[str, Any], key: str, option: str, default: float) -> float:
+        value = data.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            return float(value)
+        return float(self.ctx.options.get(option, default))
+
+    async def sign(self, request: HttpRequest, now: float) -> HttpRequest:
+        margin = float(self.ctx.options.get("renew_before", 30))
+        if self._access is None or now >= self._access_until - margin:
+            client = str(self.ctx.options.get("client_id", "anonymous"))
+            data: Mapping[str, Any] | None = None
+            if self._refresh and now < self._refresh_until - margin:
+                try:
+                    data = await self._grant({"grant_type": "refresh_token", "client_id": client,
+                                              "refresh_token": self._refresh})
+                    self.refreshes += 1
+                except SignError:
+                    data = None  # a refused refresh is not an outage: fall through to a fresh login
+            if data is None:
+                data = await self._grant({
+                    "grant_type": "password", "client_id": client,
+                    "username": self.cred("username_credential", "username"),
+                    "password": self.cred("password_credential", "password")})
+                self.logins += 1
+            self._access = data["access_token"]
+            self._access_until = now + self._lifetime(data, "expires_in", "access_ttl", 300)
+            if isinstance(data.get("refresh_token"), str):
+                self._refresh = data["refresh_token"]
+                self._refresh_until = now + self._lifetime(data, "refresh_expires_in", "refresh_ttl", 3600)
+            if vm := self.ctx.credentials.get("video_manager_id"):
+                self._vars["video_manager_id"] = vm
+        return replace(request, headers={**request.headers, "Authorization": f"Bearer {self._access}"})
+
+
 SIGNERS: dict[str, Callable[[SignerContext], Signer]] = {
     "none": NoSigner,
     "header": HeaderSigner,
     "md5_sorted_params": Md5ParamsSigner,
     "rubiq_hmac": RubiqSigner,
     "bearer_login": BearerLoginSigner,
+    "oidc_password": OidcPasswordSigner,
 }
 
 

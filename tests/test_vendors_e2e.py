@@ -428,3 +428,27 @@ async def test_slow_and_dropped_answers_are_timeout_and_network_error(sims: tupl
         assert_class(await probe_text(run, vendor), vendor, "timeout", "timeout")
         await s.control(vendor, reset=True)
         assert_class(await probe_text(run, vendor), vendor, "ok", "20" if vendor == "flipsnack" else "200")
+
+
+async def test_movingimage_through_the_openid_connect_password_grant(sims: tuple[SimulatorSet, FakeClock]) -> None:
+    """The newer login route, chosen in YAML alone: the same catalog with the ``oidc_password`` signer."""
+    s, clock = sims
+    sim = s.sims["movingimage"]
+    raw = s.targets_config("400s")
+    target = next(t for t in raw["targets"] if t["vendor"] == "movingimage")
+    target["credentials"] = {**target["credentials"], "video_manager_id": "4711"}
+    raw["targets"] = [target]
+    raw["vendors"] = {"movingimage": {"signer": {"name": "oidc_password", "options": {
+        "token_url": sim.url + "/oidc/token", "client_id": "apistatus-exporter"}}}}
+    async with running_exporter(config_from(raw), clock=clock) as run:
+        text = await probe_text(run, "movingimage")
+        assert_class(text, "movingimage", "ok", "200")
+        assert sample(text, "apistatus_quota_limit", target="movingimage", quota="video_storage") == 1000 * 1024**3
+        assert (sim.counts["oidc_password"], sim.counts["login"]) == (1, 0)
+        await clock.advance(400)  # the access token has expired: the refresh-token grant renews it
+        await idle(run)
+        assert_class(await probe_text(run, "movingimage"), "movingimage", "ok", "200")
+        assert sim.counts["oidc_refresh_token"] >= 1 and sim.counts["oidc_password"] == 1
+        await s.control("movingimage", rotated=True)
+        text = await probe_text(run, "movingimage")
+        assert_class(text, "movingimage", "auth", "login_401")

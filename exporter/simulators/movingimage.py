@@ -17,6 +17,8 @@ __all__ = ["MovingimageSimulator"]
 
 VIDEO_MANAGER_ID = 4711
 ACCESS_TTL, REFRESH_TTL = 300.0, 3600.0
+#: the OpenID Connect token endpoint (the newer login route; really on login.movingimage.com)
+OIDC_PATH = "/oidc/token"
 GB = 1024**3
 
 
@@ -52,6 +54,7 @@ class MovingimageSimulator(Simulator):
     def routes(self, app: web.Application) -> None:
         p = self.prefix
         app.router.add_post(p + "/auth/login", self.login)
+        app.router.add_post(OIDC_PATH, self.oidc_token)
         app.router.add_post(p + "/auth/refresh/{vm}", self.renew)
         app.router.add_get(p, self.health)
         app.router.add_get(p + "/", self.health)
@@ -97,6 +100,32 @@ class MovingimageSimulator(Simulator):
         return json_answer({**self._issue(refresh=True),
                             "videoManagerList": [{"id": VIDEO_MANAGER_ID, "name": "Demo VideoManager"}],
                             "validForVideoManager": [VIDEO_MANAGER_ID]})
+
+    async def oidc_token(self, request: web.Request) -> web.Response:
+        """Password and refresh-token grants, form-encoded, answered the OAuth 2 way."""
+        form = await request.post()
+        grant = str(form.get("grant_type", ""))
+        self.counts[f"oidc_{grant}" if grant in ("password", "refresh_token") else "oidc_other"] += 1
+        if self.settings["server_error"]:
+            return self.answer("500")
+        if grant == "password":
+            if form.get("username") != self.creds["username"] or form.get("password") != self.secret(
+                    self.creds["password"]):
+                return json_answer({"error": "invalid_grant", "error_description": "Invalid user credentials"}, 401)
+            if self.settings["disabled"]:
+                return json_answer({"error": "invalid_grant", "error_description": "Account disabled"}, 400)
+            issued = self._issue(refresh=True)
+        elif grant == "refresh_token":
+            token = form.get("refresh_token")
+            if not isinstance(token, str) or self.refresh.get(token, 0.0) <= self.now():
+                return json_answer({"error": "invalid_grant", "error_description": "Token is not active"}, 400)
+            issued = self._issue(refresh=True)
+            del self.refresh[token]  # refresh tokens rotate: the old one is spent
+        else:
+            return json_answer({"error": "unsupported_grant_type"}, 400)
+        return json_answer({"access_token": issued["accessToken"], "expires_in": int(ACCESS_TTL),
+                            "refresh_token": issued["refreshToken"], "refresh_expires_in": int(REFRESH_TTL),
+                            "token_type": "Bearer"})
 
     async def renew(self, request: web.Request) -> web.Response:
         self.counts["refresh"] += 1
