@@ -49,6 +49,8 @@ SCENARIO: dict[str, tuple[dict[str, Any], str]] = {
 }
 #: every wait below is bounded; a stack that does not get there in this time fails the test
 WAIT = 40.0
+#: seconds a process of the stack may live at most: the whole test suite takes less than this
+LIFETIME = 900
 
 # urllib honours *_proxy variables; these requests must stay on loopback, so no proxy handler at all.
 _http = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -130,8 +132,10 @@ class Stack:
 
     def spawn(self, name: str, args: list[str], **kw: Any) -> subprocess.Popen[bytes]:
         log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(args, stderr=log, stdout=kw.pop("stdout", log), cwd=ROOT,
-                                start_new_session=True, **kw)
+        # Each process ends by itself after LIFETIME even if pytest is killed before its teardown;
+        # its own process group lets close() stop it together with anything it started.
+        proc = subprocess.Popen(["timeout", "-k", "5", str(LIFETIME), *args], stderr=log,
+                                stdout=kw.pop("stdout", log), cwd=ROOT, start_new_session=True, **kw)
         self.procs.append(proc)
         return proc
 
