@@ -9,7 +9,7 @@ cost of a scrape is a join, not a walk over objects. prometheus_client renders t
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
@@ -18,7 +18,7 @@ from . import __version__
 from .catalog import CLASSES, UP_CLASSES
 from .state import DURATION_BUCKETS, TargetState
 
-__all__ = ["CONTENT_TYPE", "FAMILIES", "ExporterInfo", "render_exposition", "render_target"]
+__all__ = ["CONTENT_TYPE", "FAMILIES", "ExporterInfo", "exposition_chunks", "render_exposition", "render_target"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -176,18 +176,36 @@ def _start_lag(info: ExporterInfo) -> str:
     return "".join(out)
 
 
+#: targets per piece of a streamed answer: about 100 KB to 1 MB, so that no scrape holds a second
+#: copy of the whole text (34 MB at 10,000 targets) and the event loop runs between pieces
+CHUNK_TARGETS = 1000
+
+
+def exposition_chunks(states: Iterable[TargetState], info: ExporterInfo | None = None,
+                      process: bool = True) -> Iterator[bytes]:
+    """The /metrics answer in pieces. The targets' fragments are taken when this is called, so the
+    answer is one consistent snapshot even if probes finish while it is being sent."""
+    fragments: Sequence[tuple[bytes, ...]] = [ts.rendered for ts in states if ts.rendered is not None]
+    return _chunks(fragments, info, process)
+
+
+def _chunks(fragments: Sequence[tuple[bytes, ...]], info: ExporterInfo | None, process: bool) -> Iterator[bytes]:
+    for i, fam in enumerate(FAMILIES):
+        header = fam.header.encode()
+        for start in range(0, len(fragments), CHUNK_TARGETS):
+            body = [f[i] for f in fragments[start:start + CHUNK_TARGETS] if f[i]]
+            if body:
+                if header:
+                    body.insert(0, header)
+                    header = b""
+                yield b"".join(body)
+    if info is not None:
+        yield _own(info).encode()
+    if process:
+        yield generate_latest(_process_registry)
+
+
 def render_exposition(states: Iterable[TargetState], info: ExporterInfo | None = None,
                       process: bool = True) -> bytes:
     """The whole /metrics answer (or, with ``info=None``, just the targets' families for /probe)."""
-    fragments: Sequence[tuple[bytes, ...]] = [ts.rendered for ts in states if ts.rendered is not None]
-    parts: list[bytes] = []
-    for i, fam in enumerate(FAMILIES):
-        body = [f[i] for f in fragments if f[i]]
-        if body:
-            parts.append(fam.header.encode())
-            parts += body
-    if info is not None:
-        parts.append(_own(info).encode())
-    if process:
-        parts.append(generate_latest(_process_registry))
-    return b"".join(parts)  # one copy of the whole answer, not one per step
+    return b"".join(exposition_chunks(states, info, process))
