@@ -158,8 +158,8 @@ def _auth_middleware(auth: BasicAuth) -> Middleware:
 
 
 def _tls(doc: _Doc, raw: Any) -> ssl.SSLContext | None:
-    if raw is None:
-        return None
+    if raw is None or raw == {}:
+        return None  # as in exporter-toolkit: no TLS settings at all means plain HTTP
     base = "tls_server_config"
     m = doc.mapping(raw, base, _TLS)
     for key in ("client_allowed_sans", "cipher_suites", "curve_preferences"):
