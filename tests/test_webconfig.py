@@ -245,3 +245,10 @@ def test_cli_refuses_a_bad_web_config_with_one_line(certs: Path) -> None:
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "web.yml: basic_auth_users.prometheus: must be a bcrypt hash" in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_an_empty_web_config_means_plain_http_without_auth(tmp_path: Path) -> None:
+    wc = tmp_path / "web.yml"
+    for text in ("", "{}\n", "tls_server_config: {}\nbasic_auth_users: {}\n", "tls_server_config:\n"):
+        wc.write_text(text)
+        assert load_web_config(wc) == (None, {}, {}), text
