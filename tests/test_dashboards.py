@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter.catalog import CLASSES
 from exporter.collector import FAMILIES
 
 from .conftest import ROOT
@@ -176,3 +177,17 @@ def test_variable_queries_list_every_vendor_and_target(prom_stack: Stack) -> Non
             assert status == 200, body[:300]
             assert set(json.loads(body)["data"]) == set(VENDORS), f"{uid} ${var['name']}"
 
+
+
+def test_class_timelines_know_every_class() -> None:
+    """The state timelines turn each class into a number and back; a class missing from either side
+    would show as a bare number or a gap."""
+    for uid, board in dashboards().items():
+        for p in board["panels"]:
+            if p["type"] != "state-timeline":
+                continue
+            expr = p["targets"][0]["expr"]
+            index = dict(re.findall(r'class="(\w+)"\} == 1\) \* (\d+)', expr))
+            names = {o["text"]: k for m in p["fieldConfig"]["defaults"]["mappings"] for k, o in m["options"].items()}
+            assert set(index) == set(CLASSES), f"{uid} {p['title']!r}: query classes"
+            assert names == index, f"{uid} {p['title']!r}: value mappings do not match the query"

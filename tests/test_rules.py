@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter.catalog import CLASSES, UP_CLASSES
+
 from .conftest import ROOT
 
 PROM = ROOT / "config" / "prometheus"
@@ -208,3 +210,15 @@ def test_alertmanager_example_inhibits_outages_during_maintenance() -> None:
     assert len(maint) == 1 and maint[0]["equal"] == ["target", "vendor"]
     muted = re.search(r'alertname=~"([^"]+)"', maint[0]["target_matchers"][0])
     assert muted and "ApistatusTargetDown" in muted.group(1).split("|")
+
+
+def test_down_selector_is_outage_classes_only() -> None:
+    """"Down" is an outage: never an up class, never maintenance, and none of the classes that have an
+    alert of their own (a credentials or quota problem must not page as the vendor being down)."""
+    doc = yaml.safe_load((PROM / "recording_rules.yml").read_text())
+    expr = next(r["expr"] for g in doc["groups"] for r in g["rules"] if r["record"] == "target:apistatus_down:bool")
+    m = re.search(r'class=~"([^"]+)"', expr)
+    assert m
+    down = set(m.group(1).split("|"))
+    own_alert = {"maintenance", "auth", "clock_skew", "rate_limited", "quota_exceeded"}
+    assert down == set(CLASSES) - UP_CLASSES - own_alert
