@@ -12,7 +12,7 @@ from collections.abc import Hashable, Iterable
 
 from .config import Target
 
-__all__ = ["Budgets", "SlidingWindow", "allowance", "budget_warnings"]
+__all__ = ["Budgets", "Limiter", "SlidingWindow", "allowances", "budget_warnings"]
 
 
 class SlidingWindow:
@@ -27,7 +27,9 @@ class SlidingWindow:
 
     def wait(self, now: float) -> float:
         """Seconds until one more request fits (0 when it fits now)."""
-        while self._stamps and self._stamps[0] <= now - self.span:
+        # One expression for "expired" and for the wait, so that float rounding at the window's edge
+        # can never report a full window as having room (it did: 0.366 + 2 vs 2.366 - 2).
+        while self._stamps and self._stamps[0] + self.span <= now:
             self._stamps.popleft()
         return 0.0 if len(self._stamps) < self.count else self._stamps[0] + self.span - now
 
@@ -37,50 +39,64 @@ class SlidingWindow:
         self._stamps.extend([now] * n)
 
 
-def allowance(target: Target) -> tuple[int, float] | None:
-    """(requests, per seconds) this target's credential may spend on probes, or None: whole requests,
-    so a share below one request per window becomes one request per longer window."""
-    if target.budget is None:
-        return None
-    share = target.budget.requests * target.probe_share
-    count = max(1, math.floor(share + 1e-9))
-    return count, target.budget.per * count / share
+def allowances(target: Target) -> list[tuple[int, float, int, float]]:
+    """Per budget window: (requests, seconds) the probes of this target's credential may spend, then
+    the vendor's own (requests, seconds). Whole requests, so a share below one request per window
+    becomes one request per longer window."""
+    out = []
+    for b in target.budget:
+        share = b.requests * target.probe_share
+        count = max(1, math.floor(share + 1e-9))
+        out.append((count, b.per * count / share, b.requests, b.per))
+    return out
+
+
+class Limiter:
+    """All of a credential's windows: a request waits for the strictest, and is booked in each."""
+
+    def __init__(self, windows: list[SlidingWindow]) -> None:
+        self.windows = windows
+
+    def wait(self, now: float) -> float:
+        return max(w.wait(now) for w in self.windows)
+
+    def spend(self, now: float, n: int = 1) -> None:
+        for w in self.windows:
+            w.spend(now, n)
 
 
 class Budgets:
     def __init__(self) -> None:
-        self._windows: dict[Hashable, SlidingWindow] = {}
+        self._limiters: dict[Hashable, tuple[list[tuple[int, float, int, float]], Limiter]] = {}
 
-    def window(self, target: Target) -> SlidingWindow | None:
-        allowed = allowance(target)
-        if allowed is None:
+    def limiter(self, target: Target) -> Limiter | None:
+        allowed = allowances(target)
+        if not allowed:
             return None
         key = target.budget_key
-        w = self._windows.get(key)
-        if w is None or (w.count, w.window) != allowed:
-            w = self._windows[key] = SlidingWindow(*allowed)
-        return w
+        held = self._limiters.get(key)
+        if held is None or held[0] != allowed:
+            held = self._limiters[key] = (allowed, Limiter([SlidingWindow(c, w) for c, w, _, _ in allowed]))
+        return held[1]
 
 
 def budget_warnings(targets: Iterable[Target]) -> list[str]:
-    """One line per credential whose targets' intervals would spend more than the probes' share."""
+    """One line per credential and window whose targets' intervals would spend more than the share."""
     groups: dict[Hashable, list[Target]] = defaultdict(list)
     for t in targets:
-        if t.budget is not None:
+        if t.budget:
             groups[t.budget_key].append(t)
     out = []
     for group in groups.values():
         first = group[0]
-        allowed = allowance(first)
-        assert allowed is not None and first.budget is not None
-        count, window = allowed
-        demand = sum(window / t.interval for t in group)
-        if demand > count + 1e-9:
-            fits = math.ceil(len(group) * window / count)
-            out.append(
-                f"targets {', '.join(t.name for t in group)} share one {first.vendor} credential: their intervals "
-                f"make {demand:g} requests per {window:g}s but probes may spend {count} "
-                f"({first.probe_share:.0%} of {first.budget.requests} per {first.budget.per:g}s); "
-                f"an interval of at least {fits}s each would fit"
-            )
+        for count, window, requests, per in allowances(first):
+            demand = sum(window / t.interval for t in group)
+            if demand > count + 1e-9:
+                fits = math.ceil(len(group) * window / count)
+                out.append(
+                    f"targets {', '.join(t.name for t in group)} share one {first.vendor} credential: their "
+                    f"intervals make {demand:g} requests per {window:g}s but probes may spend {count} "
+                    f"({first.probe_share:.0%} of {requests} per {per:g}s); "
+                    f"an interval of at least {fits}s each would fit"
+                )
     return out

@@ -31,6 +31,7 @@ __all__ = [
     "ValueSource",
     "builtin_raw",
     "merge_raw",
+    "parse_budget",
     "parse_catalog",
 ]
 
@@ -111,7 +112,8 @@ class Catalog:
     #: class per HTTP status (or ``2xx``-style family) for answers without the vendor's own code
     http_fallback: Mapping[str, str]
     quota: tuple[QuotaSpec, ...]
-    budget: Budget | None
+    #: the vendor's request limits per credential, each a window (Flipsnack: 5/s and 60/min)
+    budget: tuple[Budget, ...]
     ratelimit_headers: bool
 
     @property
@@ -286,10 +288,7 @@ def parse_catalog(name: str, node: Node) -> Catalog:
             parse_check(qm["request"]) if "request" in qm else None,
         ))
 
-    budget = None
-    if "budget" in m and not m["budget"].is_missing():
-        bm = m["budget"].mapping({"requests", "per"}, required=("requests", "per"))
-        budget = Budget(bm["requests"].integer(1), bm["per"].duration(minimum=1))
+    budget = parse_budget(m["budget"]) if "budget" in m else ()
 
     return Catalog(
         vendor=name,
@@ -306,6 +305,18 @@ def parse_catalog(name: str, node: Node) -> Catalog:
         budget=budget,
         ratelimit_headers=m["ratelimit_headers"].boolean() if "ratelimit_headers" in m else True,
     )
+
+
+def parse_budget(node: Node) -> tuple[Budget, ...]:
+    """``{requests, per}`` or a list of them (every window applies)."""
+    if node.is_missing():
+        return ()
+    items = node.seq() if isinstance(node.value, list) else [node]
+    out = []
+    for item in items:
+        bm = item.mapping({"requests", "per"}, required=("requests", "per"))
+        out.append(Budget(bm["requests"].integer(1), bm["per"].duration(minimum=1)))
+    return tuple(out)
 
 
 def check_name(name: str, node: Node) -> None:

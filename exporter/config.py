@@ -25,6 +25,7 @@ from .catalog import (
     builtin_raw,
     check_name,
     merge_raw,
+    parse_budget,
     parse_catalog,
     parse_check,
 )
@@ -89,7 +90,7 @@ class Target:
     credentials: Credentials
     check: CheckSpec
     labels: tuple[tuple[str, str], ...] = ()
-    budget: Budget | None = None
+    budget: tuple[Budget, ...] = ()
     #: the share of the budget for probes: the target's own, else the global one
     probe_share: float = 0.05
     confirm_failures: bool = False
@@ -255,10 +256,7 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
                              catalog, base)
         check = parse_check(t["check"], catalog.check) if "check" in t else catalog.check
         _require(check, t.get("check"), catalog, tnode)
-        budget = catalog.budget
-        if "budget" in t:
-            bm = t["budget"].mapping({"requests", "per"}, required=("requests", "per"))
-            budget = Budget(bm["requests"].integer(1), bm["per"].duration(minimum=1))
+        budget = parse_budget(t["budget"]) if "budget" in t else catalog.budget
         targets.append(Target(
             name=name, vendor=vendor, catalog=catalog, base_url=base_url, interval=interval, timeout=timeout,
             credentials=creds, check=check, labels=_labels(t["labels"]) if "labels" in t else (),

@@ -118,7 +118,7 @@ class Scheduler:
                     slot = self._slots.get(name)
                     if slot is None or slot.generation != gen:
                         continue  # removed or replaced by a reload
-                    budget = self.budgets.window(slot.target)
+                    budget = self.budgets.limiter(slot.target)
                     if budget is not None and (wait := budget.wait(now)) > 0:
                         self._push(now + wait, slot)  # the shared budget is spent: wait for room
                         continue
@@ -161,7 +161,7 @@ class Scheduler:
                 # that ask us to back off: a retry then would only add to the vendor's load.
                 if self._slots.get(slot.target.name) is slot:
                     self.state.record(result, self.clock.time(), 0.0)
-                if (budget := self.budgets.window(slot.target)) is not None:
+                if (budget := self.budgets.limiter(slot.target)) is not None:
                     budget.spend(self.clock.monotonic(), result.requests)
                 result = await self.probe_once(slot.target)
         self.completed += 1
@@ -173,7 +173,7 @@ class Scheduler:
         delay, backoff = next_delay(slot.target.interval, result.outcome, slot.streak, self.rng)
         # keep the phase when on time, so probes stay evenly spread; never plan in the past
         due = max(planned + delay, now + delay * 0.5) if backoff == 0 else now + delay
-        if (budget := self.budgets.window(slot.target)) is not None and result.requests > 1:
+        if (budget := self.budgets.limiter(slot.target)) is not None and result.requests > 1:
             budget.spend(now, result.requests - 1)
         heapq.heappush(self._heap, (due, next(self._seq), slot.target.name, slot.generation))
         self.state.record(result, self.clock.time() + (due - now), backoff)

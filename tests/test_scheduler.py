@@ -159,6 +159,8 @@ async def test_three_targets_on_one_flipsnack_key_stay_within_budget_over_an_hou
     # 3 targets at 10 s would make 18 requests a minute; 5% of Flipsnack's 60/min allows 3.
     cfg = flip_targets(sim.url, n=3, interval="10s", same_key=True)
     assert budget_warnings(cfg.targets) == [
+        "targets t0, t1, t2 share one flipsnack credential: their intervals make 1.2 requests per 4s but probes "
+        "may spend 1 (5% of 5 per 1s); an interval of at least 12s each would fit",
         "targets t0, t1, t2 share one flipsnack credential: their intervals make 18 requests per 60s but probes "
         "may spend 3 (5% of 60 per 60s); an interval of at least 60s each would fit"]
     task = await run(sim, cfg)
@@ -202,3 +204,35 @@ async def test_confirmation_retry_keeps_the_first_failure_visible(sim: Sim) -> N
     assert len(sim.vendor.log) == 2
     task.cancel()
 
+
+
+@pytest.mark.parametrize("share", [1.0, 0.05])
+async def test_the_flipsnack_simulator_never_limits_the_exporter_alone(share: float) -> None:
+    """Six targets on one key at 1 s would make 6 calls a second; the exporter keeps within 5/s and
+    60/min (or its share of them) so the vendor never answers 31 or 32, while using what it may."""
+    from exporter.simulators import start_simulators
+
+    clock = FakeClock()
+    sims = await start_simulators(clock=clock)
+    try:
+        base = sims.targets_config(interval="1s")
+        flip = next(t for t in base["targets"] if t["vendor"] == "flipsnack")
+        cfg = config_from({"global": {**base["global"], "probe_share": share},
+                           "targets": [{**flip, "name": f"fs{i}", "probe_share": share} for i in range(6)]})
+        async with aiohttp.ClientSession() as session:
+            sim = Sim(clock, Vendor(clock), "")
+            await sim.start(cfg, session)
+            assert sim.scheduler is not None and sim.state is not None
+            task = asyncio.create_task(sim.scheduler.run())
+            await sim.step(1800, every=0.5)
+            task.cancel()
+            await sim.scheduler.stop()
+        answers: dict[str, int] = {}
+        for ts in sim.state:
+            for (cls, _), n in ts.responses.items():
+                answers[cls] = answers.get(cls, 0) + n
+        assert set(answers) == {"ok"}, [ts.responses for ts in sim.state]  # no 31/32, nor anything else
+        allowed = 60 * share * 30  # per minute, for 30 minutes
+        assert 0.9 * allowed <= answers["ok"] <= allowed + 60 * share
+    finally:
+        await sims.close()
