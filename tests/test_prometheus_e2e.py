@@ -341,9 +341,11 @@ def test_each_condition_is_found_by_its_alert_and_only_by_it(prom_stack: Stack) 
         assert got[alert] & scenario_targets == {vendor}, f"{alert} returned {got[alert]}"
     # a target in maintenance is in a long backoff (its next probe is far ahead): not stale
     assert prom_stack.query(rules["ApistatusProbesStale"]["expr"]) == []
-    # the /probe job of the example config (relabelled to ?target=rubiq) probes and reports rubiq
-    probed = prom_stack.query('apistatus_outcome{job="apistatus-probe",instance="rubiq"} == 1')
-    assert [r["metric"]["class"] for r in probed] == ["server_error"]
+    # the /probe job of the example config (relabelled to ?target=rubiq) probes rubiq at each scrape
+    # (every 2 s, so its first samples may still predate the switch)
+    wait_for("the /probe job to report rubiq's server errors", lambda: [
+        r["metric"]["class"] for r in prom_stack.query('apistatus_outcome{job="apistatus-probe",instance="rubiq"} == 1')
+    ] == ["server_error"])
 
 
 def test_alertmanager_inhibits_outage_alerts_while_the_vendor_is_in_maintenance(prom_stack: Stack) -> None:
@@ -379,3 +381,25 @@ def test_alertmanager_inhibits_outage_alerts_while_the_vendor_is_in_maintenance(
         assert ("ApistatusTargetDown", "bannersnack") not in got, got
     finally:
         prom_stack.control("bannersnack", reset=True)
+
+
+def test_a_failed_config_reload_is_found_by_its_alert(prom_stack: Stack) -> None:
+    """A broken config file and a reload: the exporter keeps running the old config, and the
+    expression of ApistatusConfigReloadFailed returns the exporter until a good reload."""
+    expr = alert_rules()["ApistatusConfigReloadFailed"]["expr"]
+    config = prom_stack.tmp / "exporter.yml"
+    good = config.read_text()
+    instance = prom_stack.exporter.removeprefix("http://")
+    try:
+        config.write_text(good + "\n  - name: [broken\n")
+        status, body = http(prom_stack.exporter + "/-/reload", b"")
+        assert status == 500 and b"exporter.yml" in body, body
+        wait_for("ApistatusConfigReloadFailed's expression to return the exporter",
+                 lambda: [r for r in prom_stack.query(expr) if r["metric"].get("instance") == instance])
+        # the old config still runs: every target is still there
+        assert prom_stack.targets('apistatus_up{job="apistatus"}') == set(VENDORS)
+    finally:
+        config.write_text(good)
+        status, body = http(prom_stack.exporter + "/-/reload", b"")
+    assert status == 200, body
+    wait_for("the expression to be empty after a good reload", lambda: prom_stack.query(expr) == [])
