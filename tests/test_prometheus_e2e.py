@@ -348,6 +348,20 @@ def test_each_condition_is_found_by_its_alert_and_only_by_it(prom_stack: Stack) 
     ] == ["server_error"])
 
 
+def test_a_clock_off_by_ten_minutes_is_found_by_the_clock_skew_alert(prom_stack: Stack) -> None:
+    """bannersnack's clock runs 10 minutes ahead, out of its 300 s signature window: it refuses our
+    requests with 510, and ApistatusClockSkew's expression (not TargetDown's) returns it."""
+    rules = alert_rules()
+    prom_stack.control("bannersnack", clock_offset=600)
+    try:
+        wait_for("ApistatusClockSkew's expression to return bannersnack",
+                 lambda: "bannersnack" in prom_stack.targets(rules["ApistatusClockSkew"]["expr"]))
+        assert "bannersnack" not in prom_stack.targets(rules["ApistatusTargetDown"]["expr"])
+        assert "bannersnack" not in prom_stack.targets(rules["ApistatusAuthFailing"]["expr"])
+    finally:
+        prom_stack.control("bannersnack", reset=True)
+
+
 def test_alertmanager_inhibits_outage_alerts_while_the_vendor_is_in_maintenance(prom_stack: Stack) -> None:
     """bannersnack goes into maintenance, then answers server errors, as vendors do on their way back.
     Prometheus fires ApistatusTargetDown for it, but the example Alertmanager config inhibits it while
