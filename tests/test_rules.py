@@ -169,7 +169,7 @@ def test_every_alert_has_a_unit_test_for_firing_before_its_for_and_maintenance()
     ("auth severity lowered",
      '          severity: critical\n        annotations:\n          summary: "{{ $labels.vendor }} refuses',
      '          severity: warning\n        annotations:\n          summary: "{{ $labels.vendor }} refuses'),
-])
+], ids=["maintenance-as-down", "maintenance-not-held", "naive-staleness", "auth-severity"])
 def test_unit_tests_catch_a_broken_rule(tmp_path: Path, what: str, old: str, new: str) -> None:
     """The unit tests are not decoration: the same tests against a subtly broken copy of the rules fail."""
     (tmp_path / "tests").mkdir()
