@@ -12,12 +12,14 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 from .catalog import Catalog, CodeInfo, QuotaSpec, ValueSource
 
-__all__ = ["Answer", "Failure", "Outcome", "QuotaReading", "classify", "http_family_class", "read_quotas"]
+__all__ = ["Answer", "Failure", "Outcome", "QuotaReading", "classify", "http_family_class", "next_reset",
+           "read_quotas"]
 
 #: a code label must look like this, or it is reported as ``other`` (bounded, printable)
 _CODE_OK = re.compile(r"[A-Za-z0-9_.-]{1,32}")
@@ -145,8 +147,24 @@ def _number(src: ValueSource, answer: Answer, doc: Any) -> float | None:
     return None
 
 
-def read_quotas(specs: tuple[QuotaSpec, ...], answer: Answer, doc: Any = None) -> tuple[QuotaReading, ...]:
-    """Quota figures named by the catalog, read from one answer."""
+def next_reset(period: str | None, now: float) -> float | None:
+    """The next calendar boundary (UTC) of a quota that resets hourly, daily or monthly."""
+    if period is None:
+        return None
+    t = datetime.fromtimestamp(now, UTC)
+    if period == "hourly":
+        nxt = t.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    elif period == "daily":
+        nxt = t.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    else:
+        first = t.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        nxt = first.replace(year=t.year + 1, month=1) if t.month == 12 else first.replace(month=t.month + 1)
+    return nxt.timestamp()
+
+
+def read_quotas(specs: tuple[QuotaSpec, ...], answer: Answer, doc: Any = None,
+                now: float | None = None) -> tuple[QuotaReading, ...]:
+    """Quota figures named by the catalog, read from one answer (``now`` dates a periodic reset)."""
     out = []
     for q in specs:
         remaining = _number(q.remaining, answer, doc) if q.remaining else None
@@ -155,7 +173,7 @@ def read_quotas(specs: tuple[QuotaSpec, ...], answer: Answer, doc: Any = None) -
             used = _number(q.used, answer, doc)
             remaining = None if used is None else max(0.0, limit - used)
         if remaining is not None or (limit is not None and q.limit and q.limit.kind != "const"):
-            out.append(QuotaReading(q.name, remaining, limit))
+            out.append(QuotaReading(q.name, remaining, limit, next_reset(q.reset, now) if now else None))
     return tuple(out)
 
 
@@ -248,7 +266,7 @@ def classify(catalog: Catalog, result: Answer | Failure, now: float) -> Outcome:
     if catalog.quota:
         if not parsed and any(q.request is None for q in catalog.quota):
             doc = _json(answer)
-        quotas.extend(read_quotas(tuple(q for q in catalog.quota if q.request is None), answer, doc))
+        quotas.extend(read_quotas(tuple(q for q in catalog.quota if q.request is None), answer, doc, now))
     if catalog.ratelimit_headers and (rl := _ratelimit_headers(answer.headers, now)) is not None:
         quotas.append(rl)
 

@@ -221,7 +221,7 @@ class Prober:
                     doc = json.loads(result.body)
                 except (ValueError, RecursionError):
                     continue
-                readings.extend(read_quotas(tuple(qs), result, doc))
+                readings.extend(read_quotas(tuple(qs), result, doc, self.clock.time()))
         return readings, spent
 
 

@@ -84,6 +84,9 @@ def test_retry_after_seconds_or_http_date(header: str, expected: float | None) -
 def test_quota_from_the_body_and_from_ratelimit_headers() -> None:
     out = classify(CATALOGS["flipsnack"], ans(200, b'{"code": 20, "data": {"api_uploads_left": 12}}'), NOW)
     assert [(q.name, q.remaining, q.limit) for q in out.quotas] == [("uploads", 12.0, 1000.0)]
+    # Flipsnack's upload quota is monthly: it resets at the start of the next month, UTC
+    from datetime import UTC, datetime
+    assert out.quotas[0].reset_at == datetime(2027, 2, 1, tzinfo=UTC).timestamp()  # NOW is 2027-01-15
     hdr = classify(CATALOGS["bizwebs"], ans(200, b"{}", **{"RateLimit-Limit": "100", "RateLimit-Remaining": "7",
                                                           "RateLimit-Reset": "30"}), NOW)
     assert [(q.name, q.remaining, q.limit, q.reset_at) for q in hdr.quotas] == [("ratelimit", 7.0, 100.0, NOW + 30)]
@@ -111,3 +114,20 @@ def test_a_user_override_corrects_a_code_in_yaml_alone() -> None:
     assert classify(fixed, ans(200, b'{"code": 50}'), NOW).cls == "maintenance"
     assert classify(fixed, ans(200, b'{"code": 22}'), NOW).cls == "maintenance"  # others untouched
     assert fixed.codes["50"].message == "operation failed (retry)"  # per field: the message is kept
+
+
+@pytest.mark.parametrize(("period", "now", "expected"), [
+    ("hourly", "2026-11-22T03:49:14", "2026-11-22T04:00:00"),
+    ("daily", "2026-11-22T03:49:14", "2026-11-23T00:00:00"),
+    ("monthly", "2026-11-22T03:49:14", "2026-12-01T00:00:00"),
+    ("monthly", "2026-12-31T23:59:59", "2027-01-01T00:00:00"),
+])
+def test_periodic_quota_reset_is_the_next_calendar_boundary(period: str, now: str, expected: str) -> None:
+    from datetime import UTC, datetime
+
+    from exporter.classify import next_reset
+
+    def ts(s: str) -> float:
+        return datetime.fromisoformat(s).replace(tzinfo=UTC).timestamp()
+
+    assert next_reset(period, ts(now)) == ts(expected)
