@@ -183,9 +183,12 @@ def report(samples: list[Sample], args: argparse.Namespace) -> str:
              f"{args.minutes:g} minutes; fault mix: "
              + ", ".join(f"{k} {v:.0%}" for k, v in MIX.items()) + ", the rest ok.", "", HEADER]
     lines += [_row(s) for s in samples]
-    warm = samples[min(2, len(samples) - 1)]
+    # warm-up ends when every target's history ring (global.history, 50 probes) is full
+    full_at = 50 * args.interval / 60 + 1
+    warm = next((s for s in samples if s.minute >= full_at), samples[-1])
     last = samples[-1]
-    lines += ["", f"After warm-up (minute {warm.minute:.1f}) to the end: RSS {warm.rss_mb:.1f} -> "
+    lines += ["", f"After warm-up (minute {warm.minute:.1f}, history rings full) to the end: "
+              f"RSS {warm.rss_mb:.1f} -> "
               f"{last.rss_mb:.1f} MB ({last.rss_mb - warm.rss_mb:+.1f}), open fds {warm.fds} -> {last.fds}, "
               f"asyncio tasks {warm.tasks} -> {last.tasks}."]
     return "\n".join(lines) + "\n"
