@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ PARTS = ("cpu", "scale", "scrape", "startup")
 def run(parts: list[str], quick: bool, command: str) -> Run:
     result = Run(command, datetime.now(UTC).strftime("%Y-%m-%d %H:%M"), quick)
     for part in parts:
-        t0 = time.monotonic()
+        t0, load0 = time.monotonic(), os.getloadavg()[0]
         print(f"bench: {part} ...", file=sys.stderr, flush=True)
         if part == "cpu":
             from .cpu import run_cpu
@@ -45,6 +46,7 @@ def run(parts: list[str], quick: bool, command: str) -> Run:
 
             result.startup = run_startup((5,), runs=1) if quick else run_startup((5, 10000), runs=5)
         result.durations[part] = time.monotonic() - t0
+        result.load[part] = (load0, os.getloadavg()[0])
         print(f"bench: {part} done in {result.durations[part]:.0f} s", file=sys.stderr, flush=True)
     return result
 

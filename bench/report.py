@@ -29,6 +29,8 @@ class Run:
     started: str  # UTC
     quick: bool
     durations: dict[str, float] = field(default_factory=dict)  # part -> seconds
+    #: part -> 1-minute load average before and after it: other work on the machine skews figures
+    load: dict[str, tuple[float, float]] = field(default_factory=dict)
     cpu: list[CpuResult] | None = None
     scale: ScaleResult | None = None
     scrape: list[ScrapeResult] | None = None
@@ -149,6 +151,8 @@ def render(run: Run, notes: dict[str, str] | None = None, kept: Sequence[str] = 
         f"- Command: `{run.command}`{' (quick smoke run: figures are not meaningful)' if run.quick else ''}",
         f"- Run: {run.started} UTC, {total:.0f} s in all ("
         + ", ".join(f"{k} {v:.0f} s" for k, v in run.durations.items()) + ")",
+        "- Load average (1 min) before -> after each part: "
+        + (", ".join(f"{k} {a:.2f} -> {b:.2f}" for k, (a, b) in run.load.items()) or "not recorded"),
         f"- Machine: {machine()}",
         "- Targets: Debian nginx on 4 loopback ports answering a Flipsnack-like `{\"code\":20,...}` body; the "
         "exporter probes them as the built-in `flipsnack` vendor (md5 signer, body-code classifier, quota "

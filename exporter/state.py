@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .catalog import UP_CLASSES
@@ -69,6 +69,8 @@ class TargetState:
         return "other"
 
     def record(self, result: ProbeResult) -> None:
+        if self.last is not None:
+            result = _share(result, self.last)
         out = result.outcome
         code = self.bounded_code(out.code)
         if self.last is None or self.last.outcome.cls != out.cls:
@@ -99,6 +101,19 @@ class TargetState:
         seen = {id(e) for e in self.recent}
         merged = list(self.recent) + [e for e in self.failures if id(e) not in seen]
         return sorted(merged, key=lambda e: e.result.started, reverse=True)
+
+
+def _share(new: ProbeResult, prev: ProbeResult) -> ProbeResult:
+    """``new`` holding ``prev``'s copies of the parts that did not change (the redacted request line,
+    the body excerpt, the quota readings): the history then costs a few hundred bytes a probe, not
+    ~800, which at 10,000 targets and 50 entries each is some 200 MB less."""
+    line = prev.request_line if new.request_line == prev.request_line else new.request_line
+    excerpt = prev.excerpt if new.excerpt == prev.excerpt else new.excerpt
+    quotas = prev.outcome.quotas if new.outcome.quotas == prev.outcome.quotas else new.outcome.quotas
+    if line is new.request_line and excerpt is new.excerpt and quotas is new.outcome.quotas:
+        return new
+    outcome = new.outcome if quotas is new.outcome.quotas else replace(new.outcome, quotas=quotas)
+    return replace(new, request_line=line, excerpt=excerpt, outcome=outcome)
 
 
 class State:
