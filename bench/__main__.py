@@ -30,12 +30,12 @@ def run(parts: list[str], quick: bool, command: str) -> Run:
         if part == "cpu":
             from .cpu import run_cpu
 
-            result.cpu = run_cpu(rate=40, warmup=1.3, window=1.0) if quick else run_cpu(rate=200, warmup=6.0,
+            result.cpu = run_cpu(rate=40, warmup=1.0, window=0.8) if quick else run_cpu(rate=200, warmup=6.0,
                                                                                         window=20.0)
         elif part == "scale":
             from .scale import run_scale
 
-            result.scale = (run_scale(targets=200, interval=1.0, seconds=2.0, scrape_every=1.0, warmup=1.5) if quick
+            result.scale = (run_scale(targets=200, interval=1.0, seconds=1.0, scrape_every=0.5, warmup=1.2) if quick
                             else run_scale(targets=10000, interval=15.0, seconds=120.0, scrape_every=15.0))
         elif part == "scrape":
             from .scrape import run_scrape

@@ -143,7 +143,8 @@ def _wait_ready(proc: Proc, path: str, wait: float) -> None:
 
 @contextlib.contextmanager
 def workdir(prefix: str = "apistatus-bench-") -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix=prefix) as d:
+    # APISTATUS_BENCH_TMPDIR: where the work directories go, so a test can find any process left behind
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=os.environ.get("APISTATUS_BENCH_TMPDIR")) as d:
         yield Path(d)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -22,8 +23,11 @@ from .conftest import ROOT, config_from
 def test_quick_bench_run_produces_every_figure(tmp_path: Path) -> None:
     # nginx and blackbox_exporter are real dependencies of the bench: missing ones fail this test
     out, js = tmp_path / "BENCHMARKS.md", tmp_path / "bench.json"
+    work = tmp_path / "work"
+    work.mkdir()
     done = subprocess.run([sys.executable, "-m", "bench", "all", "--quick", "--out", str(out), "--json", str(js)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+                          cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "APISTATUS_BENCH_TMPDIR": str(work)})
     assert done.returncode == 0, done.stderr[-2000:]
     data = json.loads(js.read_text())
 
@@ -52,9 +56,10 @@ def test_quick_bench_run_produces_every_figure(tmp_path: Path) -> None:
     for heading in ("## CPU per probe", "## Scale", "## Scrape cost", "## Start-up", "## Soak"):
         assert heading in text
     assert "python3 -m bench all --quick" in text
-    # no process the bench started is left behind
-    left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
-    assert left.stdout == ""
+    # no process the bench started is left behind: each one's command line names its work directory
+    assert not list(work.iterdir()), "a work directory was not cleaned up"
+    left = subprocess.run(["pgrep", "-f", str(work)], capture_output=True, text=True)
+    assert left.stdout == "", f"processes left running: {left.stdout}"
 
 
 def test_report_keeps_hand_written_sections(tmp_path: Path) -> None:
