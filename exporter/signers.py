@@ -202,14 +202,14 @@ class BearerLoginSigner(_Stateless):
         self._access_until = self._refresh_until = 0.0
         return had
 
-    async def _post(self, path: str, payload: Mapping[str, str]) -> Mapping[str, Any]:
+    async def _token_call(self, url: str, token_field: str, **body: Any) -> Mapping[str, Any]:
+        """POST to a token endpoint (``json=`` or ``data=``); the answer must carry ``token_field``."""
         session = self.ctx.session
         if session is None:
             raise SignError("network_error", "no_session", "no HTTP session for the login call")
-        url = self.ctx.base_url.rstrip("/") + path
         self.calls += 1
         timeout = aiohttp.ClientTimeout(total=self.ctx.timeout)
-        async with session.post(url, json=dict(payload), timeout=timeout, allow_redirects=False) as resp:
+        async with session.post(url, timeout=timeout, allow_redirects=False, **body) as resp:
             raw = await resp.content.read(65536)
             if resp.status != 200:
                 cls = "auth" if resp.status in (400, 401, 403) else "server_error"
@@ -217,11 +217,14 @@ class BearerLoginSigner(_Stateless):
                                 resp.status)
         try:
             data = json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise SignError("server_error", "login_body", "token endpoint answered invalid JSON") from exc
-        if not isinstance(data, dict) or not isinstance(data.get("accessToken"), str):
-            raise SignError("server_error", "login_body", "token endpoint answered without accessToken")
+        if not isinstance(data, dict) or not isinstance(data.get(token_field), str):
+            raise SignError("server_error", "login_body", f"token endpoint answered without {token_field}")
         return data
+
+    async def _post(self, path: str, payload: Mapping[str, str]) -> Mapping[str, Any]:
+        return await self._token_call(self.ctx.base_url.rstrip("/") + path, "accessToken", json=dict(payload))
 
     def _take(self, data: Mapping[str, Any], now: float) -> None:
         opts = self.ctx.options
@@ -264,27 +267,10 @@ class OidcPasswordSigner(BearerLoginSigner):
     come from the answer's ``expires_in`` / ``refresh_expires_in``. Option ``client_id``."""
 
     async def _grant(self, form: Mapping[str, str]) -> Mapping[str, Any]:
-        session = self.ctx.session
-        if session is None:
-            raise SignError("network_error", "no_session", "no HTTP session for the login call")
         url = str(self.ctx.options.get("token_url", "/protocol/openid-connect/token"))
         if url.startswith("/"):
             url = self.ctx.base_url.rstrip("/") + url
-        self.calls += 1
-        timeout = aiohttp.ClientTimeout(total=self.ctx.timeout)
-        async with session.post(url, data=dict(form), timeout=timeout, allow_redirects=False) as resp:
-            raw = await resp.content.read(65536)
-            if resp.status != 200:
-                cls = "auth" if resp.status in (400, 401, 403) else "server_error"
-                raise SignError(cls, f"login_{resp.status}", f"token endpoint answered HTTP {resp.status}",
-                                resp.status)
-        try:
-            data = json.loads(raw)
-        except (ValueError, RecursionError) as exc:
-            raise SignError("server_error", "login_body", "token endpoint answered invalid JSON") from exc
-        if not isinstance(data, dict) or not isinstance(data.get("access_token"), str):
-            raise SignError("server_error", "login_body", "token endpoint answered without access_token")
-        return data
+        return await self._token_call(url, "access_token", data=dict(form))
 
     def _lifetime(self, data: Mapping[str, Any], key: str, option: str, default: float) -> float:
         value = data.get(key)
