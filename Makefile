@@ -8,7 +8,9 @@ deps:
 	@missing=""; for b in promtool prometheus prometheus-alertmanager amtool prometheus-blackbox-exporter chromium nginx; do \
 	  command -v $$b >/dev/null 2>&1 || missing=1; done; \
 	if [ -n "$$missing" ]; then \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PKGS)) >/dev/null; fi
+	  echo "installing Debian packages: $(APT_PKGS)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PKGS)) >/dev/null \
+	    || { echo "error: apt-get install $(APT_PKGS) failed (the tests drive these for real)" >&2; exit 1; }; fi
 	$(PY) -m pip install -q -e '.[test]'
 
 lint:
