@@ -251,7 +251,7 @@ def _facts(v: dict[str, Any], now: float) -> str:
     return "<dl class=\"kv\">" + "".join(f"<dt>{k}</dt><dd>{val}</dd>" for k, val in dl) + "</dl>"
 
 
-def _notes(v: dict[str, Any], now: float) -> str:
+def _notes(v: dict[str, Any]) -> str:
     notes = []
     if v["maintenance"]:
         text = "The vendor says it is in maintenance"
@@ -270,7 +270,7 @@ def _card(v: dict[str, Any], now: float, link: str | None) -> str:
     name = f'<a href="{e(link)}">{e(v["name"])}</a>' if link else e(v["name"])
     return (f'<article class="card c-{e(v["class"] or PENDING)}" id="t-{e(quote(v["name"], safe=""))}" '
             f'data-target="{e(v["name"])}" data-class="{e(v["class"] or PENDING)}">'
-            f'<h3>{name} {_badge(v["class"])}</h3>{_labels(v["labels"])}{_notes(v, now)}'
+            f'<h3>{name} {_badge(v["class"])}</h3>{_labels(v["labels"])}{_notes(v)}'
             f'{_facts(v, now)}{_quotas(v["quotas"], now)}{_strip(v["recent_classes"])}</article>')
 
 
