@@ -104,6 +104,8 @@ class Catalog:
     title: str
     docs_url: str
     credentials: tuple[str, ...]
+    #: credentials a target may give but need not (movingimage's video_manager_id)
+    optional_credentials: tuple[str, ...]
     signer: str
     signer_options: Mapping[str, Any]
     check: CheckSpec
@@ -166,7 +168,7 @@ def _deep_merge(a: dict[Any, Any], b: dict[Any, Any]) -> dict[Any, Any]:
 # --- parsing and validation ------------------------------------------------------------------------
 
 _ALLOWED = {
-    "vendor", "title", "docs_url", "credentials", "signer", "check", "code_from", "codes",
+    "vendor", "title", "docs_url", "credentials", "optional_credentials", "signer", "check", "code_from", "codes",
     "http_fallback", "quota", "budget", "ratelimit_headers",
 }
 
@@ -225,7 +227,9 @@ def parse_catalog(name: str, node: Node) -> Catalog:
     if "vendor" in m and m["vendor"].text() != name:
         m["vendor"].fail(f"does not match the vendor name {name!r}")
     creds = tuple(c.text(r"[a-z][a-z0-9_]*", "a lower-case identifier") for c in m["credentials"])
-    for c in m["credentials"]:
+    optional = tuple(c.text(r"[a-z][a-z0-9_]*", "a lower-case identifier")
+                     for c in m.get("optional_credentials", Node([], node.file, "optional_credentials")))
+    for c in [*m["credentials"], *m.get("optional_credentials", Node([], node.file, "optional_credentials"))]:
         if c.text().endswith("_file"):
             c.fail("must not end in _file (that suffix names a file holding the credential)")
 
@@ -295,6 +299,7 @@ def parse_catalog(name: str, node: Node) -> Catalog:
         title=m["title"].text() if "title" in m else name,
         docs_url=m["docs_url"].text() if "docs_url" in m else "",
         credentials=creds,
+        optional_credentials=optional,
         signer=signer,
         signer_options=signer_options,
         check=check,

@@ -153,10 +153,11 @@ def _expand(value: Any, env: Mapping[str, str], file: str, path: str) -> Any:
 def _credentials(node: Node, catalog: Catalog, base: Path) -> Credentials:
     node.secret = True  # no credential value ever appears in an error
     out: dict[str, str] = {}
-    allowed = set(catalog.credentials) | {f"{c}_file" for c in catalog.credentials} | {"video_manager_id"}
+    names = (*catalog.credentials, *catalog.optional_credentials)
+    allowed = set(names) | {f"{c}_file" for c in names}
     for key, val in node.mapping().items():
         if key not in allowed:
-            val.fail(f"unknown credential for vendor {catalog.vendor} (allowed: {', '.join(catalog.credentials)}"
+            val.fail(f"unknown credential for vendor {catalog.vendor} (allowed: {', '.join(names)}"
                      f" or NAME_file)", show=False)
         if key.endswith("_file"):
             path = base / val.text()
