@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from ._jsonpath import json_path
 from .catalog import Catalog, CodeInfo, QuotaSpec, ValueSource
 
 __all__ = ["Answer", "Failure", "Outcome", "QuotaReading", "classify", "http_family_class", "next_reset",
@@ -89,17 +90,6 @@ def _json(answer: Answer) -> Any:
         return None
 
 
-def _path(doc: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        if isinstance(doc, dict):
-            doc = doc.get(part)
-        elif isinstance(doc, list) and part.isdigit() and int(part) < len(doc):
-            doc = doc[int(part)]
-        else:
-            return None
-    return doc
-
-
 def _body_code(value: Any) -> str | None:
     # Only a JSON integer is the vendor's code: a string or float is not the documented envelope
     # (vendors.md), so the answer falls back to its HTTP status.
@@ -134,7 +124,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
 def _number(src: ValueSource, answer: Answer, doc: Any) -> float | None:
     if src.kind == "const":
         return src.const
-    raw: Any = answer.headers.get(src.key.lower()) if src.kind == "header" else _path(doc, src.key)
+    raw: Any = answer.headers.get(src.key.lower()) if src.kind == "header" else json_path(doc, src.key)
     if isinstance(raw, bool):
         return None
     if isinstance(raw, str):
@@ -245,7 +235,7 @@ def classify(catalog: Catalog, result: Answer | Failure, now: float) -> Outcome:
         else:
             if not parsed:
                 doc, parsed = _json(answer), True
-            value = _path(doc, src.key)
+            value = json_path(doc, src.key)
             code = _body_code(value) if src.nonempty is None else (src.nonempty if value else None)
         if code is not None:
             code, info = _lookup(catalog, code)

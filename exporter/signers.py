@@ -25,6 +25,8 @@ from urllib.parse import urlencode
 import aiohttp
 from yarl import URL
 
+from ._jsonpath import json_path
+
 __all__ = [
     "SIGNERS",
     "HttpRequest",
@@ -176,7 +178,7 @@ class RubiqSigner(_Stateless):
 class BearerLoginSigner(_Stateless):
     """Log in for a short-lived access token, refresh it before it expires, log in again once on 401.
 
-    Options: ``login_path``, ``refresh_path`` (may use ``{video_manager_id}``-style variables taken
+    Options: ``login_path``, ``refresh_path`` (may use ``{name}`` variables, see ``_learn``, taken
     from the login answer), ``access_ttl``/``refresh_ttl`` seconds, ``renew_before`` seconds.
     """
 
@@ -233,20 +235,26 @@ class BearerLoginSigner(_Stateless):
         if isinstance(data.get("refreshToken"), str):
             self._refresh = data["refreshToken"]
             self._refresh_until = now + float(opts.get("refresh_ttl", 3600))
-        managers = data.get("videoManagerList")
-        if isinstance(managers, list) and managers and isinstance(managers[0], dict) and "id" in managers[0]:
-            self._vars.setdefault("video_manager_id", str(managers[0]["id"]))
-        if vm := self.ctx.credentials.get("video_manager_id"):
-            self._vars["video_manager_id"] = vm
+        self._learn(data)
+
+    def _learn(self, data: Mapping[str, Any]) -> None:
+        """Variables for request paths (``{name}``): option ``variables`` maps each name to a dotted path
+        in the login answer (movingimage: ``videoManagerList.0.id``); a credential of the same name wins."""
+        for name, path in dict(self.ctx.options.get("variables") or {}).items():
+            value = json_path(data, str(path))
+            if isinstance(value, str | int) and not isinstance(value, bool):
+                self._vars.setdefault(str(name), str(value))
+            if given := self.ctx.credentials.get(str(name)):
+                self._vars[str(name)] = given
 
     async def sign(self, request: HttpRequest, now: float) -> HttpRequest:
         margin = float(self.ctx.options.get("renew_before", 30))
         if self._access is None or now >= self._access_until - margin:
             data: Mapping[str, Any] | None = None
-            if self._refresh and now < self._refresh_until - margin and "video_manager_id" in self._vars:
-                path = str(self.ctx.options.get("refresh_path", "/auth/refresh/{video_manager_id}"))
+            refresh_path = _fill(str(self.ctx.options.get("refresh_path", "/auth/refresh")), self._vars)
+            if self._refresh and now < self._refresh_until - margin and refresh_path is not None:
                 try:
-                    data = await self._post(path.format_map(self._vars), {"refreshToken": self._refresh})
+                    data = await self._post(refresh_path, {"refreshToken": self._refresh})
                     self.refreshes += 1
                 except SignError:
                     data = None  # a refused refresh is not an outage: fall through to a fresh login
@@ -301,9 +309,16 @@ class OidcPasswordSigner(BearerLoginSigner):
             if isinstance(data.get("refresh_token"), str):
                 self._refresh = data["refresh_token"]
                 self._refresh_until = now + self._lifetime(data, "refresh_expires_in", "refresh_ttl", 3600)
-            if vm := self.ctx.credentials.get("video_manager_id"):
-                self._vars["video_manager_id"] = vm
+            self._learn(data)
         return replace(request, headers={**request.headers, "Authorization": f"Bearer {self._access}"})
+
+
+def _fill(template: str, variables: Mapping[str, str]) -> str | None:
+    """``template`` with its ``{name}`` variables filled in, or None while one is still unknown."""
+    try:
+        return template.format_map(dict(variables))
+    except (KeyError, ValueError):
+        return None
 
 
 SIGNERS: dict[str, Callable[[SignerContext], Signer]] = {
