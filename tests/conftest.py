@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from exporter._yamlnode import Node
 from exporter.app import Exporter
@@ -26,6 +27,26 @@ ARTIFACTS = ROOT / "artifacts"
 def config_from(data: Mapping[str, Any], base: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
     """A Config from a Python dict, validated exactly like a file."""
     return parse_config(Node(dict(data), "test-config.yml", ""), base or Path("."), env or {})
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: web.Application) -> AsyncIterator[str]:
+    """``app`` on 127.0.0.1 at a port the OS picks; yields its base URL."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def serve(handler: Handler) -> contextlib.AbstractAsyncContextManager[str]:
+    """One handler for every method and path, on loopback (a vendor-like test server)."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    return serve_app(app)
 
 
 def free_port() -> int:

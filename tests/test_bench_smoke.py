@@ -17,7 +17,7 @@ from aiohttp import web
 from exporter.clock import FakeClock
 from exporter.config import ConfigError
 
-from .conftest import ROOT, config_from
+from .conftest import ROOT, config_from, serve
 
 
 def test_quick_bench_run_produces_every_figure(tmp_path: Path) -> None:
@@ -83,16 +83,8 @@ async def peer_ports() -> AsyncIterator[tuple[str, list[int]]]:
         ports.append(request.transport.get_extra_info("peername")[1])
         return web.json_response({"code": 20, "data": {"api_uploads_left": 900}})
 
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}", ports  # type: ignore[union-attr]
-    finally:
-        await runner.cleanup()
+    async with serve(handle) as url:
+        yield url, ports
 
 
 @pytest.mark.parametrize(("keepalive", "connections"), [(None, 1), (True, 1), (False, 3)])

@@ -15,7 +15,7 @@ from aiohttp import web
 from exporter.clock import SystemClock
 from exporter.probe import Prober
 
-from .conftest import config_from
+from .conftest import config_from, serve
 
 # The tables of shared/vendors.md, code -> class, one row per code (ranges written out).
 EXPECTED: dict[str, dict[str, str]] = {
@@ -95,15 +95,8 @@ CREDS = {
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[Vendorish, str]]:
     vend = Vendorish()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", vend.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield vend, f"http://127.0.0.1:{port}/prefix"
-    await runner.cleanup()
+    async with serve(vend.handle) as url:
+        yield vend, url + "/prefix"
 
 
 @pytest.mark.parametrize("vendor", sorted(EXPECTED))

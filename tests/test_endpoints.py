@@ -13,7 +13,7 @@ from aiohttp import web
 
 from exporter.config import load_config
 
-from .conftest import config_from, running_exporter, sample
+from .conftest import config_from, running_exporter, sample, serve
 
 
 class Flip:
@@ -32,14 +32,8 @@ class Flip:
 @pytest.fixture
 async def flip() -> AsyncIterator[tuple[Flip, str]]:
     f = Flip()
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", f.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield f, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    await runner.cleanup()
+    async with serve(f.handle) as url:
+        yield f, url
 
 
 def targets(url: str, *names: str) -> dict[str, object]:

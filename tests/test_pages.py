@@ -16,7 +16,7 @@ from aiohttp import web
 from exporter.clock import FakeClock
 from exporter.state import TargetState
 
-from .conftest import Running, config_from, running_exporter
+from .conftest import Running, config_from, running_exporter, serve_app
 
 API_KEY = "KEY-sekrit-4711"
 SECRET = "SIG-sekrit-0815"
@@ -51,14 +51,8 @@ async def vendor() -> AsyncIterator[tuple[Vendor, str]]:
     app = web.Application()
     app.router.add_post("/api/graphql", v.biz)
     app.router.add_get("/{tail:.*}", v.flip)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield v, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    finally:
-        await runner.cleanup()
+    async with serve_app(app) as url:
+        yield v, url
 
 
 def config(url: str, history: int = 50) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from exporter.probe import Prober
 from exporter.scheduler import MAX_BACKOFF, Scheduler, next_delay
 from exporter.state import State
 
-from .conftest import config_from
+from .conftest import config_from, serve
 
 
 @dataclass
@@ -81,19 +81,12 @@ class Sim:
 async def sim() -> AsyncIterator[Sim]:
     clock = FakeClock()
     vendor = Vendor(clock)
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", vendor.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    s = Sim(clock, vendor, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}")  # type: ignore[union-attr]
-    async with aiohttp.ClientSession() as session:
+    async with serve(vendor.handle) as url, aiohttp.ClientSession() as session:
+        s = Sim(clock, vendor, url)
         s.session = session  # type: ignore[attr-defined]
         yield s
         if s.scheduler is not None:
             await s.scheduler.stop()
-    await runner.cleanup()
 
 
 def flip_targets(url: str, n: int = 1, interval: str = "10s", same_key: bool = False,

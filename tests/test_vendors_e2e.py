@@ -12,7 +12,7 @@ import copy
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from exporter.clock import FakeClock
 from exporter.demo import CYCLE, start_demo
 from exporter.simulators import SimulatorSet, start_simulators
 
-from .conftest import Running, config_from, free_port, running_exporter, sample
+from .conftest import Running, config_from, free_port, running_exporter, sample, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -256,21 +256,10 @@ class Acme:
         return web.json_response({"result": {"code": 1000}, "limits": {"calls_left": 4321}})
 
 
-async def serve(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> tuple[web.AppRunner, str]:
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-
-
 async def test_a_vendor_defined_only_in_yaml_works_end_to_end() -> None:
     catalog = docs_example()
     acme = Acme()
-    runner, url = await serve(acme.handle)
-    try:
+    async with serve(acme.handle) as url:
         raw = {"global": {"interval": "60s", "timeout": "5s"}, "vendors": {"acme": catalog},
                "targets": [{"name": "acme-prod", "vendor": "acme", "base_url": url + "/api",
                             "credentials": {"account": "acct-1", "secret": "acme-secret"}}]}
@@ -286,8 +275,6 @@ async def test_a_vendor_defined_only_in_yaml_works_end_to_end() -> None:
         raw["targets"][0]["credentials"]["secret"] = "not-it"
         async with running_exporter(config_from(raw), clock=FakeClock()) as run:
             assert_class(await probe_text(run, "acme-prod"), "acme-prod", "auth", "2001")
-    finally:
-        await runner.cleanup()
 
 
 def test_docs_override_examples_are_valid_config() -> None:
