@@ -240,13 +240,17 @@ def _start_alertmanager(stack: Stack) -> None:
     config["receivers"] = [{"name": "webhook", "webhook_configs": [{"url": stack.webhook.url}]}]
     path = stack.tmp / "alertmanager.yml"
     path.write_text(yaml.safe_dump(config))
-    port = free_port()
-    stack.spawn("alertmanager", [binary, f"--config.file={path}", f"--storage.path={stack.tmp / 'am'}",
-                                 f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
-                                 "--log.level=warn"])
-    stack.alertmanager = f"http://127.0.0.1:{port}"
-    wait_for(f"Alertmanager to be ready: {stack.log('alertmanager')}",
-             lambda: http(stack.alertmanager + "/-/ready")[0] == 200)
+    stack.alertmanager = _spawn_ready(stack, "alertmanager", [
+        binary, f"--config.file={path}", f"--storage.path={stack.tmp / 'am'}", "--cluster.listen-address=",
+        "--log.level=warn"])
+
+
+def _spawn_ready(stack: Stack, name: str, argv: list[str]) -> str:
+    """Start a Prometheus-family server on a free loopback port; its URL once /-/ready answers."""
+    url = f"http://127.0.0.1:{free_port()}"
+    stack.spawn(name, [*argv, f"--web.listen-address={url.removeprefix('http://')}"])
+    wait_for(f"{name} to be ready: {stack.log(name)}", lambda: http(url + "/-/ready")[0] == 200)
+    return url
 
 
 def _start_prometheus(stack: Stack) -> None:
@@ -272,13 +276,9 @@ def _start_prometheus(stack: Stack) -> None:
     probe["relabel_configs"][-1]["replacement"] = exporter
     path = stack.tmp / "prometheus.yml"
     path.write_text(yaml.safe_dump(config))
-    port = free_port()
-    stack.spawn("prometheus", [binary, f"--config.file={path}", f"--storage.tsdb.path={stack.tmp / 'tsdb'}",
-                               f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn",
-                               "--rules.alert.resend-delay=1s"])
-    stack.prometheus = f"http://127.0.0.1:{port}"
-    wait_for(f"Prometheus to be ready: {stack.log('prometheus')}",
-             lambda: http(stack.prometheus + "/-/ready")[0] == 200)
+    stack.prometheus = _spawn_ready(stack, "prometheus", [
+        binary, f"--config.file={path}", f"--storage.tsdb.path={stack.tmp / 'tsdb'}", "--log.level=warn",
+        "--rules.alert.resend-delay=1s"])
 
 
 def start_stack() -> Stack:
