@@ -1,16 +1,24 @@
-# `make test` is the whole test suite (what CI runs); `make bench` the benchmarks.
+# `make test` is the whole test suite (what CI runs); `make test-fast` the quick tiers; `make bench` the benchmarks.
 PY ?= python3
-APT_PKGS = prometheus prometheus-alertmanager prometheus-blackbox-exporter chromium chromium-driver nginx-light
+# binary:Debian package for every program the tests drive for real; only the missing ones are installed
+# (a kubectl from another package satisfies kubernetes-client)
+APT_NEEDS = promtool:prometheus prometheus:prometheus prometheus-alertmanager:prometheus-alertmanager \
+	amtool:prometheus-alertmanager prometheus-blackbox-exporter:prometheus-blackbox-exporter \
+	chromium:chromium chromedriver:chromium-driver nginx:nginx-light tinyproxy:tinyproxy \
+	kubectl:kubernetes-client wrk:wrk systemd-analyze:systemd
 
-.PHONY: deps test lint bench run
+.PHONY: deps test test-fast lint bench run
 
 deps:
-	@missing=""; for b in promtool prometheus prometheus-alertmanager amtool prometheus-blackbox-exporter chromium nginx; do \
-	  command -v $$b >/dev/null 2>&1 || missing=1; done; \
+	@missing=""; for need in $(APT_NEEDS); do \
+	  PATH="$$PATH:/usr/sbin:/sbin" command -v $${need%%:*} >/dev/null 2>&1 || missing="$$missing $${need#*:}"; \
+	done; \
 	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages: $(APT_PKGS)"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PKGS)) >/dev/null \
-	    || { echo "error: apt-get install $(APT_PKGS) failed (the tests drive these for real)" >&2; exit 1; }; fi
+	  pkgs=$$(printf '%s\n' $$missing | sort -u | tr '\n' ' '); \
+	  echo "installing Debian packages: $$pkgs"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkgs) >/dev/null \
+	    || { echo "error: apt-get install $$pkgs failed (the tests drive these for real)" >&2; exit 1; }; \
+	fi
 	$(PY) -m pip install -q -e '.[test]'
 
 lint:

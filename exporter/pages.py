@@ -81,7 +81,7 @@ def _num(value: float | None, digits: int = 3) -> float | None:
 
 
 def target_view(ts: TargetState) -> dict[str, Any]:
-    """One target as the API shows it (README, "JSON API (v1)")."""
+    """One target as the API shows it (docs/status-page.md, "JSON API (v1)")."""
     t, last = ts.target, ts.last
     out = last.outcome if last is not None else None
     secrets = list(t.credentials.values())

@@ -227,11 +227,11 @@ async def test_movingimage_one_relogin_on_a_401_before_auth_counts(sims: tuple[S
 # --- a sixth vendor, in YAML only --------------------------------------------------------------------
 
 def docs_example() -> dict[str, Any]:
-    """The worked example catalog of the README's vendor docs, so the docs and this test cannot drift apart."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    """The worked example catalog of docs/vendors.md, so the docs and this test cannot drift apart."""
+    text = (ROOT / "docs/vendors.md").read_text(encoding="utf-8")
     section = text.split("## Adding a sixth vendor in YAML", 1)[1]
     block = re.search(r"```yaml\n(.*?)```", section, re.S)
-    assert block is not None, "README.md lost its example catalog"
+    assert block is not None, "docs/vendors.md lost its example catalog"
     doc = yaml.safe_load(block.group(1))
     assert isinstance(doc, dict)
     return dict(doc["vendors"]["acme"])
@@ -278,8 +278,8 @@ async def test_a_vendor_defined_only_in_yaml_works_end_to_end() -> None:
 
 
 def test_docs_override_examples_are_valid_config() -> None:
-    """Every ``vendors:`` override shown in the README loads with the built-in catalogs."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    """Every ``vendors:`` override shown in docs/vendors.md loads with the built-in catalogs."""
+    text = (ROOT / "docs/vendors.md").read_text(encoding="utf-8")
     blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", text, re.S)]
     overrides = [b for b in blocks if isinstance(b, dict) and "vendors" in b]
     assert len(overrides) >= 5
