@@ -159,4 +159,4 @@ def test_a_reload_resizes_the_history_of_kept_targets() -> None:
         state.record(ProbeResult("a", float(i), 0.1, Outcome("ok", "20", "OK", 200), "GET /", ""), 0, 0)
     state.sync(cfg.targets, history=2)
     ts = state.get("a")
-    assert ts is not None and [e.result.started for e in ts.history()] == [4.0, 3.0]
+    assert ts is not None and [result.started for result in ts.history()] == [4.0, 3.0]

@@ -233,7 +233,7 @@ async def test_history_is_newest_first_and_keeps_failures_longer(vendor: tuple[V
     # the ring holds 3 successes; the failure, older than all of them, is still there
     assert [h["class"] for h in hist] == ["ok", "ok", "ok", "client_error"]
     assert hist[-1]["code"] == "42" and hist[-1]["message"] == "invalid action"
-    assert times[-1] == pytest.approx(ts.history()[-1].result.started, abs=0.01)
+    assert times[-1] == pytest.approx(ts.history()[-1].started, abs=0.01)
     assert set(hist[0]) == {"time", "class", "code", "message", "http_status", "latency_seconds", "attempts",
                             "retry_after_seconds", "request_line", "excerpt"}
     assert hist[0]["request_line"].startswith(f"GET {url}/?action=user.getStats")
