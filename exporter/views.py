@@ -143,9 +143,9 @@ def _entry_view(result: ProbeResult, secrets: list[str]) -> dict[str, Any]:
 
 
 def _json(doc: Mapping[str, Any]) -> bytes:
-    # json.dumps writes C0 controls and every non-ASCII character as \uXXXX; DEL is the one control
-    # it leaves raw (JSON allows it), and it can only occur inside a string, so escape it there too
-    return json.dumps(doc).replace("\x7f", "\\u007f").encode()
+    # ensure_ascii (the default, kept on purpose) writes every control character, DEL and C1 ones
+    # included, and everything beyond ASCII as \uXXXX: no vendor byte reaches a client raw
+    return json.dumps(doc, ensure_ascii=True).encode()
 
 
 def api_targets(targets: Iterable[TargetState], now: float) -> bytes:
