@@ -74,8 +74,8 @@ def _num(value: float) -> str:
 
 def label_prefix(ts: TargetState) -> str:
     """The target's labels as the opening of a sample's label set (left open for more pairs)."""
-    t = ts.target
-    pairs = [("target", t.name), ("vendor", t.vendor), *t.labels]
+    target = ts.target
+    pairs = [("target", target.name), ("vendor", target.vendor), *target.labels]
     return "{" + ",".join(f'{k}="{_esc(v)}"' for k, v in pairs)
 
 

@@ -87,16 +87,16 @@ def _num(value: float | None, digits: int = 3) -> float | None:
 
 def target_view(ts: TargetState) -> dict[str, Any]:
     """One target as the API shows it (docs/status-page.md, "JSON API (v1)")."""
-    t, last = ts.target, ts.last
+    target, last = ts.target, ts.last
     out = last.outcome if last is not None else None
-    secrets = list(t.credentials.values())
+    secrets = list(target.credentials.values())
     return {
-        "name": t.name,
-        "vendor": t.vendor,
-        "vendor_title": t.catalog.title,
-        "docs_url": t.catalog.docs_url,
-        "labels": dict(t.labels),
-        "interval_seconds": t.interval,
+        "name": target.name,
+        "vendor": target.vendor,
+        "vendor_title": target.catalog.title,
+        "docs_url": target.catalog.docs_url,
+        "labels": dict(target.labels),
+        "interval_seconds": target.interval,
         "class": out.cls if out else None,
         "up": (out.cls in UP_CLASSES) if out else None,
         "since": _num(ts.since) if out else None,
@@ -169,14 +169,14 @@ def unknown_target(name: str, api: bool) -> str:
 
 
 def fmt_age(seconds: float) -> str:
-    s = int(max(0.0, seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m {s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h {s % 3600 // 60:02d}m"
-    return f"{s // 86400}d {s % 86400 // 3600}h"
+    whole = int(max(0.0, seconds))
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m {whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d {whole % 86400 // 3600}h"
 
 
 def fmt_time(ts: float, now: float) -> str:
@@ -193,19 +193,19 @@ def fmt_latency(seconds: float | None) -> str:
     return f"{seconds * 1000:.0f}&nbsp;ms" if seconds < 10 else f"{seconds:.1f}&nbsp;s"
 
 
-def fmt_num(v: float | None) -> str:
-    if v is None:
+def fmt_num(value: float | None) -> str:
+    if value is None:
         return "?"
     for bound, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e4, "k")):
-        if abs(v) >= bound:
-            return f"{v / bound:.3g}{suffix}"
-    return f"{v:g}"
+        if abs(value) >= bound:
+            return f"{value / bound:.3g}{suffix}"
+    return f"{value:g}"
 
 
 def _badge(cls: str | None) -> str:
-    c = cls or PENDING
-    words = CLASS_WORDS.get(c, c) if cls else "not probed yet"
-    return f'<span class="badge c-{escape(c)}">{escape(words)}</span>'
+    shown = cls or PENDING
+    words = CLASS_WORDS.get(shown, shown) if cls else "not probed yet"
+    return f'<span class="badge c-{escape(shown)}">{escape(words)}</span>'
 
 
 def _safe_link(url: str, text: str) -> str:
@@ -241,8 +241,8 @@ _CELLS = {c: _cell(c) for c in CLASSES}
 
 def _quotas(quotas: list[dict[str, Any]], now: float) -> str:
     rows = []
-    for q in quotas:
-        rem, lim = q["remaining"], q["limit"]
+    for quota in quotas:
+        rem, lim = quota["remaining"], quota["limit"]
         if rem is not None and lim:
             pct = max(0.0, min(1.0, rem / lim))
             bar = (f'<meter min="0" max="{lim:g}" value="{max(0.0, min(rem, lim)):g}" low="{lim * 0.2:g}" '
@@ -250,58 +250,59 @@ def _quotas(quotas: list[dict[str, Any]], now: float) -> str:
             text = f"{fmt_num(rem)} / {fmt_num(lim)} left"
         else:
             bar, text = "<span></span>", f"{fmt_num(rem)} left" if rem is not None else f"limit {fmt_num(lim)}"
-        if q["reset_at"] is not None:
-            text += f", resets in {fmt_age(q['reset_at'] - now)}"
-        rows.append(f'<span>{escape(q["name"])}</span>{bar}<span>{text}</span>')
+        if quota["reset_at"] is not None:
+            text += f", resets in {fmt_age(quota['reset_at'] - now)}"
+        rows.append(f'<span>{escape(quota["name"])}</span>{bar}<span>{text}</span>')
     return f'<div class="quota">{"".join(rows)}</div>' if rows else ""
 
 
-def _facts(v: dict[str, Any], now: float) -> str:
+def _facts(view: dict[str, Any], now: float) -> str:
     """The key facts of one target's current state, as a definition list."""
     dl: list[tuple[str, str]] = []
-    if v["class"] is None:
+    if view["class"] is None:
         dl.append(("state", "waiting for the first probe"))
     else:
-        dl.append(("since", f'{fmt_time(v["since"], now)} ({fmt_age(now - v["since"])} ago)'))
-        code = f'<code>{escape(v["code"])}</code> {escape(v["message"])}'
+        dl.append(("since", f'{fmt_time(view["since"], now)} ({fmt_age(now - view["since"])} ago)'))
+        code = f'<code>{escape(view["code"])}</code> {escape(view["message"])}'
         dl.append(("last code", code))
-        dl.append(("HTTP", escape(v["http_status"]) if v["http_status"] else "no answer"))
-        dl.append(("latency", fmt_latency(v["latency_seconds"])
-                   + (f' ({v["attempts"]} attempts)' if (v["attempts"] or 1) > 1 else "")))
-        dl.append(("last probe", f'{fmt_time(v["last_probe"], now)} ({fmt_age(now - v["last_probe"])} ago)'))
-    if v["next_probe"] is not None:
-        nxt = f'in {fmt_age(v["next_probe"] - now)}' if v["next_probe"] > now else "due now"
-        if v["backoff_seconds"]:
-            nxt += f' (backing off {fmt_age(v["backoff_seconds"])})'
+        dl.append(("HTTP", escape(view["http_status"]) if view["http_status"] else "no answer"))
+        dl.append(("latency", fmt_latency(view["latency_seconds"])
+                   + (f' ({view["attempts"]} attempts)' if (view["attempts"] or 1) > 1 else "")))
+        dl.append(("last probe", f'{fmt_time(view["last_probe"], now)} ({fmt_age(now - view["last_probe"])} ago)'))
+    if view["next_probe"] is not None:
+        nxt = f'in {fmt_age(view["next_probe"] - now)}' if view["next_probe"] > now else "due now"
+        if view["backoff_seconds"]:
+            nxt += f' (backing off {fmt_age(view["backoff_seconds"])})'
         dl.append(("next probe", nxt))
-    if v["clock_skew_seconds"] is not None and (abs(v["clock_skew_seconds"]) >= 1 or v["class"] == "clock_skew"):
-        dl.append(("clock skew", f'{v["clock_skew_seconds"]:+.1f}&nbsp;s (vendor minus us)'))
+    skew = view["clock_skew_seconds"]
+    if skew is not None and (abs(skew) >= 1 or view["class"] == "clock_skew"):
+        dl.append(("clock skew", f'{skew:+.1f}&nbsp;s (vendor minus us)'))
     return "<dl class=\"kv\">" + "".join(f"<dt>{k}</dt><dd>{val}</dd>" for k, val in dl) + "</dl>"
 
 
-def _notes(v: dict[str, Any]) -> str:
+def _notes(view: dict[str, Any]) -> str:
     notes = []
-    if v["maintenance"]:
+    if view["maintenance"]:
         text = "The vendor says it is in maintenance"
-        if v["retry_after_seconds"] is not None:
-            text += f'; retry after {fmt_age(v["retry_after_seconds"])}'
+        if view["retry_after_seconds"] is not None:
+            text += f'; retry after {fmt_age(view["retry_after_seconds"])}'
         notes.append(f'<p class="note c-maintenance">{text}.</p>')
-    elif v["retry_after_seconds"] is not None:
-        notes.append(f'<p class="note c-{escape(v["class"])}">The vendor asks to retry after '
-                     f'{fmt_age(v["retry_after_seconds"])}.</p>')
-    if v["consecutive_failures"] > 1:
-        notes.append(f'<p class="note c-{escape(v["class"])}">{v["consecutive_failures"]} failed probes '
+    elif view["retry_after_seconds"] is not None:
+        notes.append(f'<p class="note c-{escape(view["class"])}">The vendor asks to retry after '
+                     f'{fmt_age(view["retry_after_seconds"])}.</p>')
+    if view["consecutive_failures"] > 1:
+        notes.append(f'<p class="note c-{escape(view["class"])}">{view["consecutive_failures"]} failed probes '
                      'in a row.</p>')
     return "".join(notes)
 
 
-def _card(v: dict[str, Any], now: float, link: str | None) -> str:
-    name = f'<a href="{escape(link)}">{escape(v["name"])}</a>' if link else escape(v["name"])
-    cls = escape(v["class"] or PENDING)
-    return (f'<article class="card c-{cls}" id="t-{escape(quote(v["name"], safe=""))}" '
-            f'data-target="{escape(v["name"])}" data-class="{cls}">'
-            f'<h3>{name} {_badge(v["class"])}</h3>{_labels(v["labels"])}{_notes(v)}'
-            f'{_facts(v, now)}{_quotas(v["quotas"], now)}{_strip(v["recent_classes"])}</article>')
+def _card(view: dict[str, Any], now: float, link: str | None) -> str:
+    name = f'<a href="{escape(link)}">{escape(view["name"])}</a>' if link else escape(view["name"])
+    cls = escape(view["class"] or PENDING)
+    return (f'<article class="card c-{cls}" id="t-{escape(quote(view["name"], safe=""))}" '
+            f'data-target="{escape(view["name"])}" data-class="{cls}">'
+            f'<h3>{name} {_badge(view["class"])}</h3>{_labels(view["labels"])}{_notes(view)}'
+            f'{_facts(view, now)}{_quotas(view["quotas"], now)}{_strip(view["recent_classes"])}</article>')
 
 
 # --- pages -----------------------------------------------------------------------------------------
@@ -340,57 +341,58 @@ def target_page(ts: TargetState, now: float, refresh: Refresh) -> bytes:
 def render_status(views: list[dict[str, Any]], now: float, refresh: Refresh) -> str:
     """The overview: a summary of what needs attention, then every target grouped by vendor."""
     groups: dict[str, list[dict[str, Any]]] = {}
-    for v in views:
-        groups.setdefault(v["vendor"], []).append(v)
-    down = [v for v in views if v["class"] is not None and not v["up"]]
-    pending = sum(1 for v in views if v["class"] is None)
+    for view in views:
+        groups.setdefault(view["vendor"], []).append(view)
+    down = [view for view in views if view["class"] is not None and not view["up"]]
+    pending = sum(1 for view in views if view["class"] is None)
     head = (f'{len(views)} targets: {len(views) - len(down) - pending} up, {len(down)} down'
             + (f", {pending} not probed yet" if pending else ""))
-    attention = "".join(f'<li><a href="targets/{escape(quote(v["name"], safe=""))}">{escape(v["name"])}</a> '
-                        f'{_badge(v["class"])} {escape(v["message"])}</li>' for v in down)
+    attention = "".join(f'<li><a href="targets/{escape(quote(view["name"], safe=""))}">{escape(view["name"])}</a> '
+                        f'{_badge(view["class"])} {escape(view["message"])}</li>' for view in down)
     summary = (f'<section class="summary" id="summary"><strong>{head}</strong>'
                + (f"<ul>{attention}</ul>" if attention else "") + "</section>")
     sections = []
-    for vendor, vs in groups.items():
-        first = vs[0]
-        up = sum(1 for v in vs if v["up"])
-        cards = "".join(_card(v, now, f'targets/{quote(v["name"], safe="")}') for v in vs)
+    for vendor, group in groups.items():
+        first = group[0]
+        up = sum(1 for view in group if view["up"])
+        cards = "".join(_card(view, now, f'targets/{quote(view["name"], safe="")}') for view in group)
         sections.append(
-            f'<section class="vendor n{min(len(vs), 4)}" id="vendor-{escape(quote(vendor, safe=""))}" '
+            f'<section class="vendor n{min(len(group), 4)}" id="vendor-{escape(quote(vendor, safe=""))}" '
             f'data-vendor="{escape(vendor)}">'
             f'<h2>{_safe_link(first["docs_url"], first["vendor_title"])} <small>{escape(vendor)} &middot; '
-            f'{up}/{len(vs)} up</small></h2><div class="cards">{cards}</div></section>')
+            f'{up}/{len(group)} up</small></h2><div class="cards">{cards}</div></section>')
     if not views:
         sections.append("<p>No targets are configured.</p>")
     body = "<h1>API status</h1>" + summary + f'<div class="vendors">{"".join(sections)}</div>'
     return _page("API status", body, now, "./", "api/v1/targets", refresh)
 
 
-def render_target_page(v: dict[str, Any], history: list[dict[str, Any]], now: float, refresh: Refresh) -> str:
+def render_target_page(view: dict[str, Any], history: list[dict[str, Any]], now: float, refresh: Refresh) -> str:
     rows = []
-    for h in history:
-        retry = f' &middot; retry after {fmt_age(h["retry_after_seconds"])}' if h["retry_after_seconds"] else ""
-        attempts = f' &middot; {h["attempts"]} attempts' if h["attempts"] > 1 else ""
+    for entry in history:
+        retry = f' &middot; retry after {fmt_age(entry["retry_after_seconds"])}' if entry["retry_after_seconds"] else ""
+        attempts = f' &middot; {entry["attempts"]} attempts' if entry["attempts"] > 1 else ""
         # a failure's answer is what the reader came for: shown unfolded; successes stay folded
-        unfold = "" if h["class"] in UP_CLASSES else " open"
-        excerpt = (f'<details{unfold}><summary>response excerpt</summary><pre>{escape(h["excerpt"])}</pre>'
+        unfold = "" if entry["class"] in UP_CLASSES else " open"
+        excerpt = (f'<details{unfold}><summary>response excerpt</summary><pre>{escape(entry["excerpt"])}</pre>'
                    '</details>'
-                   if h["excerpt"] else '<p class="muted">no response body</p>')
+                   if entry["excerpt"] else '<p class="muted">no response body</p>')
         rows.append(
-            f'<li class="c-{escape(h["class"])}" data-class="{escape(h["class"])}">'
-            f'<div class="row">{fmt_time(h["time"], now)} {_badge(h["class"])} <code>{escape(h["code"])}</code> '
-            f'<span>{escape(h["message"])}</span></div>'
-            f'<div class="row muted">HTTP {escape(h["http_status"] or "none")} &middot; '
-            f'{fmt_latency(h["latency_seconds"])}{attempts}{retry}</div>'
-            f'<pre class="request">{escape(h["request_line"])}</pre>{excerpt}</li>')
+            f'<li class="c-{escape(entry["class"])}" data-class="{escape(entry["class"])}">'
+            f'<div class="row">{fmt_time(entry["time"], now)} {_badge(entry["class"])} '
+            f'<code>{escape(entry["code"])}</code> '
+            f'<span>{escape(entry["message"])}</span></div>'
+            f'<div class="row muted">HTTP {escape(entry["http_status"] or "none")} &middot; '
+            f'{fmt_latency(entry["latency_seconds"])}{attempts}{retry}</div>'
+            f'<pre class="request">{escape(entry["request_line"])}</pre>{excerpt}</li>')
     hist = (f'<ol class="history">{"".join(rows)}</ol>' if rows else "<p>No probes yet.</p>")
-    name_q = quote(v["name"], safe="")
-    body = (f'<p><a href="../">&larr; all targets</a></p><h1>{escape(v["name"])}</h1>'
-            f'<p class="muted">{_safe_link(v["docs_url"], v["vendor_title"])} ({escape(v["vendor"])}), '
-            f'probed every {fmt_age(v["interval_seconds"])}</p>'
-            f'<div class="cards">{_card(v, now, None)}</div>'
+    name_q = quote(view["name"], safe="")
+    body = (f'<p><a href="../">&larr; all targets</a></p><h1>{escape(view["name"])}</h1>'
+            f'<p class="muted">{_safe_link(view["docs_url"], view["vendor_title"])} ({escape(view["vendor"])}), '
+            f'probed every {fmt_age(view["interval_seconds"])}</p>'
+            f'<div class="cards">{_card(view, now, None)}</div>'
             f'<h2>Recent probes <small>newest first; failures are kept longer than successes</small></h2>{hist}')
-    return _page(f'{v["name"]} - API status', body, now, "../", f"../api/v1/targets/{name_q}", refresh)
+    return _page(f'{view["name"]} - API status', body, now, "../", f"../api/v1/targets/{name_q}", refresh)
 
 
 # --- the refresh parameter -----------------------------------------------------------------------
@@ -412,5 +414,5 @@ def parse_refresh(raw: str | None, default: int) -> Refresh:
         return Refresh(default, default)
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 6:
         raise RefreshError(f"refresh must be whole seconds (0 turns it off), got {html.escape(raw[:32])!r}")
-    n = int(raw)
-    return Refresh(0 if n == 0 else max(MIN_REFRESH, min(MAX_REFRESH, n)), default)
+    seconds = int(raw)
+    return Refresh(0 if seconds == 0 else max(MIN_REFRESH, min(MAX_REFRESH, seconds)), default)
