@@ -131,20 +131,27 @@ class Scheduler:
                     slot = self._slots.get(name)
                     if slot is None or slot.generation != gen:
                         continue  # removed or replaced by a reload
-                    budget = self.budgets.limiter(slot.target)
-                    if budget is not None and (wait := budget.wait(now)) > 0:
-                        self._push(now + wait, slot)  # the shared budget is spent: wait for room
-                        continue
-                    if budget is not None:
-                        budget.spend(now)
-                    task = asyncio.create_task(self._probe(slot, due), name=f"probe:{name}")
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                    if self._admit(slot, now):
+                        task = asyncio.create_task(self._probe(slot, due), name=f"probe:{name}")
+                        self._tasks.add(task)
+                        task.add_done_callback(self._tasks.discard)
                 deadline = self._heap[0][0] if self._heap else now + 3600.0
                 self._sleeper = asyncio.ensure_future(self._sleep_until(deadline))
                 await asyncio.wait({self._sleeper})
         finally:
             await self.stop()
+
+    def _admit(self, slot: _Slot, now: float) -> bool:
+        """Whether the credential's shared budget has room for the probe's first request now (then
+        it is booked); if not, the probe is planned again for when there will be room."""
+        budget = self.budgets.limiter(slot.target)
+        if budget is None:
+            return True
+        if (wait := budget.wait(now)) > 0:
+            self._push(now + wait, slot)
+            return False
+        budget.spend(now)
+        return True
 
     async def _sleep_until(self, deadline: float) -> None:
         # A deadline, not a duration: the sleep may start a moment after it was planned.
