@@ -124,7 +124,8 @@ def render_target(ts: TargetState) -> Rendered:
     add("apistatus_next_probe_timestamp_seconds", ts.next_probe_at)
     add("apistatus_backoff_seconds", ts.backoff)
     add("apistatus_consecutive_failures", ts.consecutive_failures)
-    return tuple(text.encode() for text in out)
+    # "replace": a lone surrogate in a config label value must cost one "?", not every probe's record
+    return tuple(text.encode(errors="replace") for text in out)
 
 
 # The exporter's own status: plain records of plain values (no I/O module behind them), built by the

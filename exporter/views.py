@@ -61,10 +61,11 @@ _CSS = _asset("status.css")
 #: base64 SHA-256 of the one inline stylesheet: web.py's CSP allows exactly it, nothing else inline
 STYLE_SHA256 = base64.b64encode(hashlib.sha256(_CSS.encode()).digest()).decode()
 
-# C0 and C1 controls but the whitespace HTML handles (tab, newline, carriage return), DEL, and the
-# invisible bidi/format controls that can make text read differently from what it is
+# C0 and C1 controls but the whitespace HTML handles (tab, newline, carriage return), DEL, the
+# invisible bidi/format controls that can make text read differently from what it is, and lone
+# surrogates (a YAML "\ud800" escape), which no page could even be encoded with
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e"
-                      "\u2060-\u2069\ufeff]")
+                      "\u2060-\u2069\ufeff\ud800-\udfff]")
 
 
 def _visible(match: re.Match[str]) -> str:

@@ -198,3 +198,23 @@ async def test_every_endpoint_compresses_only_when_the_client_accepts_gzip(flip:
                     assert r.headers.get("Content-Encoding") == expected, (path, header)
                     assert r.headers.get("Vary") == "Accept-Encoding", path
                     assert len(text.encode()) > GZIP_MIN_BYTES, path  # large enough for gzip to be used
+
+
+def test_a_lone_surrogate_in_a_label_value_neither_breaks_the_metrics_nor_the_pages() -> None:
+    # YAML accepts "\\ud800" in a double-quoted string; no text with it can be encoded as UTF-8
+    from exporter import views
+    from exporter.classify import Outcome
+    from exporter.collector import render_exposition, render_target
+    from exporter.probe import ProbeResult
+    from exporter.state import State
+
+    cfg = targets("http://127.0.0.1:9", "a")
+    cfg["targets"][0]["labels"] = {"team": "x\ud800"}  # type: ignore[index]
+    state = State(render_target)
+    state.sync(config_from(cfg).targets)
+    state.record(ProbeResult("a", 1.0, 0.1, Outcome("ok", "20", "OK", 200), "GET /", ""), 2.0, 0.0)
+    text = render_exposition(state, None, process=False).decode()
+    assert sample(text, "apistatus_up", target="a", team="x?") == 1
+    assert promtool_check(text).returncode == 0
+    page = views.status_page(state, 2.0, views.Refresh(0, 30)).decode()
+    assert "x\\ud800" in page
