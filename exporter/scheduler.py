@@ -189,7 +189,7 @@ class Scheduler:
         if not slot.target.confirm_failures or result.outcome.cls in UP_CLASSES | BACKOFF_CLASSES:
             return result
         if self._current(slot):
-            self.state.record(result, self.clock.time(), 0.0)
+            self._record(result, self.clock.time(), 0.0)
         self._book(slot.target, self.clock.monotonic(), result.requests)
         return await self.probe_once(slot.target)
 
@@ -208,9 +208,17 @@ class Scheduler:
         # the first request was booked when the probe was let through (run); the rest are booked now
         self._book(slot.target, now, result.requests - 1)
         heapq.heappush(self._heap, (due, next(self._seq), slot.target.name, slot.generation))
-        self.state.record(result, self.clock.time() + (due - now), backoff)
         if self._heap[0][0] == due:
             self._poke()  # this target is now the next one due: the loop must wake for it
+        self._record(result, self.clock.time() + (due - now), backoff)
+
+    def _record(self, result: ProbeResult, next_probe_at: float, backoff: float) -> None:
+        """Write the result to the state; a bug there costs this one result, never the target's schedule."""
+        try:
+            self.state.record(result, next_probe_at, backoff)
+        except Exception as exc:  # noqa: BLE001
+            log.error("recording a probe of target %s failed internally: %s", result.target,
+                      exc.__class__.__name__)
 
     async def probe_once(self, target: Target) -> ProbeResult:
         """One probe, never raising: a bug in a probe must not stop the loop for the others."""
