@@ -64,7 +64,7 @@ def _wants_gzip(request: web.Request) -> bool:
 GZIP_MIN_BYTES = 1024
 
 
-async def _respond(request: web.Request, body: bytes, headers: Mapping[str, str], status: int = 200) -> web.Response:
+async def _respond(request: web.Request, body: bytes, headers: Mapping[str, str]) -> web.Response:
     """A whole answer, gzipped when the client accepts it and it is worth it."""
     out = {**headers, "Vary": "Accept-Encoding"}
     if len(body) > GZIP_MIN_BYTES and _wants_gzip(request):
@@ -72,7 +72,7 @@ async def _respond(request: web.Request, body: bytes, headers: Mapping[str, str]
         # which zlib lets run beside the event loop, so a large answer never delays probes in flight
         body = await asyncio.get_running_loop().run_in_executor(None, gzip.compress, body, 1)
         out["Content-Encoding"] = "gzip"
-    return web.Response(body=body, status=status, headers=out)
+    return web.Response(body=body, headers=out)
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
