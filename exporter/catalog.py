@@ -10,6 +10,7 @@ with the same schema (see ``merge_raw``).
 from __future__ import annotations
 
 import copy
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -17,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ._yamlnode import ConfigError, Node, load_yaml
-from .signers import SIGNERS
+from .model import CLASSES, UP
+from .signers import SIGNERS, OptionSpec, option_specs
 
 __all__ = [
     "CLASSES",
@@ -33,14 +35,11 @@ __all__ = [
     "merge_raw",
     "parse_budget",
     "parse_catalog",
+    "parse_signer_options",
 ]
 
-#: Every answer and every failed attempt gets exactly one of these (shared/vendors.md, "Classes").
-CLASSES: tuple[str, ...] = (
-    "ok", "degraded", "processing", "maintenance", "auth", "clock_skew", "rate_limited",
-    "quota_exceeded", "client_error", "server_error", "timeout", "network_error", "unknown",
-)
-UP_CLASSES = frozenset({"ok", "degraded", "processing"})
+#: kept for the modules that import the class sets from here (model.py owns them)
+UP_CLASSES = UP
 _METHODS = ("GET", "POST", "PUT", "HEAD", "PATCH", "DELETE", "OPTIONS")
 
 
@@ -107,7 +106,8 @@ class Catalog:
     #: credentials a target may give but need not (movingimage's video_manager_id)
     optional_credentials: tuple[str, ...]
     signer: str
-    signer_options: Mapping[str, Any]
+    #: the signer plug-in's ``Options`` dataclass, checked while the catalog loaded
+    signer_options: Any
     check: CheckSpec
     code_from: tuple[CodeSource, ...]
     codes: Mapping[str, CodeInfo]
@@ -117,10 +117,6 @@ class Catalog:
     #: the vendor's request limits per credential, each a window (Flipsnack: 5/s and 60/min)
     budget: tuple[Budget, ...]
     ratelimit_headers: bool
-
-    @property
-    def status_is_code(self) -> bool:
-        return any(s.kind == "status" for s in self.code_from)
 
 
 # --- raw YAML: built-ins and merging ---------------------------------------------------------------
@@ -147,11 +143,19 @@ def merge_raw(base: Node, override: Node) -> Node:
     merged = copy.deepcopy(base.value) if isinstance(base.value, dict) else {}
     over = override.mapping()
     for key, node in over.items():
-        if key in _DEEP_KEYS and isinstance(node.value, dict) and isinstance(merged.get(key), dict):
+        if key == "signer" and _renames_signer(merged.get(key), node.value):
+            # another plug-in: the built-in signer's options mean nothing to it
+            merged[key] = copy.deepcopy(node.value)
+        elif key in _DEEP_KEYS and isinstance(node.value, dict) and isinstance(merged.get(key), dict):
             merged[key] = _deep_merge(merged[key], node.value)
         else:
             merged[key] = copy.deepcopy(node.value)
     return Node(merged, override.file, override.path)
+
+
+def _renames_signer(base: Any, override: Any) -> bool:
+    return (isinstance(base, dict) and isinstance(override, dict) and "name" in override
+            and override["name"] != base.get("name"))
 
 
 def _deep_merge(a: dict[Any, Any], b: dict[Any, Any]) -> dict[Any, Any]:
@@ -235,11 +239,8 @@ def parse_catalog(name: str, node: Node) -> Catalog:
 
     sm = m["signer"].mapping({"name", "options"}, required=("name",))
     signer = sm["name"].choice(SIGNERS)
-    options = dict(sm["options"].mapping()) if "options" in sm else {}
-    signer_options = {k: v.value for k, v in options.items()}
-    for opt, val in signer_options.items():
-        if opt.endswith("_credential") and val not in creds:
-            options[opt].fail(f"names a credential not listed in {name}.credentials")
+    options_node = sm["options"] if "options" in sm else Node({}, sm["name"].file, _sibling(sm["name"], "options"))
+    signer_options = parse_signer_options(signer, options_node, name, creds)
 
     check = parse_check(m["check"])
     sources: list[CodeSource] = []
@@ -310,6 +311,73 @@ def parse_catalog(name: str, node: Node) -> Catalog:
         budget=budget,
         ratelimit_headers=m["ratelimit_headers"].boolean() if "ratelimit_headers" in m else True,
     )
+
+
+def _sibling(node: Node, key: str) -> str:
+    return node.path.rsplit(".", 1)[0] + "." + key if "." in node.path else key
+
+
+def parse_signer_options(signer: str, node: Node, vendor: str, credentials: tuple[str, ...]) -> Any:
+    """``signer.options`` checked against the plug-in's declared options: every unknown, missing or
+    mistyped option is one ConfigError naming the file, the key path and the value."""
+    plugin = SIGNERS[signer]
+    specs = {spec.name: spec for spec in option_specs(plugin.Options)}
+    given = node.mapping()
+    for key, opt in given.items():
+        if key not in specs:
+            known = ", ".join(sorted(specs)) or "none"
+            opt.fail(f"unknown option for signer {signer} (known: {known})")
+    values: dict[str, Any] = {}
+    for spec in specs.values():
+        value = given.get(spec.name)
+        if value is None or value.is_missing():
+            if spec.required:
+                Node(None, node.file, f"{node.path}.{spec.name}").fail(
+                    f"is required by signer {signer}", show=False)
+            if spec.kind == "credential" and spec.default not in credentials:
+                Node(None, node.file, f"{node.path}.{spec.name}").fail(
+                    f"is required: {vendor}.credentials has no {spec.default!r}", show=False)
+            continue
+        values[spec.name] = _option_value(spec, value, vendor, credentials)
+    return plugin.Options(**values)
+
+
+def _option_value(spec: OptionSpec, node: Node, vendor: str, credentials: tuple[str, ...]) -> Any:
+    kind = spec.kind
+    if kind == "seconds":
+        return node.number(minimum=0)
+    if kind == "boolean":
+        return node.boolean()
+    if kind == "strings":
+        return tuple(item.text() for item in node)
+    if kind == "mapping":
+        return tuple(sorted(node.str_map().items()))
+    text = _string(node)
+    if kind == "credential" and text not in credentials:
+        node.fail(f"names a credential not listed in {vendor}.credentials ({', '.join(credentials)})")
+    if kind == "path" and text and not text.startswith("/"):
+        node.fail("must be a path starting with /")
+    if kind == "url_or_path" and not text.startswith("/"):
+        node.url()
+    if kind == "template":
+        for field_name in _fields(node, text):
+            if field_name not in credentials:
+                node.fail(f"{{{field_name}}} is not a credential listed in {vendor}.credentials")
+    return text
+
+
+def _string(node: Node) -> str:
+    # a number or a boolean where a name is expected is a slip, not a name
+    if not isinstance(node.value, str):
+        node.fail("must be a string")
+    return node.value
+
+
+def _fields(node: Node, text: str) -> list[str]:
+    try:
+        return [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+    except ValueError:
+        node.fail("has an unbalanced { or }")
 
 
 def parse_budget(node: Node) -> tuple[Budget, ...]:

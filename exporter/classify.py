@@ -11,58 +11,19 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 from ._jsonpath import json_path
 from .catalog import Catalog, CodeInfo, QuotaSpec, ValueSource
+from .model import Answer, Failure, Outcome, QuotaReading
 
 __all__ = ["Answer", "Failure", "Outcome", "QuotaReading", "classify", "http_family_class", "next_reset",
            "read_quotas"]
 
 #: a code label must look like this, or it is reported as ``other`` (bounded, printable)
 _CODE_OK = re.compile(r"[A-Za-z0-9_.-]{1,32}")
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """What came back. ``headers`` keys are lower-case; ``body`` is capped by the prober."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-    truncated: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """No usable answer: ``cls`` is timeout or network_error (or auth from a refused login)."""
-
-    cls: str
-    code: str
-    message: str
-    http_status: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class QuotaReading:
-    name: str
-    remaining: float | None
-    limit: float | None
-    reset_at: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    cls: str
-    code: str
-    message: str
-    http_status: int
-    retry_after: float | None = None
-    quotas: tuple[QuotaReading, ...] = ()
-    clock_skew: float | None = None
 
 
 def http_family_class(status: int, overrides: Mapping[str, str]) -> str:
@@ -92,7 +53,7 @@ def _json(answer: Answer) -> Any:
 
 def _body_code(value: Any) -> str | None:
     # Only a JSON integer is the vendor's code: a string or float is not the documented envelope
-    # (vendors.md), so the answer falls back to its HTTP status.
+    # (docs/vendors.md), so the answer falls back to its HTTP status.
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9:
         return str(value)
     return None

@@ -16,10 +16,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .budget import Budgets
-from .catalog import UP_CLASSES
-from .classify import Outcome
 from .clock import Clock
 from .config import Target, carry_over
+from .model import BACKOFF as BACKOFF_CLASSES
+from .model import UP as UP_CLASSES
+from .model import Outcome
 from .probe import Prober, ProbeResult
 from .state import State
 
@@ -27,8 +28,6 @@ __all__ = ["BACKOFF_CLASSES", "MAX_BACKOFF", "Scheduler", "next_delay"]
 
 log = logging.getLogger(__name__)
 
-#: classes after which the vendor should be left alone for a while
-BACKOFF_CLASSES = frozenset({"maintenance", "rate_limited", "quota_exceeded", "server_error"})
 #: exponential backoff never waits longer than this (or the interval, when that is longer)
 MAX_BACKOFF = 900.0
 JITTER = 0.05

@@ -12,10 +12,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .catalog import UP_CLASSES
-from .classify import QuotaReading
 from .config import Target, carry_over
-from .probe import ProbeResult
+from .model import UP as UP_CLASSES
+from .model import ProbeResult, QuotaReading
 
 __all__ = ["DURATION_BUCKETS", "MAX_FOREIGN_CODES", "HistoryEntry", "State", "TargetState"]
 

@@ -1,4 +1,4 @@
-"""The documented signing test vectors (shared/vendors.md), through the pure functions and through the
+"""The documented signing test vectors (docs/vendors.md), through the pure functions and through the
 signer plug-ins the exporter actually uses, chosen by name as a catalog chooses them."""
 
 from __future__ import annotations
@@ -9,15 +9,16 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
+from exporter.model import Answer, HttpRequest
 from exporter.signers import (
     SIGNERS,
-    HttpRequest,
+    HeaderOptions,
+    Md5ParamsOptions,
+    RubiqOptions,
     SignerContext,
     make_signer,
-    md5_signature,
-    rubiq_issued_at,
-    rubiq_token,
 )
+from exporter.signing import md5_signature, rubiq_issued_at, rubiq_token
 
 FLIP_SECRET = "123ABCDE-456-7890-FGH"
 FLIP_KEY = "45FD-267-7SG7832"
@@ -53,16 +54,21 @@ def test_rubiq_hmac_vectors(method: str, url: str, expected: str) -> None:
     assert rubiq_token(RUBIQ_KEY, RUBIQ_SECRET, method.lower(), url, "20140408045941") == expected
 
 
-def _ctx(credentials: dict[str, str], options: dict[str, object]) -> SignerContext:
-    return SignerContext(credentials, options, "https://vendor.invalid", None, 5.0)
+def _ctx(credentials: dict[str, str], options: object) -> SignerContext:
+    return SignerContext(credentials, options, "https://vendor.invalid")
+
+
+async def _no_calls(request: HttpRequest) -> Answer:
+    raise AssertionError(f"a stateless signer sent {request.method} {request.url}")
 
 
 async def test_md5_plugin_signs_flipsnacks_health_check_as_documented() -> None:
     signer = make_signer("md5_sorted_params", _ctx(
         {"api_key": FLIP_KEY, "secret": FLIP_SECRET},
-        {"key_param": "apiKey", "key_credential": "api_key", "secret_credential": "secret", "exclude": ["file"]}))
+        Md5ParamsOptions(key_param="apiKey", key_credential="api_key", secret_credential="secret",
+                         signature_param="signature", exclude=("file",))))
     signed = await signer.sign(HttpRequest("GET", "https://api.flipsnack.com/v1/", (("action", "user.getStats"),)),
-                               RUBIQ_NOW)
+                               RUBIQ_NOW, _no_calls)
     params = dict(signed.params)
     assert params == {"action": "user.getStats", "apiKey": FLIP_KEY, "signature": "8606359ca21901b323baf9d61e0ca899"}
 
@@ -70,10 +76,10 @@ async def test_md5_plugin_signs_flipsnacks_health_check_as_documented() -> None:
 async def test_md5_plugin_with_a_timestamp_signs_it_too_for_bannersnack() -> None:
     signer = make_signer("md5_sorted_params", _ctx(
         {"client_id": "cid", "secret": "s3cret"},
-        {"key_param": "client_id", "key_credential": "client_id", "secret_credential": "secret",
-         "timestamp_param": "t"}))
+        Md5ParamsOptions(key_param="client_id", key_credential="client_id", secret_credential="secret",
+                         signature_param="signature", timestamp_param="t")))
     req = HttpRequest("GET", "https://bannersnack.invalid/wapi/2.0/", (("action", "get-banner-urls"), ("hash", "h")))
-    signed = await signer.sign(req, 1_700_000_123.9)
+    signed = await signer.sign(req, 1_700_000_123.9, _no_calls)
     params = dict(signed.params)
     assert params["t"] == "1700000123"
     assert params["client_id"] == "cid"
@@ -82,33 +88,40 @@ async def test_md5_plugin_with_a_timestamp_signs_it_too_for_bannersnack() -> Non
 
     assert params["signature"] == hashlib.md5(("s3cret" + material).encode()).hexdigest()
     # signing twice (a retry) replaces the signature instead of adding a second one
-    again = await signer.sign(signed, 1_700_000_124.0)
+    again = await signer.sign(signed, 1_700_000_124.0, _no_calls)
     assert [k for k, _ in again.params].count("signature") == 1
 
 
 async def test_rubiq_plugin_sends_the_documented_signature_header() -> None:
     signer = make_signer("rubiq_hmac", _ctx(
         {"app_key": RUBIQ_KEY, "app_secret": RUBIQ_SECRET},
-        {"app_key_credential": "app_key", "app_secret_credential": "app_secret", "header": "Signature"}))
-    signed = await signer.sign(HttpRequest("GET", "https://api.rubiq.net/entity/id/123456/data"), RUBIQ_NOW)
+        RubiqOptions(app_key_credential="app_key", app_secret_credential="app_secret", header="Signature",
+                     app_key_json_number=True)))
+    signed = await signer.sign(HttpRequest("GET", "https://api.rubiq.net/entity/id/123456/data"), RUBIQ_NOW,
+                               _no_calls)
     header = json.loads(signed.headers["Signature"])
     assert header == {"AppKey": 32767, "IssuedAt": "20140408045941",
                       "Token": "aVOnOd9eJ6j0sp0UpbPgxTK33oxYDX+4no8yk+UuBxE="}
 
 
 async def test_rubiq_plugin_signs_the_full_url_with_its_query() -> None:
-    signer = make_signer("rubiq_hmac", _ctx({"app_key": RUBIQ_KEY, "app_secret": RUBIQ_SECRET}, {}))
-    signed = await signer.sign(HttpRequest("GET", "https://api.rubiq.net/entity", (("q", "a b"),)), RUBIQ_NOW)
-    token = json.loads(signed.headers["Signature"])["Token"]
+    signer = make_signer("rubiq_hmac", _ctx({"key": RUBIQ_KEY, "secret": RUBIQ_SECRET}, RubiqOptions(
+        app_key_credential="key", app_secret_credential="secret", header="X-Sig")))
+    signed = await signer.sign(HttpRequest("GET", "https://api.rubiq.net/entity", (("q", "a b"),)), RUBIQ_NOW,
+                               _no_calls)
+    header = json.loads(signed.headers["X-Sig"])
+    token = header["Token"]
+    assert header["AppKey"] == RUBIQ_KEY  # a string unless the catalog asks for a JSON number
     url = "https://api.rubiq.net/entity?q=a+b"
     assert dict(parse_qsl(urlsplit(url).query)) == {"q": "a b"}
     assert token == rubiq_token(RUBIQ_KEY, RUBIQ_SECRET, "GET", url, "20140408045941")
 
 
 async def test_header_plugin_builds_bizwebs_token_header() -> None:
-    signer = make_signer("header", _ctx({"token": "t" * 32}, {"header": "BW-API-Key", "template": "Token {token}"}))
+    signer = make_signer("header", _ctx({"token": "t" * 32}, HeaderOptions(header="BW-API-Key",
+                                                                          template="Token {token}")))
     signed = await signer.sign(HttpRequest("POST", "https://shop.invalid/api/graphql",
-                                           headers={"Content-Type": "application/json"}), RUBIQ_NOW)
+                                           headers={"Content-Type": "application/json"}), RUBIQ_NOW, _no_calls)
     assert signed.headers == {"Content-Type": "application/json", "BW-API-Key": "Token " + "t" * 32}
 
 
