@@ -10,6 +10,7 @@ with the same schema (see ``merge_raw``).
 from __future__ import annotations
 
 import copy
+import math
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -345,7 +346,10 @@ def parse_signer_options(signer: str, node: Node, vendor: str, credentials: tupl
 def _option_value(spec: OptionSpec, node: Node, vendor: str, credentials: tuple[str, ...]) -> Any:
     kind = spec.kind
     if kind == "seconds":
-        return node.number(minimum=0)
+        seconds = node.number()
+        if not 0 <= seconds < math.inf:
+            node.fail("must be a number of seconds, 0 or more")
+        return seconds
     if kind == "boolean":
         return node.boolean()
     if kind == "strings":
