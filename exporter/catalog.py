@@ -127,7 +127,7 @@ def builtin_raw() -> dict[str, Node]:
     """The catalogs shipped in the package, unparsed, keyed by vendor name."""
     out: dict[str, Node] = {}
     folder = resources.files(__package__).joinpath("catalogs")
-    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+    for entry in sorted(folder.iterdir(), key=lambda entry: entry.name):
         if entry.name.endswith(".yaml"):
             node = load_yaml(Path(str(entry)))
             name = node.mapping().get("vendor")
@@ -159,14 +159,14 @@ def _renames_signer(base: Any, override: Any) -> bool:
             and override["name"] != base.get("name"))
 
 
-def _deep_merge(a: dict[Any, Any], b: dict[Any, Any]) -> dict[Any, Any]:
-    out = dict(a)
-    for k, v in b.items():
-        key = str(k) if isinstance(k, int) else k
-        if isinstance(v, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], v)
+def _deep_merge(base: dict[Any, Any], override: dict[Any, Any]) -> dict[Any, Any]:
+    out = dict(base)
+    for raw_key, value in override.items():
+        key = str(raw_key) if isinstance(raw_key, int) else raw_key
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
         else:
-            out[key] = v
+            out[key] = value
     return out
 
 
@@ -180,21 +180,22 @@ _ALLOWED = {
 
 def parse_check(node: Node, default: CheckSpec | None = None) -> CheckSpec:
     m = node.mapping({"method", "path", "params", "headers", "body", "requires", "hint"})
-    d = default or CheckSpec("GET", "", (), (), None)
-    method = m["method"].text().upper() if "method" in m else d.method
+    base = default or CheckSpec("GET", "", (), (), None)
+    method = m["method"].text().upper() if "method" in m else base.method
     if method not in _METHODS:
         m["method"].fail(f"must be one of {', '.join(_METHODS)}")
-    path = m["path"].text() if "path" in m and not m["path"].is_missing() else d.path
+    path = m["path"].text() if "path" in m and not m["path"].is_missing() else base.path
     if path and not path.startswith("/"):
         m["path"].fail("must start with /")
     # A target's params and headers add to the vendor's default check per key: setting Bannersnack's
     # banner hash must not drop its action, nor an extra header Bizwebs' Content-Type.
-    params = tuple(sorted({**dict(d.params), **m["params"].str_map()}.items())) if "params" in m else d.params
-    headers = tuple(sorted({**dict(d.headers), **m["headers"].str_map()}.items())) if "headers" in m else d.headers
-    body = (None if m["body"].is_missing() else m["body"].text()) if "body" in m else d.body
-    requires = tuple(r.text(r"path|body|params\.[\w.-]+", "path, body or params.NAME")
-                     for r in m["requires"]) if "requires" in m else d.requires
-    hint = m["hint"].text() if "hint" in m else d.hint
+    params = tuple(sorted({**dict(base.params), **m["params"].str_map()}.items())) if "params" in m else base.params
+    headers = (tuple(sorted({**dict(base.headers), **m["headers"].str_map()}.items())) if "headers" in m
+               else base.headers)
+    body = (None if m["body"].is_missing() else m["body"].text()) if "body" in m else base.body
+    requires = tuple(item.text(r"path|body|params\.[\w.-]+", "path, body or params.NAME")
+                     for item in m["requires"]) if "requires" in m else base.requires
+    hint = m["hint"].text() if "hint" in m else base.hint
     return CheckSpec(method, path, params, headers, body, requires, hint)
 
 
@@ -275,18 +276,18 @@ def parse_catalog(name: str, node: Node) -> Catalog:
 
     fallback: dict[str, str] = {}
     if "http_fallback" in m:
-        for k, v in m["http_fallback"].mapping().items():
-            Node(k, v.file, v.path).text(r"[1-5](\d\d|xx)", "an HTTP status or family like 5xx")
-            fallback[k] = v.choice(CLASSES)
+        for status, cls_node in m["http_fallback"].mapping().items():
+            Node(status, cls_node.file, cls_node.path).text(r"[1-5](\d\d|xx)", "an HTTP status or family like 5xx")
+            fallback[status] = cls_node.choice(CLASSES)
 
     quotas: list[QuotaSpec] = []
-    for q in m.get("quota", Node([], node.file, "quota")):
-        qm = q.mapping({"name", "remaining", "used", "limit", "reset", "request"}, required=("name",))
+    for entry in m.get("quota", Node([], node.file, "quota")):
+        qm = entry.mapping({"name", "remaining", "used", "limit", "reset", "request"}, required=("name",))
         remaining = _value_source(qm["remaining"]) if "remaining" in qm else None
         used = _value_source(qm["used"]) if "used" in qm else None
         limit = _value_source(qm["limit"]) if "limit" in qm else None
         if remaining is None and (used is None or limit is None):
-            q.fail("needs remaining, or used and limit")
+            entry.fail("needs remaining, or used and limit")
         quotas.append(QuotaSpec(
             qm["name"].text(r"[a-z][a-z0-9_]{0,31}", "a lower-case identifier"),
             remaining, used, limit,

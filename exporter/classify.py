@@ -102,14 +102,15 @@ def next_reset(period: str | None, now: float) -> float | None:
     """The next calendar boundary (UTC) of a quota that resets hourly, daily or monthly."""
     if period is None:
         return None
-    t = datetime.fromtimestamp(now, UTC)
+    moment = datetime.fromtimestamp(now, UTC)
     if period == "hourly":
-        nxt = t.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        nxt = moment.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     elif period == "daily":
-        nxt = t.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+        nxt = moment.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
     else:
-        first = t.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        nxt = first.replace(year=t.year + 1, month=1) if t.month == 12 else first.replace(month=t.month + 1)
+        first = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        nxt = (first.replace(year=moment.year + 1, month=1) if moment.month == 12
+               else first.replace(month=moment.month + 1))
     return nxt.timestamp()
 
 
@@ -117,14 +118,14 @@ def read_quotas(specs: tuple[QuotaSpec, ...], answer: Answer, doc: Any = None,
                 now: float | None = None) -> tuple[QuotaReading, ...]:
     """Quota figures named by the catalog, read from one answer (``now`` dates a periodic reset)."""
     out = []
-    for q in specs:
-        remaining = _number(q.remaining, answer, doc) if q.remaining else None
-        limit = _number(q.limit, answer, doc) if q.limit else None
-        if remaining is None and q.used is not None and limit is not None:
-            used = _number(q.used, answer, doc)
+    for quota in specs:
+        remaining = _number(quota.remaining, answer, doc) if quota.remaining else None
+        limit = _number(quota.limit, answer, doc) if quota.limit else None
+        if remaining is None and quota.used is not None and limit is not None:
+            used = _number(quota.used, answer, doc)
             remaining = None if used is None else max(0.0, limit - used)
-        if remaining is not None or (limit is not None and q.limit and q.limit.kind != "const"):
-            out.append(QuotaReading(q.name, remaining, limit, next_reset(q.reset, now) if now else None))
+        if remaining is not None or (limit is not None and quota.limit and quota.limit.kind != "const"):
+            out.append(QuotaReading(quota.name, remaining, limit, next_reset(quota.reset, now) if now else None))
     return tuple(out)
 
 

@@ -46,14 +46,15 @@ class Case:
     reason: str
 
 
+SECONDS = "must be a number of seconds, 0 or more"
 CASES = [
     Case("unknown option", "bearer_login", "acess_ttl", 60,
          "unknown option for signer bearer_login (known: access_token_field, access_ttl, login_path, "
          "password_credential, password_field, refresh_path, refresh_token_field, refresh_ttl, renew_before, "
          "username_credential, username_field, variables)"),
     Case("seconds given a duration", "bearer_login", "refresh_ttl", "1h", "must be a number"),
-    Case("seconds given a negative number", "oidc_password", "access_ttl", -5, "must be a number of seconds, 0 or more"),
-    Case("seconds given infinity", "bearer_login", "renew_before", float("inf"), "must be a number of seconds, 0 or more"),
+    Case("seconds given a negative number", "oidc_password", "access_ttl", -5, SECONDS),
+    Case("seconds given infinity", "bearer_login", "renew_before", float("inf"), SECONDS),
     Case("string given a number", "md5_sorted_params", "key_param", 5, "must be a string"),
     Case("string given a mapping", "rubiq_hmac", "header", {"name": "Signature"}, "must be a string"),
     Case("boolean given text", "rubiq_hmac", "app_key_json_number", "yes", "must be true or false"),

@@ -16,6 +16,7 @@ import pytest
 from exporter.clock import SystemClock
 from exporter.config import Config
 from exporter.model import Answer, HttpRequest
+from exporter.probe import Prober
 from exporter.signers import (
     SIGNERS,
     HeaderOptions,
@@ -24,7 +25,6 @@ from exporter.signers import (
     SignerContext,
     make_signer,
 )
-from exporter.probe import Prober
 from exporter.signing import md5_signature, rubiq_issued_at, rubiq_token
 
 from .conftest import config_from
