@@ -167,3 +167,16 @@ def test_an_override_keeping_the_signer_merges_options_per_key(tmp_path: Path) -
                                       "targets": []}))
     options = load_config(config).catalogs["movingimage"].signer_options
     assert (options.access_ttl, options.access_token_field, options.login_path) == (120, "accessToken", "/auth/login")
+
+
+@pytest.mark.parametrize(("signer", "expected"), [
+    ({"options": "login_path=/x"}, "vendors.movingimage.signer.options: must be a mapping (got 'login_path=/x')"),
+    # another plug-in starts from its own options: the built-in one's would all be unknown to it
+    ({"name": "oidc_password"}, "vendors.movingimage.signer.options.token_url: is required by signer oidc_password"),
+])
+def test_an_override_of_the_whole_options_or_of_the_plugin(tmp_path: Path, signer: dict[str, Any],
+                                                           expected: str) -> None:
+    config = tmp_path / "override.yml"
+    config.write_text(yaml.safe_dump({"vendors": {"movingimage": {"signer": signer}}, "targets": []}))
+    run = _check_config(config)
+    assert (run.returncode, run.stderr.splitlines()) == (1, [f"error: {config}: {expected}"])
