@@ -358,6 +358,8 @@ def _option_value(spec: OptionSpec, node: Node, vendor: str, credentials: tuple[
     if kind == "mapping":
         return tuple(sorted(node.str_map().items()))
     text = _string(node)
+    if not text and spec.default != "":
+        node.fail("must not be empty")  # only options whose default is empty take empty for "none"
     if kind == "credential" and text not in credentials:
         node.fail(f"names a credential not listed in {vendor}.credentials ({', '.join(credentials)})")
     if kind == "path" and text and not text.startswith("/"):

@@ -56,6 +56,7 @@ CASES = [
     Case("seconds given a negative number", "oidc_password", "access_ttl", -5, SECONDS),
     Case("seconds given infinity", "bearer_login", "renew_before", float("inf"), SECONDS),
     Case("string given a number", "md5_sorted_params", "key_param", 5, "must be a string"),
+    Case("string left empty", "header", "header", "", "must not be empty"),
     Case("string given a mapping", "rubiq_hmac", "header", {"name": "Signature"}, "must be a string"),
     Case("boolean given text", "rubiq_hmac", "app_key_json_number", "yes", "must be true or false"),
     Case("mapping given text", "bearer_login", "variables", "videoManagerList.0.id", "must be a mapping"),
