@@ -184,10 +184,12 @@ class _Stateless:
     def variables(self) -> Mapping[str, str]:
         return {}
 
-
-class NoSigner(_Stateless):
     async def sign(self, request: HttpRequest, now: float, send: Send) -> HttpRequest:
         return request
+
+
+class NoSigner(_Stateless):
+    """No signature: the request goes out as the check describes it."""
 
 
 class HeaderSigner(_Stateless):
@@ -399,5 +401,4 @@ SIGNERS: dict[str, type[_Stateless]] = {
 
 
 def make_signer(name: str, ctx: SignerContext) -> Signer:
-    signer: Signer = SIGNERS[name](ctx)  # type: ignore[assignment]
-    return signer
+    return SIGNERS[name](ctx)

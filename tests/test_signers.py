@@ -3,16 +3,21 @@ signer plug-ins the exporter actually uses, chosen by name as a catalog chooses 
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import socket
+import subprocess
+import sys
 from calendar import timegm
 from collections.abc import AsyncIterator
+from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
 import pytest
 
+from exporter import model
 from exporter.clock import SystemClock
 from exporter.config import Config
 from exporter.model import Answer, HttpRequest
@@ -237,3 +242,21 @@ async def test_a_refused_login_is_auth_and_a_dropped_one_goes_through_the_failur
     assert refused.request_line == "GET (not sent)"
     assert (dropped.outcome.cls, dropped.outcome.code) == ("network_error", "reset")
     assert [p for _, p, _, _ in server.seen] == ["/login", "/login"]
+
+
+def test_plugins_and_catalogs_load_without_the_http_client() -> None:
+    """Catalog validation and the plug-ins are pure: only the prober brings aiohttp in."""
+    code = ("import sys, exporter.catalog, exporter.signers, exporter.classify; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'aiohttp'))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert run.stdout.strip() == "[]"
+
+
+def test_the_shared_records_module_imports_only_the_standard_library() -> None:
+    tree = ast.parse(Path(model.__file__).read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module and not node.level}
+    assert imported and imported <= sys.stdlib_module_names | {"__future__"}
+    assert not [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level]
