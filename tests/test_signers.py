@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import gzip
 import json
 import socket
 import subprocess
@@ -153,7 +154,7 @@ class LoginServer:
     that takes the first chunk for the whole body sees half a JSON document."""
 
     def __init__(self) -> None:
-        self.mode = "segmented"  # or "refuse", "drop"
+        self.mode = "segmented"  # or "gzip", "huge", "refuse", "drop"
         self.seen: list[tuple[str, str, dict[str, str], bytes]] = []
         self.pieces = 0
 
@@ -173,6 +174,12 @@ class LoginServer:
                     return  # the connection closes with no answer at all
                 elif self.mode == "refuse":
                     await self._answer(writer, 401, b'{"message": "bad credentials"}')
+                elif self.mode == "huge":
+                    await self._answer(writer, 200, json.dumps({"padding": "p" * 100_000, "accessToken": TOKEN})
+                                       .encode())
+                elif self.mode == "gzip":
+                    payload = gzip.compress(json.dumps({"padding": "p" * 300, "accessToken": TOKEN}).encode())
+                    await self._answer(writer, 200, payload, piece=5, gzipped=True)
                 else:
                     payload = json.dumps({"padding": "p" * 300, "accessToken": TOKEN}).encode()
                     await self._answer(writer, 200, payload, piece=5)
@@ -181,9 +188,11 @@ class LoginServer:
         finally:
             writer.close()
 
-    async def _answer(self, writer: asyncio.StreamWriter, status: int, body: bytes, piece: int = 0) -> None:
-        writer.write(f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-                     .encode())
+    async def _answer(self, writer: asyncio.StreamWriter, status: int, body: bytes, piece: int = 0,
+                      gzipped: bool = False) -> None:
+        encoding = "Content-Encoding: gzip\r\n" if gzipped else ""
+        writer.write(f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{encoding}"
+                     f"Content-Length: {len(body)}\r\n\r\n".encode())
         for start in range(0, len(body), piece or len(body)):
             writer.write(body[start:start + (piece or len(body))])
             await writer.drain()
@@ -260,3 +269,16 @@ def test_the_shared_records_module_imports_only_the_standard_library() -> None:
                  if isinstance(node, ast.ImportFrom) and node.module and not node.level}
     assert imported and imported <= sys.stdlib_module_names | {"__future__"}
     assert not [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level]
+
+
+async def test_a_login_answer_is_inflated_and_capped_like_any_answer(login_server: tuple[LoginServer, str]) -> None:
+    server, url = login_server
+    target = _login_config(url).targets[0]
+    async with aiohttp.ClientSession() as session:
+        server.mode = "gzip"
+        inflated = await Prober(session, SystemClock()).probe(target)
+        server.mode = "huge"
+        capped = await Prober(session, SystemClock(), max_body=4096).probe(target)
+    assert (inflated.outcome.cls, inflated.outcome.code) == ("ok", "200")
+    assert (capped.outcome.cls, capped.outcome.code) == ("server_error", "login_body")
+    assert capped.outcome.message == "token endpoint answer is larger than the body cap"
