@@ -16,7 +16,8 @@ import aiohttp
 from .clock import Clock, SystemClock
 from .collector import ExporterStatus, StartLag, render_target
 from .config import Config, ConfigError, load_config
-from .probe import Prober, ProbeResult
+from .model import ProbeResult
+from .probe import Prober
 from .scheduler import Scheduler
 from .state import State, TargetState
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
 
 from . import __version__
-from .catalog import CLASSES, UP_CLASSES
+from .model import CLASSES, UP
 from .state import DURATION_BUCKETS, Rendered, TargetState
 
 __all__ = ["CONTENT_TYPE", "FAMILIES", "ExporterStatus", "StartLag", "exposition_chunks", "render_exposition",
@@ -93,7 +93,7 @@ def render_target(ts: TargetState) -> Rendered:
     def add(name: str, value: float, extra: str = "") -> None:
         out[_IDX[name]] += f"{name}{labels}{extra}}} {_num(value)}\n"
 
-    add("apistatus_up", 1 if outcome.cls in UP_CLASSES else 0)
+    add("apistatus_up", 1 if outcome.cls in UP else 0)
     out[_IDX["apistatus_outcome"]] = "".join(
         f'apistatus_outcome{labels},class="{c}"}} {1 if c == outcome.cls else 0}\n' for c in CLASSES)
     out[_IDX["apistatus_responses_total"]] = "".join(

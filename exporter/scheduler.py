@@ -16,19 +16,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .budget import Budgets
-from .catalog import UP_CLASSES
-from .classify import Outcome
 from .clock import Clock
 from .config import Target
-from .probe import Prober, ProbeResult
+from .model import BACKOFF as BACKOFF_CLASSES
+from .model import UP as UP_CLASSES
+from .model import Outcome, ProbeResult
+from .probe import Prober
 from .state import State, kept
 
 __all__ = ["BACKOFF_CLASSES", "MAX_BACKOFF", "LagStats", "Scheduler", "next_delay"]
 
 log = logging.getLogger(__name__)
 
-#: classes after which the vendor should be left alone for a while
-BACKOFF_CLASSES = frozenset({"maintenance", "rate_limited", "quota_exceeded", "server_error"})
 #: exponential backoff never waits longer than this (or the interval, when that is longer)
 MAX_BACKOFF = 900.0
 JITTER = 0.05

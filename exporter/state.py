@@ -13,10 +13,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
-from .catalog import UP_CLASSES
-from .classify import QuotaReading
 from .config import Target
-from .probe import ProbeResult
+from .model import FAILURE, UP, ProbeResult, QuotaReading
 
 __all__ = ["DURATION_BUCKETS", "MAX_FOREIGN_CODES", "Rendered", "State", "TargetState", "kept"]
 
@@ -27,9 +25,6 @@ DURATION_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 #: codes outside the vendor's catalog (unknown codes, http_NNN fallbacks, transport codes) that get
 #: a label of their own per target; the rest are counted under ``other``, so series stay bounded.
 MAX_FOREIGN_CODES = 16
-#: classes a person on call wants to read back later: kept in their own, longer-lived ring
-_FAILURE = frozenset({"maintenance", "auth", "clock_skew", "rate_limited", "quota_exceeded", "client_error",
-                      "server_error", "timeout", "network_error", "unknown"})
 
 
 def kept(old: Target | None, new: Target) -> bool:
@@ -85,13 +80,13 @@ class TargetState:
                 self.bucket_counts[i] += 1
         self.duration_sum += result.duration
         self.probes += 1
-        self.consecutive_failures = 0 if out.cls in UP_CLASSES else self.consecutive_failures + 1
+        self.consecutive_failures = 0 if out.cls in UP else self.consecutive_failures + 1
         for q in out.quotas:
             self.quotas[q.name] = q
         if out.clock_skew is not None:
             self.clock_skew = out.clock_skew
         self.recent.append(result)
-        if out.cls in _FAILURE:
+        if out.cls in FAILURE:  # a person on call wants to read these back later: a longer-lived ring
             self.failures.append(result)
         self.classes.append(out.cls)
 

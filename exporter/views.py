@@ -23,8 +23,8 @@ from typing import Any
 from urllib.parse import quote
 
 from . import __version__
-from .catalog import CLASSES, UP_CLASSES
-from .probe import ProbeResult, redact
+from .model import CLASSES, UP, ProbeResult
+from .probe import redact
 from .state import TargetState
 
 __all__ = ["STYLE_SHA256", "Refresh", "RefreshError", "api_target", "api_targets", "default_refresh", "escape",
@@ -99,7 +99,7 @@ def target_view(ts: TargetState) -> dict[str, Any]:
         "labels": dict(target.labels),
         "interval_seconds": target.interval,
         "class": out.cls if out else None,
-        "up": (out.cls in UP_CLASSES) if out else None,
+        "up": (out.cls in UP) if out else None,
         "since": _num(ts.since) if out else None,
         "code": out.code if out else None,
         "message": redact(out.message, secrets) if out else None,
@@ -374,7 +374,7 @@ def render_target_page(view: dict[str, Any], history: list[dict[str, Any]], now:
         retry = f' &middot; retry after {fmt_age(entry["retry_after_seconds"])}' if entry["retry_after_seconds"] else ""
         attempts = f' &middot; {entry["attempts"]} attempts' if entry["attempts"] > 1 else ""
         # a failure's answer is what the reader came for: shown unfolded; successes stay folded
-        unfold = "" if entry["class"] in UP_CLASSES else " open"
+        unfold = "" if entry["class"] in UP else " open"
         excerpt = (f'<details{unfold}><summary>response excerpt</summary><pre>{escape(entry["excerpt"])}</pre>'
                    '</details>'
                    if entry["excerpt"] else '<p class="muted">no response body</p>')
