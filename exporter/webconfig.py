@@ -37,11 +37,12 @@ import secrets
 import ssl
 import stat
 import tempfile
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import yaml
 from aiohttp import web
@@ -59,6 +60,21 @@ log = logging.getLogger(__name__)
 
 class WebConfigError(ConfigError):
     """A bad web config file: one line naming the file, the key path and the reason."""
+
+
+class _Node(Node):
+    """The project's validating ``Node``, failing with a WebConfigError."""
+
+    __slots__ = ()
+
+    def fail(self, reason: str, show: bool = True) -> NoReturn:
+        if show and not self.secret:
+            raise WebConfigError(self.file, self.path, reason, self.value)
+        raise WebConfigError(self.file, self.path, reason)
+
+    def _sub(self, key: str | int, value: Any) -> Node:
+        sub = super()._sub(key, value)
+        return _Node(sub.value, sub.file, sub.path, sub.secret)
 
 
 # --- Go's yaml.v2, as the toolkit's typed fields see it ------------------------------------------------
@@ -337,13 +353,13 @@ def _tls_settings(base: Path, n: Node) -> TLSSettings:
     suites = _strs(m["cipher_suites"]) if "cipher_suites" in m else None
     for i, name in enumerate(suites or ()):
         if name not in CIPHER_SUITES:
-            Node(name, n.file, f"{n.path}.cipher_suites[{i}]").fail(
+            _Node(name, n.file, f"{n.path}.cipher_suites[{i}]").fail(
                 f"unknown cipher suite (Go names as in crypto/tls, e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256; "
                 f"known: {', '.join(CIPHER_SUITES)})")
     curves = _strs(m["curve_preferences"]) if "curve_preferences" in m else None
     for i, name in enumerate(curves or ()):
         if name not in CURVES:
-            Node(name, n.file, f"{n.path}.curve_preferences[{i}]").fail(
+            _Node(name, n.file, f"{n.path}.curve_preferences[{i}]").fail(
                 f"unknown curve (one of {', '.join(CURVES)})")
     versions: dict[str, ssl.TLSVersion | None] = {}
     for k, default in (("min_version", ssl.TLSVersion.TLSv1_2), ("max_version", ssl.TLSVersion.TLSv1_3)):
@@ -392,7 +408,7 @@ def _headers(n: Node) -> tuple[tuple[str, str], ...]:
 def parse_web_config(path: Path, text: str) -> WebConfig:
     """The toolkit's getConfig: the file's structure, names and headers; files are not opened."""
     tree = _parse_yaml(path, text)
-    root = Node(tree, str(path), "")
+    root = _Node(tree, str(path), "")
     if isinstance(root.value, _Scalar | list):
         root.fail("must be a mapping of tls_server_config, http_server_config, basic_auth_users, rate_limit",
                   show=False)
@@ -793,7 +809,9 @@ def build_tls_context(cfg: WebConfig) -> _ServerContext:
         ciphers += ":@SECLEVEL=0"  # OpenSSL 3 allows TLS 1.0/1.1 only at level 0; Go allows them when asked
     try:
         ctx.set_ciphers(ciphers)
-        ctx.minimum_version, ctx.maximum_version = lo, hi
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TLS 1.0/1.1: asked for by the config
+            ctx.minimum_version, ctx.maximum_version = lo, hi
     except (ssl.SSLError, ValueError):
         raise WebConfigError(file, f"{base}.min_version", "this TLS version or cipher suite is not available in "
                              "this Python's OpenSSL") from None
