@@ -727,6 +727,8 @@ def _read_bytes(file: str, key: str, p: Path) -> bytes:
         return p.read_bytes()
     except OSError as exc:
         raise WebConfigError(file, key, f"cannot read {p}: {exc.strerror or exc.__class__.__name__}") from None
+    except ValueError:  # a NUL in the path
+        raise WebConfigError(file, key, "is not a valid path") from None
 
 
 def _load_pair(cfg: WebConfig, ctx: ssl.SSLContext) -> None:
@@ -869,8 +871,8 @@ def _signature(paths: tuple[Path, ...]) -> tuple[Any, ...]:
     for p in paths:
         try:
             st = os.stat(p)
-        except OSError as exc:
-            out.append((str(p), exc.errno))
+        except (OSError, ValueError) as exc:
+            out.append((str(p), getattr(exc, "errno", None)))
             continue
         out.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, stat.S_IFMT(st.st_mode)))
     return tuple(out)

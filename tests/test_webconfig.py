@@ -675,6 +675,8 @@ BAD = [
     ("tls_server_config: {cert_file: somefile, key_file: server.key}\n",
      "tls_server_config.cert_file: cannot read"),
     ("tls_server_config: {cert_file: server.crt, key_file: somefile}\n", "tls_server_config.key_file: cannot read"),
+    ("tls_server_config: {cert_file: \"a\\0b\", key_file: server.key}\n",
+     "tls_server_config.cert_file: is not a valid"),
     ("tls_server_config: {cert_file: web.yml, key_file: server.key}\n",
      "tls_server_config.cert_file: holds no PEM certificate"),
     ("tls_server_config: {cert_file: server.crt, key_file: ca.pem}\n",
