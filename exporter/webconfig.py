@@ -747,7 +747,7 @@ def _load_pair(cfg: WebConfig, ctx: ssl.SSLContext) -> None:
         raise WebConfigError(file, cert_key, "holds no PEM certificate")
     if b"PRIVATE KEY-----" not in key:
         raise WebConfigError(file, key_key, "holds no PEM private key")
-    if b"ENCRYPTED" in key:
+    if b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in key or b"Proc-Type: 4,ENCRYPTED" in key:
         raise WebConfigError(file, key_key, "is an encrypted key; the toolkit (and this) needs it unencrypted")
     cleanup: list[Any] = []
     try:

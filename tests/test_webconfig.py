@@ -756,6 +756,16 @@ def test_an_inline_key_is_never_echoed(certs: Path) -> None:
     assert "tls_server_config.key" in str(err.value) and "s3cr3t" not in str(err.value)
 
 
+@pytest.mark.parametrize("fmt", [serialization.PrivateFormat.PKCS8, serialization.PrivateFormat.TraditionalOpenSSL])
+def test_an_encrypted_key_is_refused_without_prompting(certs: Path, fmt: serialization.PrivateFormat) -> None:
+    key = serialization.load_pem_private_key((certs / "server.key").read_bytes(), None)
+    (certs / "enc.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, fmt,
+                                                      serialization.BestAvailableEncryption(b"pass phrase")))
+    (certs / "web.yml").write_text("tls_server_config: {cert_file: server.crt, key_file: enc.key}\n")
+    with pytest.raises(WebConfigError, match=r"tls_server_config\.key_file: is an encrypted key"):
+        validate_web_config(certs / "web.yml")
+
+
 def test_missing_web_config_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(WebConfigError, match=r"web\.yml: file not found"):
         load_web_config(tmp_path / "web.yml")
