@@ -481,6 +481,10 @@ async def test_tls_and_basic_auth_guard_every_endpoint(certs: Path, ca: trustme.
                 assert r.headers["www-authenticate"] == "Basic"
         r = await get(port, cctx, "/-/healthy", "basic " + right[6:])  # the scheme in any case, as Go
         assert r is not None and r.status == 200
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=cctx, server_hostname="localhost")
+        writer.write(b"POST /-/reload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        assert (await reader.read()).startswith(b"HTTP/1.1 401")  # the reload endpoint too
+        writer.close()
     finally:
         await runner.cleanup()
         await exp.close()
@@ -582,7 +586,8 @@ def touch_later(p: Path, text: str) -> None:
     os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))  # a visibly newer file
 
 
-async def test_users_and_headers_are_re_read_per_request(certs: Path, hashed: str) -> None:
+async def test_users_and_headers_are_re_read_per_request(certs: Path, hashed: str,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
     wc = certs / "web.yml"
     async with serving(wc, "http_server_config: {headers: {X-Frame-Options: deny}}\n") as port:
         r = await get(port)
@@ -593,8 +598,12 @@ async def test_users_and_headers_are_re_read_per_request(certs: Path, hashed: st
         r = await get(port, auth=basic("prometheus", PASSWORD))
         assert r is not None and r.status == 200
         touch_later(wc, "basic_auth_users: [broken\n")
-        r = await get(port, auth=basic("prometheus", PASSWORD))
-        assert r is not None and r.status == 500  # as the toolkit, until the file is fixed
+        caplog.clear()
+        for _ in range(5):
+            r = await get(port, auth=basic("prometheus", PASSWORD))
+            assert r is not None and r.status == 500  # as the toolkit, until the file is fixed
+        errors = [rec.getMessage() for rec in caplog.records if rec.levelname == "ERROR"]
+        assert len(errors) == 1 and "web.yml: invalid YAML" in errors[0]  # once per change, not per request
         touch_later(wc, "{}\n")
         r = await get(port)
         assert r is not None and r.status == 200
