@@ -708,11 +708,15 @@ def _no_password() -> bytes:
 
 def _pem_source(data: bytes, stack: list[Any]) -> str:
     """A path OpenSSL can open for inline PEM: an anonymous in-memory file where Linux has one."""
-    if hasattr(os, "memfd_create"):
-        fd = os.memfd_create("webconfig-pem", getattr(os, "MFD_CLOEXEC", 0))
-        stack.append(lambda: os.close(fd))
-        os.write(fd, data)
-        return f"/proc/self/fd/{fd}"
+    if hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd"):
+        try:
+            fd = os.memfd_create("webconfig-pem", getattr(os, "MFD_CLOEXEC", 0))
+        except OSError:
+            pass  # a kernel or sandbox without memfd: the private temporary file below
+        else:
+            stack.append(lambda: os.close(fd))
+            os.write(fd, data)
+            return f"/proc/self/fd/{fd}"
     tmp = tempfile.TemporaryDirectory()
     stack.append(tmp.cleanup)
     p = Path(tmp.name) / "pem"
