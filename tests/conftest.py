@@ -22,6 +22,16 @@ from exporter.web import make_app
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
+TIERS = ("unit", "integration", "system")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test carries the marker of its tier directory, so ``-m "not system"`` selects by cost."""
+    tests = Path(__file__).resolve().parent
+    for item in items:
+        parts = item.path.resolve().relative_to(tests).parts
+        if parts[0] in TIERS:
+            item.add_marker(parts[0])
 
 
 def config_from(data: Mapping[str, Any], base: Path | None = None, env: Mapping[str, str] | None = None) -> Config:

@@ -15,7 +15,7 @@ from aiohttp import web
 from exporter.clock import SystemClock
 from exporter.probe import Prober
 
-from .conftest import config_from, serve
+from ..conftest import config_from, serve
 
 # The tables of shared/vendors.md, code -> class, one row per code (ranges written out).
 EXPECTED: dict[str, dict[str, str]] = {

@@ -26,7 +26,7 @@ from exporter.simulators.faults import FaultServer, LoopbackResolver
 from exporter.web import make_app
 from exporter.webconfig import BasicAuth, WebConfigError, apply_web_config, load_web_config
 
-from .conftest import ROOT, config_from, free_port
+from ..conftest import ROOT, config_from, free_port
 
 PASSWORD = "correct horse battery staple"
 
