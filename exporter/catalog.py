@@ -35,7 +35,7 @@ __all__ = [
     "parse_catalog",
 ]
 
-#: Every answer and every failed attempt gets exactly one of these (shared/vendors.md, "Classes").
+#: Every answer and every failed attempt gets exactly one of these (docs/metrics.md, "Classes").
 CLASSES: tuple[str, ...] = (
     "ok", "degraded", "processing", "maintenance", "auth", "clock_skew", "rate_limited",
     "quota_exceeded", "client_error", "server_error", "timeout", "network_error", "unknown",

@@ -92,7 +92,7 @@ def _json(answer: Answer) -> Any:
 
 def _body_code(value: Any) -> str | None:
     # Only a JSON integer is the vendor's code: a string or float is not the documented envelope
-    # (vendors.md), so the answer falls back to its HTTP status.
+    # (docs/vendors.md), so the answer falls back to its HTTP status.
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9:
         return str(value)
     return None

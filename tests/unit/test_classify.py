@@ -1,4 +1,4 @@
-"""The classifier's fallback rules (shared/vendors.md "Rules that hold for every vendor"), pure."""
+"""The classifier's fallback rules (docs/vendors.md, "Rules for every vendor"), pure."""
 
 from __future__ import annotations
 

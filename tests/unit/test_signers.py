@@ -1,4 +1,4 @@
-"""The documented signing test vectors (shared/vendors.md), through the pure functions and through the
+"""The documented signing test vectors (docs/vendors.md), through the pure functions and through the
 signer plug-ins the exporter actually uses, chosen by name as a catalog chooses them."""
 
 from __future__ import annotations
