@@ -28,6 +28,9 @@ lint:
 test: deps lint
 	$(PY) -m pytest -q
 
+test-fast:
+	$(PY) -m pytest -q tests/unit tests/integration
+
 bench: deps
 	$(PY) -m bench
 

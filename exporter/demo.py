@@ -2,7 +2,7 @@
 credentials, and a scenario that walks them through realistic trouble, so that within about two
 minutes every class, dashboard panel and alert has something to show.
 
-The scenario is a timetable of control settings (shared/vendors.md conditions), repeated for ever:
+The scenario is a timetable of control settings (the simulator conditions of docs/vendors.md), repeated for ever:
 a maintenance window, a rate-limit burst, rotated credentials, a clock that drifts, quotas running
 out, a slow spell, server errors, a dropped connection, an undocumented code, and recovery.
 """

@@ -22,6 +22,26 @@ from exporter.web import make_app
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
+TIERS = ("unit", "integration", "system")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test carries the marker of its tier directory, so ``-m "not system"`` selects by cost;
+    a test outside the tiers would escape ``make test-fast`` and every marker, so it is refused."""
+    tests = Path(__file__).resolve().parent
+    untiered = set()
+    for item in items:
+        path = item.path.resolve()
+        if not path.is_relative_to(tests):
+            continue
+        parts = path.relative_to(tests).parts
+        if parts[0] in TIERS:
+            item.add_marker(parts[0])
+        else:
+            untiered.add(str(Path("tests", *parts)))
+    if untiered:
+        raise pytest.UsageError(f"{', '.join(sorted(untiered))}: move into tests/unit, tests/integration or "
+                                "tests/system (see docs/development.md)")
 
 
 def config_from(data: Mapping[str, Any], base: Path | None = None, env: Mapping[str, str] | None = None) -> Config:

@@ -1,5 +1,5 @@
 """The five vendor simulators, each a small aiohttp app on 127.0.0.1 that answers the way its vendor
-documents (shared/vendors.md): it checks signatures, tokens and timestamps, enforces limits on its own
+documents (docs/vendors.md): it checks signatures, tokens and timestamps, enforces limits on its own
 (injectable) clock, and can be switched into any condition through a control API.
 
 Control settings (``await sims.control(vendor, **settings)``, or ``POST /_control`` with a JSON

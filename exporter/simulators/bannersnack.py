@@ -1,5 +1,5 @@
 """Bannersnack wapi 2.0: GET with ``client_id``, ``t``, ``action``, ``signature`` in the query string;
-the code lives in a JSON body sent with HTTP 200 (shared/vendors.md, section 1).
+the code lives in a JSON body sent with HTTP 200 (docs/vendors.md, "Bannersnack").
 
 The signature is checked with the decided default scheme (md5 over the sorted params, like
 Flipsnack), and ``t`` must be within 300 s of the simulator's clock (510 otherwise).

@@ -1,7 +1,7 @@
 """What every vendor simulator shares: its own clock, the control API, request counts, and the
 conditions a test or the demo can switch on (maintenance, rotated credentials, slow answers...).
 
-A simulator answers the way its vendor documents (shared/vendors.md): each vendor module only says
+A simulator answers the way its vendor documents (docs/vendors.md): each vendor module only says
 how a request is verified and where a code is put in the answer. Conditions a vendor has no signal
 for (Rubiq documents no maintenance) are refused with a one-line error instead of being invented.
 """

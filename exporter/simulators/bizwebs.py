@@ -1,5 +1,5 @@
 """BizWebs GraphQL: POST ``/api/graphql`` with ``BW-API-Key: Token <32 characters>``; the status is the
-HTTP status, and 429, 509 and 501 come with ``Retry-After`` (shared/vendors.md, section 2).
+HTTP status, and 429, 509 and 501 come with ``Retry-After`` (docs/vendors.md, "Bizwebs").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Flipsnack API v1: GET with ``apiKey``, ``signature`` (md5 over the sorted params, secret first) and
 ``action``; codes in a JSON body sent with HTTP 200; 5 calls a second and 60 a minute per key (31,
-32) on the simulator's clock; 1000 uploads a month (33) (shared/vendors.md, section 4).
+32) on the simulator's clock; 1000 uploads a month (33) (docs/vendors.md, "Flipsnack").
 """
 
 from __future__ import annotations

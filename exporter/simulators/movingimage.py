@@ -1,6 +1,6 @@
 """movingimage VideoManager Pro: log in for a bearer token that lives 5 minutes (refresh tokens 1 hour,
 both on the simulator's clock), list the VideoManagers as the health check, and read storage and
-traffic figures from the usage endpoint (shared/vendors.md, section 5).
+traffic figures from the usage endpoint (docs/vendors.md, "movingimage").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Rubiq REST: the ``Signature`` header (JSON AppKey, IssuedAt, HMAC-SHA256 Token over AppKey + METHOD +
 full URL + IssuedAt), HTTP status plus an ``ApiStatusSubCode`` header, and the optional non-standard
-mode with the real status in the body (shared/vendors.md, section 3).
+mode with the real status in the body (docs/vendors.md, "Rubiq").
 
 Illegal-access prevention is simulated too: requests for unknown entities are counted per key, and
 after a few misses the key is denied (403.30) for a while. That is why a target must name a real

@@ -18,7 +18,7 @@ import yaml
 from exporter.app import Exporter
 from exporter.config import load_config
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 #: per signer: the credentials and a valid set of options of a user catalog using it
 VALID: dict[str, tuple[list[str], dict[str, Any]]] = {

@@ -42,7 +42,7 @@ from exporter.webconfig import (
     validate_web_config,
 )
 
-from .conftest import ROOT, config_from, free_port
+from ..conftest import ROOT, config_from, free_port
 
 PASSWORD = "correct horse battery staple"
 RSA = trustme.KeyType.RSA

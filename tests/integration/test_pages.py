@@ -16,7 +16,7 @@ from aiohttp import web
 from exporter.clock import FakeClock
 from exporter.state import TargetState
 
-from .conftest import Running, config_from, running_exporter, serve, serve_app
+from ..conftest import Running, config_from, running_exporter, serve, serve_app
 
 API_KEY = "KEY-sekrit-4711"
 SECRET = "SIG-sekrit-0815"

@@ -32,7 +32,7 @@ import yaml
 from exporter.config import ConfigError, load_config
 from exporter.simulators import ControlError, SimulatorSet, start_simulators
 
-from .conftest import ROOT, free_port, running_exporter
+from ..conftest import ROOT, free_port, running_exporter
 
 _RUN = secrets.token_hex(4)
 

@@ -15,9 +15,9 @@ from aiohttp import web
 from exporter.clock import SystemClock
 from exporter.probe import Prober
 
-from .conftest import config_from, serve
+from ..conftest import config_from, serve
 
-# The code tables of docs/vendors.md, code -> class, one row per code (ranges written out).
+# The tables of docs/vendors.md, code -> class, one row per code (ranges written out).
 EXPECTED: dict[str, dict[str, str]] = {
     "bannersnack": {
         "200": "ok", "510": "clock_skew", "511": "maintenance", "512": "auth", "513": "auth", "514": "client_error",

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from .conftest import ROOT, free_port
+from ..conftest import ROOT, free_port
 
 PROM_DIR = ROOT / "config" / "prometheus"
 AM_CONFIG = ROOT / "config" / "alertmanager" / "alertmanager.yml"

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from exporter.config import load_config
 
-from .conftest import config_from, running_exporter, sample, serve
+from ..conftest import config_from, running_exporter, sample, serve
 
 
 class Flip:

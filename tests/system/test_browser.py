@@ -13,7 +13,7 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from exporter.simulators import SimulatorSet, start_simulators
 
-from .conftest import Running, config_from, running_exporter
+from ..conftest import Running, config_from, running_exporter
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

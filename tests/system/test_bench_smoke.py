@@ -17,7 +17,7 @@ from aiohttp import web
 from exporter.clock import FakeClock
 from exporter.config import ConfigError
 
-from .conftest import ROOT, config_from, serve
+from ..conftest import ROOT, config_from, serve
 
 
 def test_quick_bench_run_produces_every_figure(tmp_path: Path) -> None:

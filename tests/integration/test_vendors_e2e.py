@@ -26,9 +26,9 @@ from exporter.clock import FakeClock
 from exporter.demo import CYCLE, start_demo
 from exporter.simulators import SimulatorSet, start_simulators
 
-from .conftest import Running, config_from, free_port, running_exporter, sample, serve
+from ..conftest import Running, config_from, free_port, running_exporter, sample, serve
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from exporter.probe import Prober
 from exporter.scheduler import MAX_BACKOFF, Scheduler, next_delay
 from exporter.state import Rendered, State, TargetState
 
-from .conftest import config_from, serve
+from ..conftest import config_from, serve
 
 
 @dataclass

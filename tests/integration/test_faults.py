@@ -26,7 +26,7 @@ from exporter.probe import Prober, ProbeResult
 from exporter.simulators.faults import FaultServer, LoopbackResolver
 from exporter.state import MAX_FOREIGN_CODES
 
-from .conftest import Running, config_from, running_exporter, sample
+from ..conftest import Running, config_from, running_exporter, sample
 
 CREDS = {"flipsnack": {"api_key": "fault-key", "secret": "fault-secret"}, "bizwebs": {"token": "fault-token"}}
 

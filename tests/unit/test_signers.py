@@ -33,7 +33,7 @@ from exporter.signers import (
 )
 from exporter.signing import md5_signature, rubiq_issued_at, rubiq_token
 
-from .conftest import config_from
+from ..conftest import config_from
 
 FLIP_SECRET = "123ABCDE-456-7890-FGH"
 FLIP_KEY = "45FD-267-7SG7832"

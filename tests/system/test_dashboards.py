@@ -18,7 +18,7 @@ import yaml
 from exporter.catalog import CLASSES
 from exporter.collector import FAMILIES
 
-from .conftest import ROOT
+from ..conftest import ROOT
 from .test_prometheus_e2e import PROM_DIR, VENDORS, WAIT, Stack, http, prom_stack  # noqa: F401
 
 DASHBOARDS = ROOT / "dashboards"

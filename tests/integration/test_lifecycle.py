@@ -20,7 +20,7 @@ import yaml
 
 from exporter.simulators.faults import FaultServer
 
-from .conftest import ROOT, free_port, sample
+from ..conftest import ROOT, free_port, sample
 
 
 def config_yaml(faults: FaultServer, targets: dict[str, str], **labels: dict[str, str]) -> str:

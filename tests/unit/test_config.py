@@ -11,7 +11,7 @@ import pytest
 
 from exporter.config import ConfigError, load_config
 
-from .conftest import ROOT, config_from
+from ..conftest import ROOT, config_from
 
 BROKEN = sorted((ROOT / "tests" / "broken").glob("*.yml"))
 EXAMPLE_ENV = {

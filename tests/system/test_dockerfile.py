@@ -8,7 +8,7 @@ import subprocess
 
 from exporter.__main__ import DEFAULT_PORT
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 
 def test_dockerfile_passes_hadolint() -> None:

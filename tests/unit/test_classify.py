@@ -1,4 +1,4 @@
-"""The classifier's fallback rules (docs/vendors.md, the rules that hold for every vendor), pure."""
+"""The classifier's fallback rules (docs/vendors.md, "Rules for every vendor"), pure."""
 
 from __future__ import annotations
 

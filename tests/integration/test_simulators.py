@@ -31,7 +31,7 @@ from exporter.simulators.rubiq import ENTITY, IAP_MISSES, RubiqSimulator
 S = TypeVar("S", bound=Simulator)
 FLIP = {"api_key": "45FD-267-7SG7832", "secret": "123ABCDE-456-7890-FGH"}
 RUBIQ = {"app_key": "32767", "app_secret": "RCL1EDAYOVHANLL3A51G"}
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @asynccontextmanager

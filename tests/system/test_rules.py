@@ -16,7 +16,7 @@ import yaml
 
 from exporter.catalog import CLASSES, UP_CLASSES
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 PROM = ROOT / "config" / "prometheus"
 RULE_FILES = [PROM / "recording_rules.yml", PROM / "alert_rules.yml"]
