@@ -72,6 +72,16 @@ def check_config(path: Path) -> int:
         return 1
     for w in budget_warnings(config.targets):
         print(f"warning: {w}", file=sys.stderr)
+    # every example of every catalog, built-in (as shipped) and the config's own (as merged)
+    from .catalog import builtin_catalogs
+    from .classify import example_failures
+
+    catalogs = [*builtin_catalogs().values(), *config.catalogs.values()]
+    failed = list(dict.fromkeys(line for c in catalogs for line in example_failures(c)))
+    for line in failed:
+        print(f"error: {line}", file=sys.stderr)
+    if failed:
+        return 1
     print(f"{path}: OK, {len(config.targets)} targets, vendors: {', '.join(sorted(config.catalogs))}")
     return 0
 
