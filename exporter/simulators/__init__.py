@@ -29,11 +29,13 @@ from .bizwebs import BizwebsSimulator
 from .flipsnack import FlipsnackSimulator
 from .movingimage import MovingimageSimulator
 from .rubiq import RubiqSimulator
+from .slack import SlackSimulator
 
 __all__ = ["SIMULATORS", "ControlError", "Simulator", "SimulatorSet", "start_simulators"]
 
 SIMULATORS: tuple[type[Simulator], ...] = (
     BannersnackSimulator, BizwebsSimulator, RubiqSimulator, FlipsnackSimulator, MovingimageSimulator,
+    SlackSimulator,
 )
 
 

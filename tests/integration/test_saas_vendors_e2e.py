@@ -1,0 +1,113 @@
+"""Slack, GitHub, Stripe, OpenAI and Twilio end to end: the real exporter (prober, signers, classifier,
+state, collector, HTTP endpoints) against their loopback simulators, read back from /probe.
+
+One FakeClock is shared by the exporter and the simulators: rate windows count on it, and the
+scheduler only probes when a test moves it.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from exporter.catalog import UP_CLASSES
+from exporter.clock import FakeClock
+from exporter.simulators import ControlError, SimulatorSet, start_simulators
+
+from ..conftest import Running, config_from, running_exporter, sample
+
+SAAS = ("slack", "github", "stripe", "openai", "twilio")
+
+
+@pytest.fixture
+async def sims() -> AsyncIterator[tuple[SimulatorSet, FakeClock]]:
+    clock = FakeClock()
+    started = await start_simulators(clock=clock)
+    try:
+        yield started, clock
+    finally:
+        await started.close()
+
+
+def one_target(s: SimulatorSet, vendor: str, bad: str | None = None, **glob: Any) -> dict[str, Any]:
+    raw = s.targets_config("60s", **glob)
+    target = next(t for t in raw["targets"] if t["vendor"] == vendor)
+    if bad:
+        target["credentials"] = {**target["credentials"], bad: target["credentials"][bad] + "-wrong"}
+    raw["targets"] = [target]
+    return raw
+
+
+async def probe_text(run: Running, name: str) -> str:
+    status, text = await run.get("/probe", params={"target": name})
+    assert status == 200, text
+    return text
+
+
+def assert_class(text: str, vendor: str, cls: str, code: str) -> None:
+    got = re.findall(r'apistatus_responses_total\{[^}]*\} 1', text)
+    assert sample(text, "apistatus_outcome", target=vendor, **{"class": cls}) == 1, f"{vendor}: not {cls}: {got}"
+    assert sample(text, "apistatus_responses_total", target=vendor, code=code, **{"class": cls}) == 1, got
+    assert sample(text, "apistatus_up", target=vendor) == (1 if cls in UP_CLASSES else 0)
+    if cls == "auth":
+        assert sample(text, "apistatus_auth_failures_total", target=vendor, code=code) == 1
+
+
+# (vendor, control settings, credential made wrong, expected class, expected code, Retry-After)
+CASES: list[tuple[str, dict[str, Any], str | None, str, str, float]] = [
+    ("slack", {}, None, "ok", "ok", 0),
+    ("slack", {}, "token", "auth", "invalid_auth", 0),
+    ("slack", {"rotated": True}, None, "auth", "invalid_auth", 0),
+    ("slack", {"disabled": True}, None, "auth", "account_inactive", 0),
+    ("slack", {"revoked": True}, None, "auth", "token_revoked", 0),
+    ("slack", {"expired": True}, None, "auth", "token_expired", 0),
+    ("slack", {"maintenance": True}, None, "maintenance", "org_login_required", 0),
+    ("slack", {"rate_limited": True, "retry_after": 42}, None, "rate_limited", "ratelimited", 42),
+    ("slack", {"burst": 50}, None, "rate_limited", "ratelimited", 30),
+    ("slack", {"server_error": True}, None, "server_error", "fatal_error", 0),
+    ("slack", {"code": "team_added_to_org"}, None, "maintenance", "team_added_to_org", 0),
+]
+
+
+@pytest.mark.parametrize(("vendor", "settings", "bad", "cls", "code", "retry"), CASES,
+                         ids=[f"{c[0]}-{c[3]}-{c[4]}" + ("-" + "-".join(c[1]) if c[1] else "") for c in CASES])
+async def test_each_condition_gets_its_class_and_code(sims: tuple[SimulatorSet, FakeClock], vendor: str,
+                                                      settings: dict[str, Any], bad: str | None, cls: str,
+                                                      code: str, retry: float) -> None:
+    s, clock = sims
+    await s.control(vendor, **settings)
+    before = copy.copy(s.counts(vendor))
+    async with running_exporter(config_from(one_target(s, vendor, bad)), clock=clock) as run:
+        text = await probe_text(run, vendor)
+    assert_class(text, vendor, cls, code)
+    assert sample(text, "apistatus_retry_after_seconds", target=vendor) == retry
+    # the simulator really was asked: the class comes from its answer
+    assert s.counts(vendor)["health"] > before["health"]
+
+
+async def test_slack_counts_calls_per_minute_on_its_clock(sims: tuple[SimulatorSet, FakeClock]) -> None:
+    """The simulator's window is real: 49 calls by others leave exactly one for the probe; a minute later
+    the window has emptied."""
+    s, clock = sims
+    await s.control("slack", burst=49)
+    async with running_exporter(config_from(one_target(s, "slack")), clock=clock) as run:
+        assert_class(await probe_text(run, "slack"), "slack", "ok", "ok")
+        assert_class(await probe_text(run, "slack"), "slack", "rate_limited", "ratelimited")
+        await clock.advance(61)
+        text = await probe_text(run, "slack")
+        assert sample(text, "apistatus_outcome", target="slack", **{"class": "ok"}) == 1
+
+
+@pytest.mark.parametrize("vendor", SAAS)
+async def test_conditions_without_a_documented_signal_are_refused(sims: tuple[SimulatorSet, FakeClock],
+                                                                  vendor: str) -> None:
+    s, _ = sims
+    missing = [c for c in ("maintenance", "server_error", "disabled", "quota_exceeded", "rate_limited")
+               if c not in s.sims[vendor].condition_codes]
+    for cond in missing:
+        with pytest.raises(ControlError, match="documents no signal"):
+            await s.control(vendor, **{cond: True})
