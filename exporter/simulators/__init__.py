@@ -27,6 +27,7 @@ from .bannersnack import BannersnackSimulator
 from .base import ControlError, Simulator
 from .bizwebs import BizwebsSimulator
 from .flipsnack import FlipsnackSimulator
+from .github import GithubSimulator
 from .movingimage import MovingimageSimulator
 from .rubiq import RubiqSimulator
 from .slack import SlackSimulator
@@ -35,7 +36,7 @@ __all__ = ["SIMULATORS", "ControlError", "Simulator", "SimulatorSet", "start_sim
 
 SIMULATORS: tuple[type[Simulator], ...] = (
     BannersnackSimulator, BizwebsSimulator, RubiqSimulator, FlipsnackSimulator, MovingimageSimulator,
-    SlackSimulator,
+    SlackSimulator, GithubSimulator,
 )
 
 

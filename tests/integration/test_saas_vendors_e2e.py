@@ -70,6 +70,16 @@ CASES: list[tuple[str, dict[str, Any], str | None, str, str, float]] = [
     ("slack", {"burst": 50}, None, "rate_limited", "ratelimited", 30),
     ("slack", {"server_error": True}, None, "server_error", "fatal_error", 0),
     ("slack", {"code": "team_added_to_org"}, None, "maintenance", "team_added_to_org", 0),
+    ("github", {}, None, "ok", "200", 0),
+    ("github", {}, "token", "auth", "401", 0),
+    ("github", {"rotated": True}, None, "auth", "401", 0),
+    ("github", {"disabled": True}, None, "auth", "403", 0),
+    ("github", {"secondary": True, "retry_after": 60}, None, "rate_limited", "secondary_rate_limit", 60),
+    ("github", {"burst": 900}, None, "rate_limited", "secondary_rate_limit", 30),
+    # /rate_limit spends no primary quota: spent, it still answers (the gauge says 0, see below)
+    ("github", {"rate_limited": True}, None, "ok", "200", 0),
+    ("github", {"server_error": True}, None, "server_error", "500", 0),
+    ("github", {"code": "503"}, None, "server_error", "503", 0),
 ]
 
 
@@ -111,3 +121,26 @@ async def test_conditions_without_a_documented_signal_are_refused(sims: tuple[Si
     for cond in missing:
         with pytest.raises(ControlError, match="documents no signal"):
             await s.control(vendor, **{cond: True})
+
+
+async def test_github_quotas_and_a_spent_primary_limit(sims: tuple[SimulatorSet, FakeClock]) -> None:
+    s, clock = sims
+    await s.control("github", core_used=4000)
+    raw = one_target(s, "github")
+    async with running_exporter(config_from(raw), clock=clock) as run:
+        text = await probe_text(run, "github")
+        assert_class(text, "github", "ok", "200")
+        assert sample(text, "apistatus_quota_remaining", target="github", quota="core") == 1000
+        assert sample(text, "apistatus_quota_limit", target="github", quota="core") == 5000
+        assert sample(text, "apistatus_quota_limit", target="github", quota="search") == 30
+        await s.control("github", rate_limited=True)
+        text = await probe_text(run, "github")
+        assert_class(text, "github", "ok", "200")
+        assert sample(text, "apistatus_quota_remaining", target="github", quota="core") == 0
+    # a check that spends primary quota (GET /user) is refused with 403 and x-ratelimit-remaining: 0
+    raw["targets"][0]["check"] = {"path": "/user"}
+    async with running_exporter(config_from(raw), clock=clock) as run:
+        assert_class(await probe_text(run, "github"), "github", "rate_limited", "primary_rate_limit")
+        await s.control("github", reset=True)
+        assert_class(await probe_text(run, "github"), "github", "ok", "200")
+        assert s.sims["github"].settings["core_used"] == 1  # the call spent one
