@@ -31,12 +31,13 @@ from .github import GithubSimulator
 from .movingimage import MovingimageSimulator
 from .rubiq import RubiqSimulator
 from .slack import SlackSimulator
+from .stripe import StripeSimulator
 
 __all__ = ["SIMULATORS", "ControlError", "Simulator", "SimulatorSet", "start_simulators"]
 
 SIMULATORS: tuple[type[Simulator], ...] = (
     BannersnackSimulator, BizwebsSimulator, RubiqSimulator, FlipsnackSimulator, MovingimageSimulator,
-    SlackSimulator, GithubSimulator,
+    SlackSimulator, GithubSimulator, StripeSimulator,
 )
 
 

@@ -80,6 +80,18 @@ CASES: list[tuple[str, dict[str, Any], str | None, str, str, float]] = [
     ("github", {"rate_limited": True}, None, "ok", "200", 0),
     ("github", {"server_error": True}, None, "server_error", "500", 0),
     ("github", {"code": "503"}, None, "server_error", "503", 0),
+    ("stripe", {}, None, "ok", "200", 0),
+    ("stripe", {}, "secret_key", "auth", "401", 0),
+    ("stripe", {"rotated": True}, None, "auth", "401", 0),
+    ("stripe", {"disabled": True}, None, "auth", "api_key_expired", 0),
+    ("stripe", {"restricted": True}, None, "auth", "403", 0),
+    ("stripe", {"rate_limited": True}, None, "rate_limited", "rate_limit", 0),
+    ("stripe", {"burst": 25}, None, "rate_limited", "rate_limit", 0),
+    ("stripe", {"locked": True}, None, "rate_limited", "lock_timeout", 0),
+    ("stripe", {"server_error": True}, None, "server_error", "500", 0),
+    ("stripe", {"code": "resource_missing"}, None, "client_error", "resource_missing", 0),
+    # a code the catalog does not list falls through to the HTTP status
+    ("stripe", {"code": "brand_new_code"}, None, "client_error", "400", 0),
 ]
 
 
@@ -144,3 +156,13 @@ async def test_github_quotas_and_a_spent_primary_limit(sims: tuple[SimulatorSet,
         await s.control("github", reset=True)
         assert_class(await probe_text(run, "github"), "github", "ok", "200")
         assert s.sims["github"].settings["core_used"] == 1  # the call spent one
+
+
+async def test_stripe_publishable_key_is_refused_as_auth(sims: tuple[SimulatorSet, FakeClock]) -> None:
+    s, clock = sims
+    raw = one_target(s, "stripe")
+    raw["targets"][0]["credentials"] = {"secret_key": "pk_test_51DEMO000000000000000"}
+    async with running_exporter(config_from(raw), clock=clock) as run:
+        text = await probe_text(run, "stripe")
+    assert_class(text, "stripe", "auth", "secret_key_required")
+    assert "pk_test_51DEMO" not in text  # the key never shows, not even in the probe's debug output
