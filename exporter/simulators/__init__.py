@@ -29,6 +29,7 @@ from .bizwebs import BizwebsSimulator
 from .flipsnack import FlipsnackSimulator
 from .github import GithubSimulator
 from .movingimage import MovingimageSimulator
+from .openai import OpenaiSimulator
 from .rubiq import RubiqSimulator
 from .slack import SlackSimulator
 from .stripe import StripeSimulator
@@ -37,7 +38,7 @@ __all__ = ["SIMULATORS", "ControlError", "Simulator", "SimulatorSet", "start_sim
 
 SIMULATORS: tuple[type[Simulator], ...] = (
     BannersnackSimulator, BizwebsSimulator, RubiqSimulator, FlipsnackSimulator, MovingimageSimulator,
-    SlackSimulator, GithubSimulator, StripeSimulator,
+    SlackSimulator, GithubSimulator, StripeSimulator, OpenaiSimulator,
 )
 
 

@@ -92,6 +92,16 @@ CASES: list[tuple[str, dict[str, Any], str | None, str, str, float]] = [
     ("stripe", {"code": "resource_missing"}, None, "client_error", "resource_missing", 0),
     # a code the catalog does not list falls through to the HTTP status
     ("stripe", {"code": "brand_new_code"}, None, "client_error", "400", 0),
+    ("openai", {}, None, "ok", "200", 0),
+    ("openai", {}, "api_key", "auth", "invalid_api_key", 0),
+    ("openai", {"rotated": True}, None, "auth", "invalid_api_key", 0),
+    ("openai", {"region_blocked": True}, None, "auth", "403", 0),
+    # one HTTP status, two classes: the error body decides
+    ("openai", {"rate_limited": True}, None, "rate_limited", "rate_limit_exceeded", 1),
+    ("openai", {"quota_exceeded": True}, None, "quota_exceeded", "insufficient_quota", 0),
+    ("openai", {"burst": 500}, None, "rate_limited", "rate_limit_exceeded", 1),
+    ("openai", {"server_error": True}, None, "server_error", "500", 0),
+    ("openai", {"overloaded": True}, None, "server_error", "503", 0),
 ]
 
 
@@ -166,3 +176,17 @@ async def test_stripe_publishable_key_is_refused_as_auth(sims: tuple[SimulatorSe
         text = await probe_text(run, "stripe")
     assert_class(text, "stripe", "auth", "secret_key_required")
     assert "pk_test_51DEMO" not in text  # the key never shows, not even in the probe's debug output
+
+
+async def test_openai_rate_limit_headers_become_quota_gauges(sims: tuple[SimulatorSet, FakeClock]) -> None:
+    s, clock = sims
+    await s.control("openai", burst=120)
+    async with running_exporter(config_from(one_target(s, "openai")), clock=clock) as run:
+        text = await probe_text(run, "openai")
+        assert_class(text, "openai", "ok", "200")
+        # what is left after this request: 500 - 120 by others - our probe
+        assert sample(text, "apistatus_quota_remaining", target="openai", quota="requests") == 379
+        assert sample(text, "apistatus_quota_limit", target="openai", quota="requests") == 500
+        await clock.advance(61)  # the minute's window empties
+        text = await probe_text(run, "openai")
+        assert sample(text, "apistatus_quota_remaining", target="openai", quota="requests") == 499
