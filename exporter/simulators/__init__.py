@@ -33,12 +33,13 @@ from .openai import OpenaiSimulator
 from .rubiq import RubiqSimulator
 from .slack import SlackSimulator
 from .stripe import StripeSimulator
+from .twilio import TwilioSimulator
 
 __all__ = ["SIMULATORS", "ControlError", "Simulator", "SimulatorSet", "start_simulators"]
 
 SIMULATORS: tuple[type[Simulator], ...] = (
     BannersnackSimulator, BizwebsSimulator, RubiqSimulator, FlipsnackSimulator, MovingimageSimulator,
-    SlackSimulator, GithubSimulator, StripeSimulator, OpenaiSimulator,
+    SlackSimulator, GithubSimulator, StripeSimulator, OpenaiSimulator, TwilioSimulator,
 )
 
 

@@ -102,6 +102,16 @@ CASES: list[tuple[str, dict[str, Any], str | None, str, str, float]] = [
     ("openai", {"burst": 500}, None, "rate_limited", "rate_limit_exceeded", 1),
     ("openai", {"server_error": True}, None, "server_error", "500", 0),
     ("openai", {"overloaded": True}, None, "server_error", "503", 0),
+    ("twilio", {}, None, "ok", "active", 0),
+    ("twilio", {}, "auth_token", "auth", "20003", 0),
+    ("twilio", {"rotated": True}, None, "auth", "20003", 0),
+    ("twilio", {"disabled": True}, None, "auth", "20403", 0),
+    ("twilio", {"account_status": "suspended"}, None, "auth", "suspended", 0),
+    ("twilio", {"account_status": "closed"}, None, "auth", "closed", 0),
+    ("twilio", {"rate_limited": True}, None, "rate_limited", "20429", 0),
+    ("twilio", {"in_flight": 100}, None, "rate_limited", "20429", 0),
+    ("twilio", {"server_error": True}, None, "server_error", "20500", 0),
+    ("twilio", {"code": "20005"}, None, "auth", "20005", 0),
 ]
 
 
@@ -192,3 +202,35 @@ async def test_openai_rate_limit_headers_become_quota_gauges(sims: tuple[Simulat
         in_window = s.sims["openai"].window()
         assert in_window <= 2
         assert sample(text, "apistatus_quota_remaining", target="openai", quota="requests") == 500 - in_window
+
+
+async def test_twilio_basic_auth_never_shows_the_token_in_any_encoding(sims: tuple[SimulatorSet, FakeClock]) -> None:
+    import base64
+
+    s, clock = sims
+    creds = s.sims["twilio"].credentials()
+    pair = base64.b64encode(f"{creds['account_sid']}:{creds['auth_token']}".encode()).decode()
+    async with running_exporter(config_from(one_target(s, "twilio")), clock=clock) as run:
+        text = await probe_text(run, "twilio")
+        assert_class(text, "twilio", "ok", "active")
+        _, page = await run.get("/targets/twilio")
+        metrics = await run.metrics()
+    for shown in (text, page, metrics):
+        assert creds["auth_token"] not in shown and pair not in shown
+        assert creds["account_sid"] not in shown  # the SID is in the path: the request line redacts it
+
+
+async def test_twilio_account_sid_of_another_account_is_not_found(sims: tuple[SimulatorSet, FakeClock]) -> None:
+    s, clock = sims
+    raw = one_target(s, "twilio")
+    raw["targets"][0]["check"] = {"path": "/2010-04-01/Accounts/AC0000000000000000000000000000othr.json"}
+    async with running_exporter(config_from(raw), clock=clock) as run:
+        assert_class(await probe_text(run, "twilio"), "twilio", "client_error", "20404")
+
+
+async def test_a_bad_control_setting_changes_nothing(sims: tuple[SimulatorSet, FakeClock]) -> None:
+    s, _ = sims
+    with pytest.raises(ControlError, match="account_status must be"):
+        await s.control("twilio", rate_limited=True, account_status="frozen")
+    assert s.sims["twilio"].settings["rate_limited"] is False
+    assert s.sims["twilio"].settings["account_status"] == "active"
