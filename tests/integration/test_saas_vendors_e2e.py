@@ -234,3 +234,41 @@ async def test_a_bad_control_setting_changes_nothing(sims: tuple[SimulatorSet, F
         await s.control("twilio", rate_limited=True, account_status="frozen")
     assert s.sims["twilio"].settings["rate_limited"] is False
     assert s.sims["twilio"].settings["account_status"] == "active"
+
+
+async def idle(run: Running) -> None:
+    """Wait (bounded, real time) until no probe is in flight."""
+    import asyncio
+
+    sched = run.exporter.scheduler
+    assert sched is not None
+    for _ in range(1000):
+        await asyncio.sleep(0.005)
+        if sched.in_flight() == 0:
+            return
+    raise AssertionError("probes still in flight")
+
+
+async def test_the_demo_walks_the_saas_vendors_through_their_dialects() -> None:
+    from exporter.demo import CYCLE, start_demo
+
+    clock = FakeClock()
+    demo = await start_demo(clock=clock, timeout="200ms")
+    try:
+        async with running_exporter(demo.config, clock=clock) as run:
+            seen: dict[str, set[tuple[str, str]]] = {v: set() for v in SAAS}
+            for _ in range(int(CYCLE)):
+                await clock.advance(1.0)
+                await idle(run)
+                for ts in run.exporter.state:
+                    if ts.target.vendor in seen and ts.last is not None:
+                        seen[ts.target.vendor].add((ts.last.outcome.cls, ts.last.outcome.code))
+    finally:
+        await demo.close()
+    assert {("ok", "ok"), ("rate_limited", "ratelimited"), ("auth", "token_revoked"),
+            ("maintenance", "org_login_required")} <= seen["slack"], seen["slack"]
+    assert {("ok", "200"), ("rate_limited", "secondary_rate_limit"), ("auth", "403")} <= seen["github"]
+    assert {("ok", "200"), ("rate_limited", "lock_timeout"), ("auth", "api_key_expired")} <= seen["stripe"]
+    assert {("ok", "200"), ("quota_exceeded", "insufficient_quota"),
+            ("rate_limited", "rate_limit_exceeded")} <= seen["openai"], seen["openai"]
+    assert {("ok", "active"), ("rate_limited", "20429"), ("auth", "suspended")} <= seen["twilio"], seen["twilio"]
