@@ -150,8 +150,9 @@ class HeaderSigner(_Stateless):
 class BasicSigner(_Stateless):
     """HTTP Basic authentication (RFC 7617) from two credentials, options ``username_credential`` and
     ``password_credential`` (Twilio: account SID and auth token); the header signer's template cannot
-    base64-encode. The user name is also a path variable named after its credential, because REST
-    APIs such as Twilio's put the account in the path."""
+    base64-encode. Credentials named in option ``path_variables`` (default: the user name's) are also
+    ``{name}`` variables of the request path, because REST APIs such as Twilio's put the account in it
+    (with an API key as the user, the account SID is another credential)."""
 
     def _header(self) -> str:
         pair = f"{self.cred('username_credential', 'username')}:{self.cred('password_credential', 'password')}"
@@ -163,8 +164,9 @@ class BasicSigner(_Stateless):
         return [header, header.removeprefix("Basic ")]
 
     def variables(self) -> Mapping[str, str]:
-        name = str(self.ctx.options.get("username_credential", "username"))
-        return {name: self.ctx.credentials[name]}
+        names = self.ctx.options.get("path_variables") or [self.ctx.options.get("username_credential", "username")]
+        # a name that is no credential stays unfilled in the path: the vendor answers 404, which shows
+        return {str(n): self.ctx.credentials[str(n)] for n in names if str(n) in self.ctx.credentials}
 
     async def sign(self, request: HttpRequest, now: float) -> HttpRequest:
         return replace(request, headers={**request.headers, "Authorization": self._header()})
