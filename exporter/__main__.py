@@ -55,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="config file; without it, run the embedded demo")
     p.add_argument("--listen", type=parse_listen, default=("0.0.0.0", DEFAULT_PORT),
                    metavar="HOST:PORT", help=f"address to serve on (default :{DEFAULT_PORT})")
-    p.add_argument("--check-config", action="store_true", help="validate the config, print problems and exit")
+    # --config.check: the spelling issue 18 uses (Prometheus style), kept as an alias
+    p.add_argument("--check-config", "--config.check", dest="check_config", action="store_true",
+                   help="validate the config and run every catalog example, print problems and exit")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", default="text", choices=["text", "json"])
     p.add_argument("--web.config.file", dest="web_config", type=Path,

@@ -146,13 +146,13 @@ def test_bad_format_is_one_line_with_file_and_key_path(extra: dict[str, Any], me
 
 # --- --check-config -------------------------------------------------------------------------------
 
-def check_config(tmp_path: Path, config: dict[str, Any], catalog_file: dict[str, Any] | None = None) -> \
-        subprocess.CompletedProcess[str]:
+def check_config(tmp_path: Path, config: dict[str, Any], catalog_file: dict[str, Any] | None = None,
+                 flag: str = "--check-config") -> subprocess.CompletedProcess[str]:
     if catalog_file is not None:
         (tmp_path / "acme.yaml").write_text(yaml.safe_dump(catalog_file), encoding="utf-8")
     path = tmp_path / "config.yml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return subprocess.run([sys.executable, "-m", "exporter", "--check-config", "--config", str(path)],
+    return subprocess.run([sys.executable, "-m", "exporter", flag, "--config", str(path)],
                           capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
 
 
@@ -176,7 +176,7 @@ def test_check_config_passes_a_user_catalog_whose_examples_hold(tmp_path: Path) 
 def test_check_config_names_the_failing_example(tmp_path: Path) -> None:
     wrong = {**ACME, "examples": [*ACME["examples"], {"status": 200, "body": {"result": "denied"},
                                                       "class": "ok", "code": "denied"}]}
-    run = check_config(tmp_path, {"catalog_files": ["acme.yaml"], "targets": [TARGET]}, wrong)
+    run = check_config(tmp_path, {"catalog_files": ["acme.yaml"], "targets": [TARGET]}, wrong, "--config.check")
     assert run.returncode == 1
     lines = run.stderr.strip().splitlines()
     assert lines == [f"error: {tmp_path / 'acme.yaml'}: examples[3]: expected class ok code denied, "
