@@ -41,7 +41,8 @@ class GithubSimulator(Simulator):
 
     def on_control(self, key: str) -> None:
         if key == "burst":
-            self.calls.extend([self.now()] * int(self.settings["burst"]))
+            # more than fills the window changes nothing, and must not exhaust memory
+            self.calls.extend([self.now()] * min(int(self.settings["burst"]), POINTS_PER_MINUTE))
             self.settings["burst"] = 0
         elif key == "core_used":
             self.settings[key] = max(0, min(CORE_LIMIT, int(self.settings[key])))

@@ -37,7 +37,8 @@ class SlackSimulator(Simulator):
 
     def on_control(self, key: str) -> None:
         if key == "burst":
-            self.calls.extend([self.now()] * int(self.settings["burst"]))
+            # more than fills the window changes nothing, and must not exhaust memory
+            self.calls.extend([self.now()] * min(int(self.settings["burst"]), PER_MINUTE))
             self.settings["burst"] = 0
 
     def routes(self, app: web.Application) -> None:

@@ -134,6 +134,10 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"examples": [{"status": 200, "headers": ["x"], "class": "ok", "code": "200"}]},
      "examples[0].headers: must be a mapping"),
     ({"examples": {"status": 200}}, "examples: must be a list"),
+    ({"examples": [{"status": "200", "class": "ok", "code": "200"}]}, "examples[0].status: must be a whole number"),
+    ({"examples": [{"status": True, "class": "ok", "code": "200"}]}, "examples[0].status: must be a whole number"),
+    ({"examples": [{"status": 200, "headers": {"a": [1]}, "class": "ok", "code": "200"}]},
+     "examples[0].headers.a: must be a string"),
 ]
 
 
