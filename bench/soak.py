@@ -134,7 +134,7 @@ async def _run(minutes: float, config: Config, sample_every: float) -> list[Samp
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     samples: list[Sample] = []
     scrape_ms: list[float] = []
     scrapes = 0
@@ -152,8 +152,8 @@ async def _run(minutes: float, config: Config, sample_every: float) -> list[Samp
                 scrapes += 1
                 if now >= next_sample:
                     assert exp.scheduler is not None
-                    lags = sorted(exp.scheduler.lags) or [0.0]
-                    exp.scheduler.lags.clear()
+                    lags = sorted(exp.scheduler.lag.recent) or [0.0]
+                    exp.scheduler.lag.recent.clear()
                     samples.append(Sample((now - t0) / 60, _rss_mb(), _fds(), len(asyncio.all_tasks()),
                                           exp.scheduler.completed, scrapes, max(scrape_ms or [0.0]),
                                           lags[int(len(lags) * 0.99) - 1 if len(lags) > 1 else 0]))

@@ -14,26 +14,9 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from .model import ConfigError
+
 __all__ = ["ConfigError", "Node", "load_yaml", "parse_duration"]
-
-_UNSET: Any = object()
-
-
-class ConfigError(Exception):
-    """A bad config or catalog value. ``str()`` is the one line a user sees."""
-
-    def __init__(self, file: str, path: str, reason: str, value: Any = _UNSET) -> None:
-        self.file, self.path, self.reason = file, path, reason
-        self.value = None if value is _UNSET else value
-        shown = "" if value is _UNSET else f" (got {_short(value)})"
-        where = f"{file}: {path}" if path else file
-        super().__init__(f"{where}: {reason}{shown}")
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
 
 _DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
 _UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}

@@ -1,4 +1,5 @@
-"""The running exporter: one HTTP session, prober, state and scheduler, and config reloads.
+"""The running exporter (the composition root): one HTTP session, prober, state and scheduler, config
+reloads, and the exporter's own status, built fresh for each scrape.
 
 A reload that fails validation keeps the running config and sets the reload metric to 0.
 """
@@ -13,9 +14,10 @@ from pathlib import Path
 import aiohttp
 
 from .clock import Clock, SystemClock
-from .collector import ExporterInfo, render_target
+from .collector import ExporterStatus, StartLag, render_target
 from .config import Config, ConfigError, load_config
-from .probe import Prober, ProbeResult
+from .model import ProbeResult
+from .probe import Prober
 from .scheduler import Scheduler
 from .state import State, TargetState
 
@@ -36,7 +38,9 @@ class Exporter:
         if loader is None and config_path is not None:
             loader = lambda: load_config(config_path)  # noqa: E731
         self._loader = loader
-        self.info = ExporterInfo(True, self.clock.time(), len(config.targets))
+        #: whether the last (re)load succeeded, and when one last did
+        self.reload_successful = True
+        self.reload_success_timestamp = self.clock.time()
         self.state = State(render_target, history=config.global_.history)
         self.session: aiohttp.ClientSession | None = None
         self.prober: Prober | None = None
@@ -55,8 +59,6 @@ class Exporter:
                                              headers={"User-Agent": "apistatus-exporter"})
         self.prober = Prober(self.session, self.clock, self.config.global_.max_body_bytes)
         self.scheduler = Scheduler(self.prober, self.state, self.clock, self.config.global_.max_concurrency)
-        sched = self.scheduler
-        self.info.start_lag = lambda: (sched.lags, sched.lag_sum, sched.lag_count)
         self._apply(self.config)
         self._task = asyncio.create_task(self.scheduler.run(), name="scheduler")
 
@@ -64,7 +66,14 @@ class Exporter:
         assert self.scheduler is not None
         self.state.sync(config.targets, config.global_.history)
         self.scheduler.apply(config.targets, config.global_.max_concurrency)
-        self.info.targets = len(config.targets)
+
+    def status(self) -> ExporterStatus:
+        """The exporter's own figures as of now, for a scrape."""
+        lag = None
+        if self.scheduler is not None:
+            stats = self.scheduler.lag
+            lag = StartLag(tuple(stats.recent), stats.total, stats.count)
+        return ExporterStatus(self.reload_successful, self.reload_success_timestamp, len(self.config.targets), lag)
 
     @property
     def ready(self) -> bool:
@@ -78,13 +87,13 @@ class Exporter:
             try:
                 config = await asyncio.get_running_loop().run_in_executor(None, self._loader)
             except ConfigError as exc:
-                self.info.reload_successful = False
+                self.reload_successful = False
                 log.error("config reload failed, keeping the running config: %s", exc)
                 return False, str(exc)
             self.config = config
             self._apply(config)
-            self.info.reload_successful = True
-            self.info.reload_success_timestamp = self.clock.time()
+            self.reload_successful = True
+            self.reload_success_timestamp = self.clock.time()
             log.info("config reloaded: %d targets", len(config.targets))
             return True, f"reloaded: {len(config.targets)} targets"
 

@@ -44,10 +44,10 @@ def allowances(target: Target) -> list[tuple[int, float, int, float]]:
     the vendor's own (requests, seconds). Whole requests, so a share below one request per window
     becomes one request per longer window."""
     out = []
-    for b in target.budget:
-        share = b.requests * target.probe_share
+    for budget in target.budget:
+        share = budget.requests * target.probe_share
         count = max(1, math.floor(share + 1e-9))
-        out.append((count, b.per * count / share, b.requests, b.per))
+        out.append((count, budget.per * count / share, budget.requests, budget.per))
     return out
 
 
@@ -61,8 +61,8 @@ class Limiter:
         return max(w.wait(now) for w in self.windows)
 
     def spend(self, now: float, n: int = 1) -> None:
-        for w in self.windows:
-            w.spend(now, n)
+        for window in self.windows:
+            window.spend(now, n)
 
 
 class Budgets:
@@ -83,9 +83,9 @@ class Budgets:
 def budget_warnings(targets: Iterable[Target]) -> list[str]:
     """One line per credential and window whose targets' intervals would spend more than the share."""
     groups: dict[Hashable, list[Target]] = defaultdict(list)
-    for t in targets:
-        if t.budget:
-            groups[t.budget_key].append(t)
+    for target in targets:
+        if target.budget:
+            groups[target.budget_key].append(target)
     out = []
     for group in groups.values():
         first = group[0]

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 import json
+import math
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -18,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from ._yamlnode import ConfigError, Node, load_yaml
-from .signers import SIGNERS
+from .model import CLASSES, UP
+from .signers import SIGNERS, OptionSpec, option_specs
 
 __all__ = [
     "CLASSES",
@@ -36,14 +39,11 @@ __all__ = [
     "merge_raw",
     "parse_budget",
     "parse_catalog",
+    "parse_signer_options",
 ]
 
-#: Every answer and every failed attempt gets exactly one of these (shared/vendors.md, "Classes").
-CLASSES: tuple[str, ...] = (
-    "ok", "degraded", "processing", "maintenance", "auth", "clock_skew", "rate_limited",
-    "quota_exceeded", "client_error", "server_error", "timeout", "network_error", "unknown",
-)
-UP_CLASSES = frozenset({"ok", "degraded", "processing"})
+#: kept for the modules that import the class sets from here (model.py owns them)
+UP_CLASSES = UP
 _METHODS = ("GET", "POST", "PUT", "HEAD", "PATCH", "DELETE", "OPTIONS")
 
 
@@ -130,7 +130,8 @@ class Catalog:
     #: credentials a target may give but need not (movingimage's video_manager_id)
     optional_credentials: tuple[str, ...]
     signer: str
-    signer_options: Mapping[str, Any]
+    #: the signer plug-in's ``Options`` dataclass, checked while the catalog loaded
+    signer_options: Any
     check: CheckSpec
     code_from: tuple[CodeSource, ...]
     codes: Mapping[str, CodeInfo]
@@ -143,10 +144,6 @@ class Catalog:
     #: documented answers with the class and code each must get (see CatalogExample)
     examples: tuple[CatalogExample, ...] = ()
 
-    @property
-    def status_is_code(self) -> bool:
-        return any(s.kind == "status" for s in self.code_from)
-
 
 # --- raw YAML: built-ins and merging ---------------------------------------------------------------
 
@@ -155,7 +152,7 @@ def builtin_raw() -> dict[str, Node]:
     """The catalogs shipped in the package, unparsed, keyed by vendor name."""
     out: dict[str, Node] = {}
     folder = resources.files(__package__).joinpath("catalogs")
-    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+    for entry in sorted(folder.iterdir(), key=lambda entry: entry.name):
         if entry.name.endswith(".yaml"):
             node = load_yaml(Path(str(entry)))
             name = node.mapping().get("vendor")
@@ -180,21 +177,29 @@ def merge_raw(base: Node, override: Node) -> Node:
     merged.pop("examples", None)
     over = override.mapping()
     for key, node in over.items():
-        if key in _DEEP_KEYS and isinstance(node.value, dict) and isinstance(merged.get(key), dict):
+        if key == "signer" and _renames_signer(merged.get(key), node.value):
+            # another plug-in: the built-in signer's options mean nothing to it
+            merged[key] = copy.deepcopy(node.value)
+        elif key in _DEEP_KEYS and isinstance(node.value, dict) and isinstance(merged.get(key), dict):
             merged[key] = _deep_merge(merged[key], node.value)
         else:
             merged[key] = copy.deepcopy(node.value)
     return Node(merged, override.file, override.path)
 
 
-def _deep_merge(a: dict[Any, Any], b: dict[Any, Any]) -> dict[Any, Any]:
-    out = dict(a)
-    for k, v in b.items():
-        key = str(k) if isinstance(k, int) else k
-        if isinstance(v, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], v)
+def _renames_signer(base: Any, override: Any) -> bool:
+    return (isinstance(base, dict) and isinstance(override, dict) and "name" in override
+            and override["name"] != base.get("name"))
+
+
+def _deep_merge(base: dict[Any, Any], override: dict[Any, Any]) -> dict[Any, Any]:
+    out = dict(base)
+    for raw_key, value in override.items():
+        key = str(raw_key) if isinstance(raw_key, int) else raw_key
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
         else:
-            out[key] = v
+            out[key] = value
     return out
 
 
@@ -208,21 +213,22 @@ _ALLOWED = {
 
 def parse_check(node: Node, default: CheckSpec | None = None) -> CheckSpec:
     m = node.mapping({"method", "path", "params", "headers", "body", "requires", "hint"})
-    d = default or CheckSpec("GET", "", (), (), None)
-    method = m["method"].text().upper() if "method" in m else d.method
+    base = default or CheckSpec("GET", "", (), (), None)
+    method = m["method"].text().upper() if "method" in m else base.method
     if method not in _METHODS:
         m["method"].fail(f"must be one of {', '.join(_METHODS)}")
-    path = m["path"].text() if "path" in m and not m["path"].is_missing() else d.path
+    path = m["path"].text() if "path" in m and not m["path"].is_missing() else base.path
     if path and not path.startswith("/"):
         m["path"].fail("must start with /")
     # A target's params and headers add to the vendor's default check per key: setting Bannersnack's
     # banner hash must not drop its action, nor an extra header Bizwebs' Content-Type.
-    params = tuple(sorted({**dict(d.params), **m["params"].str_map()}.items())) if "params" in m else d.params
-    headers = tuple(sorted({**dict(d.headers), **m["headers"].str_map()}.items())) if "headers" in m else d.headers
-    body = (None if m["body"].is_missing() else m["body"].text()) if "body" in m else d.body
-    requires = tuple(r.text(r"path|body|params\.[\w.-]+", "path, body or params.NAME")
-                     for r in m["requires"]) if "requires" in m else d.requires
-    hint = m["hint"].text() if "hint" in m else d.hint
+    params = tuple(sorted({**dict(base.params), **m["params"].str_map()}.items())) if "params" in m else base.params
+    headers = (tuple(sorted({**dict(base.headers), **m["headers"].str_map()}.items())) if "headers" in m
+               else base.headers)
+    body = (None if m["body"].is_missing() else m["body"].text()) if "body" in m else base.body
+    requires = tuple(item.text(r"path|body|params\.[\w.-]+", "path, body or params.NAME")
+                     for item in m["requires"]) if "requires" in m else base.requires
+    hint = m["hint"].text() if "hint" in m else base.hint
     return CheckSpec(method, path, params, headers, body, requires, hint)
 
 
@@ -268,11 +274,8 @@ def parse_catalog(name: str, node: Node) -> Catalog:
 
     sm = m["signer"].mapping({"name", "options"}, required=("name",))
     signer = sm["name"].choice(SIGNERS)
-    options = dict(sm["options"].mapping()) if "options" in sm else {}
-    signer_options = {k: v.value for k, v in options.items()}
-    for opt, val in signer_options.items():
-        if opt.endswith("_credential") and val not in creds:
-            options[opt].fail(f"names a credential not listed in {name}.credentials")
+    options_node = sm["options"] if "options" in sm else Node({}, sm["name"].file, _sibling(sm["name"], "options"))
+    signer_options = parse_signer_options(signer, options_node, name, creds)
 
     check = parse_check(m["check"])
     sources: list[CodeSource] = []
@@ -298,18 +301,18 @@ def parse_catalog(name: str, node: Node) -> Catalog:
 
     fallback: dict[str, str] = {}
     if "http_fallback" in m:
-        for k, v in m["http_fallback"].mapping().items():
-            Node(k, v.file, v.path).text(r"[1-5](\d\d|xx)", "an HTTP status or family like 5xx")
-            fallback[k] = v.choice(CLASSES)
+        for status, cls_node in m["http_fallback"].mapping().items():
+            Node(status, cls_node.file, cls_node.path).text(r"[1-5](\d\d|xx)", "an HTTP status or family like 5xx")
+            fallback[status] = cls_node.choice(CLASSES)
 
     quotas: list[QuotaSpec] = []
-    for q in m.get("quota", Node([], node.file, "quota")):
-        qm = q.mapping({"name", "remaining", "used", "limit", "reset", "request"}, required=("name",))
+    for entry in m.get("quota", Node([], node.file, "quota")):
+        qm = entry.mapping({"name", "remaining", "used", "limit", "reset", "request"}, required=("name",))
         remaining = _value_source(qm["remaining"]) if "remaining" in qm else None
         used = _value_source(qm["used"]) if "used" in qm else None
         limit = _value_source(qm["limit"]) if "limit" in qm else None
         if remaining is None and (used is None or limit is None):
-            q.fail("needs remaining, or used and limit")
+            entry.fail("needs remaining, or used and limit")
         quotas.append(QuotaSpec(
             qm["name"].text(r"[a-z][a-z0-9_]{0,31}", "a lower-case identifier"),
             remaining, used, limit,
@@ -386,6 +389,78 @@ def _example(node: Node) -> CatalogExample:
     cls = em["class"].choice(CLASSES)
     code = em["code"].text(r"[A-Za-z0-9_.-]{1,32}", "a code label (letters, digits, '.', '_' or '-')")
     return CatalogExample(f"{node.file}: {node.path}", status, headers, body, cls, code)
+
+
+def _sibling(node: Node, key: str) -> str:
+    return node.path.rsplit(".", 1)[0] + "." + key if "." in node.path else key
+
+
+def parse_signer_options(signer: str, node: Node, vendor: str, credentials: tuple[str, ...]) -> Any:
+    """``signer.options`` checked against the plug-in's declared options: every unknown, missing or
+    mistyped option is one ConfigError naming the file, the key path and the value."""
+    plugin = SIGNERS[signer]
+    specs = {spec.name: spec for spec in option_specs(plugin.Options)}
+    given = node.mapping()
+    for key, opt in given.items():
+        if key not in specs:
+            known = ", ".join(sorted(specs)) or "none"
+            opt.fail(f"unknown option for signer {signer} (known: {known})")
+    values: dict[str, Any] = {}
+    for spec in specs.values():
+        value = given.get(spec.name)
+        if value is None or value.is_missing():
+            if spec.required:
+                Node(None, node.file, f"{node.path}.{spec.name}").fail(
+                    f"is required by signer {signer}", show=False)
+            if spec.kind == "credential" and spec.default not in credentials:
+                Node(None, node.file, f"{node.path}.{spec.name}").fail(
+                    f"is required: {vendor}.credentials has no {spec.default!r}", show=False)
+            continue
+        values[spec.name] = _option_value(spec, value, vendor, credentials)
+    return plugin.Options(**values)
+
+
+def _option_value(spec: OptionSpec, node: Node, vendor: str, credentials: tuple[str, ...]) -> Any:
+    kind = spec.kind
+    if kind == "seconds":
+        seconds = node.number()
+        if not 0 <= seconds < math.inf:
+            node.fail("must be a number of seconds, 0 or more")
+        return seconds
+    if kind == "boolean":
+        return node.boolean()
+    if kind == "strings":
+        return tuple(item.text() for item in node)
+    if kind == "mapping":
+        return tuple(sorted(node.str_map().items()))
+    text = _string(node)
+    if not text and spec.default != "":
+        node.fail("must not be empty")  # only options whose default is empty take empty for "none"
+    if kind == "credential" and text not in credentials:
+        node.fail(f"names a credential not listed in {vendor}.credentials ({', '.join(credentials)})")
+    if kind == "path" and text and not text.startswith("/"):
+        node.fail("must be a path starting with /")
+    if kind == "url_or_path" and not text.startswith("/"):
+        node.url()
+    if kind == "template":
+        for field_name in _fields(node, text):
+            if field_name not in credentials:
+                node.fail(f"{{{field_name}}} is not a credential listed in {vendor}.credentials")
+    return text
+
+
+def _string(node: Node) -> str:
+    # a number or a boolean where a name is expected is a slip, not a name
+    if not isinstance(node.value, str):
+        node.fail("must be a string")
+    return node.value
+
+
+def _fields(node: Node, text: str) -> list[str]:
+    try:
+        return [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+    except ValueError:
+        node.fail("has an unbalanced { or }")
 
 
 def parse_budget(node: Node) -> tuple[Budget, ...]:

@@ -11,58 +11,19 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 from ._jsonpath import json_path
 from .catalog import Catalog, CodeInfo, CodeSource, QuotaSpec, ValueSource
+from .model import Answer, Failure, Outcome, QuotaReading
 
 __all__ = ["Answer", "Failure", "Outcome", "QuotaReading", "classify", "example_failures", "http_family_class",
            "next_reset", "read_quotas"]
 
 #: a code label must look like this, or it is reported as ``other`` (bounded, printable)
 _CODE_OK = re.compile(r"[A-Za-z0-9_.-]{1,32}")
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """What came back. ``headers`` keys are lower-case; ``body`` is capped by the prober."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-    truncated: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """No usable answer: ``cls`` is timeout or network_error (or auth from a refused login)."""
-
-    cls: str
-    code: str
-    message: str
-    http_status: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class QuotaReading:
-    name: str
-    remaining: float | None
-    limit: float | None
-    reset_at: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    cls: str
-    code: str
-    message: str
-    http_status: int
-    retry_after: float | None = None
-    quotas: tuple[QuotaReading, ...] = ()
-    clock_skew: float | None = None
 
 
 def http_family_class(status: int, overrides: Mapping[str, str]) -> str:
@@ -92,7 +53,7 @@ def _json(answer: Answer) -> Any:
 
 def _body_code(value: Any, kind: str = "integer") -> str | None:
     # By default only a JSON integer is the vendor's code: a string or float is not the documented
-    # envelope (vendors.md), so the answer falls back to its HTTP status. A catalog whose vendor names
+    # envelope (docs/vendors.md), so the answer falls back to its HTTP status. A catalog whose vendor names
     # its errors (Slack's "invalid_auth") says ``type: string``.
     if kind != "string" and isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9:
         return str(value)
@@ -162,14 +123,15 @@ def next_reset(period: str | None, now: float) -> float | None:
     """The next calendar boundary (UTC) of a quota that resets hourly, daily or monthly."""
     if period is None:
         return None
-    t = datetime.fromtimestamp(now, UTC)
+    moment = datetime.fromtimestamp(now, UTC)
     if period == "hourly":
-        nxt = t.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        nxt = moment.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     elif period == "daily":
-        nxt = t.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+        nxt = moment.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
     else:
-        first = t.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        nxt = first.replace(year=t.year + 1, month=1) if t.month == 12 else first.replace(month=t.month + 1)
+        first = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        nxt = (first.replace(year=moment.year + 1, month=1) if moment.month == 12
+               else first.replace(month=moment.month + 1))
     return nxt.timestamp()
 
 
@@ -177,14 +139,14 @@ def read_quotas(specs: tuple[QuotaSpec, ...], answer: Answer, doc: Any = None,
                 now: float | None = None) -> tuple[QuotaReading, ...]:
     """Quota figures named by the catalog, read from one answer (``now`` dates a periodic reset)."""
     out = []
-    for q in specs:
-        remaining = _number(q.remaining, answer, doc) if q.remaining else None
-        limit = _number(q.limit, answer, doc) if q.limit else None
-        if remaining is None and q.used is not None and limit is not None:
-            used = _number(q.used, answer, doc)
+    for quota in specs:
+        remaining = _number(quota.remaining, answer, doc) if quota.remaining else None
+        limit = _number(quota.limit, answer, doc) if quota.limit else None
+        if remaining is None and quota.used is not None and limit is not None:
+            used = _number(quota.used, answer, doc)
             remaining = None if used is None else max(0.0, limit - used)
-        if remaining is not None or (limit is not None and q.limit and q.limit.kind != "const"):
-            out.append(QuotaReading(q.name, remaining, limit, next_reset(q.reset, now) if now else None))
+        if remaining is not None or (limit is not None and quota.limit and quota.limit.kind != "const"):
+            out.append(QuotaReading(quota.name, remaining, limit, next_reset(quota.reset, now) if now else None))
     return tuple(out)
 
 

@@ -9,16 +9,17 @@ cost of a scrape is a join, not a walk over objects. prometheus_client renders t
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
 
 from . import __version__
-from .catalog import CLASSES, UP_CLASSES
-from .state import DURATION_BUCKETS, TargetState
+from .model import CLASSES, UP
+from .state import DURATION_BUCKETS, Rendered, TargetState
 
-__all__ = ["CONTENT_TYPE", "FAMILIES", "ExporterInfo", "exposition_chunks", "render_exposition", "render_target"]
+__all__ = ["CONTENT_TYPE", "FAMILIES", "ExporterStatus", "StartLag", "exposition_chunks", "render_exposition",
+           "render_target"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -72,12 +73,13 @@ def _num(value: float) -> str:
 
 
 def label_prefix(ts: TargetState) -> str:
-    t = ts.target
-    pairs = [("target", t.name), ("vendor", t.vendor), *t.labels]
+    """The target's labels as the opening of a sample's label set (left open for more pairs)."""
+    target = ts.target
+    pairs = [("target", target.name), ("vendor", target.vendor), *target.labels]
     return "{" + ",".join(f'{k}="{_esc(v)}"' for k, v in pairs)
 
 
-def render_target(ts: TargetState) -> tuple[bytes, ...]:
+def render_target(ts: TargetState) -> Rendered:
     """One text fragment per family for one target, already encoded: a scrape then only joins bytes
     (at 10,000 targets encoding the joined text cost as much as the join). A target never probed has
     no samples yet."""
@@ -85,55 +87,68 @@ def render_target(ts: TargetState) -> tuple[bytes, ...]:
     last = ts.last
     if last is None:
         return _EMPTY
-    lp = label_prefix(ts)
-    o = last.outcome
+    labels = label_prefix(ts)
+    outcome = last.outcome
 
-    def put(name: str, value: float, extra: str = "") -> None:
-        out[_IDX[name]] += f"{name}{lp}{extra}}} {_num(value)}\n"
+    def add(name: str, value: float, extra: str = "") -> None:
+        out[_IDX[name]] += f"{name}{labels}{extra}}} {_num(value)}\n"
 
-    put("apistatus_up", 1 if o.cls in UP_CLASSES else 0)
+    add("apistatus_up", 1 if outcome.cls in UP else 0)
     out[_IDX["apistatus_outcome"]] = "".join(
-        f'apistatus_outcome{lp},class="{c}"}} {1 if c == o.cls else 0}\n' for c in CLASSES)
+        f'apistatus_outcome{labels},class="{c}"}} {1 if c == outcome.cls else 0}\n' for c in CLASSES)
     out[_IDX["apistatus_responses_total"]] = "".join(
-        f'apistatus_responses_total{lp},class="{c}",code="{_esc(code)}"}} {n}\n'
+        f'apistatus_responses_total{labels},class="{c}",code="{_esc(code)}"}} {n}\n'
         for (c, code), n in sorted(ts.responses.items()))
-    put("apistatus_maintenance", 1 if o.cls == "maintenance" else 0)
+    add("apistatus_maintenance", 1 if outcome.cls == "maintenance" else 0)
     out[_IDX["apistatus_auth_failures_total"]] = "".join(
-        f'apistatus_auth_failures_total{lp},code="{_esc(code)}"}} {n}\n'
+        f'apistatus_auth_failures_total{labels},code="{_esc(code)}"}} {n}\n'
         for code, n in sorted(ts.auth_failures.items()))
-    for name, q in sorted(ts.quotas.items()):
+    for name, quota in sorted(ts.quotas.items()):
         extra = f',quota="{_esc(name)}"'
-        if q.remaining is not None:
-            put("apistatus_quota_remaining", q.remaining, extra)
-        if q.limit is not None:
-            put("apistatus_quota_limit", q.limit, extra)
-        if q.reset_at is not None:
-            put("apistatus_quota_reset_timestamp_seconds", q.reset_at, extra)
-    put("apistatus_retry_after_seconds", o.retry_after or 0)
-    put("apistatus_http_status_code", o.http_status)
+        if quota.remaining is not None:
+            add("apistatus_quota_remaining", quota.remaining, extra)
+        if quota.limit is not None:
+            add("apistatus_quota_limit", quota.limit, extra)
+        if quota.reset_at is not None:
+            add("apistatus_quota_reset_timestamp_seconds", quota.reset_at, extra)
+    add("apistatus_retry_after_seconds", outcome.retry_after or 0)
+    add("apistatus_http_status_code", outcome.http_status)
     if ts.clock_skew is not None:
-        put("apistatus_clock_skew_seconds", ts.clock_skew)
+        add("apistatus_clock_skew_seconds", ts.clock_skew)
     hist = "apistatus_request_duration_seconds"
-    buckets = "".join(f'{hist}_bucket{lp},le="{_num(b)}"}} {n}\n'
+    buckets = "".join(f'{hist}_bucket{labels},le="{_num(b)}"}} {n}\n'
                       for b, n in zip(DURATION_BUCKETS, ts.bucket_counts, strict=True))
-    out[_IDX[hist]] = (f'{buckets}{hist}_bucket{lp},le="+Inf"}} {ts.probes}\n'
-                       f"{hist}_sum{lp}}} {_num(ts.duration_sum)}\n{hist}_count{lp}}} {ts.probes}\n")
-    put("apistatus_last_probe_timestamp_seconds", last.started)
-    put("apistatus_next_probe_timestamp_seconds", ts.next_probe_at)
-    put("apistatus_backoff_seconds", ts.backoff)
-    put("apistatus_consecutive_failures", ts.consecutive_failures)
-    return tuple(s.encode() for s in out)
+    out[_IDX[hist]] = (f'{buckets}{hist}_bucket{labels},le="+Inf"}} {ts.probes}\n'
+                       f"{hist}_sum{labels}}} {_num(ts.duration_sum)}\n{hist}_count{labels}}} {ts.probes}\n")
+    add("apistatus_last_probe_timestamp_seconds", last.started)
+    add("apistatus_next_probe_timestamp_seconds", ts.next_probe_at)
+    add("apistatus_backoff_seconds", ts.backoff)
+    add("apistatus_consecutive_failures", ts.consecutive_failures)
+    # "replace": a lone surrogate in a config label value must cost one "?", not every probe's record
+    return tuple(text.encode(errors="replace") for text in out)
 
 
-@dataclass(slots=True)
-class ExporterInfo:
-    """The exporter's own figures."""
+# The exporter's own status: plain records of plain values (no I/O module behind them), built by the
+# composition root at each scrape, so the collector reads a snapshot and reaches into nothing.
+
+
+@dataclass(frozen=True, slots=True)
+class StartLag:
+    """Planned-to-actual start of probes, seconds."""
+
+    recent: tuple[float, ...]  # of the latest probes, in the scheduler's window
+    total: float  # sum over every probe started so far
+    count: int  # probes started so far
+
+
+@dataclass(frozen=True, slots=True)
+class ExporterStatus:
+    """The exporter's own figures, as of one scrape."""
 
     reload_successful: bool = True
     reload_success_timestamp: float = 0.0
     targets: int = 0
-    #: (start lags of recent probes, sum of all start lags, probes started), from the scheduler
-    start_lag: Callable[[], tuple[Sequence[float], float, int]] | None = None
+    start_lag: StartLag | None = None  # None until the scheduler runs
 
 
 _process_registry = CollectorRegistry(auto_describe=False)
@@ -141,7 +156,7 @@ ProcessCollector(registry=_process_registry)
 PlatformCollector(registry=_process_registry)
 
 
-def _own(info: ExporterInfo) -> str:
+def _own(info: ExporterStatus) -> str:
     return (
         "# HELP apistatus_build_info The exporter's version; always 1.\n# TYPE apistatus_build_info gauge\n"
         f'apistatus_build_info{{version="{__version__}"}} 1\n'
@@ -160,11 +175,11 @@ def _own(info: ExporterInfo) -> str:
 LAG_QUANTILES = (0.5, 0.9, 0.99)
 
 
-def _start_lag(info: ExporterInfo) -> str:
+def _start_lag(info: ExporterStatus) -> str:
     """How late probes start against their plan: the first sign that the exporter cannot keep up."""
     if info.start_lag is None:
         return ""
-    recent, total, count = info.start_lag()
+    recent, total, count = info.start_lag.recent, info.start_lag.total, info.start_lag.count
     name = "apistatus_probe_start_lag_seconds"
     out = [f"# HELP {name} Planned-to-actual start of probes; quantiles over the last {len(recent)} probes.\n"
            f"# TYPE {name} summary\n"]
@@ -181,15 +196,15 @@ def _start_lag(info: ExporterInfo) -> str:
 CHUNK_TARGETS = 1000
 
 
-def exposition_chunks(states: Iterable[TargetState], info: ExporterInfo | None = None,
+def exposition_chunks(states: Iterable[TargetState], info: ExporterStatus | None = None,
                       process: bool = True) -> Iterator[bytes]:
     """The /metrics answer in pieces. The targets' fragments are taken when this is called, so the
     answer is one consistent snapshot even if probes finish while it is being sent."""
-    fragments: Sequence[tuple[bytes, ...]] = [ts.rendered for ts in states if ts.rendered is not None]
+    fragments: Sequence[Rendered] = [ts.rendered for ts in states if ts.rendered is not None]
     return _chunks(fragments, info, process)
 
 
-def _chunks(fragments: Sequence[tuple[bytes, ...]], info: ExporterInfo | None, process: bool) -> Iterator[bytes]:
+def _chunks(fragments: Sequence[Rendered], info: ExporterStatus | None, process: bool) -> Iterator[bytes]:
     for i, fam in enumerate(FAMILIES):
         header = fam.header.encode()
         for start in range(0, len(fragments), CHUNK_TARGETS):
@@ -205,7 +220,7 @@ def _chunks(fragments: Sequence[tuple[bytes, ...]], info: ExporterInfo | None, p
         yield generate_latest(_process_registry)
 
 
-def render_exposition(states: Iterable[TargetState], info: ExporterInfo | None = None,
+def render_exposition(states: Iterable[TargetState], info: ExporterStatus | None = None,
                       process: bool = True) -> bytes:
     """The whole /metrics answer (or, with ``info=None``, just the targets' families for /probe)."""
     return b"".join(exposition_chunks(states, info, process))

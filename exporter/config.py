@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 from ._yamlnode import ConfigError, Node, load_yaml
 from .catalog import (
@@ -30,8 +30,7 @@ from .catalog import (
     parse_check,
 )
 
-__all__ = ["Config", "ConfigError", "Credentials", "GlobalConfig", "Target", "carry_over", "load_config",
-           "parse_config"]
+__all__ = ["Config", "ConfigError", "Credentials", "GlobalConfig", "Target", "load_config", "parse_config"]
 
 _RESERVED_LABELS = {"target", "vendor", "class", "code", "quota", "le", "version", "job", "instance"}
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -107,31 +106,9 @@ class Config:
     global_: GlobalConfig
     targets: tuple[Target, ...]
     catalogs: Mapping[str, Catalog]
-    warnings: tuple[str, ...] = ()
 
     def target(self, name: str) -> Target | None:
         return next((t for t in self.targets if t.name == name), None)
-
-
-class _HoldsTarget(Protocol):
-    target: Target
-
-
-_H = TypeVar("_H", bound=_HoldsTarget)
-
-
-def carry_over(current: Mapping[str, _H], targets: Iterable[Target], make: Callable[[Target], _H]) -> dict[str, _H]:
-    """After a (re)load, what a target had (counters, schedule) carries over when its name and vendor
-    are unchanged; a target whose vendor changed starts afresh, since its codes mean other things."""
-    fresh: dict[str, _H] = {}
-    for t in targets:
-        old = current.get(t.name)
-        if old is not None and old.target.vendor == t.vendor:
-            old.target = t
-            fresh[t.name] = old
-        else:
-            fresh[t.name] = make(t)
-    return fresh
 
 
 def _expand(value: Any, env: Mapping[str, str], file: str, path: str) -> Any:

@@ -1,8 +1,11 @@
 """One health-check call: build the request from the target's check, sign it, send it, time it,
 read a capped body and hand the answer to the classifier.
 
-Transport failures are mapped to a short bounded code in exactly one place (``_failure``). A signer
-that holds a token gets exactly one fresh login after an ``auth`` answer before that answer counts.
+This is the one request path: probes, quota calls and the logins and refreshes of signer plug-ins
+(which get ``send`` from here and never do I/O of their own) all go through ``Prober._send``, with
+the same body cap, decompression and timeout. Transport failures are mapped to a short bounded code
+in exactly one place (``_failure``). A signer that holds a token gets exactly one fresh login after
+an ``auth`` answer before that answer counts.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ import aiohttp
 from yarl import URL
 
 from .catalog import CheckSpec, QuotaSpec
-from .classify import Answer, Failure, Outcome, QuotaReading, classify, read_quotas
+from .classify import classify, read_quotas
 from .clock import Clock
 from .config import Target
-from .signers import HttpRequest, Signer, SignerContext, SignError, make_signer
+from .model import UP, Answer, Failure, HttpRequest, Outcome, ProbeResult, QuotaReading, SignError
+from .signers import Signer, SignerContext, make_signer
+from .signing import wire_url
 
 __all__ = ["ProbeResult", "Prober", "build_request", "redact"]
 
@@ -32,16 +37,13 @@ REDACTED = "<redacted>"
 
 
 @dataclass(frozen=True, slots=True)
-class ProbeResult:
-    target: str
-    started: float  # wall clock
-    duration: float  # seconds, all attempts of this probe
-    outcome: Outcome
-    request_line: str  # redacted
-    excerpt: str  # redacted start of the response body
-    attempts: int = 1
-    #: HTTP requests this probe cost the vendor (logins and quota calls included)
-    requests: int = 1
+class _Attempt:
+    """One signed request and what came of it."""
+
+    request: HttpRequest | None  # None: signing failed, nothing of the check was sent
+    result: Answer | Failure
+    #: HTTP requests it cost, logins and refreshes of the signer included
+    requests: int
 
 
 def build_request(base_url: str, check: CheckSpec, variables: Mapping[str, str] | None = None) -> HttpRequest:
@@ -57,8 +59,8 @@ def build_request(base_url: str, check: CheckSpec, variables: Mapping[str, str] 
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    for s in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
-        text = text.replace(s, REDACTED)
+    for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
     return text
 
 
@@ -109,8 +111,7 @@ class Prober:
     def signer(self, target: Target) -> Signer:
         held = self._signers.get(target.name)
         if held is None or held[0] != target:
-            ctx = SignerContext(target.credentials, target.catalog.signer_options, target.base_url,
-                                self.session, target.timeout, self.clock.time)
+            ctx = SignerContext(target.credentials, target.catalog.signer_options, target.base_url)
             held = (target, make_signer(target.catalog.signer, ctx))
             self._signers[target.name] = held
         return held[1]
@@ -123,108 +124,132 @@ class Prober:
     def secrets(self, target: Target) -> list[str]:
         return [*target.credentials.values(), *self.signer(target).secrets()]
 
-    async def _send(self, req: HttpRequest, timeout: float) -> Answer:
-        # Decompression is ours, not aiohttp's: it inflates a whole received chunk at once, so a gzip
-        # bomb held the event loop for a second; here inflating stops at the body cap.
+    # --- the one request path ------------------------------------------------------------------
+
+    async def _send(self, req: HttpRequest, deadline: float) -> Answer:
+        """Send one request and read its whole body up to the cap, whatever the segmentation."""
         headers = {"Accept-Encoding": "gzip, deflate", **req.headers}
+        timeout = aiohttp.ClientTimeout(total=max(0.05, deadline - time.monotonic()))
         async with self.session.request(
-            req.method, URL(req.full_url(), encoded=True), headers=headers, data=req.body,
-            allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout), auto_decompress=False,
+            req.method, URL(wire_url(req), encoded=True), headers=headers, data=req.body,
+            allow_redirects=False, timeout=timeout, auto_decompress=False,
         ) as resp:
-            inflater = _inflater(resp.headers.get("Content-Encoding", ""))
-            chunks: list[bytes] = []
-            size = raw = 0
-            truncated = False
-            while size < self.max_body and raw < self.max_body:
-                chunk = await resp.content.read(min(65536, self.max_body - raw))
-                if not chunk:
-                    break
-                raw += len(chunk)
-                if inflater is not None:
-                    try:
-                        chunk = inflater.decompress(chunk, self.max_body - size)
-                    except zlib.error:
-                        break  # a corrupt stream: what inflated so far is the body
-                chunks.append(chunk)
-                size += len(chunk)
-            else:
-                truncated = not resp.content.at_eof() or bool(inflater and inflater.unconsumed_tail)
+            body, truncated = await self._read_body(resp)
             headers_in = {k.lower(): v for k, v in resp.headers.items()}
             if truncated:
                 resp.close()  # do not drain a body we will not read: drop the connection instead
-            return Answer(resp.status, headers_in, b"".join(chunks), truncated)
+            return Answer(resp.status, headers_in, body, truncated)
 
-    async def _attempt(self, target: Target, signer: Signer, check: CheckSpec,
-                       deadline: float) -> tuple[HttpRequest | None, Answer | Failure, int]:
-        """One signed request. Returns the request, its answer or failure, and requests spent."""
-        request = build_request(target.base_url, check, signer.variables())
-        calls_before = signer.calls
-        remaining = max(0.05, deadline - time.monotonic())
+    async def _read_body(self, resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+        """Read until EOF or the cap. Decompression is ours, not aiohttp's: it inflates a whole
+        received chunk at once, so a gzip bomb held the event loop for a second; here inflating
+        stops at the body cap."""
+        inflater = _inflater(resp.headers.get("Content-Encoding", ""))
+        chunks: list[bytes] = []
+        size = raw = 0
+        while size < self.max_body and raw < self.max_body:
+            chunk = await resp.content.read(min(65536, self.max_body - raw))
+            if not chunk:
+                return b"".join(chunks), False
+            raw += len(chunk)
+            if inflater is not None:
+                try:
+                    chunk = inflater.decompress(chunk, self.max_body - size)
+                except zlib.error:
+                    return b"".join(chunks), False  # a corrupt stream: what inflated so far is the body
+            chunks.append(chunk)
+            size += len(chunk)
+        truncated = not resp.content.at_eof() or bool(inflater and inflater.unconsumed_tail)
+        return b"".join(chunks), truncated
+
+    # --- one probe, step by step ---------------------------------------------------------------
+
+    def _variables(self, target: Target, signer: Signer) -> Mapping[str, str]:
+        """Path variables: what the signer learnt, and any optional credential the target gives."""
+        given = {n: target.credentials[n] for n in target.catalog.optional_credentials if n in target.credentials}
+        return {**signer.variables(), **given}
+
+    async def _attempt(self, target: Target, signer: Signer, check: CheckSpec, deadline: float) -> _Attempt:
+        """One signed request; the signer's own calls go through the same path and count too."""
+        request = build_request(target.base_url, check, self._variables(target, signer))
+        sent = 0
+
+        async def send(req: HttpRequest) -> Answer:
+            nonlocal sent
+            sent += 1
+            return await self._send(req, deadline)
+
         try:
             # asyncio.timeout, not wait_for: wait_for wraps the coroutine in a task of its own, a
             # measurable cost on every probe when most signers never wait for anything
-            async with asyncio.timeout(remaining):
-                signed = await signer.sign(request, self.clock.time())
+            async with asyncio.timeout(max(0.05, deadline - time.monotonic())):
+                signed = await signer.sign(request, self.clock.time(), send)
         except SignError as exc:
-            return None, Failure(exc.cls, exc.code, exc.message, exc.http_status), signer.calls - calls_before
-        except Exception as exc:  # noqa: BLE001 - a login call failed in transport: same map
-            return None, _failure(exc), max(1, signer.calls - calls_before)
-        login_cost = signer.calls - calls_before
-        remaining = max(0.05, deadline - time.monotonic())
+            return _Attempt(None, Failure(exc.cls, exc.code, exc.message, exc.http_status), sent)
+        except Exception as exc:  # noqa: BLE001 - a login call failed in transport: the same map
+            return _Attempt(None, _failure(exc), max(1, sent))
         try:
-            return signed, await self._send(signed, remaining), 1 + login_cost
+            answer: Answer | Failure = await send(signed)
         except Exception as exc:  # noqa: BLE001 - every transport failure is an outcome, never a crash
-            return signed, _failure(exc), 1 + login_cost
+            answer = _failure(exc)
+        return _Attempt(signed, answer, sent)
+
+    async def _checked(self, target: Target, signer: Signer,
+                       deadline: float) -> tuple[_Attempt, Outcome, int, int]:
+        """The check, classified; after an ``auth`` answer a cached token may simply have expired,
+        so the signer logs in again once before ``auth`` counts. Returns the last attempt, its
+        outcome, the number of attempts and the requests they cost."""
+        attempt = await self._attempt(target, signer, target.check, deadline)
+        outcome = classify(target.catalog, attempt.result, self.clock.time())
+        if outcome.cls != "auth" or not signer.invalidate():
+            return attempt, outcome, 1, attempt.requests
+        retry = await self._attempt(target, signer, target.check, deadline)
+        return retry, classify(target.catalog, retry.result, self.clock.time()), 2, attempt.requests + retry.requests
 
     async def probe(self, target: Target) -> ProbeResult:
         signer = self.signer(target)
         started_wall = self.clock.time()
         t0 = time.perf_counter()
         deadline = time.monotonic() + target.timeout
-        attempts, spent = 1, 0
-        signed, result, cost = await self._attempt(target, signer, target.check, deadline)
-        spent += cost
-        outcome = classify(target.catalog, result, self.clock.time())
-        if outcome.cls == "auth" and signer.invalidate():
-            # A cached token may simply have expired: log in again once before reporting auth.
-            attempts += 1
-            signed, result, cost = await self._attempt(target, signer, target.check, deadline)
-            spent += cost
-            outcome = classify(target.catalog, result, self.clock.time())
+        attempt, outcome, attempts, spent = await self._checked(target, signer, deadline)
         duration = time.perf_counter() - t0
-        if outcome.cls in ("ok", "degraded", "processing"):
-            extra, n = await self._quota_calls(target, signer, deadline)
-            spent += n
+        if outcome.cls in UP:
+            extra, cost = await self._quota_calls(target, signer, deadline)
+            spent += cost
             if extra:
                 outcome = replace(outcome, quotas=outcome.quotas + tuple(extra))
-        secrets = self.secrets(target)
+        return self._result(target, signer, started_wall, duration, outcome, attempt, attempts, spent)
+
+    def _result(self, target: Target, signer: Signer, started: float, duration: float, outcome: Outcome,
+                attempt: _Attempt, attempts: int, spent: int) -> ProbeResult:
+        """The record for state and views, every secret (credentials and learnt tokens) redacted."""
+        secrets = [*target.credentials.values(), *signer.secrets()]
+        signed = attempt.request
         line = _request_line(signed, target.check, secrets) if signed else f"{target.check.method} (not sent)"
         excerpt = ""
-        if isinstance(result, Answer):
-            excerpt = redact(result.body[:EXCERPT_BYTES].decode("utf-8", "replace"), secrets)
-        return ProbeResult(target.name, started_wall, duration, outcome, line, excerpt, attempts, spent)
+        if isinstance(attempt.result, Answer):
+            excerpt = redact(attempt.result.body[:EXCERPT_BYTES].decode("utf-8", "replace"), secrets)
+        return ProbeResult(target.name, started, duration, outcome, line, excerpt, attempts, spent)
 
     async def _quota_calls(self, target: Target, signer: Signer,
                            deadline: float) -> tuple[list[QuotaReading], int]:
         """Separate read-only calls that carry quota figures, one per distinct request."""
-        specs = [q for q in target.catalog.quota if q.request is not None]
-        if not specs:
-            return [], 0
+        by_request: dict[CheckSpec, list[QuotaSpec]] = {}
+        for quota in target.catalog.quota:
+            if quota.request is not None:
+                by_request.setdefault(quota.request, []).append(quota)
         readings: list[QuotaReading] = []
         spent = 0
-        by_request: dict[CheckSpec, list[QuotaSpec]] = {}
-        for q in specs:
-            assert q.request is not None
-            by_request.setdefault(q.request, []).append(q)
-        for check, qs in by_request.items():
-            _, result, cost = await self._attempt(target, signer, check, deadline)
-            spent += cost
+        for check, specs in by_request.items():
+            attempt = await self._attempt(target, signer, check, deadline)
+            spent += attempt.requests
+            result = attempt.result
             if isinstance(result, Answer) and 200 <= result.status < 300:
                 try:
                     doc = json.loads(result.body)
                 except (ValueError, RecursionError):
                     continue
-                readings.extend(read_quotas(tuple(qs), result, doc, self.clock.time()))
+                readings.extend(read_quotas(tuple(specs), result, doc, self.clock.time()))
         return readings, spent
 
 

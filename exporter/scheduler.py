@@ -16,19 +16,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .budget import Budgets
-from .catalog import UP_CLASSES
-from .classify import Outcome
 from .clock import Clock
-from .config import Target, carry_over
-from .probe import Prober, ProbeResult
-from .state import State
+from .config import Target
+from .model import BACKOFF as BACKOFF_CLASSES
+from .model import UP as UP_CLASSES
+from .model import Outcome, ProbeResult
+from .probe import Prober
+from .state import State, kept
 
-__all__ = ["BACKOFF_CLASSES", "MAX_BACKOFF", "Scheduler", "next_delay"]
+__all__ = ["BACKOFF_CLASSES", "MAX_BACKOFF", "LagStats", "Scheduler", "next_delay"]
 
 log = logging.getLogger(__name__)
 
-#: classes after which the vendor should be left alone for a while
-BACKOFF_CLASSES = frozenset({"maintenance", "rate_limited", "quota_exceeded", "server_error"})
 #: exponential backoff never waits longer than this (or the interval, when that is longer)
 MAX_BACKOFF = 900.0
 JITTER = 0.05
@@ -54,6 +53,22 @@ class _Slot:
     streak: int = 0
 
 
+class LagStats:
+    """How late probes start against their plan: a window of the latest lags and running totals."""
+
+    __slots__ = ("count", "recent", "total")
+
+    def __init__(self, window: int = 10000) -> None:
+        self.recent: deque[float] = deque(maxlen=window)
+        self.total = 0.0  # seconds, over every probe started
+        self.count = 0  # probes started
+
+    def record(self, lag: float) -> None:
+        self.recent.append(lag)
+        self.total += lag
+        self.count += 1
+
+
 class Scheduler:
     def __init__(self, prober: Prober, state: State, clock: Clock, max_concurrency: int = 100,
                  rng: random.Random | None = None) -> None:
@@ -68,11 +83,9 @@ class Scheduler:
         self._tasks: set[asyncio.Task[None]] = set()
         self._sleeper: asyncio.Future[None] | None = None
         self.budgets = Budgets()
-        #: planned-to-actual start lag of recent probes, seconds (for benchmarks and the status page)
-        self.lags: deque[float] = deque(maxlen=10000)
-        #: all probes started so far and the sum of their start lags (the summary's _count and _sum)
-        self.lag_count = 0
-        self.lag_sum = 0.0
+        #: planned-to-actual start lag of probes (the exporter's own summary metric, benchmarks)
+        self.lag = LagStats()
+        #: probes finished so far (benchmarks and tests wait on it)
         self.completed = 0
 
     # --- config ------------------------------------------------------------------------------------
@@ -82,12 +95,15 @@ class Scheduler:
         now = self.clock.monotonic()
         spread = min(5.0, 1.0 + len(targets) / 200)
 
-        def new_slot(t: Target) -> _Slot:
-            slot = _Slot(t, next(self._gen))
-            self._push(now + self.rng.uniform(0, min(t.interval, spread)), slot)
-            return slot
-
-        fresh = carry_over(self._slots, targets, new_slot)
+        fresh: dict[str, _Slot] = {}
+        for target in targets:
+            slot = self._slots.get(target.name)
+            if slot is not None and kept(slot.target, target):
+                slot.target = target  # its planned probe stands; the next is planned on the new interval
+            else:
+                slot = _Slot(target, next(self._gen))
+                self._push(now + self.rng.uniform(0, min(target.interval, spread)), slot)
+            fresh[target.name] = slot
         self._slots = fresh
         if max_concurrency is not None and max_concurrency != self._max_concurrency:
             # probes in flight finish under the old limit; new ones take the new one
@@ -95,10 +111,6 @@ class Scheduler:
             self._max_concurrency = max_concurrency
         self.prober.forget(fresh)
         self._poke()
-
-    def target(self, name: str) -> Target | None:
-        slot = self._slots.get(name)
-        return slot.target if slot else None
 
     # --- loop --------------------------------------------------------------------------------------
     def _push(self, due: float, slot: _Slot) -> None:
@@ -118,20 +130,27 @@ class Scheduler:
                     slot = self._slots.get(name)
                     if slot is None or slot.generation != gen:
                         continue  # removed or replaced by a reload
-                    budget = self.budgets.limiter(slot.target)
-                    if budget is not None and (wait := budget.wait(now)) > 0:
-                        self._push(now + wait, slot)  # the shared budget is spent: wait for room
-                        continue
-                    if budget is not None:
-                        budget.spend(now)
-                    task = asyncio.create_task(self._probe(slot, due), name=f"probe:{name}")
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                    if self._admit(slot, now):
+                        task = asyncio.create_task(self._probe(slot, due), name=f"probe:{name}")
+                        self._tasks.add(task)
+                        task.add_done_callback(self._tasks.discard)
                 deadline = self._heap[0][0] if self._heap else now + 3600.0
                 self._sleeper = asyncio.ensure_future(self._sleep_until(deadline))
                 await asyncio.wait({self._sleeper})
         finally:
             await self.stop()
+
+    def _admit(self, slot: _Slot, now: float) -> bool:
+        """Whether the credential's shared budget has room for the probe's first request now (then
+        it is booked); if not, the probe is planned again for when there will be room."""
+        budget = self.budgets.limiter(slot.target)
+        if budget is None:
+            return True
+        if (wait := budget.wait(now)) > 0:
+            self._push(now + wait, slot)
+            return False
+        budget.spend(now)
+        return True
 
     async def _sleep_until(self, deadline: float) -> None:
         # A deadline, not a duration: the sleep may start a moment after it was planned.
@@ -143,42 +162,62 @@ class Scheduler:
     async def stop(self) -> None:
         self._poke()
         tasks = list(self._tasks)
-        for t in tasks:
-            t.cancel()
+        for task in tasks:
+            task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _probe(self, slot: _Slot, planned: float) -> None:
+        """One scheduled probe: wait for a concurrency slot, probe (confirming a failure), plan the next."""
         async with self._sem:
-            lag = self.clock.monotonic() - planned
-            self.lags.append(lag)
-            self.lag_count += 1
-            self.lag_sum += lag
-            result = await self.probe_once(slot.target)
-            if slot.target.confirm_failures and result.outcome.cls not in UP_CLASSES | BACKOFF_CLASSES:
-                # Confirm a failure once before it becomes the current class. The first attempt is
-                # recorded too, so a retry never hides a failure from the counters. Not after answers
-                # that ask us to back off: a retry then would only add to the vendor's load.
-                if self._slots.get(slot.target.name) is slot:
-                    self.state.record(result, self.clock.time(), 0.0)
-                if (budget := self.budgets.limiter(slot.target)) is not None:
-                    budget.spend(self.clock.monotonic(), result.requests)
-                result = await self.probe_once(slot.target)
+            self.lag.record(self.clock.monotonic() - planned)
+            result = await self._probe_confirmed(slot)
         self.completed += 1
-        if self._slots.get(slot.target.name) is not slot:
-            return  # removed by a reload while in flight
+        if self._current(slot):
+            self._finish(slot, planned, result)
+
+    def _current(self, slot: _Slot) -> bool:
+        """False once a reload removed or replaced the target while its probe was in flight."""
+        return self._slots.get(slot.target.name) is slot
+
+    async def _probe_confirmed(self, slot: _Slot) -> ProbeResult:
+        """Probe; with ``confirm_failures``, confirm a failure once before it becomes the current class.
+        The first attempt is recorded too, so a retry never hides a failure from the counters. Not
+        after answers that ask us to back off: a retry then would only add to the vendor's load."""
+        result = await self.probe_once(slot.target)
+        if not slot.target.confirm_failures or result.outcome.cls in UP_CLASSES | BACKOFF_CLASSES:
+            return result
+        if self._current(slot):
+            self._record(result, self.clock.time(), 0.0)
+        self._book(slot.target, self.clock.monotonic(), result.requests)
+        return await self.probe_once(slot.target)
+
+    def _book(self, target: Target, now: float, requests: int) -> None:
+        """Book requests a probe made in its credential's shared budget."""
+        if requests > 0 and (budget := self.budgets.limiter(target)) is not None:
+            budget.spend(now, requests)
+
+    def _finish(self, slot: _Slot, planned: float, result: ProbeResult) -> None:
+        """Plan the next probe (interval, jitter, backoff), book what the probe spent, record it."""
         now = self.clock.monotonic()
-        cls = result.outcome.cls
-        slot.streak = slot.streak + 1 if cls in BACKOFF_CLASSES else 0
+        slot.streak = slot.streak + 1 if result.outcome.cls in BACKOFF_CLASSES else 0
         delay, backoff = next_delay(slot.target.interval, result.outcome, slot.streak, self.rng)
         # keep the phase when on time, so probes stay evenly spread; never plan in the past
         due = max(planned + delay, now + delay * 0.5) if backoff == 0 else now + delay
-        if (budget := self.budgets.limiter(slot.target)) is not None and result.requests > 1:
-            budget.spend(now, result.requests - 1)
+        # the first request was booked when the probe was let through (run); the rest are booked now
+        self._book(slot.target, now, result.requests - 1)
         heapq.heappush(self._heap, (due, next(self._seq), slot.target.name, slot.generation))
-        self.state.record(result, self.clock.time() + (due - now), backoff)
         if self._heap[0][0] == due:
             self._poke()  # this target is now the next one due: the loop must wake for it
+        self._record(result, self.clock.time() + (due - now), backoff)
+
+    def _record(self, result: ProbeResult, next_probe_at: float, backoff: float) -> None:
+        """Write the result to the state; a bug there costs this one result, never the target's schedule."""
+        try:
+            self.state.record(result, next_probe_at, backoff)
+        except Exception as exc:  # noqa: BLE001
+            log.error("recording a probe of target %s failed internally: %s", result.target,
+                      exc.__class__.__name__)
 
     async def probe_once(self, target: Target) -> ProbeResult:
         """One probe, never raising: a bug in a probe must not stop the loop for the others."""

@@ -1,124 +1,189 @@
 """Request signing, one small plug-in per scheme, chosen by name in a vendor catalog.
 
-Every signer has the same shape: it is built once per target from the target's credentials and the
-catalog's ``signer.options``, and ``sign()`` turns an unsigned request into one the vendor accepts.
-Schemes that hold state (a login token) keep it on the instance; ``invalidate()`` drops it after the
-vendor refused our credentials, and says whether one more attempt could succeed.
+Every plug-in declares its options as a frozen dataclass (``Options``): catalog.py reads and checks
+``signer.options`` against it while the catalog loads, so a misspelt or mistyped option is a config
+error, and the plug-in reads typed attributes. Every value that belongs to one vendor (paths, field
+and parameter names) is an option set in that vendor's catalog; defaults here are neutral.
 
-The pure functions (``md5_signature``, ``rubiq_token``) are shared with the simulators, which verify
-what the exporter signs; the documented test vectors pin them down in the tests.
+A plug-in never does I/O: ``sign()`` gets a ``send`` callable from the prober (the one request path)
+for the calls it needs (logins, refreshes) and returns the signed request. Schemes that hold state (a
+login token) keep it on the instance; ``invalidate()`` drops it after the vendor refused our
+credentials, and says whether one more attempt could succeed.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
+import dataclasses
 import json
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 from urllib.parse import urlencode
 
-import aiohttp
-from yarl import URL
-
 from ._jsonpath import json_path
+from .model import Answer, HttpRequest, SignError
+from .signing import md5_signature, rubiq_issued_at, rubiq_token, wire_url
 
 __all__ = [
     "SIGNERS",
+    "BasicOptions",
+    "BearerLoginOptions",
+    "HeaderOptions",
     "HttpRequest",
+    "Md5ParamsOptions",
+    "NoOptions",
+    "OidcPasswordOptions",
+    "OptionKind",
+    "OptionSpec",
+    "RubiqOptions",
+    "Send",
     "SignError",
     "Signer",
     "SignerContext",
     "make_signer",
     "md5_signature",
+    "option_specs",
     "rubiq_issued_at",
     "rubiq_token",
 ]
 
+#: how the prober sends a request for a plug-in: the same path, cap and failure map as a probe
+Send = Callable[[HttpRequest], Awaitable[Answer]]
 
-class SignError(Exception):
-    """Signing failed (e.g. the login call was refused); carries a class and a short code."""
-
-    def __init__(self, cls: str, code: str, message: str, http_status: int = 0) -> None:
-        super().__init__(message)
-        self.cls = cls
-        self.code = code
-        self.message = message
-        self.http_status = http_status
+#: what an option holds; catalog.py turns each kind into one Node check
+OptionKind = Literal[
+    "string",  # any text
+    "path",  # a URL path starting with / (may hold {name} variables)
+    "url_or_path",  # an absolute http(s) URL, or a path under the base URL
+    "template",  # text whose {name} fields must be credentials of the vendor
+    "seconds",  # a number of seconds, zero or more
+    "boolean",
+    "strings",  # a list of texts
+    "mapping",  # text -> text
+    "credential",  # the name of one of the vendor's credentials
+]
 
 
 @dataclass(frozen=True, slots=True)
-class HttpRequest:
-    """One request before it is sent. ``url`` has no query string; ``params`` become it."""
+class OptionSpec:
+    name: str
+    kind: OptionKind
+    required: bool
+    default: Any
+    doc: str
 
-    method: str
-    url: str
-    params: tuple[tuple[str, str], ...] = ()
-    headers: Mapping[str, str] = field(default_factory=dict)
-    body: bytes | None = None
 
-    def full_url(self) -> str:
-        """The URL exactly as it goes on the wire (the prober sends this string unchanged): a signature
-        over the URL (Rubiq) must cover the bytes the vendor receives, and yarl's own query encoding
-        differs from urlencode's (it leaves ``/`` and ``?`` unescaped)."""
-        url = str(URL(self.url))
-        return f"{url}?{urlencode(self.params)}" if self.params else url
+def _opt(kind: OptionKind, default: Any = dataclasses.MISSING, doc: str = "") -> Any:
+    return field(default=default, metadata={"kind": kind, "doc": doc})
+
+
+def option_specs(options: type[Any]) -> tuple[OptionSpec, ...]:
+    """The declared options of one plug-in (from its ``Options`` dataclass)."""
+    return tuple(
+        OptionSpec(f.name, f.metadata["kind"], f.default is dataclasses.MISSING,
+                   None if f.default is dataclasses.MISSING else f.default, f.metadata.get("doc", ""))
+        for f in dataclasses.fields(options))
 
 
 @dataclass(frozen=True, slots=True)
 class SignerContext:
     credentials: Mapping[str, str]
-    options: Mapping[str, Any]
+    #: an instance of the plug-in's ``Options`` dataclass, checked when the catalog loaded
+    options: Any
     base_url: str
-    session: aiohttp.ClientSession | None
-    timeout: float
-    clock: Callable[[], float] = time.time
 
 
 class Signer(Protocol):
-    #: HTTP requests the signer itself has made so far (logins, refreshes): they cost budget too
-    calls: int
-
     #: credential values a signer derives (tokens) that must be redacted like the credentials.
     def secrets(self) -> Sequence[str]: ...
 
-    async def sign(self, request: HttpRequest, now: float) -> HttpRequest: ...
+    async def sign(self, request: HttpRequest, now: float, send: Send) -> HttpRequest: ...
 
     def invalidate(self) -> bool: ...
 
     def variables(self) -> Mapping[str, str]: ...
 
 
-# --- pure signing functions ------------------------------------------------------------------------
+# --- options ---------------------------------------------------------------------------------------
 
 
-def md5_signature(secret: str, params: Sequence[tuple[str, str]], exclude: Sequence[str] = ("signature",)) -> str:
-    """Flipsnack's documented scheme: md5(secret + concat(k + v for sorted params))."""
-    material = "".join(k + v for k, v in sorted(p for p in params if p[0] not in exclude))
-    return hashlib.md5((secret + material).encode(), usedforsecurity=False).hexdigest()
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NoOptions:
+    pass
 
 
-def rubiq_issued_at(now: float) -> str:
-    return datetime.fromtimestamp(now, UTC).strftime("%Y%m%d%H%M%S")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeaderOptions:
+    header: str = _opt("string", "Authorization", "the header name")
+    template: str = _opt("template", doc="the header value; {name} is the credential of that name")
 
 
-def rubiq_token(app_key: str, app_secret: str, method: str, url: str, issued_at: str) -> str:
-    """Rubiq's documented scheme: base64(HMAC-SHA256(secret, AppKey + METHOD + URL + IssuedAt))."""
-    msg = (app_key + method.upper() + url + issued_at).encode()
-    return base64.b64encode(hmac.new(app_secret.encode(), msg, hashlib.sha256).digest()).decode()
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BasicOptions:
+    username_credential: str = _opt("credential", "username", doc="the credential sent as the user name")
+    password_credential: str = _opt("credential", "password", doc="the credential sent as the password")
+    path_variables: tuple[str, ...] = _opt("strings", (), doc="credentials usable as {name} in the path; "
+                                           "empty: the user name's")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Md5ParamsOptions:
+    key_param: str = _opt("string", doc="the query parameter that carries the key")
+    key_credential: str = _opt("credential", doc="the credential sent as the key")
+    secret_credential: str = _opt("credential", doc="the credential the signature is keyed with")
+    signature_param: str = _opt("string", doc="the query parameter that carries the signature")
+    timestamp_param: str = _opt("string", "", doc="a parameter carrying the unix time; empty: none")
+    exclude: tuple[str, ...] = _opt("strings", (), doc="parameters left out of the signature")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RubiqOptions:
+    app_key_credential: str = _opt("credential", doc="the credential sent as AppKey")
+    app_secret_credential: str = _opt("credential", doc="the credential the token is keyed with")
+    header: str = _opt("string", doc="the header that carries the signature JSON")
+    app_key_json_number: bool = _opt("boolean", False, doc="send an all-digit AppKey as a JSON number")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BearerLoginOptions:
+    login_path: str = _opt("path", doc="POST username and password here (JSON) for a token")
+    refresh_path: str = _opt("path", "", doc="POST the refresh token here; {name} variables; empty: none")
+    username_credential: str = _opt("credential", "username")
+    password_credential: str = _opt("credential", "password")
+    username_field: str = _opt("string", "username", doc="login request field for the username")
+    password_field: str = _opt("string", "password", doc="login request field for the password")
+    access_token_field: str = _opt("string", doc="answer field with the access token")
+    refresh_token_field: str = _opt("string", "", doc="answer and refresh request field of the refresh token")
+    variables: tuple[tuple[str, str], ...] = _opt("mapping", (), doc="path variable -> dotted path in the login answer")
+    access_ttl: float = _opt("seconds", doc="how long an access token lives")
+    refresh_ttl: float = _opt("seconds", 0.0, doc="how long a refresh token lives; 0: never refresh")
+    renew_before: float = _opt("seconds", 30.0, doc="renew a token this long before it expires")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OidcPasswordOptions:
+    # The field names are OAuth 2's own (RFC 6749), so they are the defaults here.
+    token_url: str = _opt("url_or_path", doc="the token endpoint")
+    client_id: str = _opt("string")
+    username_credential: str = _opt("credential", "username")
+    password_credential: str = _opt("credential", "password")
+    variables: tuple[tuple[str, str], ...] = _opt("mapping", (), doc="path variable -> dotted path in the token answer")
+    access_ttl: float = _opt("seconds", 60.0, doc="access token lifetime when the answer has no expires_in")
+    refresh_ttl: float = _opt("seconds", 0.0, doc="refresh token lifetime without refresh_expires_in; 0: never")
+    renew_before: float = _opt("seconds", 30.0, doc="renew a token this long before it expires")
 
 
 # --- plug-ins --------------------------------------------------------------------------------------
 
 
 class _Stateless:
+    Options: ClassVar[type[Any]] = NoOptions
+
     def __init__(self, ctx: SignerContext) -> None:
+        if not isinstance(ctx.options, self.Options):
+            raise TypeError(f"{type(self).__name__} needs {self.Options.__name__}, not {type(ctx.options).__name__}")
         self.ctx = ctx
-        self.calls = 0
 
     def secrets(self) -> Sequence[str]:
         return ()
@@ -129,33 +194,37 @@ class _Stateless:
     def variables(self) -> Mapping[str, str]:
         return {}
 
-    def cred(self, option: str, default: str) -> str:
-        return self.ctx.credentials[str(self.ctx.options.get(option, default))]
+    async def sign(self, request: HttpRequest, now: float, send: Send) -> HttpRequest:
+        return request
 
 
 class NoSigner(_Stateless):
-    async def sign(self, request: HttpRequest, now: float) -> HttpRequest:
-        return request
+    """No signature: the request goes out as the check describes it."""
 
 
 class HeaderSigner(_Stateless):
     """A static header built from a template, e.g. ``BW-API-Key: Token {token}``."""
 
-    async def sign(self, request: HttpRequest, now: float) -> HttpRequest:
-        name = str(self.ctx.options.get("header", "Authorization"))
-        value = str(self.ctx.options.get("template", "Bearer {token}")).format_map(dict(self.ctx.credentials))
-        return replace(request, headers={**request.headers, name: value})
+    Options = HeaderOptions
+
+    async def sign(self, request: HttpRequest, now: float, send: Send) -> HttpRequest:
+        opts: HeaderOptions = self.ctx.options
+        value = opts.template.format_map(dict(self.ctx.credentials))
+        return replace(request, headers={**request.headers, opts.header: value})
 
 
 class BasicSigner(_Stateless):
-    """HTTP Basic authentication (RFC 7617) from two credentials, options ``username_credential`` and
-    ``password_credential`` (Twilio: account SID and auth token); the header signer's template cannot
-    base64-encode. Credentials named in option ``path_variables`` (default: the user name's) are also
-    ``{name}`` variables of the request path, because REST APIs such as Twilio's put the account in it
-    (with an API key as the user, the account SID is another credential)."""
+    """HTTP Basic authentication (RFC 7617) from two credentials (Twilio: account SID and auth token); the
+    header signer's template cannot base64-encode. Credentials named in ``path_variables`` (default: the
+    user name's) are also ``{name}`` variables of the request path, because REST APIs such as Twilio's
+    put the account in it (with an API key as the user, the account SID is another credential)."""
+
+    Options = BasicOptions
 
     def _header(self) -> str:
-        pair = f"{self.cred('username_credential', 'username')}:{self.cred('password_credential', 'password')}"
+        opts: BasicOptions = self.ctx.options
+        creds = self.ctx.credentials
+        pair = f"{creds[opts.username_credential]}:{creds[opts.password_credential]}"
         return "Basic " + base64.b64encode(pair.encode()).decode()
 
     def secrets(self) -> Sequence[str]:
@@ -164,48 +233,50 @@ class BasicSigner(_Stateless):
         return [header, header.removeprefix("Basic ")]
 
     def variables(self) -> Mapping[str, str]:
-        names = self.ctx.options.get("path_variables") or [self.ctx.options.get("username_credential", "username")]
+        opts: BasicOptions = self.ctx.options
+        names = opts.path_variables or (opts.username_credential,)
         # a name that is no credential stays unfilled in the path: the vendor answers 404, which shows
-        return {str(n): self.ctx.credentials[str(n)] for n in names if str(n) in self.ctx.credentials}
+        return {n: self.ctx.credentials[n] for n in names if n in self.ctx.credentials}
 
-    async def sign(self, request: HttpRequest, now: float) -> HttpRequest:
+    async def sign(self, request: HttpRequest, now: float, send: Send) -> HttpRequest:
         return replace(request, headers={**request.headers, "Authorization": self._header()})
 
 
 class Md5ParamsSigner(_Stateless):
     """Key, optional unix timestamp and md5 signature as query parameters (Flipsnack, Bannersnack)."""
 
-    async def sign(self, request: HttpRequest, now: float) -> HttpRequest:
-        opts = self.ctx.options
-        sig_param = str(opts.get("signature_param", "signature"))
-        params = [p for p in request.params if p[0] != sig_param]
-        params.append((str(opts.get("key_param", "apiKey")), self.cred("key_credential", "api_key")))
-        if ts := opts.get("timestamp_param"):
-            params.append((str(ts), str(int(now))))
-        exclude = [sig_param, *opts.get("exclude", ["file"])]
-        params.append((sig_param, md5_signature(self.cred("secret_credential", "secret"), params, exclude)))
+    Options = Md5ParamsOptions
+
+    async def sign(self, request: HttpRequest, now: float, send: Send) -> HttpRequest:
+        opts: Md5ParamsOptions = self.ctx.options
+        creds = self.ctx.credentials
+        params = [p for p in request.params if p[0] != opts.signature_param]
+        params.append((opts.key_param, creds[opts.key_credential]))
+        if opts.timestamp_param:
+            params.append((opts.timestamp_param, str(int(now))))
+        signature = md5_signature(creds[opts.secret_credential], params, (opts.signature_param, *opts.exclude))
+        params.append((opts.signature_param, signature))
         return replace(request, params=tuple(params))
 
 
 class RubiqSigner(_Stateless):
-    """The ``Signature`` header: JSON with AppKey, IssuedAt (UTC) and an HMAC-SHA256 token."""
+    """A header with JSON: AppKey, IssuedAt (UTC) and an HMAC-SHA256 token over method and URL."""
 
-    async def sign(self, request: HttpRequest, now: float) -> HttpRequest:
-        app_key = self.cred("app_key_credential", "app_key")
+    Options = RubiqOptions
+
+    async def sign(self, request: HttpRequest, now: float, send: Send) -> HttpRequest:
+        opts: RubiqOptions = self.ctx.options
+        app_key = self.ctx.credentials[opts.app_key_credential]
         issued = rubiq_issued_at(now)
-        token = rubiq_token(app_key, self.cred("app_secret_credential", "app_secret"), request.method,
-                            request.full_url(), issued)
-        key: int | str = int(app_key) if app_key.isdigit() else app_key
+        token = rubiq_token(app_key, self.ctx.credentials[opts.app_secret_credential], request.method,
+                            wire_url(request), issued)
+        key: int | str = int(app_key) if opts.app_key_json_number and app_key.isdigit() else app_key
         header = json.dumps({"AppKey": key, "IssuedAt": issued, "Token": token}, separators=(",", ":"))
-        return replace(request, headers={**request.headers, str(self.ctx.options.get("header", "Signature")): header})
+        return replace(request, headers={**request.headers, opts.header: header})
 
 
-class BearerLoginSigner(_Stateless):
-    """Log in for a short-lived access token, refresh it before it expires, log in again once on 401.
-
-    Options: ``login_path``, ``refresh_path`` (may use ``{name}`` variables, see ``_learn``, taken
-    from the login answer), ``access_ttl``/``refresh_ttl`` seconds, ``renew_before`` seconds.
-    """
+class _TokenSigner(_Stateless):
+    """Shared by the login schemes: the token pair, its lifetimes and the learnt path variables."""
 
     def __init__(self, ctx: SignerContext) -> None:
         super().__init__(ctx)
@@ -214,8 +285,6 @@ class BearerLoginSigner(_Stateless):
         self._access_until = 0.0
         self._refresh_until = 0.0
         self._vars: dict[str, str] = {}
-        self.logins = 0
-        self.refreshes = 0
 
     def secrets(self) -> Sequence[str]:
         return [t for t in (self._access, self._refresh) if t]
@@ -229,113 +298,127 @@ class BearerLoginSigner(_Stateless):
         self._access_until = self._refresh_until = 0.0
         return had
 
-    async def _token_call(self, url: str, token_field: str, **body: Any) -> Mapping[str, Any]:
-        """POST to a token endpoint (``json=`` or ``data=``); the answer must carry ``token_field``."""
-        session = self.ctx.session
-        if session is None:
-            raise SignError("network_error", "no_session", "no HTTP session for the login call")
-        self.calls += 1
-        timeout = aiohttp.ClientTimeout(total=self.ctx.timeout)
-        async with session.post(url, timeout=timeout, allow_redirects=False, **body) as resp:
-            raw = await resp.content.read(65536)
-            if resp.status != 200:
-                cls = "auth" if resp.status in (400, 401, 403) else "server_error"
-                raise SignError(cls, f"login_{resp.status}", f"token endpoint answered HTTP {resp.status}",
-                                resp.status)
+    def _due(self, now: float, renew_before: float) -> bool:
+        return self._access is None or now >= self._access_until - renew_before
+
+    def _can_refresh(self, now: float, renew_before: float) -> bool:
+        return self._refresh is not None and now < self._refresh_until - renew_before
+
+    async def _token_call(self, send: Send, request: HttpRequest, token_field: str) -> Mapping[str, Any]:
+        """One call to a token endpoint; the answer must be JSON carrying ``token_field``."""
+        answer = await send(request)
+        if answer.status != 200:
+            cls = "auth" if answer.status in (400, 401, 403) else "server_error"
+            raise SignError(cls, f"login_{answer.status}", f"token endpoint answered HTTP {answer.status}",
+                            answer.status)
+        if answer.truncated:
+            raise SignError("server_error", "login_body", "token endpoint answer is larger than the body cap")
         try:
-            data = json.loads(raw)
+            data = json.loads(answer.body)
         except (ValueError, RecursionError) as exc:
             raise SignError("server_error", "login_body", "token endpoint answered invalid JSON") from exc
         if not isinstance(data, dict) or not isinstance(data.get(token_field), str):
             raise SignError("server_error", "login_body", f"token endpoint answered without {token_field}")
         return data
 
-    async def _post(self, path: str, payload: Mapping[str, str]) -> Mapping[str, Any]:
-        return await self._token_call(self.ctx.base_url.rstrip("/") + path, "accessToken", json=dict(payload))
+    def _url(self, path_or_url: str) -> str:
+        return self.ctx.base_url.rstrip("/") + path_or_url if path_or_url.startswith("/") else path_or_url
 
-    def _take(self, data: Mapping[str, Any], now: float) -> None:
-        opts = self.ctx.options
-        self._access = data["accessToken"]
-        self._access_until = now + float(opts.get("access_ttl", 300))
-        if isinstance(data.get("refreshToken"), str):
-            self._refresh = data["refreshToken"]
-            self._refresh_until = now + float(opts.get("refresh_ttl", 3600))
-        self._learn(data)
-
-    def _learn(self, data: Mapping[str, Any]) -> None:
-        """Variables for request paths (``{name}``): option ``variables`` maps each name to a dotted path
-        in the login answer (movingimage: ``videoManagerList.0.id``); a credential of the same name wins."""
-        for name, path in dict(self.ctx.options.get("variables") or {}).items():
-            value = json_path(data, str(path))
+    def _learn(self, data: Mapping[str, Any], variables: Sequence[tuple[str, str]]) -> None:
+        """Variables for request paths (``{name}``), each a dotted path in the token answer
+        (movingimage: ``videoManagerList.0.id``); a credential of the same name wins."""
+        for name, path in variables:
+            value = json_path(data, path)
             if isinstance(value, str | int) and not isinstance(value, bool):
-                self._vars.setdefault(str(name), str(value))
-            if given := self.ctx.credentials.get(str(name)):
-                self._vars[str(name)] = given
+                self._vars.setdefault(name, str(value))
+            if given := self.ctx.credentials.get(name):
+                self._vars[name] = given
 
-    async def sign(self, request: HttpRequest, now: float) -> HttpRequest:
-        margin = float(self.ctx.options.get("renew_before", 30))
-        if self._access is None or now >= self._access_until - margin:
-            data: Mapping[str, Any] | None = None
-            refresh_path = _fill(str(self.ctx.options.get("refresh_path", "/auth/refresh")), self._vars)
-            if self._refresh and now < self._refresh_until - margin and refresh_path is not None:
-                try:
-                    data = await self._post(refresh_path, {"refreshToken": self._refresh})
-                    self.refreshes += 1
-                except SignError:
-                    data = None  # a refused refresh is not an outage: fall through to a fresh login
-            if data is None:
-                data = await self._post(
-                    str(self.ctx.options.get("login_path", "/auth/login")),
-                    {"username": self.cred("username_credential", "username"),
-                     "password": self.cred("password_credential", "password")},
-                )
-                self.logins += 1
-            self._take(data, now)
+    def _authorized(self, request: HttpRequest) -> HttpRequest:
         return replace(request, headers={**request.headers, "Authorization": f"Bearer {self._access}"})
 
 
-class OidcPasswordSigner(BearerLoginSigner):
-    """OpenID Connect password grant (movingimage's newer login): a form POST to ``token_url`` (absolute,
-    or a path under the base URL) for an access token, renewed with the refresh-token grant; lifetimes
-    come from the answer's ``expires_in`` / ``refresh_expires_in``. Option ``client_id``."""
+def _json_post(url: str, payload: Mapping[str, str]) -> HttpRequest:
+    return HttpRequest("POST", url, headers={"Content-Type": "application/json"},
+                       body=json.dumps(dict(payload)).encode())
 
-    async def _grant(self, form: Mapping[str, str]) -> Mapping[str, Any]:
-        url = str(self.ctx.options.get("token_url", "/protocol/openid-connect/token"))
-        if url.startswith("/"):
-            url = self.ctx.base_url.rstrip("/") + url
-        return await self._token_call(url, "access_token", data=dict(form))
 
-    def _lifetime(self, data: Mapping[str, Any], key: str, option: str, default: float) -> float:
+def _form_post(url: str, form: Mapping[str, str]) -> HttpRequest:
+    return HttpRequest("POST", url, headers={"Content-Type": "application/x-www-form-urlencoded"},
+                       body=urlencode(dict(form)).encode())
+
+
+class BearerLoginSigner(_TokenSigner):
+    """Log in for a short-lived access token, refresh it before it expires, log in again once on 401."""
+
+    Options = BearerLoginOptions
+
+    async def sign(self, request: HttpRequest, now: float, send: Send) -> HttpRequest:
+        opts: BearerLoginOptions = self.ctx.options
+        if self._due(now, opts.renew_before):
+            data: Mapping[str, Any] | None = None
+            refresh_path = _fill(opts.refresh_path, self._vars) if opts.refresh_path else None
+            if self._refresh and refresh_path is not None and self._can_refresh(now, opts.renew_before):
+                try:
+                    data = await self._token_call(
+                        send, _json_post(self._url(refresh_path), {opts.refresh_token_field: self._refresh}),
+                        opts.access_token_field)
+                except SignError:
+                    data = None  # a refused refresh is not an outage: fall through to a fresh login
+            if data is None:
+                creds = self.ctx.credentials
+                data = await self._token_call(send, _json_post(self._url(opts.login_path), {
+                    opts.username_field: creds[opts.username_credential],
+                    opts.password_field: creds[opts.password_credential]}), opts.access_token_field)
+            self._access = data[opts.access_token_field]
+            self._access_until = now + opts.access_ttl
+            refresh = data.get(opts.refresh_token_field) if opts.refresh_token_field else None
+            if isinstance(refresh, str):
+                self._refresh = refresh
+                self._refresh_until = now + opts.refresh_ttl
+            self._learn(data, opts.variables)
+        return self._authorized(request)
+
+
+class OidcPasswordSigner(_TokenSigner):
+    """OpenID Connect password grant (movingimage's newer login): a form POST to ``token_url`` for an
+    access token, renewed with the refresh-token grant; lifetimes come from the answer's
+    ``expires_in`` / ``refresh_expires_in``, else from the options."""
+
+    Options = OidcPasswordOptions
+
+    @staticmethod
+    def _lifetime(data: Mapping[str, Any], key: str, fallback: float) -> float:
         value = data.get(key)
         if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
             return float(value)
-        return float(self.ctx.options.get(option, default))
+        return fallback
 
-    async def sign(self, request: HttpRequest, now: float) -> HttpRequest:
-        margin = float(self.ctx.options.get("renew_before", 30))
-        if self._access is None or now >= self._access_until - margin:
-            client = str(self.ctx.options.get("client_id", "anonymous"))
+    async def sign(self, request: HttpRequest, now: float, send: Send) -> HttpRequest:
+        opts: OidcPasswordOptions = self.ctx.options
+        if self._due(now, opts.renew_before):
+            url = self._url(opts.token_url)
             data: Mapping[str, Any] | None = None
-            if self._refresh and now < self._refresh_until - margin:
+            if self._refresh and self._can_refresh(now, opts.renew_before):
                 try:
-                    data = await self._grant({"grant_type": "refresh_token", "client_id": client,
-                                              "refresh_token": self._refresh})
-                    self.refreshes += 1
+                    data = await self._token_call(send, _form_post(url, {
+                        "grant_type": "refresh_token", "client_id": opts.client_id,
+                        "refresh_token": self._refresh}), "access_token")
                 except SignError:
                     data = None  # a refused refresh is not an outage: fall through to a fresh login
             if data is None:
-                data = await self._grant({
-                    "grant_type": "password", "client_id": client,
-                    "username": self.cred("username_credential", "username"),
-                    "password": self.cred("password_credential", "password")})
-                self.logins += 1
+                creds = self.ctx.credentials
+                data = await self._token_call(send, _form_post(url, {
+                    "grant_type": "password", "client_id": opts.client_id,
+                    "username": creds[opts.username_credential],
+                    "password": creds[opts.password_credential]}), "access_token")
             self._access = data["access_token"]
-            self._access_until = now + self._lifetime(data, "expires_in", "access_ttl", 300)
+            self._access_until = now + self._lifetime(data, "expires_in", opts.access_ttl)
             if isinstance(data.get("refresh_token"), str):
                 self._refresh = data["refresh_token"]
-                self._refresh_until = now + self._lifetime(data, "refresh_expires_in", "refresh_ttl", 3600)
-            self._learn(data)
-        return replace(request, headers={**request.headers, "Authorization": f"Bearer {self._access}"})
+                self._refresh_until = now + self._lifetime(data, "refresh_expires_in", opts.refresh_ttl)
+            self._learn(data, opts.variables)
+        return self._authorized(request)
 
 
 def _fill(template: str, variables: Mapping[str, str]) -> str | None:
@@ -346,7 +429,7 @@ def _fill(template: str, variables: Mapping[str, str]) -> str | None:
         return None
 
 
-SIGNERS: dict[str, Callable[[SignerContext], Signer]] = {
+SIGNERS: dict[str, type[_Stateless]] = {
     "none": NoSigner,
     "header": HeaderSigner,
     "basic": BasicSigner,

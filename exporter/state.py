@@ -3,6 +3,8 @@
 The state owns the counters, the latest outcome, the last known quota figures and a bounded history.
 It knows no metric names: a ``render`` hook (the collector's) is called after each update so that a
 scrape only joins text that was prepared when the probe finished.
+
+It also owns reload reconciliation (``kept``): which targets of a new config carry their state over.
 """
 
 from __future__ import annotations
@@ -10,35 +12,32 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
 
-from .catalog import UP_CLASSES
-from .classify import QuotaReading
-from .config import Target, carry_over
-from .probe import ProbeResult
+from .config import Target
+from .model import FAILURE, UP, ProbeResult, QuotaReading
 
-__all__ = ["DURATION_BUCKETS", "MAX_FOREIGN_CODES", "HistoryEntry", "State", "TargetState"]
+__all__ = ["DURATION_BUCKETS", "MAX_FOREIGN_CODES", "Rendered", "State", "TargetState", "kept"]
+
+#: one target's samples as exposition text, one encoded fragment per metric family (the collector's)
+Rendered = tuple[bytes, ...]
 
 DURATION_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 #: codes outside the vendor's catalog (unknown codes, http_NNN fallbacks, transport codes) that get
 #: a label of their own per target; the rest are counted under ``other``, so series stay bounded.
 MAX_FOREIGN_CODES = 16
-#: classes a person on call wants to read back later: kept in their own, longer-lived ring
-_FAILURE = frozenset({"maintenance", "auth", "clock_skew", "rate_limited", "quota_exceeded", "client_error",
-                      "server_error", "timeout", "network_error", "unknown"})
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
-    result: ProbeResult
-    code: str  # the bounded label actually counted
+def kept(old: Target | None, new: Target) -> bool:
+    """After a (re)load, whether what a target had (counters, history, schedule) carries over to its
+    new config: when its name (looked up by the caller) and vendor are unchanged. A target whose
+    vendor changed starts afresh, since its codes mean other things."""
+    return old is not None and old.vendor == new.vendor
 
 
 @dataclass(slots=True)
 class TargetState:
     target: Target
     last: ProbeResult | None = None
-    code: str = ""  # bounded code label of the last outcome
     since: float = 0.0  # wall time the current class began
     responses: dict[tuple[str, str], int] = field(default_factory=dict)
     auth_failures: dict[str, int] = field(default_factory=dict)
@@ -51,14 +50,10 @@ class TargetState:
     clock_skew: float | None = None
     next_probe_at: float = 0.0
     backoff: float = 0.0
-    recent: deque[HistoryEntry] = field(default_factory=lambda: deque(maxlen=50))
-    failures: deque[HistoryEntry] = field(default_factory=lambda: deque(maxlen=50))
+    recent: deque[ProbeResult] = field(default_factory=lambda: deque(maxlen=50))
+    failures: deque[ProbeResult] = field(default_factory=lambda: deque(maxlen=50))
     classes: deque[str] = field(default_factory=lambda: deque(maxlen=20))
-    rendered: Any = None  # the collector's prepared text for this target
-
-    @property
-    def up(self) -> bool:
-        return self.last is not None and self.last.outcome.cls in UP_CLASSES
+    rendered: Rendered | None = None  # the collector's prepared text for this target, None before any
 
     def bounded_code(self, code: str) -> str:
         if code in self.target.catalog.codes or code in self.foreign_codes:
@@ -70,12 +65,12 @@ class TargetState:
 
     def record(self, result: ProbeResult) -> None:
         if self.last is not None:
-            result = _share(result, self.last)
+            result = _intern(result, self.last)
         out = result.outcome
         code = self.bounded_code(out.code)
         if self.last is None or self.last.outcome.cls != out.cls:
             self.since = result.started
-        self.last, self.code = result, code
+        self.last = result
         key = (out.cls, code)
         self.responses[key] = self.responses.get(key, 0) + 1
         if out.cls == "auth":
@@ -85,25 +80,24 @@ class TargetState:
                 self.bucket_counts[i] += 1
         self.duration_sum += result.duration
         self.probes += 1
-        self.consecutive_failures = 0 if out.cls in UP_CLASSES else self.consecutive_failures + 1
+        self.consecutive_failures = 0 if out.cls in UP else self.consecutive_failures + 1
         for q in out.quotas:
             self.quotas[q.name] = q
         if out.clock_skew is not None:
             self.clock_skew = out.clock_skew
-        entry = HistoryEntry(result, code)
-        self.recent.append(entry)
-        if out.cls in _FAILURE:
-            self.failures.append(entry)
+        self.recent.append(result)
+        if out.cls in FAILURE:  # a person on call wants to read these back later: a longer-lived ring
+            self.failures.append(result)
         self.classes.append(out.cls)
 
-    def history(self) -> list[HistoryEntry]:
+    def history(self) -> list[ProbeResult]:
         """Recent probes, newest first; failures older than the recent ring are kept too."""
-        seen = {id(e) for e in self.recent}
-        merged = list(self.recent) + [e for e in self.failures if id(e) not in seen]
-        return sorted(merged, key=lambda e: e.result.started, reverse=True)
+        seen = {id(result) for result in self.recent}
+        merged = list(self.recent) + [result for result in self.failures if id(result) not in seen]
+        return sorted(merged, key=lambda result: result.started, reverse=True)
 
 
-def _share(new: ProbeResult, prev: ProbeResult) -> ProbeResult:
+def _intern(new: ProbeResult, prev: ProbeResult) -> ProbeResult:
     """``new`` holding ``prev``'s copies of the parts that did not change (the redacted request line,
     the body excerpt, the quota readings): the history then costs a few hundred bytes a probe, not
     ~800, which at 10,000 targets and 50 entries each is some 200 MB less."""
@@ -119,7 +113,7 @@ def _share(new: ProbeResult, prev: ProbeResult) -> ProbeResult:
 class State:
     """All targets' state, in config order. ``render`` is called after every change of a target."""
 
-    def __init__(self, render: Callable[[TargetState], Any] | None = None, history: int = 50) -> None:
+    def __init__(self, render: Callable[[TargetState], Rendered] | None = None, history: int = 50) -> None:
         self._targets: dict[str, TargetState] = {}
         self._render = render
         self._history = history
@@ -134,16 +128,22 @@ class State:
         return self._targets.get(name)
 
     def sync(self, targets: Iterable[Target], history: int | None = None) -> None:
-        """Apply a (re)loaded config; removed targets are dropped (see ``carry_over`` for the rest).
-        A new ``history`` size applies to kept targets too, keeping their newest entries."""
+        """Apply a (re)loaded config: removed targets are dropped, new ones start empty, and a kept one
+        (see ``kept``) keeps what it had under its new config. A new ``history`` size applies to kept
+        targets too, keeping their newest entries."""
         self._history = history or self._history
-        fresh = carry_over(self._targets, targets, lambda t: TargetState(
-            t, recent=deque(maxlen=self._history), failures=deque(maxlen=self._history)))
-        for ts in fresh.values():
-            if ts.recent.maxlen != self._history:
-                ts.recent = deque(ts.recent, maxlen=self._history)
-                ts.failures = deque(ts.failures, maxlen=self._history)
+        fresh: dict[str, TargetState] = {}
+        for target in targets:
+            ts = self._targets.get(target.name)
+            if ts is not None and kept(ts.target, target):
+                ts.target = target
+                if ts.recent.maxlen != self._history:
+                    ts.recent = deque(ts.recent, maxlen=self._history)
+                    ts.failures = deque(ts.failures, maxlen=self._history)
+            else:
+                ts = TargetState(target, recent=deque(maxlen=self._history), failures=deque(maxlen=self._history))
             self._refresh(ts)
+            fresh[target.name] = ts
         self._targets = fresh
 
     def record(self, result: ProbeResult, next_probe_at: float, backoff: float) -> TargetState | None:

@@ -1,4 +1,7 @@
-"""The exporter's own HTTP endpoints."""
+"""The exporter's own HTTP endpoints: /metrics, /probe, the lifecycle endpoints and the status pages.
+
+All HTTP lives here (routes, headers, gzip, limits); what a page or a JSON answer says is views.py's.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +10,17 @@ import gzip
 import html
 import logging
 import zlib
+from collections.abc import Mapping
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from . import views
 from .app import Exporter
 from .collector import CONTENT_TYPE, exposition_chunks, render_exposition
-from .pages import setup_pages
+from .state import TargetState
 
-__all__ = ["EXPORTER_KEY", "make_app"]
+__all__ = ["EXPORTER_KEY", "accepts_gzip", "make_app"]
 
 log = logging.getLogger(__name__)
 EXPORTER_KEY = web.AppKey("exporter", Exporter)
@@ -23,35 +28,72 @@ EXPORTER_KEY = web.AppKey("exporter", Exporter)
 MAX_REQUEST_BYTES = 16 * 1024
 
 
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an Accept-Encoding header value admits gzip (RFC 9110, 12.5.3): ``gzip`` or ``x-gzip``
+    with a non-zero q-value, else ``*`` with one; names are case-insensitive and ``gzip;q=0`` refuses
+    it. A q-value that is not a number counts as a refusal: we never send what was not asked for."""
+    named: float | None = None
+    star: float | None = None
+    for element in accept_encoding.split(","):
+        coding, *params = (part.strip() for part in element.split(";"))
+        coding = coding.lower()
+        if coding not in ("gzip", "x-gzip", "*"):
+            continue
+        weight = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    weight = float(value.strip())
+                except ValueError:
+                    weight = 0.0
+        weight = weight if 0.0 <= weight <= 1.0 else 0.0
+        if coding == "*":
+            star = weight if star is None else max(star, weight)
+        else:
+            named = weight if named is None else max(named, weight)
+    chosen = named if named is not None else star
+    return chosen is not None and chosen > 0
+
+
+def _wants_gzip(request: web.Request) -> bool:
+    return accepts_gzip(",".join(request.headers.getall("Accept-Encoding", [])))
+
+
+#: below this an answer goes out as it is: gzip would save a packet at most
+GZIP_MIN_BYTES = 1024
+
+
+async def _respond(request: web.Request, body: bytes, headers: Mapping[str, str]) -> web.Response:
+    """A whole answer, gzipped when the client accepts it and it is worth it."""
+    out = {**headers, "Vary": "Accept-Encoding"}
+    if len(body) > GZIP_MIN_BYTES and _wants_gzip(request):
+        # level 1: the text is repetitive and compresses well even at the fastest level; in a thread,
+        # which zlib lets run beside the event loop, so a large answer never delays probes in flight
+        body = await asyncio.get_running_loop().run_in_executor(None, gzip.compress, body, 1)
+        out["Content-Encoding"] = "gzip"
+    return web.Response(body=body, headers=out)
+
+
 async def metrics(request: web.Request) -> web.StreamResponse:
     exp = request.app[EXPORTER_KEY]
-    chunks = exposition_chunks(exp.state, exp.info)
-    gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
-    resp = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE})
+    chunks = exposition_chunks(exp.state, exp.status())
+    gzipped = _wants_gzip(request)
+    resp = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE, "Vary": "Accept-Encoding"})
     if gzipped:
         resp.headers["Content-Encoding"] = "gzip"
     # Streamed piece by piece: a scrape of 10,000 targets never holds a second copy of its 34 MB of
     # text, and probes run between the pieces. gzip level 1: the text compresses ~20x even so.
-    z = zlib.compressobj(1, zlib.DEFLATED, 31) if gzipped else None
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 31) if gzipped else None
     await resp.prepare(request)
     for chunk in chunks:
-        data = z.compress(chunk) if z is not None else chunk
+        data = compressor.compress(chunk) if compressor is not None else chunk
         if data:
             await resp.write(data)
-    if z is not None:
-        await resp.write(z.flush())
+    if compressor is not None:
+        await resp.write(compressor.flush())
     await resp.write_eof()
     return resp
-
-
-async def _maybe_gzip(request: web.Request, body: bytes) -> web.Response:
-    if "gzip" in request.headers.get("Accept-Encoding", "") and len(body) > 1024:
-        # level 1: scrapes are frequent and the text compresses well even at the fastest level
-        # in a thread, which zlib lets run beside the event loop: compressing 10,000 targets' answer
-        # takes tens of milliseconds that would otherwise delay every probe in flight
-        zipped = await asyncio.get_running_loop().run_in_executor(None, gzip.compress, body, 1)
-        return web.Response(body=zipped, headers={"Content-Type": CONTENT_TYPE, "Content-Encoding": "gzip"})
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 async def probe(request: web.Request) -> web.Response:
@@ -65,7 +107,7 @@ async def probe(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text=f"unknown target {shown!r}: /probe takes a configured target name\n")
     done = await exp.probe_now(name)
     assert done is not None
-    return await _maybe_gzip(request, render_exposition([done[1]], None, process=False))
+    return await _respond(request, render_exposition([done[1]], None, process=False), {"Content-Type": CONTENT_TYPE})
 
 
 async def healthy(request: web.Request) -> web.Response:
@@ -128,5 +170,68 @@ def make_app(exporter: Exporter) -> web.Application:
     app.router.add_get("/-/ready", ready)
     app.router.add_post("/-/reload", reload)
     app.router.add_put("/-/reload", reload)
-    setup_pages(app, exporter)
+    _add_pages(app)
     return app
+
+
+# --- the status pages and their JSON ---------------------------------------------------------------
+
+_PAGE_HEADERS = {
+    "Content-Type": "text/html; charset=utf-8",
+    # no scripts at all, and only the page's own stylesheet (by its hash) inline
+    "Content-Security-Policy": f"default-src 'none'; style-src 'sha256-{views.STYLE_SHA256}'; img-src 'self' data:; "
+                               "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+_JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+
+
+def _refresh(request: web.Request, default: int) -> views.Refresh:
+    try:
+        return views.parse_refresh(request.query.get("refresh"), default)
+    except views.RefreshError as exc:
+        raise web.HTTPBadRequest(text=f"{exc}\n") from None
+
+
+def _target(request: web.Request, api: bool) -> TargetState:
+    name = request.match_info["name"]
+    ts = request.app[EXPORTER_KEY].state.get(name)
+    if ts is None:
+        raise web.HTTPNotFound(text=views.unknown_target(name, api),
+                               content_type="application/json" if api else "text/plain")
+    return ts
+
+
+async def status_page(request: web.Request) -> web.Response:
+    exp = request.app[EXPORTER_KEY]
+    targets = list(exp.state)
+    refresh = _refresh(request, views.default_refresh(targets))
+    return await _respond(request, views.status_page(targets, exp.clock.time(), refresh), _PAGE_HEADERS)
+
+
+async def target_page(request: web.Request) -> web.Response:
+    ts = _target(request, api=False)
+    refresh = _refresh(request, views.default_refresh([ts]))
+    if "refresh" not in request.query:
+        refresh = views.Refresh(0, refresh.default)  # off by default: a reload would fold the excerpt being read
+    body = views.target_page(ts, request.app[EXPORTER_KEY].clock.time(), refresh)
+    return await _respond(request, body, _PAGE_HEADERS)
+
+
+async def api_targets(request: web.Request) -> web.Response:
+    exp = request.app[EXPORTER_KEY]
+    return await _respond(request, views.api_targets(exp.state, exp.clock.time()), _JSON_HEADERS)
+
+
+async def api_target(request: web.Request) -> web.Response:
+    ts = _target(request, api=True)
+    return await _respond(request, views.api_target(ts, request.app[EXPORTER_KEY].clock.time()), _JSON_HEADERS)
+
+
+def _add_pages(app: web.Application) -> None:
+    app.router.add_get("/", status_page)
+    app.router.add_get("/targets/{name}", target_page)
+    app.router.add_get("/api/v1/targets", api_targets)
+    app.router.add_get("/api/v1/targets/{name}", api_target)

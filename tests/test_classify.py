@@ -1,4 +1,4 @@
-"""The classifier's fallback rules (shared/vendors.md "Rules that hold for every vendor"), pure."""
+"""The classifier's fallback rules (docs/vendors.md, the rules that hold for every vendor), pure."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 
 from exporter._yamlnode import Node
 from exporter.catalog import builtin_raw, parse_catalog
-from exporter.classify import Answer, Failure, classify
+from exporter.classify import classify
+from exporter.model import BACKOFF, CLASSES, FAILURE, UP, Answer, Failure, OutcomeClass
 
 CATALOGS = {name: parse_catalog(name, node) for name, node in builtin_raw().items()}
 NOW = 1_800_000_000.0
@@ -131,3 +132,14 @@ def test_periodic_quota_reset_is_the_next_calendar_boundary(period: str, now: st
         return datetime.fromisoformat(s).replace(tzinfo=UTC).timestamp()
 
     assert next_reset(period, ts(now)) == ts(expected)
+
+
+def test_every_class_a_catalog_names_is_in_the_vocabulary_and_the_sets_partition_it() -> None:
+    named = {info.cls for cat in CATALOGS.values() for info in cat.codes.values()}
+    named |= {cls for cat in CATALOGS.values() for cls in cat.http_fallback.values()}
+    assert named <= set(OutcomeClass)
+    assert set(CLASSES) == UP | FAILURE and not UP & FAILURE
+    assert BACKOFF <= FAILURE and "auth" not in BACKOFF
+    # a StrEnum: an outcome's class compares equal to the text in catalogs, labels and JSON
+    assert OutcomeClass.RATE_LIMITED == "rate_limited" and f"{OutcomeClass.OK}" == "ok"
+

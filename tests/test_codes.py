@@ -1,4 +1,4 @@
-"""Every code of every vendor in shared/vendors.md, answered by a real loopback server the way that
+"""Every code of every vendor in docs/vendors.md, answered by a real loopback server the way that
 vendor sends it (body code, HTTP status, ApiStatusSubCode header), probed by the real prober."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from exporter.probe import Prober
 
 from .conftest import config_from, serve
 
-# The tables of shared/vendors.md, code -> class, one row per code (ranges written out).
+# The code tables of docs/vendors.md, code -> class, one row per code (ranges written out).
 EXPECTED: dict[str, dict[str, str]] = {
     "bannersnack": {
         "200": "ok", "510": "clock_skew", "511": "maintenance", "512": "auth", "513": "auth", "514": "client_error",
@@ -72,7 +72,7 @@ class Vendorish:
 
 
 def place(vendor: str, code: str) -> tuple[int, dict[str, str], bytes]:
-    """Put ``code`` where this vendor puts its code (shared/vendors.md)."""
+    """Put ``code`` where this vendor puts its code (docs/vendors.md)."""
     js = {"Content-Type": "application/json"}
     if vendor in ("bannersnack", "flipsnack"):
         return 200, js, json.dumps({"code": int(code), "message": "x"}).encode()

@@ -86,6 +86,11 @@ async def test_metrics_pass_promtool_and_carry_every_family(flip: tuple[Flip, st
     assert sample(text, "apistatus_config_last_reload_successful") == 1
     assert sample(text, "apistatus_build_info", version="0.1.0") == 1
     assert sample(text, "apistatus_up", target="a", team='a"b\\c') == 0  # label values escaped correctly
+    # the exporter's own figures: every probe start was measured, and the config load is stamped
+    probes = sum(sample(text, "apistatus_request_duration_seconds_count", target=n) or 0 for n in "ab")
+    assert (sample(text, "apistatus_probe_start_lag_seconds_count") or 0) >= probes
+    assert sample(text, "apistatus_probe_start_lag_seconds", quantile="0.99") is not None
+    assert (sample(text, "apistatus_config_last_reload_success_timestamp_seconds") or 0) > 1e9
 
 
 async def test_reload_removes_a_target_and_its_series_and_a_bad_config_keeps_the_old(
@@ -159,4 +164,57 @@ def test_a_reload_resizes_the_history_of_kept_targets() -> None:
         state.record(ProbeResult("a", float(i), 0.1, Outcome("ok", "20", "OK", 200), "GET /", ""), 0, 0)
     state.sync(cfg.targets, history=2)
     ts = state.get("a")
-    assert ts is not None and [e.result.started for e in ts.history()] == [4.0, 3.0]
+    assert ts is not None and [result.started for result in ts.history()] == [4.0, 3.0]
+
+
+@pytest.mark.parametrize(("header", "gzipped"), [
+    ("gzip", True), ("GZip", True), ("x-gzip", True), ("deflate, gzip", True), ("br;q=1.0, gzip;q=0.5", True),
+    ("*", True), ("br, *;q=0.1", True), ("*;q=0, gzip", True), ("gzip ; q=1", True),
+    ("gzip;q=0", False), ("gzip; Q=0.000", False), ("gzip;q=0, *", False), ("*;q=0", False),
+    ("deflate", False), ("identity", False), ("", False), ("gzipped", False), ("deflate;x=gzip", False),
+    ("gzip;q=abc", False), ("gzip;q=2", False),
+])
+def test_gzip_negotiation_honours_q_values(header: str, gzipped: bool) -> None:
+    from exporter.web import accepts_gzip
+
+    assert accepts_gzip(header) is gzipped
+
+
+async def test_every_endpoint_compresses_only_when_the_client_accepts_gzip(flip: tuple[Flip, str]) -> None:
+    from exporter.web import GZIP_MIN_BYTES
+
+    _, url = flip
+    paths = ["/metrics", "/probe?target=a", "/", "/targets/a", "/api/v1/targets", "/api/v1/targets/a"]
+    async with running_exporter(config_from(targets(url, "a", "b"))) as ex:
+        async def probed() -> bool:
+            return all((ts := ex.exporter.state.get(n)) is not None and ts.probes > 0 for n in "ab")
+        await wait_for(probed)
+        for path in paths:
+            for header, expected in (("gzip", "gzip"), ("gzip;q=0", None), ("*", "gzip"), ("identity", None),
+                                     ("deflate, gzip;q=0", None)):
+                async with ex.session.get(ex.url + path, headers={"Accept-Encoding": header}) as r:
+                    text = await r.text()  # the client decodes what it was sent
+                    assert r.status == 200, (path, text)
+                    assert r.headers.get("Content-Encoding") == expected, (path, header)
+                    assert r.headers.get("Vary") == "Accept-Encoding", path
+                    assert len(text.encode()) > GZIP_MIN_BYTES, path  # large enough for gzip to be used
+
+
+def test_a_lone_surrogate_in_a_label_value_neither_breaks_the_metrics_nor_the_pages() -> None:
+    # YAML accepts "\\ud800" in a double-quoted string; no text with it can be encoded as UTF-8
+    from exporter import views
+    from exporter.classify import Outcome
+    from exporter.collector import render_exposition, render_target
+    from exporter.probe import ProbeResult
+    from exporter.state import State
+
+    cfg = targets("http://127.0.0.1:9", "a")
+    cfg["targets"][0]["labels"] = {"team": "x\ud800"}  # type: ignore[index]
+    state = State(render_target)
+    state.sync(config_from(cfg).targets)
+    state.record(ProbeResult("a", 1.0, 0.1, Outcome("ok", "20", "OK", 200), "GET /", ""), 2.0, 0.0)
+    text = render_exposition(state, None, process=False).decode()
+    assert sample(text, "apistatus_up", target="a", team="x?") == 1
+    assert promtool_check(text).returncode == 0
+    page = views.status_page(state, 2.0, views.Refresh(0, 30)).decode()
+    assert "x\\ud800" in page

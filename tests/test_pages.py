@@ -16,7 +16,7 @@ from aiohttp import web
 from exporter.clock import FakeClock
 from exporter.state import TargetState
 
-from .conftest import Running, config_from, running_exporter, serve_app
+from .conftest import Running, config_from, running_exporter, serve, serve_app
 
 API_KEY = "KEY-sekrit-4711"
 SECRET = "SIG-sekrit-0815"
@@ -233,7 +233,7 @@ async def test_history_is_newest_first_and_keeps_failures_longer(vendor: tuple[V
     # the ring holds 3 successes; the failure, older than all of them, is still there
     assert [h["class"] for h in hist] == ["ok", "ok", "ok", "client_error"]
     assert hist[-1]["code"] == "42" and hist[-1]["message"] == "invalid action"
-    assert times[-1] == pytest.approx(ts.history()[-1].result.started, abs=0.01)
+    assert times[-1] == pytest.approx(ts.history()[-1].started, abs=0.01)
     assert set(hist[0]) == {"time", "class", "code", "message", "http_status", "latency_seconds", "attempts",
                             "retry_after_seconds", "request_line", "excerpt"}
     assert hist[0]["request_line"].startswith(f"GET {url}/?action=user.getStats")
@@ -317,3 +317,69 @@ async def test_a_thousand_targets_all_render_compressed(vendor: tuple[Vendor, st
     names = [d["data-target"] for d in Tree(page).data if d["tag"] == "article"]
     assert names == [f"t{i:04d}" for i in range(1000)]
     assert len(doc["targets"]) == 1000
+
+
+# Control characters a vendor may put in an answer: ESC (a terminal escape), BEL, NUL, DEL, a C1
+# control (CSI) and a right-to-left override that would make text read backwards.
+CONTROLS = "\x1b[2J\x07\x00\x7f\x9b\u202e"
+SHOWN = "\\x1b[2J\\x07\\x00\\x7f\\x9b\\u202e"
+
+
+def raw_controls(data: bytes) -> list[int]:
+    """Control bytes in an answer other than the whitespace HTML and JSON use themselves."""
+    text = data.decode("utf-8")
+    return [ord(c) for c in text if (ord(c) < 0x20 and c not in "\t\n\r") or 0x7f <= ord(c) <= 0x9f
+            or c == "\u202e"]
+
+
+async def test_control_characters_from_a_vendor_are_shown_escaped_never_raw() -> None:
+    body = b'{"code": 20, "note": "' + CONTROLS.encode() + b'"}'
+
+    async def vendor(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    async with serve(vendor) as url:
+        cfg = {"global": {"interval": "1s", "timeout": "1s", "probe_share": 1},
+               "targets": [{"name": "flip", "vendor": "flipsnack", "base_url": url,
+                            "credentials": {"api_key": API_KEY, "secret": SECRET}}]}
+        async with running_exporter(config_from(cfg)) as ex:
+            await wait_for(ex, probed("flip"))
+            answers = {}
+            for path in ("/", "/targets/flip", "/api/v1/targets", "/api/v1/targets/flip"):
+                async with ex.session.get(ex.url + path) as r:
+                    assert r.status == 200
+                    answers[path] = await r.read()
+    for path, data in answers.items():
+        assert raw_controls(data) == [], path
+    # the page shows what the vendor sent, visibly
+    assert SHOWN in Tree(answers["/targets/flip"].decode()).joined()
+    # the JSON carries it escaped, and a client decoding it gets the vendor's text back unchanged
+    doc = json.loads(answers["/api/v1/targets/flip"])
+    assert CONTROLS in doc["history"][0]["excerpt"]
+
+
+def test_views_are_pure_functions_of_the_state() -> None:
+    from exporter import views
+    from exporter.classify import Outcome
+    from exporter.probe import ProbeResult
+    from exporter.state import State
+
+    cfg = config_from(config("http://127.0.0.1:9"))
+    state = State()
+    state.sync(cfg.targets)
+    outcome = Outcome("server_error", "50", f"vendor says {CONTROLS}", 200)
+    state.record(ProbeResult("flip-a", 1000.0, 0.2, outcome, "GET http://127.0.0.1:9/", f"oops {CONTROLS}"), 1010, 0)
+    ts = state.get("flip-a")
+    assert ts is not None
+    page = views.target_page(ts, 1005.0, views.Refresh(0, 30)).decode()
+    overview = views.status_page(state, 1005.0, views.Refresh(30, 30)).decode()
+    assert raw_controls(page.encode()) == [] and raw_controls(overview.encode()) == []
+    assert f"vendor says {SHOWN}" in Tree(page).joined() and f"oops {SHOWN}" in Tree(page).joined()
+    assert f"vendor says {SHOWN}" in Tree(overview).joined()  # listed as needing attention
+    assert HOSTILE in Tree(overview).joined() and "<script>" not in overview
+    doc = json.loads(views.api_target(ts, 1005.0))
+    assert doc["target"]["message"] == f"vendor says {CONTROLS}" and doc["generated_at"] == 1005.0
+    assert raw_controls(views.api_targets(state, 1005.0)) == []
+    with pytest.raises(views.RefreshError, match="got 'soon'"):
+        views.parse_refresh("soon", 30)
+    assert views.parse_refresh("1", 30) == views.Refresh(2, 30)  # never faster than 2 s

@@ -19,7 +19,7 @@ from exporter.collector import render_target
 from exporter.config import Config
 from exporter.probe import Prober
 from exporter.scheduler import MAX_BACKOFF, Scheduler, next_delay
-from exporter.state import State
+from exporter.state import Rendered, State, TargetState
 
 from .conftest import config_from, serve
 
@@ -229,3 +229,25 @@ async def test_the_flipsnack_simulator_never_limits_the_exporter_alone(share: fl
         assert 0.9 * allowed <= answers["ok"] <= allowed + 60 * share
     finally:
         await sims.close()
+
+
+async def test_a_failure_while_recording_a_result_never_stops_the_targets_schedule(sim: Sim) -> None:
+    def render_failing_once(ts: TargetState) -> Rendered:
+        if ts.probes == 1:
+            raise RuntimeError("a bug in rendering")
+        return render_target(ts)
+
+    sim.vendor.answer = lambda r: (200, {}, {"code": 41})  # auth: confirmed once, then recorded
+    cfg = flip_targets(sim.url, confirm_failures=True)
+    sim.state = State(render_failing_once)
+    sim.state.sync(cfg.targets)
+    sim.scheduler = Scheduler(Prober(sim.session, sim.clock), sim.state, sim.clock,  # type: ignore[attr-defined]
+                              rng=random.Random(7))
+    sim.scheduler.apply(cfg.targets)
+    task = asyncio.create_task(sim.scheduler.run())
+    await sim.step(25)
+    ts = sim.state.get("t0")
+    assert ts is not None
+    assert len(sim.vendor.log) >= 4  # confirmed, then probed again on schedule
+    assert ts.probes == len(sim.vendor.log) and ts.rendered  # later results are recorded and rendered
+    task.cancel()

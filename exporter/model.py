@@ -1,0 +1,164 @@
+"""The vocabulary and the records every stage shares; stdlib only, and it imports nothing of ours.
+
+Data flows config -> scheduler -> prober -> classifier -> state -> collector and views; the records
+that travel between those stages live here so that no stage has to import the one that produced them.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "BACKOFF",
+    "CLASSES",
+    "FAILURE",
+    "UP",
+    "Answer",
+    "ConfigError",
+    "ExporterError",
+    "Failure",
+    "HttpRequest",
+    "Outcome",
+    "OutcomeClass",
+    "ProbeResult",
+    "QuotaReading",
+    "SignError",
+]
+
+
+class OutcomeClass(enum.StrEnum):
+    """Every answer and every failed attempt gets exactly one of these (docs/vendors.md, "Classes").
+
+    A ``StrEnum``: members compare equal to their value, so catalogs, label values and older code that
+    compares with plain strings keep working."""
+
+    OK = "ok"
+    DEGRADED = "degraded"
+    PROCESSING = "processing"
+    MAINTENANCE = "maintenance"
+    AUTH = "auth"
+    CLOCK_SKEW = "clock_skew"
+    RATE_LIMITED = "rate_limited"
+    QUOTA_EXCEEDED = "quota_exceeded"
+    CLIENT_ERROR = "client_error"
+    SERVER_ERROR = "server_error"
+    TIMEOUT = "timeout"
+    NETWORK_ERROR = "network_error"
+    UNKNOWN = "unknown"
+
+
+# Typed as plain strings: an Outcome's class is compared with catalog text, label values and JSON.
+#: every class, in the order metrics and pages list them
+CLASSES: tuple[str, ...] = tuple(OutcomeClass)
+#: the vendor answered and the check did its job (``apistatus_up`` is 1)
+UP: frozenset[str] = frozenset({OutcomeClass.OK, OutcomeClass.DEGRADED, OutcomeClass.PROCESSING})
+#: the vendor asked us, or is known, to come back later: the next probe waits longer
+BACKOFF: frozenset[str] = frozenset({
+    OutcomeClass.MAINTENANCE, OutcomeClass.RATE_LIMITED, OutcomeClass.QUOTA_EXCEEDED, OutcomeClass.SERVER_ERROR})
+FAILURE: frozenset[str] = frozenset(OutcomeClass) - UP
+
+
+# --- records ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """One request before it is sent. ``url`` has no query string; ``params`` become it."""
+
+    method: str
+    url: str
+    params: tuple[tuple[str, str], ...] = ()
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What came back. ``headers`` keys are lower-case; ``body`` is capped by the prober."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    truncated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """No usable answer: ``cls`` is timeout or network_error (or auth from a refused login)."""
+
+    cls: str
+    code: str
+    message: str
+    http_status: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaReading:
+    name: str
+    remaining: float | None
+    limit: float | None
+    reset_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    cls: str
+    code: str
+    message: str
+    http_status: int
+    retry_after: float | None = None
+    quotas: tuple[QuotaReading, ...] = ()
+    clock_skew: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    target: str
+    started: float  # wall clock
+    duration: float  # seconds, all attempts of this probe
+    outcome: Outcome
+    request_line: str  # redacted
+    excerpt: str  # redacted start of the response body
+    attempts: int = 1
+    #: HTTP requests this probe cost the vendor (logins and quota calls included)
+    requests: int = 1
+
+
+# --- errors ----------------------------------------------------------------------------------------
+
+
+class ExporterError(Exception):
+    """The root of the exporter's own errors."""
+
+
+_UNSET: Any = object()
+
+
+class ConfigError(ExporterError):
+    """A bad config or catalog value. ``str()`` is the one line a user sees."""
+
+    def __init__(self, file: str, path: str, reason: str, value: Any = _UNSET) -> None:
+        self.file, self.path, self.reason = file, path, reason
+        self.value = None if value is _UNSET else value
+        shown = "" if value is _UNSET else f" (got {_short(value)})"
+        where = f"{file}: {path}" if path else file
+        super().__init__(f"{where}: {reason}{shown}")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+class SignError(ExporterError):
+    """Signing failed (e.g. the login call was refused); carries a class and a short code."""
+
+    def __init__(self, cls: str, code: str, message: str, http_status: int = 0) -> None:
+        super().__init__(message)
+        self.cls = cls
+        self.code = code
+        self.message = message
+        self.http_status = http_status

@@ -1,0 +1,419 @@
+"""The status page and probe history for a person on call (``/``, ``/targets/NAME``) and the same data
+as JSON (``/api/v1/targets``), as pure functions: target states and the time in, text out.
+
+Everything shown comes from the in-memory state (no I/O per request) and is built in one pass over
+the targets. Every value a vendor or a config could influence is escaped on the way out, control
+characters included (shown as ``\x1b``, never raw); the pages carry no scripts. The HTTP side
+(routes, the Content-Security-Policy built from ``STYLE_SHA256``, gzip) is web.py's.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import re
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from string import Template
+from typing import Any
+from urllib.parse import quote
+
+from . import __version__
+from .model import CLASSES, UP, ProbeResult
+from .probe import redact
+from .state import TargetState
+
+__all__ = ["STYLE_SHA256", "Refresh", "RefreshError", "api_target", "api_targets", "default_refresh", "escape",
+           "history_view", "parse_refresh", "render_status", "render_target_page", "status_page", "target_page",
+           "target_view", "unknown_target"]
+
+#: the words next to each class colour: what it means for the person reading the page
+CLASS_WORDS: Mapping[str, str] = {
+    "ok": "OK",
+    "degraded": "degraded",
+    "processing": "busy (processing)",
+    "maintenance": "maintenance",
+    "auth": "credentials refused",
+    "clock_skew": "clock skew",
+    "rate_limited": "rate limited",
+    "quota_exceeded": "quota exceeded",
+    "client_error": "bad health-check call",
+    "server_error": "vendor error",
+    "timeout": "timeout",
+    "network_error": "network error",
+    "unknown": "unknown answer",
+}
+PENDING = "pending"
+#: auto-refresh bounds, seconds: faster than 2 s only costs CPU, slower than 10 min is not "live"
+MIN_REFRESH, MAX_REFRESH = 2, 600
+
+
+def _asset(name: str) -> str:
+    return resources.files(__package__).joinpath("templates", name).read_text(encoding="utf-8")
+
+
+_BASE = Template(_asset("base.html"))
+_CSS = _asset("status.css")
+#: base64 SHA-256 of the one inline stylesheet: web.py's CSP allows exactly it, nothing else inline
+STYLE_SHA256 = base64.b64encode(hashlib.sha256(_CSS.encode()).digest()).decode()
+
+# C0 and C1 controls but the whitespace HTML handles (tab, newline, carriage return), DEL, the
+# invisible bidi/format controls that can make text read differently from what it is, and lone
+# surrogates (a YAML "\ud800" escape), which no page could even be encoded with
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e"
+                      "\u2060-\u2069\ufeff\ud800-\udfff]")
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape(value: object) -> str:
+    """Text for HTML: markup characters escaped, and control characters a vendor may send (ESC, BEL,
+    NUL, ...) written out as ``\\x1b`` so that they are seen and never act on a terminal or a parser."""
+    return _CONTROL.sub(_visible, html.escape(str(value), quote=True))
+
+
+# --- views: the JSON shape, and the one source the HTML is rendered from ---------------------------
+
+
+def _num(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def target_view(ts: TargetState) -> dict[str, Any]:
+    """One target as the API shows it (docs/status-page.md, "JSON API (v1)")."""
+    target, last = ts.target, ts.last
+    out = last.outcome if last is not None else None
+    secrets = list(target.credentials.values())
+    return {
+        "name": target.name,
+        "vendor": target.vendor,
+        "vendor_title": target.catalog.title,
+        "docs_url": target.catalog.docs_url,
+        "labels": dict(target.labels),
+        "interval_seconds": target.interval,
+        "class": out.cls if out else None,
+        "up": (out.cls in UP) if out else None,
+        "since": _num(ts.since) if out else None,
+        "code": out.code if out else None,
+        "message": redact(out.message, secrets) if out else None,
+        "http_status": (out.http_status or None) if out else None,
+        "latency_seconds": _num(last.duration, 4) if last else None,
+        "last_probe": _num(last.started) if last else None,
+        "attempts": last.attempts if last else None,
+        "next_probe": _num(ts.next_probe_at) if ts.next_probe_at else None,
+        "backoff_seconds": _num(ts.backoff),
+        "consecutive_failures": ts.consecutive_failures,
+        "maintenance": bool(out and out.cls == "maintenance"),
+        "retry_after_seconds": _num(out.retry_after) if out else None,
+        "clock_skew_seconds": _num(ts.clock_skew),
+        "quotas": [{"name": q.name, "remaining": q.remaining, "limit": q.limit, "reset_at": q.reset_at}
+                   for q in ts.quotas.values()],
+        "recent_classes": list(ts.classes),
+        "probes": ts.probes,
+    }
+
+
+def history_view(ts: TargetState) -> list[dict[str, Any]]:
+    """Recent probes, newest first. Request line and excerpt were redacted by the prober; the
+    target's credentials are taken out once more here, so a new leak path cannot reach a page."""
+    secrets = list(ts.target.credentials.values())
+    return [_entry_view(result, secrets) for result in ts.history()]
+
+
+def _entry_view(result: ProbeResult, secrets: list[str]) -> dict[str, Any]:
+    outcome = result.outcome
+    return {
+        "time": _num(result.started),
+        "class": outcome.cls,
+        "code": outcome.code,
+        "message": redact(outcome.message, secrets),
+        "http_status": outcome.http_status or None,
+        "latency_seconds": _num(result.duration, 4),
+        "attempts": result.attempts,
+        "retry_after_seconds": _num(outcome.retry_after),
+        "request_line": redact(result.request_line, secrets),
+        "excerpt": redact(result.excerpt, secrets),
+    }
+
+
+def _json(doc: Mapping[str, Any]) -> bytes:
+    # ensure_ascii (the default, kept on purpose) writes every control character, DEL and C1 ones
+    # included, and everything beyond ASCII as \uXXXX: no vendor byte reaches a client raw
+    return json.dumps(doc, ensure_ascii=True).encode()
+
+
+def api_targets(targets: Iterable[TargetState], now: float) -> bytes:
+    """``/api/v1/targets``: every target, in config order."""
+    return _json({"generated_at": _num(now), "targets": [target_view(ts) for ts in targets]})
+
+
+def api_target(ts: TargetState, now: float) -> bytes:
+    """``/api/v1/targets/NAME``: one target and its history."""
+    return _json({"generated_at": _num(now), "target": target_view(ts), "history": history_view(ts)})
+
+
+def unknown_target(name: str, api: bool) -> str:
+    """The one-line 404 answer for a name that is not configured: text, or JSON for the API."""
+    # escaped although served as text: a reflected name must never become markup anywhere
+    msg = f"unknown target {html.escape(name[:64])!r}: the configured targets are listed at /"
+    return _json({"error": msg}).decode() if api else msg + "\n"
+
+
+# --- formatting ------------------------------------------------------------------------------------
+
+
+def fmt_age(seconds: float) -> str:
+    whole = int(max(0.0, seconds))
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m {whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d {whole % 86400 // 3600}h"
+
+
+def fmt_time(ts: float, now: float) -> str:
+    """A <time> element: clock time in UTC (with the date when it is not today) and the full stamp."""
+    iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    same_day = time.gmtime(ts)[:3] == time.gmtime(now)[:3]
+    shown = time.strftime("%H:%M:%S" if same_day else "%Y-%m-%d %H:%M:%S", time.gmtime(ts)) + " UTC"
+    return f'<time datetime="{iso}" title="{iso}">{shown}</time>'
+
+
+def fmt_latency(seconds: float | None) -> str:
+    if seconds is None:
+        return "&ndash;"
+    return f"{seconds * 1000:.0f}&nbsp;ms" if seconds < 10 else f"{seconds:.1f}&nbsp;s"
+
+
+def fmt_num(value: float | None) -> str:
+    if value is None:
+        return "?"
+    for bound, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e4, "k")):
+        if abs(value) >= bound:
+            return f"{value / bound:.3g}{suffix}"
+    return f"{value:g}"
+
+
+def _badge(cls: str | None) -> str:
+    shown = cls or PENDING
+    words = CLASS_WORDS.get(shown, shown) if cls else "not probed yet"
+    return f'<span class="badge c-{escape(shown)}">{escape(words)}</span>'
+
+
+def _safe_link(url: str, text: str) -> str:
+    # A user catalog's docs_url is text, not trust: only web links become links.
+    if url.startswith(("https://", "http://")):
+        return f'<a href="{escape(url)}" rel="noreferrer noopener">{escape(text)}</a>'
+    return escape(text)
+
+
+def _labels(labels: Mapping[str, str]) -> str:
+    if not labels:
+        return ""
+    chips = "".join(f'<span class="label">{escape(k)}={escape(v)}</span>' for k, v in labels.items())
+    return f'<div class="labels">{chips}</div>'
+
+
+def _strip(classes: list[str]) -> str:
+    if not classes:
+        return ""
+    cells = "".join(_CELLS.get(c) or _cell(c) for c in classes)
+    words = ", ".join(classes)
+    return (f'<div class="strip" role="img" aria-label="last {len(classes)} outcomes, oldest first: '
+            f'{escape(words)}">{cells}</div>')
+
+
+def _cell(cls: str) -> str:
+    return f'<span class="c-{escape(cls)}" title="{escape(cls)}"></span>'
+
+
+# escaped once: the strip is the page's most repeated element (20 cells a target)
+_CELLS = {c: _cell(c) for c in CLASSES}
+
+
+def _quotas(quotas: list[dict[str, Any]], now: float) -> str:
+    rows = []
+    for quota in quotas:
+        rem, lim = quota["remaining"], quota["limit"]
+        if rem is not None and lim:
+            pct = max(0.0, min(1.0, rem / lim))
+            bar = (f'<meter min="0" max="{lim:g}" value="{max(0.0, min(rem, lim)):g}" low="{lim * 0.2:g}" '
+                   f'high="{lim * 0.5:g}" optimum="{lim:g}" title="{pct:.0%} left"></meter>')
+            text = f"{fmt_num(rem)} / {fmt_num(lim)} left"
+        else:
+            bar, text = "<span></span>", f"{fmt_num(rem)} left" if rem is not None else f"limit {fmt_num(lim)}"
+        if quota["reset_at"] is not None:
+            text += f", resets in {fmt_age(quota['reset_at'] - now)}"
+        rows.append(f'<span>{escape(quota["name"])}</span>{bar}<span>{text}</span>')
+    return f'<div class="quota">{"".join(rows)}</div>' if rows else ""
+
+
+def _facts(view: dict[str, Any], now: float) -> str:
+    """The key facts of one target's current state, as a definition list."""
+    dl: list[tuple[str, str]] = []
+    if view["class"] is None:
+        dl.append(("state", "waiting for the first probe"))
+    else:
+        dl.append(("since", f'{fmt_time(view["since"], now)} ({fmt_age(now - view["since"])} ago)'))
+        code = f'<code>{escape(view["code"])}</code> {escape(view["message"])}'
+        dl.append(("last code", code))
+        dl.append(("HTTP", escape(view["http_status"]) if view["http_status"] else "no answer"))
+        dl.append(("latency", fmt_latency(view["latency_seconds"])
+                   + (f' ({view["attempts"]} attempts)' if (view["attempts"] or 1) > 1 else "")))
+        dl.append(("last probe", f'{fmt_time(view["last_probe"], now)} ({fmt_age(now - view["last_probe"])} ago)'))
+    if view["next_probe"] is not None:
+        nxt = f'in {fmt_age(view["next_probe"] - now)}' if view["next_probe"] > now else "due now"
+        if view["backoff_seconds"]:
+            nxt += f' (backing off {fmt_age(view["backoff_seconds"])})'
+        dl.append(("next probe", nxt))
+    skew = view["clock_skew_seconds"]
+    if skew is not None and (abs(skew) >= 1 or view["class"] == "clock_skew"):
+        dl.append(("clock skew", f'{skew:+.1f}&nbsp;s (vendor minus us)'))
+    return "<dl class=\"kv\">" + "".join(f"<dt>{k}</dt><dd>{val}</dd>" for k, val in dl) + "</dl>"
+
+
+def _notes(view: dict[str, Any]) -> str:
+    notes = []
+    if view["maintenance"]:
+        text = "The vendor says it is in maintenance"
+        if view["retry_after_seconds"] is not None:
+            text += f'; retry after {fmt_age(view["retry_after_seconds"])}'
+        notes.append(f'<p class="note c-maintenance">{text}.</p>')
+    elif view["retry_after_seconds"] is not None:
+        notes.append(f'<p class="note c-{escape(view["class"])}">The vendor asks to retry after '
+                     f'{fmt_age(view["retry_after_seconds"])}.</p>')
+    if view["consecutive_failures"] > 1:
+        notes.append(f'<p class="note c-{escape(view["class"])}">{view["consecutive_failures"]} failed probes '
+                     'in a row.</p>')
+    return "".join(notes)
+
+
+def _card(view: dict[str, Any], now: float, link: str | None) -> str:
+    name = f'<a href="{escape(link)}">{escape(view["name"])}</a>' if link else escape(view["name"])
+    cls = escape(view["class"] or PENDING)
+    return (f'<article class="card c-{cls}" id="t-{escape(quote(view["name"], safe=""))}" '
+            f'data-target="{escape(view["name"])}" data-class="{cls}">'
+            f'<h3>{name} {_badge(view["class"])}</h3>{_labels(view["labels"])}{_notes(view)}'
+            f'{_facts(view, now)}{_quotas(view["quotas"], now)}{_strip(view["recent_classes"])}</article>')
+
+
+# --- pages -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    seconds: int  # 0 = off
+    default: int
+
+    def meta(self) -> str:
+        return f'<meta http-equiv="refresh" content="{self.seconds}">\n' if self.seconds else ""
+
+    def link(self) -> str:
+        if self.seconds:
+            return f'<a href="?refresh=0" title="auto-refresh every {self.seconds} s">pause refresh</a>'
+        return f'<a href="?refresh={self.default or 30}">auto-refresh</a>'
+
+
+def _page(title: str, body: str, now: float, root: str, api: str, refresh: Refresh) -> str:
+    return _BASE.substitute(title=escape(title), css=_CSS, body=body, root=escape(root), api=escape(api),
+                            now=fmt_time(now, now), version=escape(__version__), refresh_meta=refresh.meta(),
+                            refresh_link=refresh.link())
+
+
+def status_page(targets: Iterable[TargetState], now: float, refresh: Refresh) -> bytes:
+    """``/``: the overview of every target."""
+    return render_status([target_view(ts) for ts in targets], now, refresh).encode()
+
+
+def target_page(ts: TargetState, now: float, refresh: Refresh) -> bytes:
+    """``/targets/NAME``: one target's card and its recent probes."""
+    return render_target_page(target_view(ts), history_view(ts), now, refresh).encode()
+
+
+def render_status(views: list[dict[str, Any]], now: float, refresh: Refresh) -> str:
+    """The overview: a summary of what needs attention, then every target grouped by vendor."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for view in views:
+        groups.setdefault(view["vendor"], []).append(view)
+    down = [view for view in views if view["class"] is not None and not view["up"]]
+    pending = sum(1 for view in views if view["class"] is None)
+    head = (f'{len(views)} targets: {len(views) - len(down) - pending} up, {len(down)} down'
+            + (f", {pending} not probed yet" if pending else ""))
+    attention = "".join(f'<li><a href="targets/{escape(quote(view["name"], safe=""))}">{escape(view["name"])}</a> '
+                        f'{_badge(view["class"])} {escape(view["message"])}</li>' for view in down)
+    summary = (f'<section class="summary" id="summary"><strong>{head}</strong>'
+               + (f"<ul>{attention}</ul>" if attention else "") + "</section>")
+    sections = []
+    for vendor, group in groups.items():
+        first = group[0]
+        up = sum(1 for view in group if view["up"])
+        cards = "".join(_card(view, now, f'targets/{quote(view["name"], safe="")}') for view in group)
+        sections.append(
+            f'<section class="vendor n{min(len(group), 4)}" id="vendor-{escape(quote(vendor, safe=""))}" '
+            f'data-vendor="{escape(vendor)}">'
+            f'<h2>{_safe_link(first["docs_url"], first["vendor_title"])} <small>{escape(vendor)} &middot; '
+            f'{up}/{len(group)} up</small></h2><div class="cards">{cards}</div></section>')
+    if not views:
+        sections.append("<p>No targets are configured.</p>")
+    body = "<h1>API status</h1>" + summary + f'<div class="vendors">{"".join(sections)}</div>'
+    return _page("API status", body, now, "./", "api/v1/targets", refresh)
+
+
+def render_target_page(view: dict[str, Any], history: list[dict[str, Any]], now: float, refresh: Refresh) -> str:
+    rows = []
+    for entry in history:
+        retry = f' &middot; retry after {fmt_age(entry["retry_after_seconds"])}' if entry["retry_after_seconds"] else ""
+        attempts = f' &middot; {entry["attempts"]} attempts' if entry["attempts"] > 1 else ""
+        # a failure's answer is what the reader came for: shown unfolded; successes stay folded
+        unfold = "" if entry["class"] in UP else " open"
+        excerpt = (f'<details{unfold}><summary>response excerpt</summary><pre>{escape(entry["excerpt"])}</pre>'
+                   '</details>'
+                   if entry["excerpt"] else '<p class="muted">no response body</p>')
+        rows.append(
+            f'<li class="c-{escape(entry["class"])}" data-class="{escape(entry["class"])}">'
+            f'<div class="row">{fmt_time(entry["time"], now)} {_badge(entry["class"])} '
+            f'<code>{escape(entry["code"])}</code> '
+            f'<span>{escape(entry["message"])}</span></div>'
+            f'<div class="row muted">HTTP {escape(entry["http_status"] or "none")} &middot; '
+            f'{fmt_latency(entry["latency_seconds"])}{attempts}{retry}</div>'
+            f'<pre class="request">{escape(entry["request_line"])}</pre>{excerpt}</li>')
+    hist = (f'<ol class="history">{"".join(rows)}</ol>' if rows else "<p>No probes yet.</p>")
+    name_q = quote(view["name"], safe="")
+    body = (f'<p><a href="../">&larr; all targets</a></p><h1>{escape(view["name"])}</h1>'
+            f'<p class="muted">{_safe_link(view["docs_url"], view["vendor_title"])} ({escape(view["vendor"])}), '
+            f'probed every {fmt_age(view["interval_seconds"])}</p>'
+            f'<div class="cards">{_card(view, now, None)}</div>'
+            f'<h2>Recent probes <small>newest first; failures are kept longer than successes</small></h2>{hist}')
+    return _page(f'{view["name"]} - API status', body, now, "../", f"../api/v1/targets/{name_q}", refresh)
+
+
+# --- the refresh parameter -----------------------------------------------------------------------
+
+
+class RefreshError(ValueError):
+    """A ``?refresh=`` value that is not whole seconds; its text is the one-line answer."""
+
+
+def default_refresh(targets: Iterable[TargetState]) -> int:
+    """The pace of the fastest-probed target shown, within the bounds."""
+    shortest = min((ts.target.interval for ts in targets), default=30.0)
+    return int(max(MIN_REFRESH, min(MAX_REFRESH, shortest)))
+
+
+def parse_refresh(raw: str | None, default: int) -> Refresh:
+    """``?refresh=N`` (seconds, 0 = off, clamped to the bounds); ``None`` gives ``default``."""
+    if raw is None:
+        return Refresh(default, default)
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6:
+        raise RefreshError(f"refresh must be whole seconds (0 turns it off), got {html.escape(raw[:32])!r}")
+    seconds = int(raw)
+    return Refresh(0 if seconds == 0 else max(MIN_REFRESH, min(MAX_REFRESH, seconds)), default)
