@@ -38,7 +38,8 @@ def test_the_ten_builtin_vendors() -> None:
 
 
 def catalog(extra: dict[str, Any], file: str = "acme.yaml") -> Any:
-    base: dict[str, Any] = {"credentials": ["token"], "signer": {"name": "header"}, "check": {"path": "/ping"},
+    base: dict[str, Any] = {"credentials": ["token"], "check": {"path": "/ping"},
+                            "signer": {"name": "header", "options": {"template": "Bearer {token}"}},
                             "codes": {"200": {"class": "ok"}}}
     return parse_catalog("acme", Node({**base, **extra}, file, ""))
 
@@ -161,7 +162,8 @@ def check_config(tmp_path: Path, config: dict[str, Any], catalog_file: dict[str,
 
 
 ACME: dict[str, Any] = {
-    "vendor": "acme", "credentials": ["token"], "signer": {"name": "header"}, "check": {"path": "/ping"},
+    "vendor": "acme", "credentials": ["token"], "check": {"path": "/ping"},
+    "signer": {"name": "header", "options": {"template": "Bearer {token}"}},
     "code_from": [{"body": "result", "type": "string"}, {"status": True}],
     "codes": {"fine": {"class": "ok"}, "denied": {"class": "auth"}, "500": {"class": "server_error"}},
     "examples": [{"status": 200, "body": {"result": "fine"}, "class": "ok", "code": "fine"},
