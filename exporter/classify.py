@@ -92,7 +92,7 @@ def _json(answer: Answer) -> Any:
 
 def _body_code(value: Any, kind: str = "integer") -> str | None:
     # By default only a JSON integer is the vendor's code: a string or float is not the documented
-    # envelope (vendors.md), so the answer falls back to its HTTP status. A catalog whose vendor names
+    # envelope (docs/vendors.md), so the answer falls back to its HTTP status. A catalog whose vendor names
     # its errors (Slack's "invalid_auth") says ``type: string``.
     if kind != "string" and isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9:
         return str(value)
