@@ -55,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="config file; without it, run the embedded demo")
     p.add_argument("--listen", type=parse_listen, default=("0.0.0.0", DEFAULT_PORT),
                    metavar="HOST:PORT", help=f"address to serve on (default :{DEFAULT_PORT})")
-    p.add_argument("--check-config", action="store_true", help="validate the config, print problems and exit")
+    # --config.check: the spelling issue 18 uses (Prometheus style), kept as an alias
+    p.add_argument("--check-config", "--config.check", dest="check_config", action="store_true",
+                   help="validate the config and run every catalog example, print problems and exit")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", default="text", choices=["text", "json"])
     p.add_argument("--web.config.file", dest="web_config", type=Path,
@@ -72,6 +74,16 @@ def check_config(path: Path) -> int:
         return 1
     for w in budget_warnings(config.targets):
         print(f"warning: {w}", file=sys.stderr)
+    # every example of every catalog, built-in (as shipped) and the config's own (as merged)
+    from .catalog import builtin_catalogs
+    from .classify import example_failures
+
+    catalogs = [*builtin_catalogs().values(), *config.catalogs.values()]
+    failed = list(dict.fromkeys(line for c in catalogs for line in example_failures(c)))
+    for line in failed:
+        print(f"error: {line}", file=sys.stderr)
+    if failed:
+        return 1
     print(f"{path}: OK, {len(config.targets)} targets, vendors: {', '.join(sorted(config.catalogs))}")
     return 0
 

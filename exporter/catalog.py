@@ -10,6 +10,7 @@ with the same schema (see ``merge_raw``).
 from __future__ import annotations
 
 import copy
+import json
 import math
 import string
 from collections.abc import Mapping
@@ -27,11 +28,13 @@ __all__ = [
     "UP_CLASSES",
     "Budget",
     "Catalog",
+    "CatalogExample",
     "CheckSpec",
     "CodeInfo",
     "CodeSource",
     "QuotaSpec",
     "ValueSource",
+    "builtin_catalogs",
     "builtin_raw",
     "merge_raw",
     "parse_budget",
@@ -57,8 +60,15 @@ class CodeSource:
     kind: str
     key: str = ""
     when_status: frozenset[int] | None = None
-    #: for body sources: a non-empty value at ``key`` yields this fixed code (GraphQL ``errors``)
+    #: a non-empty value at ``key`` (body) or a present header yields this fixed code (GraphQL ``errors``)
     nonempty: str | None = None
+    #: body sources: which JSON values are a code: ``integer`` (the default), ``string`` or ``any`` of both
+    type: str = "integer"
+    #: a value at ``key`` equal to one of these yields the fixed code ``code`` (a header compares as text)
+    equals: tuple[str | int | float | bool, ...] = ()
+    code: str | None = None
+    #: a code not listed in the catalog falls through to the next source instead of being ``unknown``
+    known_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +109,19 @@ class Budget:
 
 
 @dataclass(frozen=True, slots=True)
+class CatalogExample:
+    """An answer a catalog documents, and the class and code it must get (``--check-config`` runs it)."""
+
+    #: where it is written: ``FILE: examples[N]``
+    where: str
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    cls: str
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
 class Catalog:
     vendor: str
     title: str
@@ -118,6 +141,8 @@ class Catalog:
     #: the vendor's request limits per credential, each a window (Flipsnack: 5/s and 60/min)
     budget: tuple[Budget, ...]
     ratelimit_headers: bool
+    #: documented answers with the class and code each must get (see CatalogExample)
+    examples: tuple[CatalogExample, ...] = ()
 
 
 # --- raw YAML: built-ins and merging ---------------------------------------------------------------
@@ -138,10 +163,18 @@ def builtin_raw() -> dict[str, Node]:
 _DEEP_KEYS = {"codes", "check", "signer", "http_fallback"}
 
 
+def builtin_catalogs() -> dict[str, Catalog]:
+    """The shipped catalogs, parsed as they are (no config overrides): their examples test the files."""
+    return {name: parse_catalog(name, node) for name, node in builtin_raw().items()}
+
+
 def merge_raw(base: Node, override: Node) -> Node:
     """Override a catalog: per code (and per field of a code), per check key, per signer option;
     every other key is replaced whole. The result reports errors against the override's file."""
     merged = copy.deepcopy(base.value) if isinstance(base.value, dict) else {}
+    # The base's examples prove the base file (builtin_catalogs); an override that reclassifies a code
+    # must not fail them, so the merged catalog carries only the override's own examples.
+    merged.pop("examples", None)
     over = override.mapping()
     for key, node in over.items():
         if key == "signer" and _renames_signer(merged.get(key), node.value):
@@ -174,7 +207,7 @@ def _deep_merge(base: dict[Any, Any], override: dict[Any, Any]) -> dict[Any, Any
 
 _ALLOWED = {
     "vendor", "title", "docs_url", "credentials", "optional_credentials", "signer", "check", "code_from", "codes",
-    "http_fallback", "quota", "budget", "ratelimit_headers",
+    "http_fallback", "quota", "budget", "ratelimit_headers", "examples",
 }
 
 
@@ -247,17 +280,7 @@ def parse_catalog(name: str, node: Node) -> Catalog:
     check = parse_check(m["check"])
     sources: list[CodeSource] = []
     for src in m.get("code_from", Node([{"status": True}], node.file, "code_from")):
-        sm2 = src.mapping({"status", "header", "body", "when_status", "nonempty"})
-        kinds = [k for k in ("status", "header", "body") if k in sm2]
-        if len(kinds) != 1:
-            src.fail("needs exactly one of status, header, body")
-        kind = kinds[0]
-        key = "" if kind == "status" else sm2[kind].text()
-        when = _when(sm2["when_status"]) if "when_status" in sm2 else None
-        nonempty = _code_key(sm2["nonempty"]) if "nonempty" in sm2 else None
-        if nonempty and kind != "body":
-            sm2["nonempty"].fail("only applies to a body source")
-        sources.append(CodeSource(kind, key, when, nonempty))
+        sources.append(_code_source(src))
     if not sources:
         m["code_from"].fail("must name at least one place")
 
@@ -270,9 +293,11 @@ def parse_catalog(name: str, node: Node) -> Catalog:
         key = _code_key(Node(key_raw, node.file, entry.path))
         im = entry.mapping({"class", "message"}, required=("class",))
         codes[key] = CodeInfo(im["class"].choice(CLASSES), im["message"].text() if "message" in im else key)
-    for source in sources:
+    for i, source in enumerate(sources):
         if source.nonempty and source.nonempty not in codes:
             m["code_from"].fail(f"nonempty code {source.nonempty!r} is not listed in codes")
+        if source.code and source.code not in codes:
+            Node(source.code, node.file, f"code_from[{i}].code").fail("is not listed in codes")
 
     fallback: dict[str, str] = {}
     if "http_fallback" in m:
@@ -312,7 +337,58 @@ def parse_catalog(name: str, node: Node) -> Catalog:
         quota=tuple(quotas),
         budget=budget,
         ratelimit_headers=m["ratelimit_headers"].boolean() if "ratelimit_headers" in m else True,
+        examples=tuple(_example(e) for e in m.get("examples", Node([], node.file, "examples"))),
     )
+
+
+_BODY_TYPES = ("integer", "string", "any")
+
+
+def _code_source(src: Node) -> CodeSource:
+    sm = src.mapping({"status", "header", "body", "when_status", "nonempty", "type", "equals", "code",
+                      "known_only"})
+    kinds = [k for k in ("status", "header", "body") if k in sm]
+    if len(kinds) != 1:
+        src.fail("needs exactly one of status, header, body")
+    kind = kinds[0]
+    key = "" if kind == "status" else sm[kind].text()
+    when = _when(sm["when_status"]) if "when_status" in sm else None
+    nonempty = _code_key(sm["nonempty"]) if "nonempty" in sm else None
+    if nonempty and kind == "status":
+        sm["nonempty"].fail("only applies to a body or header source")
+    body_type = sm["type"].choice(_BODY_TYPES) if "type" in sm else "integer"
+    if "type" in sm and kind != "body":
+        sm["type"].fail("only applies to a body source")
+    equals: tuple[str | int | float | bool, ...] = ()
+    if "equals" in sm:
+        items = sm["equals"].seq() if isinstance(sm["equals"].value, list) else [sm["equals"]]
+        for item in items:
+            if not isinstance(item.value, str | int | float | bool):
+                item.fail("must be a string, number or true/false (or a list of them)")
+        equals = tuple(item.value for item in items)
+        if not equals or kind == "status":
+            sm["equals"].fail("needs a value and a body or header source")
+    code = _code_key(sm["code"]) if "code" in sm else None
+    if bool(equals) != (code is not None):
+        src.fail("equals and code go together: a value equal to one of equals yields code")
+    if nonempty and code:
+        src.fail("nonempty and equals/code exclude each other")
+    known_only = sm["known_only"].boolean() if "known_only" in sm else False
+    return CodeSource(kind, key, when, nonempty, body_type, equals, code, known_only)
+
+
+def _example(node: Node) -> CatalogExample:
+    em = node.mapping({"status", "headers", "body", "class", "code"}, required=("status", "class", "code"))
+    status = em["status"].integer(100, 599)
+    headers = tuple(em["headers"].str_map().items()) if "headers" in em else ()
+    body = b""
+    if "body" in em and not em["body"].is_missing():
+        raw = em["body"].value
+        # a mapping or list is the JSON the vendor sends; a string is sent as it is (an HTML error page)
+        body = raw.encode() if isinstance(raw, str) else json.dumps(raw, default=str).encode()
+    cls = em["class"].choice(CLASSES)
+    code = em["code"].text(r"[A-Za-z0-9_.-]{1,32}", "a code label (letters, digits, '.', '_' or '-')")
+    return CatalogExample(f"{node.file}: {node.path}", status, headers, body, cls, code)
 
 
 def _sibling(node: Node, key: str) -> str:

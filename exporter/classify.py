@@ -16,11 +16,11 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from ._jsonpath import json_path
-from .catalog import Catalog, CodeInfo, QuotaSpec, ValueSource
+from .catalog import Catalog, CodeInfo, CodeSource, QuotaSpec, ValueSource
 from .model import Answer, Failure, Outcome, QuotaReading
 
-__all__ = ["Answer", "Failure", "Outcome", "QuotaReading", "classify", "http_family_class", "next_reset",
-           "read_quotas"]
+__all__ = ["Answer", "Failure", "Outcome", "QuotaReading", "classify", "example_failures", "http_family_class",
+           "next_reset", "read_quotas"]
 
 #: a code label must look like this, or it is reported as ``other`` (bounded, printable)
 _CODE_OK = re.compile(r"[A-Za-z0-9_.-]{1,32}")
@@ -51,11 +51,32 @@ def _json(answer: Answer) -> Any:
         return None
 
 
-def _body_code(value: Any) -> str | None:
-    # Only a JSON integer is the vendor's code: a string or float is not the documented envelope
-    # (docs/vendors.md), so the answer falls back to its HTTP status.
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9:
+def _body_code(value: Any, kind: str = "integer") -> str | None:
+    # By default only a JSON integer is the vendor's code: a string or float is not the documented
+    # envelope (docs/vendors.md), so the answer falls back to its HTTP status. A catalog whose vendor names
+    # its errors (Slack's "invalid_auth") says ``type: string``.
+    if kind != "string" and isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9:
         return str(value)
+    if kind != "integer" and isinstance(value, str) and _CODE_OK.fullmatch(value):
+        return value
+    return None
+
+
+def _same(value: Any, wanted: str | int | float | bool) -> bool:
+    """JSON equality without Python's True == 1: a flag and a count are different answers."""
+    if isinstance(value, bool) or isinstance(wanted, bool):
+        return isinstance(value, bool) and isinstance(wanted, bool) and value is wanted
+    return bool(value == wanted)
+
+
+def _fixed_code(src: CodeSource, value: Any) -> str | None:
+    """The fixed code of a nonempty or equals source, when the value found qualifies."""
+    if src.nonempty is not None:
+        return src.nonempty if value else None
+    if src.code is not None:
+        if isinstance(value, str) and src.kind == "header":
+            return src.code if any(value == str(w).lower() for w in src.equals) else None
+        return src.code if any(_same(value, w) for w in src.equals) else None
     return None
 
 
@@ -189,18 +210,23 @@ def classify(catalog: Catalog, result: Answer | Failure, now: float) -> Outcome:
     for src in catalog.code_from:
         if src.when_status is not None and answer.status not in src.when_status:
             continue
+        fixed = src.nonempty is not None or src.code is not None
         if src.kind == "status":
             code = str(answer.status)
         elif src.kind == "header":
             raw = answer.headers.get(src.key.lower(), "").strip()
-            code = raw if raw and _CODE_OK.fullmatch(raw) else None
+            plain = raw if raw and _CODE_OK.fullmatch(raw) else None
+            code = _fixed_code(src, raw.lower()) if fixed else plain
         else:
             if not parsed:
                 doc, parsed = _json(answer), True
             value = json_path(doc, src.key)
-            code = _body_code(value) if src.nonempty is None else (src.nonempty if value else None)
+            code = _fixed_code(src, value) if fixed else _body_code(value, src.type)
         if code is not None:
             code, info = _lookup(catalog, code)
+            if info is None and src.known_only:
+                code = None  # not one of ours: the next source decides (its HTTP status, usually)
+                continue
             break
 
     if code is None:
@@ -231,3 +257,18 @@ def classify(catalog: Catalog, result: Answer | Failure, now: float) -> Outcome:
         quotas=tuple(quotas),
         clock_skew=_clock_skew(answer.headers, now),
     )
+
+
+#: the moment examples are classified at (a fixed one: an example must not pass today and fail tomorrow)
+EXAMPLE_NOW = 1_750_000_000.0
+
+
+def example_failures(catalog: Catalog) -> list[str]:
+    """One line per example of ``catalog`` that does not get its documented class and code."""
+    out = []
+    for ex in catalog.examples:
+        got = classify(catalog, Answer(ex.status, {k.lower(): v for k, v in ex.headers}, ex.body), EXAMPLE_NOW)
+        if (got.cls, got.code) != (ex.cls, ex.code):
+            out.append(f"{ex.where}: expected class {ex.cls} code {ex.code}, got class {got.cls} code {got.code}"
+                       f" ({got.message})")
+    return out

@@ -1,4 +1,4 @@
-"""The embedded demo: the five vendor simulators on loopback, a config probing them with their demo
+"""The embedded demo: the vendor simulators on loopback, a config probing them with their demo
 credentials, and a scenario that walks them through realistic trouble, so that within about two
 minutes every class, dashboard panel and alert has something to show.
 
@@ -74,6 +74,29 @@ SCENARIO: tuple[Step, ...] = (
     Step(115, "movingimage", {"rotated": False}),
     Step(120, "bizwebs", {"disabled": True}, "Bizwebs: the API token was disabled"),
     Step(135, "bizwebs", {"disabled": False}),
+    # the SaaS APIs: each dialect's way of saying the same few things
+    Step(15, "slack", {"rate_limited": True, "retry_after": 20}, "Slack: auth.test rate limited (429, Retry-After)"),
+    Step(25, "stripe", {"locked": True}, "Stripe: the balance is locked by a concurrent request (429 lock_timeout)"),
+    Step(35, "slack", {"rate_limited": False}),
+    Step(35, "stripe", {"locked": False}),
+    Step(40, "github", {"secondary": True, "retry_after": 15}, "GitHub: a secondary rate limit (403 with retry-after)"),
+    Step(45, "openai", {"quota_exceeded": True}, "OpenAI: the credit is used up (429 insufficient_quota)"),
+    Step(55, "github", {"secondary": False}),
+    Step(55, "slack", {"revoked": True}, "Slack: the app was removed from the workspace (token_revoked)"),
+    Step(60, "twilio", {"in_flight": 100}, "Twilio: production traffic holds every concurrent slot (20429)"),
+    Step(70, "openai", {"quota_exceeded": False}),
+    Step(75, "slack", {"revoked": False}),
+    Step(75, "twilio", {"in_flight": 0}),
+    Step(85, "stripe", {"disabled": True}, "Stripe: the API key expired"),
+    Step(90, "github", {"disabled": True}, "GitHub: the organization's SAML enforcement refuses the token"),
+    Step(100, "stripe", {"disabled": False}),
+    Step(105, "github", {"disabled": False}),
+    Step(105, "openai", {"rate_limited": True}, "OpenAI: requests a minute used up (429 rate_limit_exceeded)"),
+    Step(110, "twilio", {"account_status": "suspended"}, "Twilio: the account was suspended"),
+    Step(120, "openai", {"rate_limited": False}),
+    Step(125, "slack", {"maintenance": True}, "Slack: the workspace is in an enterprise migration"),
+    Step(130, "twilio", {"account_status": "active"}),
+    Step(140, "slack", {"maintenance": False}),
 )
 CYCLE = 150.0
 #: how often the slowly moving figures (uploads left, storage used, traffic) change
@@ -81,11 +104,14 @@ TICK = 10.0
 
 
 def _ticks() -> list[Step]:
-    """Quotas running out over the cycle: uploads down to 0, storage and traffic filling up."""
+    """Quotas running out over the cycle: uploads down to 0, storage and traffic filling up, GitHub's hourly
+    quota spent, OpenAI's requests a minute used by other traffic."""
     out = []
     for k in range(int(CYCLE // TICK)):
         out.append(Step(k * TICK, "flipsnack", {"uploads_left": max(0, 120 - 10 * k)}))
         out.append(Step(k * TICK, "movingimage", {"traffic_used": (4000 + 60 * k) * GB}))
+        out.append(Step(k * TICK, "github", {"core_used": 1000 + 250 * k}))
+        out.append(Step(k * TICK, "openai", {"burst": 25}))  # other traffic on the key, a minute in the window
     return out
 
 
@@ -139,6 +165,6 @@ async def start_demo(clock: Clock | None = None, interval: str = "5s", timeout: 
         raise
     demo = Demo(config, sims, clock)
     demo.start()
-    log.info("five vendor simulators on %s; the scenario repeats every %d s",
+    log.info("%d vendor simulators on %s; the scenario repeats every %d s", len(sims.sims),
              ", ".join(f"{v} {u}" for v, u in sims.base_urls.items()), CYCLE)
     return demo

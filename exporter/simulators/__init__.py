@@ -1,6 +1,7 @@
-"""The five vendor simulators, each a small aiohttp app on 127.0.0.1 that answers the way its vendor
-documents (docs/vendors.md): it checks signatures, tokens and timestamps, enforces limits on its own
-(injectable) clock, and can be switched into any condition through a control API.
+"""The vendor simulators, each a small aiohttp app on 127.0.0.1 that answers the way its vendor
+documents (docs/vendors.md, and the official pages cited in each SaaS catalog): it checks
+signatures, tokens and timestamps, enforces limits on its own (injectable) clock, and can be switched
+into any condition through a control API.
 
 Control settings (``await sims.control(vendor, **settings)``, or ``POST /_control`` with a JSON
 object on the simulator): ``reset`` (back to healthy), ``code`` (answer with this code),
@@ -9,8 +10,11 @@ object on the simulator): ``reset`` (back to healthy), ``code`` (answer with thi
 connection without an answer), ``clock_offset`` (seconds), ``retry_after`` (seconds); and per vendor:
 bannersnack ``banner_missing``, ``banner_pending``; bizwebs ``partial``, ``partner_required``; rubiq
 ``nonstandard``, ``busy``; flipsnack ``uploads_left``, ``burst``; movingimage ``storage_used``,
-``storage_max``, ``traffic_used``, ``traffic_max``, ``revoke_tokens``. A condition the vendor has no
-documented signal for (e.g. rubiq maintenance) is refused with a ControlError.
+``storage_max``, ``traffic_used``, ``traffic_max``, ``revoke_tokens``; slack ``revoked``, ``expired``,
+``burst``; github ``core_used``, ``secondary``, ``burst``; stripe ``restricted``, ``locked``, ``burst``;
+openai ``region_blocked``, ``overloaded``, ``burst``; twilio ``in_flight``, ``account_status``. A
+condition the vendor has no documented signal for (e.g. rubiq maintenance) is refused with a
+ControlError.
 """
 
 from __future__ import annotations
@@ -27,13 +31,19 @@ from .bannersnack import BannersnackSimulator
 from .base import ControlError, Simulator
 from .bizwebs import BizwebsSimulator
 from .flipsnack import FlipsnackSimulator
+from .github import GithubSimulator
 from .movingimage import MovingimageSimulator
+from .openai import OpenaiSimulator
 from .rubiq import RubiqSimulator
+from .slack import SlackSimulator
+from .stripe import StripeSimulator
+from .twilio import TwilioSimulator
 
 __all__ = ["SIMULATORS", "ControlError", "Simulator", "SimulatorSet", "start_simulators"]
 
 SIMULATORS: tuple[type[Simulator], ...] = (
     BannersnackSimulator, BizwebsSimulator, RubiqSimulator, FlipsnackSimulator, MovingimageSimulator,
+    SlackSimulator, GithubSimulator, StripeSimulator, OpenaiSimulator, TwilioSimulator,
 )
 
 
@@ -94,7 +104,7 @@ class SimulatorSet:
 
 
 async def start_simulators(host: str = "127.0.0.1", clock: Clock | None = None) -> SimulatorSet:
-    """Start the five simulators on OS-assigned ports of ``host``, sharing ``clock``."""
+    """Start every simulator on an OS-assigned port of ``host``, sharing ``clock``."""
     sims = {cls.vendor: cls(clock) for cls in SIMULATORS}
     started = SimulatorSet(sims)
     try:

@@ -1,4 +1,4 @@
-"""``apistatus-exporter simulate``: run the five vendor simulators alone, print where they are."""
+"""``apistatus-exporter simulate``: run the vendor simulators alone, print where they are."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ __all__ = ["main"]
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="apistatus-exporter simulate",
-                                description="Run the five vendor simulators until SIGINT/SIGTERM.")
+                                description="Run the vendor simulators until SIGINT/SIGTERM.")
     p.add_argument("--listen-host", default="127.0.0.1", metavar="HOST",
                    help="address the simulators listen on, each on its own free port (default 127.0.0.1)")
     p.add_argument("--json", action="store_true", help="print the addresses as one JSON object")

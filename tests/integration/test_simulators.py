@@ -312,7 +312,8 @@ async def test_simulate_command_prints_addresses_serves_and_stops_on_sigterm() -
         assert proc.stdout is not None
         line = await asyncio.wait_for(proc.stdout.readline(), 30)
         info = json.loads(line)
-        assert set(info) == {"bannersnack", "bizwebs", "rubiq", "flipsnack", "movingimage"}
+        assert set(info) == {"bannersnack", "bizwebs", "rubiq", "flipsnack", "movingimage",
+                             "slack", "github", "stripe", "openai", "twilio"}
         async with aiohttp.ClientSession() as s:
             status, _, body = await get_json(s, "POST", info["flipsnack"]["control_url"], json={"maintenance": True})
             assert status == 200 and body["settings"]["maintenance"] is True

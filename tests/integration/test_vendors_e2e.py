@@ -304,7 +304,8 @@ async def test_the_demo_shows_every_vendor_on_metrics() -> None:
     demo = await start_demo()
     try:
         assert {t.vendor for t in demo.config.targets} == {"bannersnack", "bizwebs", "rubiq", "flipsnack",
-                                                            "movingimage"}
+                                                            "movingimage", "slack", "github", "stripe", "openai",
+                                                            "twilio"}
         async with running_exporter(demo.config) as run:
             for _ in range(1000):  # bounded: the first probes are due within a few seconds
                 text = await run.metrics()
@@ -386,9 +387,10 @@ async def test_the_first_command_serves_all_five_vendors() -> None:
                 except aiohttp.ClientConnectionError:
                     continue
                 vendors = set(re.findall(r'apistatus_up\{target="\w+",vendor="(\w+)"', text))
-                if len(vendors) == 5:
+                if len(vendors) == 10:
                     break
-        assert vendors == {"bannersnack", "bizwebs", "rubiq", "flipsnack", "movingimage"}
+        assert vendors == {"bannersnack", "bizwebs", "rubiq", "flipsnack", "movingimage",
+                           "slack", "github", "stripe", "openai", "twilio"}
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
         assert proc.stderr is not None

@@ -39,7 +39,8 @@ from ..conftest import ROOT, free_port
 
 PROM_DIR = ROOT / "config" / "prometheus"
 AM_CONFIG = ROOT / "config" / "alertmanager" / "alertmanager.yml"
-VENDORS = ("bannersnack", "bizwebs", "rubiq", "flipsnack", "movingimage")
+VENDORS = ("bannersnack", "bizwebs", "rubiq", "flipsnack", "movingimage",
+           "slack", "github", "stripe", "openai", "twilio")
 #: the condition each simulator is switched into for the whole session, and the alert that must find it
 SCENARIO: dict[str, tuple[dict[str, Any], str]] = {
     "flipsnack": ({"maintenance": True}, "ApistatusVendorMaintenance"),

@@ -1,0 +1,118 @@
+"""GitHub REST: ``GET /rate_limit`` with ``Authorization: Bearer`` (or ``token``); the status is the
+HTTP status; the primary limit is an hourly quota per token (5,000) reported in the body and in the
+``x-ratelimit-*`` headers, a spent one refused with 403 and ``x-ratelimit-remaining: 0``; the
+secondary limit (points a minute) is refused with 429 and ``retry-after``. ``/rate_limit`` itself uses
+no primary quota but counts toward the secondary limit, as documented.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any, ClassVar
+
+from aiohttp import web
+
+from .base import Simulator, json_answer
+
+__all__ = ["GithubSimulator"]
+
+CORE_LIMIT = 5000
+SEARCH_LIMIT, GRAPHQL_LIMIT = 30, 5000
+#: secondary limit: REST points a minute (a GET costs one)
+POINTS_PER_MINUTE = 900
+_DOCS = "https://docs.github.com/rest"
+
+
+class GithubSimulator(Simulator):
+    vendor = "github"
+    condition_codes: ClassVar[dict[str, str]] = {
+        "server_error": "500", "disabled": "403", "rate_limited": "primary_rate_limit",
+    }
+    extra_settings: ClassVar[dict[str, Any]] = {
+        "core_used": 0,  # primary quota used this hour by the token's other traffic
+        "secondary": False,  # a secondary rate limit hit by other traffic: 403 with retry-after
+        "burst": 0,  # an action: N requests with our token by someone else, now (secondary window)
+    }
+    default_credentials: ClassVar[dict[str, str]] = {"token": "github_pat_11DEMO0000000000000000"}
+
+    def on_reset(self) -> None:
+        self.calls: deque[float] = deque()
+
+    def on_control(self, key: str) -> None:
+        if key == "burst":
+            # more than fills the window changes nothing, and must not exhaust memory
+            self.calls.extend([self.now()] * min(int(self.settings["burst"]), POINTS_PER_MINUTE))
+            self.settings["burst"] = 0
+        elif key == "core_used":
+            self.settings[key] = max(0, min(CORE_LIMIT, int(self.settings[key])))
+        elif key == "rate_limited" and self.settings[key]:
+            self.settings["core_used"] = CORE_LIMIT
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_get("/rate_limit", self.handle)
+        app.router.add_get("/user", self.handle)
+        app.router.add_route("*", "/{tail:.*}", self.not_found)
+
+    def reset_at(self) -> int:
+        return int(math.floor(self.now() / 3600) + 1) * 3600
+
+    def quota_headers(self) -> dict[str, str]:
+        used = int(self.settings["core_used"])
+        return {"x-ratelimit-limit": str(CORE_LIMIT), "x-ratelimit-remaining": str(CORE_LIMIT - used),
+                "x-ratelimit-used": str(used), "x-ratelimit-reset": str(self.reset_at()),
+                "x-ratelimit-resource": "core"}
+
+    def error(self, status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+        return json_answer({"message": message, "documentation_url": _DOCS, "status": str(status)}, status, headers)
+
+    def secondary_hit(self) -> bool:
+        now = self.now()
+        while self.calls and self.calls[0] <= now - 60:
+            self.calls.popleft()
+        if len(self.calls) >= POINTS_PER_MINUTE:
+            return True
+        self.calls.append(now)
+        return False
+
+    async def not_found(self, request: web.Request) -> web.Response:
+        return self.error(404, "Not Found")
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.counts["health"] += 1
+        forced = self.settings["code"]
+        if forced is not None:
+            status = int(forced) if str(forced).isdigit() and 100 <= int(forced) <= 599 else 500
+            return self.error(status, "forced")
+        if self.settings["server_error"]:
+            return web.Response(status=500, text="<html><body>Server Error</body></html>", content_type="text/html")
+        auth = request.headers.get("Authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if auth and (scheme.lower() not in ("bearer", "token") or token != self.secret(self.creds["token"])):
+            return self.error(401, "Bad credentials")
+        retry = {"retry-after": str(int(self.settings["retry_after"]))}
+        if self.settings["secondary"]:
+            return self.error(403, "You have exceeded a secondary rate limit. Please wait a few minutes.",
+                              {**self.quota_headers(), **retry})
+        if self.secondary_hit():
+            return self.error(429, "You have exceeded a secondary rate limit.", {**self.quota_headers(), **retry})
+        if self.settings["disabled"]:
+            return self.error(403, "Resource protected by organization SAML enforcement.", self.quota_headers())
+        if request.path == "/user":
+            # a call that spends primary quota (a check a user may choose instead of /rate_limit)
+            if not auth:
+                return self.error(401, "Requires authentication")
+            if self.settings["core_used"] >= CORE_LIMIT:
+                return self.error(403, "API rate limit exceeded for user ID 1.", self.quota_headers())
+            self.settings["core_used"] += 1
+            return json_answer({"login": "apistatus", "id": 1, "type": "User"}, 200, self.quota_headers())
+        if not auth:
+            # unauthenticated: the documented 60 an hour per address, and no other quota
+            limits = {"core": (60, 0), "search": (10, 0), "graphql": (0, 0)}
+        else:
+            limits = {"core": (CORE_LIMIT, int(self.settings["core_used"])), "search": (SEARCH_LIMIT, 0),
+                      "graphql": (GRAPHQL_LIMIT, 0)}
+        # /rate_limit spends no primary quota: a spent one shows in the figures, the call still succeeds
+        resources = {name: {"limit": lim, "used": used, "remaining": lim - used, "reset": self.reset_at()}
+                     for name, (lim, used) in limits.items()}
+        return json_answer({"resources": resources, "rate": resources["core"]}, 200, self.quota_headers())

@@ -1,0 +1,101 @@
+"""OpenAI: ``GET /v1/models`` with ``Authorization: Bearer <key>``; the status is the HTTP status with an
+error object ``{"error": {"message", "type", "param", "code"}}``. HTTP 429 means either "slow down"
+(``rate_limit_exceeded``, type ``requests``) or "the credit is gone" (``insufficient_quota``); requests
+a minute per key are limited on the simulator's clock and reported in ``x-ratelimit-*`` headers.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, ClassVar
+
+from aiohttp import web
+
+from .base import Simulator, json_answer
+
+__all__ = ["OpenaiSimulator"]
+
+#: requests a minute per key (the simulator's figure: real limits depend on the usage tier)
+RPM = 500
+TPM = 200_000
+_MODELS = ("gpt-4o-mini", "gpt-4.1", "text-embedding-3-small")
+
+
+class OpenaiSimulator(Simulator):
+    vendor = "openai"
+    condition_codes: ClassVar[dict[str, str]] = {
+        "server_error": "500", "quota_exceeded": "insufficient_quota", "rate_limited": "rate_limit_exceeded",
+    }
+    extra_settings: ClassVar[dict[str, Any]] = {
+        "region_blocked": False,  # a request from an unsupported country, region or territory: 403
+        "overloaded": False,  # 503, the engine is overloaded
+        "burst": 0,  # an action: N requests with our key by someone else, now
+    }
+    default_credentials: ClassVar[dict[str, str]] = {"api_key": "sk-proj-DEMO0000000000000000000000000000"}
+
+    def on_reset(self) -> None:
+        self.calls: deque[float] = deque()
+
+    def on_control(self, key: str) -> None:
+        if key == "burst":
+            # more than fills the window changes nothing, and must not exhaust memory
+            self.calls.extend([self.now()] * min(int(self.settings["burst"]), RPM))
+            self.settings["burst"] = 0
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_get("/v1/models", self.handle)
+        app.router.add_route("*", "/{tail:.*}", self.not_found)
+
+    def window(self) -> int:
+        """Requests in the last minute (expired ones dropped)."""
+        now = self.now()
+        while self.calls and self.calls[0] <= now - 60:
+            self.calls.popleft()
+        return len(self.calls)
+
+    def limit_headers(self) -> dict[str, str]:
+        remaining = max(0, RPM - self.window())
+        return {"x-ratelimit-limit-requests": str(RPM), "x-ratelimit-remaining-requests": str(remaining),
+                "x-ratelimit-reset-requests": "120ms" if remaining < RPM else "0s",
+                "x-ratelimit-limit-tokens": str(TPM), "x-ratelimit-remaining-tokens": str(TPM),
+                "x-ratelimit-reset-tokens": "0s"}
+
+    def error(self, status: int, kind: str, message: str, code: str | None = None,
+              headers: dict[str, str] | None = None) -> web.Response:
+        return json_answer({"error": {"message": message, "type": kind, "param": None, "code": code}}, status,
+                           headers)
+
+    async def not_found(self, request: web.Request) -> web.Response:
+        return self.error(404, "invalid_request_error", f"Invalid URL ({request.method} {request.path})")
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.counts["health"] += 1
+        forced = self.settings["code"]
+        if forced is not None:
+            text = str(forced)
+            if text.isdigit():
+                return self.error(int(text) if 100 <= int(text) <= 599 else 500, "server_error", "forced")
+            return self.error(429 if text == "insufficient_quota" else 400, "invalid_request_error", "forced", text)
+        if self.settings["server_error"]:
+            return self.error(500, "server_error", "The server had an error while processing your request.")
+        if self.settings["overloaded"]:
+            return self.error(503, "server_error", "The engine is currently overloaded, please try again later.")
+        if self.settings["region_blocked"]:
+            return self.error(403, "request_forbidden", "Country, region, or territory not supported",
+                              "unsupported_country_region_territory")
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or not auth[7:]:
+            return self.error(401, "invalid_request_error", "You didn't provide an API key.")
+        key = auth[7:]
+        if key != self.secret(self.creds["api_key"]):
+            return self.error(401, "invalid_request_error", f"Incorrect API key provided: {key[:3]}****{key[-4:]}.",
+                              "invalid_api_key")
+        if self.settings["quota_exceeded"]:
+            return self.error(429, "insufficient_quota", "You exceeded your current quota, please check your plan "
+                              "and billing details.", "insufficient_quota")
+        if self.settings["rate_limited"] or self.window() >= RPM:
+            return self.error(429, "requests", f"Rate limit reached for requests: limit {RPM}, used {RPM}.",
+                              "rate_limit_exceeded", {**self.limit_headers(), "retry-after": "1"})
+        self.calls.append(self.now())
+        data = [{"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "system"} for m in _MODELS]
+        return json_answer({"object": "list", "data": data}, 200, self.limit_headers())

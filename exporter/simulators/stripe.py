@@ -1,0 +1,113 @@
+"""Stripe: ``GET /v1/balance`` with the secret key as ``Authorization: Bearer`` (or as the basic-auth
+user name); the status is the HTTP status with an error object ``{"error": {"type", "code",
+"message"}}``; requests a second per key are limited on the simulator's clock (429, code
+``rate_limit``), and a locked object answers 429 ``lock_timeout``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections import deque
+from typing import Any, ClassVar
+
+from aiohttp import web
+
+from .base import Simulator, json_answer
+
+__all__ = ["StripeSimulator"]
+
+#: requests a second per key: the per-endpoint default, and a sandbox's whole limit
+PER_SECOND = 25
+
+
+class StripeSimulator(Simulator):
+    vendor = "stripe"
+    condition_codes: ClassVar[dict[str, str]] = {
+        "server_error": "500", "disabled": "api_key_expired", "rate_limited": "rate_limit",
+    }
+    extra_settings: ClassVar[dict[str, Any]] = {
+        "restricted": False,  # a restricted key without the Balance read permission: 403
+        "locked": False,  # another request holds the balance object: 429 lock_timeout
+        "burst": 0,  # an action: N requests with our key by someone else, now
+    }
+    default_credentials: ClassVar[dict[str, str]] = {"secret_key": "sk_test_51DEMO0000000000000000000000"}
+
+    def on_reset(self) -> None:
+        self.calls: deque[float] = deque()
+
+    def on_control(self, key: str) -> None:
+        if key == "burst":
+            # more than fills the window changes nothing, and must not exhaust memory
+            self.calls.extend([self.now()] * min(int(self.settings["burst"]), PER_SECOND))
+            self.settings["burst"] = 0
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_get("/v1/balance", self.handle)
+        app.router.add_route("*", "/{tail:.*}", self.not_found)
+
+    def error(self, status: int, kind: str, message: str, code: str | None = None) -> web.Response:
+        err: dict[str, Any] = {"type": kind, "message": message}
+        if code is not None:
+            err["code"] = code
+            err["doc_url"] = f"https://docs.stripe.com/error-codes/{code.replace('_', '-')}"
+        return json_answer({"error": err}, status, {"Request-Id": "req_demo"})
+
+    def key(self, request: web.Request) -> str | None:
+        auth = request.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            return auth[7:]
+        if auth.startswith("Basic "):
+            try:
+                return base64.b64decode(auth[6:], validate=True).decode().partition(":")[0]
+            except (binascii.Error, UnicodeDecodeError):
+                return ""
+        return None
+
+    def limited(self) -> bool:
+        now = self.now()
+        while self.calls and self.calls[0] <= now - 1:
+            self.calls.popleft()
+        if len(self.calls) >= PER_SECOND:
+            return True
+        self.calls.append(now)
+        return False
+
+    async def not_found(self, request: web.Request) -> web.Response:
+        return self.error(404, "invalid_request_error", f"Unrecognized request URL ({request.method}: {request.path})")
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.counts["health"] += 1
+        forced = self.settings["code"]
+        if forced is not None:
+            text = str(forced)
+            if text.isdigit():
+                return self.error(int(text) if 100 <= int(text) <= 599 else 500, "api_error", "forced")
+            return self.error(400, "invalid_request_error", "forced", text)
+        if self.settings["server_error"]:
+            return self.error(500, "api_error", "An unknown error occurred")
+        key = self.key(request)
+        if not key:
+            return self.error(401, "invalid_request_error", "You did not provide an API key.")
+        if key.startswith("pk_"):
+            return self.error(401, "invalid_request_error", "This API call cannot be made with a publishable API key.",
+                              "secret_key_required")
+        if key != self.secret(self.creds["secret_key"]):
+            # Stripe shows only the key's last four characters
+            return self.error(401, "invalid_request_error", f"Invalid API Key provided: {key[:8]}****{key[-4:]}")
+        if self.settings["disabled"]:
+            return self.error(401, "invalid_request_error", "Expired API Key provided.", "api_key_expired")
+        if self.settings["restricted"]:
+            return self.error(403, "invalid_request_error",
+                              "The provided key does not have the required permissions for this endpoint.")
+        if self.settings["rate_limited"] or self.limited():
+            return self.error(429, "invalid_request_error", "Request rate limit exceeded.", "rate_limit")
+        if self.settings["locked"]:
+            return self.error(429, "invalid_request_error",
+                              "This object cannot be accessed right now because another API request is using it.",
+                              "lock_timeout")
+        live = key.startswith("sk_live_")
+        return json_answer({"object": "balance", "livemode": live,
+                            "available": [{"amount": 123456, "currency": "usd", "source_types": {"card": 123456}}],
+                            "pending": [{"amount": 0, "currency": "usd", "source_types": {"card": 0}}]},
+                           200, {"Request-Id": "req_demo"})

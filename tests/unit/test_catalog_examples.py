@@ -1,0 +1,210 @@
+"""Catalog ``examples:`` and the format features the SaaS catalogs need, through the real parser and
+classifier; ``--check-config`` runs every example of every built-in and user catalog."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from exporter._yamlnode import ConfigError, Node
+from exporter.catalog import builtin_catalogs, parse_catalog
+from exporter.classify import Answer, classify, example_failures
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILTIN = builtin_catalogs()
+
+
+@pytest.mark.parametrize("vendor", sorted(BUILTIN))
+def test_every_example_of_every_builtin_catalog_passes(vendor: str) -> None:
+    assert example_failures(BUILTIN[vendor]) == []
+
+
+@pytest.mark.parametrize("vendor", sorted(BUILTIN))
+def test_every_documented_code_has_an_example(vendor: str) -> None:
+    catalog = BUILTIN[vendor]
+    shown = {ex.code for ex in catalog.examples}
+    assert set(catalog.codes) - shown == set(), f"{vendor}: codes without an example"
+
+
+def test_the_ten_builtin_vendors() -> None:
+    assert set(BUILTIN) == {"bannersnack", "bizwebs", "rubiq", "flipsnack", "movingimage",
+                            "slack", "github", "stripe", "openai", "twilio"}
+
+
+def catalog(extra: dict[str, Any], file: str = "acme.yaml") -> Any:
+    base: dict[str, Any] = {"credentials": ["token"], "check": {"path": "/ping"},
+                            "signer": {"name": "header", "options": {"template": "Bearer {token}"}},
+                            "codes": {"200": {"class": "ok"}}}
+    return parse_catalog("acme", Node({**base, **extra}, file, ""))
+
+
+def outcome(cat: Any, status: int, body: Any = None, headers: dict[str, str] | None = None) -> tuple[str, str]:
+    raw = b"" if body is None else (body.encode() if isinstance(body, str) else json.dumps(body).encode())
+    got = classify(cat, Answer(status, {k.lower(): v for k, v in (headers or {}).items()}, raw), 0.0)
+    return got.cls, got.code
+
+
+def test_a_failing_example_is_one_line_naming_the_file_and_index() -> None:
+    cat = catalog({"examples": [{"status": 200, "class": "ok", "code": "200"},
+                                {"status": 500, "class": "ok", "code": "200"}]}, file="/x/acme.yaml")
+    lines = example_failures(cat)
+    assert len(lines) == 1 and "\n" not in lines[0]
+    assert lines[0] == ("/x/acme.yaml: examples[1]: expected class ok code 200, got class unknown code 500"
+                        " (code 500 is not in the acme catalog)")
+
+
+# --- the format: string codes, fixed codes from a value, fall-through --------------------------------
+
+def test_string_body_codes_only_when_the_catalog_says_so() -> None:
+    codes = {"200": {"class": "ok"}, "invalid_auth": {"class": "auth"}}
+    strict = catalog({"code_from": [{"body": "error"}, {"status": True}], "codes": codes})
+    assert outcome(strict, 200, {"error": "invalid_auth"}) == ("ok", "200")  # integers only, as before
+    named = catalog({"code_from": [{"body": "error", "type": "string"}, {"status": True}], "codes": codes})
+    assert outcome(named, 200, {"error": "invalid_auth"}) == ("auth", "invalid_auth")
+    assert outcome(named, 200, {"error": 7}) == ("ok", "200")
+    # a string that cannot be a bounded label is no code: the status decides
+    assert outcome(named, 200, {"error": "x" * 40}) == ("ok", "200")
+    assert outcome(named, 200, {"error": "a b"}) == ("ok", "200")
+    either = catalog({"code_from": [{"body": "error", "type": "any"}], "codes": {**codes, "7": {"class": "auth"}}})
+    assert outcome(either, 200, {"error": 7}) == ("auth", "7")
+
+
+def test_equals_yields_a_fixed_code_and_true_is_not_one() -> None:
+    cat = catalog({"code_from": [{"body": "ok", "equals": True, "code": "fine"}, {"status": True}],
+                   "codes": {"fine": {"class": "ok"}, "200": {"class": "unknown"}}})
+    assert outcome(cat, 200, {"ok": True}) == ("ok", "fine")
+    assert outcome(cat, 200, {"ok": 1}) == ("unknown", "200")
+    assert outcome(cat, 200, {"ok": "true"}) == ("unknown", "200")
+    assert outcome(cat, 200, {"ok": False}) == ("unknown", "200")
+
+
+def test_a_header_value_decides_the_class_under_one_status() -> None:
+    cat = catalog({"code_from": [{"header": "X-RateLimit-Remaining", "when_status": [403], "equals": ["0"],
+                                  "code": "spent"},
+                                 {"header": "Retry-After", "when_status": ["4xx"], "nonempty": "slow"},
+                                 {"status": True}],
+                   "codes": {"403": {"class": "auth"}, "spent": {"class": "rate_limited"},
+                             "slow": {"class": "rate_limited"}, "200": {"class": "ok"}}})
+    assert outcome(cat, 403, headers={"x-ratelimit-remaining": "0"}) == ("rate_limited", "spent")
+    assert outcome(cat, 403, headers={"x-ratelimit-remaining": " 0 "}) == ("rate_limited", "spent")
+    assert outcome(cat, 403, headers={"x-ratelimit-remaining": "10"}) == ("auth", "403")
+    assert outcome(cat, 403, headers={"retry-after": "60"}) == ("rate_limited", "slow")
+    assert outcome(cat, 403, headers={"retry-after": ""}) == ("auth", "403")
+    assert outcome(cat, 200, headers={"x-ratelimit-remaining": "0"}) == ("ok", "200")
+
+
+def test_known_only_falls_through_to_the_next_source() -> None:
+    cat = catalog({"code_from": [{"body": "error.code", "type": "string", "known_only": True},
+                                 {"body": "error.type", "type": "string", "when_status": [429], "known_only": True},
+                                 {"status": True}],
+                   "codes": {"429": {"class": "rate_limited"}, "401": {"class": "auth"},
+                             "insufficient_quota": {"class": "quota_exceeded"}}})
+    assert outcome(cat, 429, {"error": {"code": "insufficient_quota"}}) == ("quota_exceeded", "insufficient_quota")
+    assert outcome(cat, 429, {"error": {"code": None, "type": "insufficient_quota"}}) == \
+        ("quota_exceeded", "insufficient_quota")
+    assert outcome(cat, 429, {"error": {"code": "new", "type": "new"}}) == ("rate_limited", "429")
+    assert outcome(cat, 401, {"error": {"code": "new", "type": "insufficient_quota"}}) == ("auth", "401")
+    # without known_only an unlisted code is reported as unknown, as before
+    plain = catalog({"code_from": [{"body": "error.code", "type": "string"}, {"status": True}],
+                     "codes": {"401": {"class": "auth"}}})
+    assert outcome(plain, 401, {"error": {"code": "new"}}) == ("unknown", "new")
+
+
+BAD: list[tuple[dict[str, Any], str]] = [
+    ({"code_from": [{"body": "e", "type": "text"}]},
+     "acme.yaml: code_from[0].type: must be one of integer, string, any"),
+    ({"code_from": [{"header": "h", "type": "string"}]}, "code_from[0].type: only applies to a body source"),
+    ({"code_from": [{"status": True, "nonempty": "x"}]}, "code_from[0].nonempty: only applies to a body or header"),
+    ({"code_from": [{"body": "ok", "equals": True}]}, "code_from[0]: equals and code go together"),
+    ({"code_from": [{"body": "ok", "code": "200"}]}, "code_from[0]: equals and code go together"),
+    ({"code_from": [{"body": "ok", "equals": True, "code": "nope"}]}, "code_from[0].code: is not listed in codes"),
+    ({"code_from": [{"body": "ok", "equals": {"a": 1}, "code": "200"}]}, "code_from[0].equals: must be a string"),
+    ({"code_from": [{"body": "ok", "equals": [], "code": "200"}]}, "code_from[0].equals: needs a value"),
+    ({"code_from": [{"body": "ok", "known_only": "yes"}]}, "code_from[0].known_only: must be true or false"),
+    ({"examples": [{"status": 999, "class": "ok", "code": "200"}]}, "examples[0].status: must be between 100 and 599"),
+    ({"examples": [{"status": 200, "class": "fine", "code": "200"}]}, "examples[0].class: must be one of ok"),
+    ({"examples": [{"status": 200, "class": "ok"}]}, "examples[0].code: is required"),
+    ({"examples": [{"status": 200, "class": "ok", "code": "a b"}]}, "examples[0].code: must be a code label"),
+    ({"examples": [{"status": 200, "class": "ok", "code": "200", "hdrs": {}}]}, "examples[0].hdrs: unknown key"),
+    ({"examples": [{"status": 200, "headers": ["x"], "class": "ok", "code": "200"}]},
+     "examples[0].headers: must be a mapping"),
+    ({"examples": {"status": 200}}, "examples: must be a list"),
+    ({"examples": [{"status": "200", "class": "ok", "code": "200"}]}, "examples[0].status: must be a whole number"),
+    ({"examples": [{"status": True, "class": "ok", "code": "200"}]}, "examples[0].status: must be a whole number"),
+    ({"examples": [{"status": 200, "headers": {"a": [1]}, "class": "ok", "code": "200"}]},
+     "examples[0].headers.a: must be a string"),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), BAD, ids=[m.split(": ", 1)[-1][:40] for _, m in BAD])
+def test_bad_format_is_one_line_with_file_and_key_path(extra: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        catalog(extra)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+# --- --check-config -------------------------------------------------------------------------------
+
+def check_config(tmp_path: Path, config: dict[str, Any], catalog_file: dict[str, Any] | None = None,
+                 flag: str = "--check-config") -> subprocess.CompletedProcess[str]:
+    if catalog_file is not None:
+        (tmp_path / "acme.yaml").write_text(yaml.safe_dump(catalog_file), encoding="utf-8")
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return subprocess.run([sys.executable, "-m", "exporter", flag, "--config", str(path)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
+
+
+ACME: dict[str, Any] = {
+    "vendor": "acme", "credentials": ["token"], "check": {"path": "/ping"},
+    "signer": {"name": "header", "options": {"template": "Bearer {token}"}},
+    "code_from": [{"body": "result", "type": "string"}, {"status": True}],
+    "codes": {"fine": {"class": "ok"}, "denied": {"class": "auth"}, "500": {"class": "server_error"}},
+    "examples": [{"status": 200, "body": {"result": "fine"}, "class": "ok", "code": "fine"},
+                 {"status": 200, "body": {"result": "denied"}, "class": "auth", "code": "denied"},
+                 {"status": 500, "body": "<html>", "class": "server_error", "code": "500"}],
+}
+TARGET = {"name": "a", "vendor": "acme", "base_url": "http://127.0.0.1:1", "credentials": {"token": "t"}}
+
+
+def test_check_config_passes_a_user_catalog_whose_examples_hold(tmp_path: Path) -> None:
+    run = check_config(tmp_path, {"catalog_files": ["acme.yaml"], "targets": [TARGET]}, ACME)
+    assert run.returncode == 0, run.stderr
+    assert "OK" in run.stdout
+
+
+def test_check_config_names_the_failing_example(tmp_path: Path) -> None:
+    wrong = {**ACME, "examples": [*ACME["examples"], {"status": 200, "body": {"result": "denied"},
+                                                      "class": "ok", "code": "denied"}]}
+    run = check_config(tmp_path, {"catalog_files": ["acme.yaml"], "targets": [TARGET]}, wrong, "--config.check")
+    assert run.returncode == 1
+    lines = run.stderr.strip().splitlines()
+    assert lines == [f"error: {tmp_path / 'acme.yaml'}: examples[3]: expected class ok code denied, "
+                     "got class auth code denied (denied)"], run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_check_config_runs_examples_given_in_the_config_itself(tmp_path: Path) -> None:
+    vendors = {"acme": {k: v for k, v in ACME.items() if k != "vendor"}}
+    vendors["acme"]["examples"] = [{"status": 500, "class": "ok", "code": "500"}]
+    run = check_config(tmp_path, {"vendors": vendors, "targets": [TARGET]})
+    assert run.returncode == 1
+    assert f"{tmp_path / 'config.yml'}: vendors.acme.examples[0]: expected class ok code 500" in run.stderr
+
+
+def test_an_override_does_not_fail_the_builtin_examples_but_its_own_run(tmp_path: Path) -> None:
+    """Reclassifying a built-in code is the point of an override: the built-in file's examples still
+    prove the file as shipped, and the override's own examples prove the merged catalog."""
+    target = {"name": "s", "vendor": "slack", "base_url": "http://127.0.0.1:1", "credentials": {"token": "t"}}
+    override = {"slack": {"codes": {"team_added_to_org": {"class": "ok"}}}}
+    assert check_config(tmp_path, {"vendors": override, "targets": [target]}).returncode == 0
+    override["slack"]["examples"] = [{"status": 200, "body": {"ok": False, "error": "team_added_to_org"},
+                                      "class": "maintenance", "code": "team_added_to_org"}]
+    run = check_config(tmp_path, {"vendors": override, "targets": [target]})
+    assert run.returncode == 1 and "vendors.slack.examples[0]: expected class maintenance" in run.stderr
