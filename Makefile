@@ -7,7 +7,7 @@ APT_NEEDS = promtool:prometheus prometheus:prometheus prometheus-alertmanager:pr
 	chromium:chromium chromedriver:chromium-driver nginx:nginx-light tinyproxy:tinyproxy \
 	kubectl:kubernetes-client wrk:wrk systemd-analyze:systemd
 
-.PHONY: deps test test-fast lint bench run
+.PHONY: deps test test-fast lint bench run mixin
 
 deps:
 	@missing=""; for need in $(APT_NEEDS); do \
@@ -33,3 +33,7 @@ bench: deps
 
 run:
 	$(PY) -m exporter
+
+# config/prometheus/*.yml, config/alertmanager/alertmanager.yml and dashboards/*.json from mixin/
+mixin:
+	$(PY) mixin/render.py
