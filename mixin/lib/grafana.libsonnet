@@ -1,5 +1,5 @@
-// Minimal Grafana dashboard builders (schema 39): only what these dashboards use, every object with
-// the fields Grafana writes itself, so that an exported dashboard and ours look alike.
+// Minimal Grafana dashboard builders (schema 39): only what these dashboards use, and only keys of
+// Grafana's own dashboard schema (a test decodes them with grafana-foundation-sdk and loses nothing).
 {
   ds:: { type: 'prometheus', uid: '${datasource}' },
 
@@ -81,7 +81,6 @@
     label: label,
     type: 'query',
     datasource: $.ds,
-    definition: query,
     query: { query: query, refId: name + '-var' },
     refresh: 2,
     sort: 1,
@@ -110,7 +109,6 @@
     liveNow: false,
     weekStart: '',
     annotations: { list: [{
-      builtIn: 1,
       datasource: { type: 'grafana', uid: '-- Grafana --' },
       enable: true,
       hide: true,
