@@ -34,9 +34,11 @@ _Dumper.add_representer(str, _str)
 
 
 #: keys in the order people write them (jsonnet sorts them); any other key follows, sorted
-_ORDER = ("name", "alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations", "summary", "description",
-          "runbook_url", "global", "rule_files", "alerting", "scrape_configs", "job_name", "metrics_path", "route",
-          "receivers", "inhibit_rules", "receiver", "group_by", "matchers", "source_matchers", "target_matchers")
+_ORDER = (
+    "name", "alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations", "summary", "description",
+    "runbook_url", "global", "rule_files", "alerting", "scrape_configs", "job_name", "metrics_path", "route",
+    "receivers", "inhibit_rules", "receiver", "group_by", "matchers", "source_matchers", "target_matchers",
+)
 
 
 def _ordered(doc: Any) -> Any:

@@ -124,8 +124,8 @@ def test_dashboards_cover_what_the_issue_asks_for() -> None:
     for needle in ("up{", "apistatus_config_last_reload_successful", "apistatus_probe_start_lag_seconds_sum",
                    "apistatus_targets", "scrape_duration_seconds"):
         assert needle in overview, f"exporter-health row lacks {needle}"
-    for needle in ("by (job, class, code)", "apistatus_request_duration_seconds_bucket", "apistatus_retry_after_seconds",
-                   "apistatus_quota_remaining", "apistatus_clock_skew_seconds"):
+    for needle in ("by (job, class, code)", "apistatus_request_duration_seconds_bucket",
+                   "apistatus_retry_after_seconds", "apistatus_quota_remaining", "apistatus_clock_skew_seconds"):
         assert needle in target, needle
     # every series a query names exists: a typo would otherwise show as an empty panel
     known = known_series()
