@@ -360,4 +360,6 @@ def test_each_incident_sends_exactly_one_notification_at_its_severity(stack: Sta
     # the informational quota never paged, in Prometheus either (not inhibited: never fired)
     assert stack.query('ALERTS{alertname="ApistatusQuotaExceeded",target="b-flipsnack"}') == []
     assert stack.query('apistatus_quota_remaining{target="b-flipsnack",quota="uploads"} == 0')
+    assert stack.query('apistatus_quota_informational{target="b-flipsnack",quota="uploads"} == 1')
+    assert stack.query('apistatus_quota_informational{target="a-movingimage"} == 1') == []
     print(f"\n{len(got)} incidents, one notification each, in {time.monotonic() - started:.0f}s")
