@@ -79,7 +79,12 @@ def render(overrides: str = "{}") -> dict[str, str]:
 def main(argv: list[str]) -> int:
     check = "--check" in argv
     stale = []
-    for rel, text in render().items():
+    try:
+        files = render()
+    except RuntimeError as exc:  # jsonnet's own error: its first line names the file, line and reason
+        print(f"error: mixin: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
+        return 2
+    for rel, text in files.items():
         path = ROOT / rel
         if check:
             if not path.exists() or path.read_text() != text:

@@ -1,10 +1,14 @@
 // Small helpers shared by the alerts, rules and dashboards.
 {
   local units = { s: 1, m: 60, h: 3600, d: 86400 },
-  // '90s', '5m', '1h', '1d' -> seconds
+  // a Prometheus duration ('90s', '5m', '1h30m', '1d') -> seconds
   seconds(d)::
-    local unit = std.substr(d, std.length(d) - 1, 1);
-    std.parseInt(std.substr(d, 0, std.length(d) - 1)) * units[unit],
+    local step(acc, ch) =
+      if std.member('0123456789', ch) then acc { digits+: ch }
+      else if std.objectHas(units, ch) && acc.digits != '' then { total: acc.total + std.parseInt(acc.digits) * units[ch], digits: '' }
+      else error 'not a duration of s, m, h, d: ' + d;
+    local r = std.foldl(step, std.stringChars(d), { total: 0, digits: '' });
+    if r.digits != '' || d == '' then error 'not a duration of s, m, h, d: ' + d else r.total,
   // seconds -> the largest unit that divides it exactly
   duration(s)::
     if s % 86400 == 0 then '%dd' % (s / 86400)

@@ -136,3 +136,16 @@ def test_the_history_guard_scales_with_each_burn_window() -> None:
     assert re.findall(r"\[(\w+)\] offset (\w+)\)", fast) == [("5m", "55m"), ("30m", "330m")]
     slow = alerts["ApistatusErrorBudgetBurnSlow"]["expr"]
     assert re.findall(r"\[(\w+)\] offset (\w+)\)", slow) == [("2h", "22h"), ("6h", "66h")]
+
+
+def test_a_bad_duration_in_the_config_is_one_clear_error() -> None:
+    """A window that is not a Prometheus duration stops the rendering with a message naming it."""
+    try:
+        render.evaluate("{_config+:: {slo+: {fast: [{long: '1x', short: '5m', factor: 10}]}}}")
+    except RuntimeError as exc:
+        assert str(exc).splitlines()[0] == "RUNTIME ERROR: not a duration of s, m, h, d: 1x"
+    else:
+        raise AssertionError("rendered with a window of '1x'")
+    # compound durations work, and the guard follows them
+    alerts = _alerts(render.render("{_config+:: {slo+: {fast: [{long: '1h30m', short: '5m', factor: 10}]}}}"))
+    assert "[450s] offset 4950s)" in alerts["ApistatusErrorBudgetBurnFast"]["expr"]
