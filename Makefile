@@ -7,7 +7,7 @@ APT_NEEDS = promtool:prometheus prometheus:prometheus prometheus-alertmanager:pr
 	chromium:chromium chromedriver:chromium-driver nginx:nginx-light tinyproxy:tinyproxy \
 	kubectl:kubernetes-client wrk:wrk systemd-analyze:systemd
 
-.PHONY: deps test test-fast lint bench run
+.PHONY: deps test test-fast lint bench run mixin
 
 deps:
 	@missing=""; for need in $(APT_NEEDS); do \
@@ -22,7 +22,7 @@ deps:
 	$(PY) -m pip install -q -e '.[test]'
 
 lint:
-	$(PY) -m ruff check exporter tests bench
+	$(PY) -m ruff check exporter tests bench mixin
 	$(PY) -m mypy
 
 test: deps lint
@@ -36,3 +36,7 @@ bench: deps
 
 run:
 	$(PY) -m exporter
+
+# config/prometheus/*.yml, config/alertmanager/alertmanager.yml and dashboards/*.json from mixin/
+mixin:
+	$(PY) mixin/render.py

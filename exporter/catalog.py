@@ -100,6 +100,8 @@ class QuotaSpec:
     reset: str | None
     #: a separate read-only call that carries the figures (movingimage's usage endpoint)
     request: CheckSpec | None
+    #: true for a quota the health check does not need (it is shown, and may warn, but never pages)
+    informational: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,7 +309,8 @@ def parse_catalog(name: str, node: Node) -> Catalog:
 
     quotas: list[QuotaSpec] = []
     for entry in m.get("quota", Node([], node.file, "quota")):
-        qm = entry.mapping({"name", "remaining", "used", "limit", "reset", "request"}, required=("name",))
+        qm = entry.mapping({"name", "remaining", "used", "limit", "reset", "request", "informational"},
+                           required=("name",))
         remaining = _value_source(qm["remaining"]) if "remaining" in qm else None
         used = _value_source(qm["used"]) if "used" in qm else None
         limit = _value_source(qm["limit"]) if "limit" in qm else None
@@ -318,6 +321,7 @@ def parse_catalog(name: str, node: Node) -> Catalog:
             remaining, used, limit,
             qm["reset"].choice(("daily", "monthly", "hourly")) if "reset" in qm else None,
             parse_check(qm["request"]) if "request" in qm else None,
+            qm["informational"].boolean() if "informational" in qm else False,
         ))
 
     budget = parse_budget(m["budget"]) if "budget" in m else ()

@@ -45,6 +45,8 @@ FAMILIES: tuple[Family, ...] = (
     Family("apistatus_quota_remaining", "gauge", "Quota remaining as the vendor reports it."),
     Family("apistatus_quota_limit", "gauge", "Quota limit as the vendor reports it."),
     Family("apistatus_quota_reset_timestamp_seconds", "gauge", "When the vendor says the quota resets."),
+    Family("apistatus_quota_informational", "gauge",
+           "1 for a quota the catalog marks as not needed by the health check, else 0."),
     Family("apistatus_retry_after_seconds", "gauge", "Retry-After of the last answer, 0 when absent."),
     Family("apistatus_http_status_code", "gauge", "HTTP status of the last answer, 0 when there was none."),
     Family("apistatus_clock_skew_seconds", "gauge", "Vendor Date header minus our clock, last answer that had one."),
@@ -103,8 +105,10 @@ def render_target(ts: TargetState) -> Rendered:
     out[_IDX["apistatus_auth_failures_total"]] = "".join(
         f'apistatus_auth_failures_total{labels},code="{_esc(code)}"}} {n}\n'
         for code, n in sorted(ts.auth_failures.items()))
+    informational = {q.name for q in ts.target.catalog.quota if q.informational}
     for name, quota in sorted(ts.quotas.items()):
         extra = f',quota="{_esc(name)}"'
+        add("apistatus_quota_informational", 1 if name in informational else 0, extra)
         if quota.remaining is not None:
             add("apistatus_quota_remaining", quota.remaining, extra)
         if quota.limit is not None:

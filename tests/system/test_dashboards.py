@@ -1,7 +1,9 @@
-"""The Grafana dashboards: their JSON has the shape current Grafana imports (stable uids, schema 39+,
-datasource/vendor/target variables, known panel types), and every panel query, with the variables
-substituted, parses and returns data from a real Prometheus scraping the exporter against the
-simulators (the stack of test_prometheus_e2e, started once for both modules)."""
+"""The Grafana dashboards (rendered from mixin/): their JSON has the shape current Grafana imports
+(stable uids, schema 39+, datasource/job/instance/vendor/target variables, known panel types) and
+decodes with Grafana's own types (grafana-foundation-sdk) without losing a key; every query keeps
+job in its aggregation; and every panel query, with the variables substituted, parses and returns
+data from a real Prometheus scraping the exporter against the simulators through two jobs (the
+plain one and a /probe job; the stack of test_prometheus_e2e, started once for both modules)."""
 
 from __future__ import annotations
 
@@ -19,16 +21,18 @@ from exporter.catalog import CLASSES
 from exporter.collector import FAMILIES
 
 from ..conftest import ROOT
-from .test_prometheus_e2e import PROM_DIR, VENDORS, WAIT, Stack, http, prom_stack  # noqa: F401
+from .test_prometheus_e2e import PROM_DIR, VENDORS, WAIT, Stack, http, prom_stack, wait_for  # noqa: F401
 
 DASHBOARDS = ROOT / "dashboards"
 UIDS = {"apistatus-overview", "apistatus-target"}
-PANEL_TYPES = {"timeseries", "state-timeline", "stat", "bargauge", "table"}
+PANEL_TYPES = {"timeseries", "state-timeline", "stat", "bargauge", "table", "row"}
 #: Grafana's own variables the queries may use, and what the test puts in their place (1 s scrapes)
 BUILTINS = {"__rate_interval": "10s", "__interval": "1s", "__range": "1m"}
 VAR = re.compile(r"\$(?:\{(\w+)(?::\w+)?\}|(\w+))")
 #: per dashboard: the values of its variables for the queries (the drill-down takes each target in turn)
-OVERVIEW_VARS = {"vendor": ".*", "target": ".*"}
+OVERVIEW_VARS = {"job": ".*", "instance": ".*", "vendor": ".*", "target": ".*"}
+JOBS = {"apistatus", "apistatus-probe"}
+RUNBOOK_URL = "https://github.com/apistatus-exporter/apistatus-exporter/blob/main/docs/runbook.md#"
 
 
 def dashboards() -> dict[str, dict[str, Any]]:
@@ -41,6 +45,10 @@ def dashboards() -> dict[str, dict[str, Any]]:
 
 def queries(board: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [(p["title"], t) for p in board["panels"] for t in p.get("targets", [])]
+
+
+def panels(board: dict[str, Any]) -> list[dict[str, Any]]:
+    return [p for p in board["panels"] if p["type"] != "row"]
 
 
 def substitute(expr: str, values: dict[str, str]) -> str:
@@ -59,7 +67,9 @@ def known_series() -> set[str]:
     names = {f.name for f in FAMILIES}
     names |= {f.name + s for f in FAMILIES if f.type == "histogram" for s in ("_bucket", "_sum", "_count")}
     names |= {"apistatus_build_info", "apistatus_config_last_reload_successful",
-              "apistatus_config_last_reload_success_timestamp_seconds", "apistatus_targets"}
+              "apistatus_config_last_reload_success_timestamp_seconds", "apistatus_targets",
+              "apistatus_probe_start_lag_seconds", "apistatus_probe_start_lag_seconds_sum",
+              "apistatus_probe_start_lag_seconds_count"}
     rules = yaml.safe_load((PROM_DIR / "recording_rules.yml").read_text())
     names |= {r["record"] for g in rules["groups"] for r in g["rules"]}
     return names
@@ -72,10 +82,10 @@ def test_dashboards_have_the_shape_grafana_imports() -> None:
         assert board["schemaVersion"] >= 39, uid
         assert board["title"] and board["tags"], uid
         variables = {v["name"]: v for v in board["templating"]["list"]}
-        assert list(variables)[:3] == ["datasource", "vendor", "target"], uid
+        assert list(variables) == ["datasource", "job", "instance", "vendor", "target"], uid
         assert variables["datasource"]["type"] == "datasource"
         assert variables["datasource"]["query"] == "prometheus"
-        for name in ("vendor", "target"):
+        for name in ("job", "instance", "vendor", "target"):
             assert variables[name]["type"] == "query"
             assert variables[name]["datasource"]["uid"] == "${datasource}"
         ids = [p["id"] for p in board["panels"]]
@@ -84,6 +94,9 @@ def test_dashboards_have_the_shape_grafana_imports() -> None:
         for p in board["panels"]:
             where = f"{uid} panel {p['title']!r}"
             assert p["type"] in PANEL_TYPES, where
+            if p["type"] == "row":
+                assert p["gridPos"]["w"] == 24 and p["gridPos"]["h"] == 1, where
+                continue
             assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, where
             assert p["targets"], where
             for t in p["targets"]:
@@ -102,14 +115,17 @@ def test_dashboards_cover_what_the_issue_asks_for() -> None:
         return " ".join(t["expr"] for _, t in queries(boards[uid]))
 
     overview, target = text("apistatus-overview"), text("apistatus-target")
-    types = {p["type"] for p in boards["apistatus-overview"]["panels"]}
+    types = {p["type"] for p in panels(boards["apistatus-overview"])}
     assert {"state-timeline", "stat", "bargauge", "timeseries", "table"} <= types
     for needle in ("apistatus_outcome", "apistatus_up", "apistatus_maintenance", "apistatus_auth_failures_total",
                    "apistatus_quota_remaining", 'class="rate_limited"', "histogram_quantile(0.5",
-                   "histogram_quantile(0.95", "sum by (class) (rate(apistatus_responses_total"):
+                   "histogram_quantile(0.95", "sum by (job, class) (rate(apistatus_responses_total"):
         assert needle in overview, needle
-    for needle in ("by (class, code)", "apistatus_request_duration_seconds_bucket", "apistatus_retry_after_seconds",
-                   "apistatus_quota_remaining", "apistatus_clock_skew_seconds"):
+    for needle in ("up{", "apistatus_config_last_reload_successful", "apistatus_probe_start_lag_seconds_sum",
+                   "apistatus_targets", "scrape_duration_seconds"):
+        assert needle in overview, f"exporter-health row lacks {needle}"
+    for needle in ("by (job, class, code)", "apistatus_request_duration_seconds_bucket",
+                   "apistatus_retry_after_seconds", "apistatus_quota_remaining", "apistatus_clock_skew_seconds"):
         assert needle in target, needle
     # every series a query names exists: a typo would otherwise show as an empty panel
     known = known_series()
@@ -143,7 +159,7 @@ def test_every_panel_query_returns_data(prom_stack: Stack) -> None:  # noqa: F81
     for title, t in queries(boards["apistatus-overview"]):
         jobs.append((f"overview {title!r}", [substitute(t["expr"], OVERVIEW_VARS)], t))
     for title, t in queries(boards["apistatus-target"]):
-        exprs = [substitute(t["expr"], {"vendor": v, "target": v}) for v in VENDORS]
+        exprs = [substitute(t["expr"], {"job": ".*", "instance": ".*", "vendor": v, "target": v}) for v in VENDORS]
         jobs.append((f"target {title!r}", exprs, t))
 
     pending = list(jobs)
@@ -163,7 +179,11 @@ def test_every_panel_query_returns_data(prom_stack: Stack) -> None:  # noqa: F81
             time.sleep(0.5)
 
 
-def test_variable_queries_list_every_vendor_and_target(prom_stack: Stack) -> None:  # noqa: F811
+def test_variable_queries_list_every_job_instance_vendor_and_target(prom_stack: Stack) -> None:  # noqa: F811
+    """$job lists both jobs of the stack, $instance the exporter and the /probe job's target,
+    $vendor and $target every vendor."""
+    exporter = prom_stack.exporter.removeprefix("http://")
+    wanted = {"job": JOBS, "instance": {exporter, "rubiq"}, "vendor": set(VENDORS), "target": set(VENDORS)}
     for uid, board in dashboards().items():
         for var in board["templating"]["list"]:
             if var["type"] != "query":
@@ -175,15 +195,93 @@ def test_variable_queries_list_every_vendor_and_target(prom_stack: Stack) -> Non
                    + urllib.parse.urlencode({"match[]": match}))
             status, body = http(url)
             assert status == 200, body[:300]
-            assert set(json.loads(body)["data"]) == set(VENDORS), f"{uid} ${var['name']}"
+            assert set(json.loads(body)["data"]) == wanted[var["name"]], f"{uid} ${var['name']}"
 
+
+def test_per_target_panels_keep_the_jobs_apart(prom_stack: Stack) -> None:  # noqa: F811
+    """rubiq is scraped by the plain job and by the /probe job: the overview's Up panel shows it once
+    per job, never blended into one line."""
+    up = next(t for title, t in queries(dashboards()["apistatus-overview"]) if title == "Up")
+    got = wait_for("both jobs' rubiq series in the Up panel", lambda: {
+        r["metric"]["job"] for r in prom_stack.query(substitute(up["expr"], OVERVIEW_VARS))
+        if r["metric"].get("target") == "rubiq"} or None)
+    assert got == JOBS
+
+
+def test_dashboards_decode_with_grafana_s_own_types_without_losing_a_key() -> None:
+    """Grafana's dashboard schema as its SDK (grafana-foundation-sdk) has it: decoded and encoded
+    again, every key of ours survives with its value (a key Grafana does not know would be dropped)."""
+    from grafana_foundation_sdk.cog import plugins
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+    from grafana_foundation_sdk.models.dashboard import Dashboard
+
+    plugins.register_default_plugins()
+
+    def lost(ours: Any, theirs: Any, path: str) -> list[str]:
+        if isinstance(ours, dict):
+            if not isinstance(theirs, dict):
+                return [path]
+            return [p for k, v in ours.items()
+                    for p in ([f"{path}/{k}"] if k not in theirs else lost(v, theirs[k], f"{path}/{k}"))]
+        if isinstance(ours, list):
+            if not isinstance(theirs, list) or len(ours) != len(theirs):
+                return [path]
+            return [p for i, (a, b) in enumerate(zip(ours, theirs, strict=True)) for p in lost(a, b, f"{path}[{i}]")]
+        return [] if ours == theirs else [f"{path}: {ours!r} became {theirs!r}"]
+
+    for uid, board in dashboards().items():
+        again = json.loads(json.dumps(Dashboard.from_json(board), cls=JSONEncoder))
+        assert lost(board, again, uid) == []
+
+
+def _aggregations(expr: str) -> list[str]:
+    return re.findall(r"\b(?:sum|max|min|avg|count) by \(([^)]*)\)", expr)
+
+
+def test_every_query_filters_on_job_and_instance_and_keeps_job_apart() -> None:
+    """Several jobs, instances and shards: every selector takes $job (and, but for /probe scrapes,
+    $instance), and every aggregation keeps job (or is per instance), so nothing blends."""
+    for uid, board in dashboards().items():
+        for title, t in queries(board):
+            where = f"{uid} {title!r}: {t['expr']}"
+            selectors = re.findall(r"\{([^}]*)\}", t["expr"])
+            assert selectors, where
+            for sel in selectors:
+                assert 'job=~"$job"' in sel, where
+                if "/probe" not in title:
+                    assert 'instance=~"$instance"' in sel, where
+            for by in _aggregations(t["expr"]):
+                assert "job" in by.split(", "), f"{where}: aggregates jobs together"
+
+
+def test_panels_tied_to_an_alert_link_its_runbook_and_targets_link_their_page() -> None:
+    """Each runbook link names an alert of the rules and its runbook URL; the alerts a person looks
+    at a dashboard for have a panel that links them; the overview table and the drill-down link the
+    exporter's /targets/NAME page."""
+    from .test_prometheus_e2e import alert_rules
+
+    rules = alert_rules()
+    linked: set[str] = set()
+    for board in dashboards().values():
+        for p in panels(board):
+            for link in p.get("links", []):
+                name = link["title"].removeprefix("Runbook: ")
+                assert name in rules, link
+                assert link["url"] == rules[name]["annotations"]["runbook_url"] == RUNBOOK_URL + name.lower()
+                linked.add(name)
+    assert linked >= {"ApistatusTargetDown", "ApistatusVendorMaintenance", "ApistatusAuthFailing",
+                      "ApistatusQuotaLow", "ApistatusQuotaExceeded", "ApistatusRateLimited", "ApistatusClockSkew",
+                      "ApistatusErrorBudgetBurnFast", "ApistatusProbesStale", "ApistatusConfigReloadFailed",
+                      "ApistatusExporterAbsent", "ApistatusExporterOverloaded", "ApistatusProbeScrapeFailed"}
+    text = json.dumps(dashboards())
+    assert "/targets/${__value.raw}" in text and "/targets/${__field.labels.target}" in text
 
 
 def test_class_timelines_know_every_class() -> None:
     """The state timelines turn each class into a number and back; a class missing from either side
     would show as a bare number or a gap."""
     for uid, board in dashboards().items():
-        for p in board["panels"]:
+        for p in panels(board):
             if p["type"] != "state-timeline":
                 continue
             expr = p["targets"][0]["expr"]

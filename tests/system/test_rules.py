@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +26,22 @@ AM_CONFIG = ROOT / "config" / "alertmanager" / "alertmanager.yml"
 RUNBOOK = ROOT / "docs" / "runbook.md"
 RUNBOOK_URL = "https://github.com/apistatus-exporter/apistatus-exporter/blob/main/docs/runbook.md#"
 #: alerts about the exporter itself: they have no target or vendor label to name
-EXPORTER_WIDE = {"ApistatusConfigReloadFailed", "ApistatusExporterAbsent"}
+EXPORTER_WIDE = {"ApistatusConfigReloadFailed", "ApistatusExporterAbsent", "ApistatusExporterOverloaded",
+                 "ApistatusProbeScrapeFailed"}
 #: the alerts the issue asks for, by what they are about
 REQUIRED = {
     "ApistatusTargetDown", "ApistatusVendorMaintenance", "ApistatusAuthFailing", "ApistatusClockSkew",
     "ApistatusRateLimited", "ApistatusQuotaLow", "ApistatusQuotaExhaustionPredicted", "ApistatusQuotaExceeded",
     "ApistatusProbesStale", "ApistatusConfigReloadFailed", "ApistatusExporterAbsent",
     "ApistatusErrorBudgetBurnFast", "ApistatusErrorBudgetBurnSlow",
+    # issue 17: client_error as a ticket, the exporter's own load and /probe; issue 13: certificates
+    "ApistatusCheckRejected", "ApistatusExporterOverloaded", "ApistatusProbeScrapeFailed",
+    "ApistatusCertificateExpiringSoon",
 }
 #: the target that is only in maintenance in every unit test
 MAINTENANCE_ONLY = "shop"
+#: the unit tests of the alerts (the slow-burn ones evaluate every 5 minutes over days of history)
+ALERT_TESTS = ("alerts_test.yml", "slow_burn_test.yml")
 
 
 def tool(name: str) -> str:
@@ -67,7 +74,7 @@ def test_promtool_checks_the_example_scrape_config() -> None:
 
 
 def test_promtool_rule_unit_tests_pass() -> None:
-    assert {p.name for p in UNIT_TESTS} >= {"alerts_test.yml", "recording_test.yml"}
+    assert {p.name for p in UNIT_TESTS} >= {*ALERT_TESTS, "recording_test.yml"}
     out = run(tool("promtool"), "test", "rules", *UNIT_TESTS)
     assert out.returncode == 0, out.stdout + out.stderr
 
@@ -102,8 +109,9 @@ def test_recording_rules_are_named_level_metric_operation() -> None:
 
 
 def _unit_tests() -> list[dict[str, Any]]:
-    doc = yaml.safe_load((PROM / "tests" / "alerts_test.yml").read_text())
-    tests: list[dict[str, Any]] = doc["tests"]
+    tests: list[dict[str, Any]] = []
+    for name in ALERT_TESTS:
+        tests += yaml.safe_load((PROM / "tests" / name).read_text())["tests"]
     return tests
 
 
@@ -111,7 +119,8 @@ def _copy_rules(tmp_path: Path, alert_rules: str) -> Path:
     (tmp_path / "tests").mkdir()
     (tmp_path / "recording_rules.yml").write_text((PROM / "recording_rules.yml").read_text())
     (tmp_path / "alert_rules.yml").write_text(alert_rules)
-    shutil.copy(PROM / "tests" / "alerts_test.yml", tmp_path / "tests" / "alerts_test.yml")
+    for name in ALERT_TESTS:
+        shutil.copy(PROM / "tests" / name, tmp_path / "tests" / name)
     return tmp_path
 
 
@@ -121,7 +130,7 @@ def test_unit_tests_notice_every_alert_firing_before_its_for(tmp_path: Path) -> 
     text = (PROM / "alert_rules.yml").read_text()
     dropped = re.sub(r"^(\s+)for: \w+$", r"\1for: 0s", text, flags=re.M)
     _copy_rules(tmp_path, dropped)
-    out = run(tool("promtool"), "test", "rules", "tests/alerts_test.yml", cwd=tmp_path)
+    out = run(tool("promtool"), "test", "rules", *(f"tests/{n}" for n in ALERT_TESTS), cwd=tmp_path)
     assert out.returncode != 0
     failed = set(re.findall(r"alertname: (\w+)", out.stdout + out.stderr))
     with_for = {name for name, rule in alerts().items() if rule.get("for")}
@@ -130,9 +139,9 @@ def test_unit_tests_notice_every_alert_firing_before_its_for(tmp_path: Path) -> 
 
 
 def _minutes(value: str) -> float:
-    m = re.fullmatch(r"(\d+)([smh])", value)
-    assert m, value
-    return int(m.group(1)) * {"s": 1 / 60, "m": 1, "h": 60}[m.group(2)]
+    parts = re.findall(r"(\d+)([smhd])", value)
+    assert parts and "".join(n + u for n, u in parts) == value, value
+    return sum(int(n) * {"s": 1 / 60, "m": 1, "h": 60, "d": 1440}[u] for n, u in parts)
 
 
 def test_every_alert_has_a_unit_test_for_firing_before_its_for_and_maintenance() -> None:
@@ -158,32 +167,50 @@ def test_every_alert_has_a_unit_test_for_firing_before_its_for_and_maintenance()
                 assert a["exp_labels"].get("target") != MAINTENANCE_ONLY, f"{name} fires for maintenance"
 
 
-@pytest.mark.parametrize(("what", "old", "new"), [
-    ("maintenance counted as down", 'class=~"server_error|timeout', 'class=~"maintenance|server_error|timeout'),
-    ("maintenance not held after it ends", "        keep_firing_for: 15m\n", ""),
+def _render(overrides: str) -> dict[str, str]:
+    sys.path.insert(0, str(ROOT / "mixin"))
+    try:
+        import render
+    finally:
+        sys.path.pop(0)
+    files: dict[str, str] = render.render(overrides)
+    return files
+
+
+@pytest.mark.parametrize(("what", "overrides", "old", "new"), [
+    ("maintenance counted as down", "{_config+:: {downClasses+: ['maintenance']}}", "", ""),
+    ("client_error pages as down", "{_config+:: {downClasses+: ['client_error']}}", "", ""),
+    ("maintenance not held after it ends", "{_config+:: {maintenanceKeepFiringFor: '0s'}}", "", ""),
     # the naive staleness test (time since the last probe) calls a target in a long backoff stale
-    ("stale during a Retry-After backoff",
-     "          (time() - apistatus_next_probe_timestamp_seconds)\n"
-     "          > clamp_min(apistatus_next_probe_timestamp_seconds - apistatus_last_probe_timestamp_seconds, 60)\n",
-     "          (time() - apistatus_last_probe_timestamp_seconds) > 300\n"),
-    ("auth severity lowered",
-     '          severity: critical\n        annotations:\n          summary: "{{ $labels.vendor }} refuses',
-     '          severity: warning\n        annotations:\n          summary: "{{ $labels.vendor }} refuses'),
-], ids=["maintenance-as-down", "maintenance-not-held", "naive-staleness", "auth-severity"])
-def test_unit_tests_catch_a_broken_rule(tmp_path: Path, what: str, old: str, new: str) -> None:
-    """The unit tests are not decoration: the same tests against a subtly broken copy of the rules fail."""
+    ("stale during a Retry-After backoff", "{}",
+     re.escape("(time() - apistatus_next_probe_timestamp_seconds{"),
+     "(time() - apistatus_last_probe_timestamp_seconds{"),
+    ("auth severity lowered", "{}",
+     re.escape("class=\"auth\"}) == 1\n    for: 5m\n    labels:\n      severity: critical"),
+     "class=\"auth\"}) == 1\n    for: 5m\n    labels:\n      severity: warning"),
+    ("informational quotas page", "{}",
+     re.escape("unless (apistatus_quota_informational{"), "unless (apistatus_quota_informational_x{"),
+    ("burn rates without the history guard", "{}", r"\] offset \w+\)", "])"),
+], ids=["maintenance-as-down", "client-error-as-down", "maintenance-not-held", "naive-staleness", "auth-severity",
+        "informational-quota", "no-history-guard"])
+def test_unit_tests_catch_a_broken_rule(tmp_path: Path, what: str, overrides: str, old: str, new: str) -> None:
+    """The unit tests are not decoration: the same tests against a subtly broken mixin fail."""
     (tmp_path / "tests").mkdir()
-    changed = False
+    files = _render(overrides)
+    changed = overrides != "{}"
     for f in ("recording_rules.yml", "alert_rules.yml"):
-        text = (PROM / f).read_text()
-        if old in text:
-            assert text.count(old) == 1, what
-            text = text.replace(old, new)
+        text = files[f"config/prometheus/{f}"]
+        if old and re.search(old, text):
+            text = re.sub(old, lambda _: new, text)
             changed = True
         (tmp_path / f).write_text(text)
     assert changed, what
-    shutil.copy(PROM / "tests" / "alerts_test.yml", tmp_path / "tests" / "alerts_test.yml")
-    out = run(tool("promtool"), "test", "rules", "tests/alerts_test.yml", cwd=tmp_path)
+    if old:
+        out = run(tool("promtool"), "check", "rules", tmp_path / "alert_rules.yml")
+        assert out.returncode == 0, f"{what}: the broken copy does not even load: {out.stdout}{out.stderr}"
+    for name in ALERT_TESTS:
+        shutil.copy(PROM / "tests" / name, tmp_path / "tests" / name)
+    out = run(tool("promtool"), "test", "rules", *(f"tests/{n}" for n in ALERT_TESTS), cwd=tmp_path)
     assert out.returncode != 0, f"the unit tests did not notice {what}"
     assert "FAILED" in out.stdout + out.stderr
 
@@ -195,7 +222,8 @@ def test_amtool_checks_the_alertmanager_example() -> None:
 
 @pytest.mark.parametrize(("labels", "receiver"), [
     (["alertname=ApistatusTargetDown", "severity=critical"], "pager"),
-    (["alertname=ApistatusQuotaLow", "severity=warning"], "chat"),
+    (["alertname=ApistatusQuotaLow", "severity=warning"], "ticket"),
+    (["alertname=ApistatusCheckRejected", "severity=warning"], "ticket"),
     (["alertname=ApistatusVendorMaintenance", "severity=info"], "chat"),
 ])
 def test_alertmanager_example_pages_only_for_critical(labels: list[str], receiver: str) -> None:
@@ -204,12 +232,36 @@ def test_alertmanager_example_pages_only_for_critical(labels: list[str], receive
     assert out.stdout.split() == [receiver]
 
 
-def test_alertmanager_example_inhibits_outages_during_maintenance() -> None:
-    rules = yaml.safe_load(AM_CONFIG.read_text())["inhibit_rules"]
-    maint = [r for r in rules if r["source_matchers"] == ['alertname="ApistatusVendorMaintenance"']]
-    assert len(maint) == 1 and maint[0]["equal"] == ["target", "vendor"]
-    muted = re.search(r'alertname=~"([^"]+)"', maint[0]["target_matchers"][0])
-    assert muted and "ApistatusTargetDown" in muted.group(1).split("|")
+def _inhibitions() -> list[tuple[set[str], set[str], list[str]]]:
+    out = []
+    for r in yaml.safe_load(AM_CONFIG.read_text())["inhibit_rules"]:
+        (src,), (dst,) = r["source_matchers"], r["target_matchers"]
+        s, d = re.fullmatch(r'alertname=~"([\w|]+)"', src), re.fullmatch(r'alertname=~"([\w|]+)"', dst)
+        assert s and d, r
+        out.append((set(s.group(1).split("|")), set(d.group(1).split("|")), r["equal"]))
+    return out
+
+
+def test_alertmanager_example_inhibits_secondary_symptoms() -> None:
+    """Maintenance mutes the outage and burn alerts of its target; TargetDown, AuthFailing and
+    QuotaExceeded mute the burn alerts; every name is an alert that exists; each rule keeps the group
+    labels in `equal`, so one cluster never mutes another."""
+    names = set(alerts())
+    muted: dict[str, set[str]] = {}
+    for src, dst, equal in _inhibitions():
+        assert src | dst <= names, f"unknown alert in an inhibit rule: {sorted((src | dst) - names)}"
+        assert equal[:1] == ["cluster"], equal
+        assert not src & dst, f"an alert inhibits itself: {src & dst}"
+        for a in src:
+            muted.setdefault(a, set()).update(dst)
+    burns = {"ApistatusErrorBudgetBurnFast", "ApistatusErrorBudgetBurnSlow"}
+    assert {"ApistatusTargetDown", "ApistatusCheckRejected"} | burns <= muted["ApistatusVendorMaintenance"]
+    for cause in ("ApistatusTargetDown", "ApistatusAuthFailing", "ApistatusQuotaExceeded"):
+        assert burns <= muted[cause], cause
+    assert "ApistatusTargetDown" in muted["ApistatusAuthFailing"]
+    # nothing mutes a page of its own incident: the pages that remain are the causes
+    critical = {n for n, r in alerts().items() if r["labels"]["severity"] == "critical"}
+    assert not (critical - burns - {"ApistatusTargetDown"}) & set().union(*muted.values())
 
 
 def test_down_selector_is_outage_classes_only() -> None:
@@ -220,5 +272,5 @@ def test_down_selector_is_outage_classes_only() -> None:
     m = re.search(r'class=~"([^"]+)"', expr)
     assert m
     down = set(m.group(1).split("|"))
-    own_alert = {"maintenance", "auth", "clock_skew", "rate_limited", "quota_exceeded"}
+    own_alert = {"maintenance", "auth", "clock_skew", "rate_limited", "quota_exceeded", "client_error"}
     assert down == set(CLASSES) - UP_CLASSES - own_alert

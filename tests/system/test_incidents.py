@@ -1,0 +1,365 @@
+"""Incidents, end to end: one notification group per incident at the right severity.
+
+Real parts on loopback: two sets of the vendor simulators, three exporters in one job (shards), a
+Debian Prometheus running the mixin's rules (rendered with a test _config whose `for` durations and
+windows are seconds, not minutes), a Debian Alertmanager with the shipped routes and inhibit rules,
+and a webhook receiver in this test that records every notification. The incidents run at the same
+time, each on its own vendor or exporter, and the webhook's notifications are counted per incident.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "mixin"))
+import render  # noqa: E402
+
+sys.path.pop(0)
+
+#: the test's _config: seconds instead of minutes, the burn-rate pair over one minute (so its history
+#: guard, 55 s, is passed within the test), the slow pair out of reach
+TEST_CONFIG = """{_config+:: {
+  'for'+: {ApistatusTargetDown: '4s', ApistatusCheckRejected: '4s', ApistatusVendorMaintenance: '2s',
+           ApistatusAuthFailing: '4s', ApistatusClockSkew: '4s', ApistatusRateLimited: '4s', ApistatusQuotaLow: '8s',
+           ApistatusQuotaExhaustionPredicted: '1h', ApistatusQuotaExceeded: '4s', ApistatusProbesStale: '6s',
+           ApistatusConfigReloadFailed: '4s', ApistatusExporterAbsent: '4s', ApistatusExporterOverloaded: '4s',
+           ApistatusProbeScrapeFailed: '4s', ApistatusCertificateExpiringSoon: '4s',
+           ApistatusErrorBudgetBurnFast: '6s', ApistatusErrorBudgetBurnSlow: '6s'},
+  maintenanceKeepFiringFor: '30s',
+  staleMinSeconds: 5,
+  thresholds+: {rateLimitedWindow: '10s', startLagSeconds: 1, startLagWindow: '10s'},
+  slo+: {fast: [{long: '60s', short: '10s', factor: 14.4}], slow: [{long: '1h', short: '10m', factor: 3}]},
+}}"""
+VENDORS = ("bannersnack", "bizwebs", "rubiq", "flipsnack", "movingimage")
+#: each incident: simulator set, vendor, settings; the one notification group it must produce
+#: (alertname, vendor or "", receiver)
+INCIDENTS: dict[str, tuple[str, str, dict[str, Any], tuple[str, str, str]]] = {
+    "vendor outage": ("a", "rubiq", {"server_error": True}, ("ApistatusTargetDown", "rubiq", "pager")),
+    "rotated credential": ("a", "bizwebs", {"rotated": True}, ("ApistatusAuthFailing", "bizwebs", "pager")),
+    "maintenance": ("a", "flipsnack", {"maintenance": True}, ("ApistatusVendorMaintenance", "flipsnack", "chat")),
+    "quota exhausted": ("a", "movingimage", {"quota_exceeded": True},
+                        ("ApistatusQuotaExceeded", "movingimage", "pager")),
+    "clock skew": ("a", "bannersnack", {"clock_offset": 600}, ("ApistatusClockSkew", "bannersnack", "ticket")),
+    "rate limited": ("b", "bizwebs", {"rate_limited": True, "retry_after": 1},
+                     ("ApistatusRateLimited", "bizwebs", "ticket")),
+    "check rejected": ("b", "rubiq", {"code": "404"}, ("ApistatusCheckRejected", "rubiq", "ticket")),
+    # Flipsnack's uploads quota is informational (the health check does not need it): a warning, no page
+    "informational quota used up": ("b", "flipsnack", {"uploads_left": 0},
+                                    ("ApistatusQuotaLow", "flipsnack", "ticket")),
+}
+#: incidents of the exporters themselves (no vendor label)
+EXPORTER_INCIDENTS = {
+    "/probe of an unknown target": ("ApistatusProbeScrapeFailed", "ticket"),
+    "config reload failing": ("ApistatusConfigReloadFailed", "ticket"),
+    "exporter overloaded": ("ApistatusExporterOverloaded", "ticket"),
+    "exporter down (one shard of three)": ("ApistatusExporterAbsent", "pager"),
+}
+WAIT = 90.0
+LIFETIME = 600
+T = TypeVar("T")
+_http = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def http(url: str, data: bytes | None = None) -> tuple[int, bytes]:
+    assert url.startswith("http://127.0.0.1:"), url
+    try:
+        with _http.open(urllib.request.Request(url, data=data), timeout=5) as r:
+            return int(r.status), r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = WAIT) -> T:
+    end = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError):
+            if got := probe():
+                return got
+        if time.monotonic() > end:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.25)
+
+
+def need(binary: str) -> str:
+    path = shutil.which(binary)
+    assert path, f"{binary} is not installed (apt-get install prometheus prometheus-alertmanager)"
+    return path
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Webhook:
+    """Alertmanager's webhook receiver: every notification, with the receiver (path) it went to."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[str, dict[str, Any]]] = []
+        lock = self.lock = threading.Lock()
+        got = self.got
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+                with lock:
+                    got.append((self.path.strip("/"), body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def groups(self) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+        with self.lock:
+            out: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+            for receiver, n in self.got:
+                out.setdefault(n["groupKey"], []).append((receiver, n))
+            return out
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Stack:
+    def __init__(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="apistatus-incidents-"))
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.sims: dict[str, dict[str, dict[str, Any]]] = {}
+        self.exporters: dict[str, str] = {}
+        self.webhook = Webhook()
+        self.prometheus = self.alertmanager = ""
+
+    def spawn(self, name: str, args: list[str], stdout: int | None = None) -> subprocess.Popen[bytes]:
+        log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(["timeout", "-k", "5", str(LIFETIME), *args], stderr=log,
+                                stdout=log if stdout is None else stdout, cwd=ROOT, start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def log(self, name: str) -> str:
+        path = self.tmp / f"{name}.log"
+        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+
+    def stop(self, name: str) -> None:
+        proc = self.procs[name]
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+    def close(self) -> None:
+        for name in reversed(list(self.procs)):
+            self.stop(name)
+        self.webhook.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def control(self, sims: str, vendor: str, **settings: Any) -> None:
+        status, body = http(self.sims[sims][vendor]["control_url"], json.dumps(settings).encode())
+        assert status == 200, f"{sims}/{vendor} control {settings}: {body!r}"
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        status, body = http(self.prometheus + "/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+        data = json.loads(body)
+        assert status == 200 and data["status"] == "success", f"{expr!r}: {data.get('error')}"
+        result: list[dict[str, Any]] = data["data"]["result"]
+        return result
+
+    def am_alerts(self) -> list[dict[str, Any]]:
+        status, body = http(self.alertmanager + "/api/v2/alerts")
+        assert status == 200, body[:300]
+        alerts: list[dict[str, Any]] = json.loads(body)
+        return alerts
+
+    def ready(self, name: str, url: str) -> str:
+        wait_for(f"{name} to be ready: {self.log(name)}", lambda: http(url + "/-/ready")[0] == 200, 40)
+        return url
+
+
+def target(sims: str, vendor: str, sim: dict[str, Any], name: str | None = None, **extra: Any) -> dict[str, Any]:
+    t = {"name": name or f"{sims}-{vendor}", "vendor": vendor, "base_url": sim["base_url"],
+         "credentials": sim["credentials"], "probe_share": 1, **extra}
+    if "check" in sim:
+        t["check"] = sim["check"]
+    return t
+
+
+def start(stack: Stack) -> None:
+    for sims in ("a", "b"):
+        proc = stack.spawn(f"sims-{sims}", [sys.executable, "-m", "exporter", "simulate", "--json"],
+                           stdout=subprocess.PIPE)
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 40)
+        assert ready, stack.log(f"sims-{sims}")
+        stack.sims[sims] = json.loads(proc.stdout.readline())
+    a, b = stack.sims["a"], stack.sims["b"]
+    configs = {
+        # every incident's target, and a healthy one that the /probe job asks for
+        "e1": {"global": {"interval": "1s", "timeout": "1s"},
+               "targets": [target("a", v, a[v]) for v in VENDORS]
+               + [target("b", v, b[v]) for v in ("bizwebs", "rubiq", "flipsnack", "movingimage")]},
+        # a shard that will go down
+        "e2": {"global": {"interval": "2s", "timeout": "2s"},
+               "targets": [target("b", "bannersnack", b["bannersnack"], "e2-bannersnack")]},
+        # a shard with more work than one probe at a time can do once its vendor slows down
+        "e3": {"global": {"interval": "2s", "timeout": "2s", "max_concurrency": 1},
+               "targets": [target("b", "bannersnack", b["bannersnack"], f"e3-bannersnack-{i}") for i in range(3)]},
+    }
+    for name, config in configs.items():
+        path = stack.tmp / f"{name}.yml"
+        path.write_text(yaml.safe_dump(config))
+        port = free_port()
+        stack.spawn(name, [sys.executable, "-m", "exporter", "--config", str(path), "--listen", f"127.0.0.1:{port}",
+                           "--log-level", "error"])
+        stack.exporters[name] = f"127.0.0.1:{port}"
+    for name, addr in stack.exporters.items():
+        wait_for(f"exporter {name}: {stack.log(name)}", lambda a=addr: http(f"http://{a}/-/ready")[0] == 200, 40)
+
+    m = render.evaluate(TEST_CONFIG)
+    am = m["alertmanager"]
+    # the shipped routes and inhibit rules; delivery to this test, and fast enough for a test
+    am["route"].update(group_wait="1s", group_interval="2s", repeat_interval="1h")
+    for r in am["receivers"]:
+        r["webhook_configs"] = [{"url": f"{stack.webhook.url}/{r['name']}", "send_resolved": False}]
+    (stack.tmp / "alertmanager.yml").write_text(yaml.safe_dump(am))
+    url = f"http://127.0.0.1:{free_port()}"
+    stack.spawn("alertmanager", [need("prometheus-alertmanager"), f"--config.file={stack.tmp / 'alertmanager.yml'}",
+                                 f"--storage.path={stack.tmp / 'am'}", "--cluster.listen-address=", "--log.level=warn",
+                                 f"--web.listen-address={url.removeprefix('http://')}"])
+    stack.alertmanager = stack.ready("alertmanager", url)
+
+    (stack.tmp / "alerts.yml").write_text(yaml.safe_dump(m["alerts"]))
+    (stack.tmp / "rules.yml").write_text(yaml.safe_dump(m["rules"]))
+    prom = m["prometheus"]
+    prom["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    prom["rule_files"] = [str(stack.tmp / "rules.yml"), str(stack.tmp / "alerts.yml")]
+    prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [stack.alertmanager.removeprefix("http://")]
+    jobs = {j["job_name"]: j for j in prom["scrape_configs"]}
+    jobs["apistatus"]["static_configs"][0]["targets"] = list(stack.exporters.values())
+    probe = jobs["apistatus-probe"]
+    probe["static_configs"][0]["targets"] = ["b-movingimage", "no-such-target"]
+    probe["scrape_interval"] = probe["scrape_timeout"] = "2s"
+    probe["relabel_configs"][-1]["replacement"] = stack.exporters["e1"]
+    (stack.tmp / "prometheus.yml").write_text(yaml.safe_dump(prom))
+    url = f"http://127.0.0.1:{free_port()}"
+    stack.spawn("prometheus", [need("prometheus"), f"--config.file={stack.tmp / 'prometheus.yml'}",
+                               f"--storage.tsdb.path={stack.tmp / 'tsdb'}", "--log.level=warn",
+                               "--rules.alert.resend-delay=1s", f"--web.listen-address={url.removeprefix('http://')}"])
+    stack.prometheus = stack.ready("prometheus", url)
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    need("prometheus")
+    need("prometheus-alertmanager")
+    s = Stack()
+    try:
+        start(s)
+        yield s
+    finally:
+        s.close()
+
+
+def _incident_of(group: list[tuple[str, dict[str, Any]]]) -> tuple[str, str, str]:
+    receiver, n = group[0]
+    labels = n["groupLabels"]
+    return labels.get("alertname", ""), labels.get("vendor", ""), receiver
+
+
+def test_each_incident_sends_exactly_one_notification_at_its_severity(stack: Stack) -> None:
+    started = time.monotonic()
+    wait_for("every target of e1 scraped up", lambda: len(stack.query(
+        'apistatus_up{job="apistatus"} == 1')) >= len(VENDORS) + 4 + 4 or None)
+
+    # all incidents at once, each on its own vendor (or exporter)
+    for sims, vendor, settings, _ in INCIDENTS.values():
+        stack.control(sims, vendor, **settings)
+    stack.control("b", "bannersnack", delay=1.5)  # e3 falls behind its schedule
+    e1 = stack.tmp / "e1.yml"
+    e1.write_text(e1.read_text() + "\n  - name: [broken\n")
+    status, body = http(f"http://{stack.exporters['e1']}/-/reload", b"")
+    assert status >= 400 and b"e1.yml" in body, body
+
+    expected = {inc for *_, inc in INCIDENTS.values()}
+    expected |= {(alert, "", receiver) for alert, receiver in EXPORTER_INCIDENTS.values()
+                 if alert != "ApistatusExporterAbsent"}
+    wait_for("a notification for every incident", lambda: expected <= {
+        _incident_of(g) for g in stack.webhook.groups().values()} or None)
+
+    # one shard of three goes down; the other two keep being scraped
+    stack.stop("e2")
+    expected.add(("ApistatusExporterAbsent", "", "pager"))
+    wait_for("the exporter-down page", lambda: ("ApistatusExporterAbsent", "", "pager") in {
+        _incident_of(g) for g in stack.webhook.groups().values()} or None)
+
+    # The outage's burn-rate alert fires once the minute of history is there; Alertmanager holds it
+    # as inhibited by TargetDown. Likewise the overloaded shard's stale probes.
+    wait_for("ApistatusErrorBudgetBurnFast firing in Prometheus for a-rubiq", lambda: stack.query(
+        'ALERTS{alertname="ApistatusErrorBudgetBurnFast",alertstate="firing",target="a-rubiq"}'))
+
+    def suppressed(alertname: str, **labels: str) -> bool:
+        return any(a["labels"]["alertname"] == alertname and a["status"]["state"] == "suppressed"
+                   and a["status"]["inhibitedBy"] and all(a["labels"].get(k) == v for k, v in labels.items())
+                   for a in stack.am_alerts())
+
+    wait_for("Alertmanager to hold the burn alert inhibited",
+             lambda: suppressed("ApistatusErrorBudgetBurnFast", target="a-rubiq"))
+    # quiet time: a late duplicate (group_interval is 2 s) would arrive in it
+    time.sleep(5)
+
+    groups = stack.webhook.groups()
+    got = {}
+    for group in groups.values():
+        inc = _incident_of(group)
+        assert inc not in got, f"two notification groups for {inc}"
+        got[inc] = len(group)
+    assert set(got) == expected, f"unexpected: {sorted(set(got) - expected)}; missing: {sorted(expected - set(got))}"
+    counts = {inc: n for inc, n in got.items() if n != 1}
+    assert counts == {}, f"incidents with more than one notification: {counts}"
+    # the severity each receiver stands for
+    for group in groups.values():
+        receiver, n = group[0]
+        sev = {a["labels"]["severity"] for a in n["alerts"]}
+        assert sev == {{"pager": "critical", "ticket": "warning", "chat": "info"}[receiver]}, (receiver, sev)
+    # the informational quota never paged, in Prometheus either (not inhibited: never fired)
+    assert stack.query('ALERTS{alertname="ApistatusQuotaExceeded",target="b-flipsnack"}') == []
+    assert stack.query('apistatus_quota_remaining{target="b-flipsnack",quota="uploads"} == 0')
+    assert stack.query('apistatus_quota_informational{target="b-flipsnack",quota="uploads"} == 1')
+    assert stack.query('apistatus_quota_informational{target="a-movingimage"} == 1') == []
+    print(f"\n{len(got)} incidents, one notification each, in {time.monotonic() - started:.0f}s")
