@@ -72,7 +72,7 @@ def test_each_vendor_section_covers_calls_checks_status_budget_and_decisions(ven
 
 def test_the_introduction_counts_the_built_in_vendors() -> None:
     intro = " ".join(DOC.read_text(encoding="utf-8").split("\n## ", 1)[0].split())
-    count = NUMBERS[len(BUILTIN)]
+    count = NUMBERS[len(BUILTIN)] if len(BUILTIN) < len(NUMBERS) else str(len(BUILTIN))
     assert f"{count} built-in vendors" in intro, (
         f"docs/vendors.md: the introduction should say '{count} built-in vendors'")
     for vendor in BUILTIN:
