@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, PlatformCollector, ProcessColle
 
 from . import __version__
 from .catalog import CLASSES, UP_CLASSES
+from .shard import ALL, Shard
 from .state import DURATION_BUCKETS, TargetState
 
 __all__ = ["CONTENT_TYPE", "FAMILIES", "ExporterInfo", "exposition_chunks", "render_exposition", "render_target"]
@@ -134,6 +135,8 @@ class ExporterInfo:
     targets: int = 0
     #: (start lags of recent probes, sum of all start lags, probes started), from the scheduler
     start_lag: Callable[[], tuple[Sequence[float], float, int]] | None = None
+    #: which of the fleet's replicas this is (0/1 when not sharded)
+    shard: Shard = ALL
 
 
 _process_registry = CollectorRegistry(auto_describe=False)
@@ -153,6 +156,9 @@ def _own(info: ExporterInfo) -> str:
         f"apistatus_config_last_reload_success_timestamp_seconds {_num(info.reload_success_timestamp)}\n"
         "# HELP apistatus_targets Targets in the running config.\n# TYPE apistatus_targets gauge\n"
         f"apistatus_targets {info.targets}\n"
+        "# HELP apistatus_shard_info The shard of the fleet this replica runs (--shard); always 1.\n"
+        "# TYPE apistatus_shard_info gauge\n"
+        f'apistatus_shard_info{{index="{info.shard.index}",count="{info.shard.count}"}} 1\n'
     ) + _start_lag(info)
 
 
