@@ -33,3 +33,8 @@ bench: deps
 
 run:
 	$(PY) -m exporter
+
+# the Prometheus Operator's PrometheusRule is rendered from config/prometheus/*.yml; re-run after changing them
+.PHONY: deploy-rules
+deploy-rules:
+	$(PY) deploy/render_rules.py
