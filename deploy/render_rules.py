@@ -47,14 +47,16 @@ def render(rules_dir: Path = RULES) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true", help="exit 1 when the file is not what the rules give")
+    p.add_argument("--rules", type=Path, default=RULES, help="the rule files' directory")
+    p.add_argument("--out", type=Path, default=OUT, help="the PrometheusRule file")
     args = p.parse_args(argv)
-    text = render()
+    text = render(args.rules)
     if args.check:
-        if not OUT.exists() or OUT.read_text(encoding="utf-8") != text:
-            print(f"error: {OUT.relative_to(ROOT)} is out of date: run make deploy-rules", file=sys.stderr)
+        if not args.out.exists() or args.out.read_text(encoding="utf-8") != text:
+            print(f"error: {args.out} is out of date with {args.rules}: run make deploy-rules", file=sys.stderr)
             return 1
         return 0
-    OUT.write_text(text, encoding="utf-8")
+    args.out.write_text(text, encoding="utf-8")
     return 0
 
 
