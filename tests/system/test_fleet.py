@@ -10,6 +10,7 @@ request budget, so a group split over two shards (two budgets) would show at the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -52,6 +53,13 @@ class Fleet(Stack):
             "--listen", f"127.0.0.1:{self.ports[i]}", "--log-level", "warning"])
         url = f"http://127.0.0.1:{self.ports[i]}"
         wait_for(f"shard {i} to be ready: {self.log(f'shard{i}')}", lambda: http(url + "/-/ready")[0] == 200)
+
+    def close(self) -> None:
+        # a replica whose timeout wrapper is gone still runs in the wrapper's process group
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM if proc.poll() is None else signal.SIGKILL)
+        super().close()
 
     def requests(self) -> dict[str, int]:
         """Requests each simulator has received, by its base URL."""

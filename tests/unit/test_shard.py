@@ -173,3 +173,12 @@ def test_config_check_warns_on_skew_and_refuses_a_bad_spec(tmp_path: Path, capsy
     assert "gets no targets" in err
     assert main(["--config", str(path), "--shard", "all"]) == 2  # "all" only makes sense for the check
     assert "expected I/N" in capsys.readouterr().err
+
+
+def test_changing_the_shard_count_moves_most_targets() -> None:
+    """What docs/scaling.md says N -> N+1 costs: hashmod is not consistent hashing, a target stays
+    on its replica only when key mod N == key mod N+1, about 1 in N+1."""
+    cfg = config_from({"targets": targets(3000, 3000)})
+    for n in (2, 3, 5):
+        kept = sum(1 for t in cfg.targets if shard_of(t, n) == shard_of(t, n + 1))
+        assert abs(kept / 3000 - 1 / (n + 1)) < 0.05, (n, kept)
