@@ -27,7 +27,7 @@ __all__ = ["ALL", "CANDIDATES", "ENV_VAR", "AllShards", "Shard", "ShardError", "
 
 #: the environment variable read when ``--shard`` is not given (a StatefulSet sets it per pod)
 ENV_VAR = "APISTATUS_SHARD"
-_SPEC = re.compile(r"(\d{1,6})/(\d{1,6})")
+_SPEC = re.compile(r"([0-9]{1,6})/([0-9]{1,6})")
 #: a shard whose planned probes/s exceed the mean by more than this factor is reported as skewed
 SKEW_FACTOR = 1.5
 
@@ -65,7 +65,7 @@ def parse_shard(text: str, source: str = "--shard", allow_all: bool = False) -> 
     value = text.strip()
     if allow_all and value == "all":
         return AllShards()
-    if allow_all and (m := re.fullmatch(r"all/(\d{1,6})", value)) and int(m.group(1)) >= 1:
+    if allow_all and (m := re.fullmatch(r"all/([0-9]{1,6})", value)) and int(m.group(1)) >= 1:
         return AllShards(int(m.group(1)))
     m = _SPEC.fullmatch(value)
     if m is None or not 0 <= int(m.group(1)) < int(m.group(2)):

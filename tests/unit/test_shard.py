@@ -88,7 +88,7 @@ def test_the_key_shows_no_credential_value_in_any_encoding() -> None:
 
 
 @pytest.mark.parametrize("spec", ["3/3", "-1/3", "1/0", "0/0", "a/b", "", "1/3/4", "1", "all", "all/3", " 1 /3x",
-                                  "9999999/99999999"])
+                                  "9999999/99999999", "\u0661/\u0663", "all/0"])
 def test_a_bad_spec_is_one_line_naming_the_flag_and_value(spec: str) -> None:
     with pytest.raises(ShardError) as err:
         parse_shard(spec)
@@ -104,6 +104,9 @@ def test_the_flag_wins_over_the_environment_which_wins_over_nothing() -> None:
         resolve(None, {ENV_VAR: "4/4"})
     assert resolve("all", {}, allow_all=True) == AllShards()
     assert resolve(None, {ENV_VAR: "all/5"}, allow_all=True) == AllShards(5)
+    for bad in ("all/0", "all/x", "all/", "alll"):
+        with pytest.raises(ShardError, match='or "all"'):
+            parse_shard(bad, allow_all=True)
 
 
 def test_skew_is_reported_when_one_credential_holds_most_targets() -> None:
