@@ -92,15 +92,15 @@ def _scrape(url: str) -> tuple[str, float, int, int]:
 
 
 @contextlib.contextmanager
-def _replicas(dir_: Path, config: Path, shards: int) -> Iterator[tuple[list[Proc], list[float]]]:
-    """All shards started at once, as a StatefulSet with parallel pod management does."""
+def _replicas(dir_: Path, config: Path, shards: int, indices: list[int]) -> Iterator[tuple[list[Proc], list[float]]]:
+    """The shards started at once, as a StatefulSet with parallel pod management does."""
     with contextlib.ExitStack() as stack:
         procs, t0 = [], time.monotonic()
-        for i in range(shards):
+        for i in indices:
             port = free_port()
             argv = [*exporter_argv(config, port), "--shard", f"{i}/{shards}"]
             procs.append(stack.enter_context(_spawn(f"shard{i}", argv, port, dir_, "", env=exporter_env())))
-        ready: list[float | None] = [None] * shards
+        ready: list[float | None] = [None] * len(indices)
         while None in ready:
             if time.monotonic() - t0 > 300:
                 raise ProcError(f"shards {[i for i, r in enumerate(ready) if r is None]} not ready in 300 s")
@@ -116,12 +116,15 @@ def _replicas(dir_: Path, config: Path, shards: int) -> Iterator[tuple[list[Proc
 
 
 def run_fleet(targets: int = 100000, interval: float = 60.0, shards: int = 5, seconds: float = 120.0,
-              scrape_every: float = 30.0, warmup: float | None = None, command: str = "") -> FleetResult:
+              scrape_every: float = 30.0, warmup: float | None = None, command: str = "",
+              only: int | None = None) -> FleetResult:
+    """``only``: run that one shard alone (a replica's own cost, without its siblings on the machine)."""
+    indices = list(range(shards)) if only is None else [only]
     load0 = os.getloadavg()[0]
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
     with workdir() as dir_, nginx(dir_) as urls:
         cfg = write_config(dir_ / "fleet.yml", urls, targets, interval, min(5.0, interval))
-        with _replicas(dir_, cfg, shards) as (procs, startup):
+        with _replicas(dir_, cfg, shards, indices) as (procs, startup):
             # every target probed once (first probes are spread over a few seconds), then steady
             time.sleep(interval + 5.0 if warmup is None else warmup)
             first = [_scrape(p.url)[0] for p in procs]
@@ -129,7 +132,7 @@ def run_fleet(targets: int = 100000, interval: float = 60.0, shards: int = 5, se
             p50s: list[list[float]] = [[] for _ in procs]
             p99s: list[list[float]] = [[] for _ in procs]
             times: list[list[float]] = [[] for _ in procs]
-            sizes: list[tuple[int, int]] = [(0, 0)] * shards
+            sizes: list[tuple[int, int]] = [(0, 0)] * len(procs)
             last = first
             while (now := time.monotonic()) < t0 + seconds:
                 time.sleep(min(scrape_every, t0 + seconds - now))
@@ -146,11 +149,11 @@ def run_fleet(targets: int = 100000, interval: float = 60.0, shards: int = 5, se
             peaks, ends = [peak_rss_mb(p.pid) for p in procs], [rss_mb(p.pid) for p in procs]
     window = t1 - t0
     per_shard = []
-    for i in range(shards):
+    for i, index in enumerate(indices):
         n = int(family_sum(last[i], "apistatus_targets"))
         done = family_sum(last[i], "apistatus_responses_total") - family_sum(first[i], "apistatus_responses_total")
         per_shard.append(ShardResult(
-            i, n, startup[i], n / interval, done / window if window else 0.0,
+            index, n, startup[i], n / interval, done / window if window else 0.0,
             statistics.median(p50s[i]) if p50s[i] else float("nan"), max(p99s[i], default=float("nan")),
             (cpu1[i] - cpu0[i]) / window if window else 0.0, peaks[i], ends[i],
             statistics.median(times[i]) * 1000 if times[i] else float("nan"), sizes[i][0] / 1e6, sizes[i][1] / 1e6))
@@ -158,11 +161,13 @@ def run_fleet(targets: int = 100000, interval: float = 60.0, shards: int = 5, se
 
 
 def render(r: FleetResult) -> str:
+    who = ("all started at once" if len(r.per_shard) == r.shards else
+           f"only shard {r.per_shard[0].index} running (its own cost, no siblings on the machine)")
     rows = [
         "## Fleet",
         "",
         f"`{r.command}`: {r.targets} targets at {r.interval:g} s over {r.shards} shards (`--shard I/{r.shards}`),"
-        f" all started at once on this machine against nginx on loopback, each scraped with gzip; measured"
+        f" {who} on this machine against nginx on loopback, each scraped with gzip; measured"
         f" {r.window:.0f} s after every target had been probed once. Run {r.started} UTC; load average"
         f" (1 min) {r.load[0]:.2f} before, {r.load[1]:.2f} after (the machine is shared).",
         "",
@@ -209,19 +214,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=120.0, help="measured window after the warm-up")
     p.add_argument("--scrape-every", type=float, default=30.0)
     p.add_argument("--warmup", type=float, default=None, help="seconds before measuring (default interval + 5)")
-    p.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md", help="where the Fleet section goes")
+    p.add_argument("--only", type=int, default=None, metavar="I",
+                   help="run shard I alone (its own cost); its figures then go to --out only if given")
+    p.add_argument("--out", type=Path, default=None, help="where the Fleet section goes (default BENCHMARKS.md)")
     p.add_argument("--json", type=Path, default=None, help="also write every figure as JSON here")
     args = p.parse_args(argv)
     command = "python3 -m bench.fleet " + " ".join(argv if argv is not None else sys.argv[1:])
     try:
+        if args.only is not None and not 0 <= args.only < args.shards:
+            p.error(f"--only must be a shard index below --shards {args.shards}, got {args.only}")
         result = run_fleet(args.targets, args.interval, args.shards, args.seconds, args.scrape_every, args.warmup,
-                           command.strip())
+                           command.strip(), args.only)
     except ProcError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
     if args.json is not None:
         args.json.write_text(json.dumps(dataclasses.asdict(result), indent=1), encoding="utf-8")
-    write(args.out, result)
+    out = args.out or (None if args.only is not None else ROOT / "BENCHMARKS.md")
+    if out is not None:
+        write(out, result)
     print(render(result))
     return 0
 
