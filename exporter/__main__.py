@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exporter-toolkit web config (TLS, basic auth) for the exporter's own endpoints")
     p.add_argument("--shard", metavar="I/N",
                    help="run shard I of N: keep only the targets whose credential hashes to I (env APISTATUS_SHARD;"
-                        " with --check-config also 'all')")
+                        " with --check-config also 'all/N' or 'all')")
     p.add_argument("--version", action="version", version=f"apistatus-exporter {__version__}")
     return p
 

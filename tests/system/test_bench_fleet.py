@@ -34,3 +34,21 @@ def test_a_short_fleet_run_reports_every_shard_and_keeps_the_rest_of_the_file(tm
     assert "kept as it is" in text and "kept too" in text and text.index("## Fleet") < text.index("## Soak")
     assert "200 targets at 2 s over 2 shards" in text and "load average" in text
     assert not list(work.iterdir()), "a work directory was not cleaned up"
+
+
+def test_one_shard_alone_reports_that_shard_only(tmp_path: Path) -> None:
+    js, work = tmp_path / "alone.json", tmp_path / "work"
+    work.mkdir()
+    before = (ROOT / "BENCHMARKS.md").read_text()
+    argv = [sys.executable, "-m", "bench.fleet", "--targets", "150", "--interval", "2", "--shards", "3", "--only", "2",
+            "--seconds", "1", "--scrape-every", "1", "--warmup", "3", "--json", str(js)]
+    done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "APISTATUS_BENCH_TMPDIR": str(work), "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    (shard,) = json.loads(js.read_text())["per_shard"]
+    assert shard["index"] == 2 and 0 < shard["targets"] < 150 and shard["achieved"] > 0
+    assert "only shard 2 running" in done.stdout
+    assert (ROOT / "BENCHMARKS.md").read_text() == before  # a one-shard run writes no table unless asked
+    bad = subprocess.run([*argv[:9], "--only", "3"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert bad.returncode == 2 and "--only must be a shard index below --shards 3, got 3" in bad.stderr
