@@ -22,7 +22,7 @@ deps:
 	$(PY) -m pip install -q -e '.[test]'
 
 lint:
-	$(PY) -m ruff check exporter tests bench mixin
+	$(PY) -m ruff check exporter tests bench mixin deploy
 	$(PY) -m mypy
 
 test: deps lint
@@ -40,3 +40,8 @@ run:
 # config/prometheus/*.yml, config/alertmanager/alertmanager.yml and dashboards/*.json from mixin/
 mixin:
 	$(PY) mixin/render.py
+
+# the Prometheus Operator's PrometheusRule is rendered from config/prometheus/*.yml; re-run after changing them
+.PHONY: deploy-rules
+deploy-rules:
+	$(PY) deploy/render_rules.py

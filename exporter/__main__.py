@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from aiohttp import web
 from . import __version__
 from .budget import budget_warnings
 from .config import Config, ConfigError, load_config
+from .shard import ALL, AllShards, Shard, ShardError, compare, describe, distribution, resolve, select, skew_warnings
 
 DEFAULT_PORT = 9798
 log = logging.getLogger("exporter")
@@ -62,11 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-format", default="text", choices=["text", "json"])
     p.add_argument("--web.config.file", dest="web_config", type=Path,
                    help="exporter-toolkit web config (TLS, basic auth) for the exporter's own endpoints")
+    p.add_argument("--shard", metavar="I/N",
+                   help="run shard I of N: keep only the targets whose credential hashes to I (env APISTATUS_SHARD;"
+                        " with --check-config also 'all/N' or 'all')")
     p.add_argument("--version", action="version", version=f"apistatus-exporter {__version__}")
     return p
 
 
-def check_config(path: Path) -> int:
+def check_config(path: Path, shard: Shard | AllShards = ALL) -> int:
     try:
         config = load_config(path)
     except ConfigError as exc:
@@ -85,10 +90,18 @@ def check_config(path: Path) -> int:
     if failed:
         return 1
     print(f"{path}: OK, {len(config.targets)} targets, vendors: {', '.join(sorted(config.catalogs))}")
+    count = shard.count if shard != ALL else None
+    if count is not None:
+        loads = distribution(config.targets, count)
+        print("\n".join(describe(loads, shard if isinstance(shard, Shard) else None)))
+        for w in skew_warnings(loads):
+            print(f"warning: {w}", file=sys.stderr)
+    elif isinstance(shard, AllShards):
+        print("\n".join(compare(config.targets)))
     return 0
 
 
-async def serve(args: argparse.Namespace) -> int:
+async def serve(args: argparse.Namespace, shard: Shard = ALL) -> int:
     from .app import Exporter
     from .web import make_app
 
@@ -99,13 +112,16 @@ async def serve(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             log.error("%s", exc)
             return 1
-        exporter = Exporter(config, args.config)
+        path = args.config
+        exporter = Exporter(select(config, shard), path, loader=lambda: select(load_config(path), shard), shard=shard)
     else:
         from .demo import start_demo
 
         demo = await start_demo()
         cleanup.append(demo.close)
-        exporter = Exporter(demo.config, loader=None)
+        exporter = Exporter(select(demo.config, shard), loader=None, shard=shard)
+    if shard.count > 1:
+        log.info("shard %s: %d targets of this config hash to this replica", shard, len(exporter.config.targets))
     for w in budget_warnings(exporter.config.targets):
         log.warning("%s", w)
     app = make_app(exporter)
@@ -162,14 +178,20 @@ def main(argv: list[str] | None = None) -> int:
         return simulate(argv[1:])
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level, args.log_format)
+    try:
+        shard = resolve(args.shard, os.environ, allow_all=args.check_config)
+    except ShardError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.check_config:
         if args.config is None:
             print("error: --check-config needs --config PATH", file=sys.stderr)
             return 2
-        return check_config(args.config)
+        return check_config(args.config, shard)
+    assert isinstance(shard, Shard)  # "all" is refused above outside the config check
     code = 0
     with contextlib.suppress(KeyboardInterrupt):
-        code = asyncio.run(serve(args))
+        code = asyncio.run(serve(args, shard))
     return code
 
 

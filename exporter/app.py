@@ -19,6 +19,7 @@ from .config import Config, ConfigError, load_config
 from .model import ProbeResult
 from .probe import Prober
 from .scheduler import Scheduler
+from .shard import ALL, Shard
 from .state import State, TargetState
 
 __all__ = ["Exporter"]
@@ -29,8 +30,10 @@ log = logging.getLogger(__name__)
 class Exporter:
     def __init__(self, config: Config, config_path: Path | None = None, clock: Clock | None = None,
                  loader: Callable[[], Config] | None = None,
-                 resolver: aiohttp.abc.AbstractResolver | None = None) -> None:
+                 resolver: aiohttp.abc.AbstractResolver | None = None, shard: Shard = ALL) -> None:
         self.config = config
+        #: which replica of a sharded fleet this is; the config given is already this shard's part
+        self.shard = shard
         #: tests and benchmarks pass a loopback-only resolver so that no DNS query leaves the machine
         self._resolver = resolver
         self.config_path = config_path
@@ -73,7 +76,8 @@ class Exporter:
         if self.scheduler is not None:
             stats = self.scheduler.lag
             lag = StartLag(tuple(stats.recent), stats.total, stats.count)
-        return ExporterStatus(self.reload_successful, self.reload_success_timestamp, len(self.config.targets), lag)
+        return ExporterStatus(self.reload_successful, self.reload_success_timestamp, len(self.config.targets), lag,
+                              self.shard)
 
     @property
     def ready(self) -> bool:

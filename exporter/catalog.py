@@ -20,12 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from ._yamlnode import ConfigError, Node, load_yaml
-from .model import CLASSES, UP
+from .model import CLASSES
 from .signers import SIGNERS, OptionSpec, option_specs
 
 __all__ = [
-    "CLASSES",
-    "UP_CLASSES",
     "Budget",
     "Catalog",
     "CatalogExample",
@@ -42,8 +40,6 @@ __all__ = [
     "parse_signer_options",
 ]
 
-#: kept for the modules that import the class sets from here (model.py owns them)
-UP_CLASSES = UP
 _METHODS = ("GET", "POST", "PUT", "HEAD", "PATCH", "DELETE", "OPTIONS")
 
 

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, PlatformCollector, ProcessColle
 
 from . import __version__
 from .model import CLASSES, UP
+from .shard import ALL, Shard
 from .state import DURATION_BUCKETS, Rendered, TargetState
 
 __all__ = ["CONTENT_TYPE", "FAMILIES", "ExporterStatus", "StartLag", "exposition_chunks", "render_exposition",
@@ -153,6 +154,8 @@ class ExporterStatus:
     reload_success_timestamp: float = 0.0
     targets: int = 0
     start_lag: StartLag | None = None  # None until the scheduler runs
+    #: which of the fleet's replicas this is (0/1 when not sharded)
+    shard: Shard = ALL
 
 
 _process_registry = CollectorRegistry(auto_describe=False)
@@ -172,6 +175,9 @@ def _own(info: ExporterStatus) -> str:
         f"apistatus_config_last_reload_success_timestamp_seconds {_num(info.reload_success_timestamp)}\n"
         "# HELP apistatus_targets Targets in the running config.\n# TYPE apistatus_targets gauge\n"
         f"apistatus_targets {info.targets}\n"
+        "# HELP apistatus_shard_info The shard of the fleet this replica runs (--shard); always 1.\n"
+        "# TYPE apistatus_shard_info gauge\n"
+        f'apistatus_shard_info{{index="{info.shard.index}",count="{info.shard.count}"}} 1\n'
     ) + _start_lag(info)
 
 

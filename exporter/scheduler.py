@@ -19,8 +19,7 @@ from .budget import Budgets
 from .clock import Clock
 from .config import Target
 from .model import BACKOFF as BACKOFF_CLASSES
-from .model import UP as UP_CLASSES
-from .model import Outcome, ProbeResult
+from .model import UP, Outcome, ProbeResult
 from .probe import Prober
 from .state import State, kept
 
@@ -185,7 +184,7 @@ class Scheduler:
         The first attempt is recorded too, so a retry never hides a failure from the counters. Not
         after answers that ask us to back off: a retry then would only add to the vendor's load."""
         result = await self.probe_once(slot.target)
-        if not slot.target.confirm_failures or result.outcome.cls in UP_CLASSES | BACKOFF_CLASSES:
+        if not slot.target.confirm_failures or result.outcome.cls in UP | BACKOFF_CLASSES:
             return result
         if self._current(slot):
             self._record(result, self.clock.time(), 0.0)

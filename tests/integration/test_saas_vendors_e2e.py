@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from exporter.catalog import UP_CLASSES
 from exporter.clock import FakeClock
+from exporter.model import UP as UP_CLASSES
 from exporter.simulators import ControlError, SimulatorSet, start_simulators
 
 from ..conftest import Running, config_from, running_exporter, sample

@@ -21,9 +21,10 @@ import pytest
 import yaml
 from aiohttp import web
 
-from exporter.catalog import CLASSES, UP_CLASSES
 from exporter.clock import FakeClock
 from exporter.demo import CYCLE, start_demo
+from exporter.model import CLASSES
+from exporter.model import UP as UP_CLASSES
 from exporter.simulators import SimulatorSet, start_simulators
 
 from ..conftest import Running, config_from, free_port, running_exporter, sample, serve

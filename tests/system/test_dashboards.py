@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.catalog import CLASSES
 from exporter.collector import FAMILIES
+from exporter.model import CLASSES
 
 from ..conftest import ROOT
 from .test_prometheus_e2e import PROM_DIR, VENDORS, WAIT, Stack, http, prom_stack, wait_for  # noqa: F401

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.catalog import CLASSES, UP_CLASSES
+from exporter.model import CLASSES
+from exporter.model import UP as UP_CLASSES
 
 from ..conftest import ROOT
 

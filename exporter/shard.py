@@ -1,0 +1,168 @@
+"""Sharding: N replicas read the same config and each keeps the targets whose shard key maps to it.
+
+Placement is Prometheus' ``hashmod`` relabel action (md5 of the key, the last 8 bytes of the digest
+as a big-endian integer, modulo N), so a user can reproduce it with relabelling. The key is the
+target's request-budget key (vendor, API host, credential), not its name: targets that share a
+credential share a budget, and on one replica that budget stays exact. Its string form carries a
+SHA-256 digest of the credential values, never the values themselves:
+
+    <vendor>|<host[:port]>|<sha256 hex of the JSON list of sorted [name, value] credential pairs>
+
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+
+from .config import Config, Target
+
+__all__ = ["ALL", "CANDIDATES", "ENV_VAR", "AllShards", "Shard", "ShardError", "ShardLoad", "compare", "describe",
+           "distribution", "hashmod", "parse_shard", "resolve", "select", "shard_key", "shard_of", "skew_warnings"]
+
+#: the environment variable read when ``--shard`` is not given (a StatefulSet sets it per pod)
+ENV_VAR = "APISTATUS_SHARD"
+_SPEC = re.compile(r"([0-9]{1,6})/([0-9]{1,6})")
+#: a shard whose planned probes/s exceed the mean by more than this factor is reported as skewed
+SKEW_FACTOR = 1.5
+
+
+class ShardError(ValueError):
+    """A shard spec that cannot be used; the message is one line naming where it came from."""
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    index: int
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+#: every replica, as one process would see it: the config as loaded
+ALL = Shard(0, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class AllShards:
+    """``all/N`` or ``all`` (the config check only): every shard's share, of N or of a few candidate N."""
+
+    count: int | None = None
+
+
+#: shard counts the config check compares when given ``--shard all``
+CANDIDATES = range(2, 9)
+
+
+def parse_shard(text: str, source: str = "--shard", allow_all: bool = False) -> Shard | AllShards:
+    """``I/N`` with 0 <= I < N; ``all`` and ``all/N`` only where ``allow_all`` (the config check)."""
+    value = text.strip()
+    if allow_all and value == "all":
+        return AllShards()
+    if allow_all and (m := re.fullmatch(r"all/([0-9]{1,6})", value)) and int(m.group(1)) >= 1:
+        return AllShards(int(m.group(1)))
+    m = _SPEC.fullmatch(value)
+    if m is None or not 0 <= int(m.group(1)) < int(m.group(2)):
+        wanted = "I/N with 0 <= I < N (e.g. 0/3)" + (', "all/N" or "all"' if allow_all else "")
+        raise ShardError(f"{source}: expected {wanted}, got {text[:40]!r}")
+    return Shard(int(m.group(1)), int(m.group(2)))
+
+
+def resolve(flag: str | None, env: Mapping[str, str], allow_all: bool = False) -> Shard | AllShards:
+    """The flag wins over the environment; neither means one replica holding every target."""
+    if flag is not None:
+        return parse_shard(flag, "--shard", allow_all)
+    if env.get(ENV_VAR):
+        return parse_shard(env[ENV_VAR], ENV_VAR, allow_all)
+    return ALL
+
+
+def shard_key(target: Target) -> str:
+    vendor, host, credentials = target.budget_key
+    digest = hashlib.sha256(json.dumps([list(p) for p in credentials], separators=(",", ":")).encode()).hexdigest()
+    return f"{vendor}|{host}|{digest}"
+
+
+def hashmod(value: str, modulus: int) -> int:
+    """Prometheus' relabel ``hashmod`` of one source label value."""
+    return int.from_bytes(hashlib.md5(value.encode()).digest()[8:], "big") % modulus
+
+
+def shard_of(target: Target, count: int) -> int:
+    return 0 if count == 1 else hashmod(shard_key(target), count)
+
+
+def select(config: Config, shard: Shard) -> Config:
+    """The config as this replica runs it: only its own targets (applied after every load)."""
+    if shard.count == 1:
+        return config
+    return replace(config, targets=tuple(t for t in config.targets if shard_of(t, shard.count) == shard.index))
+
+
+@dataclass(frozen=True, slots=True)
+class ShardLoad:
+    shard: Shard
+    targets: int
+    probes_per_s: float
+    largest_group: int  # targets of the largest credential group placed here
+
+
+def distribution(targets: Iterable[Target], count: int) -> list[ShardLoad]:
+    n = [0] * count
+    rate = [0.0] * count
+    groups: dict[str, int] = defaultdict(int)
+    for t in targets:
+        key = shard_key(t)
+        i = 0 if count == 1 else hashmod(key, count)
+        n[i] += 1
+        rate[i] += 1 / t.interval
+        groups[key] += 1
+    largest = [0] * count
+    for key, size in groups.items():
+        i = 0 if count == 1 else hashmod(key, count)
+        largest[i] = max(largest[i], size)
+    return [ShardLoad(Shard(i, count), n[i], rate[i], largest[i]) for i in range(count)]
+
+
+def skew_warnings(loads: list[ShardLoad]) -> list[str]:
+    """Shards whose planned probes/s exceed the mean by SKEW_FACTOR, and empty shards."""
+    total = sum(s.probes_per_s for s in loads)
+    if len(loads) < 2 or total == 0:
+        return []
+    mean = total / len(loads)
+    out = []
+    for s in loads:
+        if s.targets == 0:
+            out.append(f"shard {s.shard} gets no targets: fewer credential groups than shards, or an unlucky "
+                       "hash; a smaller shard count would do")
+        elif s.probes_per_s > SKEW_FACTOR * mean and s.targets > 1:
+            why = (f"; its largest credential group alone has {s.largest_group} targets (targets sharing a "
+                   "credential always share a shard)" if s.largest_group * 2 > s.targets else "")
+            out.append(f"shard {s.shard} is skewed: {s.targets} targets, {s.probes_per_s:.3g} probes/s, "
+                       f"{s.probes_per_s / mean:.1f}x the mean{why}")
+    return out
+
+
+def describe(loads: list[ShardLoad], mine: Shard | None = None) -> list[str]:
+    """One line per shard for the config check."""
+    width = len(str(max(s.targets for s in loads)))
+    return [f"shard {s.shard}: {s.targets:{width}d} targets, {s.probes_per_s:.3g} probes/s"
+            + ("  <- this replica" if s.shard == mine else "") for s in loads]
+
+
+def compare(targets: Iterable[Target], counts: Iterable[int] = CANDIDATES) -> list[str]:
+    """For choosing N: per candidate count, the targets per shard and the busiest shard against the mean."""
+    listed = list(targets)
+    out = []
+    for n in counts:
+        loads = distribution(listed, n)
+        total = sum(s.probes_per_s for s in loads)
+        ratio = max(s.probes_per_s for s in loads) * n / total if total else 1.0
+        out.append(f"{n} shards: {' '.join(str(s.targets) for s in loads)} targets; busiest {ratio:.2f}x the mean")
+    return out
