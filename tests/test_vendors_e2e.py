@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 import yaml
 from aiohttp import web
+from yarl import URL
 
 from exporter.catalog import CLASSES, UP_CLASSES
 from exporter.clock import FakeClock
@@ -27,17 +28,33 @@ from exporter.demo import CYCLE, start_demo
 from exporter.simulators import SimulatorSet, start_simulators
 
 from .conftest import Running, config_from, free_port, running_exporter, sample, serve
+from .relay import Relay
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-async def sims() -> AsyncIterator[tuple[SimulatorSet, FakeClock]]:
+@pytest.fixture(params=["direct", "tiny_segments"])
+async def sims(request: pytest.FixtureRequest) -> AsyncIterator[tuple[SimulatorSet, FakeClock]]:
+    """The simulators, reached directly and (the second run of every case) through a relay that
+    hands every answer on in pieces of 1 to 7 bytes: probes, logins and refreshes all go through it."""
     clock = FakeClock()
     started = await start_simulators(clock=clock)
+    relays: list[Relay] = []
     try:
+        if request.param == "tiny_segments":
+            for sim in started.sims.values():
+                url = URL(sim.url)
+                assert url.host is not None and url.port is not None
+                relay = await Relay(url.host, url.port).start()
+                relays.append(relay)
+                sim.url = relay.url  # base_url, login and token URLs all follow
         yield started, clock
+        if relays:  # the relay really was in the path, and really cut the answers small
+            assert sum(r.pieces for r in relays) > 0
+            assert max(r.largest for r in relays) <= 7
     finally:
+        for relay in relays:
+            await relay.close()
         await started.close()
 
 
