@@ -101,12 +101,20 @@ class Prober:
         self.clock = clock
         self.max_body = max_body
         self._signers: dict[str, tuple[Target, Signer]] = {}
+        #: one signer per credential (scheme, options, base URL, credentials): targets that share a
+        #: login share its token and its single-flight renewal, so a refresh token is spent once
+        self._by_credential: dict[tuple[str, str, str, tuple[tuple[str, str], ...]], Signer] = {}
 
     def signer(self, target: Target) -> Signer:
         held = self._signers.get(target.name)
         if held is None or held[0] != target:
-            ctx = SignerContext(target.credentials, target.catalog.signer_options, target.base_url)
-            held = (target, make_signer(target.catalog.signer, ctx))
+            key = (target.catalog.signer, repr(target.catalog.signer_options), target.base_url,
+                   tuple(sorted(target.credentials.items())))
+            signer = self._by_credential.get(key)
+            if signer is None:
+                ctx = SignerContext(target.credentials, target.catalog.signer_options, target.base_url)
+                signer = self._by_credential[key] = make_signer(target.catalog.signer, ctx)
+            held = (target, signer)
             self._signers[target.name] = held
         return held[1]
 
@@ -114,6 +122,9 @@ class Prober:
         keep_set = set(keep)
         for name in [n for n in self._signers if n not in keep_set]:
             del self._signers[name]
+        used = {id(signer) for _, signer in self._signers.values()}
+        for key in [k for k, signer in self._by_credential.items() if id(signer) not in used]:
+            del self._by_credential[key]
 
     def secrets(self, target: Target) -> list[str]:
         return [*target.credentials.values(), *self.signer(target).secrets()]

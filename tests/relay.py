@@ -27,7 +27,8 @@ class Relay:
         self.pieces = 0
         self.largest = 0
         self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._pipes: set[asyncio.Task[None]] = set()
+        self._connections: set[asyncio.Task[None]] = set()
         self.host, self.port = "127.0.0.1", 0
 
     @property
@@ -42,9 +43,11 @@ class Relay:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-        for task in list(self._tasks):
+        # the pipes are cancelled, never the connection handlers: asyncio logs an error for a
+        # cancelled handler; each handler then closes both sides and returns
+        for task in list(self._pipes):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._connections, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
 
@@ -60,9 +63,10 @@ class Relay:
             return
         task = asyncio.current_task()
         assert task is not None
-        self._tasks.add(task)
+        self._connections.add(task)
         forward = asyncio.create_task(self._pipe(client_r, up_w, tiny=False))
         back = asyncio.create_task(self._pipe(up_r, client_w, tiny=True))
+        self._pipes.update((forward, back))
         try:
             await asyncio.wait({forward, back}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -71,7 +75,8 @@ class Relay:
             await asyncio.gather(forward, back, return_exceptions=True)
             for w in (up_w, client_w):
                 w.close()
-            self._tasks.discard(task)
+            self._pipes.difference_update((forward, back))
+            self._connections.discard(task)
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tiny: bool) -> None:
         with contextlib.suppress(ConnectionError):
