@@ -3,14 +3,16 @@
 Vendors echo what we sent, in whatever encoding their stack produces: percent-encoded (either hex
 case, ``+`` for a space), JSON-escaped (``\\/``, ``\\uXXXX`` for any character, surrogate pairs),
 base64 (standard or URL-safe, the secret at any byte offset of the encoded text, e.g. inside a Basic
-``user:password``). So each secret becomes one pattern in which every character may appear in any
-of the first two forms, plus its base64 renderings; matching works on the whole text, which callers
-hand over before they cut an excerpt (a secret straddling the cut would otherwise leak its start).
+``user:password``). The first two are found by decoding every escape run of the text and searching
+the decoded text, in any mix of escaped and literal characters (an escape run that holds part of a
+secret goes whole); base64 renderings are plain substrings. Matching works on the whole text, which
+callers hand over before they cut an excerpt (a secret straddling the cut would leak its start).
 """
 
 from __future__ import annotations
 
 import base64
+import bisect
 import functools
 import re
 from collections.abc import Iterable
@@ -20,24 +22,6 @@ __all__ = ["MIN_SECRET", "REDACTED", "redact"]
 REDACTED = "<redacted>"
 #: shorter values are not secrets worth the false positives (an empty or one-letter credential)
 MIN_SECRET = 4
-
-
-def _char(c: str) -> str:
-    """A pattern for one character of a secret in any of the text forms a vendor may echo it in."""
-    forms = [re.escape(c)]
-    escapes = [f"%{b:02x}" for b in c.encode("utf-8", "surrogatepass")]
-    hexed = ["".join(escapes)]
-    code = ord(c)
-    if code > 0xFFFF:  # JSON writes astral characters as a surrogate pair
-        code -= 0x10000
-        hexed.append(f"\\\\u{0xD800 + (code >> 10):04x}\\\\u{0xDC00 + (code & 0x3FF):04x}")
-    else:
-        hexed.append(f"\\\\u{code:04x}")
-    if c == " ":
-        forms.append(r"\+")
-    if c == "/":
-        forms.append(r"\\/")
-    return "(?:" + "|".join(forms) + "|(?i:" + "|".join(hexed) + "))"
 
 
 def _base64_forms(secret: str) -> list[str]:
@@ -57,26 +41,87 @@ def _base64_forms(secret: str) -> list[str]:
     return out
 
 
-@functools.lru_cache(maxsize=4096)
-def _text_pattern(secret: str) -> str:
-    return "".join(_char(c) for c in secret)
+#: escape runs a vendor's stack may write: percent-encoded bytes, JSON \uXXXX units, JSON one-letter escapes
+_ESCAPES = re.compile(r"(?:%[0-9A-Fa-f]{2})+|(?:\\u[0-9A-Fa-f]{4})+|\\[\\\"/bfnrt]")
+_JSON_SHORT = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 
 
-@functools.lru_cache(maxsize=1024)
-def _compiled(secrets: tuple[str, ...]) -> re.Pattern[str]:
-    """One pattern for the text forms of all the secrets, longest first (where one secret contains
-    another, the whole of the longer one goes). The lookahead on the characters a match can start
-    with lets the engine skip most positions of a large body."""
-    ordered = sorted(secrets, key=len, reverse=True)
-    starts = {"%", "\\", "+"} | {s[0] for s in ordered}
-    lead = "[" + "".join(re.escape(c) for c in sorted(starts)) + "]"
-    return re.compile(f"(?={lead})(?:" + "|".join(f"(?:{_text_pattern(s)})" for s in ordered) + ")")
+def _decode_run(run: str) -> str:
+    if run[0] == "%":
+        return bytes.fromhex(run.replace("%", "")).decode("utf-8", "replace")
+    if run[1] == "u":
+        units = b"".join(int(run[i + 2:i + 6], 16).to_bytes(2, "little") for i in range(0, len(run), 6))
+        return units.decode("utf-16-le", "replace")  # surrogate pairs become one character
+    return _JSON_SHORT.get(run[1], run[1])
+
+
+def _decoded(text: str) -> tuple[str, str, list[tuple[int, int, int, int]]]:
+    """The text with every escape run decoded; the same with each raw ``+`` read as a space (a
+    form's ``+`` for a space); and per run (decoded start, decoded end, raw start, raw end)."""
+    plain: list[str] = []
+    spaced: list[str] = []
+    runs: list[tuple[int, int, int, int]] = []
+    pos = at = 0
+    for m in _ESCAPES.finditer(text):
+        between = text[pos:m.start()]
+        plain.append(between)
+        spaced.append(between.replace("+", " "))
+        at += len(between)
+        decoded = _decode_run(m.group())
+        plain.append(decoded)
+        spaced.append(decoded)
+        runs.append((at, at + len(decoded), m.start(), m.end()))
+        at += len(decoded)
+        pos = m.end()
+    plain.append(text[pos:])
+    spaced.append(text[pos:].replace("+", " "))
+    return "".join(plain), "".join(spaced), runs
+
+
+def _raw(position: int, runs: list[tuple[int, int, int, int]], starts: list[int], end: bool) -> int:
+    """A decoded position in the raw text; inside an escape run, the run's start (or its end, for
+    the end of a match): a run is redacted whole."""
+    i = bisect.bisect_right(starts, position) - 1
+    if i < 0:
+        return position
+    d0, d1, r0, r1 = runs[i]
+    if position >= d1:
+        return r1 + position - d1
+    if position == d0:
+        return r0
+    return r1 if end else r0
+
+
+def _escaped_forms(text: str, secrets: tuple[str, ...]) -> str:
+    """Every percent-encoded or JSON-escaped form of the secrets, in any mix of escaped and literal
+    characters: found in the decoded text (str.find, no pattern to build) and mapped back."""
+    plain, spaced, runs = _decoded(text)
+    starts = [r[0] for r in runs]
+    spans: list[tuple[int, int]] = []
+    for secret in secrets:
+        for haystack in (plain, spaced) if " " in secret else (plain,):
+            at = haystack.find(secret)
+            while at >= 0:
+                spans.append((_raw(at, runs, starts, False), _raw(at + len(secret), runs, starts, True)))
+                at = haystack.find(secret, at + 1)
+    if not spans:
+        return text
+    out: list[str] = []
+    pos = 0
+    for lo, hi in sorted(spans):
+        if hi <= pos:
+            continue
+        if lo >= pos:
+            out.append(text[pos:lo])
+            out.append(REDACTED)
+        pos = max(pos, hi)
+    out.append(text[pos:])
+    return "".join(out)
 
 
 @functools.lru_cache(maxsize=1024)
 def _plain_forms(secrets: tuple[str, ...]) -> tuple[str, ...]:
-    """Forms that are plain substrings: the base64 renderings, and the literal text (with ``+`` for
-    its spaces), longest first."""
+    """The base64 renderings of the secrets, longest first."""
     forms: set[str] = set()
     for secret in secrets:
         forms.update(_base64_forms(secret))
@@ -85,18 +130,15 @@ def _plain_forms(secrets: tuple[str, ...]) -> tuple[str, ...]:
 
 def redact(text: str, secrets: Iterable[str]) -> str:
     """``text`` with every form of every secret (of at least ``MIN_SECRET`` characters) replaced."""
-    kept = tuple(sorted({s for s in secrets if len(s) >= MIN_SECRET}))
+    kept = tuple(sorted({s for s in secrets if len(s) >= MIN_SECRET}, key=len, reverse=True))
     if not kept or not text:
         return text
+    for secret in kept:  # literal first: a secret that itself holds "%41" or "\\n" stays as it is
+        text = text.replace(secret, REDACTED)
+        if " " in secret:
+            text = text.replace(secret.replace(" ", "+"), REDACTED)
     if "%" in text or "\\" in text:
-        text = _compiled(kept).sub(REDACTED, text)
-    else:
-        # without an escape character only the literal form (spaces maybe as "+") can be there:
-        # plain replacement, done in C, is much faster than the pattern
-        for secret in sorted(kept, key=len, reverse=True):
-            text = text.replace(secret, REDACTED)
-            if " " in secret:
-                text = text.replace(secret.replace(" ", "+"), REDACTED)
+        text = _escaped_forms(text, kept)
     for form in _plain_forms(kept):
         text = text.replace(form, REDACTED)
     return text
