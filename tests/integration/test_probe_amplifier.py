@@ -183,3 +183,19 @@ async def test_a_probe_flood_does_not_turn_another_targets_scheduled_probes_into
                                         and "responses_total" in line)
         # and the flooded vendor saw no more than its schedule: about one probe per interval
         assert s.counts("bizwebs")["requests"] <= 8
+
+
+async def test_a_target_without_a_budget_is_probed_no_more_often_than_its_schedule(
+        sims: tuple[SimulatorSet, FakeClock]) -> None:
+    """Bannersnack publishes no limit: the interval is then the only bound, whoever calls /probe."""
+    s, clock = sims
+    async with running_exporter(config_from(only(s, ["bannersnack"])), clock=clock) as run:
+        fresh = 0
+        for _ in range(100):  # 100 calls over 5 minutes, 20 an interval
+            cached, _ = await probe(run, "bannersnack")
+            fresh += cached == "0"
+            await clock.advance(3)
+        await idle(run)
+        sent = s.counts("bannersnack")["requests"]
+        assert 5 <= sent <= 6, sent  # one a minute (jitter: the sixth may just fit), as with no caller
+        assert fresh <= sent
