@@ -4,6 +4,7 @@ API answer, /metrics, /probe or a log line."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import base64
 import html
@@ -11,13 +12,17 @@ import json
 import logging
 import re
 import secrets
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
 from aiohttp import web
 
+from exporter import redact as redact_module
 from exporter.clock import FakeClock
 from exporter.probe import EXCERPT_BYTES
 from exporter.redact import REDACTED, redact
@@ -62,6 +67,19 @@ def test_each_encoding_of_a_secret_is_redacted_and_unrelated_text_is_kept() -> N
         assert form not in shown and form[: max(4, len(form) // 2)] not in shown, (name, shown)
     for unrelated in ("nothing secret here %41 \\u0041 \\n", "pw/Zq+ r&", "%70%77%2F"):
         assert redact(unrelated, [secret]) == unrelated
+
+
+def test_redaction_is_pure_and_the_views_use_it_without_the_http_client() -> None:
+    tree = ast.parse(Path(redact_module.__file__).read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module}
+    assert imported and imported <= sys.stdlib_module_names | {"__future__"}
+    code = ("import sys, exporter.views; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'aiohttp' or m == 'exporter.probe'))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert run.stdout.strip() == "[]"
 
 
 class EchoVendor:
