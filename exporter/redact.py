@@ -55,6 +55,16 @@ def _decode_run(run: str) -> str:
     return _JSON_SHORT.get(run[1], run[1])
 
 
+#: the short runs (one character's escape) recur, and are remembered; a long one is decoded each time,
+#: so a vendor sending long runs cannot fill the cache with them
+_decode_short = functools.lru_cache(maxsize=4096)(_decode_run)
+
+
+def _decode_match(match: re.Match[str]) -> str:
+    run = match.group()
+    return _decode_short(run) if len(run) <= 12 else _decode_run(run)
+
+
 def _decoded(text: str) -> tuple[str, str, list[tuple[int, int, int, int]]]:
     """The text with every escape run decoded; the same with each raw ``+`` read as a space (a
     form's ``+`` for a space); and per run (decoded start, decoded end, raw start, raw end)."""
@@ -95,6 +105,12 @@ def _raw(position: int, runs: list[tuple[int, int, int, int]], starts: list[int]
 def _escaped_forms(text: str, secrets: tuple[str, ...]) -> str:
     """Every percent-encoded or JSON-escaped form of the secrets, in any mix of escaped and literal
     characters: found in the decoded text (str.find, no pattern to build) and mapped back."""
+    # first only whether any form is there (the usual answer: no), without the position map
+    spacy = any(" " in secret for secret in secrets)
+    plain = _ESCAPES.sub(_decode_match, text)
+    spaced = _ESCAPES.sub(_decode_match, text.replace("+", " ")) if spacy else plain
+    if not any(secret in plain or (" " in secret and secret in spaced) for secret in secrets):
+        return text
     plain, spaced, runs = _decoded(text)
     starts = [r[0] for r in runs]
     spans: list[tuple[int, int]] = []
