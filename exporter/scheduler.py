@@ -207,9 +207,11 @@ class Scheduler:
             if self._inflight.get(name) is flight:
                 del self._inflight[name]
         self.completed += 1
-        if self._current(slot):
-            self._finish(slot, planned, result)
-        flight.set_result(result)
+        try:
+            if self._current(slot):
+                self._finish(slot, planned, result)
+        finally:
+            flight.set_result(result)  # after the record: a caller that joined answers from it
 
     async def on_demand(self, name: str) -> bool:
         """A probe of ``name`` asked for from outside (``/probe``): True when it was answered by a
