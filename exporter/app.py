@@ -16,7 +16,6 @@ import aiohttp
 from .clock import Clock, SystemClock
 from .collector import ExporterStatus, StartLag, render_target
 from .config import Config, ConfigError, load_config
-from .model import ProbeResult
 from .probe import Prober
 from .scheduler import Scheduler
 from .shard import ALL, Shard
@@ -101,16 +100,16 @@ class Exporter:
             log.info("config reloaded: %d targets", len(config.targets))
             return True, f"reloaded: {len(config.targets)} targets"
 
-    async def probe_now(self, name: str) -> tuple[ProbeResult, TargetState] | None:
-        """Probe one configured target now, into a fresh state of its own (the /probe pattern)."""
-        target = self.config.target(name)
-        if target is None or self.scheduler is None:
+    async def probe_now(self, name: str, call: bool = True) -> tuple[TargetState, bool] | None:
+        """The target's state for a /probe answer and whether it is cached: after a probe made now
+        when the scheduler lets one be made (``call``, and no backoff, budget or schedule against
+        it), else as the latest probe left it. Always the target's own state, so counters never
+        restart and ``increase()`` works on a /probe job."""
+        if self.config.target(name) is None or self.scheduler is None:
             return None
-        result = await self.scheduler.probe_once(target)
-        fresh = TargetState(target)
-        fresh.record(result)
-        fresh.rendered = render_target(fresh)
-        return result, fresh
+        fresh = call and await self.scheduler.on_demand(name)
+        ts = self.state.get(name)
+        return None if ts is None else (ts, not fresh)
 
     async def close(self) -> None:
         if self._task is not None:

@@ -20,7 +20,7 @@ from .shard import ALL, Shard
 from .state import DURATION_BUCKETS, Rendered, TargetState
 
 __all__ = ["CONTENT_TYPE", "FAMILIES", "ExporterStatus", "StartLag", "exposition_chunks", "render_exposition",
-           "render_target"]
+           "render_probe", "render_target"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -228,6 +228,14 @@ def _chunks(fragments: Sequence[Rendered], info: ExporterStatus | None, process:
         yield _own(info).encode()
     if process:
         yield generate_latest(_process_registry)
+
+
+def render_probe(ts: TargetState, cached: bool) -> bytes:
+    """A /probe answer: the target's families, and whether they come from its latest result."""
+    return render_exposition([ts], None, process=False) + (
+        "# HELP apistatus_probe_cached 1 when this /probe answer is the target's latest result, 0 when "
+        "a probe was made for it.\n# TYPE apistatus_probe_cached gauge\n"
+        f"apistatus_probe_cached {1 if cached else 0}\n").encode()
 
 
 def render_exposition(states: Iterable[TargetState], info: ExporterStatus | None = None,

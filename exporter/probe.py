@@ -27,13 +27,13 @@ from .classify import classify, read_quotas
 from .clock import Clock
 from .config import Target
 from .model import UP, Answer, Failure, HttpRequest, Outcome, ProbeResult, QuotaReading, SignError
+from .redact import REDACTED, redact
 from .signers import Signer, SignerContext, make_signer
 from .signing import wire_url
 
 __all__ = ["ProbeResult", "Prober", "build_request", "redact"]
 
 EXCERPT_BYTES = 512
-REDACTED = "<redacted>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,12 +56,6 @@ def build_request(base_url: str, check: CheckSpec, variables: Mapping[str, str] 
     headers = dict(check.headers)
     return HttpRequest(check.method, base_url + path, check.params, headers,
                        check.body.encode() if check.body is not None else None)
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-    return text
 
 
 def _inflater(encoding: str) -> zlib._Decompress | None:
@@ -107,12 +101,20 @@ class Prober:
         self.clock = clock
         self.max_body = max_body
         self._signers: dict[str, tuple[Target, Signer]] = {}
+        #: one signer per credential (scheme, options, base URL, credentials): targets that share a
+        #: login share its token and its single-flight renewal, so a refresh token is spent once
+        self._by_credential: dict[tuple[str, str, str, tuple[tuple[str, str], ...]], Signer] = {}
 
     def signer(self, target: Target) -> Signer:
         held = self._signers.get(target.name)
         if held is None or held[0] != target:
-            ctx = SignerContext(target.credentials, target.catalog.signer_options, target.base_url)
-            held = (target, make_signer(target.catalog.signer, ctx))
+            key = (target.catalog.signer, repr(target.catalog.signer_options), target.base_url,
+                   tuple(sorted(target.credentials.items())))
+            signer = self._by_credential.get(key)
+            if signer is None:
+                ctx = SignerContext(target.credentials, target.catalog.signer_options, target.base_url)
+                signer = self._by_credential[key] = make_signer(target.catalog.signer, ctx)
+            held = (target, signer)
             self._signers[target.name] = held
         return held[1]
 
@@ -120,6 +122,9 @@ class Prober:
         keep_set = set(keep)
         for name in [n for n in self._signers if n not in keep_set]:
             del self._signers[name]
+        used = {id(signer) for _, signer in self._signers.values()}
+        for key in [k for k, signer in self._by_credential.items() if id(signer) not in used]:
+            del self._by_credential[key]
 
     def secrets(self, target: Target) -> list[str]:
         return [*target.credentials.values(), *self.signer(target).secrets()]
@@ -228,7 +233,9 @@ class Prober:
         line = _request_line(signed, target.check, secrets) if signed else f"{target.check.method} (not sent)"
         excerpt = ""
         if isinstance(attempt.result, Answer):
-            excerpt = redact(attempt.result.body[:EXCERPT_BYTES].decode("utf-8", "replace"), secrets)
+            excerpt = _excerpt(attempt.result.body, secrets)
+        if outcome.message:
+            outcome = replace(outcome, message=redact(outcome.message, secrets))
         return ProbeResult(target.name, started, duration, outcome, line, excerpt, attempts, spent)
 
     async def _quota_calls(self, target: Target, signer: Signer,
@@ -251,6 +258,13 @@ class Prober:
                     continue
                 readings.extend(read_quotas(tuple(specs), result, doc, self.clock.time()))
         return readings, spent
+
+
+def _excerpt(body: bytes, secrets: Sequence[str]) -> str:
+    """The start of the body, redacted as a whole first: a secret straddling the cut must not leave
+    its first part behind."""
+    text = redact(body.decode("utf-8", "replace"), secrets).encode()
+    return text[:EXCERPT_BYTES].decode("utf-8", "ignore")
 
 
 def _request_line(req: HttpRequest, check: CheckSpec, secrets: Sequence[str]) -> str:

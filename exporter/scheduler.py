@@ -2,6 +2,11 @@
 little jitter, never overlapping itself, at most ``max_concurrency`` probes in flight, backing off
 after answers that ask us to (Retry-After, else exponential with jitter and a cap), within the
 shared request budgets. All waiting goes through the injectable clock.
+
+Probes asked for from outside (``/probe``, see ``on_demand``) go through the same rules: one probe of a
+target at a time (a caller joins the one in flight), the same concurrency cap and budget, never
+during backoff, and never sooner than the schedule would probe; what may not call answers from the
+target's latest result.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import random
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from .budget import Budgets
 from .clock import Clock
@@ -50,6 +56,9 @@ class _Slot:
     target: Target
     generation: int
     streak: int = 0
+    #: (monotonic) no probe of this target, scheduled or asked for, starts before this: its next
+    #: planned probe, or the end of a backoff; an on-demand probe moves it, so the schedule waits
+    not_before: float = 0.0
 
 
 class LagStats:
@@ -79,8 +88,10 @@ class Scheduler:
         self._seq = itertools.count()
         self._gen = itertools.count(1)
         self._slots: dict[str, _Slot] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._sleeper: asyncio.Future[None] | None = None
+        #: the probe of each target in flight, which callers asking for one join (single-flight)
+        self._inflight: dict[str, asyncio.Future[ProbeResult]] = {}
         self.budgets = Budgets()
         #: planned-to-actual start lag of probes (the exporter's own summary metric, benchmarks)
         self.lag = LagStats()
@@ -129,7 +140,10 @@ class Scheduler:
                     slot = self._slots.get(name)
                     if slot is None or slot.generation != gen:
                         continue  # removed or replaced by a reload
-                    if self._admit(slot, now):
+                    if slot.not_before > now:  # an on-demand probe stood in for this one
+                        self._push(slot.not_before, slot)
+                        continue
+                    if name in self._inflight or self._admit(slot, now):
                         task = asyncio.create_task(self._probe(slot, due), name=f"probe:{name}")
                         self._tasks.add(task)
                         task.add_done_callback(self._tasks.discard)
@@ -168,12 +182,77 @@ class Scheduler:
 
     async def _probe(self, slot: _Slot, planned: float) -> None:
         """One scheduled probe: wait for a concurrency slot, probe (confirming a failure), plan the next."""
-        async with self._sem:
-            self.lag.record(self.clock.monotonic() - planned)
-            result = await self._probe_confirmed(slot)
+        name = slot.target.name
+        if (joined := self._inflight.get(name)) is not None:
+            # an on-demand probe is under way: its answer stands for this one (it booked what it
+            # spent, recorded it and moved not_before); nothing more is sent. (The run loop does not
+            # book a probe it sees joining; one that began to join in between was booked: the budget
+            # then errs on the side of the vendor.)
+            self.completed += 1
+            await _join(joined)
+            if self._current(slot):
+                self._push(max(slot.not_before, self.clock.monotonic()), slot)
+            return
+        flight: asyncio.Future[ProbeResult] = asyncio.get_running_loop().create_future()
+        self._inflight[name] = flight
+        try:
+            async with self._sem:
+                self.lag.record(self.clock.monotonic() - planned)
+                result = await self._probe_confirmed(slot)
+        except BaseException:
+            flight.cancel()
+            raise
+        finally:
+            if self._inflight.get(name) is flight:
+                del self._inflight[name]
         self.completed += 1
+        try:
+            if self._current(slot):
+                self._finish(slot, planned, result)
+        finally:
+            flight.set_result(result)  # after the record: a caller that joined answers from it
+
+    async def on_demand(self, name: str) -> bool:
+        """A probe of ``name`` asked for from outside (``/probe``): True when it was answered by a
+        probe made now (its own, or one in flight that it joined), False when it may not call now
+        (backoff, the next planned probe not yet due, no budget left) and the caller answers from the
+        latest result. What it spends is booked in the budget; its answer plans the schedule's next
+        probe as a scheduled one would, so the vendor sees no more probes than the schedule's."""
+        slot = self._slots.get(name)
+        if slot is None:
+            return False
+        if (joined := self._inflight.get(name)) is not None:
+            return await _join(joined)
+        now = self.clock.monotonic()
+        if now < slot.not_before:
+            return False
+        budget = self.budgets.limiter(slot.target)
+        if budget is not None:
+            if budget.wait(now) > 0:
+                return False
+            budget.spend(now)
+        # the scheduler's task, not the caller's: a client that goes away cannot cancel a probe that
+        # others have joined, and stop() cancels it with the rest
+        task = asyncio.create_task(self._on_demand(slot), name=f"probe-on-demand:{name}")
+        self._inflight[name] = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda t: self._inflight.pop(name) if self._inflight.get(name) is t else None)
+        return await _join(task)
+
+    async def _on_demand(self, slot: _Slot) -> ProbeResult:
+        # the scheduler's cap: callers of /probe share it, and since a second caller for a target
+        # joins the first, they hold at most one of its places per target
+        async with self._sem:
+            result = await self.probe_once(slot.target)
         if self._current(slot):
-            self._finish(slot, planned, result)
+            now = self.clock.monotonic()
+            self._book(slot.target, now, result.requests - 1)
+            slot.streak = slot.streak + 1 if result.outcome.cls in BACKOFF_CLASSES else 0
+            delay, backoff = next_delay(slot.target.interval, result.outcome, slot.streak, self.rng)
+            slot.not_before = now + delay  # the schedule's next probe waits as if this one were it
+            self._record(result, self.clock.time() + delay, backoff)
+        return result
 
     def _current(self, slot: _Slot) -> bool:
         """False once a reload removed or replaced the target while its probe was in flight."""
@@ -203,6 +282,7 @@ class Scheduler:
         delay, backoff = next_delay(slot.target.interval, result.outcome, slot.streak, self.rng)
         # keep the phase when on time, so probes stay evenly spread; never plan in the past
         due = max(planned + delay, now + delay * 0.5) if backoff == 0 else now + delay
+        slot.not_before = due
         # the first request was booked when the probe was let through (run); the rest are booked now
         self._book(slot.target, now, result.requests - 1)
         heapq.heappush(self._heap, (due, next(self._seq), slot.target.name, slot.generation))
@@ -228,3 +308,15 @@ class Scheduler:
             log.error("probe of target %s failed internally: %s", target.name, exc.__class__.__name__)
             return ProbeResult(target.name, self.clock.time(), 0.0,
                                Outcome("unknown", "internal", "internal error in the prober", 0), "", "")
+
+
+async def _join(flight: asyncio.Future[ProbeResult]) -> bool:
+    """Wait for a probe in flight without being able to cancel it; False when it was cancelled."""
+    try:
+        await asyncio.shield(flight)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if flight.cancelled() and not (task is not None and task.cancelling()):
+            return False
+        raise
+    return True

@@ -13,6 +13,7 @@ credentials, and says whether one more attempt could succeed.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import json
@@ -285,6 +286,10 @@ class _TokenSigner(_Stateless):
         self._access_until = 0.0
         self._refresh_until = 0.0
         self._vars: dict[str, str] = {}
+        #: one renewal (login or refresh) at a time per credential: probes that find the token due
+        #: while one is renewing it wait and use what it got, instead of spending the refresh token
+        #: again (which a vendor that rotates refresh tokens would refuse)
+        self._renewing = asyncio.Lock()
 
     def secrets(self) -> Sequence[str]:
         return [t for t in (self._access, self._refresh) if t]
@@ -356,28 +361,34 @@ class BearerLoginSigner(_TokenSigner):
     async def sign(self, request: HttpRequest, now: float, send: Send) -> HttpRequest:
         opts: BearerLoginOptions = self.ctx.options
         if self._due(now, opts.renew_before):
-            data: Mapping[str, Any] | None = None
-            refresh_path = _fill(opts.refresh_path, self._vars) if opts.refresh_path else None
-            if self._refresh and refresh_path is not None and self._can_refresh(now, opts.renew_before):
-                try:
-                    data = await self._token_call(
-                        send, _json_post(self._url(refresh_path), {opts.refresh_token_field: self._refresh}),
-                        opts.access_token_field)
-                except SignError:
-                    data = None  # a refused refresh is not an outage: fall through to a fresh login
-            if data is None:
-                creds = self.ctx.credentials
-                data = await self._token_call(send, _json_post(self._url(opts.login_path), {
-                    opts.username_field: creds[opts.username_credential],
-                    opts.password_field: creds[opts.password_credential]}), opts.access_token_field)
-            self._access = data[opts.access_token_field]
-            self._access_until = now + opts.access_ttl
-            refresh = data.get(opts.refresh_token_field) if opts.refresh_token_field else None
-            if isinstance(refresh, str):
-                self._refresh = refresh
-                self._refresh_until = now + opts.refresh_ttl
-            self._learn(data, opts.variables)
+            async with self._renewing:
+                if self._due(now, opts.renew_before):  # else a probe that held the lock renewed it
+                    await self._renew(now, send)
         return self._authorized(request)
+
+    async def _renew(self, now: float, send: Send) -> None:
+        opts: BearerLoginOptions = self.ctx.options
+        data: Mapping[str, Any] | None = None
+        refresh_path = _fill(opts.refresh_path, self._vars) if opts.refresh_path else None
+        if self._refresh and refresh_path is not None and self._can_refresh(now, opts.renew_before):
+            try:
+                data = await self._token_call(
+                    send, _json_post(self._url(refresh_path), {opts.refresh_token_field: self._refresh}),
+                    opts.access_token_field)
+            except SignError:
+                data = None  # a refused refresh is not an outage: fall through to a fresh login
+        if data is None:
+            creds = self.ctx.credentials
+            data = await self._token_call(send, _json_post(self._url(opts.login_path), {
+                opts.username_field: creds[opts.username_credential],
+                opts.password_field: creds[opts.password_credential]}), opts.access_token_field)
+        self._access = data[opts.access_token_field]
+        self._access_until = now + opts.access_ttl
+        refresh = data.get(opts.refresh_token_field) if opts.refresh_token_field else None
+        if isinstance(refresh, str):
+            self._refresh = refresh
+            self._refresh_until = now + opts.refresh_ttl
+        self._learn(data, opts.variables)
 
 
 class OidcPasswordSigner(_TokenSigner):
@@ -397,28 +408,34 @@ class OidcPasswordSigner(_TokenSigner):
     async def sign(self, request: HttpRequest, now: float, send: Send) -> HttpRequest:
         opts: OidcPasswordOptions = self.ctx.options
         if self._due(now, opts.renew_before):
-            url = self._url(opts.token_url)
-            data: Mapping[str, Any] | None = None
-            if self._refresh and self._can_refresh(now, opts.renew_before):
-                try:
-                    data = await self._token_call(send, _form_post(url, {
-                        "grant_type": "refresh_token", "client_id": opts.client_id,
-                        "refresh_token": self._refresh}), "access_token")
-                except SignError:
-                    data = None  # a refused refresh is not an outage: fall through to a fresh login
-            if data is None:
-                creds = self.ctx.credentials
-                data = await self._token_call(send, _form_post(url, {
-                    "grant_type": "password", "client_id": opts.client_id,
-                    "username": creds[opts.username_credential],
-                    "password": creds[opts.password_credential]}), "access_token")
-            self._access = data["access_token"]
-            self._access_until = now + self._lifetime(data, "expires_in", opts.access_ttl)
-            if isinstance(data.get("refresh_token"), str):
-                self._refresh = data["refresh_token"]
-                self._refresh_until = now + self._lifetime(data, "refresh_expires_in", opts.refresh_ttl)
-            self._learn(data, opts.variables)
+            async with self._renewing:
+                if self._due(now, opts.renew_before):  # else a probe that held the lock renewed it
+                    await self._renew(now, send)
         return self._authorized(request)
+
+    async def _renew(self, now: float, send: Send) -> None:
+        opts: OidcPasswordOptions = self.ctx.options
+        url = self._url(opts.token_url)
+        data: Mapping[str, Any] | None = None
+        if self._refresh and self._can_refresh(now, opts.renew_before):
+            try:
+                data = await self._token_call(send, _form_post(url, {
+                    "grant_type": "refresh_token", "client_id": opts.client_id,
+                    "refresh_token": self._refresh}), "access_token")
+            except SignError:
+                data = None  # a refused refresh is not an outage: fall through to a fresh login
+        if data is None:
+            creds = self.ctx.credentials
+            data = await self._token_call(send, _form_post(url, {
+                "grant_type": "password", "client_id": opts.client_id,
+                "username": creds[opts.username_credential],
+                "password": creds[opts.password_credential]}), "access_token")
+        self._access = data["access_token"]
+        self._access_until = now + self._lifetime(data, "expires_in", opts.access_ttl)
+        if isinstance(data.get("refresh_token"), str):
+            self._refresh = data["refresh_token"]
+            self._refresh_until = now + self._lifetime(data, "refresh_expires_in", opts.refresh_ttl)
+        self._learn(data, opts.variables)
 
 
 def _fill(template: str, variables: Mapping[str, str]) -> str | None:

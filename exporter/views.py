@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 from . import __version__
 from .model import CLASSES, UP, ProbeResult
-from .probe import redact
+from .redact import redact
 from .state import TargetState
 
 __all__ = ["STYLE_SHA256", "Refresh", "RefreshError", "api_target", "api_targets", "default_refresh", "escape",

@@ -17,7 +17,7 @@ from aiohttp.typedefs import Handler
 
 from . import views
 from .app import Exporter
-from .collector import CONTENT_TYPE, exposition_chunks, render_exposition
+from .collector import CONTENT_TYPE, exposition_chunks, render_probe
 from .state import TargetState
 
 __all__ = ["EXPORTER_KEY", "accepts_gzip", "make_app"]
@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 EXPORTER_KEY = web.AppKey("exporter", Exporter)
 #: requests to the exporter are small; anything larger is refused with 413 before it is read
 MAX_REQUEST_BYTES = 16 * 1024
+#: on /probe answers: "1" when answered from the target's latest result, "0" after a probe made for it
+#: (the same as the apistatus_probe_cached sample, for a client that reads headers only, e.g. HEAD)
+PROBE_CACHED_HEADER = "X-Apistatus-Cached"
 
 
 def accepts_gzip(accept_encoding: str) -> bool:
@@ -105,9 +108,13 @@ async def probe(request: web.Request) -> web.Response:
         # Only configured target names: /probe must never become a proxy to arbitrary URLs.
         shown = html.escape(name[:64])
         raise web.HTTPBadRequest(text=f"unknown target {shown!r}: /probe takes a configured target name\n")
-    done = await exp.probe_now(name)
-    assert done is not None
-    return await _respond(request, render_exposition([done[1]], None, process=False), {"Content-Type": CONTENT_TYPE})
+    # HEAD sends nothing upstream: it answers what a GET would answer from the latest result
+    done = await exp.probe_now(name, call=request.method != "HEAD")
+    if done is None:  # removed by a reload meanwhile
+        raise web.HTTPNotFound(text=f"target {html.escape(name[:64])!r} is no longer configured\n")
+    ts, cached = done
+    return await _respond(request, render_probe(ts, cached), {
+        "Content-Type": CONTENT_TYPE, "Cache-Control": "no-store", PROBE_CACHED_HEADER: "1" if cached else "0"})
 
 
 async def healthy(request: web.Request) -> web.Response:

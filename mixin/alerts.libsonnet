@@ -122,7 +122,7 @@ local util = import 'lib/util.libsonnet';
 
         // The planned next probe is overdue by more than the target's own spacing (at least
         // staleMinSeconds). A target in a long Retry-After backoff has its next probe far ahead, so it
-        // is not stale. /probe answers carry no plan (0) and are left out.
+        // is not stale. A target never planned (0) is left out.
         alert('ApistatusProbesStale', 'warning',
               |||
                 (time() - apistatus_next_probe_timestamp_seconds{%(sel)s})

@@ -102,9 +102,10 @@ async def test_keepalive_switch_decides_connection_reuse(peer_ports: tuple[str, 
     exp = Exporter(config, clock=FakeClock())  # a clock that never moves: no scheduled probe interferes
     await exp.start()
     try:
-        for _ in range(3):
-            done = await exp.probe_now("a")
-            assert done is not None and done[0].outcome.cls == "ok"
+        assert exp.scheduler is not None
+        for _ in range(3):  # the probe path itself: /probe would answer the second and third from cache
+            done = await exp.scheduler.probe_once(config.targets[0])
+            assert done.outcome.cls == "ok"
     finally:
         await exp.close()
     assert len(ports) == 3 and len(set(ports)) == connections
