@@ -1,0 +1,141 @@
+"""Where a request goes out: one aiohttp session per distinct ``http_client`` setting, the route of
+each request (proxy or direct, CONNECT headers, SNI name), and the vendor certificate's expiry read
+from the connection the answer came on.
+
+Targets without ``http_client`` use the exporter's shared session, exactly as before the block
+existed; targets with equal settings share one session (and its connection pool), so a thousand
+targets behind one corporate proxy cost one pool, not a thousand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from .httpclient import HttpClient, cert_not_after, ssl_context
+
+__all__ = ["Egress", "Route", "SessionFactory", "default_factory", "peer_cert_expiry"]
+
+#: builds a session for one TLS context (``True``: the system's default verification)
+SessionFactory = Callable[[ssl.SSLContext | bool], aiohttp.ClientSession]
+
+
+def default_factory(ctx: ssl.SSLContext | bool) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx), cookie_jar=aiohttp.DummyCookieJar())
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How one request is sent: the session and the extra arguments of ``session.request``."""
+
+    session: aiohttp.ClientSession
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    #: extra request headers (Proxy-Authorization for a plain-HTTP request through a proxy)
+    headers: dict[str, str] = field(default_factory=dict)
+    #: (host, port) of the proxy when the request goes through one
+    proxy_addr: tuple[str, int] | None = None
+
+
+class Egress:
+    """The sessions by settings. ``retire`` after a reload closes those no target uses any more, once
+    requests still in flight on them have had time to finish."""
+
+    def __init__(self, default: aiohttp.ClientSession, factory: SessionFactory = default_factory) -> None:
+        self.default = default
+        self._factory = factory
+        self._sessions: dict[HttpClient, aiohttp.ClientSession] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def session(self, client: HttpClient | None) -> aiohttp.ClientSession:
+        if client is None:
+            return self.default
+        session = self._sessions.get(client)
+        if session is None:
+            tls = client.tls
+            custom = tls.ca_file or tls.cert_file or tls.insecure_skip_verify or tls.min_version
+            session = self._factory(ssl_context(tls) if custom else True)
+            self._sessions[client] = session
+        return session
+
+    def route(self, client: HttpClient | None, url: str) -> Route:
+        session = self.session(client)
+        if client is None:
+            return Route(session)
+        kwargs: dict[str, Any] = {}
+        if client.tls.server_name:
+            kwargs["server_hostname"] = client.tls.server_name
+        parts = urlsplit(url)
+        proxy = client.proxy_for(parts.scheme, parts.hostname or "", parts.port)
+        if proxy is None:
+            return Route(session, kwargs)
+        kwargs["proxy"] = proxy.url
+        auth = proxy.authorization
+        if parts.scheme == "https":
+            # the tunnel: the proxy sees only CONNECT, with these headers
+            headers: dict[str, str] = {name: ", ".join(values) for name, values in client.proxy_connect_header}
+            if auth:
+                headers["Proxy-Authorization"] = auth
+            kwargs["proxy_headers"] = headers
+            return Route(session, kwargs, {}, proxy.address)
+        return Route(session, kwargs, {"Proxy-Authorization": auth} if auth else {}, proxy.address)
+
+    def retire(self, keep: Iterable[HttpClient | None], grace: float) -> None:
+        """Close, after ``grace`` seconds, the sessions of settings no target has any more."""
+        keep_set = set(keep)
+        for client in [c for c in self._sessions if c not in keep_set]:
+            task = asyncio.create_task(self._close_later(self._sessions.pop(client), grace), name="egress:retire")
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    @staticmethod
+    async def _close_later(session: aiohttp.ClientSession, grace: float) -> None:
+        try:
+            await asyncio.sleep(grace)
+        finally:
+            await session.close()
+
+    async def close(self) -> None:
+        """Close every session of its own (not the default one, which its owner closes)."""
+        for task in list(self._closing):
+            task.cancel()
+        sessions, self._sessions = list(self._sessions.values()), {}
+        await asyncio.gather(*self._closing, *(s.close() for s in sessions), return_exceptions=True)
+
+
+def peer_cert_expiry(resp: aiohttp.ClientResponse, cache: dict[bytes, float]) -> float | None:
+    """The earliest ``notAfter`` of the certificates the vendor presented on this answer's connection;
+    None for plain HTTP. A reused connection still holds its handshake's certificates, so it keeps
+    giving the last known value. The chain is read where Python offers it (3.13+), else the leaf."""
+    conn = resp.connection
+    transport = conn.transport if conn is not None else None
+    sslobj = transport.get_extra_info("ssl_object") if transport is not None else None
+    if not isinstance(sslobj, ssl.SSLObject | ssl.SSLSocket):
+        return None
+    chain = getattr(sslobj, "get_unverified_chain", None)
+    ders: list[bytes] = []
+    with contextlib.suppress(ssl.SSLError, ValueError):
+        if chain is not None:
+            ders = [c for c in chain() or () if isinstance(c, bytes)]
+        if not ders:
+            leaf = sslobj.getpeercert(binary_form=True)
+            ders = [leaf] if leaf else []
+    expiries = []
+    for der in ders:
+        found = cache.get(der)
+        if found is None:
+            try:
+                found = cert_not_after(der)
+            except (ValueError, UnicodeDecodeError):
+                continue
+            if len(cache) >= 1024:  # a bounded memo: vendors rotate certificates, we must not grow with them
+                cache.clear()
+            cache[der] = found
+        expiries.append(found)
+    return min(expiries) if expiries else None
