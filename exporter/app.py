@@ -17,7 +17,7 @@ import aiohttp
 from .clock import Clock, SystemClock
 from .collector import ExporterStatus, StartLag, render_target
 from .config import Config, ConfigError, load_config
-from .egress import Egress
+from .egress import CertConnector, Egress
 from .model import ProbeResult
 from .probe import Prober
 from .scheduler import Scheduler
@@ -55,9 +55,9 @@ class Exporter:
     def _new_session(self, ssl: ssl_.SSLContext | bool = True) -> aiohttp.ClientSession:
         # Connections are reused per vendor host. Cookies are ignored: a health check must not carry
         # state from one probe to the next.
-        connector = aiohttp.TCPConnector(limit=self.config.global_.max_concurrency, limit_per_host=0,
-                                         ttl_dns_cache=60, enable_cleanup_closed=True, resolver=self._resolver,
-                                         force_close=not self.config.global_.keepalive, ssl=ssl)
+        connector = CertConnector(limit=self.config.global_.max_concurrency, limit_per_host=0,
+                                  ttl_dns_cache=60, enable_cleanup_closed=True, resolver=self._resolver,
+                                  force_close=not self.config.global_.keepalive, ssl=ssl)
         return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
                                      auto_decompress=True, raise_for_status=False,
                                      headers={"User-Agent": "apistatus-exporter"})

@@ -18,17 +18,20 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.client_proto import ResponseHandler
+from aiohttp.client_reqrep import ClientRequest
+from aiohttp.tracing import Trace
 
 from .httpclient import HttpClient, cert_not_after, ssl_context
 
-__all__ = ["Egress", "Route", "SessionFactory", "default_factory", "peer_cert_expiry"]
+__all__ = ["CertConnector", "Egress", "Route", "SessionFactory", "default_factory", "peer_cert_expiry"]
 
 #: builds a session for one TLS context (``True``: the system's default verification)
 SessionFactory = Callable[[ssl.SSLContext | bool], aiohttp.ClientSession]
 
 
 def default_factory(ctx: ssl.SSLContext | bool) -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx), cookie_jar=aiohttp.DummyCookieJar())
+    return aiohttp.ClientSession(connector=CertConnector(ssl=ctx), cookie_jar=aiohttp.DummyCookieJar())
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,13 +112,41 @@ class Egress:
         await asyncio.gather(*self._closing, *(s.close() for s in sessions), return_exceptions=True)
 
 
-def peer_cert_expiry(resp: aiohttp.ClientResponse, cache: dict[bytes, float]) -> float | None:
-    """The earliest ``notAfter`` of the certificates the vendor presented on this answer's connection;
-    None for plain HTTP. A reused connection still holds its handshake's certificates, so it keeps
-    giving the last known value. The chain is read where Python offers it (3.13+), else the leaf."""
-    conn = resp.connection
-    transport = conn.transport if conn is not None else None
-    sslobj = transport.get_extra_info("ssl_object") if transport is not None else None
+class CertConnector(aiohttp.TCPConnector):
+    """A TCPConnector that notes, per vendor host and port, the certificate expiry of the latest TLS
+    connection it made. An answer cannot always tell its connection (aiohttp hands a connection back
+    to the pool, or closes it, as soon as a small body is in), so the note is taken when the
+    connection is made, in the connector's one hook for that, and read by host after the answer."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cert_expiry: dict[tuple[str, int | None], float] = {}
+        self._memo: dict[bytes, float] = {}
+
+    async def _create_connection(self, req: ClientRequest, traces: list[Trace],
+                                 timeout: aiohttp.ClientTimeout) -> ResponseHandler:
+        proto = await super()._create_connection(req, traces, timeout)
+        transport = proto.transport
+        expiry = _expiry(transport.get_extra_info("ssl_object") if transport is not None else None, self._memo)
+        if expiry is not None:
+            if len(self.cert_expiry) >= 10000:  # bounded by the hosts configured; a guard, not a policy
+                self.cert_expiry.clear()
+            self.cert_expiry[(req.url.host or "", req.url.port)] = expiry
+        return proto
+
+
+def peer_cert_expiry(resp: aiohttp.ClientResponse, connector: aiohttp.BaseConnector | None) -> float | None:
+    """The vendor certificate expiry for this answer: that of the latest handshake with its host,
+    which is the one its connection made, or a newer one. A reused connection keeps the value.
+    None for plain HTTP, and for sessions not built on a CertConnector."""
+    if resp.url.scheme != "https" or not isinstance(connector, CertConnector):
+        return None
+    return connector.cert_expiry.get((resp.url.host or "", resp.url.port))
+
+
+def _expiry(sslobj: Any, cache: dict[bytes, float]) -> float | None:
+    """The earliest ``notAfter`` of the certificates the peer presented: the chain where Python
+    offers it (3.13+), else the leaf. With verification off ``getpeercert()`` is empty, so DER it is."""
     if not isinstance(sslobj, ssl.SSLObject | ssl.SSLSocket):
         return None
     chain = getattr(sslobj, "get_unverified_chain", None)

@@ -122,7 +122,6 @@ class Prober:
         self._signers: dict[str, tuple[Target, Signer]] = {}
         #: sessions by http_client settings; targets without the block use ``session``
         self.egress = egress or Egress(session)
-        self._cert_expiry: dict[bytes, float] = {}
 
     def signer(self, target: Target) -> Signer:
         held = self._signers.get(target.name)
@@ -155,7 +154,7 @@ class Prober:
                 if route.proxy_addr is not None and resp.status == 407:
                     # plain HTTP through a proxy: the proxy's own refusal, never the vendor's answer
                     raise aiohttp.ClientHttpProxyError(resp.request_info, resp.history, status=407)
-                expiry = peer_cert_expiry(resp, self._cert_expiry)
+                expiry = peer_cert_expiry(resp, route.session.connector)
                 body, truncated = await self._read_body(resp)
                 headers_in = {k.lower(): v for k, v in resp.headers.items()}
                 if truncated:
