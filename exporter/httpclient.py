@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from ._yamlnode import Node
 
@@ -111,7 +111,7 @@ def client_secrets(client: HttpClient | None) -> tuple[str, ...]:
     for proxy in (client.http_proxy, client.https_proxy):
         if proxy is not None and proxy.password:
             auth = proxy.authorization or ""
-            out += [proxy.password, auth, auth.removeprefix("Basic ")]
+            out += [proxy.password, quote(proxy.password, safe=""), auth, auth.removeprefix("Basic ")]
     out += [v for _, values in client.proxy_connect_header for v in values]
     return tuple(dict.fromkeys(out))
 

@@ -83,8 +83,8 @@ def _failure(exc: BaseException) -> Failure:
     if isinstance(exc, aiohttp.ClientProxyConnectionError):
         return Failure("network_error", "proxy_connect", "could not connect to the proxy")
     if isinstance(exc, aiohttp.ClientHttpProxyError):
-        if exc.status == 407:
-            return Failure("network_error", "proxy_auth", "the proxy refused our proxy credentials (407)")
+        if exc.status in (401, 407):  # 407 is the standard; some proxies (tinyproxy) say 401 to wrong ones
+            return Failure("network_error", "proxy_auth", f"the proxy refused our proxy credentials ({exc.status})")
         return Failure("network_error", "proxy_error", f"the proxy refused to connect us to the vendor ({exc.status})")
     if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError | ssl.SSLError):
         return Failure("network_error", "tls", "TLS handshake or certificate check failed")

@@ -226,14 +226,16 @@ def tinyproxy_binary() -> str:
 
 
 @contextlib.contextmanager
-def tinyproxy(directory: Path, auth: tuple[str, str] | None = None) -> Iterator[Tinyproxy]:
+def tinyproxy(directory: Path, auth: tuple[str, str] | None = None,
+              connect_ports: tuple[int, ...] = ()) -> Iterator[Tinyproxy]:
     """Start tinyproxy in the foreground; wait (bounded) until it accepts connections."""
     binary = tinyproxy_binary()
     port = free_port()
     log = directory / "tinyproxy.log"
     lines = [f"Port {port}", "Listen 127.0.0.1", "Timeout 20", "MaxClients 64", "Allow 127.0.0.1",
              "LogLevel Connect", f'LogFile "{log}"', "DisableViaHeader Yes"]
-    # no ConnectPort line: CONNECT is allowed to any port (the simulators listen on random ones)
+    # without a ConnectPort line CONNECT is allowed to any port (the simulators listen on random ones)
+    lines += [f"ConnectPort {p}" for p in connect_ports]
     if auth is not None:
         lines.append(f"BasicAuth {auth[0]} {auth[1]}")
     conf = directory / "tinyproxy.conf"
