@@ -168,12 +168,12 @@ def _no_proxy(text: str, node: Node, what: str) -> tuple[str, ...]:
             try:
                 ipaddress.ip_network(name, strict=False)
             except ValueError:
-                node.fail(f"{what}: {raw.strip()!r} is not a CIDR range", show=False)
+                node.fail(f"{what}{raw.strip()!r} is not a CIDR range", show=False)
         elif not re.fullmatch(r"\.?" + _HOST, name):
             try:
                 ipaddress.ip_address(name)
             except ValueError:
-                node.fail(f"{what}: {raw.strip()!r} is not a host name, domain, IP address or CIDR range",
+                node.fail(f"{what}{raw.strip()!r} is not a host name, domain, IP address or CIDR range",
                           show=False)
         rules.append(rule)
     return tuple(rules)
@@ -188,12 +188,12 @@ def _proxy(text: str, node: Node, what: str) -> Proxy:
         parts = urlsplit(text.strip())
         port = parts.port
     except ValueError:
-        node.fail(f"{what} must be an http:// or https:// URL", show=False)
+        node.fail(f"{what}must be an http:// or https:// URL", show=False)
     if parts.scheme not in ("http", "https"):
-        node.fail(f"{what} must be an http:// or https:// URL (got scheme {parts.scheme or 'none'!r})",
+        node.fail(f"{what}must be an http:// or https:// URL (got scheme {parts.scheme or 'none'!r})",
                   show=False)
     if not parts.hostname or parts.query or parts.fragment or parts.path not in ("", "/"):
-        node.fail(f"{what} must be scheme://[user:password@]host[:port] without path, query or fragment",
+        node.fail(f"{what}must be scheme://[user:password@]host[:port] without path, query or fragment",
                   show=False)
     host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
     url = f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
@@ -311,7 +311,7 @@ def parse_http_client(node: Node, base: Path, env: Mapping[str, str],
         c["proxy_url"].fail("proxy_url and proxy_from_environment: true cannot both be set", show=False)
     if "proxy_url" in c:
         text = c["proxy_url"].text() if c["proxy_url"].value is not None else ""
-        proxy = _proxy(text, c["proxy_url"], "proxy_url") if text.strip() else None
+        proxy = _proxy(text, c["proxy_url"], "") if text.strip() else None
         out = replace(out, http_proxy=proxy, https_proxy=proxy, proxy_from_environment=False,
                       no_proxy=() if inherited and inherited.proxy_from_environment else out.no_proxy)
     if "proxy_from_environment" in c and c["proxy_from_environment"].boolean():
@@ -320,7 +320,7 @@ def parse_http_client(node: Node, base: Path, env: Mapping[str, str],
         out = replace(out, http_proxy=None, https_proxy=None, no_proxy=(), proxy_from_environment=False)
     if "no_proxy" in c:
         value = c["no_proxy"].text() if c["no_proxy"].value is not None else ""
-        out = replace(out, no_proxy=_no_proxy(value, c["no_proxy"], "no_proxy"))
+        out = replace(out, no_proxy=_no_proxy(value, c["no_proxy"], ""))
     if "proxy_connect_header" in c:
         out = replace(out, proxy_connect_header=_connect_headers(c["proxy_connect_header"]))
     if "tls_config" in c:
@@ -333,9 +333,9 @@ def _from_environment(out: HttpClient, node: Node, env: Mapping[str, str]) -> Ht
     proxies: dict[str, Proxy | None] = {}
     for scheme in ("http", "https"):
         found = _env(env, f"{scheme}_proxy")
-        proxies[scheme] = _proxy(found[1], node, f"environment variable {found[0]}") if found else None
+        proxies[scheme] = _proxy(found[1], node, f"environment variable {found[0]} ") if found else None
     found = _env(env, "no_proxy")
-    rules = _no_proxy(found[1], node, f"environment variable {found[0]}") if found else ()
+    rules = _no_proxy(found[1], node, f"environment variable {found[0]}: ") if found else ()
     return replace(out, http_proxy=proxies["http"], https_proxy=proxies["https"], no_proxy=rules,
                    proxy_from_environment=True)
 
