@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,9 +39,9 @@ class Route:
     """How one request is sent: the session and the extra arguments of ``session.request``."""
 
     session: aiohttp.ClientSession
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
     #: extra request headers (Proxy-Authorization for a plain-HTTP request through a proxy)
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
     #: (host, port) of the proxy when the request goes through one
     proxy_addr: tuple[str, int] | None = None
 
@@ -55,6 +55,7 @@ class Egress:
         self._factory = factory
         self._sessions: dict[HttpClient, aiohttp.ClientSession] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        self._direct = Route(default)  # the route of every target without http_client, made once
 
     def session(self, client: HttpClient | None) -> aiohttp.ClientSession:
         if client is None:
@@ -68,9 +69,9 @@ class Egress:
         return session
 
     def route(self, client: HttpClient | None, url: str) -> Route:
-        session = self.session(client)
         if client is None:
-            return Route(session)
+            return self._direct
+        session = self.session(client)
         kwargs: dict[str, Any] = {}
         if client.tls.server_name:
             kwargs["server_hostname"] = client.tls.server_name
