@@ -38,6 +38,8 @@ TLS_VERSIONS: Mapping[str, ssl.TLSVersion] = {
 }
 _KEYS = ("proxy_url", "no_proxy", "proxy_from_environment", "proxy_connect_header", "tls_config")
 _TLS_KEYS = ("ca_file", "cert_file", "key_file", "server_name", "insecure_skip_verify", "min_version")
+#: a CA bundle is a few hundred KB; anything far larger is a wrong path
+_MAX_PEM = 16 << 20
 _HEADER_NAME = r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}"
 _HOST = r"[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.?"
 
@@ -249,9 +251,16 @@ def _checked_tls(tls: TLSConfig, node: Node) -> TLSConfig:
             continue
         sub = Node(path, node.file, f"{node.path}.{key}")
         try:
-            digest.update(Path(path).read_bytes())
+            if not Path(path).is_file():  # a FIFO or /dev/zero would hang the load
+                sub.fail(f"cannot read {path}: " + ("not a regular file" if Path(path).exists()
+                                                     else "No such file or directory"), show=False)
+            with open(path, "rb") as fh:
+                data = fh.read(_MAX_PEM + 1)
         except OSError as exc:
             sub.fail(f"cannot read {path}: {exc.strerror or exc.__class__.__name__}", show=False)
+        if len(data) > _MAX_PEM:
+            sub.fail(f"{path} is larger than {_MAX_PEM >> 20} MiB: not a PEM file", show=False)
+        digest.update(data)
     if tls.ca_file is not None:
         try:
             ssl.create_default_context(cafile=tls.ca_file)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -180,3 +181,11 @@ def test_check_config_reports_a_broken_http_client_in_one_line() -> None:
     assert done.stderr.strip() == (f"error: {path}: global.http_client.proxy_url: proxy_url and "
                                    "proxy_from_environment: true cannot both be set")
     assert "hunter2" not in done.stderr + done.stdout
+
+
+def test_a_tls_file_that_is_no_regular_file_fails_at_once_instead_of_hanging(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.pem"
+    os.mkfifo(fifo)
+    for path in ("/dev/zero", str(fifo)):
+        assert error({"tls_config": {"ca_file": path}}) == (
+            f"test-config.yml: global.http_client.tls_config.ca_file: cannot read {path}: not a regular file")
