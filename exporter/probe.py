@@ -104,8 +104,10 @@ def _failure(exc: BaseException) -> Failure:
     if isinstance(exc, aiohttp.ClientResponseError):
         return Failure("network_error", "protocol", "invalid HTTP answer (malformed or oversized headers)")
     if isinstance(exc, aiohttp.ClientOSError):
-        if isinstance(exc.__cause__ or exc.__context__, ssl.SSLError):
-            # e.g. TLS 1.3 sends "certificate required" after the handshake, on the first read
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, ssl.SSLError) and not isinstance(cause, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+            # a TLS alert read after the handshake, e.g. TLS 1.3's "certificate required"; a
+            # truncated TLS stream stays a reset
             return Failure("network_error", "tls", "TLS handshake or certificate check failed")
         return Failure("network_error", "reset", "connection error during the exchange")
     return Failure("network_error", "other", f"{exc.__class__.__name__}")
@@ -151,8 +153,9 @@ class Prober:
                 req.method, URL(wire_url(req), encoded=True), headers=headers, data=req.body,
                 allow_redirects=False, timeout=timeout, auto_decompress=False, **route.kwargs,
             ) as resp:
-                if route.proxy_addr is not None and resp.status == 407:
-                    # plain HTTP through a proxy: the proxy's own refusal, never the vendor's answer
+                if resp.status == 407 and route.proxy_addr is not None and req.url.startswith("http:"):
+                    # plain HTTP through a proxy: the proxy's own refusal (through a CONNECT tunnel
+                    # aiohttp raises it itself, and a 407 inside the tunnel is the vendor's)
                     raise aiohttp.ClientHttpProxyError(resp.request_info, resp.history, status=407)
                 expiry = peer_cert_expiry(resp, route.session.connector)
                 body, truncated = await self._read_body(resp)

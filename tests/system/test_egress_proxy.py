@@ -19,11 +19,12 @@ from typing import Any
 
 import pytest
 import trustme
+from aiohttp import web
 
 from exporter.simulators.faults import FaultServer, LoopbackResolver
 from exporter.simulators.movingimage import MovingimageSimulator
 
-from ..conftest import free_port, sample
+from ..conftest import free_port, sample, serve
 from ..egress_support import (
     NoDNS,
     exporter_with,
@@ -220,3 +221,14 @@ async def test_proxy_connect_header_goes_with_connect_only() -> None:
     assert "X-Team: payments\r\n" in head and "X-Token: t0ken-value\r\n" in head
     assert f"Proxy-Authorization: Basic {base64.b64encode(f'{USER}:{PASSWORD}'.encode()).decode()}" in head
     assert "t0ken-value" not in page and PASSWORD not in page
+
+
+async def test_a_407_from_a_vendor_reached_directly_is_the_vendors_answer() -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(status=407, text="odd vendor")
+
+    async with serve(handler) as url:
+        shop = {"name": "shop", "vendor": "bizwebs", "base_url": url, "credentials": {"token": "egress-token"}}
+        async with exporter_with([shop]) as ex:
+            result = await probe(ex, "shop")
+    assert result.outcome.code != "proxy_auth" and result.outcome.http_status == 407
