@@ -19,12 +19,13 @@ import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from exporter.clock import FakeClock
 from exporter.config import ConfigError, Target
 from exporter.egress import Egress
 from exporter.httpclient import bypasses_proxy, cert_not_after, client_secrets
 
-from ..conftest import ROOT, config_from
-from ..egress_support import write_ca, write_client
+from ..conftest import ROOT, config_from, free_port, running_exporter
+from ..egress_support import NoDNS, probe, write_ca, write_client
 
 SECRET = "pr0xy-secret-Pw"
 
@@ -189,3 +190,21 @@ def test_a_tls_file_that_is_no_regular_file_fails_at_once_instead_of_hanging(tmp
     for path in ("/dev/zero", str(fifo)):
         assert error({"tls_config": {"ca_file": path}}) == (
             f"test-config.yml: global.http_client.tls_config.ca_file: cannot read {path}: not a regular file")
+
+
+async def test_a_reload_applies_new_proxy_settings_and_retires_the_old_session() -> None:
+    ports = iter([free_port(), free_port()])
+    configs = [config_from({"global": {"http_client": {"proxy_url": f"http://127.0.0.1:{next(ports)}"}},
+                            "targets": [target("t")]}) for _ in range(2)]
+    loads = iter(configs[1:])
+    async with running_exporter(configs[0], clock=FakeClock(), loader=lambda: next(loads), resolver=NoDNS()) as ex:
+        assert (await probe(ex, "t")).outcome.code == "proxy_connect"
+        egress = ex.exporter.egress
+        assert egress is not None
+        old = egress.session(configs[0].targets[0].http_client)
+        assert (await ex.exporter.reload())[0]
+        new = egress.session(configs[1].targets[0].http_client)
+        assert new is not old and not old.closed  # closed once in-flight probes had their time
+        assert (await probe(ex, "t")).outcome.code == "proxy_connect"
+        assert len(egress._closing) == 1
+    assert old.closed and new.closed  # closing the exporter closes retired sessions at once
