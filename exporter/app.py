@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl as ssl_
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import aiohttp
 from .clock import Clock, SystemClock
 from .collector import ExporterStatus, StartLag, render_target
 from .config import Config, ConfigError, load_config
+from .egress import CertConnector, Egress
 from .probe import Prober
 from .scheduler import Scheduler
 from .shard import ALL, Shard
@@ -46,20 +48,27 @@ class Exporter:
         self.state = State(render_target, history=config.global_.history)
         self.session: aiohttp.ClientSession | None = None
         self.prober: Prober | None = None
+        self.egress: Egress | None = None
+        self._longest = 0.0  # the longest timeout of the applied config
         self.scheduler: Scheduler | None = None
         self._task: asyncio.Task[None] | None = None
         self._reload_lock = asyncio.Lock()
 
+    def _new_session(self, ssl: ssl_.SSLContext | bool = True) -> aiohttp.ClientSession:
+        # Connections are reused per vendor host. Cookies are ignored: a health check must not carry
+        # state from one probe to the next.
+        connector = CertConnector(limit=self.config.global_.max_concurrency, limit_per_host=0,
+                                  ttl_dns_cache=60, enable_cleanup_closed=True, resolver=self._resolver,
+                                  force_close=not self.config.global_.keepalive, ssl=ssl)
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+                                     auto_decompress=True, raise_for_status=False,
+                                     headers={"User-Agent": "apistatus-exporter"})
+
     async def start(self) -> None:
-        # One shared session for every probe; connections are reused per vendor host. Cookies are
-        # ignored: a health check must not carry state from one probe to the next.
-        connector = aiohttp.TCPConnector(limit=self.config.global_.max_concurrency, limit_per_host=0,
-                                         ttl_dns_cache=60, enable_cleanup_closed=True, resolver=self._resolver,
-                                         force_close=not self.config.global_.keepalive)
-        self.session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
-                                             auto_decompress=True, raise_for_status=False,
-                                             headers={"User-Agent": "apistatus-exporter"})
-        self.prober = Prober(self.session, self.clock, self.config.global_.max_body_bytes)
+        # One shared session for every target without http_client; one more per distinct setting
+        self.session = self._new_session()
+        self.egress = Egress(self.session, self._new_session)
+        self.prober = Prober(self.session, self.clock, self.config.global_.max_body_bytes, self.egress)
         self.scheduler = Scheduler(self.prober, self.state, self.clock, self.config.global_.max_concurrency)
         self._apply(self.config)
         self._task = asyncio.create_task(self.scheduler.run(), name="scheduler")
@@ -68,6 +77,11 @@ class Exporter:
         assert self.scheduler is not None
         self.state.sync(config.targets, config.global_.history)
         self.scheduler.apply(config.targets, config.global_.max_concurrency)
+        # a retired session closes once probes still in flight on it (the old config's) have timed out
+        longest = max((t.timeout for t in config.targets), default=0.0)
+        if self.egress is not None:
+            self.egress.retire({t.http_client for t in config.targets}, grace=max(self._longest, longest) + 1)
+        self._longest = longest
 
     def status(self) -> ExporterStatus:
         """The exporter's own figures as of now, for a scrape."""
@@ -115,5 +129,7 @@ class Exporter:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self.egress is not None:
+            await self.egress.close()
         if self.session is not None:
             await self.session.close()

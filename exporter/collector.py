@@ -56,6 +56,8 @@ FAMILIES: tuple[Family, ...] = (
     Family("apistatus_next_probe_timestamp_seconds", "gauge", "When the next probe is planned."),
     Family("apistatus_backoff_seconds", "gauge", "Extra wait beyond the interval after a failure, 0 when none."),
     Family("apistatus_consecutive_failures", "gauge", "Probes in a row whose class is not up."),
+    Family("apistatus_tls_cert_expiry_timestamp_seconds", "gauge",
+           "Earliest notAfter of the certificates the vendor presented on the last TLS handshake."),
 )
 _IDX = {f.name: i for i, f in enumerate(FAMILIES)}
 _EMPTY: tuple[bytes, ...] = (b"",) * len(FAMILIES)
@@ -129,6 +131,8 @@ def render_target(ts: TargetState) -> Rendered:
     add("apistatus_next_probe_timestamp_seconds", ts.next_probe_at)
     add("apistatus_backoff_seconds", ts.backoff)
     add("apistatus_consecutive_failures", ts.consecutive_failures)
+    if ts.tls_cert_expiry is not None:
+        add("apistatus_tls_cert_expiry_timestamp_seconds", ts.tls_cert_expiry)
     # "replace": a lone surrogate in a config label value must cost one "?", not every probe's record
     return tuple(text.encode(errors="replace") for text in out)
 

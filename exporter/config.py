@@ -29,6 +29,7 @@ from .catalog import (
     parse_catalog,
     parse_check,
 )
+from .httpclient import HttpClient, parse_http_client, target_http_client
 
 __all__ = ["Config", "ConfigError", "Credentials", "GlobalConfig", "Target", "load_config", "parse_config"]
 
@@ -76,6 +77,8 @@ class GlobalConfig:
     confirm_failures: bool = False
     #: reuse connections to a vendor host between probes; off, every probe pays a new TCP/TLS handshake
     keepalive: bool = True
+    #: egress settings (proxy, TLS client) every target inherits; None: direct, system trust
+    http_client: HttpClient | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,8 @@ class Target:
     #: the share of the budget for probes: the target's own, else the global one
     probe_share: float = 0.05
     confirm_failures: bool = False
+    #: egress settings (proxy, TLS client); None: the shared default session
+    http_client: HttpClient | None = None
 
     @property
     def budget_key(self) -> tuple[str, str, tuple[tuple[str, str], ...]]:
@@ -195,7 +200,7 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
     root_node = Node(_expand(root_node.value, env, root_node.file, ""), root_node.file, "")
     root = root_node.mapping({"global", "targets", "vendors", "catalog_files"}, required=("targets",))
     g = root["global"].mapping({"interval", "timeout", "max_concurrency", "probe_share", "max_body_bytes",
-                                "history", "confirm_failures", "keepalive"}) if "global" in root else {}
+                                "history", "confirm_failures", "keepalive", "http_client"}) if "global" in root else {}
     d = GlobalConfig()
     glob = GlobalConfig(
         interval=g["interval"].duration(minimum=1) if "interval" in g else d.interval,
@@ -206,12 +211,13 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
         history=g["history"].integer(1, 10000) if "history" in g else d.history,
         confirm_failures=g["confirm_failures"].boolean() if "confirm_failures" in g else d.confirm_failures,
         keepalive=g["keepalive"].boolean() if "keepalive" in g else d.keepalive,
+        http_client=parse_http_client(g["http_client"], base, env) if "http_client" in g else None,
     )
     catalogs = _catalogs(root, base)
     targets: list[Target] = []
     seen: set[str] = set()
     allowed = {"name", "vendor", "base_url", "interval", "timeout", "credentials", "check", "labels", "budget",
-               "probe_share", "confirm_failures"}
+               "probe_share", "confirm_failures", "http_client"}
     for tnode in root["targets"]:
         t = tnode.mapping(allowed, required=("name", "vendor", "base_url"))
         # not only dots: a browser rewrites /targets/.. before it is sent, so such a page is unreachable
@@ -241,6 +247,7 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
             budget=budget,
             probe_share=t["probe_share"].number(0.0001, 1) if "probe_share" in t else glob.probe_share,
             confirm_failures=t["confirm_failures"].boolean() if "confirm_failures" in t else glob.confirm_failures,
+            http_client=target_http_client(t, name, base, env, glob.http_client),
         ))
     return Config(root_node.file, glob, tuple(targets), catalogs)
 

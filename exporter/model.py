@@ -83,6 +83,8 @@ class Answer:
     headers: Mapping[str, str]
     body: bytes
     truncated: bool = False
+    #: earliest notAfter of the vendor's certificates on this answer's TLS connection; None for plain HTTP
+    tls_cert_expiry: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +127,8 @@ class ProbeResult:
     attempts: int = 1
     #: HTTP requests this probe cost the vendor (logins and quota calls included)
     requests: int = 1
+    #: the check's answer came over TLS: the earliest notAfter the vendor presented (Unix seconds)
+    tls_cert_expiry: float | None = None
 
 
 # --- errors ----------------------------------------------------------------------------------------

@@ -26,6 +26,8 @@ from .catalog import CheckSpec, QuotaSpec
 from .classify import classify, read_quotas
 from .clock import Clock
 from .config import Target
+from .egress import Egress, peer_cert_expiry
+from .httpclient import HttpClient, client_secrets
 from .model import UP, Answer, Failure, HttpRequest, Outcome, ProbeResult, QuotaReading, SignError
 from .redact import REDACTED, redact
 from .signers import Signer, SignerContext, make_signer
@@ -71,6 +73,13 @@ def _failure(exc: BaseException) -> Failure:
     """The one map of transport failures to a class and a short bounded code."""
     if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
         return Failure("timeout", "timeout", "no complete answer within the timeout")
+    # through a proxy: "our proxy is down" must not read as "the vendor is down"
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
+        return Failure("network_error", "proxy_connect", "could not connect to the proxy")
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        if exc.status in (401, 407):  # 407 is the standard; some proxies (tinyproxy) say 401 to wrong ones
+            return Failure("network_error", "proxy_auth", f"the proxy refused our proxy credentials ({exc.status})")
+        return Failure("network_error", "proxy_error", f"the proxy refused to connect us to the vendor ({exc.status})")
     if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError | ssl.SSLError):
         return Failure("network_error", "tls", "TLS handshake or certificate check failed")
     dns_error = getattr(aiohttp, "ClientConnectorDNSError", None)
@@ -89,6 +98,11 @@ def _failure(exc: BaseException) -> Failure:
     if isinstance(exc, aiohttp.ClientResponseError):
         return Failure("network_error", "protocol", "invalid HTTP answer (malformed or oversized headers)")
     if isinstance(exc, aiohttp.ClientOSError):
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, ssl.SSLError) and not isinstance(cause, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+            # a TLS alert read after the handshake, e.g. TLS 1.3's "certificate required"; a
+            # truncated TLS stream stays a reset
+            return Failure("network_error", "tls", "TLS handshake or certificate check failed")
         return Failure("network_error", "reset", "connection error during the exchange")
     return Failure("network_error", "other", f"{exc.__class__.__name__}")
 
@@ -96,7 +110,8 @@ def _failure(exc: BaseException) -> Failure:
 class Prober:
     """Sends probes over one shared aiohttp session; keeps one signer per target."""
 
-    def __init__(self, session: aiohttp.ClientSession, clock: Clock, max_body: int = 65536) -> None:
+    def __init__(self, session: aiohttp.ClientSession, clock: Clock, max_body: int = 65536,
+                 egress: Egress | None = None) -> None:
         self.session = session
         self.clock = clock
         self.max_body = max_body
@@ -104,6 +119,8 @@ class Prober:
         #: one signer per credential (scheme, options, base URL, credentials): targets that share a
         #: login share its token and its single-flight renewal, so a refresh token is spent once
         self._by_credential: dict[tuple[str, str, str, tuple[tuple[str, str], ...]], Signer] = {}
+        #: sessions by http_client settings; targets without the block use ``session``
+        self.egress = egress or Egress(session)
 
     def signer(self, target: Target) -> Signer:
         held = self._signers.get(target.name)
@@ -127,23 +144,35 @@ class Prober:
             del self._by_credential[key]
 
     def secrets(self, target: Target) -> list[str]:
-        return [*target.credentials.values(), *self.signer(target).secrets()]
+        return [*target.credentials.values(), *self.signer(target).secrets(), *client_secrets(target.http_client)]
 
     # --- the one request path ------------------------------------------------------------------
 
-    async def _send(self, req: HttpRequest, deadline: float) -> Answer:
+    async def _send(self, req: HttpRequest, deadline: float, client: HttpClient | None = None) -> Answer:
         """Send one request and read its whole body up to the cap, whatever the segmentation."""
-        headers = {"Accept-Encoding": "gzip, deflate", **req.headers}
+        route = self.egress.route(client, req.url)
+        headers = {"Accept-Encoding": "gzip, deflate", **req.headers, **route.headers}
         timeout = aiohttp.ClientTimeout(total=max(0.05, deadline - time.monotonic()))
-        async with self.session.request(
-            req.method, URL(wire_url(req), encoded=True), headers=headers, data=req.body,
-            allow_redirects=False, timeout=timeout, auto_decompress=False,
-        ) as resp:
-            body, truncated = await self._read_body(resp)
-            headers_in = {k.lower(): v for k, v in resp.headers.items()}
-            if truncated:
-                resp.close()  # do not drain a body we will not read: drop the connection instead
-            return Answer(resp.status, headers_in, body, truncated)
+        try:
+            async with route.session.request(
+                req.method, URL(wire_url(req), encoded=True), headers=headers, data=req.body,
+                allow_redirects=False, timeout=timeout, auto_decompress=False, **route.kwargs,
+            ) as resp:
+                if resp.status == 407 and route.proxy_addr is not None and req.url.startswith("http:"):
+                    # plain HTTP through a proxy: the proxy's own refusal (through a CONNECT tunnel
+                    # aiohttp raises it itself, and a 407 inside the tunnel is the vendor's)
+                    raise aiohttp.ClientHttpProxyError(resp.request_info, resp.history, status=407)
+                expiry = peer_cert_expiry(resp, route.session.connector)
+                body, truncated = await self._read_body(resp)
+                headers_in = {k.lower(): v for k, v in resp.headers.items()}
+                if truncated:
+                    resp.close()  # do not drain a body we will not read: drop the connection instead
+                return Answer(resp.status, headers_in, body, truncated, expiry)
+        except aiohttp.ClientConnectorError as exc:
+            if route.proxy_addr == (exc.host, exc.port) and not isinstance(exc, aiohttp.ClientProxyConnectionError):
+                # aiohttp names only refusals as the proxy's; a DNS or TLS failure reaching it is too
+                raise aiohttp.ClientProxyConnectionError(exc.args[0], exc.os_error) from exc
+            raise
 
     async def _read_body(self, resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:
         """Read until EOF or the cap. Decompression is ours, not aiohttp's: it inflates a whole
@@ -182,7 +211,7 @@ class Prober:
         async def send(req: HttpRequest) -> Answer:
             nonlocal sent
             sent += 1
-            return await self._send(req, deadline)
+            return await self._send(req, deadline, target.http_client)
 
         try:
             # asyncio.timeout, not wait_for: wait_for wraps the coroutine in a task of its own, a
@@ -228,7 +257,7 @@ class Prober:
     def _result(self, target: Target, signer: Signer, started: float, duration: float, outcome: Outcome,
                 attempt: _Attempt, attempts: int, spent: int) -> ProbeResult:
         """The record for state and views, every secret (credentials and learnt tokens) redacted."""
-        secrets = [*target.credentials.values(), *signer.secrets()]
+        secrets = [*target.credentials.values(), *signer.secrets(), *client_secrets(target.http_client)]
         signed = attempt.request
         line = _request_line(signed, target.check, secrets) if signed else f"{target.check.method} (not sent)"
         excerpt = ""
@@ -236,7 +265,8 @@ class Prober:
             excerpt = _excerpt(attempt.result.body, secrets)
         if outcome.message:
             outcome = replace(outcome, message=redact(outcome.message, secrets))
-        return ProbeResult(target.name, started, duration, outcome, line, excerpt, attempts, spent)
+        expiry = attempt.result.tls_cert_expiry if isinstance(attempt.result, Answer) else None
+        return ProbeResult(target.name, started, duration, outcome, line, excerpt, attempts, spent, expiry)
 
     async def _quota_calls(self, target: Target, signer: Signer,
                            deadline: float) -> tuple[list[QuotaReading], int]:

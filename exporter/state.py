@@ -48,6 +48,8 @@ class TargetState:
     consecutive_failures: int = 0
     quotas: dict[str, QuotaReading] = field(default_factory=dict)
     clock_skew: float | None = None
+    #: earliest notAfter of the vendor's certificates on the last TLS answer; None: never over TLS
+    tls_cert_expiry: float | None = None
     next_probe_at: float = 0.0
     backoff: float = 0.0
     recent: deque[ProbeResult] = field(default_factory=lambda: deque(maxlen=50))
@@ -85,6 +87,10 @@ class TargetState:
             self.quotas[q.name] = q
         if out.clock_skew is not None:
             self.clock_skew = out.clock_skew
+        if result.tls_cert_expiry is not None:
+            self.tls_cert_expiry = result.tls_cert_expiry
+        elif not self.target.base_url.startswith("https:"):
+            self.tls_cert_expiry = None  # a reload moved the target to plain HTTP
         self.recent.append(result)
         if out.cls in FAILURE:  # a person on call wants to read these back later: a longer-lived ring
             self.failures.append(result)

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import quote
 
 from . import __version__
+from .httpclient import HttpClient, client_secrets
 from .model import CLASSES, UP, ProbeResult
 from .redact import redact
 from .state import TargetState
@@ -90,7 +91,7 @@ def target_view(ts: TargetState) -> dict[str, Any]:
     """One target as the API shows it (docs/status-page.md, "JSON API (v1)")."""
     target, last = ts.target, ts.last
     out = last.outcome if last is not None else None
-    secrets = list(target.credentials.values())
+    secrets = [*target.credentials.values(), *client_secrets(target.http_client)]
     return {
         "name": target.name,
         "vendor": target.vendor,
@@ -117,13 +118,29 @@ def target_view(ts: TargetState) -> dict[str, Any]:
                    for q in ts.quotas.values()],
         "recent_classes": list(ts.classes),
         "probes": ts.probes,
+        "tls_cert_expiry": _num(ts.tls_cert_expiry),
+        "http_client": _client_view(target.http_client),
+    }
+
+
+def _client_view(client: HttpClient | None) -> dict[str, Any] | None:
+    """Egress settings a person on call needs to read an error right; never a password."""
+    if client is None:
+        return None
+    return {
+        "http_proxy": client.http_proxy.shown if client.http_proxy else None,
+        "https_proxy": client.https_proxy.shown if client.https_proxy else None,
+        "no_proxy": ",".join(client.no_proxy),
+        "proxy_from_environment": client.proxy_from_environment,
+        "server_name": client.tls.server_name,
+        "insecure_skip_verify": client.tls.insecure_skip_verify,
     }
 
 
 def history_view(ts: TargetState) -> list[dict[str, Any]]:
     """Recent probes, newest first. Request line and excerpt were redacted by the prober; the
     target's credentials are taken out once more here, so a new leak path cannot reach a page."""
-    secrets = list(ts.target.credentials.values())
+    secrets = [*ts.target.credentials.values(), *client_secrets(ts.target.http_client)]
     return [_entry_view(result, secrets) for result in ts.history()]
 
 
@@ -278,6 +295,14 @@ def _facts(view: dict[str, Any], now: float) -> str:
     skew = view["clock_skew_seconds"]
     if skew is not None and (abs(skew) >= 1 or view["class"] == "clock_skew"):
         dl.append(("clock skew", f'{skew:+.1f}&nbsp;s (vendor minus us)'))
+    expiry = view["tls_cert_expiry"]
+    if expiry is not None:
+        left = f"in {fmt_age(expiry - now)}" if expiry > now else f"expired {fmt_age(now - expiry)} ago"
+        dl.append(("certificate", f"expires {fmt_time(expiry, now)} ({left})"))
+    client = view["http_client"]
+    proxy = client and (client["https_proxy"] or client["http_proxy"])
+    if proxy:
+        dl.append(("proxy", escape(proxy) + (" (from the environment)" if client["proxy_from_environment"] else "")))
     return "<dl class=\"kv\">" + "".join(f"<dt>{k}</dt><dd>{val}</dd>" for k, val in dl) + "</dl>"
 
 
@@ -291,6 +316,9 @@ def _notes(view: dict[str, Any]) -> str:
     elif view["retry_after_seconds"] is not None:
         notes.append(f'<p class="note c-{escape(view["class"])}">The vendor asks to retry after '
                      f'{fmt_age(view["retry_after_seconds"])}.</p>')
+    if view["http_client"] and view["http_client"]["insecure_skip_verify"]:
+        notes.append('<p class="note c-degraded insecure">TLS certificate verification is off for this target '
+                     '(<code>insecure_skip_verify</code>).</p>')
     if view["consecutive_failures"] > 1:
         notes.append(f'<p class="note c-{escape(view["class"])}">{view["consecutive_failures"]} failed probes '
                      'in a row.</p>')

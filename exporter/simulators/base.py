@@ -12,6 +12,7 @@ import asyncio
 import json
 import math
 import re
+import ssl
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -208,17 +209,18 @@ class Simulator:
         except ControlError as exc:
             return web.json_response({"error": str(exc)}, status=400)
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    async def start(self, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None) -> None:
+        """Listen on ``host``; with ``ssl_context``, over HTTPS."""
         # a short shutdown: a slow-spell answer still sleeping must not hold up closing the simulator
         self._runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context)
         await site.start()
         server = site._server
         assert server is not None and getattr(server, "sockets", None)
         bound = server.sockets[0].getsockname()  # type: ignore[attr-defined]
         shown = f"[{host}]" if ":" in host else host
-        self.url = f"http://{shown}:{bound[1]}"
+        self.url = f"{'https' if ssl_context else 'http'}://{shown}:{bound[1]}"
 
     async def close(self) -> None:
         if self._runner is not None:

@@ -1,0 +1,173 @@
+"""Where a request goes out: one aiohttp session per distinct ``http_client`` setting, the route of
+each request (proxy or direct, CONNECT headers, SNI name), and the vendor certificate's expiry read
+from the connection the answer came on.
+
+Targets without ``http_client`` use the exporter's shared session, exactly as before the block
+existed; targets with equal settings share one session (and its connection pool), so a thousand
+targets behind one corporate proxy cost one pool, not a thousand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp.client_proto import ResponseHandler
+from aiohttp.client_reqrep import ClientRequest
+from aiohttp.tracing import Trace
+
+from .httpclient import HttpClient, cert_not_after, ssl_context
+
+__all__ = ["CertConnector", "Egress", "Route", "SessionFactory", "default_factory", "peer_cert_expiry"]
+
+#: builds a session for one TLS context (``True``: the system's default verification)
+SessionFactory = Callable[[ssl.SSLContext | bool], aiohttp.ClientSession]
+
+
+def default_factory(ctx: ssl.SSLContext | bool) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(connector=CertConnector(ssl=ctx), cookie_jar=aiohttp.DummyCookieJar())
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How one request is sent: the session and the extra arguments of ``session.request``."""
+
+    session: aiohttp.ClientSession
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    #: extra request headers (Proxy-Authorization for a plain-HTTP request through a proxy)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    #: (host, port) of the proxy when the request goes through one
+    proxy_addr: tuple[str, int] | None = None
+
+
+class Egress:
+    """The sessions by settings. ``retire`` after a reload closes those no target uses any more, once
+    requests still in flight on them have had time to finish."""
+
+    def __init__(self, default: aiohttp.ClientSession, factory: SessionFactory = default_factory) -> None:
+        self.default = default
+        self._factory = factory
+        self._sessions: dict[HttpClient, aiohttp.ClientSession] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+        self._direct = Route(default)  # the route of every target without http_client, made once
+
+    def session(self, client: HttpClient | None) -> aiohttp.ClientSession:
+        if client is None:
+            return self.default
+        session = self._sessions.get(client)
+        if session is None:
+            tls = client.tls
+            custom = tls.ca_file or tls.cert_file or tls.insecure_skip_verify or tls.min_version
+            session = self._factory(ssl_context(tls) if custom else True)
+            self._sessions[client] = session
+        return session
+
+    def route(self, client: HttpClient | None, url: str) -> Route:
+        if client is None:
+            return self._direct
+        session = self.session(client)
+        kwargs: dict[str, Any] = {}
+        if client.tls.server_name:
+            kwargs["server_hostname"] = client.tls.server_name
+        parts = urlsplit(url)
+        proxy = client.proxy_for(parts.scheme, parts.hostname or "", parts.port)
+        if proxy is None:
+            return Route(session, kwargs)
+        kwargs["proxy"] = proxy.url
+        auth = proxy.authorization
+        if parts.scheme == "https":
+            # the tunnel: the proxy sees only CONNECT, with these headers
+            headers: dict[str, str] = {name: ", ".join(values) for name, values in client.proxy_connect_header}
+            if auth:
+                headers["Proxy-Authorization"] = auth
+            kwargs["proxy_headers"] = headers
+            return Route(session, kwargs, {}, proxy.address)
+        return Route(session, kwargs, {"Proxy-Authorization": auth} if auth else {}, proxy.address)
+
+    def retire(self, keep: Iterable[HttpClient | None], grace: float) -> None:
+        """Close, after ``grace`` seconds, the sessions of settings no target has any more."""
+        keep_set = set(keep)
+        for client in [c for c in self._sessions if c not in keep_set]:
+            task = asyncio.create_task(self._close_later(self._sessions.pop(client), grace), name="egress:retire")
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    @staticmethod
+    async def _close_later(session: aiohttp.ClientSession, grace: float) -> None:
+        try:
+            await asyncio.sleep(grace)
+        finally:
+            await session.close()
+
+    async def close(self) -> None:
+        """Close every session of its own (not the default one, which its owner closes)."""
+        for task in list(self._closing):
+            task.cancel()
+        sessions, self._sessions = list(self._sessions.values()), {}
+        await asyncio.gather(*self._closing, *(s.close() for s in sessions), return_exceptions=True)
+
+
+class CertConnector(aiohttp.TCPConnector):
+    """A TCPConnector that notes, per vendor host and port, the certificate expiry of the latest TLS
+    connection it made. An answer cannot always tell its connection (aiohttp hands a connection back
+    to the pool, or closes it, as soon as a small body is in), so the note is taken when the
+    connection is made, in the connector's one hook for that, and read by host after the answer."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cert_expiry: dict[tuple[str, int | None], float] = {}
+        self._memo: dict[bytes, float] = {}
+
+    async def _create_connection(self, req: ClientRequest, traces: list[Trace],
+                                 timeout: aiohttp.ClientTimeout) -> ResponseHandler:
+        proto = await super()._create_connection(req, traces, timeout)
+        transport = proto.transport
+        expiry = _expiry(transport.get_extra_info("ssl_object") if transport is not None else None, self._memo)
+        if expiry is not None:
+            if len(self.cert_expiry) >= 10000:  # bounded by the hosts configured; a guard, not a policy
+                self.cert_expiry.clear()
+            self.cert_expiry[(req.url.host or "", req.url.port)] = expiry
+        return proto
+
+
+def peer_cert_expiry(resp: aiohttp.ClientResponse, connector: aiohttp.BaseConnector | None) -> float | None:
+    """The vendor certificate expiry for this answer: that of the latest handshake with its host,
+    which is the one its connection made, or a newer one. A reused connection keeps the value.
+    None for plain HTTP, and for sessions not built on a CertConnector."""
+    if resp.url.scheme != "https" or not isinstance(connector, CertConnector):
+        return None
+    return connector.cert_expiry.get((resp.url.host or "", resp.url.port))
+
+
+def _expiry(sslobj: Any, cache: dict[bytes, float]) -> float | None:
+    """The earliest ``notAfter`` of the certificates the peer presented: the chain where Python
+    offers it (3.13+), else the leaf. With verification off ``getpeercert()`` is empty, so DER it is."""
+    if not isinstance(sslobj, ssl.SSLObject | ssl.SSLSocket):
+        return None
+    chain = getattr(sslobj, "get_unverified_chain", None)
+    ders: list[bytes] = []
+    with contextlib.suppress(ssl.SSLError, ValueError):
+        if chain is not None:
+            ders = [c for c in chain() or () if isinstance(c, bytes)]
+        if not ders:
+            leaf = sslobj.getpeercert(binary_form=True)
+            ders = [leaf] if leaf else []
+    expiries = []
+    for der in ders:
+        found = cache.get(der)
+        if found is None:
+            try:
+                found = cert_not_after(der)
+            except (ValueError, UnicodeDecodeError):
+                continue
+            if len(cache) >= 1024:  # a bounded memo: vendors rotate certificates, we must not grow with them
+                cache.clear()
+            cache[der] = found
+        expiries.append(found)
+    return min(expiries) if expiries else None

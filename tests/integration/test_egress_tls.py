@@ -1,0 +1,211 @@
+"""TLS client settings of ``http_client.tls_config`` against real TLS servers on 127.0.0.1, with
+certificates made in the test (trustme): a private CA, a vendor that requires a client certificate,
+``server_name`` for SNI and verification, an expired certificate, a minimum version; and the
+``apistatus_tls_cert_expiry_timestamp_seconds`` metric against the certificate's own notAfter."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import ssl
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+import trustme
+from aiohttp import web
+
+from exporter.clock import FakeClock
+from exporter.egress import CertConnector, Egress
+from exporter.probe import Prober
+from exporter.simulators.faults import FaultServer, LoopbackResolver
+
+from ..conftest import config_from, sample
+from ..egress_support import (
+    exporter_with,
+    flip,
+    not_after,
+    outcome,
+    probe,
+    server_ctx,
+    tls_vendor,
+    write_ca,
+    write_client,
+)
+
+EXPIRY = "apistatus_tls_cert_expiry_timestamp_seconds"
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+async def test_private_ca_via_ca_file_and_the_expiry_metric(ca: trustme.CA, tmp_path: Path) -> None:
+    leaf = ca.issue_cert("localhost")
+    srv = await FaultServer.start(server_ctx(leaf))
+    try:
+        url = srv.url("ok", host="localhost")
+        # as shipped, the private CA is not trusted
+        async with exporter_with([flip("t", url)], resolver=LoopbackResolver()) as ex:
+            assert outcome(await probe(ex, "t")) == ("network_error", "tls")
+            assert sample(await ex.metrics(), EXPIRY, target="t") is None  # no successful handshake
+        client = {"tls_config": {"ca_file": write_ca(ca, tmp_path / "ca.pem")}}
+        async with exporter_with([flip("t", url)], client, resolver=LoopbackResolver()) as ex:
+            assert outcome(await probe(ex, "t")) == ("ok", "20")
+            text = await ex.metrics()
+        assert sample(text, EXPIRY, target="t", vendor="flipsnack") == not_after(leaf)
+        assert f"# TYPE {EXPIRY} gauge" in text
+    finally:
+        await srv.close()
+
+
+async def test_plain_http_has_no_expiry_metric() -> None:
+    srv = await FaultServer.start()
+    try:
+        async with exporter_with([flip("t", srv.url("ok"))]) as ex:
+            assert outcome(await probe(ex, "t")) == ("ok", "20")
+            text = await ex.metrics()
+        assert sample(text, "apistatus_up", target="t") == 1
+        assert EXPIRY not in text
+    finally:
+        await srv.close()
+
+
+async def test_targets_without_http_client_keep_the_shared_session_and_get_the_expiry(ca: trustme.CA) -> None:
+    """No block: the one shared session, as before; the expiry is read for every HTTPS target."""
+    leaf = ca.issue_cert("localhost")
+    srv = await FaultServer.start(server_ctx(leaf))
+    try:
+        skip = {"tls_config": {"insecure_skip_verify": True}}
+        cfg = config_from({"targets": [flip("a", srv.url("ok", host="localhost")),
+                                       flip("b", srv.url("ok", host="localhost")),
+                                       flip("c", srv.url("ok", host="localhost"), http_client=skip),
+                                       flip("d", srv.url("ok", host="localhost"), http_client=skip)]})
+        trusting = ssl.create_default_context()
+        ca.configure_trust(trusting)  # what SSL_CERT_FILE gives the shipped exporter
+        connector = CertConnector(ssl=trusting, resolver=LoopbackResolver())
+        async with aiohttp.ClientSession(connector=connector) as session:
+            egress = Egress(session)
+            prober = Prober(session, FakeClock(), egress=egress)
+            results = [await prober.probe(t) for t in cfg.targets]
+            a, b, c, d = cfg.targets
+            assert egress.session(a.http_client) is egress.session(b.http_client) is session
+            assert egress.session(c.http_client) is egress.session(d.http_client) is not session
+            await egress.close()
+        assert [outcome(r) for r in results] == [("ok", "20")] * 4
+        assert {r.tls_cert_expiry for r in results} == {not_after(leaf)}
+    finally:
+        await srv.close()
+
+
+async def test_mtls_vendor_refuses_without_client_certificate_and_accepts_with_it(
+        ca: trustme.CA, tmp_path: Path) -> None:
+    client_ca = trustme.CA()
+    with tls_vendor(server_ctx(ca.issue_cert("localhost"), client_ca=client_ca)) as vendor:
+        ca_file = write_ca(ca, tmp_path / "ca.pem")
+        async with exporter_with([flip("t", vendor.url())], {"tls_config": {"ca_file": ca_file}},
+                                 resolver=LoopbackResolver()) as ex:
+            assert outcome(await probe(ex, "t")) == ("network_error", "tls")
+        assert any("certificate" in r.lower() for r in vendor.refused), vendor.refused
+        (tmp_path / "wrong").mkdir()
+        wrong_cert, wrong_key = write_client(trustme.CA().issue_cert("exporter.example"), tmp_path / "wrong")
+        async with exporter_with([flip("t", vendor.url())], {"tls_config": {
+                "ca_file": ca_file, "cert_file": wrong_cert, "key_file": wrong_key}},
+                resolver=LoopbackResolver()) as ex:
+            assert outcome(await probe(ex, "t")) == ("network_error", "tls")  # from a CA the vendor does not know
+        cert, key = write_client(client_ca.issue_cert("exporter.example"), tmp_path)
+        async with exporter_with([flip("t", vendor.url())], {"tls_config": {
+                "ca_file": ca_file, "cert_file": cert, "key_file": key}}, resolver=LoopbackResolver()) as ex:
+            assert outcome(await probe(ex, "t")) == ("ok", "20")
+
+
+async def test_server_name_overrides_the_host_for_sni_and_verification(ca: trustme.CA, tmp_path: Path) -> None:
+    with tls_vendor(server_ctx(ca.issue_cert("api.vendor.example"))) as vendor:
+        url = vendor.url("127.0.0.1")  # reached by address: the certificate names a host
+        ca_file = write_ca(ca, tmp_path / "ca.pem")
+        async with exporter_with([flip("t", url)], {"tls_config": {"ca_file": ca_file}}) as ex:
+            assert outcome(await probe(ex, "t")) == ("network_error", "tls")
+        vendor.sni.clear()
+        async with exporter_with([flip("t", url)], {"tls_config": {
+                "ca_file": ca_file, "server_name": "api.vendor.example"}}) as ex:
+            assert outcome(await probe(ex, "t")) == ("ok", "20")
+        assert vendor.sni == ["api.vendor.example"]
+        async with exporter_with([flip("t", url)], {"tls_config": {
+                "ca_file": ca_file, "server_name": "other.vendor.example"}}) as ex:
+            assert outcome(await probe(ex, "t")) == ("network_error", "tls")  # verified against server_name
+
+
+async def test_expired_certificate_is_a_tls_error_and_skip_verify_shows_its_past_expiry(
+        ca: trustme.CA, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    now = dt.datetime.now(dt.UTC)
+    leaf = ca.issue_cert("localhost", not_before=now - dt.timedelta(days=30), not_after=now - dt.timedelta(days=2))
+    with tls_vendor(server_ctx(leaf)) as vendor:
+        ca_file = write_ca(ca, tmp_path / "ca.pem")
+        async with exporter_with([flip("t", vendor.url())], {"tls_config": {"ca_file": ca_file}},
+                                 resolver=LoopbackResolver()) as ex:
+            result = await probe(ex, "t")
+            assert outcome(result) == ("network_error", "tls")
+            assert sample(await ex.metrics(), EXPIRY, target="t") is None
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="exporter.config"):
+            async with exporter_with([flip("t", vendor.url()), flip("u", vendor.url())],
+                                     {"tls_config": {"insecure_skip_verify": True}},
+                                     resolver=LoopbackResolver()) as ex:
+                assert outcome(await probe(ex, "t")) == ("ok", "20")
+                text = await ex.metrics()
+                _, page = await ex.get("/")
+                _, api = await ex.get("/api/v1/targets")
+    warnings = [r.getMessage() for r in caplog.records if "insecure_skip_verify" in r.getMessage()]
+    assert len(warnings) == 2 and "target t:" in warnings[0] and "target u:" in warnings[1]  # one per target
+    assert sample(text, EXPIRY, target="t") == not_after(leaf) < now.timestamp()
+    assert page.count('class="note c-degraded insecure"') == 2  # both targets say verification is off
+    shown = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(not_after(leaf)))
+    assert f'<time datetime="{shown}"' in page
+    view = json.loads(api)["targets"][0]
+    assert view["http_client"]["insecure_skip_verify"] is True
+    assert view["tls_cert_expiry"] == not_after(leaf)
+
+
+async def test_min_version_refuses_an_older_server(ca: trustme.CA, tmp_path: Path) -> None:
+    with tls_vendor(server_ctx(ca.issue_cert("localhost"), max_version=ssl.TLSVersion.TLSv1_2)) as vendor:
+        ca_file = write_ca(ca, tmp_path / "ca.pem")
+        for version, expected in (("TLS12", ("ok", "20")), ("TLS13", ("network_error", "tls"))):
+            async with exporter_with([flip("t", vendor.url())],
+                                     {"tls_config": {"ca_file": ca_file, "min_version": version}},
+                                     resolver=LoopbackResolver()) as ex:
+                assert outcome(await probe(ex, "t")) == expected, version
+
+
+async def test_a_reused_connection_keeps_the_last_known_expiry(ca: trustme.CA, tmp_path: Path) -> None:
+    leaf = ca.issue_cert("localhost")
+    connections: set[int] = set()
+
+    async def handler(request: web.Request) -> web.Response:
+        assert request.transport is not None
+        connections.add(id(request.transport))
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx(leaf))
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        target = {"name": "shop", "vendor": "bizwebs", "base_url": f"https://localhost:{port}",
+                  "credentials": {"token": "egress-token"}}
+        async with exporter_with([target], {"tls_config": {"ca_file": write_ca(ca, tmp_path / "ca.pem")}},
+                                 resolver=LoopbackResolver()) as ex:
+            first = await probe(ex, "shop")
+            second = await probe(ex, "shop")
+            text = await ex.metrics()
+        assert outcome(first)[0] == outcome(second)[0] == "ok"
+        assert len(connections) == 1  # the second probe reused the first one's connection
+        assert first.tls_cert_expiry == second.tls_cert_expiry == not_after(leaf)
+        assert sample(text, EXPIRY, target="shop") == not_after(leaf)
+    finally:
+        await runner.cleanup()
