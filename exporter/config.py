@@ -77,6 +77,8 @@ class GlobalConfig:
     confirm_failures: bool = False
     #: reuse connections to a vendor host between probes; off, every probe pays a new TCP/TLS handshake
     keepalive: bool = True
+    #: no backoff (Retry-After included) waits longer than this, so a vendor's typo cannot silence a target
+    max_backoff: float = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,7 @@ class Target:
     #: the share of the budget for probes: the target's own, else the global one
     probe_share: float = 0.05
     confirm_failures: bool = False
+    max_backoff: float = 3600.0
 
     @property
     def budget_key(self) -> tuple[str, str, tuple[tuple[str, str], ...]]:
@@ -174,6 +177,13 @@ def _credentials(node: Node, catalog: Catalog, base: Path) -> Credentials:
     return Credentials(out)
 
 
+def _max_backoff(node: Node) -> float:
+    seconds = node.duration(minimum=1)
+    if seconds > 7 * 86400:
+        node.fail("must be at most 1w")
+    return seconds
+
+
 def _labels(node: Node) -> tuple[tuple[str, str], ...]:
     out = []
     for key, val in node.mapping().items():
@@ -218,7 +228,7 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
     root_node = Node(_expand(root_node.value, env, root_node.file, ""), root_node.file, "")
     root = root_node.mapping({"global", "targets", "vendors", "catalog_files"}, required=("targets",))
     g = root["global"].mapping({"interval", "timeout", "max_concurrency", "probe_share", "max_body_bytes",
-                                "history", "confirm_failures", "keepalive"}) if "global" in root else {}
+                                "history", "confirm_failures", "keepalive", "max_backoff"}) if "global" in root else {}
     d = GlobalConfig()
     glob = GlobalConfig(
         interval=g["interval"].duration(minimum=1) if "interval" in g else d.interval,
@@ -229,12 +239,13 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
         history=g["history"].integer(1, 10000) if "history" in g else d.history,
         confirm_failures=g["confirm_failures"].boolean() if "confirm_failures" in g else d.confirm_failures,
         keepalive=g["keepalive"].boolean() if "keepalive" in g else d.keepalive,
+        max_backoff=_max_backoff(g["max_backoff"]) if "max_backoff" in g else d.max_backoff,
     )
     catalogs = _catalogs(root, base)
     targets: list[Target] = []
     seen: set[str] = set()
     allowed = {"name", "vendor", "base_url", "interval", "timeout", "credentials", "check", "labels", "budget",
-               "probe_share", "confirm_failures"}
+               "probe_share", "confirm_failures", "max_backoff"}
     for tnode in root["targets"]:
         t = tnode.mapping(allowed, required=("name", "vendor", "base_url"))
         # not only dots: a browser rewrites /targets/.. before it is sent, so such a page is unreachable
@@ -264,6 +275,7 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
             budget=budget,
             probe_share=t["probe_share"].number(0.0001, 1) if "probe_share" in t else glob.probe_share,
             confirm_failures=t["confirm_failures"].boolean() if "confirm_failures" in t else glob.confirm_failures,
+            max_backoff=_max_backoff(t["max_backoff"]) if "max_backoff" in t else glob.max_backoff,
         ))
     return Config(root_node.file, glob, tuple(targets), catalogs)
 

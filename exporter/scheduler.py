@@ -23,7 +23,7 @@ from .config import Target, carry_over
 from .probe import Prober, ProbeResult
 from .state import State
 
-__all__ = ["BACKOFF_CLASSES", "MAX_BACKOFF", "Scheduler", "next_delay"]
+__all__ = ["BACKOFF_CLASSES", "DEFAULT_MAX_BACKOFF", "MAX_BACKOFF", "Scheduler", "next_delay"]
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +31,16 @@ log = logging.getLogger(__name__)
 BACKOFF_CLASSES = frozenset({"maintenance", "rate_limited", "quota_exceeded", "server_error"})
 #: exponential backoff never waits longer than this (or the interval, when that is longer)
 MAX_BACKOFF = 900.0
+#: the default cap on any wait, Retry-After included (``global.max_backoff``)
+DEFAULT_MAX_BACKOFF = 3600.0
 JITTER = 0.05
 
 
-def next_delay(interval: float, outcome: Outcome, streak: int, rng: random.Random) -> tuple[float, float]:
+def next_delay(interval: float, outcome: Outcome, streak: int, rng: random.Random,
+               max_backoff: float = DEFAULT_MAX_BACKOFF) -> tuple[float, float]:
     """(seconds until the next probe, of which backoff). ``streak`` counts back-off answers in a row,
-    this one included. Pure, so the policy is tested without any clock."""
+    this one included. No wait exceeds ``max_backoff`` (or the interval, when that is longer), whatever
+    a vendor's Retry-After says. Pure, so the policy is tested without any clock."""
     if outcome.cls not in BACKOFF_CLASSES:
         return interval * (1 + rng.uniform(-JITTER, JITTER)), 0.0
     if outcome.retry_after is not None:
@@ -44,6 +48,7 @@ def next_delay(interval: float, outcome: Outcome, streak: int, rng: random.Rando
     else:
         exp = interval * 2 ** min(streak, 20)  # the first back-off answer already doubles the wait
         delay = max(interval, min(exp, MAX_BACKOFF)) * (1 + rng.uniform(0, 2 * JITTER))
+    delay = min(delay, max(interval, max_backoff))
     return delay, max(0.0, delay - interval)
 
 
@@ -52,6 +57,8 @@ class _Slot:
     target: Target
     generation: int
     streak: int = 0
+    #: monotonic time until which this slot waits out a backoff (0: not backing off)
+    backoff_until: float = 0.0
 
 
 class Scheduler:
@@ -87,7 +94,15 @@ class Scheduler:
             self._push(now + self.rng.uniform(0, min(t.interval, spread)), slot)
             return slot
 
+        before = {name: slot.target for name, slot in self._slots.items()}
         fresh = carry_over(self._slots, targets, new_slot)
+        for name, slot in fresh.items():
+            if slot.backoff_until > now and before.get(name, slot.target) != slot.target:
+                # config or credentials changed (a new key after a 401 storm, a corrected URL): the
+                # backoff earned by the old config says nothing about the new one, so probe soon
+                slot.streak, slot.backoff_until, slot.generation = 0, 0.0, next(self._gen)
+                self._push(now + self.rng.uniform(0, min(slot.target.interval, spread)), slot)
+                self.state.clear_backoff(name)
         self._slots = fresh
         if max_concurrency is not None and max_concurrency != self._max_concurrency:
             # probes in flight finish under the old limit; new ones take the new one
@@ -124,6 +139,7 @@ class Scheduler:
                         continue
                     if budget is not None:
                         budget.spend(now)
+                    slot.backoff_until = 0.0
                     task = asyncio.create_task(self._probe(slot, due), name=f"probe:{name}")
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
@@ -170,9 +186,11 @@ class Scheduler:
         now = self.clock.monotonic()
         cls = result.outcome.cls
         slot.streak = slot.streak + 1 if cls in BACKOFF_CLASSES else 0
-        delay, backoff = next_delay(slot.target.interval, result.outcome, slot.streak, self.rng)
+        delay, backoff = next_delay(slot.target.interval, result.outcome, slot.streak, self.rng,
+                                    slot.target.max_backoff)
         # keep the phase when on time, so probes stay evenly spread; never plan in the past
         due = max(planned + delay, now + delay * 0.5) if backoff == 0 else now + delay
+        slot.backoff_until = due if backoff > 0 else 0.0
         if (budget := self.budgets.limiter(slot.target)) is not None and result.requests > 1:
             budget.spend(now, result.requests - 1)
         heapq.heappush(self._heap, (due, next(self._seq), slot.target.name, slot.generation))

@@ -160,6 +160,11 @@ class State:
             ts.next_probe_at = next_probe_at
             self._refresh(ts)
 
+    def clear_backoff(self, name: str) -> None:
+        if (ts := self._targets.get(name)) is not None and ts.backoff:
+            ts.backoff = 0.0
+            self._refresh(ts)
+
     def _refresh(self, ts: TargetState) -> None:
         if self._render is not None:
             ts.rendered = self._render(ts)
