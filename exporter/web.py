@@ -78,7 +78,26 @@ async def ready(request: web.Request) -> web.Response:
     raise web.HTTPServiceUnavailable(text="Not ready.\n")
 
 
+#: the content types a browser may send cross-site without asking first (a CORS "simple request"):
+#: a form on any web page could otherwise make a visitor's browser reload the exporter
+_SIMPLE_CONTENT_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"})
+
+
+def _refuse_cross_site(request: web.Request) -> None:
+    """A reload comes from curl, a config management tool or Kubernetes, never from a web page."""
+    ctype = request.headers.get("Content-Type")
+    if ctype is not None and ctype.split(";", 1)[0].strip().lower() in _SIMPLE_CONTENT_TYPES:
+        raise web.HTTPUnsupportedMediaType(text="/-/reload takes no form or text body\n")
+    # A body-less fetch(..., {mode: "no-cors"}) is a simple request too; browsers mark it as cross-site
+    site = request.headers.get("Sec-Fetch-Site", "").lower()
+    origin = request.headers.get("Origin")
+    if site in ("cross-site", "same-site") or (
+            origin is not None and origin.split("://", 1)[-1].lower() != request.host.lower()):
+        raise web.HTTPForbidden(text="/-/reload refuses requests from web pages of other origins\n")
+
+
 async def reload(request: web.Request) -> web.Response:
+    _refuse_cross_site(request)
     ok, message = await request.app[EXPORTER_KEY].reload()
     if not ok:
         raise web.HTTPInternalServerError(text=f"failed to reload config: {message}\n")
