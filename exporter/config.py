@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from ._yamlnode import ConfigError, Node, load_yaml
+from ._yamlnode import SECRET_FILE_LIMIT, ConfigError, FileReadError, Node, decode_utf8, load_yaml, read_regular_file
 from .catalog import (
     Budget,
     Catalog,
@@ -147,7 +147,12 @@ def _expand(value: Any, env: Mapping[str, str], file: str, path: str) -> Any:
         def sub(m: re.Match[str]) -> str:
             if m.group(1) not in env:
                 raise ConfigError(file, path, f"environment variable {m.group(1)} is not set")
-            return env[m.group(1)]
+            got = env[m.group(1)]
+            try:
+                got.encode("utf-8")
+            except UnicodeEncodeError:  # non-UTF-8 bytes in the environment, kept as surrogates by Python
+                raise ConfigError(file, path, f"environment variable {m.group(1)} is not valid UTF-8") from None
+            return got
 
         return _ENV.sub(sub, value)
     return value
@@ -165,9 +170,9 @@ def _credentials(node: Node, catalog: Catalog, base: Path) -> Credentials:
         if key.endswith("_file"):
             path = base / val.text()
             try:
-                out[key[:-5]] = path.read_text(encoding="utf-8").rstrip("\r\n")
-            except OSError as exc:
-                raise ConfigError(val.file, val.path, f"cannot read {path}: {exc.strerror}") from None
+                out[key[:-5]] = decode_utf8(read_regular_file(path, SECRET_FILE_LIMIT)).rstrip("\r\n")
+            except FileReadError as exc:
+                raise ConfigError(val.file, val.path, f"cannot read {path}: {exc}") from None
         else:
             out[key] = val.text()
     for c in catalog.credentials:

@@ -7,17 +7,21 @@ scrape only joins text that was prepared when the probe finished.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .catalog import UP_CLASSES
-from .classify import QuotaReading
+from .classify import Outcome, QuotaReading
 from .config import Target, carry_over
 from .probe import ProbeResult
 
 __all__ = ["DURATION_BUCKETS", "MAX_FOREIGN_CODES", "HistoryEntry", "State", "TargetState"]
+
+log = logging.getLogger(__name__)
 
 DURATION_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 #: codes outside the vendor's catalog (unknown codes, http_NNN fallbacks, transport codes) that get
@@ -123,6 +127,8 @@ class State:
         self._targets: dict[str, TargetState] = {}
         self._render = render
         self._history = history
+        #: renderings that raised (a bug, or a value no encoder can write): each one logged, none fatal
+        self.render_failures = 0
 
     def __iter__(self) -> Iterator[TargetState]:
         return iter(list(self._targets.values()))
@@ -166,5 +172,21 @@ class State:
             self._refresh(ts)
 
     def _refresh(self, ts: TargetState) -> None:
-        if self._render is not None:
+        if self._render is None:
+            return
+        try:
             ts.rendered = self._render(ts)
+        except Exception as exc:  # noqa: BLE001 - a probe task must never die from rendering its own result
+            self.render_failures += 1
+            log.error("rendering target %s failed, it is shown as unknown/render_error: %s",
+                      ts.target.name, exc.__class__.__name__)
+            started = ts.last.started if ts.last is not None else 0.0
+            stand_in = ProbeResult(ts.target.name, started, 0.0,
+                                   Outcome("unknown", "render_error", "the result could not be rendered", 0), "", "")
+            # the target stays on /metrics, as unknown (without the parts that may have broken it, if
+            # need be); failing that, as it was before
+            for fallback in (replace(ts, last=stand_in), replace(ts, last=stand_in, quotas={}, responses={},
+                                                                 auth_failures={})):
+                with contextlib.suppress(Exception):
+                    ts.rendered = self._render(fallback)
+                    break
