@@ -34,7 +34,7 @@ NOW = 1_800_000_000.0  # 2027-01-15
     ("9" * 5000, RETRY_AFTER_CEILING),  # more digits than int() accepts by default
     ("²", None),  # str.isdigit() says yes; RFC 9110 says only ASCII digits
     ("١٢٠", None),  # Arabic-Indic digits
-    ("１２０", None),  # full-width digits
+    ("\uff11\uff12\uff10", None),  # full-width digits
     ("12 0", None),
     ("-5", None),
     ("1.5", None),

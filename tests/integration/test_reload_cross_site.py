@@ -48,6 +48,6 @@ async def test_a_cross_site_reload_is_refused_and_nothing_is_reloaded(
 
 
 async def test_put_reload_still_works() -> None:
-    async with running_exporter(_cfg(), loader=_cfg) as run, aiohttp.ClientSession() as s:
-        async with s.put(run.url + "/-/reload") as r:
-            assert r.status == 200
+    async with running_exporter(_cfg(), loader=_cfg) as run, aiohttp.ClientSession() as s, \
+            s.put(run.url + "/-/reload") as r:
+        assert r.status == 200

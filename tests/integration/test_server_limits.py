@@ -11,7 +11,6 @@ import logging
 import os
 import resource
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
