@@ -19,7 +19,9 @@ def _cfg() -> Config:
     ({"Content-Type": "application/x-www-form-urlencoded"}, b"a=1", 415),
     ({"Content-Type": "multipart/form-data; boundary=x"}, b"--x--\r\n", 415),
     ({"Content-Type": "text/plain;charset=UTF-8"}, b"hi", 415),
-    ({"Content-Type": "Application/X-WWW-Form-Urlencoded"}, b"", 415),
+    ({"Content-Type": "Application/X-WWW-Form-Urlencoded"}, b"x=1", 415),
+    # an empty form from a page: the browser's own marks give it away
+    ({"Content-Type": "application/x-www-form-urlencoded", "Sec-Fetch-Site": "cross-site"}, b"", 403),
     ({"Sec-Fetch-Site": "cross-site"}, b"", 403),  # fetch(url, {method: "POST", mode: "no-cors"})
     ({"Origin": "https://evil.example"}, b"", 403),
     ({"Origin": "null"}, b"", 403),  # a sandboxed frame or a local file
@@ -41,10 +43,11 @@ async def test_a_cross_site_reload_is_refused_and_nothing_is_reloaded(
         assert calls == []
         # the tools that do reload are unaffected: no body, a same-origin page, JSON from a script
         same = {"Origin": run.url, "Sec-Fetch-Site": "same-origin"}
-        for kw in ({}, {"headers": same}, {"json": {}}):
+        urllib_like = {"Content-Type": "application/x-www-form-urlencoded"}  # urllib, curl -d '': empty
+        for kw in ({}, {"headers": same}, {"json": {}}, {"headers": urllib_like, "data": b""}):
             async with run.session.post(run.url + "/-/reload", **kw) as r:  # type: ignore[arg-type]
                 assert r.status == 200, await r.text()
-        assert len(calls) == 3
+        assert len(calls) == 4
 
 
 async def test_put_reload_still_works() -> None:
