@@ -6,13 +6,18 @@ exporter probing them with demo credentials, so it works on a fresh machine with
 
 from __future__ import annotations
 
+import signal
+
+if __name__ == "__main__":
+    # Before anything slow (imports, a config of 20,000 targets): a SIGHUP from a config manager that
+    # is quicker than us must not kill the process. serve() installs the real handler soon after.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,27 +27,11 @@ from aiohttp import web
 from . import __version__
 from .budget import budget_warnings
 from .config import Config, ConfigError, load_config
+from .log import FORMATTERS, setup_logging
 from .shard import ALL, AllShards, Shard, ShardError, compare, describe, distribution, resolve, select, skew_warnings
 
 DEFAULT_PORT = 9798
 log = logging.getLogger("exporter")
-
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"), "level": record.levelname.lower(),
-                           "logger": record.name, "msg": record.getMessage()})
-
-
-def setup_logging(level: str, fmt: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JsonFormatter() if fmt == "json" else
-                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    # aiohttp's access log at debug would print every scrape; keep it at warning
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -50,6 +39,15 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise argparse.ArgumentTypeError(f"--listen must be HOST:PORT or :PORT, got {value!r}")
     return host.strip("[]") or "0.0.0.0", int(port)  # an exporter listens on all interfaces
+
+
+def parse_seconds(value: str) -> float:
+    from ._yamlnode import parse_duration
+
+    seconds = parse_duration(value)
+    if seconds is None or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be a duration like 10s or 500ms, got {value!r}")
+    return seconds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,12 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check-config", "--config.check", dest="check_config", action="store_true",
                    help="validate the config and run every catalog example, print problems and exit")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    p.add_argument("--log-format", default="text", choices=["text", "json"])
+    p.add_argument("--log-format", default="text", choices=sorted(FORMATTERS))
     p.add_argument("--web.config.file", dest="web_config", type=Path,
                    help="exporter-toolkit web config (TLS, basic auth) for the exporter's own endpoints")
     p.add_argument("--shard", metavar="I/N",
                    help="run shard I of N: keep only the targets whose credential hashes to I (env APISTATUS_SHARD;"
                         " with --check-config also 'all/N' or 'all')")
+    p.add_argument("--web.read-header-timeout", dest="header_timeout", type=parse_seconds, default=10.0,
+                   metavar="DURATION", help="time a client has to send its request headers (default 10s)")
+    p.add_argument("--web.idle-timeout", dest="idle_timeout", type=parse_seconds, default=30.0,
+                   metavar="DURATION", help="idle keep-alive connections are closed after this (default 30s)")
+    p.add_argument("--web.max-connections", dest="max_connections", type=int, default=0, metavar="N",
+                   help="cap on client connections (default 0: RLIMIT_NOFILE - 2 x max_concurrency - 64)")
     p.add_argument("--version", action="version", version=f"apistatus-exporter {__version__}")
     return p
 
@@ -101,30 +105,70 @@ def check_config(path: Path, shard: Shard | AllShards = ALL) -> int:
     return 0
 
 
+#: SIGTERM or SIGINT: everything in flight is cancelled; the process exits well within 2 s
+STOP_GRACE = 1.5
+
+
 async def serve(args: argparse.Namespace, shard: Shard = ALL) -> int:
-    from .app import Exporter
-    from .web import make_app
+    from .app import Exporter, _in_daemon_thread
+    from .web import BODY_TIMEOUT_KEY, ConnectionGuard, GuardedSite, ServerLimits, make_app
+
+    # Signals first: SIGTERM stops even a start-up that is still loading a large config, and a
+    # SIGHUP before the exporter runs is remembered and done once it does.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    reloads: set[asyncio.Task[tuple[bool, str]]] = set()
+    exporter: Exporter | None = None
+    reload_queued = False
+
+    def on_sighup() -> None:
+        nonlocal reload_queued
+        if exporter is None or not exporter.ready:
+            reload_queued = True
+            return
+        task = asyncio.create_task(exporter.reload(), name="reload")
+        reloads.add(task)  # hold a reference until it is done
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
+
+    async def unless_stopped(aw: Any) -> Any:
+        """``aw``'s result, or None as soon as a stop signal arrives."""
+        work, stopping = asyncio.ensure_future(aw), asyncio.ensure_future(stop.wait())
+        await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not work.done():
+            work.cancel()
+            return None
+        return work.result()
 
     cleanup: list[Any] = []
     if args.config is not None:
+        path = args.config
         try:
-            config: Config = load_config(args.config)
+            config: Config | None = await unless_stopped(_in_daemon_thread(lambda: load_config(path)))
         except ConfigError as exc:
             log.error("%s", exc)
             return 1
-        path = args.config
-        exporter = Exporter(select(config, shard), path, loader=lambda: select(load_config(path), shard), shard=shard)
+        if config is None:
+            return 0
+        exp = Exporter(select(config, shard), path, loader=lambda: select(load_config(path), shard), shard=shard)
     else:
         from .demo import start_demo
 
         demo = await start_demo()
         cleanup.append(demo.close)
-        exporter = Exporter(select(demo.config, shard), loader=None, shard=shard)
+        exp = Exporter(select(demo.config, shard), loader=None, shard=shard)
     if shard.count > 1:
-        log.info("shard %s: %d targets of this config hash to this replica", shard, len(exporter.config.targets))
-    for w in budget_warnings(exporter.config.targets):
+        log.info("shard %s: %d targets of this config hash to this replica", shard, len(exp.config.targets))
+    for w in budget_warnings(exp.config.targets):
         log.warning("%s", w)
-    app = make_app(exporter)
+    app = make_app(exp)
+    limits = ServerLimits(header_timeout=args.header_timeout, idle_timeout=args.idle_timeout,
+                          body_timeout=args.header_timeout, max_connections=max(0, args.max_connections))
+    app[BODY_TIMEOUT_KEY] = limits.body_timeout
     ssl_context = None
     if args.web_config is not None:
         from .webconfig import WebConfigError, apply_web_config
@@ -134,39 +178,44 @@ async def serve(args: argparse.Namespace, shard: Shard = ALL) -> int:
         except WebConfigError as exc:
             log.error("%s", exc)
             return 1
-    await exporter.start()
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await exp.start()
+    # in-flight requests get a moment at shutdown, then are cancelled (a /probe may wait on a vendor)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=limits.idle_timeout,
+                           shutdown_timeout=0.5)
     await runner.setup()
     host, port = args.listen
+    guard = ConnectionGuard(limits, lambda: exp.config.global_.max_concurrency)
     try:
-        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+        site = GuardedSite(runner, host, port, guard=guard, ssl_context=ssl_context)
         await site.start()
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", host, port, exc.strerror)
-        await exporter.close()
+        await exp.close()
         return 1
     scheme = "https" if ssl_context else "http"
     shown = "localhost" if host in ("0.0.0.0", "::", "") else host
-    log.info("apistatus-exporter %s: %d targets; metrics at %s://%s:%d/metrics, status page at %s://%s:%d/",
-             __version__, len(exporter.config.targets), scheme, shown, port, scheme, shown, port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    reloads: set[asyncio.Task[tuple[bool, str]]] = set()
-
-    def on_sighup() -> None:
-        task = asyncio.create_task(exporter.reload(), name="reload")
-        reloads.add(task)  # hold a reference until it is done
-        task.add_done_callback(reloads.discard)
-
-    loop.add_signal_handler(signal.SIGHUP, on_sighup)
+    log.info("apistatus-exporter %s: %d targets; metrics at %s://%s:%d/metrics, status page at %s://%s:%d/ "
+             "(at most %d client connections)", __version__, len(exp.config.targets), scheme, shown, port, scheme,
+             shown, port, guard.cap())
+    exporter = exp
+    if reload_queued:
+        on_sighup()
     await stop.wait()
     log.info("stopping")
-    await runner.cleanup()
-    await exporter.close()
-    for close in cleanup:
-        await close()
+
+    async def shut_down() -> None:
+        for task in reloads:
+            task.cancel()
+        await runner.cleanup()
+        await exp.close()
+        for close in cleanup:
+            await close()
+
+    try:
+        async with asyncio.timeout(STOP_GRACE):
+            await shut_down()
+    except TimeoutError:
+        log.warning("stopping: gave up waiting after %gs", STOP_GRACE)
     return 0
 
 

@@ -6,8 +6,12 @@ the file, the key path and (unless the key holds a secret) the offending value.
 
 from __future__ import annotations
 
+import os
+import queue
 import re
-from collections.abc import Iterable, Iterator
+import stat
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
@@ -16,7 +20,8 @@ import yaml
 
 from .model import ConfigError
 
-__all__ = ["ConfigError", "Node", "load_yaml", "parse_duration"]
+__all__ = ["CONFIG_FILE_LIMIT", "READ_TIMEOUT", "SECRET_FILE_LIMIT", "ConfigError", "FileReadError", "Node",
+           "decode_utf8", "load_yaml", "parse_duration", "read_regular_file"]
 
 _DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
 _UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
@@ -40,29 +45,206 @@ def parse_duration(text: str) -> float | None:
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _safe_load(text: str) -> Any:
+# --- careful file reading ---------------------------------------------------------------------------
+#: a secret is a token, a key or a password: anything larger is a mistake (a log file, an image)
+SECRET_FILE_LIMIT = 64 * 1024
+#: a config of tens of thousands of targets is a few MB
+CONFIG_FILE_LIMIT = 32 << 20
+#: a read that takes longer (a hung network file system, a FUSE mount) fails instead of hanging
+READ_TIMEOUT = 5.0
+
+
+class FileReadError(Exception):
+    """Why a file could not be read, as the end of one line: ``cannot read PATH: <reason>``."""
+
+
+_NOT_REGULAR = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _kind(mode: int) -> str | None:
+    return None if stat.S_ISREG(mode) else next((what for test, what in _NOT_REGULAR if test(mode)), "not a file")
+
+
+def _read_fd(path: Path, limit: int) -> bytes:
+    # O_NONBLOCK: should the path be swapped for a FIFO after the stat, the open does not wait for a writer
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
     try:
-        return yaml.load(text, Loader=_SAFE_LOADER)
-    except yaml.YAMLError:
-        # parse a broken file again with the Python loader: its messages are the documented ones
-        return yaml.load(text, Loader=yaml.SafeLoader)
+        if (kind := _kind(os.fstat(fd).st_mode)) is not None:
+            raise FileReadError(f"is {kind}, not a regular file")
+        chunks, total = [], 0
+        while chunk := os.read(fd, min(1 << 20, limit + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                raise FileReadError(f"is larger than {_size(limit)}")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _size(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n >> 10} KiB"
+
+
+class _Reader:
+    """One daemon thread that does the reads, so that a read that never returns can be abandoned
+    (the next read gets a fresh thread) and never holds up a reload, a shutdown or the interpreter's exit."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], bytes], queue.SimpleQueue[Any]]] | None = None
+
+    @staticmethod
+    def _work(jobs: queue.SimpleQueue[tuple[Callable[[], bytes], queue.SimpleQueue[Any]]]) -> None:
+        while True:
+            job, out = jobs.get()
+            try:
+                out.put(job())
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller, who raises it
+                out.put(exc)
+
+    def run(self, job: Callable[[], bytes], timeout: float) -> bytes:
+        with self._lock:
+            if self._jobs is None:
+                self._jobs = queue.SimpleQueue()
+                threading.Thread(target=self._work, args=(self._jobs,), name="file-reader", daemon=True).start()
+            jobs = self._jobs
+        out: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        jobs.put((job, out))
+        try:
+            result = out.get(timeout=timeout)
+        except queue.Empty:
+            with self._lock:
+                if self._jobs is jobs:
+                    self._jobs = None  # that thread is stuck: leave it, start another next time
+            raise FileReadError(f"read timed out after {timeout:g}s") from None
+        if isinstance(result, BaseException):
+            raise result
+        return bytes(result)
+
+
+_READER = _Reader()
+
+
+def read_regular_file(path: Path, limit: int, timeout: float = READ_TIMEOUT) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes, read within ``timeout`` seconds. A FIFO,
+    a device (``/dev/zero``), a directory or a socket is refused from its ``stat``, before any open
+    that could block or any read that could never end. Errors are FileReadError with a short reason."""
+    try:
+        st = os.stat(path)
+        if (kind := _kind(st.st_mode)) is not None:
+            raise FileReadError(f"is {kind}, not a regular file")
+        if st.st_size > limit:
+            raise FileReadError(f"is larger than {_size(limit)}")
+        return _READER.run(lambda: _read_fd(path, limit), timeout)
+    except OSError as exc:
+        raise FileReadError(exc.strerror or exc.__class__.__name__) from None
+
+
+def decode_utf8(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FileReadError(f"is not valid UTF-8 (byte {exc.start})") from None
+
+
+# --- YAML ----------------------------------------------------------------------------------------------
+#: a document may not expand (aliases counted as often as they are used) to more values than this;
+#: an alias bomb of a few hundred bytes would otherwise expand to billions while it is validated
+MAX_VALUES = 2_000_000
+#: characters YAML 1.1 does not allow in a stream; the Python loader checks these, libyaml a different
+#: set: both loaders are given only streams this accepts, so they refuse the same documents
+_NON_PRINTABLE = re.compile("[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_stream(text: str, file: str) -> None:
+    if (m := _NON_PRINTABLE.search(text)) is not None:
+        line = text.count("\n", 0, m.start()) + 1
+        raise ConfigError(file, "", f"line {line}: control character U+{ord(m.group()):04X} is not allowed")
+
+
+def _check_tree(data: Any, file: str) -> None:
+    """Refuse, without expanding anything, a tree that aliases would blow up (or make circular) and any
+    string no encoder can write (a lone UTF-16 surrogate from a ``\\ud800`` escape, which libyaml refuses
+    and the Python loader accepts)."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+
+    def walk(value: Any, path: str) -> int:
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                raise ConfigError(file, path, "holds an invalid \\u escape (a lone UTF-16 surrogate)")
+            return 1
+        if not isinstance(value, dict | list):
+            return 1
+        key = id(value)
+        if key in sizes:
+            return sizes[key]
+        if key in open_:
+            raise ConfigError(file, path, "a YAML alias refers to a value that contains it")
+        open_.add(key)
+        total = 1
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for k, v in items:
+            if isinstance(k, str) and _SURROGATE.search(k):
+                raise ConfigError(file, path, "a key holds an invalid \\u escape (a lone UTF-16 surrogate)")
+            sub = f"{path}[{k}]" if isinstance(value, list) else (f"{path}.{k}" if path else str(k))
+            total += walk(v, sub)
+            if total > MAX_VALUES:
+                raise ConfigError(file, "", f"the document expands to more than {MAX_VALUES:,} values "
+                                            "(YAML aliases used too often?)")
+        open_.discard(key)
+        sizes[key] = total
+        return total
+
+    walk(data, "")
+
+
+def _yaml_error(exc: yaml.YAMLError, file: str) -> ConfigError:
+    mark = getattr(exc, "problem_mark", None)
+    line = f"line {mark.line + 1}: " if mark is not None else ""
+    problem = getattr(exc, "problem", None) or "invalid YAML"
+    return ConfigError(file, "", f"{line}{problem}")
+
+
+def _safe_load(text: str, file: str = "") -> Any:
+    _check_stream(text, file)
+    try:
+        data = yaml.load(text, Loader=_SAFE_LOADER)
+    except yaml.YAMLError as exc:
+        if _SAFE_LOADER is yaml.SafeLoader:
+            raise
+        # parse a broken file again with the Python loader: its messages are the documented ones.
+        # Should it accept what libyaml refused, the tree check below must find why, or it is refused anyway.
+        try:
+            data = yaml.load(text, Loader=yaml.SafeLoader)
+        except RecursionError:
+            raise exc from None
+        _check_tree(data, file)
+        raise exc from None
+    _check_tree(data, file)
+    return data
 
 
 def load_yaml(path: Path) -> Node:
+    """A config or catalog file, read the careful way secret files are (a regular file, capped in size,
+    within a timeout, strict UTF-8) and loaded with the same rules whether or not libyaml is present."""
+    file = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(str(path), "", "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), "", f"cannot read: {exc.__class__.__name__}") from None
+        text = decode_utf8(read_regular_file(path, CONFIG_FILE_LIMIT))
+    except FileReadError as exc:
+        if not path.exists() and not path.is_symlink():
+            raise ConfigError(file, "", "file not found") from None
+        raise ConfigError(file, "", f"cannot read: {exc}") from None
     try:
-        data = _safe_load(text)
+        data = _safe_load(text, file)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(str(path), "", f"{line}{problem}") from None
-    return Node(data if data is not None else {}, str(path), "")
+        raise _yaml_error(exc, file) from None
+    except RecursionError:
+        raise ConfigError(file, "", "values are nested too deeply") from None
+    return Node(data if data is not None else {}, file, "")
 
 
 class Node:
@@ -162,6 +344,11 @@ class Node:
 
     def url(self) -> str:
         text = self.text()
+        if "@" in re.split(r"[/?#]", text.split("://", 1)[-1], maxsplit=1)[0]:
+            # checked first and the value never shown, by this error or any other: it holds a password
+            # (which the status page and the API would show too)
+            self.fail("must not hold a user name or password (user:password@): put them in credentials",
+                      show=False)
         try:
             parts = urlsplit(text)
             parts.port  # noqa: B018 - raises ValueError on a bad port
@@ -169,6 +356,7 @@ class Node:
             self.fail("must be an http:// or https:// URL")
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
             self.fail("must be an http:// or https:// URL without query or fragment")
+
         return text.rstrip("/")
 
     def str_map(self) -> dict[str, str]:

@@ -7,10 +7,13 @@ A reload that fails validation keeps the running config and sets the reload metr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl as ssl_
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -26,6 +29,32 @@ from .state import State, TargetState
 __all__ = ["Exporter"]
 
 log = logging.getLogger(__name__)
+#: a reload that takes longer is given up (its thread is left to finish on its own): the lock is freed for
+#: the next reload and shutdown never waits for it. Each file read has its own, shorter timeout.
+RELOAD_TIMEOUT = 60.0
+
+
+def _in_daemon_thread(fn: Callable[[], Config]) -> asyncio.Future[Config]:
+    """``fn()`` in a daemon thread: unlike the default executor's, interpreter exit does not wait for it."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[Config] = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if not fut.done():
+            (fut.set_result if ok else fut.set_exception)(value)
+
+    def work() -> None:
+        try:
+            result = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+            with contextlib.suppress(RuntimeError):  # the loop may be closed by then
+                loop.call_soon_threadsafe(settle, False, exc)
+        else:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(settle, True, result)
+
+    threading.Thread(target=work, name="config-load", daemon=True).start()
+    return fut
 
 
 class Exporter:
@@ -102,17 +131,29 @@ class Exporter:
             if self._loader is None:
                 return True, "nothing to reload: running the embedded demo config"
             try:
-                config = await asyncio.get_running_loop().run_in_executor(None, self._loader)
+                config = await asyncio.wait_for(_in_daemon_thread(self._loader), RELOAD_TIMEOUT)
             except ConfigError as exc:
-                self.reload_successful = False
-                log.error("config reload failed, keeping the running config: %s", exc)
-                return False, str(exc)
+                return self._reload_failed(str(exc))
+            except TimeoutError:
+                return self._reload_failed(f"loading the config took longer than {RELOAD_TIMEOUT:g}s")
+            except Exception as exc:  # noqa: BLE001 - whatever went wrong, one line and the old config
+                return self._reload_failed(f"internal error while loading the config: {exc.__class__.__name__}")
+            try:
+                self._apply(config)
+            except Exception as exc:  # noqa: BLE001
+                with contextlib.suppress(Exception):
+                    self._apply(self.config)  # back to the running config
+                return self._reload_failed(f"internal error while applying the config: {exc.__class__.__name__}")
             self.config = config
-            self._apply(config)
             self.reload_successful = True
             self.reload_success_timestamp = self.clock.time()
             log.info("config reloaded: %d targets", len(config.targets))
             return True, f"reloaded: {len(config.targets)} targets"
+
+    def _reload_failed(self, message: str) -> tuple[bool, str]:
+        self.reload_successful = False
+        log.error("config reload failed, keeping the running config: %s", message)
+        return False, message
 
     async def probe_now(self, name: str, call: bool = True) -> tuple[TargetState, bool] | None:
         """The target's state for a /probe answer and whether it is cached: after a probe made now

@@ -90,17 +90,62 @@ def _lookup(catalog: Catalog, code: str) -> tuple[str, CodeInfo | None]:
     return code, None
 
 
+#: a Retry-After beyond this is taken as this: the scheduler caps every wait at ``max_backoff`` anyway,
+#: and a cap here keeps absurd values (a 13-digit count, a date in the year 9999) finite and cheap
+RETRY_AFTER_CEILING = 7 * 86400.0
+_DELAY_SECONDS = re.compile(r"[0-9]+")  # RFC 9110 delay-seconds: 1*DIGIT, ASCII digits only
+_MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
+                                       "Nov", "Dec"), 1)}
+_DAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
+_TIME = r"([0-9]{2}):([0-9]{2}):([0-9]{2})"
+_MON = r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+#: the three HTTP-date forms of RFC 9110 section 5.6.7, as (pattern, group order day/month/year)
+_HTTP_DATES = (
+    re.compile(rf"{_DAY}, ([0-9]{{2}}) {_MON} ([0-9]{{4}}) {_TIME} GMT"),  # IMF-fixdate
+    re.compile(r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), "
+               rf"([0-9]{{2}})-{_MON}-([0-9]{{2}}) {_TIME} GMT"),  # obsolete RFC 850 form
+    re.compile(rf"{_DAY} {_MON} ([0-9 ][0-9]) {_TIME} ([0-9]{{4}})"),  # obsolete asctime form
+)
+
+
+def _http_date(value: str, now: float) -> float | None:
+    for i, pattern in enumerate(_HTTP_DATES):
+        if (m := pattern.fullmatch(value)) is None:
+            continue
+        g = m.groups()
+        if i == 2:
+            mon, day, hh, mm, ss, year = g[0], int(g[1]), *map(int, g[2:])
+        else:
+            day, mon, year, hh, mm, ss = int(g[0]), g[1], *map(int, g[2:])
+        if i == 1:
+            # two-digit year: the RFC says a year more than 50 years ahead is in the past century
+            this = datetime.fromtimestamp(now, UTC).year
+            year += this - this % 100
+            if year > this + 50:
+                year -= 100
+        try:
+            return datetime(year, _MONTHS[mon], day, hh, mm, ss, tzinfo=UTC).timestamp()
+        except ValueError:
+            return None  # 31 February, hour 25 ...
+    return None
+
+
 def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait, exactly as RFC 9110 section 10.2.3 reads the header (ASCII digits or an
+    HTTP-date, capped at ``RETRY_AFTER_CEILING``); ``None`` when absent or invalid."""
     if not value:
         return None
-    value = value.strip()
-    if value.isdigit():
-        return float(min(int(value[:9]), 86400 * 7))
-    try:
-        when = parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError, IndexError, OverflowError):
+    value = value.strip(" \t")  # optional whitespace around a field value, and nothing else
+    if _DELAY_SECONDS.fullmatch(value):
+        digits = value.lstrip("0")
+        # more digits than the ceiling has cannot be below it; int() is not even tried on them
+        if len(digits) > len(str(int(RETRY_AFTER_CEILING))):
+            return RETRY_AFTER_CEILING
+        return min(float(int(digits or "0")), RETRY_AFTER_CEILING)
+    when = _http_date(value, now)
+    if when is None:
         return None
-    return max(0.0, min(when - now, 86400 * 7))
+    return max(0.0, min(when - now, RETRY_AFTER_CEILING))
 
 
 def _number(src: ValueSource, answer: Answer, doc: Any) -> float | None:

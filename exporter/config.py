@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._yamlnode import ConfigError, Node, load_yaml
+from ._yamlnode import SECRET_FILE_LIMIT, ConfigError, FileReadError, Node, decode_utf8, load_yaml, read_regular_file
 from .catalog import (
     Budget,
     Catalog,
@@ -79,6 +79,8 @@ class GlobalConfig:
     keepalive: bool = True
     #: egress settings (proxy, TLS client) every target inherits; None: direct, system trust
     http_client: HttpClient | None = None
+    #: no backoff (Retry-After included) waits longer than this, so a vendor's typo cannot silence a target
+    max_backoff: float = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +100,7 @@ class Target:
     confirm_failures: bool = False
     #: egress settings (proxy, TLS client); None: the shared default session
     http_client: HttpClient | None = None
+    max_backoff: float = 3600.0
 
     @property
     def budget_key(self) -> tuple[str, str, tuple[tuple[str, str], ...]]:
@@ -126,7 +129,12 @@ def _expand(value: Any, env: Mapping[str, str], file: str, path: str) -> Any:
         def sub(m: re.Match[str]) -> str:
             if m.group(1) not in env:
                 raise ConfigError(file, path, f"environment variable {m.group(1)} is not set")
-            return env[m.group(1)]
+            got = env[m.group(1)]
+            try:
+                got.encode("utf-8")
+            except UnicodeEncodeError:  # non-UTF-8 bytes in the environment, kept as surrogates by Python
+                raise ConfigError(file, path, f"environment variable {m.group(1)} is not valid UTF-8") from None
+            return got
 
         return _ENV.sub(sub, value)
     return value
@@ -144,9 +152,9 @@ def _credentials(node: Node, catalog: Catalog, base: Path) -> Credentials:
         if key.endswith("_file"):
             path = base / val.text()
             try:
-                out[key[:-5]] = path.read_text(encoding="utf-8").rstrip("\r\n")
-            except OSError as exc:
-                raise ConfigError(val.file, val.path, f"cannot read {path}: {exc.strerror}") from None
+                out[key[:-5]] = decode_utf8(read_regular_file(path, SECRET_FILE_LIMIT)).rstrip("\r\n")
+            except FileReadError as exc:
+                raise ConfigError(val.file, val.path, f"cannot read {path}: {exc}") from None
         else:
             out[key] = val.text()
     for c in catalog.credentials:
@@ -154,6 +162,13 @@ def _credentials(node: Node, catalog: Catalog, base: Path) -> Credentials:
             Node(None, node.file, f"{node.path}.{c}").fail(
                 f"vendor {catalog.vendor} needs credential {c} (or {c}_file)", show=False)
     return Credentials(out)
+
+
+def _max_backoff(node: Node) -> float:
+    seconds = node.duration(minimum=1)
+    if seconds > 7 * 86400:
+        node.fail("must be at most 1w")
+    return seconds
 
 
 def _labels(node: Node) -> tuple[tuple[str, str], ...]:
@@ -199,8 +214,9 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
     env = os.environ if env is None else env
     root_node = Node(_expand(root_node.value, env, root_node.file, ""), root_node.file, "")
     root = root_node.mapping({"global", "targets", "vendors", "catalog_files"}, required=("targets",))
-    g = root["global"].mapping({"interval", "timeout", "max_concurrency", "probe_share", "max_body_bytes",
-                                "history", "confirm_failures", "keepalive", "http_client"}) if "global" in root else {}
+    global_keys = {"interval", "timeout", "max_concurrency", "probe_share", "max_body_bytes", "history",
+                   "confirm_failures", "keepalive", "http_client", "max_backoff"}
+    g = root["global"].mapping(global_keys) if "global" in root else {}
     d = GlobalConfig()
     glob = GlobalConfig(
         interval=g["interval"].duration(minimum=1) if "interval" in g else d.interval,
@@ -212,12 +228,13 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
         confirm_failures=g["confirm_failures"].boolean() if "confirm_failures" in g else d.confirm_failures,
         keepalive=g["keepalive"].boolean() if "keepalive" in g else d.keepalive,
         http_client=parse_http_client(g["http_client"], base, env) if "http_client" in g else None,
+        max_backoff=_max_backoff(g["max_backoff"]) if "max_backoff" in g else d.max_backoff,
     )
     catalogs = _catalogs(root, base)
     targets: list[Target] = []
     seen: set[str] = set()
     allowed = {"name", "vendor", "base_url", "interval", "timeout", "credentials", "check", "labels", "budget",
-               "probe_share", "confirm_failures", "http_client"}
+               "probe_share", "confirm_failures", "http_client", "max_backoff"}
     for tnode in root["targets"]:
         t = tnode.mapping(allowed, required=("name", "vendor", "base_url"))
         # not only dots: a browser rewrites /targets/.. before it is sent, so such a page is unreachable
@@ -248,6 +265,7 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
             probe_share=t["probe_share"].number(0.0001, 1) if "probe_share" in t else glob.probe_share,
             confirm_failures=t["confirm_failures"].boolean() if "confirm_failures" in t else glob.confirm_failures,
             http_client=target_http_client(t, name, base, env, glob.http_client),
+            max_backoff=_max_backoff(t["max_backoff"]) if "max_backoff" in t else glob.max_backoff,
         ))
     return Config(root_node.file, glob, tuple(targets), catalogs)
 

@@ -29,18 +29,22 @@ from .model import UP, Outcome, ProbeResult
 from .probe import Prober
 from .state import State, kept
 
-__all__ = ["BACKOFF_CLASSES", "MAX_BACKOFF", "LagStats", "Scheduler", "next_delay"]
+__all__ = ["BACKOFF_CLASSES", "DEFAULT_MAX_BACKOFF", "MAX_BACKOFF", "LagStats", "Scheduler", "next_delay"]
 
 log = logging.getLogger(__name__)
 
 #: exponential backoff never waits longer than this (or the interval, when that is longer)
 MAX_BACKOFF = 900.0
+#: the default cap on any wait, Retry-After included (``global.max_backoff``)
+DEFAULT_MAX_BACKOFF = 3600.0
 JITTER = 0.05
 
 
-def next_delay(interval: float, outcome: Outcome, streak: int, rng: random.Random) -> tuple[float, float]:
+def next_delay(interval: float, outcome: Outcome, streak: int, rng: random.Random,
+               max_backoff: float = DEFAULT_MAX_BACKOFF) -> tuple[float, float]:
     """(seconds until the next probe, of which backoff). ``streak`` counts back-off answers in a row,
-    this one included. Pure, so the policy is tested without any clock."""
+    this one included. No wait exceeds ``max_backoff`` (or the interval, when that is longer), whatever
+    a vendor's Retry-After says. Pure, so the policy is tested without any clock."""
     if outcome.cls not in BACKOFF_CLASSES:
         return interval * (1 + rng.uniform(-JITTER, JITTER)), 0.0
     if outcome.retry_after is not None:
@@ -48,6 +52,7 @@ def next_delay(interval: float, outcome: Outcome, streak: int, rng: random.Rando
     else:
         exp = interval * 2 ** min(streak, 20)  # the first back-off answer already doubles the wait
         delay = max(interval, min(exp, MAX_BACKOFF)) * (1 + rng.uniform(0, 2 * JITTER))
+    delay = min(delay, max(interval, max_backoff))
     return delay, max(0.0, delay - interval)
 
 
@@ -59,6 +64,8 @@ class _Slot:
     #: (monotonic) no probe of this target, scheduled or asked for, starts before this: its next
     #: planned probe, or the end of a backoff; an on-demand probe moves it, so the schedule waits
     not_before: float = 0.0
+    #: monotonic time until which this slot waits out a backoff (0: not backing off)
+    backoff_until: float = 0.0
 
 
 class LagStats:
@@ -109,7 +116,15 @@ class Scheduler:
         for target in targets:
             slot = self._slots.get(target.name)
             if slot is not None and kept(slot.target, target):
+                changed = slot.target != target
                 slot.target = target  # its planned probe stands; the next is planned on the new interval
+                if changed and slot.backoff_until > now:
+                    # config or credentials changed (a new key after a 401 storm, a corrected URL): the
+                    # backoff earned by the old config says nothing about the new one, so probe soon
+                    slot.streak, slot.backoff_until, slot.not_before = 0, 0.0, 0.0
+                    slot.generation = next(self._gen)
+                    self._push(now + self.rng.uniform(0, min(target.interval, spread)), slot)
+                    self.state.clear_backoff(target.name)
             else:
                 slot = _Slot(target, next(self._gen))
                 self._push(now + self.rng.uniform(0, min(target.interval, spread)), slot)
@@ -144,6 +159,7 @@ class Scheduler:
                         self._push(slot.not_before, slot)
                         continue
                     if name in self._inflight or self._admit(slot, now):
+                        slot.backoff_until = 0.0
                         task = asyncio.create_task(self._probe(slot, due), name=f"probe:{name}")
                         self._tasks.add(task)
                         task.add_done_callback(self._tasks.discard)
@@ -249,8 +265,10 @@ class Scheduler:
             now = self.clock.monotonic()
             self._book(slot.target, now, result.requests - 1)
             slot.streak = slot.streak + 1 if result.outcome.cls in BACKOFF_CLASSES else 0
-            delay, backoff = next_delay(slot.target.interval, result.outcome, slot.streak, self.rng)
+            delay, backoff = next_delay(slot.target.interval, result.outcome, slot.streak, self.rng,
+                                        slot.target.max_backoff)
             slot.not_before = now + delay  # the schedule's next probe waits as if this one were it
+            slot.backoff_until = slot.not_before if backoff > 0 else 0.0
             self._record(result, self.clock.time() + delay, backoff)
         return result
 
@@ -279,10 +297,12 @@ class Scheduler:
         """Plan the next probe (interval, jitter, backoff), book what the probe spent, record it."""
         now = self.clock.monotonic()
         slot.streak = slot.streak + 1 if result.outcome.cls in BACKOFF_CLASSES else 0
-        delay, backoff = next_delay(slot.target.interval, result.outcome, slot.streak, self.rng)
+        delay, backoff = next_delay(slot.target.interval, result.outcome, slot.streak, self.rng,
+                                    slot.target.max_backoff)
         # keep the phase when on time, so probes stay evenly spread; never plan in the past
         due = max(planned + delay, now + delay * 0.5) if backoff == 0 else now + delay
         slot.not_before = due
+        slot.backoff_until = due if backoff > 0 else 0.0
         # the first request was booked when the probe was let through (run); the rest are booked now
         self._book(slot.target, now, result.requests - 1)
         heapq.heappush(self._heap, (due, next(self._seq), slot.target.name, slot.generation))

@@ -9,17 +9,21 @@ It also owns reload reconciliation (``kept``): which targets of a new config car
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from .config import Target
-from .model import FAILURE, UP, ProbeResult, QuotaReading
+from .model import FAILURE, UP, Outcome, ProbeResult, QuotaReading
 
 __all__ = ["DURATION_BUCKETS", "MAX_FOREIGN_CODES", "Rendered", "State", "TargetState", "kept"]
 
 #: one target's samples as exposition text, one encoded fragment per metric family (the collector's)
 Rendered = tuple[bytes, ...]
+
+log = logging.getLogger(__name__)
 
 DURATION_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 #: codes outside the vendor's catalog (unknown codes, http_NNN fallbacks, transport codes) that get
@@ -123,6 +127,8 @@ class State:
         self._targets: dict[str, TargetState] = {}
         self._render = render
         self._history = history
+        #: renderings that raised (a bug, or a value no encoder can write): each one logged, none fatal
+        self.render_failures = 0
 
     def __iter__(self) -> Iterator[TargetState]:
         return iter(list(self._targets.values()))
@@ -166,6 +172,27 @@ class State:
             ts.next_probe_at = next_probe_at
             self._refresh(ts)
 
+    def clear_backoff(self, name: str) -> None:
+        if (ts := self._targets.get(name)) is not None and ts.backoff:
+            ts.backoff = 0.0
+            self._refresh(ts)
+
     def _refresh(self, ts: TargetState) -> None:
-        if self._render is not None:
+        if self._render is None:
+            return
+        try:
             ts.rendered = self._render(ts)
+        except Exception as exc:  # noqa: BLE001 - a probe task must never die from rendering its own result
+            self.render_failures += 1
+            log.error("rendering target %s failed, it is shown as unknown/render_error: %s",
+                      ts.target.name, exc.__class__.__name__)
+            started = ts.last.started if ts.last is not None else 0.0
+            stand_in = ProbeResult(ts.target.name, started, 0.0,
+                                   Outcome("unknown", "render_error", "the result could not be rendered", 0), "", "")
+            # the target stays on /metrics, as unknown (without the parts that may have broken it, if
+            # need be); failing that, as it was before
+            for fallback in (replace(ts, last=stand_in), replace(ts, last=stand_in, quotas={}, responses={},
+                                                                 auth_failures={})):
+                with contextlib.suppress(Exception):
+                    ts.rendered = self._render(fallback)
+                    break

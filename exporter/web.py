@@ -9,21 +9,28 @@ import asyncio
 import gzip
 import html
 import logging
+import resource
+import ssl
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from aiohttp.web_protocol import RequestHandler
 
 from . import views
 from .app import Exporter
 from .collector import CONTENT_TYPE, exposition_chunks, render_probe
 from .state import TargetState
 
-__all__ = ["EXPORTER_KEY", "accepts_gzip", "make_app"]
+__all__ = ["EXPORTER_KEY", "ConnectionGuard", "GuardedSite", "ServerLimits", "accepts_gzip", "make_app",
+           "max_connections_for"]
 
 log = logging.getLogger(__name__)
 EXPORTER_KEY = web.AppKey("exporter", Exporter)
+BODY_TIMEOUT_KEY = web.AppKey("body_timeout", float)
 #: requests to the exporter are small; anything larger is refused with 413 before it is read
 MAX_REQUEST_BYTES = 16 * 1024
 #: on /probe answers: "1" when answered from the target's latest result, "0" after a probe made for it
@@ -127,7 +134,29 @@ async def ready(request: web.Request) -> web.Response:
     raise web.HTTPServiceUnavailable(text="Not ready.\n")
 
 
+#: the content types a browser may send cross-site without asking first (a CORS "simple request"):
+#: a form on any web page could otherwise make a visitor's browser reload the exporter
+_SIMPLE_CONTENT_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"})
+
+
+def _refuse_cross_site(request: web.Request) -> None:
+    """A reload comes from curl, a config management tool or Kubernetes, never from a web page."""
+    # Modern browsers mark every cross-site POST with Origin and Sec-Fetch-Site, a form's included
+    site = request.headers.get("Sec-Fetch-Site", "").lower()
+    origin = request.headers.get("Origin")
+    if site in ("cross-site", "same-site") or (
+            origin is not None and origin.split("://", 1)[-1].lower() != request.host.lower()):
+        raise web.HTTPForbidden(text="/-/reload refuses requests from web pages of other origins\n")
+    # and a form or text body is what a page can send without asking first; a reload takes no body.
+    # (An empty one is let through: `curl -d ''` and urllib label an empty POST as a form.)
+    ctype = request.headers.get("Content-Type")
+    if (ctype is not None and ctype.split(";", 1)[0].strip().lower() in _SIMPLE_CONTENT_TYPES
+            and (request.content_length or request.headers.get("Transfer-Encoding"))):
+        raise web.HTTPUnsupportedMediaType(text="/-/reload takes no form or text body\n")
+
+
 async def reload(request: web.Request) -> web.Response:
+    _refuse_cross_site(request)
     ok, message = await request.app[EXPORTER_KEY].reload()
     if not ok:
         raise web.HTTPInternalServerError(text=f"failed to reload config: {message}\n")
@@ -140,7 +169,11 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.body_exists:
             # No endpoint takes a body, so a handler would never read it and never hit the size cap:
             # reading it here refuses an oversized one (413, chunked too) before a reload runs.
-            await request.read()
+            try:
+                async with asyncio.timeout(request.app.get(BODY_TIMEOUT_KEY, 10.0)):
+                    await request.read()
+            except TimeoutError:
+                raise web.HTTPRequestTimeout(text="request body too slow\n") from None
         response: web.StreamResponse = await handler(request)
         return response
     except web.HTTPException:
@@ -157,6 +190,7 @@ class _OneLineServerErrors(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and record.exc_info[1] is not None:
             kind = record.exc_info[1].__class__.__name__
+            record.rate_key = f"{record.msg}: {kind}"  # one kind for every client (see log.RateLimitFilter)
             record.msg, record.args = f"{record.getMessage()}: {kind}", None
             record.exc_info, record.exc_text = None, None
             if record.levelno > logging.WARNING:
@@ -242,3 +276,144 @@ def _add_pages(app: web.Application) -> None:
     app.router.add_get("/targets/{name}", target_page)
     app.router.add_get("/api/v1/targets", api_targets)
     app.router.add_get("/api/v1/targets/{name}", api_target)
+# --- the server's own limits: slow and idle clients, connection cap ----------------------------------
+# aiohttp's server has an idle keep-alive timeout but no limit on the time a client may take to send
+# its request headers, and no cap on connections: 300 idle sockets take every file descriptor, and the
+# probes (which need sockets of their own) then fail as "network_error/connect". What follows adds
+# both, at the protocol level, without touching the handlers above.
+
+#: file descriptors kept free besides the probes' sockets: stdio, the listening sockets, the event
+#: loop, log and secret files, DNS look-ups in threads
+FD_RESERVE = 64
+#: never fewer client connections than this (a very low fd limit leaves the probes less headroom)
+MIN_CONNECTIONS = 8
+#: never more: the exporter's clients are a few Prometheus servers and people; more is a flood
+MAX_CONNECTIONS = 1024
+
+
+def max_connections_for(max_concurrency: int, nofile: int | None = None) -> int:
+    """``RLIMIT_NOFILE - 2 * max_concurrency - FD_RESERVE``, within [MIN_CONNECTIONS, MAX_CONNECTIONS].
+    Each probe in flight holds a socket and the pool keeps up to about as many idle ones for reuse,
+    hence twice ``max_concurrency``."""
+    if nofile is None:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        nofile = MAX_CONNECTIONS * 4 if soft == resource.RLIM_INFINITY else soft
+    return max(MIN_CONNECTIONS, min(MAX_CONNECTIONS, nofile - 2 * max_concurrency - FD_RESERVE))
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    #: from accepting a connection (or from the first byte of a later request on it) to the end of
+    #: the request headers
+    header_timeout: float = 10.0
+    #: a kept-alive connection with no request in flight is closed after this
+    idle_timeout: float = 30.0
+    #: reading a request body (no endpoint takes one; the cap on its size is MAX_REQUEST_BYTES)
+    body_timeout: float = 10.0
+    #: 0: derived from RLIMIT_NOFILE and max_concurrency at each new connection (max_connections_for)
+    max_connections: int = 0
+
+
+class ConnectionGuard:
+    """The exporter's client connections: counted, capped, and timed while they send headers. At the
+    cap a new connection takes the place of the longest-connected one that has no request in
+    progress (idle, or still sending headers); only when every one is busy is the new one refused.
+    So a flood of idle or slow sockets cannot lock out a client that sends its request promptly."""
+
+    def __init__(self, limits: ServerLimits, max_concurrency: Callable[[], int]) -> None:
+        self.limits = limits
+        self._max_concurrency = max_concurrency
+        self._conns: dict[_GuardedHandler, None] = {}  # insertion order: oldest first
+
+    def cap(self) -> int:
+        return self.limits.max_connections or max_connections_for(self._max_concurrency())
+
+    def __len__(self) -> int:
+        return len(self._conns)
+
+    def admit(self, conn: _GuardedHandler) -> bool:
+        cap = self.cap()
+        while len(self._conns) >= cap:
+            victim = next((c for c in self._conns if c.idle()), None)
+            if victim is None:
+                log.warning("%d client connections, all busy: refused a new one", cap)
+                return False
+            self._conns.pop(victim, None)
+            log.warning("%d client connections: closed the oldest one without a request in progress", cap)
+            victim.force_close()
+        self._conns[conn] = None
+        return True
+
+    def forget(self, conn: _GuardedHandler) -> None:
+        self._conns.pop(conn, None)
+
+
+class _GuardedHandler(RequestHandler):
+    """aiohttp's request handler plus the header timeout and the guard's bookkeeping."""
+
+    def __init__(self, manager: Any, guard: ConnectionGuard, **kw: Any) -> None:
+        super().__init__(manager, **kw)
+        self._guard = guard
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    def idle(self) -> bool:
+        """No request being handled or queued: only then may the connection be closed for another."""
+        return not self._request_in_progress and not self._messages
+
+    def _arm(self) -> None:
+        self._header_timer = self._loop.call_later(self._guard.limits.header_timeout, self._headers_late)
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if self.idle():
+            log.warning("closed a client connection that sent no complete request headers within %gs",
+                        self._guard.limits.header_timeout)
+            self.force_close()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self._guard.admit(self):
+            self._arm()
+        else:
+            self.force_close()
+
+    def data_received(self, data: bytes) -> None:
+        if self._header_timer is None and self.idle():
+            self._arm()  # the first bytes of a further request on a kept-alive connection
+        super().data_received(data)
+        if self._header_timer is not None and self._messages:
+            self._header_timer.cancel()  # the headers are complete: the handler takes it from here
+            self._header_timer = None
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+        self._guard.forget(self)
+        super().connection_lost(exc)
+
+
+class GuardedSite(web.TCPSite):
+    """A TCPSite whose connections go through a ConnectionGuard."""
+
+    def __init__(self, runner: web.BaseRunner, host: str | None, port: int, *, guard: ConnectionGuard,
+                 ssl_context: ssl.SSLContext | None = None, **kw: Any) -> None:
+        super().__init__(runner, host, port, ssl_context=ssl_context, **kw)
+        self.guard = guard
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)  # registers the site; TCPSite.start would create its own server
+        loop = asyncio.get_running_loop()
+        server = self._runner.server
+        assert server is not None
+        guard = self.guard
+
+        def factory() -> _GuardedHandler:
+            # what web.Server() does, with our handler class (the keyword arguments are the runner's:
+            # keepalive_timeout, access log, line and field size limits)
+            return _GuardedHandler(server, guard, loop=loop, **server._kwargs)
+
+        self._server = await loop.create_server(factory, self._host, self._port, ssl=self._ssl_context,
+                                                backlog=self._backlog, reuse_address=self._reuse_address,
+                                                reuse_port=self._reuse_port)
+        self._bound_port = self._server.sockets[0].getsockname()[1] if self._server.sockets else self._port
