@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from ._yamlfast import FAST_SAFE_LOADER
+
 __all__ = ["ConfigError", "Node", "load_yaml", "parse_duration"]
 
 _UNSET: Any = object()
@@ -53,8 +55,8 @@ def parse_duration(text: str) -> float | None:
 
 
 #: libyaml's safe loader when PyYAML was built with it: a 10,000-target config then loads in well under
-#: a second instead of several (same safe constructor, so the same documents are accepted)
-_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: a second instead of several (same safe constructor, so the same documents are accepted; _yamlfast)
+_SAFE_LOADER = FAST_SAFE_LOADER
 
 
 def _safe_load(text: str) -> Any:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._yamlfast import gc_paused
 from ._yamlnode import ConfigError, Node, load_yaml
 from .catalog import (
     Budget,
@@ -247,5 +248,6 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
     p = Path(path)
-    return parse_config(load_yaml(p), p.parent, env)
+    with gc_paused():  # nothing is garbage while a config is built: collecting only costs time
+        return parse_config(load_yaml(p), p.parent, env)
 
