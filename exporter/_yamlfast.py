@@ -22,6 +22,15 @@ from typing import Any
 
 import yaml
 from yaml.constructor import ConstructorError
+from yaml.events import (
+    DocumentEndEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+)
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
@@ -51,6 +60,13 @@ def gc_paused() -> Iterator[None]:
                 gc.enable()
 
 
+_UNSET: Any = object()
+
+
+class _Unusual(Exception):
+    """What the direct construction from events leaves to PyYAML's general way."""
+
+
 _STR, _MAP, _SEQ = "tag:yaml.org,2002:str", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 _INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 _BOOL, _NULL = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null"
@@ -70,22 +86,109 @@ class _Fast:
     def __init__(self, stream: Any) -> None:
         super().__init__(stream)  # type: ignore[call-arg]
         self._tags: dict[str, str] = {}
+        #: the document, to parse it again the general way should the direct way meet anything unusual
+        self._text: str | bytes | None = stream if isinstance(stream, str | bytes) else None
 
     def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
         if kind is ScalarNode and implicit[0]:
             tag = self._tags.get(value)
             if tag is None:
-                tag = self._tags[value] = str(Resolver.resolve(self, kind, value, implicit))  # type: ignore[arg-type, no-untyped-call]
+                tag = str(Resolver.resolve(self, kind, value, implicit))  # type: ignore[arg-type, no-untyped-call]
+                # the very object _STR: the event path tells a string by identity
+                tag = self._tags[value] = _STR if tag == _STR else tag
             return tag
         return str(Resolver.resolve(self, kind, value, implicit))  # type: ignore[arg-type, no-untyped-call]
 
     def get_single_data(self) -> Any:
-        with gc_paused():  # composing the node tree is where the collector cost most
+        with gc_paused():  # composing a node tree is where the collector cost most
+            if self._text is not None:
+                try:
+                    return self._from_events()
+                except _Unusual:
+                    pass
+                # an anchor, a tag, a merge key, a complex key, a second document: PyYAML's own way,
+                # from a fresh parser, so that its values and errors are exactly PyYAML's
+                again = type(self)(self._text)
+                again._text = None
+                try:
+                    return again.get_single_data()
+                finally:
+                    again.dispose()  # type: ignore[attr-defined]
             node = self.get_single_node()  # type: ignore[attr-defined]
             data = None if node is None else self.construct_document(node)
             # the tree is garbage now: freed here, the first collection after the pause never sees it
             del node
         return data
+
+    def _from_events(self) -> Any:
+        """The document built straight from the parser's events, without a node tree, for plain data:
+        mappings, sequences and untagged scalars without anchors. Raises _Unusual on anything else."""
+        get = self.get_event  # type: ignore[attr-defined]
+        tags = self._tags
+        get()  # stream start
+        if type(get()) is StreamEndEvent:
+            return None  # an empty stream (or only comments)
+        root: Any = _UNSET
+        # containers being filled; for a mapping, the key read last (or _UNSET while a key is due)
+        stack: list[Any] = []
+        keys: list[Any] = []
+        while True:
+            event = get()
+            kind = type(event)
+            if kind is ScalarEvent:
+                if event.anchor is not None or event.tag is not None:
+                    raise _Unusual
+                value: Any = event.value
+                # most scalars are keys and words that resolve to str: one dict look-up, no call
+                if event.implicit[0] and tags.get(value) is not _STR:
+                    value = self._plain(value)
+            elif kind is MappingStartEvent or kind is SequenceStartEvent:
+                if event.anchor is not None or event.tag is not None:
+                    raise _Unusual
+                value = {} if kind is MappingStartEvent else []
+            elif kind is MappingEndEvent or kind is SequenceEndEvent:
+                stack.pop()
+                keys.pop()
+                continue
+            elif kind is DocumentEndEvent:
+                break
+            else:
+                raise _Unusual  # an alias
+            if stack:
+                top = stack[-1]
+                if type(top) is list:
+                    top.append(value)
+                elif keys[-1] is _UNSET:
+                    if type(value) is dict or type(value) is list:
+                        raise _Unusual  # a complex key: PyYAML's error says it is unhashable
+                    keys[-1] = value
+                else:
+                    top[keys[-1]] = value
+                    keys[-1] = _UNSET
+            else:
+                root = value
+            if type(value) is dict or type(value) is list:
+                stack.append(value)
+                keys.append(_UNSET)
+        if type(get()) is not StreamEndEvent:
+            raise _Unusual  # a second document: PyYAML's error
+        return root
+
+    def _plain(self, text: str) -> Any:
+        tag = self._tags.get(text)
+        if tag is None:
+            tag = self.resolve(ScalarNode, text, (True, False))
+        if tag == _STR:
+            return text
+        if tag == _NULL:
+            return None
+        if tag == _BOOL:
+            return self.bool_values[text.lower()]
+        if tag == _INT:
+            return self.construct_yaml_int(ScalarNode(tag, text))  # type: ignore[attr-defined]
+        if tag == _FLOAT:
+            return self.construct_yaml_float(ScalarNode(tag, text))  # type: ignore[attr-defined]
+        raise _Unusual  # a timestamp, a merge or value key
 
     def construct_document(self, node: Node) -> Any:
         data = self._build(node)
