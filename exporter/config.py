@@ -112,6 +112,16 @@ class Config:
         return next((t for t in self.targets if t.name == name), None)
 
 
+def _mentions_env(value: Any) -> bool:
+    """Whether any string of the tree holds ``${``: most configs have none, and then no copy of the
+    tree (nor a key path for each of its values) is made."""
+    if isinstance(value, dict):
+        return any(_mentions_env(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_mentions_env(v) for v in value)
+    return isinstance(value, str) and "${" in value
+
+
 def _expand(value: Any, env: Mapping[str, str], file: str, path: str) -> Any:
     """Replace ``${VAR}`` in every string of the tree; a missing variable names its key path."""
     if isinstance(value, dict):
@@ -193,7 +203,8 @@ def _catalogs(root: dict[str, Node], base: Path) -> dict[str, Catalog]:
 
 def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
-    root_node = Node(_expand(root_node.value, env, root_node.file, ""), root_node.file, "")
+    if _mentions_env(root_node.value):
+        root_node = Node(_expand(root_node.value, env, root_node.file, ""), root_node.file, "")
     root = root_node.mapping({"global", "targets", "vendors", "catalog_files"}, required=("targets",))
     g = root["global"].mapping({"interval", "timeout", "max_concurrency", "probe_share", "max_body_bytes",
                                 "history", "confirm_failures", "keepalive"}) if "global" in root else {}
