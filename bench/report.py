@@ -160,7 +160,17 @@ def _scrape(results: list[ScrapeResult]) -> list[str]:
     lines += ["", f"- Goal at {big.targets} targets: median under 100 ms: {big.plain_ms:.1f} ms, "
                   f"{_verdict(big.plain_ms < 100)}; with gzip {big.gzip_ms:.1f} ms.",
               f"- Goal at {big.targets} targets: at least 10x faster than generate_latest: {big.speedup:.1f}x, "
-              f"{_verdict(big.speedup >= 10)}."]
+              f"{_verdict(big.speedup >= 10)}.",
+              f"- Goal at {big.targets} targets: median at most 40 ms plain, 70 ms gzip: {big.plain_ms:.1f} / "
+              f"{big.gzip_ms:.1f} ms, {_verdict(big.plain_ms <= 40 and big.gzip_ms <= 70)}."]
+    if big.families:
+        total = sum(size for _, _, size in big.families) or 1
+        per = big.targets or 1
+        lines += ["", f"What each family costs at {big.targets} targets (series and bytes of the plain answer, "
+                      f"per target; {big.series / per:.1f} series per target in all):", "",
+                  "| family | series per target | bytes per target | share of the answer |", "|---|---:|---:|---:|"]
+        lines += [f"| `{name}` | {n / per:.2f} | {size / per:.0f} | {size / total:.1%} |"
+                  for name, n, size in big.families]
     return lines
 
 
