@@ -15,11 +15,10 @@ It also owns reload reconciliation (``kept``): which targets of a new config car
 from __future__ import annotations
 
 import struct
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from .catalog import UP_CLASSES
+from .catalog import CLASSES, UP_CLASSES
 from .classify import QuotaReading
 from .config import Target
 from .probe import ProbeResult
@@ -33,6 +32,10 @@ DURATION_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 #: codes outside the vendor's catalog (unknown codes, http_NNN fallbacks, transport codes) that get
 #: a label of their own per target; the rest are counted under ``other``, so series stay bounded.
 MAX_FOREIGN_CODES = 16
+#: how many classes the status page's strip shows
+RECENT_CLASSES = 20
+_CLASS_INDEX = {cls: i for i, cls in enumerate(CLASSES)}
+_UNKNOWN = _CLASS_INDEX["unknown"]
 #: classes a person on call wants to read back later: kept in their own, longer-lived ring
 _FAILURE = frozenset({"maintenance", "auth", "clock_skew", "rate_limited", "quota_exceeded", "client_error",
                       "server_error", "timeout", "network_error", "unknown"})
@@ -174,7 +177,8 @@ class TargetState:
     backoff: float = 0.0
     #: probes kept for the pages: the last ``history_size`` ones, and the last ``history_size`` failures
     history_size: int = 50
-    classes: deque[str] = field(default_factory=lambda: deque(maxlen=20))
+    #: the classes of the last ``RECENT_CLASSES`` probes, oldest first, one byte each (see ``classes``)
+    _classes: bytearray = field(default_factory=bytearray, repr=False)
     rendered: Rendered | None = None  # the collector's prepared text for this target, None before any
     _answers: _Answers = field(default_factory=_Answers, repr=False)
     _recent: _Ring | None = field(default=None, repr=False)
@@ -211,7 +215,14 @@ class TargetState:
         if out.clock_skew is not None:
             self.clock_skew = out.clock_skew
         self._remember(result)
-        self.classes.append(out.cls)
+        self._classes.append(_CLASS_INDEX.get(out.cls, _UNKNOWN))
+        if len(self._classes) > RECENT_CLASSES:
+            del self._classes[0]
+
+    @property
+    def classes(self) -> list[str]:
+        """The classes of the last ``RECENT_CLASSES`` probes, oldest first (the status page's strip)."""
+        return [CLASSES[i] for i in self._classes]
 
     def _remember(self, result: ProbeResult) -> None:
         out = result.outcome
