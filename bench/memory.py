@@ -136,10 +136,12 @@ def _probes_done(port: int) -> int:
     return total
 
 
-def run_memory(targets: int = 10000, interval: float = 1.0, history: int = 50, seconds: float = 90.0,
-               every: float = 5.0) -> MemoryRun:
+def run_memory(targets: int = 10000, interval: float = 2.0, history: int = 50, seconds: float = 480.0,
+               every: float = 10.0) -> MemoryRun:
     """A real exporter process probes ``targets`` every ``interval`` until the ring is full, sampling
-    RSS (and, from /metrics, the probes done) every ``every`` seconds."""
+    RSS (and, from /metrics, the probes done) every ``every`` seconds. The interval is shorter than
+    the exporter can keep at 10,000 targets: it then probes as fast as it can, filling the ring in
+    minutes."""
     run = MemoryRun(targets, interval, history, seconds)
     run.deep = history_bytes_per_entry(history)
     with workdir() as dir_, nginx(dir_) as urls:

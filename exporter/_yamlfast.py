@@ -125,6 +125,7 @@ class _Fast:
         mappings, sequences and untagged scalars without anchors. Raises _Unusual on anything else."""
         get = self.get_event  # type: ignore[attr-defined]
         tags = self._tags
+        shared: dict[str, str] = {}
         get()  # stream start
         if type(get()) is StreamEndEvent:
             return None  # an empty stream (or only comments)
@@ -142,6 +143,10 @@ class _Fast:
                 # most scalars are keys and words that resolve to str: one dict look-up, no call
                 if event.implicit[0] and tags.get(value) is not _STR:
                     value = self._plain(value)
+                elif len(value) <= 64:
+                    # one object for each repeated short string (keys, vendors, label values): a
+                    # large config keeps its values for as long as it runs
+                    value = shared.setdefault(value, value)
             elif kind is MappingStartEvent or kind is SequenceStartEvent:
                 if event.anchor is not None or event.tag is not None:
                     raise _Unusual
