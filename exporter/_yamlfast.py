@@ -7,9 +7,11 @@ to three things this module cuts, without changing what any document means:
   is garbage yet (``gc_paused``);
 - tag resolution, which matches the same few regular expressions against the same keys and values
   over and over (cached per distinct plain scalar: resolution depends on the text alone);
-- construction, which goes through generic per-node dispatch; the standard tags of plain data
-  (map, seq, str, int, float, bool, null) are built directly here, anything else (merge keys, other
-  tags, errors) by PyYAML's own constructor, so messages and edge cases stay PyYAML's.
+- the node tree itself: a document of plain data (mappings, sequences, untagged scalars, no anchors)
+  is built straight from libyaml's events. Anything else (an anchor or alias, a tag, a merge key, a
+  complex key, a second document) is parsed again PyYAML's own way, with a constructor that builds
+  the standard tags directly and leaves the rest (merge keys, other tags, errors) to PyYAML's, so
+  values, messages and edge cases stay PyYAML's.
 """
 
 from __future__ import annotations

@@ -4,10 +4,11 @@ The state owns the counters, the latest outcome, the last known quota figures an
 It knows no metric names: a ``render`` hook (the collector's) is called after each update so that a
 scrape only joins text that was prepared when the probe finished.
 
-The history is kept in columns: each probe is one fixed-size row of packed numbers (time, duration,
-Retry-After, attempts) plus an index into a small per-target table of the distinct answers (class,
-code, message, HTTP status, request line, excerpt), which probes of a healthy target share. A full
-history therefore costs a few dozen bytes a probe instead of several objects and strings each.
+The history is kept in columns: each probe is one fixed-size row of packed numbers (start time,
+duration, attempts) and the index of its answer in a small per-target table of the distinct answers
+(class, code, message, HTTP status, Retry-After, request line, excerpt), which the probes of a healthy
+target share. A full history therefore costs a few dozen bytes a probe instead of several objects and
+strings each.
 
 It also owns reload reconciliation (``kept``): which targets of a new config carry their state over.
 """
