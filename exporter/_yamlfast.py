@@ -46,7 +46,9 @@ _was_enabled = False
 @contextmanager
 def gc_paused() -> Iterator[None]:
     """No cyclic collection inside (nested and thread-safe); it resumes as it was after the outermost.
-    Reference counting still frees everything as usual: only cycles wait until the end."""
+    Reference counting still frees everything as usual: only cycles wait until the end. The switch is
+    process-wide: while a reload reads the config in a worker thread, the event loop's cycles wait too,
+    for the fraction of a second the load takes."""
     global _depth, _was_enabled
     with _lock:
         if _depth == 0:
