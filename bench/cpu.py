@@ -43,10 +43,10 @@ class CpuResult:
 
 
 def _exporter_run(dir_: Path, urls: list[str], rate: int, warmup: float, window: float,
-                  keepalive: bool | None, label: str) -> CpuResult:
+                  keepalive: bool | None, label: str, root: Path | None = None) -> CpuResult:
     # interval 1 s with ``rate`` targets: ``rate`` probes a second, steady once the first spread is over
     cfg = write_config(dir_ / f"cpu-keepalive-{keepalive}.yml", urls, rate, 1.0, 1.0, keepalive=keepalive)
-    with exporter(dir_, cfg) as proc:
+    with exporter(dir_, cfg, root=root) as proc:
         time.sleep(warmup)
         before = fetch(proc.url)
         cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()

@@ -200,16 +200,17 @@ def exporter_argv(config: Path, port: int) -> list[str]:
             "--log-level", "warning"]
 
 
-def exporter_env() -> dict[str, str]:
+def exporter_env(root: Path | None = None) -> dict[str, str]:
+    """The environment that runs the exporter package found under ``root`` (default: this checkout)."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(root or ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
 
 @contextlib.contextmanager
-def exporter(dir_: Path, config: Path, ready: bool = True) -> Iterator[Proc]:
+def exporter(dir_: Path, config: Path, ready: bool = True, root: Path | None = None) -> Iterator[Proc]:
     """The exporter as a user runs it: its own process, its own config file, one loopback port."""
     port = free_port()
     with _spawn("exporter", exporter_argv(config, port), port, dir_, "/metrics" if ready else "",
-                env=exporter_env()) as proc:
+                env=exporter_env(root)) as proc:
         yield proc

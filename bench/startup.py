@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from .configs import write_config
 from .procs import ProcError, exporter_argv, exporter_env, free_port, get, nginx, workdir
@@ -27,10 +28,10 @@ class StartupResult:
         return statistics.median(self.runs)
 
 
-def _once(argv: list[str], url: str, limit: float = 60.0) -> float:
+def _once(argv: list[str], url: str, limit: float = 60.0, root: Path | None = None) -> float:
     t0 = time.monotonic()
     popen = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-                             start_new_session=True, env=exporter_env())
+                             start_new_session=True, env=exporter_env(root))
     try:
         while time.monotonic() - t0 < limit:
             if popen.poll() is not None:
