@@ -28,10 +28,11 @@ class StartupResult:
         return statistics.median(self.runs)
 
 
-def _once(argv: list[str], url: str, limit: float = 60.0, root: Path | None = None) -> float:
+def _once(argv: list[str], url: str, cwd: Path, limit: float = 60.0, root: Path | None = None) -> float:
+    # cwd: ``python3 -m`` puts it first on the path, so it must not hold an ``exporter`` package of its own
     t0 = time.monotonic()
     popen = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-                             start_new_session=True, env=exporter_env(root))
+                             start_new_session=True, env=exporter_env(root), cwd=cwd)
     try:
         while time.monotonic() - t0 < limit:
             if popen.poll() is not None:
@@ -55,10 +56,10 @@ def _once(argv: list[str], url: str, limit: float = 60.0, root: Path | None = No
 IMPORTS = "import exporter.app, exporter.web, exporter.config, exporter.__main__"
 
 
-def _floor() -> float:
+def _floor(cwd: Path) -> float:
     t0 = time.monotonic()
     subprocess.run([sys.executable, "-c", IMPORTS], check=True, env=exporter_env(), stdin=subprocess.DEVNULL,
-                   timeout=60)
+                   timeout=60, cwd=cwd)
     return time.monotonic() - t0
 
 
@@ -67,8 +68,8 @@ def run_startup(sizes: tuple[int, ...] = (5, 10000), runs: int = 5) -> list[Star
     with workdir() as dir_, nginx(dir_) as urls:
         configs = {n: write_config(dir_ / f"startup-{n}.yml", urls, n, 60.0, 5.0) for n in sizes}
         for _ in range(runs):
-            times[0].append(_floor())
+            times[0].append(_floor(dir_))
             for n in sizes:
                 port = free_port()
-                times[n].append(_once(exporter_argv(configs[n], port), f"http://127.0.0.1:{port}/metrics"))
+                times[n].append(_once(exporter_argv(configs[n], port), f"http://127.0.0.1:{port}/metrics", dir_))
     return [StartupResult(n, t) for n, t in times.items()]

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
                     r = _exporter_run(dir_, urls, 200, 4.0, 8.0, keepalive, name, root)
                     rows.setdefault(what, {}).setdefault(name, []).append(r.cpu_per_probe_ms)
                 port = free_port()
-                took = _once(exporter_argv(big, port), f"http://127.0.0.1:{port}/metrics", root=root)
+                took = _once(exporter_argv(big, port), f"http://127.0.0.1:{port}/metrics", dir_, root=root)
                 rows.setdefault("start-up, 10,000 targets (s)", {}).setdefault(name, []).append(took)
             print(f"round {n + 1} of {args.rounds} done, load {os.getloadavg()[0]:.2f}", file=sys.stderr)
     base, this = args.rev, "this checkout"
