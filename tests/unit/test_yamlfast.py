@@ -112,3 +112,15 @@ def test_the_collector_is_paused_only_inside_and_resumes_as_it_was() -> None:
     with pytest.raises(ValueError), gc_paused():
         raise ValueError
     assert gc.isenabled()
+
+
+def test_deep_nesting_of_plain_data_loads_without_recursion() -> None:
+    # libyaml's own composer recurses once a level (stock PyYAML crashes the process at some tens of
+    # thousands): plain data is built from events, iteratively
+    depth = 50_000
+    doc = yaml.load("a: " + "[" * depth + "]" * depth, Loader=FAST_SAFE_LOADER)
+    level, seen = doc["a"], 1
+    while level:
+        (level,) = level
+        seen += 1
+    assert seen == depth
