@@ -1,4 +1,4 @@
-"""``python3 -m bench [cpu|scale|scrape|startup|all] [--quick] [--out BENCHMARKS.md]``
+"""``python3 -m bench [cpu|scale|scrape|startup|memory|all] [--quick] [--out BENCHMARKS.md]``
 
 Runs the chosen benchmarks one after the other (each starts and stops its own nginx, exporter and
 blackbox_exporter on loopback) and writes the results table. ``--quick`` is a smoke run of a few
@@ -19,7 +19,7 @@ from pathlib import Path
 from .procs import ROOT, ProcError
 from .report import Run, write
 
-PARTS = ("cpu", "scale", "scrape", "startup")
+PARTS = ("cpu", "scale", "scrape", "startup", "memory")
 
 
 def run(parts: list[str], quick: bool, command: str) -> Run:
@@ -30,8 +30,8 @@ def run(parts: list[str], quick: bool, command: str) -> Run:
         if part == "cpu":
             from .cpu import run_cpu
 
-            result.cpu = run_cpu(rate=40, warmup=1.0, window=0.8) if quick else run_cpu(rate=200, warmup=6.0,
-                                                                                        window=20.0)
+            result.cpu = (run_cpu(rate=40, warmup=1.0, window=0.8, rounds=1, floor=1.0) if quick
+                          else run_cpu(rate=200, warmup=4.0, window=8.0, rounds=3))
         elif part == "scale":
             from .scale import run_scale
 
@@ -45,6 +45,11 @@ def run(parts: list[str], quick: bool, command: str) -> Run:
             from .startup import run_startup
 
             result.startup = run_startup((5,), runs=1) if quick else run_startup((5, 10000), runs=5)
+        elif part == "memory":
+            from .memory import run_memory
+
+            result.memory = (run_memory(targets=200, interval=1.0, history=3, seconds=10.0, every=1.0) if quick
+                             else run_memory())
         result.durations[part] = time.monotonic() - t0
         result.load[part] = (load0, os.getloadavg()[0])
         print(f"bench: {part} done in {result.durations[part]:.0f} s", file=sys.stderr, flush=True)

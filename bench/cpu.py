@@ -1,9 +1,19 @@
 """CPU per probe: the exporter (defaults, and with connection reuse off) against blackbox_exporter
-driven through /probe at the same rate, on the same nginx target, measured from /proc."""
+driven through /probe at the same rate, on the same nginx target, measured from /proc.
+
+The subjects run interleaved in rounds (exporter, exporter without keep-alive, blackbox, wrk; then
+again), each round a fresh process: on a shared machine, load that comes and goes then hits every
+subject alike, and each ratio is taken within one round. ``wrk`` (C, epoll) against the same nginx
+is the physical floor: the client CPU one HTTP request costs on this machine, keep-alive and with a
+fresh connection each."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
+import re
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +21,7 @@ from pathlib import Path
 import aiohttp
 
 from .configs import write_config
-from .procs import BLACKBOX_MODULE, blackbox, cpu_seconds, exporter, nginx, workdir
+from .procs import BLACKBOX_MODULE, ProcError, binary, blackbox, cpu_seconds, exporter, nginx, workdir
 from .scrapes import family_sum, fetch
 
 __all__ = ["CpuResult", "run_cpu"]
@@ -25,6 +35,7 @@ class CpuResult:
     cpu: float  # CPU seconds in the window
     window: float  # seconds
     ok_share: float  # share of probes that came back ok / probe_success 1
+    round: int = 0
 
     @property
     def cpu_per_probe_ms(self) -> float:
@@ -32,10 +43,10 @@ class CpuResult:
 
 
 def _exporter_run(dir_: Path, urls: list[str], rate: int, warmup: float, window: float,
-                  keepalive: bool | None, label: str) -> CpuResult:
+                  keepalive: bool | None, label: str, root: Path | None = None) -> CpuResult:
     # interval 1 s with ``rate`` targets: ``rate`` probes a second, steady once the first spread is over
     cfg = write_config(dir_ / f"cpu-keepalive-{keepalive}.yml", urls, rate, 1.0, 1.0, keepalive=keepalive)
-    with exporter(dir_, cfg) as proc:
+    with exporter(dir_, cfg, root=root) as proc:
         time.sleep(warmup)
         before = fetch(proc.url)
         cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
@@ -104,10 +115,43 @@ def _blackbox_run(dir_: Path, urls: list[str], rate: int, warmup: float, window:
                      measured["t1"] - measured["t0"], ok / done if done else 0.0)
 
 
-def run_cpu(rate: int = 200, warmup: float = 6.0, window: float = 20.0) -> list[CpuResult]:
+WRK_KEEPALIVE, WRK_FRESH = "wrk (keep-alive)", "wrk (new connection each)"
+
+
+def _wrk_run(url: str, seconds: float, fresh: bool) -> CpuResult:
+    """wrk, one thread and one connection, as fast as it goes; its CPU from the kernel's rusage."""
+    argv = [binary("wrk"), "-t1", "-c1", f"-d{max(1, round(seconds))}s", url + "/"]
+    if fresh:
+        argv[1:1] = ["-H", "Connection: close"]
+    popen = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    assert popen.stdout is not None
+    out = popen.stdout.read().decode(errors="replace")
+    _, status, usage = os.wait4(popen.pid, 0)
+    popen.returncode = os.waitstatus_to_exitcode(status)
+    if popen.returncode != 0:
+        raise ProcError(f"wrk exited with {popen.returncode}: {out[-300:]}")
+    m = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
+    if m is None:
+        raise ProcError(f"wrk printed no request count: {out[-300:]}")
+    done = int(m.group(1))
+    errors = sum(int(n) for n in re.findall(r"(?:Non-2xx or 3xx responses|connect|read|write|timeout) (\d+)", out))
+    elapsed = float(m.group(2)) / (1000 if m.group(3) == "ms" else 1)
+    return CpuResult(WRK_FRESH if fresh else WRK_KEEPALIVE, done / elapsed if elapsed else 0.0, done,
+                     usage.ru_utime + usage.ru_stime, elapsed, 1 - errors / done if done else 0.0)
+
+
+def run_cpu(rate: int = 200, warmup: float = 6.0, window: float = 20.0, rounds: int = 1,
+            floor: float = 3.0) -> list[CpuResult]:
+    """``rounds`` rounds of every subject, in the same order each round; results carry their round."""
+    out: list[CpuResult] = []
     with workdir() as dir_, nginx(dir_) as urls:
-        return [
-            _exporter_run(dir_, urls, rate, warmup, window, None, "exporter (defaults)"),
-            _exporter_run(dir_, urls, rate, warmup, window, False, "exporter (keepalive: false)"),
-            _blackbox_run(dir_, urls, rate, warmup, window),
-        ]
+        for n in range(rounds):
+            for r in (
+                _exporter_run(dir_, urls, rate, warmup, window, None, "exporter (defaults)"),
+                _exporter_run(dir_, urls, rate, warmup, window, False, "exporter (keepalive: false)"),
+                _blackbox_run(dir_, urls, rate, warmup, window),
+                _wrk_run(urls[0], floor, fresh=False),
+                _wrk_run(urls[0], floor, fresh=True),
+            ):
+                out.append(dataclasses.replace(r, round=n))
+    return out

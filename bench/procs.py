@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["BODY", "Proc", "ProcError", "blackbox", "cpu_seconds", "exporter", "free_port", "get", "nginx",
+__all__ = ["BODY", "Proc", "ProcError", "binary", "blackbox", "cpu_seconds", "exporter", "free_port", "get", "nginx",
            "peak_rss_mb", "rss_mb"]
 
 #: what every target answers: a Flipsnack-like envelope, small like a real health-check answer
@@ -94,7 +94,7 @@ class Proc:
             return ""
 
 
-def _binary(name: str) -> str:
+def binary(name: str) -> str:
     path = shutil.which(name) or (f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None)
     if path is None:
         raise ProcError(f"{name} is not installed (make deps installs it)")
@@ -151,7 +151,7 @@ def workdir(prefix: str = "apistatus-bench-") -> Iterator[Path]:
 @contextlib.contextmanager
 def nginx(dir_: Path, ports: int = 4) -> Iterator[list[str]]:
     """nginx answering BODY on ``ports`` loopback ports; yields their base URLs."""
-    binary = _binary("nginx")
+    nginx_bin = binary("nginx")
     chosen = [free_port() for _ in range(ports)]
     listens = "\n".join(f"    listen 127.0.0.1:{p} backlog=4096;" for p in chosen)
     conf = f"""worker_processes 1;
@@ -172,7 +172,7 @@ http {{
 """
     (dir_ / "tmp").mkdir(exist_ok=True)
     (dir_ / "nginx.conf").write_text(conf)
-    argv = [binary, "-p", str(dir_), "-c", str(dir_ / "nginx.conf"), "-g", f"daemon off; pid {dir_}/nginx.pid;"]
+    argv = [nginx_bin, "-p", str(dir_), "-c", str(dir_ / "nginx.conf"), "-g", f"daemon off; pid {dir_}/nginx.pid;"]
     with _spawn("nginx", argv, chosen[0], dir_, "/") as _:
         yield [f"http://127.0.0.1:{p}" for p in chosen]
 
@@ -183,13 +183,13 @@ BLACKBOX_MODULE = "http_json"
 @contextlib.contextmanager
 def blackbox(dir_: Path) -> Iterator[Proc]:
     """blackbox_exporter with one http module that checks the same body code the exporter reads."""
-    binary = _binary("prometheus-blackbox-exporter")
+    bb_bin = binary("prometheus-blackbox-exporter")
     (dir_ / "blackbox.yml").write_text(
         f"modules:\n  {BLACKBOX_MODULE}:\n    prober: http\n    timeout: 5s\n    http:\n"
         "      valid_status_codes: [200]\n      method: GET\n      preferred_ip_protocol: ip4\n"
         "      fail_if_body_not_matches_regexp: ['\"code\":20[,}]']\n")
     port = free_port()
-    argv = [binary, f"--config.file={dir_ / 'blackbox.yml'}", f"--web.listen-address=127.0.0.1:{port}",
+    argv = [bb_bin, f"--config.file={dir_ / 'blackbox.yml'}", f"--web.listen-address=127.0.0.1:{port}",
             "--log.level=warn"]
     with _spawn("blackbox_exporter", argv, port, dir_, "/-/healthy") as proc:
         yield proc
@@ -200,16 +200,17 @@ def exporter_argv(config: Path, port: int) -> list[str]:
             "--log-level", "warning"]
 
 
-def exporter_env() -> dict[str, str]:
+def exporter_env(root: Path | None = None) -> dict[str, str]:
+    """The environment that runs the exporter package found under ``root`` (default: this checkout)."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(root or ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
 
 @contextlib.contextmanager
-def exporter(dir_: Path, config: Path, ready: bool = True) -> Iterator[Proc]:
+def exporter(dir_: Path, config: Path, ready: bool = True, root: Path | None = None) -> Iterator[Proc]:
     """The exporter as a user runs it: its own process, its own config file, one loopback port."""
     port = free_port()
     with _spawn("exporter", exporter_argv(config, port), port, dir_, "/metrics" if ready else "",
-                env=exporter_env()) as proc:
+                env=exporter_env(root)) as proc:
         yield proc

@@ -13,7 +13,7 @@ import socket
 import statistics
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
@@ -42,6 +42,8 @@ class ScrapeResult:
     cpu_ms: float  # exporter CPU per plain scrape
     cpu_gzip_ms: float  # exporter CPU per gzip scrape
     baseline_ms: float  # median generate_latest over the same series
+    #: (family, series, bytes) in the plain answer, the exporter's own families included
+    families: list[tuple[str, int, int]] = field(default_factory=list)
 
     @property
     def speedup(self) -> float:
@@ -120,17 +122,40 @@ def series_lines(body: bytes) -> int:
     return body.count(b"\n") - body.count(b"\n#")
 
 
+def family_costs(body: bytes) -> list[tuple[str, int, int]]:
+    """Series and bytes of each family (by its ``# TYPE`` line; a histogram's _bucket/_sum/_count
+    and a summary's quantiles counted under their family), largest first."""
+    costs: dict[str, list[int]] = {}
+    current = ""
+    for line in body.split(b"\n"):
+        if not line:
+            continue
+        if line.startswith(b"# TYPE "):
+            current = line.split()[2].decode()
+        elif not line.startswith(b"#"):
+            entry = costs.setdefault(current, [0, 0])
+            entry[0] += 1
+            entry[1] += len(line) + 1
+    return sorted(((name, n, size) for name, (n, size) in costs.items()), key=lambda c: -c[2])
+
+
 def _one(targets: int, repeat: int) -> ScrapeResult:
     with workdir() as dir_, nginx(dir_) as urls:
         cfg = write_config(dir_ / f"scrape-{targets}.yml", urls, targets, 3600.0, 5.0)
         with exporter(dir_, cfg) as proc:
             text = _wait_all_probed(proc.url, targets)
             _timed(proc.port, None)  # warm the code paths once
-            cpu0 = cpu_seconds(proc.pid)
-            plain = [_timed(proc.port, None) for _ in range(repeat)]
-            cpu1 = cpu_seconds(proc.pid)
-            zipped = [_timed(proc.port, PROM_HEADERS) for _ in range(repeat)]
-            cpu2 = cpu_seconds(proc.pid)
+            # plain and gzip interleaved, so that load coming and going hits both alike
+            plain, zipped = [], []
+            cpu_plain = cpu_gzip = 0.0
+            for _ in range(repeat):
+                cpu0 = cpu_seconds(proc.pid)
+                plain.append(_timed(proc.port, None))
+                cpu1 = cpu_seconds(proc.pid)
+                zipped.append(_timed(proc.port, PROM_HEADERS))
+                cpu2 = cpu_seconds(proc.pid)
+                cpu_plain += cpu1 - cpu0
+                cpu_gzip += cpu2 - cpu1
     if gzip.decompress(zipped[-1][1]).count(b"\n") < series_lines(plain[-1][1]):
         raise RuntimeError("the gzip answer holds less than the plain one")
     # the baseline takes seconds a run at 10,000 targets: fewer runs still give a stable median
@@ -138,7 +163,7 @@ def _one(targets: int, repeat: int) -> ScrapeResult:
     plain_ms = sorted(t for t, _ in plain)
     return ScrapeResult(targets, series, len(plain[-1][1]), len(zipped[-1][1]), statistics.median(plain_ms),
                         plain_ms[int(0.9 * (len(plain_ms) - 1))], statistics.median(t for t, _ in zipped),
-                        (cpu1 - cpu0) * 1000 / repeat, (cpu2 - cpu1) * 1000 / repeat, base)
+                        cpu_plain * 1000 / repeat, cpu_gzip * 1000 / repeat, base, family_costs(plain[-1][1]))
 
 
 def run_scrape(sizes: tuple[int, ...] = (100, 1000, 10000), repeat: int = 25) -> list[ScrapeResult]:

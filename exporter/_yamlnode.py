@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from ._yamlfast import FAST_SAFE_LOADER
 from .model import ConfigError
 
 __all__ = ["CONFIG_FILE_LIMIT", "READ_TIMEOUT", "SECRET_FILE_LIMIT", "ConfigError", "FileReadError", "Node",
@@ -41,8 +42,8 @@ def parse_duration(text: str) -> float | None:
 
 
 #: libyaml's safe loader when PyYAML was built with it: a 10,000-target config then loads in well under
-#: a second instead of several (same safe constructor, so the same documents are accepted)
-_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: a second instead of several (same safe constructor, so the same documents are accepted; _yamlfast)
+_SAFE_LOADER = FAST_SAFE_LOADER
 
 
 # --- careful file reading ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ cost of a scrape is a join, not a walk over objects. prometheus_client renders t
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -77,10 +78,20 @@ def _num(value: float) -> str:
     return repr(value)
 
 
+# the fixed ends of the most repeated lines, written once: rendering runs after every probe
+_OUTCOME_ENDS = tuple((c, (f',class="{c}"}} 0\n', f',class="{c}"}} 1\n')) for c in CLASSES)
+_BUCKET_LE = tuple(f',le="{_num(b)}"}} ' for b in DURATION_BUCKETS)
+
+
 def label_prefix(ts: TargetState) -> str:
     """The target's labels as the opening of a sample's label set (left open for more pairs)."""
     target = ts.target
-    pairs = [("target", target.name), ("vendor", target.vendor), *target.labels]
+    return _label_prefix(target.name, target.vendor, target.labels)
+
+
+@functools.lru_cache(maxsize=1 << 16)  # one entry a target: escaping its labels after every probe was measurable
+def _label_prefix(name: str, vendor: str, labels: tuple[tuple[str, str], ...]) -> str:
+    pairs = [("target", name), ("vendor", vendor), *labels]
     return "{" + ",".join(f'{k}="{_esc(v)}"' for k, v in pairs)
 
 
@@ -99,8 +110,8 @@ def render_target(ts: TargetState) -> Rendered:
         out[_IDX[name]] += f"{name}{labels}{extra}}} {_num(value)}\n"
 
     add("apistatus_up", 1 if outcome.cls in UP else 0)
-    out[_IDX["apistatus_outcome"]] = "".join(
-        f'apistatus_outcome{labels},class="{c}"}} {1 if c == outcome.cls else 0}\n' for c in CLASSES)
+    head = "apistatus_outcome" + labels
+    out[_IDX["apistatus_outcome"]] = "".join([head + ends[c == outcome.cls] for c, ends in _OUTCOME_ENDS])
     out[_IDX["apistatus_responses_total"]] = "".join(
         f'apistatus_responses_total{labels},class="{c}",code="{_esc(code)}"}} {n}\n'
         for (c, code), n in sorted(ts.responses.items()))
@@ -123,8 +134,8 @@ def render_target(ts: TargetState) -> Rendered:
     if ts.clock_skew is not None:
         add("apistatus_clock_skew_seconds", ts.clock_skew)
     hist = "apistatus_request_duration_seconds"
-    buckets = "".join(f'{hist}_bucket{labels},le="{_num(b)}"}} {n}\n'
-                      for b, n in zip(DURATION_BUCKETS, ts.bucket_counts, strict=True))
+    head = f"{hist}_bucket{labels}"
+    buckets = "".join([f"{head}{le}{n}\n" for le, n in zip(_BUCKET_LE, ts.bucket_counts, strict=True)])
     out[_IDX[hist]] = (f'{buckets}{hist}_bucket{labels},le="+Inf"}} {ts.probes}\n'
                        f"{hist}_sum{labels}}} {_num(ts.duration_sum)}\n{hist}_count{labels}}} {ts.probes}\n")
     add("apistatus_last_probe_timestamp_seconds", last.started)

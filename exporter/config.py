@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._yamlfast import gc_paused
 from ._yamlnode import SECRET_FILE_LIMIT, ConfigError, FileReadError, Node, decode_utf8, load_yaml, read_regular_file
 from .catalog import (
     Budget,
@@ -119,6 +120,16 @@ class Config:
         return next((t for t in self.targets if t.name == name), None)
 
 
+def _mentions_env(value: Any) -> bool:
+    """Whether any string of the tree holds ``${``: most configs have none, and then no copy of the
+    tree (nor a key path for each of its values) is made."""
+    if isinstance(value, dict):
+        return any(_mentions_env(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_mentions_env(v) for v in value)
+    return isinstance(value, str) and "${" in value
+
+
 def _expand(value: Any, env: Mapping[str, str], file: str, path: str) -> Any:
     """Replace ``${VAR}`` in every string of the tree; a missing variable names its key path."""
     if isinstance(value, dict):
@@ -212,7 +223,8 @@ def _catalogs(root: dict[str, Node], base: Path) -> dict[str, Catalog]:
 
 def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
-    root_node = Node(_expand(root_node.value, env, root_node.file, ""), root_node.file, "")
+    if _mentions_env(root_node.value):
+        root_node = Node(_expand(root_node.value, env, root_node.file, ""), root_node.file, "")
     root = root_node.mapping({"global", "targets", "vendors", "catalog_files"}, required=("targets",))
     global_keys = {"interval", "timeout", "max_concurrency", "probe_share", "max_body_bytes", "history",
                    "confirm_failures", "keepalive", "http_client", "max_backoff"}
@@ -272,5 +284,6 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
     p = Path(path)
-    return parse_config(load_yaml(p), p.parent, env)
+    with gc_paused():  # nothing is garbage while a config is built: collecting only costs time
+        return parse_config(load_yaml(p), p.parent, env)
 

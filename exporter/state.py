@@ -4,6 +4,12 @@ The state owns the counters, the latest outcome, the last known quota figures an
 It knows no metric names: a ``render`` hook (the collector's) is called after each update so that a
 scrape only joins text that was prepared when the probe finished.
 
+The history is kept in columns: each probe is one fixed-size row of packed numbers (start time,
+duration, attempts) and the index of its answer in a small per-target table of the distinct answers
+(class, code, message, HTTP status, Retry-After, request line, excerpt), which the probes of a healthy
+target share. A full history therefore costs a few dozen bytes a probe instead of several objects and
+strings each.
+
 It also owns reload reconciliation (``kept``): which targets of a new config carry their state over.
 """
 
@@ -11,14 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections import deque
+import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from .config import Target
-from .model import FAILURE, UP, Outcome, ProbeResult, QuotaReading
+from .model import CLASSES, FAILURE, UP, Outcome, ProbeResult, QuotaReading
 
-__all__ = ["DURATION_BUCKETS", "MAX_FOREIGN_CODES", "Rendered", "State", "TargetState", "kept"]
+__all__ = ["DURATION_BUCKETS", "MAX_FOREIGN_CODES", "HistoryEntry", "Rendered", "State", "TargetState", "kept"]
 
 #: one target's samples as exposition text, one encoded fragment per metric family (the collector's)
 Rendered = tuple[bytes, ...]
@@ -29,6 +35,10 @@ DURATION_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 #: codes outside the vendor's catalog (unknown codes, http_NNN fallbacks, transport codes) that get
 #: a label of their own per target; the rest are counted under ``other``, so series stay bounded.
 MAX_FOREIGN_CODES = 16
+#: how many classes the status page's strip shows
+RECENT_CLASSES = 20
+_CLASS_INDEX = {cls: i for i, cls in enumerate(CLASSES)}
+_UNKNOWN = _CLASS_INDEX["unknown"]
 
 
 def kept(old: Target | None, new: Target) -> bool:
@@ -36,6 +46,117 @@ def kept(old: Target | None, new: Target) -> bool:
     new config: when its name (looked up by the caller) and vendor are unchanged. A target whose
     vendor changed starts afresh, since its codes mean other things."""
     return old is not None and old.vendor == new.vendor
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One probe as the status page and the API show it, rebuilt from the history's columns."""
+
+    started: float  # wall clock
+    duration: float
+    cls: str
+    code: str
+    message: str
+    http_status: int
+    retry_after: float | None
+    attempts: int
+    request_line: str  # redacted by the prober
+    excerpt: str  # redacted by the prober
+
+
+#: what probes of one target share: (class, code, message, HTTP status, Retry-After, request line, excerpt)
+_Answer = tuple[str, str, str, int, float | None, str, str]
+#: one history row: start time, duration, index into the answers (two rings of at most ``history`` rows
+#: refer to them: 16 bits hold config's bound), attempts (capped)
+_ROW = struct.Struct("<ddHB")
+_Row = tuple[float, float, int, int]
+
+
+class _Answers:
+    """The distinct answers a target's history refers to, each kept once and dropped with its last row."""
+
+    __slots__ = ("_free", "_index", "_items", "_last", "_refs")
+
+    def __init__(self) -> None:
+        self._index: dict[_Answer, int] = {}
+        self._items: list[_Answer | None] = []
+        self._refs: list[int] = []
+        self._free: list[int] | None = None  # slots to reuse, made when one is first released
+        self._last: _Answer | None = None
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def add(self, answer: _Answer) -> int:
+        slot = self._index.get(answer)
+        if slot is None:
+            answer = self._share(answer)
+            if self._free:
+                slot = self._free.pop()
+                self._items[slot], self._refs[slot] = answer, 0
+            else:
+                slot = len(self._items)
+                self._items.append(answer)
+                self._refs.append(0)
+            self._index[answer] = slot
+            self._last = answer
+        self._refs[slot] += 1
+        return slot
+
+    def _share(self, answer: _Answer) -> _Answer:
+        """A new answer that differs from the last new one in a part or two (a Retry-After counting
+        down, an excerpt with a request id) holds the last one's copies of the rest."""
+        last = self._last
+        if last is None:
+            return answer
+        return tuple(old if old == new else new for old, new in zip(last, answer, strict=True))  # type: ignore[return-value]
+
+    def get(self, slot: int) -> _Answer:
+        answer = self._items[slot]
+        assert answer is not None
+        return answer
+
+    def release(self, slot: int) -> None:
+        self._refs[slot] -= 1
+        if self._refs[slot] == 0:
+            answer = self._items[slot]
+            assert answer is not None
+            del self._index[answer]
+            self._items[slot] = None
+            if self._free is None:
+                self._free = []
+            self._free.append(slot)
+
+
+class _Ring:
+    """At most ``cap`` rows, oldest first, in one preallocated buffer."""
+
+    __slots__ = ("_buf", "_head", "cap", "size")
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._buf = bytearray()
+        self._head = 0  # position of the oldest row once the ring is full
+        self.size = 0
+
+    def push(self, row: _Row) -> _Row | None:
+        """Append a row; returns the row it pushed out, if the ring was full."""
+        if not self._buf:
+            self._buf = bytearray(self.cap * _ROW.size)
+        if self.size < self.cap:
+            _ROW.pack_into(self._buf, self.size * _ROW.size, *row)
+            self.size += 1
+            return None
+        offset = self._head * _ROW.size
+        old: _Row = _ROW.unpack_from(self._buf, offset)
+        _ROW.pack_into(self._buf, offset, *row)
+        self._head = (self._head + 1) % self.cap
+        return old
+
+    def rows(self) -> list[_Row]:
+        """Oldest first."""
+        start = self._head if self.size == self.cap else 0
+        return [_ROW.unpack_from(self._buf, ((start + i) % self.cap) * _ROW.size) for i in range(self.size)]
 
 
 @dataclass(slots=True)
@@ -56,10 +177,16 @@ class TargetState:
     tls_cert_expiry: float | None = None
     next_probe_at: float = 0.0
     backoff: float = 0.0
-    recent: deque[ProbeResult] = field(default_factory=lambda: deque(maxlen=50))
-    failures: deque[ProbeResult] = field(default_factory=lambda: deque(maxlen=50))
-    classes: deque[str] = field(default_factory=lambda: deque(maxlen=20))
+    #: probes kept for the pages: the last ``history_size`` ones, and the last ``history_size`` failures
+    history_size: int = 50
+    #: the classes of the last ``RECENT_CLASSES`` probes, oldest first, one byte each (see ``classes``)
+    _classes: bytearray = field(default_factory=bytearray, repr=False)
     rendered: Rendered | None = None  # the collector's prepared text for this target, None before any
+    _answers: _Answers = field(default_factory=_Answers, repr=False)
+    _recent: _Ring | None = field(default=None, repr=False)
+    #: failures pushed out of the recent ring, newest last; see ``history`` for how many are shown
+    _older_failures: _Ring | None = field(default=None, repr=False)
+    _recent_failures: int = field(default=0, repr=False)  # rows of the recent ring whose class is a failure
 
     def bounded_code(self, code: str) -> str:
         if code in self.target.catalog.codes or code in self.foreign_codes:
@@ -70,8 +197,6 @@ class TargetState:
         return "other"
 
     def record(self, result: ProbeResult) -> None:
-        if self.last is not None:
-            result = _intern(result, self.last)
         out = result.outcome
         code = self.bounded_code(out.code)
         if self.last is None or self.last.outcome.cls != out.cls:
@@ -95,29 +220,79 @@ class TargetState:
             self.tls_cert_expiry = result.tls_cert_expiry
         elif not self.target.base_url.startswith("https:"):
             self.tls_cert_expiry = None  # a reload moved the target to plain HTTP
-        self.recent.append(result)
-        if out.cls in FAILURE:  # a person on call wants to read these back later: a longer-lived ring
-            self.failures.append(result)
-        self.classes.append(out.cls)
+        self._remember(result)
+        self._classes.append(_CLASS_INDEX.get(out.cls, _UNKNOWN))
+        if len(self._classes) > RECENT_CLASSES:
+            del self._classes[0]
 
-    def history(self) -> list[ProbeResult]:
+    @property
+    def classes(self) -> list[str]:
+        """The classes of the last ``RECENT_CLASSES`` probes, oldest first (the status page's strip)."""
+        return [CLASSES[i] for i in self._classes]
+
+    def _remember(self, result: ProbeResult) -> None:
+        out = result.outcome
+        slot = self._answers.add((out.cls, out.code, out.message, out.http_status, out.retry_after,
+                                  result.request_line, result.excerpt))
+        self._push((result.started, result.duration, slot, min(result.attempts, 255)))
+
+    def _push(self, row: _Row) -> None:
+        if self._recent is None:
+            self._recent = _Ring(self.history_size)
+        if self._failed(row):
+            self._recent_failures += 1
+        gone = self._recent.push(row)
+        if gone is None:
+            return
+        if not self._failed(gone):
+            self._answers.release(gone[2])
+            return
+        self._recent_failures -= 1
+        if self._older_failures is None:
+            self._older_failures = _Ring(self.history_size)
+        if (dropped := self._older_failures.push(gone)) is not None:
+            self._answers.release(dropped[2])
+
+    def _failed(self, row: _Row) -> bool:
+        return self._answers.get(row[2])[0] in FAILURE
+
+    def _rows(self) -> tuple[list[_Row], list[_Row]]:
+        """The recent rows and the older failures still shown, both oldest first. Shown are the last
+        ``history_size`` probes and the last ``history_size`` failures: of the failures pushed out of the
+        recent ring, as many as those in it leave room for."""
+        recent = self._recent.rows() if self._recent is not None else []
+        older = self._older_failures.rows() if self._older_failures is not None else []
+        room = max(0, self.history_size - self._recent_failures)
+        return recent, (older[max(0, len(older) - room):] if room else [])
+
+    def history(self) -> list[HistoryEntry]:
         """Recent probes, newest first; failures older than the recent ring are kept too."""
-        seen = {id(result) for result in self.recent}
-        merged = list(self.recent) + [result for result in self.failures if id(result) not in seen]
-        return sorted(merged, key=lambda result: result.started, reverse=True)
+        recent, older = self._rows()
+        entries = [self._entry(row) for row in recent + older]
+        return sorted(entries, key=lambda entry: entry.started, reverse=True)
 
+    def _entry(self, row: _Row) -> HistoryEntry:
+        started, duration, slot, attempts = row
+        cls, code, message, status, retry, line, excerpt = self._answers.get(slot)
+        return HistoryEntry(started, duration, cls, code, message, status, retry, attempts, line, excerpt)
 
-def _intern(new: ProbeResult, prev: ProbeResult) -> ProbeResult:
-    """``new`` holding ``prev``'s copies of the parts that did not change (the redacted request line,
-    the body excerpt, the quota readings): the history then costs a few hundred bytes a probe, not
-    ~800, which at 10,000 targets and 50 entries each is some 200 MB less."""
-    line = prev.request_line if new.request_line == prev.request_line else new.request_line
-    excerpt = prev.excerpt if new.excerpt == prev.excerpt else new.excerpt
-    quotas = prev.outcome.quotas if new.outcome.quotas == prev.outcome.quotas else new.outcome.quotas
-    if line is new.request_line and excerpt is new.excerpt and quotas is new.outcome.quotas:
-        return new
-    outcome = new.outcome if quotas is new.outcome.quotas else replace(new.outcome, quotas=quotas)
-    return replace(new, request_line=line, excerpt=excerpt, outcome=outcome)
+    def resize(self, size: int) -> None:
+        """A new history size, keeping the newest probes and failures."""
+        if size == self.history_size:
+            return
+        recent, older = self._rows()
+        keep = recent[-size:]
+        pushed_out = older + [row for row in recent[:-size] if self._failed(row)]
+        answers = self._answers
+        self.history_size, self._answers = size, _Answers()
+        self._recent = self._older_failures = None
+        self._recent_failures = 0
+        for row in pushed_out[-size:]:
+            if self._older_failures is None:
+                self._older_failures = _Ring(size)
+            self._older_failures.push((row[0], row[1], self._answers.add(answers.get(row[2])), row[3]))
+        for row in keep:
+            self._push((row[0], row[1], self._answers.add(answers.get(row[2])), row[3]))
 
 
 class State:
@@ -149,11 +324,9 @@ class State:
             ts = self._targets.get(target.name)
             if ts is not None and kept(ts.target, target):
                 ts.target = target
-                if ts.recent.maxlen != self._history:
-                    ts.recent = deque(ts.recent, maxlen=self._history)
-                    ts.failures = deque(ts.failures, maxlen=self._history)
+                ts.resize(self._history)
             else:
-                ts = TargetState(target, recent=deque(maxlen=self._history), failures=deque(maxlen=self._history))
+                ts = TargetState(target, history_size=self._history)
             self._refresh(ts)
             fresh[target.name] = ts
         self._targets = fresh

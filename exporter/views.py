@@ -24,9 +24,9 @@ from urllib.parse import quote
 
 from . import __version__
 from .httpclient import HttpClient, client_secrets
-from .model import CLASSES, UP, ProbeResult
+from .model import CLASSES, UP
 from .redact import redact
-from .state import TargetState
+from .state import HistoryEntry, TargetState
 
 __all__ = ["STYLE_SHA256", "Refresh", "RefreshError", "api_target", "api_targets", "default_refresh", "escape",
            "history_view", "parse_refresh", "render_status", "render_target_page", "status_page", "target_page",
@@ -141,22 +141,21 @@ def history_view(ts: TargetState) -> list[dict[str, Any]]:
     """Recent probes, newest first. Request line and excerpt were redacted by the prober; the
     target's credentials are taken out once more here, so a new leak path cannot reach a page."""
     secrets = [*ts.target.credentials.values(), *client_secrets(ts.target.http_client)]
-    return [_entry_view(result, secrets) for result in ts.history()]
+    return [_entry_view(entry, secrets) for entry in ts.history()]
 
 
-def _entry_view(result: ProbeResult, secrets: list[str]) -> dict[str, Any]:
-    outcome = result.outcome
+def _entry_view(entry: HistoryEntry, secrets: list[str]) -> dict[str, Any]:
     return {
-        "time": _num(result.started),
-        "class": outcome.cls,
-        "code": outcome.code,
-        "message": redact(outcome.message, secrets),
-        "http_status": outcome.http_status or None,
-        "latency_seconds": _num(result.duration, 4),
-        "attempts": result.attempts,
-        "retry_after_seconds": _num(outcome.retry_after),
-        "request_line": redact(result.request_line, secrets),
-        "excerpt": redact(result.excerpt, secrets),
+        "time": _num(entry.started),
+        "class": entry.cls,
+        "code": entry.code,
+        "message": redact(entry.message, secrets),
+        "http_status": entry.http_status or None,
+        "latency_seconds": _num(entry.duration, 4),
+        "attempts": entry.attempts,
+        "retry_after_seconds": _num(entry.retry_after),
+        "request_line": redact(entry.request_line, secrets),
+        "excerpt": redact(entry.excerpt, secrets),
     }
 
 

@@ -32,7 +32,8 @@ def test_quick_bench_run_produces_every_figure(tmp_path: Path) -> None:
     data = json.loads(js.read_text())
 
     subjects = {r["subject"]: r for r in data["cpu"]}
-    assert set(subjects) == {"exporter (defaults)", "exporter (keepalive: false)", "blackbox_exporter"}
+    assert set(subjects) == {"exporter (defaults)", "exporter (keepalive: false)", "blackbox_exporter",
+                             "wrk (keep-alive)", "wrk (new connection each)"}
     for r in subjects.values():
         # every probe of the window answered, by the exporter and by blackbox alike, and cost some CPU
         assert r["probes"] > 0 and r["ok_share"] == 1.0, r
@@ -49,11 +50,17 @@ def test_quick_bench_run_produces_every_figure(tmp_path: Path) -> None:
     assert 0 < scrape["bytes_gzip"] < scrape["bytes_plain"]
     assert scrape["plain_ms"] > 0 and scrape["baseline_ms"] > 0
 
-    (startup,) = data["startup"]
+    floor, startup = data["startup"]
     assert startup["targets"] == 5 and len(startup["runs"]) == 1 and startup["runs"][0] > 0
+    assert floor["targets"] == 0 and len(floor["runs"]) == 1 and floor["runs"][0] > 0
+
+    memory = data["memory"]
+    assert [d["case"] for d in memory["deep"]] == ["same answer", "5% failures", "every body differs"]
+    # the RSS samples cover the ring filling up: the probes done grow to at least a full ring
+    assert memory["samples"] and memory["samples"][-1][2] >= memory["targets"] * memory["history"]
 
     text = out.read_text()
-    for heading in ("## CPU per probe", "## Scale", "## Scrape cost", "## Start-up", "## Soak"):
+    for heading in ("## CPU per probe", "## Scale", "## Scrape cost", "## Start-up", "## Memory", "## Soak"):
         assert heading in text
     assert "python3 -m bench all --quick" in text
     # no process the bench started is left behind: each one's command line names its work directory
