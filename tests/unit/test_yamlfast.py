@@ -59,7 +59,9 @@ def _files() -> list[Path]:
                                "examples/**/*.yml", "deploy/**/*.yaml", "*.yml")
              for p in ROOT.glob(pattern)]
     assert len(found) > 10, "the repository's YAML files were not found"
-    return sorted(found)
+    # the alias bomb expands to billions of values: the careful loader refuses it before either YAML
+    # loader expands it (tests/integration/test_config_files.py), so comparing the expansions is moot
+    return sorted(p for p in found if p.name != "alias_bomb.yml")
 
 
 def _same(a: Any, b: Any) -> bool:
