@@ -155,7 +155,7 @@ def _run(stack: Stack, target: dict[str, Any], expr: str) -> list[dict[str, Any]
 
 
 def test_every_panel_query_returns_data(prom_stack: Stack) -> None:  # noqa: F811
-    """Overview with all vendors and targets; the drill-down with each of the five targets in turn: every
+    """Overview with all vendors and targets; the drill-down with each of the ten targets in turn: every
     query parses for each, and returns data (for the drill-down: for at least one target, since a
     quota panel has nothing for a vendor without quotas)."""
     boards = dashboards()

@@ -1,9 +1,11 @@
-"""End to end with the real thing: Debian's Prometheus scrapes the exporter, which probes the five
-vendor simulators; Debian's Alertmanager receives the alerts and sends them to a webhook in this test.
+"""End to end with the real thing: Debian's Prometheus scrapes the exporter, which probes the ten
+vendor simulators (twilio's over HTTPS); Debian's Alertmanager receives the alerts and sends them to
+a webhook in this test.
 
 Everything listens on 127.0.0.1. The simulators and the exporter run as subprocesses, the way a user
 runs them (``apistatus-exporter simulate`` and ``apistatus-exporter --config``), and are switched
-into conditions through the simulators' control API. Prometheus and Alertmanager get the example
+into conditions through the simulators' control API (twilio's simulator runs in this process, over
+HTTPS with a trustme certificate, so the certificate series have data). Prometheus and Alertmanager get the example
 configs of config/ with loopback addresses, 1 s intervals and, for the alerts, ``for: 0s`` (the
 ``for`` durations themselves are covered by the promtool unit tests in test_rules.py).
 
