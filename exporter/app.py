@@ -115,11 +115,15 @@ class Exporter:
     def status(self) -> ExporterStatus:
         """The exporter's own figures as of now, for a scrape."""
         lag = None
+        in_flight = 0
+        delays: tuple[tuple[str, int], ...] = ()
         if self.scheduler is not None:
             stats = self.scheduler.lag
             lag = StartLag(tuple(stats.recent), stats.total, stats.count)
+            in_flight = self.scheduler.in_flight()
+            delays = tuple(sorted(self.scheduler.budget_delays.items()))
         return ExporterStatus(self.reload_successful, self.reload_success_timestamp, len(self.config.targets), lag,
-                              self.shard)
+                              self.shard, in_flight, delays)
 
     @property
     def ready(self) -> bool:

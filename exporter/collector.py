@@ -171,6 +171,10 @@ class ExporterStatus:
     start_lag: StartLag | None = None  # None until the scheduler runs
     #: which of the fleet's replicas this is (0/1 when not sharded)
     shard: Shard = ALL
+    #: probes started and not finished (or waiting for a concurrency slot)
+    in_flight: int = 0
+    #: (vendor, probes held back because the credential's request budget was spent), by vendor
+    budget_delays: tuple[tuple[str, int], ...] = ()
 
 
 _process_registry = CollectorRegistry(auto_describe=False)
@@ -193,7 +197,7 @@ def _own(info: ExporterStatus) -> str:
         "# HELP apistatus_shard_info The shard of the fleet this replica runs (--shard); always 1.\n"
         "# TYPE apistatus_shard_info gauge\n"
         f'apistatus_shard_info{{index="{info.shard.index}",count="{info.shard.count}"}} 1\n'
-    ) + _start_lag(info)
+    ) + _start_lag(info) + _load(info)
 
 
 #: quantiles of the start lag over the scheduler's window of recent probes
@@ -214,6 +218,17 @@ def _start_lag(info: ExporterStatus) -> str:
                    for q in LAG_QUANTILES)
     out.append(f"{name}_sum {_num(total)}\n{name}_count {count}\n")
     return "".join(out)
+
+
+def _load(info: ExporterStatus) -> str:
+    """Probes in flight and budget delays: with the start lag, why targets are probed late."""
+    delays = "apistatus_budget_delays_total"
+    return (
+        "# HELP apistatus_probes_in_flight Probes started and not yet finished, waiting for a slot included.\n"
+        f"# TYPE apistatus_probes_in_flight gauge\napistatus_probes_in_flight {info.in_flight}\n"
+        f"# HELP {delays} Probes held back because their credential's request budget was spent.\n"
+        f"# TYPE {delays} counter\n"
+    ) + "".join(f'{delays}{{vendor="{_esc(v)}"}} {n}\n' for v, n in info.budget_delays)
 
 
 #: targets per piece of a streamed answer: about 100 KB to 1 MB, so that no scrape holds a second

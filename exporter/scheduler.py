@@ -16,7 +16,7 @@ import heapq
 import itertools
 import logging
 import random
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -104,6 +104,8 @@ class Scheduler:
         self.lag = LagStats()
         #: probes finished so far (benchmarks and tests wait on it)
         self.completed = 0
+        #: per vendor, probes held back because their credential's budget was spent (a metric)
+        self.budget_delays: Counter[str] = Counter()
 
     # --- config ------------------------------------------------------------------------------------
     def apply(self, targets: Iterable[Target], max_concurrency: int | None = None) -> None:
@@ -129,6 +131,8 @@ class Scheduler:
                 slot = _Slot(target, next(self._gen))
                 self._push(now + self.rng.uniform(0, min(target.interval, spread)), slot)
             fresh[target.name] = slot
+            if target.budget:  # a vendor with a budget is shown at 0 before its first delay
+                self.budget_delays.setdefault(target.vendor, 0)
         self._slots = fresh
         if max_concurrency is not None and max_concurrency != self._max_concurrency:
             # probes in flight finish under the old limit; new ones take the new one
@@ -176,6 +180,7 @@ class Scheduler:
         if budget is None:
             return True
         if (wait := budget.wait(now)) > 0:
+            self.budget_delays[slot.target.vendor] += 1
             self._push(now + wait, slot)
             return False
         budget.spend(now)
@@ -245,6 +250,7 @@ class Scheduler:
         budget = self.budgets.limiter(slot.target)
         if budget is not None:
             if budget.wait(now) > 0:
+                self.budget_delays[slot.target.vendor] += 1
                 return False
             budget.spend(now)
         # the scheduler's task, not the caller's: a client that goes away cannot cancel a probe that

@@ -166,6 +166,18 @@ local util = import 'lib/util.libsonnet';
                '%s: the exporter does not know that target (a name missing from its config or removed by a ' +
                'reload), or the probe takes longer than the scrape timeout.') % c['for'].ApistatusProbeScrapeFailed),
 
+        // The scheduler held probes back because their credential's request budget was spent, in
+        // every budgetDelayWindow for the `for`: the targets sharing that credential ask for more than
+        // their probe_share allows (--check-config warns of it), so they are probed less often than
+        // configured. A delay now and then (a login booked beside the probe) does not last.
+        alert('ApistatusBudgetDelayingProbes', 'warning',
+              'increase(apistatus_budget_delays_total{%s}[%s]) > 0' % [c.exporterSelector, c.thresholds.budgetDelayWindow],
+              'apistatus-exporter {{ $labels.instance }} holds back probes of {{ $labels.vendor }} for their request budget',
+              ('Probes of {{ $labels.vendor }} targets on {{ $labels.instance }} keep waiting for room in their ' +
+               "credential's request budget ({{ $value | humanize }} times in the last %s): " +
+               'their intervals ask for more requests than probe_share allows, so they are probed less often ' +
+               'than configured.') % c.thresholds.budgetDelayWindow),
+
         alert('ApistatusCertificateExpiringSoon', 'warning',
               'apistatus_tls_cert_expiry_timestamp_seconds{%s} - time() < %d' % [sel, c.thresholds.certExpirySeconds],
               'The TLS certificate of {{ $labels.vendor }} for {{ $labels.target }} expires soon',

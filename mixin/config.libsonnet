@@ -9,6 +9,10 @@
     exporterSelector: 'job="apistatus"',
     // blackbox-style jobs that scrape /probe?target=NAME (instance is the target name there).
     probeSelector: 'job="apistatus-probe"',
+    // The exporter's address as a browser reaches it (e.g. 'https://apistatus.example'), for the
+    // dashboards' links to /targets/NAME. Empty: the instance label of the series, which is the
+    // exporter's address for the plain job only (on a /probe job it is the target name).
+    exporterURL: '',
 
     // Labels that tell apart independent deployments (clusters, regions). Alertmanager groups and
     // inhibits within them; dashboards aggregate by them.
@@ -32,6 +36,8 @@
       startLagSeconds: 10,  // mean start lag of probes that says the exporter cannot keep up
       startLagWindow: '5m',
       certExpirySeconds: 14 * 86400,  // ApistatusCertificateExpiringSoon: 14 days
+      // ApistatusBudgetDelayingProbes: probes held back by their budget in every such window
+      budgetDelayWindow: '15m',
       quotaTrendWindow: '6h',
       quotaTrendHorizon: '24h',
     },
@@ -53,6 +59,7 @@
       ApistatusExporterOverloaded: '10m',
       ApistatusProbeScrapeFailed: '5m',
       ApistatusCertificateExpiringSoon: '1h',
+      ApistatusBudgetDelayingProbes: '30m',
       ApistatusErrorBudgetBurnFast: '2m',
       ApistatusErrorBudgetBurnSlow: '15m',
     },
@@ -85,8 +92,10 @@
       refresh: '30s',
       timezone: 'browser',
       time: 'now-6h',
-      // where a target's page lives: the exporter's address is the instance label of the plain job
-      targetPageURL: 'http://${__data.fields.instance}/targets/${__value.raw}',
+      // where a target's page lives (the overview table's link): exporterURL when set, else the
+      // instance label, which is the exporter's address on the plain job
+      targetPageURL: (if $._config.exporterURL != '' then $._config.exporterURL else 'http://${__data.fields.instance}')
+                     + '/targets/${__value.raw}',
     },
   },
 }

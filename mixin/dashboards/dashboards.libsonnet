@@ -17,6 +17,10 @@ local g = import '../lib/grafana.libsonnet';
     ['unknown', 'text'],
   ],
   local keep = if c.showMultiCluster then c.clusterLabel + ', job' else 'job',
+  local probeJobs = c.probeSelector + clusterMatcher + ',job=~"$job"',
+  // seconds left before a certificate expires: red within a week, orange within the alert's threshold
+  local certSteps = [{ color: 'red', value: null }, { color: 'orange', value: 7 * 86400 },
+                     { color: 'green', value: c.thresholds.certExpirySeconds }],
 
   local variables(targetMulti) =
     (if c.showMultiCluster then [g.variable('cluster', 'Cluster', 'label_values(apistatus_up{%s}, %s)' % [c.selector, c.clusterLabel])] else [])
@@ -87,9 +91,11 @@ local g = import '../lib/grafana.libsonnet';
                    [g.target('max by (%s, target) (target:apistatus_slo_burn_rate:avg%s{%s})' % [keep, c.slo.fast[0].long, overviewSel], '{{target}} ({{job}})')]) {
         links: [runbook('ApistatusErrorBudgetBurnFast'), runbook('ApistatusErrorBudgetBurnSlow')],
       },
-      g.panel('table', 'Current state', 'The class of each target\'s last answer and the failed probes in a row. Click a target for its drill-down or its page on the exporter (plain job: the instance is the exporter\'s address).', [
+      g.panel('table', 'Current state', 'The class of each target\'s last answer, the failed probes in a row and the time left before the vendor\'s TLS certificate expires (empty for plain HTTP). Click a target for its drill-down or its page on the exporter (plain job: the instance is the exporter\'s address).', [
         g.target('max by (%s, instance, target, vendor, class) (apistatus_outcome{%s} == 1)' % [keep, overviewSel], instant=true, format='table'),
         g.target('max by (%s, instance, target, vendor) (apistatus_consecutive_failures{%s})' % [keep, overviewSel], instant=true, format='table'),
+        // empty for a plain-HTTP target
+        g.target('max by (%s, instance, target, vendor) (apistatus_tls_cert_expiry_timestamp_seconds{%s}) - time()' % [keep, overviewSel], instant=true, format='table'),
       ], w=24, h=8) {
         fieldConfig+: { overrides: [{
           matcher: { id: 'byName', options: 'target' },
@@ -97,11 +103,16 @@ local g = import '../lib/grafana.libsonnet';
             { title: 'Drill down', url: '/d/apistatus-target/apistatus-exporter-target?${datasource:queryparam}&var-job=${__data.fields.job}&var-instance=${__data.fields.instance}&var-vendor=${__data.fields.vendor}&var-target=${__value.raw}&${__url_time_range}' },
             { title: 'Target page on the exporter', url: d.targetPageURL, targetBlank: true },
           ] }],
+        }, {
+          matcher: { id: 'byName', options: 'certificate expires in' },
+          properties: [{ id: 'unit', value: 's' }, { id: 'thresholds', value: { mode: 'absolute', steps: certSteps } },
+                       { id: 'custom.cellOptions', value: { type: 'color-text' } },
+                       { id: 'links', value: [{ title: 'Runbook: ApistatusCertificateExpiringSoon', url: c.runbookURLPattern % 'apistatuscertificateexpiringsoon', targetBlank: true }] }],
         }] },
         options: { showHeader: true, cellHeight: 'sm', footer: { show: false, reducer: ['sum'], countRows: false, fields: '' } },
         transformations: [
           { id: 'merge', options: {} },
-          { id: 'organize', options: { excludeByName: { Time: true, 'Value #A': true }, renameByName: { 'Value #B': 'failures in a row' } } },
+          { id: 'organize', options: { excludeByName: { Time: true, 'Value #A': true }, renameByName: { 'Value #B': 'failures in a row', 'Value #C': 'certificate expires in' } } },
         ],
       },
       g.row('Exporter health'),
@@ -119,12 +130,21 @@ local g = import '../lib/grafana.libsonnet';
       g.timeseries('Probes started', 'Probes each replica starts per second.', [
         g.target('rate(apistatus_probe_start_lag_seconds_count{%s}[$__rate_interval])' % exporters, '{{instance}}'),
       ], 'ops'),
+      g.timeseries('Probes in flight', 'Probes each replica has started and not finished, those waiting for a place under max_concurrency included: at max_concurrency for long, slow vendors hold every place.', [
+        g.target('apistatus_probes_in_flight{%s}' % exporters, '{{instance}}'),
+      ]) { links: [runbook('ApistatusExporterOverloaded')] },
+      g.timeseries('Probes held back by request budgets', 'Per vendor, how often a probe had to wait because its credential\'s request budget (its probe_share) was spent: targets sharing a credential ask for more than it allows (--check-config warns).', [
+        g.target('rate(apistatus_budget_delays_total{%s}[$__rate_interval])' % exporters, '{{vendor}} on {{instance}}'),
+      ], 'ops') { links: [runbook('ApistatusBudgetDelayingProbes')] },
       g.timeseries('/probe scrapes', 'Whether each /probe scrape succeeds (0: unknown target or timeout).', [
-        g.target('up{%s}' % (c.probeSelector + clusterMatcher + ',job=~"$job"'), '{{instance}} ({{job}})'),
+        g.target('up{%s}' % probeJobs, '{{instance}} ({{job}})'),
       ]) { links: [runbook('ApistatusProbeScrapeFailed')] },
+      g.timeseries('/probe answered from cache', 'Share of the /probe scrapes of each target answered from its latest result (the schedule, a backoff or the budget allowed no probe then) rather than by a probe made for the scrape.', [
+        g.target('avg_over_time(apistatus_probe_cached{%s}[$__rate_interval])' % probeJobs, '{{instance}} ({{job}})'),
+      ], 'percentunit'),
       g.timeseries('Scrape duration', 'How long Prometheus takes to scrape each replica.', [
         g.target('scrape_duration_seconds{%s}' % exporters, '{{instance}}'),
-      ], 's'),
+      ], 's', w=24),
     ],
     [g.link('Target drill-down', '/d/apistatus-target/apistatus-exporter-target', false) { icon: 'dashboard', includeVars: true, keepTime: true }],
   ),
@@ -139,7 +159,7 @@ local g = import '../lib/grafana.libsonnet';
       g.stat('Target', 'The target on each job and replica; click for its page on the exporter (plain job).',
              [g.target('max by (%s, instance, target) (apistatus_up{%s})' % [keep, targetSel], '{{target}} on {{instance}} ({{job}})', instant=true)],
              upMap, redGreen, w=24, h=4) {
-        fieldConfig+: { defaults+: { links: [{ title: 'Target page on the exporter', url: 'http://${__field.labels.instance}/targets/${__field.labels.target}', targetBlank: true }] } },
+        fieldConfig+: { defaults+: { links: [{ title: 'Target page on the exporter', url: (if c.exporterURL != '' then c.exporterURL else 'http://${__field.labels.instance}') + '/targets/${__field.labels.target}', targetBlank: true }] } },
         links: [runbook('ApistatusTargetDown')],
       },
       g.timeseries('Codes over time', 'Answers by class and vendor code.',
@@ -162,13 +182,16 @@ local g = import '../lib/grafana.libsonnet';
       g.timeseries('HTTP status', 'HTTP status of the last answer (0: no answer).',
                    [g.target('max by (%s) (apistatus_http_status_code{%s})' % [keep, targetSel], '{{job}}')]),
       g.stat('Failures in a row', 'Probes in a row whose class is not up.',
-             [g.target('max by (%s) (apistatus_consecutive_failures{%s})' % [keep, targetSel], '{{job}}', instant=true)], w=8),
+             [g.target('max by (%s) (apistatus_consecutive_failures{%s})' % [keep, targetSel], '{{job}}', instant=true)], w=6),
       g.stat('Last probe', 'Time since the last probe started.',
-             [g.target('time() - max by (%s) (apistatus_last_probe_timestamp_seconds{%s})' % [keep, targetSel], '{{job}}', instant=true)], unit='s', w=8),
+             [g.target('time() - max by (%s) (apistatus_last_probe_timestamp_seconds{%s})' % [keep, targetSel], '{{job}}', instant=true)], unit='s', w=6),
       g.stat('Next probe in', 'Time until the next planned probe (negative: overdue).',
-             [g.target('max by (%s) (apistatus_next_probe_timestamp_seconds{%s} > 0) - time()' % [keep, targetSel], '{{job}}', instant=true)], unit='s', w=8) {
+             [g.target('max by (%s) (apistatus_next_probe_timestamp_seconds{%s} > 0) - time()' % [keep, targetSel], '{{job}}', instant=true)], unit='s', w=6) {
         links: [runbook('ApistatusProbesStale')],
       },
+      g.stat('TLS certificate expires in', 'Time left before the earliest notAfter of the certificates the vendor presented on the last TLS handshake (no value for plain HTTP).',
+             [g.target('max by (%s) (apistatus_tls_cert_expiry_timestamp_seconds{%s}) - time()' % [keep, targetSel], '{{job}}', instant=true)],
+             steps=certSteps, unit='s', w=6) { links: [runbook('ApistatusCertificateExpiringSoon')] },
     ],
     [g.link('Overview', '/d/apistatus-overview/apistatus-exporter-overview', false) { icon: 'dashboard', includeVars: true, keepTime: true }],
   ),

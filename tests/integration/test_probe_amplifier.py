@@ -79,6 +79,10 @@ async def test_80_calls_in_14_seconds_stay_within_a_budget_of_3_a_minute(sims: t
         for cached, text in answers:
             assert sample(text, "apistatus_probe_cached") == float(cached)
             assert sample(text, "apistatus_up", target="flipsnack") == 1
+        # a probe sets the next one at least ~0.95 s ahead (7 calls at most); every other cached
+        # answer was the budget's doing, and is counted on /metrics
+        delays = sample(await run.metrics(), "apistatus_budget_delays_total", vendor="flipsnack")
+        assert delays is not None and delays >= 80 - sent * 8
 
 
 async def test_5_calls_during_a_retry_after_of_3600_send_nothing(sims: tuple[SimulatorSet, FakeClock]) -> None:

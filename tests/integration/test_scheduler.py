@@ -251,3 +251,34 @@ async def test_a_failure_while_recording_a_result_never_stops_the_targets_schedu
     assert len(sim.vendor.log) >= 4  # confirmed, then probed again on schedule
     assert ts.probes == len(sim.vendor.log) and ts.rendered  # later results are recorded and rendered
     task.cancel()
+
+
+async def test_probes_held_back_by_the_budget_are_counted_per_vendor(sim: Sim) -> None:
+    """apistatus_budget_delays_total: every time the shared budget makes a probe wait; 0 (but present)
+    for a vendor whose probes fit their budget; rendered with the probes in flight."""
+    from exporter.collector import ExporterStatus, render_exposition
+
+    from ..conftest import sample
+
+    task = await run(sim, flip_targets(sim.url, n=1, interval="60s"))
+    await sim.step(600, every=1)
+    assert sim.scheduler is not None
+    assert sim.scheduler.budget_delays == {"flipsnack": 0}  # 1 a minute fits 5% of 60/min
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+    sim.vendor.log.clear()
+    task = await run(sim, flip_targets(sim.url, n=3, interval="10s", same_key=True))
+    await sim.step(600, every=1)
+    sched = sim.scheduler
+    assert sched is not None
+    made = len(sim.vendor.log)
+    # 180 probes wanted, about 30 let through: each let-through one had waited for room at least once
+    # (but the first few)
+    assert made < 40 and sched.budget_delays["flipsnack"] >= made - 3
+    status = ExporterStatus(in_flight=sched.in_flight(), budget_delays=tuple(sched.budget_delays.items()))
+    text = render_exposition([], status, process=False).decode()
+    assert sample(text, "apistatus_budget_delays_total", vendor="flipsnack") == sched.budget_delays["flipsnack"]
+    assert sample(text, "apistatus_probes_in_flight") == 0
+    assert "# TYPE apistatus_budget_delays_total counter" in text
+    task.cancel()

@@ -69,7 +69,8 @@ def known_series() -> set[str]:
     names |= {"apistatus_build_info", "apistatus_config_last_reload_successful",
               "apistatus_config_last_reload_success_timestamp_seconds", "apistatus_targets",
               "apistatus_probe_start_lag_seconds", "apistatus_probe_start_lag_seconds_sum",
-              "apistatus_probe_start_lag_seconds_count"}
+              "apistatus_probe_start_lag_seconds_count", "apistatus_probes_in_flight", "apistatus_budget_delays_total",
+              "apistatus_probe_cached"}
     rules = yaml.safe_load((PROM_DIR / "recording_rules.yml").read_text())
     names |= {r["record"] for g in rules["groups"] for r in g["rules"]}
     return names
@@ -122,11 +123,14 @@ def test_dashboards_cover_what_the_issue_asks_for() -> None:
                    "histogram_quantile(0.95", "sum by (job, class) (rate(apistatus_responses_total"):
         assert needle in overview, needle
     for needle in ("up{", "apistatus_config_last_reload_successful", "apistatus_probe_start_lag_seconds_sum",
-                   "apistatus_targets", "scrape_duration_seconds"):
+                   "apistatus_targets", "scrape_duration_seconds", "apistatus_probes_in_flight",
+                   "apistatus_budget_delays_total", "apistatus_probe_cached"):
         assert needle in overview, f"exporter-health row lacks {needle}"
     for needle in ("by (job, class, code)", "apistatus_request_duration_seconds_bucket",
-                   "apistatus_retry_after_seconds", "apistatus_quota_remaining", "apistatus_clock_skew_seconds"):
+                   "apistatus_retry_after_seconds", "apistatus_quota_remaining", "apistatus_clock_skew_seconds",
+                   "apistatus_tls_cert_expiry_timestamp_seconds"):
         assert needle in target, needle
+    assert "apistatus_tls_cert_expiry_timestamp_seconds" in overview  # a column of the state table
     # every series a query names exists: a typo would otherwise show as an empty panel
     known = known_series()
     for uid, board in boards.items():
@@ -151,7 +155,7 @@ def _run(stack: Stack, target: dict[str, Any], expr: str) -> list[dict[str, Any]
 
 
 def test_every_panel_query_returns_data(prom_stack: Stack) -> None:  # noqa: F811
-    """Overview with all vendors and targets; the drill-down with each of the five targets in turn: every
+    """Overview with all vendors and targets; the drill-down with each of the ten targets in turn: every
     query parses for each, and returns data (for the drill-down: for at least one target, since a
     quota panel has nothing for a vendor without quotas)."""
     boards = dashboards()
@@ -272,7 +276,8 @@ def test_panels_tied_to_an_alert_link_its_runbook_and_targets_link_their_page() 
     assert linked >= {"ApistatusTargetDown", "ApistatusVendorMaintenance", "ApistatusAuthFailing",
                       "ApistatusQuotaLow", "ApistatusQuotaExceeded", "ApistatusRateLimited", "ApistatusClockSkew",
                       "ApistatusErrorBudgetBurnFast", "ApistatusProbesStale", "ApistatusConfigReloadFailed",
-                      "ApistatusExporterAbsent", "ApistatusExporterOverloaded", "ApistatusProbeScrapeFailed"}
+                      "ApistatusExporterAbsent", "ApistatusExporterOverloaded", "ApistatusProbeScrapeFailed",
+                      "ApistatusCertificateExpiringSoon", "ApistatusBudgetDelayingProbes"}
     text = json.dumps(dashboards())
     assert "/targets/${__value.raw}" in text and "/targets/${__field.labels.target}" in text
 

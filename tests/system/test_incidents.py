@@ -1,6 +1,8 @@
 """Incidents, end to end: one notification group per incident at the right severity.
 
-Real parts on loopback: two sets of the vendor simulators, three exporters in one job (shards), a
+Real parts on loopback: two sets of the vendor simulators (and one more simulator served over HTTPS
+with a certificate that expires in a few days, from a CA the exporter trusts through ``ca_file``),
+three exporters in one job (shards), a
 Debian Prometheus running the mixin's rules (rendered with a test _config whose `for` durations and
 windows are seconds, not minutes), a Debian Alertmanager with the shipped routes and inhibit rules,
 and a webhook receiver in this test that records every notification. The incidents run at the same
@@ -10,6 +12,7 @@ time, each on its own vendor or exporter, and the webhook's notifications are co
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import select
@@ -38,6 +41,8 @@ import render  # noqa: E402
 
 sys.path.pop(0)
 
+from .tls_simulator import TLSSimulator  # noqa: E402
+
 #: the test's _config: seconds instead of minutes, the burn-rate pair over one minute (so its history
 #: guard, 55 s, is passed within the test), the slow pair out of reach
 TEST_CONFIG = """{_config+:: {
@@ -46,10 +51,10 @@ TEST_CONFIG = """{_config+:: {
            ApistatusQuotaExhaustionPredicted: '1h', ApistatusQuotaExceeded: '4s', ApistatusProbesStale: '6s',
            ApistatusConfigReloadFailed: '4s', ApistatusExporterAbsent: '4s', ApistatusExporterOverloaded: '4s',
            ApistatusProbeScrapeFailed: '4s', ApistatusCertificateExpiringSoon: '4s',
-           ApistatusErrorBudgetBurnFast: '6s', ApistatusErrorBudgetBurnSlow: '6s'},
+           ApistatusErrorBudgetBurnFast: '6s', ApistatusErrorBudgetBurnSlow: '6s', ApistatusBudgetDelayingProbes: '4s'},
   maintenanceKeepFiringFor: '30s',
   staleMinSeconds: 5,
-  thresholds+: {rateLimitedWindow: '10s', startLagSeconds: 1, startLagWindow: '10s'},
+  thresholds+: {rateLimitedWindow: '10s', startLagSeconds: 1, startLagWindow: '10s', budgetDelayWindow: '10s'},
   slo+: {fast: [{long: '60s', short: '10s', factor: 14.4}], slow: [{long: '1h', short: '10m', factor: 3}]},
 }}"""
 VENDORS = ("bannersnack", "bizwebs", "rubiq", "flipsnack", "movingimage")
@@ -69,6 +74,14 @@ INCIDENTS: dict[str, tuple[str, str, dict[str, Any], tuple[str, str, str]]] = {
     "informational quota used up": ("b", "flipsnack", {"uploads_left": 0},
                                     ("ApistatusQuotaLow", "flipsnack", "ticket")),
 }
+#: incidents there from the start, set up by the config: (alertname, vendor, receiver)
+STANDING_INCIDENTS = {
+    # openai's simulator over HTTPS with a certificate that expires in 5 days
+    "certificate expiring": ("ApistatusCertificateExpiringSoon", "openai", "ticket"),
+    # a stripe target whose probe_share allows one request per 2 s, probed every second
+    "budget too small for the interval": ("ApistatusBudgetDelayingProbes", "stripe", "ticket"),
+}
+CERT_DAYS = 5
 #: incidents of the exporters themselves (no vendor label)
 EXPORTER_INCIDENTS = {
     "/probe of an unknown target": ("ApistatusProbeScrapeFailed", "ticket"),
@@ -158,6 +171,7 @@ class Stack:
         self.exporters: dict[str, str] = {}
         self.webhook = Webhook()
         self.prometheus = self.alertmanager = ""
+        self.tls: TLSSimulator | None = None
 
     def spawn(self, name: str, args: list[str], stdout: int | None = None) -> subprocess.Popen[bytes]:
         log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
@@ -188,6 +202,8 @@ class Stack:
         for name in reversed(list(self.procs)):
             self.stop(name)
         self.webhook.close()
+        if self.tls is not None:
+            self.tls.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def control(self, sims: str, vendor: str, **settings: Any) -> None:
@@ -229,11 +245,19 @@ def start(stack: Stack) -> None:
         assert ready, stack.log(f"sims-{sims}")
         stack.sims[sims] = json.loads(proc.stdout.readline())
     a, b = stack.sims["a"], stack.sims["b"]
+    stack.tls = TLSSimulator("openai", stack.tmp, valid_for=dt.timedelta(days=CERT_DAYS))
+
+    def spaced(t: dict[str, Any]) -> dict[str, Any]:
+        # Flipsnack allows 60 requests a minute: a probe every second would be held back now and then
+        # (a budget incident of its own), so its targets are probed every 2 s
+        return {**t, "interval": "2s"} if t["vendor"] == "flipsnack" else t
+
     configs = {
         # every incident's target, and a healthy one that the /probe job asks for
         "e1": {"global": {"interval": "1s", "timeout": "1s"},
-               "targets": [target("a", v, a[v]) for v in VENDORS]
-               + [target("b", v, b[v]) for v in ("bizwebs", "rubiq", "flipsnack", "movingimage")]},
+               "targets": [spaced(target("a", v, a[v])) for v in VENDORS]
+               + [spaced(target("b", v, b[v])) for v in ("bizwebs", "rubiq", "flipsnack", "movingimage")]
+               + [stack.tls.target("tls-openai"), target("b", "stripe", b["stripe"], probe_share=0.04)]},
         # a shard that will go down
         "e2": {"global": {"interval": "2s", "timeout": "2s"},
                "targets": [target("b", "bannersnack", b["bannersnack"], "e2-bannersnack")]},
@@ -305,7 +329,7 @@ def _incident_of(group: list[tuple[str, dict[str, Any]]]) -> tuple[str, str, str
 def test_each_incident_sends_exactly_one_notification_at_its_severity(stack: Stack) -> None:
     started = time.monotonic()
     wait_for("every target of e1 scraped up", lambda: len(stack.query(
-        'apistatus_up{job="apistatus"} == 1')) >= len(VENDORS) + 4 + 4 or None)
+        'apistatus_up{job="apistatus"} == 1')) >= len(VENDORS) + 4 + 2 + 4 or None)
 
     # all incidents at once, each on its own vendor (or exporter)
     for sims, vendor, settings, _ in INCIDENTS.values():
@@ -316,7 +340,7 @@ def test_each_incident_sends_exactly_one_notification_at_its_severity(stack: Sta
     status, body = http(f"http://{stack.exporters['e1']}/-/reload", b"")
     assert status >= 400 and b"e1.yml" in body, body
 
-    expected = {inc for *_, inc in INCIDENTS.values()}
+    expected = {inc for *_, inc in INCIDENTS.values()} | set(STANDING_INCIDENTS.values())
     expected |= {(alert, "", receiver) for alert, receiver in EXPORTER_INCIDENTS.values()
                  if alert != "ApistatusExporterAbsent"}
     wait_for("a notification for every incident", lambda: expected <= {
@@ -351,7 +375,10 @@ def test_each_incident_sends_exactly_one_notification_at_its_severity(stack: Sta
         got[inc] = len(group)
     assert set(got) == expected, f"unexpected: {sorted(set(got) - expected)}; missing: {sorted(expected - set(got))}"
     counts = {inc: n for inc, n in got.items() if n != 1}
-    assert counts == {}, f"incidents with more than one notification: {counts}"
+    sent = {inc: [[(a["labels"].get("instance", a["labels"].get("target")), a["status"], a["startsAt"])
+                   for a in n["alerts"]] for _, n in group]
+            for group in groups.values() for inc in [_incident_of(group)] if inc in counts}
+    assert counts == {}, f"incidents with more than one notification: {counts}: {sent}"
     # the severity each receiver stands for
     for group in groups.values():
         receiver, n = group[0]
@@ -362,4 +389,9 @@ def test_each_incident_sends_exactly_one_notification_at_its_severity(stack: Sta
     assert stack.query('apistatus_quota_remaining{target="b-flipsnack",quota="uploads"} == 0')
     assert stack.query('apistatus_quota_informational{target="b-flipsnack",quota="uploads"} == 1')
     assert stack.query('apistatus_quota_informational{target="a-movingimage"} == 1') == []
+    # the certificate's own notAfter (read with an independent parser), a few days ahead
+    assert stack.tls is not None
+    [cert] = stack.query('apistatus_tls_cert_expiry_timestamp_seconds{job="apistatus",target="tls-openai"}')
+    assert float(cert["value"][1]) == stack.tls.not_after()
+    assert stack.query('apistatus_tls_cert_expiry_timestamp_seconds{job="apistatus",target!="tls-openai"}') == []
     print(f"\n{len(got)} incidents, one notification each, in {time.monotonic() - started:.0f}s")

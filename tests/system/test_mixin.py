@@ -149,3 +149,36 @@ def test_a_bad_duration_in_the_config_is_one_clear_error() -> None:
     # compound durations work, and the guard follows them
     alerts = _alerts(render.render("{_config+:: {slo+: {fast: [{long: '1h30m', short: '5m', factor: 10}]}}}"))
     assert "[450s] offset 4950s)" in alerts["ApistatusErrorBudgetBurnFast"]["expr"]
+
+
+def _links(board: dict[str, Any]) -> list[str]:
+    """Every link URL of the dashboard's panels, fields and overrides."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("url"), str):
+                found.append(node["url"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(board["panels"])
+    return found
+
+
+def test_exporter_url_makes_the_target_page_links_right_for_probe_jobs() -> None:
+    """By default a target's page is reached through the instance label (the exporter's address on the
+    plain job only); with exporterURL every such link goes there, whatever job the row comes from."""
+    def pages(files: dict[str, str]) -> list[str]:
+        return sorted(u for name in ("dashboards/apistatus-overview.json", "dashboards/apistatus-target.json")
+                      for u in _links(json.loads(files[name])) if "/targets/" in u)
+
+    default = pages(render.render())
+    assert default == ["http://${__data.fields.instance}/targets/${__value.raw}",
+                       "http://${__field.labels.instance}/targets/${__field.labels.target}"]
+    configured = pages(render.render("{_config+:: {exporterURL: 'https://apistatus.example:9798'}}"))
+    assert configured == ["https://apistatus.example:9798/targets/${__field.labels.target}",
+                          "https://apistatus.example:9798/targets/${__value.raw}"]

@@ -1,9 +1,11 @@
-"""End to end with the real thing: Debian's Prometheus scrapes the exporter, which probes the five
-vendor simulators; Debian's Alertmanager receives the alerts and sends them to a webhook in this test.
+"""End to end with the real thing: Debian's Prometheus scrapes the exporter, which probes the ten
+vendor simulators (twilio's over HTTPS); Debian's Alertmanager receives the alerts and sends them to
+a webhook in this test.
 
 Everything listens on 127.0.0.1. The simulators and the exporter run as subprocesses, the way a user
 runs them (``apistatus-exporter simulate`` and ``apistatus-exporter --config``), and are switched
-into conditions through the simulators' control API. Prometheus and Alertmanager get the example
+into conditions through the simulators' control API (twilio's simulator runs in this process, over
+HTTPS with a trustme certificate, so the certificate series have data). Prometheus and Alertmanager get the example
 configs of config/ with loopback addresses, 1 s intervals and, for the alerts, ``for: 0s`` (the
 ``for`` durations themselves are covered by the promtool unit tests in test_rules.py).
 
@@ -36,6 +38,7 @@ import pytest
 import yaml
 
 from ..conftest import ROOT, free_port
+from .tls_simulator import TLSSimulator
 
 PROM_DIR = ROOT / "config" / "prometheus"
 AM_CONFIG = ROOT / "config" / "alertmanager" / "alertmanager.yml"
@@ -48,6 +51,9 @@ SCENARIO: dict[str, tuple[dict[str, Any], str]] = {
     "movingimage": ({"quota_exceeded": True}, "ApistatusQuotaExceeded"),
     "rubiq": ({"server_error": True}, "ApistatusTargetDown"),
 }
+#: served over HTTPS by the test itself (a trustme CA the exporter trusts through ca_file), so that
+#: the certificate-expiry series and panels have data
+TLS_VENDOR = "twilio"
 #: every wait below is bounded; a stack that does not get there in this time fails the test
 WAIT = 40.0
 #: seconds a process of the stack may live at most: the whole test suite takes less than this
@@ -130,6 +136,7 @@ class Stack:
     prometheus: str = ""
     alertmanager: str = ""
     webhook: Webhook | None = None
+    tls: TLSSimulator | None = None
 
     def spawn(self, name: str, args: list[str], **kw: Any) -> subprocess.Popen[bytes]:
         log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
@@ -145,6 +152,9 @@ class Stack:
         return path.read_text(errors="replace")[-2000:] if path.exists() else ""
 
     def control(self, vendor: str, **settings: Any) -> None:
+        if vendor == TLS_VENDOR and self.tls is not None:
+            self.tls.control(**settings)
+            return
         status, body = http(self.sims[vendor]["control_url"], json.dumps(settings).encode())
         assert status == 200, f"{vendor} control {settings}: {body.decode(errors='replace')}"
 
@@ -196,6 +206,8 @@ class Stack:
                 proc.stdout.close()
         if self.webhook is not None:
             self.webhook.close()
+        if self.tls is not None:
+            self.tls.close()
 
 
 def alert_rules() -> dict[str, dict[str, Any]]:
@@ -215,7 +227,11 @@ def _start_simulators(stack: Stack) -> None:
 
 def _start_exporter(stack: Stack) -> None:
     targets = []
+    stack.tls = TLSSimulator(TLS_VENDOR, stack.tmp)
     for vendor, sim in stack.sims.items():
+        if vendor == TLS_VENDOR:  # this one over HTTPS (the subprocess's own stays unused)
+            targets.append(stack.tls.target(vendor))
+            continue
         target = {"name": vendor, "vendor": vendor, "base_url": sim["base_url"],
                   "credentials": sim["credentials"], "probe_share": 1}
         if "check" in sim:

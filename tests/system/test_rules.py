@@ -28,7 +28,7 @@ RUNBOOK = ROOT / "docs" / "runbook.md"
 RUNBOOK_URL = "https://github.com/apistatus-exporter/apistatus-exporter/blob/main/docs/runbook.md#"
 #: alerts about the exporter itself: they have no target or vendor label to name
 EXPORTER_WIDE = {"ApistatusConfigReloadFailed", "ApistatusExporterAbsent", "ApistatusExporterOverloaded",
-                 "ApistatusProbeScrapeFailed"}
+                 "ApistatusProbeScrapeFailed", "ApistatusBudgetDelayingProbes"}
 #: the alerts the issue asks for, by what they are about
 REQUIRED = {
     "ApistatusTargetDown", "ApistatusVendorMaintenance", "ApistatusAuthFailing", "ApistatusClockSkew",
@@ -38,6 +38,8 @@ REQUIRED = {
     # issue 17: client_error as a ticket, the exporter's own load and /probe; issue 13: certificates
     "ApistatusCheckRejected", "ApistatusExporterOverloaded", "ApistatusProbeScrapeFailed",
     "ApistatusCertificateExpiringSoon",
+    # issue 17: probes held back by request budgets (the exporter-health row's budget panel)
+    "ApistatusBudgetDelayingProbes",
 }
 #: the target that is only in maintenance in every unit test
 MAINTENANCE_ONLY = "shop"
