@@ -18,12 +18,12 @@ from typing import Any
 import aiohttp
 
 from .clock import Clock, SystemClock
-from .collector import ExporterStatus, StartLag, render_target
+from .collector import render_target
 from .config import Config, ConfigError, load_config
 from .egress import CertConnector, Egress
+from .model import ALL, ExporterStatus, Shard, StartLag
 from .probe import Prober
 from .scheduler import Scheduler
-from .shard import ALL, Shard
 from .state import State, TargetState
 
 __all__ = ["Exporter"]

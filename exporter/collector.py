@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
 
 from . import __version__
-from .model import CLASSES, UP
-from .shard import ALL, Shard
+from .model import CLASSES, UP, ExporterStatus
 from .state import DURATION_BUCKETS, Rendered, TargetState
 
-__all__ = ["CONTENT_TYPE", "FAMILIES", "ExporterStatus", "StartLag", "exposition_chunks", "render_exposition",
+__all__ = ["CONTENT_TYPE", "FAMILIES", "exposition_chunks", "render_exposition",
            "render_probe", "render_target"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -150,31 +149,6 @@ def render_target(ts: TargetState) -> Rendered:
 
 # The exporter's own status: plain records of plain values (no I/O module behind them), built by the
 # composition root at each scrape, so the collector reads a snapshot and reaches into nothing.
-
-
-@dataclass(frozen=True, slots=True)
-class StartLag:
-    """Planned-to-actual start of probes, seconds."""
-
-    recent: tuple[float, ...]  # of the latest probes, in the scheduler's window
-    total: float  # sum over every probe started so far
-    count: int  # probes started so far
-
-
-@dataclass(frozen=True, slots=True)
-class ExporterStatus:
-    """The exporter's own figures, as of one scrape."""
-
-    reload_successful: bool = True
-    reload_success_timestamp: float = 0.0
-    targets: int = 0
-    start_lag: StartLag | None = None  # None until the scheduler runs
-    #: which of the fleet's replicas this is (0/1 when not sharded)
-    shard: Shard = ALL
-    #: probes started and not finished (or waiting for a concurrency slot)
-    in_flight: int = 0
-    #: (vendor, probes held back because the credential's request budget was spent), by vendor
-    budget_delays: tuple[tuple[str, int], ...] = ()
 
 
 _process_registry = CollectorRegistry(auto_describe=False)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "ALL",
     "BACKOFF",
     "CLASSES",
     "FAILURE",
@@ -19,18 +20,21 @@ __all__ = [
     "Answer",
     "ConfigError",
     "ExporterError",
+    "ExporterStatus",
     "Failure",
     "HttpRequest",
     "Outcome",
     "OutcomeClass",
     "ProbeResult",
     "QuotaReading",
+    "Shard",
     "SignError",
+    "StartLag",
 ]
 
 
 class OutcomeClass(enum.StrEnum):
-    """Every answer and every failed attempt gets exactly one of these (docs/vendors.md, "Classes").
+    """Every answer and every failed attempt gets exactly one of these (docs/metrics.md, "Classes").
 
     A ``StrEnum``: members compare equal to their value, so catalogs, label values and older code that
     compares with plain strings keep working."""
@@ -166,3 +170,44 @@ class SignError(ExporterError):
         self.code = code
         self.message = message
         self.http_status = http_status
+
+
+# --- the exporter's own status -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    index: int
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+#: every replica, as one process would see it: the config as loaded
+ALL = Shard(0, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class StartLag:
+    """Planned-to-actual start of probes, seconds."""
+
+    recent: tuple[float, ...]  # of the latest probes, in the scheduler's window
+    total: float  # sum over every probe started so far
+    count: int  # probes started so far
+
+
+@dataclass(frozen=True, slots=True)
+class ExporterStatus:
+    """The exporter's own figures, as of one scrape."""
+
+    reload_successful: bool = True
+    reload_success_timestamp: float = 0.0
+    targets: int = 0
+    start_lag: StartLag | None = None  # None until the scheduler runs
+    #: which of the fleet's replicas this is (0/1 when not sharded)
+    shard: Shard = ALL
+    #: probes started and not finished (or waiting for a concurrency slot)
+    in_flight: int = 0
+    #: (vendor, probes held back because the credential's request budget was spent), by vendor
+    budget_delays: tuple[tuple[str, int], ...] = ()

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from .config import Config, Target
+from .model import ALL, Shard
 
 __all__ = ["ALL", "CANDIDATES", "ENV_VAR", "AllShards", "Shard", "ShardError", "ShardLoad", "compare", "describe",
            "distribution", "hashmod", "parse_shard", "resolve", "select", "shard_key", "shard_of", "skew_warnings"]
@@ -34,19 +35,6 @@ SKEW_FACTOR = 1.5
 
 class ShardError(ValueError):
     """A shard spec that cannot be used; the message is one line naming where it came from."""
-
-
-@dataclass(frozen=True, slots=True)
-class Shard:
-    index: int
-    count: int
-
-    def __str__(self) -> str:
-        return f"{self.index}/{self.count}"
-
-
-#: every replica, as one process would see it: the config as loaded
-ALL = Shard(0, 1)
 
 
 @dataclass(frozen=True, slots=True)

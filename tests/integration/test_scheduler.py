@@ -256,7 +256,8 @@ async def test_a_failure_while_recording_a_result_never_stops_the_targets_schedu
 async def test_probes_held_back_by_the_budget_are_counted_per_vendor(sim: Sim) -> None:
     """apistatus_budget_delays_total: every time the shared budget makes a probe wait; 0 (but present)
     for a vendor whose probes fit their budget; rendered with the probes in flight."""
-    from exporter.collector import ExporterStatus, render_exposition
+    from exporter.collector import render_exposition
+    from exporter.model import ExporterStatus
 
     from ..conftest import sample
 

@@ -12,8 +12,9 @@ import pytest
 import yaml
 
 from exporter.__main__ import main
-from exporter.collector import ExporterStatus, render_exposition
+from exporter.collector import render_exposition
 from exporter.config import Config
+from exporter.model import ExporterStatus
 from exporter.shard import (
     ALL,
     ENV_VAR,
