@@ -128,6 +128,11 @@ def build_parser(demo: bool = False) -> argparse.ArgumentParser:
     return p
 
 
+def listen_addresses(args: argparse.Namespace) -> list[tuple[str, int]]:
+    """The flag's addresses, once each; by default all interfaces, the demo loopback only."""
+    return list(dict.fromkeys(args.listen or [("127.0.0.1" if args.demo else "0.0.0.0", DEFAULT_PORT)]))
+
+
 def route_prefix(args: argparse.Namespace) -> str:
     if args.route_prefix is not None:
         return str(args.route_prefix)
@@ -240,9 +245,9 @@ async def serve(args: argparse.Namespace, shard: Shard = ALL) -> int:
     runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=limits.idle_timeout,
                            shutdown_timeout=0.5)
     await runner.setup()
-    listen = args.listen or [("127.0.0.1" if args.demo else "0.0.0.0", DEFAULT_PORT)]
+    listen = listen_addresses(args)
     guard = ConnectionGuard(limits, lambda: exp.config.global_.max_concurrency)
-    for host, port in dict.fromkeys(listen):
+    for host, port in listen:
         try:
             site = GuardedSite(runner, host, port, guard=guard, ssl_context=ssl_context)
             await site.start()
@@ -254,7 +259,7 @@ async def serve(args: argparse.Namespace, shard: Shard = ALL) -> int:
                 await close()
             return 1
     scheme = "https" if ssl_context else "http"
-    for host, port in dict.fromkeys(listen):
+    for host, port in listen:
         shown = "localhost" if host in ("0.0.0.0", "::", "") else host
         base = args.external_url or f"{scheme}://{shown}:{port}{prefix}"
         log.info("apistatus-exporter %s: %d targets; metrics at %s/metrics, status page at %s/ "

@@ -65,7 +65,7 @@ def config_problems(path: Path, env: Mapping[str, str] | None = None) -> tuple[C
         name = raw.get("name") if isinstance(raw, dict) else None
         if isinstance(name, str):
             if name in seen:
-                problems.append(f"{prefix}targets[{i}].name: duplicate target name (also targets[{seen[name]}])")
+                problems.append(str(ConfigError(root.file, f"targets[{i}].name", "duplicate target name", name)))
             else:
                 seen[name] = i
     return None, list(dict.fromkeys(problems)) or [first]

@@ -56,8 +56,8 @@ def _level(record: logging.LogRecord) -> str:
 
 
 def _fields(record: logging.LogRecord) -> list[tuple[str, object]]:
-    out: list[tuple[str, object]] = [("ts", _ts(record)), ("level", _level(record)), ("logger", record.name),
-                                     ("msg", record.getMessage())]
+    out: list[tuple[str, object]] = [("ts", _ts(record)), ("level", _level(record)), ("msg", record.getMessage()),
+                                     ("logger", record.name)]
     out += [(k, getattr(record, k)) for k in FIELDS if getattr(record, k, None) is not None]
     if record.exc_info and record.exc_info[1] is not None:  # the kind only: a traceback is many lines
         out.append(("err", record.exc_info[1].__class__.__name__))
