@@ -158,9 +158,8 @@ async def test_new_flags_and_old_aliases_serve_alike(tmp_path: Path, sims: Simul
                 assert r.status == 200 and "apistatus_targets 10" in await r.text()
     assert not any("level=info" in line for line in lines), lines  # warn hides info
     old = ("--config", str(config), "--listen", "127.0.0.1:PORT", "--log-level", "warning", "--log-format", "text")
-    async with serving(*old) as (url, session, lines):
-        async with session.get(url + "/metrics") as r:
-            assert r.status == 200
+    async with serving(*old) as (url, session, lines), session.get(url + "/metrics") as r:
+        assert r.status == 200
     assert all(TS.match(line) for line in lines if line), lines  # text is logfmt now
 
 
@@ -314,9 +313,8 @@ async def test_probe_prints_what_the_exporter_makes_of_one_answer(tmp_path: Path
 async def test_build_info_carries_version_revision_and_python_version(tmp_path: Path, sims: SimulatorSet) -> None:
     config = write_config(tmp_path, sims)
     async with serving("--config.file", str(config), "--web.listen-address", "127.0.0.1:PORT",
-                       env={"APISTATUS_REVISION": "0123abc"}) as (url, session, _):
-        async with session.get(url + "/metrics") as r:
-            text = await r.text()
+                       env={"APISTATUS_REVISION": "0123abc"}) as (url, session, _), session.get(url + "/metrics") as r:
+        text = await r.text()
     from exporter import __version__
 
     assert sample(text, "apistatus_build_info", version=__version__, revision="0123abc",
