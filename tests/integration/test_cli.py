@@ -384,3 +384,37 @@ async def test_the_external_urls_path_is_the_default_route_prefix(tmp_path: Path
         await check_prefixed(s, url, "/apistatus")
     assert any("metrics at https://monitoring.example/apistatus/metrics" in line for line in lines), lines
 
+
+
+# --- the container's health check follows the flags -----------------------------------------------------
+
+def test_the_health_check_url_follows_the_listen_address_prefix_and_tls(tmp_path: Path) -> None:
+    from exporter.healthcheck import health_url
+
+    assert health_url(["--config.file", "c.yml"]) == (f"http://127.0.0.1:{DEFAULT_PORT}/-/healthy", False)
+    assert health_url(["--config", "c.yml", "--listen", ":9100", "--web.route-prefix", "/a/"]) == (
+        "http://127.0.0.1:9100/a/-/healthy", False)
+    assert health_url(["--web.external-url", "https://x.example/p/", "--web.listen-address", "[::1]:9101"]) == (
+        "http://[::1]:9101/p/-/healthy", False)
+    assert health_url(["demo"])[0] == f"http://127.0.0.1:{DEFAULT_PORT}/-/healthy"
+    certs = tmp_path / "web.yml"
+    certs.write_text("tls_server_config: {cert_file: c.pem, key_file: k.pem}\n")
+    assert health_url(["--web.config.file", str(certs), "--listen", ":9102"]) == (
+        "https://127.0.0.1:9102/-/healthy", True)
+
+
+async def test_the_health_check_passes_against_a_running_exporter_and_fails_without_one(
+        tmp_path: Path, sims: SimulatorSet) -> None:
+    config = write_config(tmp_path, sims)
+    async def check(*flags: str) -> int:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "exporter.healthcheck", "--", *flags,
+                                                    cwd=ROOT, stderr=asyncio.subprocess.DEVNULL)
+        return await asyncio.wait_for(proc.wait(), 30)
+
+    async with serving("--config.file", str(config), "--web.listen-address", "127.0.0.1:PORT",
+                       "--web.route-prefix", "/x", ready="/x/-/ready") as (url, _, _):
+        port = url.rsplit(":", 1)[1]
+        assert await check("--config.file", str(config), "--web.listen-address", f"127.0.0.1:{port}",
+                           "--web.route-prefix", "/x") == 0
+        assert await check("--web.listen-address", f"127.0.0.1:{port}") == 1  # wrong prefix: 404
+    assert await check("--web.listen-address", f"127.0.0.1:{free_port()}") == 1
