@@ -22,15 +22,20 @@ __all__ = ["config_example", "config_main", "config_problems", "probe_main", "pr
 
 #: an error at or below one target of the config's list: ``FILE: targets[12].credentials...``
 _TARGET_PATH = re.compile(r"targets\[(\d+)\]")
+#: a file that is wrong throughout is not worth more lines than this
+MAX_PROBLEMS = 100
+#: targets parsed at a time after a problem (duplicate names across windows are found separately)
+WINDOW = 256
 
 
 # --- --config.check: every problem ------------------------------------------------------------------
 
 def config_problems(path: Path, env: Mapping[str, str] | None = None) -> tuple[Config | None, list[str]]:
-    """The config, or None and one line per problem found. The loader stops at its first error, so on
-    one the file is checked again part by part: everything outside ``targets`` once, then each target
-    on its own (with the same ``global``, ``vendors`` and ``catalog_files``), then the names across
-    targets. An error in ``vendors`` or ``catalog_files`` stops there: the targets would only repeat it."""
+    """The config, or None and one line per problem found (at most one per target; at most
+    MAX_PROBLEMS). The loader stops at its first error, so on one the file is checked again part by
+    part: everything outside ``targets`` once, then the targets after each bad one (with the same
+    ``global``, ``vendors`` and ``catalog_files``), then the names across targets. An error in
+    ``vendors`` or ``catalog_files`` stops there: the targets would only repeat it."""
     try:
         return load_config(path, env), []
     except ConfigError as exc:
@@ -52,14 +57,25 @@ def config_problems(path: Path, env: Mapping[str, str] | None = None) -> tuple[C
             return None, problems
         shared.pop("global", None)  # the targets are checked against the defaults
     prefix = f"{root.file}: "
-    for i, raw in enumerate(targets):
+    # The targets in windows from ``start`` on: the loader stops at the first bad one, which is noted
+    # and skipped. So each target is parsed about once, and the catalogs once per problem or window.
+    start = 0
+    while start < len(targets) and len(problems) < MAX_PROBLEMS:
         try:
-            parse_config(Node({**shared, "targets": [raw]}, root.file, ""), path.parent, env)
+            parse_config(Node({**shared, "targets": targets[start:start + WINDOW]}, root.file, ""), path.parent, env)
+            start += WINDOW
         except ConfigError as exc:
             line = str(exc)
-            if line.startswith(prefix + "targets[0]"):
-                line = prefix + _TARGET_PATH.sub(f"targets[{i}]", line[len(prefix):], count=1)
-            problems.append(line)
+            m = _TARGET_PATH.match(line[len(prefix):]) if line.startswith(prefix) else None
+            if m is None:
+                problems.append(line)
+                break
+            at = start + int(m.group(1))
+            problems.append(prefix + f"targets[{at}]" + line[len(prefix) + m.end():])
+            start = at + 1
+    if len(problems) >= MAX_PROBLEMS:
+        problems.append(f"{prefix}stopped after {MAX_PROBLEMS} problems")
+        return None, problems
     seen: dict[str, int] = {}
     for i, raw in enumerate(targets):
         name = raw.get("name") if isinstance(raw, dict) else None

@@ -263,6 +263,22 @@ def test_config_check_lists_every_problem_one_line_each(tmp_path: Path) -> None:
     assert all(e.startswith("error: ") and str(path) in e for e in errors)
 
 
+def test_config_check_finds_problems_far_apart_and_stops_at_a_hundred(tmp_path: Path) -> None:
+    good = {"vendor": "slack", "base_url": "https://slack.example/api", "credentials": {"token": "t"}}
+    targets = [{"name": f"t{i}", **good} for i in range(600)]
+    targets[450]["name"] = "t3"  # a duplicate far from the first
+    targets[590]["vendor"] = "nosuch"
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump({"global": {"interval": "never"}, "targets": targets}))
+    errors = run("--config.file", str(path), "--config.check").stderr.strip().splitlines()
+    assert len(errors) == 3, errors
+    assert "global.interval" in errors[0] and "targets[590].vendor" in errors[1] and "targets[450].name" in errors[2]
+    path.write_text(yaml.safe_dump({"targets": [{"name": f"t{i}", "vendor": "nosuch", "base_url": "https://x.example"}
+                                                for i in range(150)]}))
+    errors = run("--config.file", str(path), "--config.check").stderr.strip().splitlines()
+    assert len(errors) == 101 and errors[-1].endswith("stopped after 100 problems") and "targets[99]" in errors[-2]
+
+
 def test_config_check_includes_the_web_config(tmp_path: Path) -> None:
     cfg = tmp_path / "config.yml"
     cfg.write_text(yaml.safe_dump({"targets": [
