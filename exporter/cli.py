@@ -262,7 +262,10 @@ def probe_main(argv: list[str]) -> int:
         known = ", ".join(t.name for t in config.targets[:20]) + (", ..." if len(config.targets) > 20 else "")
         print(f"error: {args.config}: no target named {args.name[:128]!r} (targets: {known})", file=sys.stderr)
         return 2
-    result = asyncio.run(_probe_once(config, target))
+    try:
+        result = asyncio.run(_probe_once(config, target))
+    except KeyboardInterrupt:
+        return 130
     report = probe_report(target, result)
     sys.stdout.write(json.dumps(report) + "\n" if args.json else _text(report))
     return 0 if report["up"] else 1
