@@ -207,8 +207,12 @@ async def test_json_logs_are_one_object_a_line_with_millisecond_timestamps(tmp_p
                                                                            sims: SimulatorSet) -> None:
     config = write_config(tmp_path, sims)
     async with serving("--config.file", str(config), "--web.listen-address", "127.0.0.1:PORT",
-                       "--log.format", "json") as (_url, _session, lines):
-        pass
+                       "--log.format", "json") as (url, session, lines):
+        for _ in range(400):  # bounded: until the first results are in (each logs its first class)
+            async with session.get(url + "/metrics") as r:
+                if "apistatus_up{" in await r.text():
+                    break
+            await asyncio.sleep(0.05)
     docs = [json.loads(line) for line in lines if line]
     assert docs and all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", d["ts"]) for d in docs)
     assert {d["level"] for d in docs} <= {"debug", "info", "warn", "error"}
