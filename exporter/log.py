@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 
-from .model import ProbeResult
+from .model import UP, ProbeResult
 
 __all__ = ["FORMATTERS", "LEVELS", "NOISY_LOGGERS", "EscapingFormatter", "JsonFormatter", "LogfmtFormatter",
            "RateLimitFilter", "escape_control", "log_probe", "setup_logging"]
@@ -102,11 +102,12 @@ _probe_log = logging.getLogger("exporter.probe")
 
 
 def log_probe(old: str | None, result: ProbeResult, vendor: str) -> None:
-    """One info line when a target's class changes (the first result included), one debug line per probe."""
+    """One info line when a target's class changes, one debug line per probe. A target's first result
+    is an info line only when it is not up: 20,000 targets starting healthy need no 20,000 lines."""
     out = result.outcome
     extra = {"target": result.target, "vendor": vendor, "code": out.code, "http_status": out.http_status,
              "duration": f"{result.duration:.3f}s"}
-    if old != out.cls:
+    if old != out.cls and (old is not None or out.cls not in UP):
         _probe_log.info("class changed: %s -> %s: %s", old or "none", out.cls, out.message,
                         extra={**extra, "old": old or "none", "new": out.cls})
     elif _probe_log.isEnabledFor(logging.DEBUG):
