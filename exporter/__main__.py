@@ -1,7 +1,8 @@
-"""Command line: ``apistatus-exporter [--config PATH] ...`` or ``apistatus-exporter simulate``.
+"""Command line: ``apistatus-exporter --config.file PATH ...`` serves the exporter; the subcommands
+``demo``, ``simulate``, ``config example`` and ``probe`` are dispatched from ``main``.
 
-With no ``--config`` it runs the embedded demo: the five vendor simulators on loopback and the
-exporter probing them with demo credentials, so it works on a fresh machine with nothing to set up.
+Without a config the exporter does not start (``demo`` is the explicit way to run the embedded demo):
+a typo in a service unit must not ship dashboards of fake healthy targets.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from aiohttp import web
 from . import __version__
 from .budget import budget_warnings
 from .config import Config, ConfigError, load_config
-from .log import FORMATTERS, setup_logging
+from .log import FORMATTERS, LEVELS, setup_logging
 from .shard import ALL, AllShards, Shard, ShardError, compare, describe, distribution, resolve, select, skew_warnings
 
 DEFAULT_PORT = 9798
@@ -37,7 +38,7 @@ log = logging.getLogger("exporter")
 def parse_listen(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"--listen must be HOST:PORT or :PORT, got {value!r}")
+        raise argparse.ArgumentTypeError(f"--web.listen-address must be HOST:PORT or :PORT, got {value!r}")
     return host.strip("[]") or "0.0.0.0", int(port)  # an exporter listens on all interfaces
 
 
@@ -50,21 +51,72 @@ def parse_seconds(value: str) -> float:
     return seconds
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="apistatus-exporter", description=__doc__.splitlines()[0])
-    p.add_argument("--config", type=Path, help="config file; without it, run the embedded demo")
-    p.add_argument("--listen", type=parse_listen, default=("0.0.0.0", DEFAULT_PORT),
-                   metavar="HOST:PORT", help=f"address to serve on (default :{DEFAULT_PORT})")
-    # --config.check: the spelling issue 18 uses (Prometheus style), kept as an alias
-    p.add_argument("--check-config", "--config.check", dest="check_config", action="store_true",
-                   help="validate the config and run every catalog example, print problems and exit")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    p.add_argument("--log-format", default="text", choices=sorted(FORMATTERS))
-    p.add_argument("--web.config.file", dest="web_config", type=Path,
+def parse_prefix(value: str) -> str:
+    """``/a/b/`` -> ``/a/b``; ``/`` and empty -> ``""`` (served at the root)."""
+    if not value.startswith("/") and value:
+        value = "/" + value
+    if any(c in value for c in "?#%") or "//" in value or any(ord(c) < 0x21 or ord(c) == 0x7F for c in value):
+        raise argparse.ArgumentTypeError(f"--web.route-prefix must be a plain path like /apistatus, got {value!r}")
+    return value.rstrip("/")
+
+
+def parse_external_url(value: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise argparse.ArgumentTypeError(f"--web.external-url must be an http(s) URL like "
+                                         f"https://example.com/apistatus/, got {value!r}")
+    return value.rstrip("/")
+
+
+SUBCOMMANDS = """\
+subcommands:
+  demo [FLAGS]                      run the embedded demo: simulated vendors on loopback, fake data,
+                                    listening on 127.0.0.1:9798 unless --web.listen-address says otherwise
+  simulate [--listen-host HOST]     run the vendor simulators alone
+  config example VENDOR...          print a commented starter config for the named built-in vendors
+  probe --config.file PATH NAME [--json]
+                                    probe one target once; exit 0 when its class counts as up, else 1
+
+Old flag names stay accepted as aliases: --config, --check-config, --listen, --log-level,
+--log-format (and the values warning and text).
+"""
+
+
+def build_parser(demo: bool = False) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="apistatus-exporter demo" if demo else "apistatus-exporter",
+        description=("Run the embedded demo: vendor simulators on loopback and the exporter probing them. "
+                     "Fake data, for a first look only." if demo else
+                     "A Prometheus exporter for the health of third-party SaaS APIs."),
+        epilog=None if demo else SUBCOMMANDS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if not demo:
+        p.add_argument("--config.file", "--config", dest="config", type=Path, metavar="PATH",
+                       help="the config file (required, unless the demo runs; alias --config)")
+        p.add_argument("--config.check", "--check-config", dest="check_config", action="store_true",
+                       help="check the config and every catalog example, print every problem found and "
+                            "exit (1 when there is one); alias --check-config")
+    default = "127.0.0.1" if demo else ""
+    p.add_argument("--web.listen-address", "--listen", dest="listen", type=parse_listen, action="append",
+                   metavar="[HOST]:PORT",
+                   help=f"address to serve on, repeatable (default {default}:{DEFAULT_PORT}); alias --listen")
+    p.add_argument("--web.config.file", dest="web_config", type=Path, metavar="PATH",
                    help="exporter-toolkit web config (TLS, basic auth) for the exporter's own endpoints")
+    p.add_argument("--web.external-url", dest="external_url", type=parse_external_url, metavar="URL",
+                   help="the URL users reach the exporter at (behind a reverse proxy); its path is the "
+                        "default route prefix")
+    p.add_argument("--web.route-prefix", dest="route_prefix", type=parse_prefix, metavar="PATH",
+                   help="path prefix of every endpoint (default: the path of --web.external-url, else /)")
+    p.add_argument("--log.level", "--log-level", dest="log_level", default="info", choices=sorted(LEVELS),
+                   metavar="LEVEL", help="debug, info, warn or error (default info; warning is accepted; "
+                                         "alias --log-level)")
+    p.add_argument("--log.format", "--log-format", dest="log_format", default="logfmt",
+                   choices=sorted(FORMATTERS), metavar="FORMAT",
+                   help="logfmt or json (default logfmt; text is accepted as logfmt; alias --log-format)")
     p.add_argument("--shard", metavar="I/N",
                    help="run shard I of N: keep only the targets whose credential hashes to I (env APISTATUS_SHARD;"
-                        " with --check-config also 'all/N' or 'all')")
+                        " with --config.check also all/N or all)")
     p.add_argument("--web.read-header-timeout", dest="header_timeout", type=parse_seconds, default=10.0,
                    metavar="DURATION", help="time a client has to send its request headers (default 10s)")
     p.add_argument("--web.idle-timeout", dest="idle_timeout", type=parse_seconds, default=30.0,
@@ -72,26 +124,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--web.max-connections", dest="max_connections", type=int, default=0, metavar="N",
                    help="cap on client connections (default 0: RLIMIT_NOFILE - 2 x max_concurrency - 64)")
     p.add_argument("--version", action="version", version=f"apistatus-exporter {__version__}")
+    p.set_defaults(demo=demo, **({"config": None, "check_config": False} if demo else {}))
     return p
 
 
-def check_config(path: Path, shard: Shard | AllShards = ALL) -> int:
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    for w in budget_warnings(config.targets):
-        print(f"warning: {w}", file=sys.stderr)
-    # every example of every catalog, built-in (as shipped) and the config's own (as merged)
-    from .catalog import builtin_catalogs
-    from .classify import example_failures
+def listen_addresses(args: argparse.Namespace) -> list[tuple[str, int]]:
+    """The flag's addresses, once each; by default all interfaces, the demo loopback only."""
+    return list(dict.fromkeys(args.listen or [("127.0.0.1" if args.demo else "0.0.0.0", DEFAULT_PORT)]))
 
-    catalogs = [*builtin_catalogs().values(), *config.catalogs.values()]
-    failed = list(dict.fromkeys(line for c in catalogs for line in example_failures(c)))
-    for line in failed:
+
+def route_prefix(args: argparse.Namespace) -> str:
+    if args.route_prefix is not None:
+        return str(args.route_prefix)
+    if args.external_url:
+        from urllib.parse import urlsplit
+
+        return parse_prefix(urlsplit(args.external_url).path)
+    return ""
+
+
+def check_config(path: Path, shard: Shard | AllShards = ALL, web_config: Path | None = None) -> int:
+    from .cli import check_problems
+
+    config, errors, warnings = check_problems(path, web_config)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    for line in errors:
         print(f"error: {line}", file=sys.stderr)
-    if failed:
+    if config is None:
         return 1
     print(f"{path}: OK, {len(config.targets)} targets, vendors: {', '.join(sorted(config.catalogs))}")
     count = shard.count if shard != ALL else None
@@ -161,11 +221,13 @@ async def serve(args: argparse.Namespace, shard: Shard = ALL) -> int:
         demo = await start_demo()
         cleanup.append(demo.close)
         exp = Exporter(select(demo.config, shard), loader=None, shard=shard)
+        log.warning("%s", DEMO_BANNER)
     if shard.count > 1:
         log.info("shard %s: %d targets of this config hash to this replica", shard, len(exp.config.targets))
     for w in budget_warnings(exp.config.targets):
         log.warning("%s", w)
-    app = make_app(exp)
+    prefix = route_prefix(args)
+    app = make_app(exp, prefix=prefix, banner=DEMO_BANNER if args.demo else "")
     limits = ServerLimits(header_timeout=args.header_timeout, idle_timeout=args.idle_timeout,
                           body_timeout=args.header_timeout, max_connections=max(0, args.max_connections))
     app[BODY_TIMEOUT_KEY] = limits.body_timeout
@@ -183,20 +245,25 @@ async def serve(args: argparse.Namespace, shard: Shard = ALL) -> int:
     runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=limits.idle_timeout,
                            shutdown_timeout=0.5)
     await runner.setup()
-    host, port = args.listen
+    listen = listen_addresses(args)
     guard = ConnectionGuard(limits, lambda: exp.config.global_.max_concurrency)
-    try:
-        site = GuardedSite(runner, host, port, guard=guard, ssl_context=ssl_context)
-        await site.start()
-    except OSError as exc:
-        log.error("cannot listen on %s:%d: %s", host, port, exc.strerror)
-        await exp.close()
-        return 1
+    for host, port in listen:
+        try:
+            site = GuardedSite(runner, host, port, guard=guard, ssl_context=ssl_context)
+            await site.start()
+        except OSError as exc:
+            log.error("cannot listen on %s:%d: %s", host, port, exc.strerror)
+            await runner.cleanup()
+            await exp.close()
+            for close in cleanup:
+                await close()
+            return 1
     scheme = "https" if ssl_context else "http"
-    shown = "localhost" if host in ("0.0.0.0", "::", "") else host
-    log.info("apistatus-exporter %s: %d targets; metrics at %s://%s:%d/metrics, status page at %s://%s:%d/ "
-             "(at most %d client connections)", __version__, len(exp.config.targets), scheme, shown, port, scheme,
-             shown, port, guard.cap())
+    for host, port in listen:
+        shown = "localhost" if host in ("0.0.0.0", "::", "") else host
+        base = args.external_url or f"{scheme}://{shown}:{port}{prefix}"
+        log.info("apistatus-exporter %s: %d targets; metrics at %s/metrics, status page at %s/ "
+                 "(at most %d client connections)", __version__, len(exp.config.targets), base, base, guard.cap())
     exporter = exp
     if reload_queued:
         on_sighup()
@@ -219,13 +286,31 @@ async def serve(args: argparse.Namespace, shard: Shard = ALL) -> int:
     return 0
 
 
+#: on the console and on the status page of the demo
+DEMO_BANNER = ("DEMO: simulated vendors and fake data, not your APIs. Run apistatus-exporter --config.file "
+               "PATH for your own targets (apistatus-exporter config example VENDOR... writes a starter config).")
+NO_CONFIG = ("error: no config: pass --config.file PATH (apistatus-exporter config example VENDOR... prints one), "
+             "or run apistatus-exporter demo for the embedded demo")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["simulate"]:
+    command = argv[:1]
+    if command == ["simulate"]:
         from .simulators.__main__ import main as simulate
 
         return simulate(argv[1:])
-    args = build_parser().parse_args(argv)
+    if command == ["config"]:
+        from .cli import config_main
+
+        return config_main(argv[1:])
+    if command == ["probe"]:
+        from .cli import probe_main
+
+        setup_logging("warn", "logfmt")
+        return probe_main(argv[1:])
+    demo = command == ["demo"]
+    args = build_parser(demo).parse_args(argv[1:] if demo else argv)
     setup_logging(args.log_level, args.log_format)
     try:
         shard = resolve(args.shard, os.environ, allow_all=args.check_config)
@@ -234,9 +319,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.check_config:
         if args.config is None:
-            print("error: --check-config needs --config PATH", file=sys.stderr)
+            print("error: --config.check needs --config.file PATH", file=sys.stderr)
             return 2
-        return check_config(args.config, shard)
+        return check_config(args.config, shard, args.web_config)
+    if args.config is None and not demo:
+        print(NO_CONFIG, file=sys.stderr)
+        return 1
     assert isinstance(shard, Shard)  # "all" is refused above outside the config check
     code = 0
     with contextlib.suppress(KeyboardInterrupt):

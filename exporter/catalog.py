@@ -206,6 +206,7 @@ def _deep_merge(base: dict[Any, Any], override: dict[Any, Any]) -> dict[Any, Any
 _ALLOWED = {
     "vendor", "title", "docs_url", "credentials", "optional_credentials", "signer", "check", "code_from", "codes",
     "http_fallback", "quota", "budget", "ratelimit_headers", "examples",
+    "base_url",  # the vendor's usual base_url, for `config example` only
 }
 
 

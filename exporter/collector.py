@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
 
-from . import __version__
+from .buildinfo import build_labels
 from .model import CLASSES, UP, ExporterStatus
 from .state import DURATION_BUCKETS, Rendered, TargetState
 
@@ -156,10 +156,14 @@ ProcessCollector(registry=_process_registry)
 PlatformCollector(registry=_process_registry)
 
 
+#: read once: the revision does not change while the process runs
+_BUILD_LABELS = ",".join(f'{k}="{_esc(v)}"' for k, v in build_labels().items())
+
+
 def _own(info: ExporterStatus) -> str:
     return (
-        "# HELP apistatus_build_info The exporter's version; always 1.\n# TYPE apistatus_build_info gauge\n"
-        f'apistatus_build_info{{version="{__version__}"}} 1\n'
+        "# HELP apistatus_build_info The exporter's version, revision and Python version; always 1.\n"
+        f"# TYPE apistatus_build_info gauge\napistatus_build_info{{{_BUILD_LABELS}}} 1\n"
         "# HELP apistatus_config_last_reload_successful Whether the last config (re)load succeeded.\n"
         "# TYPE apistatus_config_last_reload_successful gauge\n"
         f"apistatus_config_last_reload_successful {1 if info.reload_successful else 0}\n"

@@ -19,8 +19,10 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 
-__all__ = ["FORMATTERS", "NOISY_LOGGERS", "EscapingFormatter", "JsonFormatter", "RateLimitFilter",
-           "escape_control", "setup_logging"]
+from .model import UP, ProbeResult
+
+__all__ = ["FORMATTERS", "LEVELS", "NOISY_LOGGERS", "EscapingFormatter", "JsonFormatter", "LogfmtFormatter",
+           "RateLimitFilter", "escape_control", "log_probe", "setup_logging"]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 #: loggers that can be made to write a line per connection or per request by anyone who reaches the port
@@ -39,18 +41,77 @@ class EscapingFormatter(logging.Formatter):
         return escape_control(super().format(record))
 
 
+#: the record attributes (``extra=``) written as fields of their own, after ``msg``
+FIELDS = ("target", "vendor", "old", "new", "code", "http_status", "duration")
+
+
+def _ts(record: logging.LogRecord) -> str:
+    """RFC 3339 in UTC with milliseconds, as Prometheus' own binaries write it."""
+    whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+    return f"{whole}.{int(record.msecs):03d}Z"
+
+
+def _level(record: logging.LogRecord) -> str:
+    return "warn" if record.levelno == logging.WARNING else record.levelname.lower()
+
+
+def _fields(record: logging.LogRecord) -> list[tuple[str, object]]:
+    out: list[tuple[str, object]] = [("ts", _ts(record)), ("level", _level(record)), ("msg", record.getMessage()),
+                                     ("logger", record.name)]
+    out += [(k, getattr(record, k)) for k in FIELDS if getattr(record, k, None) is not None]
+    if record.exc_info and record.exc_info[1] is not None:  # the kind only: a traceback is many lines
+        out.append(("err", record.exc_info[1].__class__.__name__))
+    return out
+
+
+_BARE = re.compile(r"[^\s\"=\\\x00-\x1f\x7f-\x9f]+")
+
+
+def logfmt_value(value: object) -> str:
+    """A logfmt value: bare when it can be, else quoted with ``\\``, ``\\"`` and control characters escaped."""
+    text = str(value)
+    if _BARE.fullmatch(text):
+        return text
+    return '"' + escape_control(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
+
+
+class LogfmtFormatter(logging.Formatter):
+    """``ts=... level=info logger=exporter msg="..." target=... vendor=...``: one line, as go-kit's logfmt."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return " ".join(f"{k}={logfmt_value(v)}" for k, v in _fields(record))
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object a line; ``json.dumps`` escapes every control character itself."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"), "level": record.levelname.lower(),
-                           "logger": record.name, "msg": record.getMessage()})
+        return json.dumps(dict(_fields(record)), default=str)
 
 
 FORMATTERS: dict[str, Callable[[], logging.Formatter]] = {
-    "text": lambda: EscapingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"),
+    "logfmt": LogfmtFormatter,
     "json": JsonFormatter,
+    "text": LogfmtFormatter,  # the old default's name, kept as an alias
 }
+#: --log.level values and the logging level of each (``warning`` is the old spelling)
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "warning": logging.WARNING,
+          "error": logging.ERROR}
+
+_probe_log = logging.getLogger("exporter.probe")
+
+
+def log_probe(old: str | None, result: ProbeResult, vendor: str) -> None:
+    """One info line when a target's class changes, one debug line per probe. A target's first result
+    is an info line only when it is not up: 20,000 targets starting healthy need no 20,000 lines."""
+    out = result.outcome
+    extra = {"target": result.target, "vendor": vendor, "code": out.code, "http_status": out.http_status,
+             "duration": f"{result.duration:.3f}s"}
+    if old != out.cls and (old is not None or out.cls not in UP):
+        _probe_log.info("class changed: %s -> %s: %s", old or "none", out.cls, out.message,
+                        extra={**extra, "old": old or "none", "new": out.cls})
+    elif _probe_log.isEnabledFor(logging.DEBUG):
+        _probe_log.debug("probe: %s: %s", out.cls, out.message, extra=extra)
 
 
 class RateLimitFilter(logging.Filter):
@@ -102,6 +163,6 @@ def setup_logging(level: str, fmt: str, interval: float = 10.0) -> None:
     handler.addFilter(RateLimitFilter(interval))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(LEVELS[level])
     # aiohttp's access log at debug would print every scrape; keep it at warning
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -24,6 +24,7 @@ from typing import Any
 from .budget import Budgets
 from .clock import Clock
 from .config import Target
+from .log import log_probe
 from .model import BACKOFF as BACKOFF_CLASSES
 from .model import UP, Outcome, ProbeResult
 from .probe import Prober
@@ -319,7 +320,10 @@ class Scheduler:
     def _record(self, result: ProbeResult, next_probe_at: float, backoff: float) -> None:
         """Write the result to the state; a bug there costs this one result, never the target's schedule."""
         try:
-            self.state.record(result, next_probe_at, backoff)
+            before = self.state.get(result.target)
+            old = before.last.outcome.cls if before is not None and before.last is not None else None
+            if (ts := self.state.record(result, next_probe_at, backoff)) is not None:
+                log_probe(old, result, ts.target.vendor)
         except Exception as exc:  # noqa: BLE001
             log.error("recording a probe of target %s failed internally: %s", result.target,
                       exc.__class__.__name__)

@@ -444,3 +444,11 @@ def parse_refresh(raw: str | None, default: int) -> Refresh:
         raise RefreshError(f"refresh must be whole seconds (0 turns it off), got {html.escape(raw[:32])!r}")
     seconds = int(raw)
     return Refresh(0 if seconds == 0 else max(MIN_REFRESH, min(MAX_REFRESH, seconds)), default)
+
+
+def with_banner(page: bytes, text: str) -> bytes:
+    """``page`` with ``text`` as a notice at the top of its main part (the demo says it is one)."""
+    if not text:
+        return page
+    notice = f'<p class="note c-degraded demo-banner" role="alert"><strong>{escape(text)}</strong></p>\n'
+    return page.replace(b"<main>\n", b"<main>\n" + notice.encode(), 1)

@@ -31,6 +31,7 @@ __all__ = ["EXPORTER_KEY", "ConnectionGuard", "GuardedSite", "ServerLimits", "ac
 log = logging.getLogger(__name__)
 EXPORTER_KEY = web.AppKey("exporter", Exporter)
 BODY_TIMEOUT_KEY = web.AppKey("body_timeout", float)
+BANNER_KEY = web.AppKey("banner", str)
 #: requests to the exporter are small; anything larger is refused with 413 before it is read
 MAX_REQUEST_BYTES = 16 * 1024
 #: on /probe answers: "1" when answered from the target's latest result, "0" after a probe made for it
@@ -201,17 +202,29 @@ class _OneLineServerErrors(logging.Filter):
 _SERVER_LOG_FILTER = _OneLineServerErrors()
 
 
-def make_app(exporter: Exporter) -> web.Application:
+def make_app(exporter: Exporter, prefix: str = "", banner: str = "") -> web.Application:
+    """``prefix`` (``/a/b`` or empty): every route is under it, as ``--web.route-prefix`` asks; the
+    pages link relatively, so they work under any prefix and behind a proxy that strips it.
+    ``banner``: a notice at the top of every page (the demo's)."""
     logging.getLogger("aiohttp.server").addFilter(_SERVER_LOG_FILTER)
     app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[errors])
     app[EXPORTER_KEY] = exporter
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/probe", probe)
-    app.router.add_get("/-/healthy", healthy)
-    app.router.add_get("/-/ready", ready)
-    app.router.add_post("/-/reload", reload)
-    app.router.add_put("/-/reload", reload)
-    _add_pages(app)
+    app[BANNER_KEY] = banner
+    app.router.add_get(prefix + "/metrics", metrics)
+    app.router.add_get(prefix + "/probe", probe)
+    app.router.add_get(prefix + "/-/healthy", healthy)
+    app.router.add_get(prefix + "/-/ready", ready)
+    app.router.add_post(prefix + "/-/reload", reload)
+    app.router.add_put(prefix + "/-/reload", reload)
+    _add_pages(app, prefix)
+    if prefix:
+        # as Prometheus: the root and the bare prefix lead to the status page (the slash matters: its
+        # links are relative)
+        async def to_prefix(request: web.Request) -> web.StreamResponse:
+            raise web.HTTPFound(prefix + "/")
+
+        app.router.add_get("/", to_prefix)
+        app.router.add_get(prefix, to_prefix)
     return app
 
 
@@ -249,7 +262,9 @@ async def status_page(request: web.Request) -> web.Response:
     exp = request.app[EXPORTER_KEY]
     targets = list(exp.state)
     refresh = _refresh(request, views.default_refresh(targets))
-    return await _respond(request, views.status_page(targets, exp.clock.time(), refresh), _PAGE_HEADERS)
+    body = views.with_banner(views.status_page(targets, exp.clock.time(), refresh),
+                             request.app.get(BANNER_KEY, ""))
+    return await _respond(request, body, _PAGE_HEADERS)
 
 
 async def target_page(request: web.Request) -> web.Response:
@@ -258,7 +273,7 @@ async def target_page(request: web.Request) -> web.Response:
     if "refresh" not in request.query:
         refresh = views.Refresh(0, refresh.default)  # off by default: a reload would fold the excerpt being read
     body = views.target_page(ts, request.app[EXPORTER_KEY].clock.time(), refresh)
-    return await _respond(request, body, _PAGE_HEADERS)
+    return await _respond(request, views.with_banner(body, request.app.get(BANNER_KEY, "")), _PAGE_HEADERS)
 
 
 async def api_targets(request: web.Request) -> web.Response:
@@ -271,11 +286,11 @@ async def api_target(request: web.Request) -> web.Response:
     return await _respond(request, views.api_target(ts, request.app[EXPORTER_KEY].clock.time()), _JSON_HEADERS)
 
 
-def _add_pages(app: web.Application) -> None:
-    app.router.add_get("/", status_page)
-    app.router.add_get("/targets/{name}", target_page)
-    app.router.add_get("/api/v1/targets", api_targets)
-    app.router.add_get("/api/v1/targets/{name}", api_target)
+def _add_pages(app: web.Application, prefix: str = "") -> None:
+    app.router.add_get(prefix + "/", status_page)
+    app.router.add_get(prefix + "/targets/{name}", target_page)
+    app.router.add_get(prefix + "/api/v1/targets", api_targets)
+    app.router.add_get(prefix + "/api/v1/targets/{name}", api_target)
 # --- the server's own limits: slow and idle clients, connection cap ----------------------------------
 # aiohttp's server has an idle keep-alive timeout but no limit on the time a client may take to send
 # its request headers, and no cap on connections: 300 idle sockets take every file descriptor, and the

@@ -50,8 +50,20 @@ def _ordered(doc: Any) -> Any:
     return doc
 
 
-def to_yaml(doc: Any) -> str:
-    return HEADER + yaml.dump(_ordered(doc), Dumper=_Dumper, sort_keys=False, width=1000, allow_unicode=True)
+#: what the jobs of the example prometheus.yml do (YAML from jsonnet carries no comments of its own)
+PROMETHEUS_NOTE = """\
+# Two ways to scrape the exporter:
+# - job apistatus: /metrics, the latest result of every target; the exporter probes each target on its
+#   own schedule, within the vendor's request budget.
+# - job apistatus-probe (blackbox style): /probe?target=NAME for one configured target; instance is the
+#   target name. It probes the vendor now when the target's budget, backoff and schedule allow a call,
+#   else it answers from the latest result (apistatus_probe_cached 1, header X-Apistatus-Cached: 1).
+#   Its counters are the target's own, so increase() works across both jobs.
+"""
+
+
+def to_yaml(doc: Any, note: str = "") -> str:
+    return HEADER + note + yaml.dump(_ordered(doc), Dumper=_Dumper, sort_keys=False, width=1000, allow_unicode=True)
 
 
 def evaluate(overrides: str = "{}") -> dict[str, Any]:
@@ -68,7 +80,7 @@ def render(overrides: str = "{}") -> dict[str, str]:
     files = {
         "config/prometheus/alert_rules.yml": to_yaml(m["alerts"]),
         "config/prometheus/recording_rules.yml": to_yaml(m["rules"]),
-        "config/prometheus/prometheus.yml": to_yaml(m["prometheus"]),
+        "config/prometheus/prometheus.yml": to_yaml(m["prometheus"], PROMETHEUS_NOTE),
         "config/alertmanager/alertmanager.yml": to_yaml(m["alertmanager"]),
     }
     for name, board in sorted(m["dashboards"].items()):

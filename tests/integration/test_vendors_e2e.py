@@ -402,10 +402,10 @@ async def test_rubiq_signature_covers_the_url_exactly_as_sent(sims: tuple[Simula
 
 
 async def test_the_first_command_serves_all_five_vendors() -> None:
-    """``apistatus-exporter`` with no config, as the README's first command runs it."""
+    """``apistatus-exporter demo``, as the README's first command runs it."""
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "exporter", "--listen", f"127.0.0.1:{port}",
+        sys.executable, "-m", "exporter", "demo", "--web.listen-address", f"127.0.0.1:{port}",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, cwd=ROOT)
     try:
         vendors: set[str] = set()

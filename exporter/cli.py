@@ -1,0 +1,271 @@
+"""The subcommands besides serving: ``config example``, ``probe`` and the config check that lists
+every problem (``--config.check``). Each prints plain text (or JSON) and returns an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ._yamlnode import Node, load_yaml
+from .budget import budget_warnings
+from .catalog import builtin_raw
+from .config import Config, ConfigError, Target, load_config, parse_config
+from .model import UP, ProbeResult
+
+__all__ = ["config_example", "config_main", "config_problems", "probe_main", "probe_report"]
+
+#: an error at or below one target of the config's list: ``FILE: targets[12].credentials...``
+_TARGET_PATH = re.compile(r"targets\[(\d+)\]")
+#: a file that is wrong throughout is not worth more lines than this
+MAX_PROBLEMS = 100
+#: targets parsed at a time after a problem (duplicate names across windows are found separately)
+WINDOW = 256
+
+
+# --- --config.check: every problem ------------------------------------------------------------------
+
+def config_problems(path: Path, env: Mapping[str, str] | None = None) -> tuple[Config | None, list[str]]:
+    """The config, or None and one line per problem found (at most one per target; at most
+    MAX_PROBLEMS). The loader stops at its first error, so on one the file is checked again part by
+    part: everything outside ``targets`` once, then the targets after each bad one (with the same
+    ``global``, ``vendors`` and ``catalog_files``), then the names across targets. An error in
+    ``vendors`` or ``catalog_files`` stops there: the targets would only repeat it."""
+    try:
+        return load_config(path, env), []
+    except ConfigError as exc:
+        first = str(exc)
+    try:
+        root = load_yaml(path)
+    except ConfigError as exc:
+        return None, [str(exc)]
+    if not isinstance(root.value, dict) or not isinstance(root.value.get("targets"), list):
+        return None, [first]
+    targets: list[Any] = root.value["targets"]
+    shared = {k: v for k, v in root.value.items() if k != "targets"}
+    problems: list[str] = []
+    try:
+        parse_config(Node({**shared, "targets": []}, root.file, ""), path.parent, env)
+    except ConfigError as exc:
+        problems.append(str(exc))
+        if exc.path.split(".", 1)[0].split("[", 1)[0] != "global":
+            return None, problems
+        shared.pop("global", None)  # the targets are checked against the defaults
+    prefix = f"{root.file}: "
+    # The targets in windows from ``start`` on: the loader stops at the first bad one, which is noted
+    # and skipped. So each target is parsed about once, and the catalogs once per problem or window.
+    start = 0
+    while start < len(targets) and len(problems) < MAX_PROBLEMS:
+        try:
+            parse_config(Node({**shared, "targets": targets[start:start + WINDOW]}, root.file, ""), path.parent, env)
+            start += WINDOW
+        except ConfigError as exc:
+            line = str(exc)
+            m = _TARGET_PATH.match(line[len(prefix):]) if line.startswith(prefix) else None
+            if m is None:
+                problems.append(line)
+                break
+            at = start + int(m.group(1))
+            problems.append(prefix + f"targets[{at}]" + line[len(prefix) + m.end():])
+            start = at + 1
+    if len(problems) >= MAX_PROBLEMS:
+        problems.append(f"{prefix}stopped after {MAX_PROBLEMS} problems")
+        return None, problems
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(targets):
+        name = raw.get("name") if isinstance(raw, dict) else None
+        if isinstance(name, str):
+            if name in seen:
+                problems.append(str(ConfigError(root.file, f"targets[{i}].name", "duplicate target name", name)))
+            else:
+                seen[name] = i
+    return None, list(dict.fromkeys(problems)) or [first]
+
+
+def check_problems(path: Path, web_config: Path | None) -> tuple[Config | None, list[str], list[str]]:
+    """(config, errors, warnings) of ``--config.check``: the config, every catalog example, and the web
+    config when one is given."""
+    config, errors = config_problems(path)
+    warnings: list[str] = []
+    if config is not None:
+        warnings = budget_warnings(config.targets)
+        from .catalog import builtin_catalogs
+        from .classify import example_failures
+
+        catalogs = [*builtin_catalogs().values(), *config.catalogs.values()]
+        errors += list(dict.fromkeys(line for c in catalogs for line in example_failures(c)))
+    if web_config is not None:
+        from .webconfig import WebConfigError, validate_web_config
+
+        try:
+            validate_web_config(web_config)
+        except WebConfigError as exc:
+            errors.append(str(exc))
+    return (config if not errors else None), errors, warnings
+
+
+# --- config example ---------------------------------------------------------------------------------
+
+def _var(vendor: str, key: str) -> str:
+    return re.sub(r"[^A-Z0-9_]", "_", f"{vendor}_{key}".upper())
+
+
+def _yaml_str(value: str) -> str:
+    return json.dumps(value)  # a JSON string is a YAML string, quoted, so ${VAR} in it stays text
+
+
+def config_example(vendors: Iterable[str]) -> str:
+    """A commented starter config with one target per vendor: every credential (required and optional),
+    what the vendor's check needs, ``${VAR}`` placeholders for each. Vendor facts come from the catalogs."""
+    raw = builtin_raw()
+    names = list(dict.fromkeys(vendors))
+    unknown = [v for v in names if v not in raw]
+    if unknown:
+        raise ValueError(f"unknown vendor {', '.join(unknown)} (built-in: {', '.join(sorted(raw))})")
+    out = [
+        f"# apistatus-exporter starter config for {', '.join(names)}.",
+        "# Every ${VAR} is read from the environment when the config loads; instead of KEY: ${VAR} a",
+        "# credential can also be read from a file: KEY_file: /run/secrets/NAME.",
+        "# Set the variables, then check the file (exit 0 when it is ready to run):",
+        "#   apistatus-exporter --config.file config.yml --config.check",
+        "global:",
+        "  interval: 60s   # how often each target is probed",
+        "  timeout: 10s    # per probe, logins and retries included",
+        "",
+        "targets:",
+    ]
+    for vendor in names:
+        m = raw[vendor].mapping()
+        title = m["title"].text() if "title" in m else vendor
+        docs = m["docs_url"].text() if "docs_url" in m else ""
+        base = m["base_url"].text() if "base_url" in m else f"${{{_var(vendor, 'base_url')}}}"
+        out.append(f"  # {title}" + (f" ({docs})" if docs else ""))
+        out += [f"  - name: {vendor}", f"    vendor: {vendor}", f"    base_url: {_yaml_str(base)}",
+                "    credentials:"]
+        for c in m["credentials"]:
+            out.append(f"      {c.text()}: {_yaml_str('${' + _var(vendor, c.text()) + '}')}")
+        for c in m.get("optional_credentials", Node([], "", "")):
+            out.append(f"      # {c.text()}: {_yaml_str('${' + _var(vendor, c.text()) + '}')}   # optional")
+        check = m["check"].mapping() if "check" in m else {}
+        requires = [r.text() for r in check.get("requires", Node([], "", ""))]
+        if requires:
+            hint = check["hint"].text() if "hint" in check else ""
+            if hint:
+                out.append(f"    # the check needs {', '.join(requires)}: {hint}")
+            out.append("    check:")
+            params = [r[7:] for r in requires if r.startswith("params.")]
+            for r in requires:
+                if r in ("path", "body"):
+                    out.append(f"      {r}: {_yaml_str('${' + _var(vendor, 'check_' + r) + '}')}")
+            if params:
+                out.append("      params:")
+                out += [f"        {p}: {_yaml_str('${' + _var(vendor, 'check_' + p) + '}')}" for p in params]
+        out.append("")
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def config_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="apistatus-exporter config", description="Config helpers.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    ex = sub.add_parser("example", help="print a commented starter config for the named vendors",
+                        description="Print a commented starter config for the named built-in vendors.")
+    ex.add_argument("vendors", nargs="+", metavar="VENDOR",
+                    help=f"built-in vendor ({', '.join(sorted(builtin_raw()))})")
+    args = p.parse_args(argv)
+    try:
+        sys.stdout.write(config_example(args.vendors))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+# --- probe: one target, once -------------------------------------------------------------------------
+
+def _fmt_seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}s"
+
+
+def probe_report(target: Target, result: ProbeResult) -> dict[str, Any]:
+    out = result.outcome
+    return {
+        "target": target.name, "vendor": target.vendor, "up": out.cls in UP, "class": out.cls, "code": out.code,
+        "message": out.message, "http_status": out.http_status, "duration_seconds": round(result.duration, 6),
+        "attempts": result.attempts, "requests": result.requests, "retry_after_seconds": out.retry_after,
+        "clock_skew_seconds": out.clock_skew,
+        "quotas": [{"name": q.name, "remaining": q.remaining, "limit": q.limit, "reset_at": q.reset_at}
+                   for q in out.quotas],
+        "tls_cert_expiry": result.tls_cert_expiry, "request": result.request_line,
+    }
+
+
+def _text(report: dict[str, Any]) -> str:
+    def num(v: float | None) -> str:
+        return "?" if v is None else f"{v:g}"
+
+    quotas = ", ".join(f"{q['name']} {num(q['remaining'])}/{num(q['limit'])} left" for q in report["quotas"])
+    rows = [
+        ("target", f"{report['target']} (vendor {report['vendor']})"),
+        ("class", f"{report['class']} ({'up' if report['up'] else 'down'})"),
+        ("code", report["code"]), ("message", report["message"]),
+        ("http status", str(report["http_status"] or "-")),
+        ("duration", f"{report['duration_seconds']:.3f}s ({report['attempts']} attempts, "
+                     f"{report['requests']} requests)"),
+        ("quotas", quotas or "-"),
+        ("retry-after", _fmt_seconds(report["retry_after_seconds"])),
+        ("clock skew", _fmt_seconds(report["clock_skew_seconds"])),
+        ("request", report["request"] or "-"),
+    ]
+    from .log import escape_control
+
+    return "".join(f"{k + ':':13}{escape_control(str(v))}\n" for k, v in rows)
+
+
+async def _probe_once(config: Config, target: Target) -> ProbeResult:
+    from .app import Exporter
+    from .egress import Egress
+    from .probe import Prober
+
+    exp = Exporter(config)
+    exp.session = exp._new_session()
+    try:
+        exp.egress = Egress(exp.session, exp._new_session)
+        prober = Prober(exp.session, exp.clock, config.global_.max_body_bytes, exp.egress)
+        async with asyncio.timeout(target.timeout + 5):  # the prober keeps to the timeout; this is a backstop
+            return await prober.probe(target)
+    finally:
+        await exp.close()
+
+
+def probe_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="apistatus-exporter probe",
+        description="Probe one configured target once and print what the exporter makes of the answer. "
+                    "Exit 0 when the class counts as up (ok, degraded, processing), else 1.")
+    p.add_argument("--config.file", "--config", dest="config", type=Path, required=True, metavar="PATH",
+                   help="the config file (--config is an alias)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("name", metavar="NAME", help="the target's name")
+    args = p.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    target = config.target(args.name)
+    if target is None:
+        known = ", ".join(t.name for t in config.targets[:20]) + (", ..." if len(config.targets) > 20 else "")
+        print(f"error: {args.config}: no target named {args.name[:128]!r} (targets: {known})", file=sys.stderr)
+        return 2
+    try:
+        result = asyncio.run(_probe_once(config, target))
+    except KeyboardInterrupt:
+        return 130
+    report = probe_report(target, result)
+    sys.stdout.write(json.dumps(report) + "\n" if args.json else _text(report))
+    return 0 if report["up"] else 1
