@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import signal
 
-if __name__ == "__main__":
-    # Before anything slow (imports, a config of 20,000 targets): a SIGHUP from a config manager that
-    # is quicker than us must not kill the process. serve() installs the real handler soon after.
+# Before anything slow (imports, a large config): a SIGHUP from a config manager that is quicker than
+# us must not kill the process. This module is the entry point both as `python -m exporter` and as the
+# installed `apistatus-exporter` script (which imports it), so it is done on import, not only under
+# `__main__`; serve() installs the real handler soon after. A handler someone else set is left alone.
+if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 import argparse
