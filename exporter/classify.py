@@ -235,7 +235,7 @@ def _clock_skew(headers: Mapping[str, str], now: float) -> float | None:
 @functools.lru_cache(maxsize=256)
 def _date_stamp(date: str) -> float | None:
     # A Date header changes once a second, so at hundreds of probes a second nearly every answer
-    # repeats one already parsed; parsing was a few percent of a probe's CPU.
+    # repeats one already parsed, and parsing a date is not free.
     try:
         return parsedate_to_datetime(date).timestamp()
     except (TypeError, ValueError, IndexError, OverflowError):

@@ -216,8 +216,8 @@ def _start_lag(info: ExporterStatus) -> str:
     return "".join(out)
 
 
-#: targets per piece of a streamed answer: about 100 KB to 1 MB, so that no scrape holds a second
-#: copy of the whole text (34 MB at 10,000 targets) and the event loop runs between pieces
+#: targets per piece of a streamed answer: small enough that no scrape holds a second copy of the
+#: whole text and the event loop runs between pieces, large enough that pieces are few
 CHUNK_TARGETS = 1000
 
 

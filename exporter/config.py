@@ -32,7 +32,13 @@ from .catalog import (
 )
 from .httpclient import HttpClient, parse_http_client, target_http_client
 
-__all__ = ["Config", "ConfigError", "Credentials", "GlobalConfig", "Target", "load_config", "parse_config"]
+__all__ = ["DEFAULT_MAX_BACKOFF", "DEFAULT_PROBE_SHARE", "Config", "ConfigError", "Credentials", "GlobalConfig",
+           "Target", "load_config", "parse_config"]
+
+#: the default cap on any wait, Retry-After included (``global.max_backoff``)
+DEFAULT_MAX_BACKOFF = 3600.0
+#: the default share of a vendor's request budget the probes may spend (``global.probe_share``)
+DEFAULT_PROBE_SHARE = 0.05
 
 _RESERVED_LABELS = {"target", "vendor", "class", "code", "quota", "le", "version", "job", "instance"}
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -71,7 +77,7 @@ class GlobalConfig:
     timeout: float = 10.0
     max_concurrency: int = 100
     #: the share of a vendor's request budget the probes may spend (the rest is production traffic)
-    probe_share: float = 0.05
+    probe_share: float = DEFAULT_PROBE_SHARE
     max_body_bytes: int = 65536
     history: int = 50
     #: probe once more right after a failure before the class changes (both answers are counted)
@@ -81,7 +87,7 @@ class GlobalConfig:
     #: egress settings (proxy, TLS client) every target inherits; None: direct, system trust
     http_client: HttpClient | None = None
     #: no backoff (Retry-After included) waits longer than this, so a vendor's typo cannot silence a target
-    max_backoff: float = 3600.0
+    max_backoff: float = DEFAULT_MAX_BACKOFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,11 +103,11 @@ class Target:
     labels: tuple[tuple[str, str], ...] = ()
     budget: tuple[Budget, ...] = ()
     #: the share of the budget for probes: the target's own, else the global one
-    probe_share: float = 0.05
+    probe_share: float = DEFAULT_PROBE_SHARE
     confirm_failures: bool = False
     #: egress settings (proxy, TLS client); None: the shared default session
     http_client: HttpClient | None = None
-    max_backoff: float = 3600.0
+    max_backoff: float = DEFAULT_MAX_BACKOFF
 
     @property
     def budget_key(self) -> tuple[str, str, tuple[tuple[str, str], ...]]:
