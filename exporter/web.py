@@ -335,7 +335,7 @@ class ConnectionGuard:
     def admit(self, conn: _GuardedHandler) -> bool:
         cap = self.cap()
         while len(self._conns) >= cap:
-            victim = next((c for c in self._conns if c.idle()), None)
+            victim = next((other for other in self._conns if other.idle()), None)
             if victim is None:
                 log.warning("%d client connections, all busy: refused a new one", cap)
                 return False
