@@ -24,6 +24,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
+from ._der import EncryptedKey as _EncryptedKey
+from ._der import no_password as _no_password
+from ._der import tlv as _tlv
 from ._yamlnode import Node
 
 __all__ = ["TLS_VERSIONS", "HttpClient", "Proxy", "TLSConfig", "bypasses_proxy", "cert_not_after",
@@ -213,18 +216,9 @@ def _env(env: Mapping[str, str], name: str) -> tuple[str, str] | None:
 # --- TLS -----------------------------------------------------------------------------------------
 
 
-class _EncryptedKey(Exception):
-    pass
-
-
 def _reason(exc: ssl.SSLError) -> str:
     """OpenSSL's short reason (``KEY_VALUES_MISMATCH``), lower case, without the C source location."""
     return str(exc.reason or re.sub(r"\s*\(_ssl\.c:\d+\)", "", str(exc))).lower().replace("_", " ")
-
-
-def _no_password() -> str:
-    # an encrypted key must never make OpenSSL prompt on the terminal: refuse it instead
-    raise _EncryptedKey
 
 
 def ssl_context(tls: TLSConfig) -> ssl.SSLContext:
@@ -376,23 +370,6 @@ def target_http_client(fields: Mapping[str, Node], name: str, base: Path, env: M
 
 
 # --- certificates --------------------------------------------------------------------------------
-
-
-def _tlv(der: bytes, pos: int) -> tuple[int, int, int]:
-    """One DER element at ``pos``: (tag, start of content, end of content)."""
-    if pos + 2 > len(der):
-        raise ValueError("truncated DER")
-    tag, length = der[pos], der[pos + 1]
-    pos += 2
-    if length & 0x80:
-        n = length & 0x7F
-        if not 1 <= n <= 4 or pos + n > len(der):
-            raise ValueError("bad DER length")
-        length = int.from_bytes(der[pos:pos + n], "big")
-        pos += n
-    if pos + length > len(der):
-        raise ValueError("truncated DER")
-    return tag, pos, pos + length
 
 
 def cert_not_after(der: bytes) -> float:

@@ -39,7 +39,7 @@ import stat
 import tempfile
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, cast
@@ -49,6 +49,10 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from . import _openssl
+from ._der import EncryptedKey as _EncryptedKey
+from ._der import children as _children
+from ._der import no_password as _no_password
+from ._der import tlv as _tlv
 from ._yamlnode import ConfigError, Node
 from .clock import Clock, SystemClock
 
@@ -648,40 +652,21 @@ def _loop_running() -> bool:
 _SAN_LOG = _ThrottledLog()
 
 
-def _der(data: bytes, pos: int) -> tuple[int, int, int]:
-    tag, length = data[pos], data[pos + 1]
-    pos += 2
-    if length & 0x80:
-        n = length & 0x7F
-        length = int.from_bytes(data[pos:pos + n], "big")
-        pos += n
-    if pos + length > len(data):
-        raise ValueError("truncated DER")
-    return tag, pos, pos + length
-
-
-def _children(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
-    while start < end:
-        item = _der(data, start)
-        yield item
-        start = item[2]
-
-
 def cert_sans(der: bytes) -> list[str]:
     """A certificate's SANs as Go's x509 spells them: DNS names, e-mail addresses, IPs, URIs."""
     out: list[str] = []
     try:
-        _, start, end = _der(der, 0)
-        _, start, end = _der(der, start)  # tbsCertificate
+        _, start, end = _tlv(der, 0)
+        _, start, end = _tlv(der, start)  # tbsCertificate
         for tag, cs, _ce in _children(der, start, end):
             if tag != 0xA3:  # [3] extensions
                 continue
-            _, xs, xe = _der(der, cs)
+            _, xs, xe = _tlv(der, cs)
             for _, es, ee in _children(der, xs, xe):
                 parts = list(_children(der, es, ee))
                 if der[parts[0][1]:parts[0][2]] != b"\x55\x1d\x11":  # subjectAltName
                     continue
-                _, gs, ge = _der(der, parts[-1][1])
+                _, gs, ge = _tlv(der, parts[-1][1])
                 for name_tag, vs, ve in _children(der, gs, ge):
                     value = der[vs:ve]
                     if name_tag in (0x81, 0x82, 0x86):  # rfc822Name, dNSName, URI
@@ -696,14 +681,6 @@ def cert_sans(der: bytes) -> list[str]:
 
 
 _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----\r?\n.*?-----END CERTIFICATE-----", re.S)
-
-
-class _EncryptedKey(Exception):
-    pass
-
-
-def _no_password() -> bytes:
-    raise _EncryptedKey  # never let OpenSSL prompt on the terminal for a pass phrase
 
 
 def _pem_source(data: bytes, stack: list[Any]) -> str:
