@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
@@ -73,6 +75,30 @@ def free_port() -> int:
     with contextlib.closing(socket.socket()) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def need(binary: str) -> str:
+    """An external binary the test cannot do without: missing means failed, never skipped."""
+    path = shutil.which(binary) or (f"/usr/sbin/{binary}" if Path(f"/usr/sbin/{binary}").exists() else None)
+    assert path, f"{binary} is not installed (make deps installs it)"
+    return path
+
+
+_T = TypeVar("_T")
+#: how long a system test waits for a real server (Prometheus, Alertmanager) to get somewhere
+SYSTEM_WAIT = 90.0
+
+
+def wait_for(what: str, probe: Callable[[], _T | None], timeout: float = SYSTEM_WAIT) -> _T:
+    """Poll ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+    end = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError):
+            if got := probe():
+                return got
+        if time.monotonic() > end:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.25)
 
 
 @dataclass
