@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import socket
@@ -18,8 +19,9 @@ from aiohttp.typedefs import Handler
 
 from exporter._yamlnode import Node
 from exporter.app import Exporter
-from exporter.clock import Clock
+from exporter.clock import Clock, FakeClock
 from exporter.config import Config, parse_config
+from exporter.simulators import SimulatorSet, start_simulators
 from exporter.web import make_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,6 +135,45 @@ async def running_exporter(config: Config, clock: Clock | None = None, **kw: Any
     finally:
         await runner.cleanup()
         await exp.close()
+
+
+async def idle(run: Running) -> None:
+    """Wait (bounded, real time) until no probe is in flight."""
+    sched = run.exporter.scheduler
+    assert sched is not None
+    for _ in range(1000):
+        await asyncio.sleep(0.005)
+        if sched.in_flight() == 0:
+            return
+    raise AssertionError("probes still in flight")
+
+
+async def probe_text(run: Running, name: str) -> str:
+    """The /probe answer for target ``name``, which must be a 200."""
+    status, text = await run.get("/probe", params={"target": name})
+    assert status == 200, text
+    return text
+
+
+async def next_probe_text(run: Running, clock: FakeClock, name: str) -> str:
+    """/probe once the target's next probe may run: the clock moved to when the schedule lets it
+    start (before that, /probe answers the latest result and sends nothing)."""
+    ts = run.exporter.state.get(name)
+    assert ts is not None
+    await clock.advance(max(0.0, ts.next_probe_at - clock.time()) + 0.01)
+    await idle(run)
+    return await probe_text(run, name)
+
+
+@pytest.fixture
+async def sims() -> AsyncIterator[tuple[SimulatorSet, FakeClock]]:
+    """Every vendor simulator, on loopback, with the FakeClock they share with the exporter under test."""
+    clock = FakeClock()
+    started = await start_simulators(clock=clock)
+    try:
+        yield started, clock
+    finally:
+        await started.close()
 
 
 def sample(text: str, name: str, **labels: str) -> float | None:
