@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import signal
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -101,6 +103,43 @@ def wait_for(what: str, probe: Callable[[], _T | None], timeout: float = SYSTEM_
         if time.monotonic() > end:
             pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(0.25)
+
+
+@contextlib.asynccontextmanager
+async def spawn_exporter(*args: str, **kw: Any) -> AsyncIterator[tuple[asyncio.subprocess.Process, list[str]]]:
+    """``python3 -m exporter ARGS`` from this checkout, with its stderr read line by line into the
+    yielded list (a full pipe would block it). At the end a process still running gets SIGTERM and
+    must exit within 10 s (it is killed and the test fails otherwise); the list is then complete."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exporter", *args, cwd=ROOT, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE, **kw)
+    lines: list[str] = []
+
+    async def pump() -> None:
+        # chunks, not readline(): a line longer than the stream's limit must not stop the reading
+        assert proc.stderr is not None
+        pending = b""
+        while chunk := await proc.stderr.read(65536):
+            *done, pending = (pending + chunk).split(b"\n")
+            lines.extend(line.decode("utf-8", "replace") + "\n" for line in done)
+        if pending:
+            lines.append(pending.decode("utf-8", "replace"))
+
+    pumping = asyncio.create_task(pump())
+    try:
+        yield proc, lines
+    finally:
+        hung = False
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                hung = True
+                proc.kill()
+                await proc.wait()
+        await asyncio.wait_for(pumping, 10)
+        assert not hung, "the exporter did not exit within 10 s of SIGTERM: " + "".join(lines[-20:])
 
 
 @dataclass
