@@ -211,23 +211,24 @@ _ALLOWED = {
 
 
 def parse_check(node: Node, default: CheckSpec | None = None) -> CheckSpec:
-    m = node.mapping({"method", "path", "params", "headers", "body", "requires", "hint"})
+    fields = node.mapping({"method", "path", "params", "headers", "body", "requires", "hint"})
     base = default or CheckSpec("GET", "", (), (), None)
-    method = m["method"].text().upper() if "method" in m else base.method
+    method = fields["method"].text().upper() if "method" in fields else base.method
     if method not in _METHODS:
-        m["method"].fail(f"must be one of {', '.join(_METHODS)}")
-    path = m["path"].text() if "path" in m and not m["path"].is_missing() else base.path
+        fields["method"].fail(f"must be one of {', '.join(_METHODS)}")
+    path = fields["path"].text() if "path" in fields and not fields["path"].is_missing() else base.path
     if path and not path.startswith("/"):
-        m["path"].fail("must start with /")
+        fields["path"].fail("must start with /")
     # A target's params and headers add to the vendor's default check per key: setting Bannersnack's
     # banner hash must not drop its action, nor an extra header Bizwebs' Content-Type.
-    params = tuple(sorted({**dict(base.params), **m["params"].str_map()}.items())) if "params" in m else base.params
-    headers = (tuple(sorted({**dict(base.headers), **m["headers"].str_map()}.items())) if "headers" in m
+    params = (tuple(sorted({**dict(base.params), **fields["params"].str_map()}.items())) if "params" in fields
+              else base.params)
+    headers = (tuple(sorted({**dict(base.headers), **fields["headers"].str_map()}.items())) if "headers" in fields
                else base.headers)
-    body = (None if m["body"].is_missing() else m["body"].text()) if "body" in m else base.body
+    body = (None if fields["body"].is_missing() else fields["body"].text()) if "body" in fields else base.body
     requires = tuple(item.text(r"path|body|params\.[\w.-]+", "path, body or params.NAME")
-                     for item in m["requires"]) if "requires" in m else base.requires
-    hint = m["hint"].text() if "hint" in m else base.hint
+                     for item in fields["requires"]) if "requires" in fields else base.requires
+    hint = fields["hint"].text() if "hint" in fields else base.hint
     return CheckSpec(method, path, params, headers, body, requires, hint)
 
 
@@ -241,10 +242,10 @@ def _code_key(node: Node) -> str:
 def _value_source(node: Node) -> ValueSource:
     if isinstance(node.value, int | float) and not isinstance(node.value, bool):
         return ValueSource("const", const=float(node.value))
-    m = node.mapping({"body", "header"})
-    if len(m) != 1:
+    fields = node.mapping({"body", "header"})
+    if len(fields) != 1:
         node.fail("must be a number, {body: PATH} or {header: NAME}")
-    kind, val = next(iter(m.items()))
+    kind, val = next(iter(fields.items()))
     return ValueSource(kind, key=val.text())
 
 
@@ -261,30 +262,31 @@ def _when(node: Node) -> frozenset[int]:
 
 
 def parse_catalog(name: str, node: Node) -> Catalog:
-    m = node.mapping(_ALLOWED, required=("credentials", "signer", "check", "codes"))
-    if "vendor" in m and m["vendor"].text() != name:
-        m["vendor"].fail(f"does not match the vendor name {name!r}")
-    creds = tuple(c.text(r"[a-z][a-z0-9_]*", "a lower-case identifier") for c in m["credentials"])
-    optional = tuple(c.text(r"[a-z][a-z0-9_]*", "a lower-case identifier")
-                     for c in m.get("optional_credentials", Node([], node.file, "optional_credentials")))
-    for c in [*m["credentials"], *m.get("optional_credentials", Node([], node.file, "optional_credentials"))]:
-        if c.text().endswith("_file"):
-            c.fail("must not end in _file (that suffix names a file holding the credential)")
+    fields = node.mapping(_ALLOWED, required=("credentials", "signer", "check", "codes"))
+    if "vendor" in fields and fields["vendor"].text() != name:
+        fields["vendor"].fail(f"does not match the vendor name {name!r}")
+    creds = tuple(cred.text(r"[a-z][a-z0-9_]*", "a lower-case identifier") for cred in fields["credentials"])
+    optional = tuple(cred.text(r"[a-z][a-z0-9_]*", "a lower-case identifier")
+                     for cred in fields.get("optional_credentials", Node([], node.file, "optional_credentials")))
+    optional_nodes = fields.get("optional_credentials", Node([], node.file, "optional_credentials"))
+    for cred in [*fields["credentials"], *optional_nodes]:
+        if cred.text().endswith("_file"):
+            cred.fail("must not end in _file (that suffix names a file holding the credential)")
 
-    sm = m["signer"].mapping({"name", "options"}, required=("name",))
+    sm = fields["signer"].mapping({"name", "options"}, required=("name",))
     signer = sm["name"].choice(SIGNERS)
     options_node = sm["options"] if "options" in sm else Node({}, sm["name"].file, _sibling(sm["name"], "options"))
     signer_options = parse_signer_options(signer, options_node, name, creds)
 
-    check = parse_check(m["check"])
+    check = parse_check(fields["check"])
     sources: list[CodeSource] = []
-    for src in m.get("code_from", Node([{"status": True}], node.file, "code_from")):
+    for src in fields.get("code_from", Node([{"status": True}], node.file, "code_from")):
         sources.append(_code_source(src))
     if not sources:
-        m["code_from"].fail("must name at least one place")
+        fields["code_from"].fail("must name at least one place")
 
     codes: dict[str, CodeInfo] = {}
-    codes_node = m["codes"]
+    codes_node = fields["codes"]
     if not isinstance(codes_node.value, dict):
         codes_node.fail("must be a mapping of code -> {class, message}")
     for key_raw, info in codes_node.value.items():
@@ -292,20 +294,20 @@ def parse_catalog(name: str, node: Node) -> Catalog:
         key = _code_key(Node(key_raw, node.file, entry.path))
         im = entry.mapping({"class", "message"}, required=("class",))
         codes[key] = CodeInfo(im["class"].choice(CLASSES), im["message"].text() if "message" in im else key)
-    for i, source in enumerate(sources):
+    for index, source in enumerate(sources):
         if source.nonempty and source.nonempty not in codes:
-            m["code_from"].fail(f"nonempty code {source.nonempty!r} is not listed in codes")
+            fields["code_from"].fail(f"nonempty code {source.nonempty!r} is not listed in codes")
         if source.code and source.code not in codes:
-            Node(source.code, node.file, f"code_from[{i}].code").fail("is not listed in codes")
+            Node(source.code, node.file, f"code_from[{index}].code").fail("is not listed in codes")
 
     fallback: dict[str, str] = {}
-    if "http_fallback" in m:
-        for status, cls_node in m["http_fallback"].mapping().items():
+    if "http_fallback" in fields:
+        for status, cls_node in fields["http_fallback"].mapping().items():
             Node(status, cls_node.file, cls_node.path).text(r"[1-5](\d\d|xx)", "an HTTP status or family like 5xx")
             fallback[status] = cls_node.choice(CLASSES)
 
     quotas: list[QuotaSpec] = []
-    for entry in m.get("quota", Node([], node.file, "quota")):
+    for entry in fields.get("quota", Node([], node.file, "quota")):
         qm = entry.mapping({"name", "remaining", "used", "limit", "reset", "request", "informational"},
                            required=("name",))
         remaining = _value_source(qm["remaining"]) if "remaining" in qm else None
@@ -321,12 +323,12 @@ def parse_catalog(name: str, node: Node) -> Catalog:
             qm["informational"].boolean() if "informational" in qm else False,
         ))
 
-    budget = parse_budget(m["budget"]) if "budget" in m else ()
+    budget = parse_budget(fields["budget"]) if "budget" in fields else ()
 
     return Catalog(
         vendor=name,
-        title=m["title"].text() if "title" in m else name,
-        docs_url=m["docs_url"].text() if "docs_url" in m else "",
+        title=fields["title"].text() if "title" in fields else name,
+        docs_url=fields["docs_url"].text() if "docs_url" in fields else "",
         credentials=creds,
         optional_credentials=optional,
         signer=signer,
@@ -337,8 +339,8 @@ def parse_catalog(name: str, node: Node) -> Catalog:
         http_fallback=fallback,
         quota=tuple(quotas),
         budget=budget,
-        ratelimit_headers=m["ratelimit_headers"].boolean() if "ratelimit_headers" in m else True,
-        examples=tuple(_example(e) for e in m.get("examples", Node([], node.file, "examples"))),
+        ratelimit_headers=fields["ratelimit_headers"].boolean() if "ratelimit_headers" in fields else True,
+        examples=tuple(_example(example) for example in fields.get("examples", Node([], node.file, "examples"))),
     )
 
 
@@ -348,7 +350,7 @@ _BODY_TYPES = ("integer", "string", "any")
 def _code_source(src: Node) -> CodeSource:
     sm = src.mapping({"status", "header", "body", "when_status", "nonempty", "type", "equals", "code",
                       "known_only"})
-    kinds = [k for k in ("status", "header", "body") if k in sm]
+    kinds = [source_kind for source_kind in ("status", "header", "body") if source_kind in sm]
     if len(kinds) != 1:
         src.fail("needs exactly one of status, header, body")
     kind = kinds[0]

@@ -75,8 +75,8 @@ def _fixed_code(src: CodeSource, value: Any) -> str | None:
         return src.nonempty if value else None
     if src.code is not None:
         if isinstance(value, str) and src.kind == "header":
-            return src.code if any(value == str(w).lower() for w in src.equals) else None
-        return src.code if any(_same(value, w) for w in src.equals) else None
+            return src.code if any(value == str(wanted).lower() for wanted in src.equals) else None
+        return src.code if any(_same(value, wanted) for wanted in src.equals) else None
     return None
 
 
@@ -94,8 +94,8 @@ def _lookup(catalog: Catalog, code: str) -> tuple[str, CodeInfo | None]:
 #: and a cap here keeps absurd values (a 13-digit count, a date in the year 9999) finite and cheap
 RETRY_AFTER_CEILING = 7 * 86400.0
 _DELAY_SECONDS = re.compile(r"[0-9]+")  # RFC 9110 delay-seconds: 1*DIGIT, ASCII digits only
-_MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
-                                       "Nov", "Dec"), 1)}
+_MONTHS = {month: number for number, month in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug",
+                                                        "Sep", "Oct", "Nov", "Dec"), 1)}
 _DAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
 _TIME = r"([0-9]{2}):([0-9]{2}):([0-9]{2})"
 _MON = r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
@@ -109,15 +109,15 @@ _HTTP_DATES = (
 
 
 def _http_date(value: str, now: float) -> float | None:
-    for i, pattern in enumerate(_HTTP_DATES):
-        if (m := pattern.fullmatch(value)) is None:
+    for index, pattern in enumerate(_HTTP_DATES):
+        if (match := pattern.fullmatch(value)) is None:
             continue
-        g = m.groups()
-        if i == 2:
-            mon, day, hh, mm, ss, year = g[0], int(g[1]), *map(int, g[2:])
+        parts = match.groups()
+        if index == 2:
+            mon, day, hh, mm, ss, year = parts[0], int(parts[1]), *map(int, parts[2:])
         else:
-            day, mon, year, hh, mm, ss = int(g[0]), g[1], *map(int, g[2:])
-        if i == 1:
+            day, mon, year, hh, mm, ss = int(parts[0]), parts[1], *map(int, parts[2:])
+        if index == 1:
             # two-digit year: the RFC says a year more than 50 years ahead is in the past century
             this = datetime.fromtimestamp(now, UTC).year
             year += this - this % 100
@@ -201,10 +201,10 @@ _RL_PREFIXES = (("ratelimit-", "ratelimit"), ("x-ratelimit-", "ratelimit"), ("x-
 def _ratelimit_headers(headers: Mapping[str, str], now: float) -> QuotaReading | None:
     """The common RateLimit-* / X-RateLimit-* headers, when a vendor sends them."""
     for prefix, name in _RL_PREFIXES:
-        remaining, limit, reset = (headers.get(prefix + k) for k in ("remaining", "limit", "reset"))
+        remaining, limit, reset = (headers.get(prefix + field) for field in ("remaining", "limit", "reset"))
         if remaining is None and limit is None:
             continue
-        rem, lim, res = (_to_float(v) for v in (remaining, limit, reset))
+        rem, lim, res = (_to_float(text) for text in (remaining, limit, reset))
         reset_at = None
         if res is not None:
             # RateLimit-Reset is delta-seconds; some X-RateLimit-Reset send an epoch instead
@@ -235,7 +235,7 @@ def _clock_skew(headers: Mapping[str, str], now: float) -> float | None:
 @functools.lru_cache(maxsize=256)
 def _date_stamp(date: str) -> float | None:
     # A Date header changes once a second, so at hundreds of probes a second nearly every answer
-    # repeats one already parsed; parsing was a few percent of a probe's CPU.
+    # repeats one already parsed, and parsing a date is not free.
     try:
         return parsedate_to_datetime(date).timestamp()
     except (TypeError, ValueError, IndexError, OverflowError):
@@ -287,9 +287,9 @@ def classify(catalog: Catalog, result: Answer | Failure, now: float) -> Outcome:
 
     quotas: list[QuotaReading] = []
     if catalog.quota:
-        if not parsed and any(q.request is None for q in catalog.quota):
+        if not parsed and any(quota.request is None for quota in catalog.quota):
             doc = _json(answer)
-        quotas.extend(read_quotas(tuple(q for q in catalog.quota if q.request is None), answer, doc, now))
+        quotas.extend(read_quotas(tuple(quota for quota in catalog.quota if quota.request is None), answer, doc, now))
     if catalog.ratelimit_headers and (rl := _ratelimit_headers(answer.headers, now)) is not None:
         quotas.append(rl)
 
@@ -312,7 +312,8 @@ def example_failures(catalog: Catalog) -> list[str]:
     """One line per example of ``catalog`` that does not get its documented class and code."""
     out = []
     for ex in catalog.examples:
-        got = classify(catalog, Answer(ex.status, {k.lower(): v for k, v in ex.headers}, ex.body), EXAMPLE_NOW)
+        headers = {name.lower(): text for name, text in ex.headers}
+        got = classify(catalog, Answer(ex.status, headers, ex.body), EXAMPLE_NOW)
         if (got.cls, got.code) != (ex.cls, ex.code):
             out.append(f"{ex.where}: expected class {ex.cls} code {ex.code}, got class {got.cls} code {got.code}"
                        f" ({got.message})")

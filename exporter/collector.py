@@ -209,8 +209,8 @@ def _load(info: ExporterStatus) -> str:
     ) + "".join(f'{delays}{{vendor="{_esc(v)}"}} {n}\n' for v, n in info.budget_delays)
 
 
-#: targets per piece of a streamed answer: about 100 KB to 1 MB, so that no scrape holds a second
-#: copy of the whole text (34 MB at 10,000 targets) and the event loop runs between pieces
+#: targets per piece of a streamed answer: small enough that no scrape holds a second copy of the
+#: whole text and the event loop runs between pieces, large enough that pieces are few
 CHUNK_TARGETS = 1000
 
 

@@ -32,7 +32,13 @@ from .catalog import (
 )
 from .httpclient import HttpClient, parse_http_client, target_http_client
 
-__all__ = ["Config", "ConfigError", "Credentials", "GlobalConfig", "Target", "load_config", "parse_config"]
+__all__ = ["DEFAULT_MAX_BACKOFF", "DEFAULT_PROBE_SHARE", "Config", "ConfigError", "Credentials", "GlobalConfig",
+           "Target", "load_config", "parse_config"]
+
+#: the default cap on any wait, Retry-After included (``global.max_backoff``)
+DEFAULT_MAX_BACKOFF = 3600.0
+#: the default share of a vendor's request budget the probes may spend (``global.probe_share``)
+DEFAULT_PROBE_SHARE = 0.05
 
 _RESERVED_LABELS = {"target", "vendor", "class", "code", "quota", "le", "version", "job", "instance"}
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -71,7 +77,7 @@ class GlobalConfig:
     timeout: float = 10.0
     max_concurrency: int = 100
     #: the share of a vendor's request budget the probes may spend (the rest is production traffic)
-    probe_share: float = 0.05
+    probe_share: float = DEFAULT_PROBE_SHARE
     max_body_bytes: int = 65536
     history: int = 50
     #: probe once more right after a failure before the class changes (both answers are counted)
@@ -81,7 +87,7 @@ class GlobalConfig:
     #: egress settings (proxy, TLS client) every target inherits; None: direct, system trust
     http_client: HttpClient | None = None
     #: no backoff (Retry-After included) waits longer than this, so a vendor's typo cannot silence a target
-    max_backoff: float = 3600.0
+    max_backoff: float = DEFAULT_MAX_BACKOFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,11 +103,11 @@ class Target:
     labels: tuple[tuple[str, str], ...] = ()
     budget: tuple[Budget, ...] = ()
     #: the share of the budget for probes: the target's own, else the global one
-    probe_share: float = 0.05
+    probe_share: float = DEFAULT_PROBE_SHARE
     confirm_failures: bool = False
     #: egress settings (proxy, TLS client); None: the shared default session
     http_client: HttpClient | None = None
-    max_backoff: float = 3600.0
+    max_backoff: float = DEFAULT_MAX_BACKOFF
 
     @property
     def budget_key(self) -> tuple[str, str, tuple[tuple[str, str], ...]]:
@@ -117,34 +123,34 @@ class Config:
     catalogs: Mapping[str, Catalog]
 
     def target(self, name: str) -> Target | None:
-        return next((t for t in self.targets if t.name == name), None)
+        return next((target for target in self.targets if target.name == name), None)
 
 
 def _mentions_env(value: Any) -> bool:
     """Whether any string of the tree holds ``${``: most configs have none, and then no copy of the
     tree (nor a key path for each of its values) is made."""
     if isinstance(value, dict):
-        return any(_mentions_env(v) for v in value.values())
+        return any(_mentions_env(item) for item in value.values())
     if isinstance(value, list):
-        return any(_mentions_env(v) for v in value)
+        return any(_mentions_env(item) for item in value)
     return isinstance(value, str) and "${" in value
 
 
 def _expand(value: Any, env: Mapping[str, str], file: str, path: str) -> Any:
     """Replace ``${VAR}`` in every string of the tree; a missing variable names its key path."""
     if isinstance(value, dict):
-        return {k: _expand(v, env, file, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+        return {key: _expand(item, env, file, f"{path}.{key}" if path else str(key)) for key, item in value.items()}
     if isinstance(value, list):
-        return [_expand(v, env, file, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [_expand(item, env, file, f"{path}[{index}]") for index, item in enumerate(value)]
     if isinstance(value, str) and "${" in value:
-        def sub(m: re.Match[str]) -> str:
-            if m.group(1) not in env:
-                raise ConfigError(file, path, f"environment variable {m.group(1)} is not set")
-            got = env[m.group(1)]
+        def sub(match: re.Match[str]) -> str:
+            if match.group(1) not in env:
+                raise ConfigError(file, path, f"environment variable {match.group(1)} is not set")
+            got = env[match.group(1)]
             try:
                 got.encode("utf-8")
             except UnicodeEncodeError:  # non-UTF-8 bytes in the environment, kept as surrogates by Python
-                raise ConfigError(file, path, f"environment variable {m.group(1)} is not valid UTF-8") from None
+                raise ConfigError(file, path, f"environment variable {match.group(1)} is not valid UTF-8") from None
             return got
 
         return _ENV.sub(sub, value)
@@ -155,7 +161,7 @@ def _credentials(node: Node, catalog: Catalog, base: Path) -> Credentials:
     node.secret = True  # no credential value ever appears in an error
     out: dict[str, str] = {}
     names = (*catalog.credentials, *catalog.optional_credentials)
-    allowed = set(names) | {f"{c}_file" for c in names}
+    allowed = set(names) | {f"{cred}_file" for cred in names}
     for key, val in node.mapping().items():
         if key not in allowed:
             val.fail(f"unknown credential for vendor {catalog.vendor} (allowed: {', '.join(names)}"
@@ -168,10 +174,10 @@ def _credentials(node: Node, catalog: Catalog, base: Path) -> Credentials:
                 raise ConfigError(val.file, val.path, f"cannot read {path}: {exc}") from None
         else:
             out[key] = val.text()
-    for c in catalog.credentials:
-        if not out.get(c):
-            Node(None, node.file, f"{node.path}.{c}").fail(
-                f"vendor {catalog.vendor} needs credential {c} (or {c}_file)", show=False)
+    for cred in catalog.credentials:
+        if not out.get(cred):
+            Node(None, node.file, f"{node.path}.{cred}").fail(
+                f"vendor {catalog.vendor} needs credential {cred} (or {cred}_file)", show=False)
     return Credentials(out)
 
 
@@ -207,8 +213,8 @@ def _require(check: CheckSpec, override: Node | None, catalog: Catalog, node: No
 def _catalogs(root: dict[str, Node], base: Path) -> dict[str, Catalog]:
     raw = builtin_raw()
     layers: list[tuple[str, Node]] = []
-    for f in root.get("catalog_files", Node([], "", "catalog_files")):
-        doc = load_yaml(base / f.text())
+    for entry in root.get("catalog_files", Node([], "", "catalog_files")):
+        doc = load_yaml(base / entry.text())
         vendor = doc.mapping().get("vendor")
         if vendor is None:
             raise ConfigError(doc.file, "vendor", "is required in a catalog file")
@@ -228,19 +234,22 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
     root = root_node.mapping({"global", "targets", "vendors", "catalog_files"}, required=("targets",))
     global_keys = {"interval", "timeout", "max_concurrency", "probe_share", "max_body_bytes", "history",
                    "confirm_failures", "keepalive", "http_client", "max_backoff"}
-    g = root["global"].mapping(global_keys) if "global" in root else {}
-    d = GlobalConfig()
+    section = root["global"].mapping(global_keys) if "global" in root else {}
+    defaults = GlobalConfig()
     glob = GlobalConfig(
-        interval=g["interval"].duration(minimum=1) if "interval" in g else d.interval,
-        timeout=g["timeout"].duration(minimum=0.1) if "timeout" in g else d.timeout,
-        max_concurrency=g["max_concurrency"].integer(1, 100000) if "max_concurrency" in g else d.max_concurrency,
-        probe_share=g["probe_share"].number(0.0001, 1) if "probe_share" in g else d.probe_share,
-        max_body_bytes=g["max_body_bytes"].integer(1024, 16 << 20) if "max_body_bytes" in g else d.max_body_bytes,
-        history=g["history"].integer(1, 10000) if "history" in g else d.history,
-        confirm_failures=g["confirm_failures"].boolean() if "confirm_failures" in g else d.confirm_failures,
-        keepalive=g["keepalive"].boolean() if "keepalive" in g else d.keepalive,
-        http_client=parse_http_client(g["http_client"], base, env) if "http_client" in g else None,
-        max_backoff=_max_backoff(g["max_backoff"]) if "max_backoff" in g else d.max_backoff,
+        interval=section["interval"].duration(minimum=1) if "interval" in section else defaults.interval,
+        timeout=section["timeout"].duration(minimum=0.1) if "timeout" in section else defaults.timeout,
+        max_concurrency=(section["max_concurrency"].integer(1, 100000) if "max_concurrency" in section
+                         else defaults.max_concurrency),
+        probe_share=section["probe_share"].number(0.0001, 1) if "probe_share" in section else defaults.probe_share,
+        max_body_bytes=(section["max_body_bytes"].integer(1024, 16 << 20) if "max_body_bytes" in section
+                        else defaults.max_body_bytes),
+        history=section["history"].integer(1, 10000) if "history" in section else defaults.history,
+        confirm_failures=(section["confirm_failures"].boolean() if "confirm_failures" in section
+                          else defaults.confirm_failures),
+        keepalive=section["keepalive"].boolean() if "keepalive" in section else defaults.keepalive,
+        http_client=parse_http_client(section["http_client"], base, env) if "http_client" in section else None,
+        max_backoff=_max_backoff(section["max_backoff"]) if "max_backoff" in section else defaults.max_backoff,
     )
     catalogs = _catalogs(root, base)
     targets: list[Target] = []
@@ -248,42 +257,43 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
     allowed = {"name", "vendor", "base_url", "interval", "timeout", "credentials", "check", "labels", "budget",
                "probe_share", "confirm_failures", "http_client", "max_backoff"}
     for tnode in root["targets"]:
-        t = tnode.mapping(allowed, required=("name", "vendor", "base_url"))
+        fields = tnode.mapping(allowed, required=("name", "vendor", "base_url"))
         # not only dots: a browser rewrites /targets/.. before it is sent, so such a page is unreachable
-        name = t["name"].text(r"(?!\.+$)[A-Za-z0-9_.:-]{1,128}",
+        name = fields["name"].text(r"(?!\.+$)[A-Za-z0-9_.:-]{1,128}",
                               "letters, digits, '.', ':', '_' or '-' (at most 128, not only dots)")
         if name in seen:
-            t["name"].fail("duplicate target name")
+            fields["name"].fail("duplicate target name")
         seen.add(name)
-        vendor = t["vendor"].text()
+        vendor = fields["vendor"].text()
         if vendor not in catalogs:
-            t["vendor"].fail(f"unknown vendor (known: {', '.join(sorted(catalogs))})")
+            fields["vendor"].fail(f"unknown vendor (known: {', '.join(sorted(catalogs))})")
         catalog = catalogs[vendor]
-        base_url = t["base_url"].url()
-        interval = t["interval"].duration(minimum=1) if "interval" in t else glob.interval
-        timeout = t["timeout"].duration(minimum=0.1) if "timeout" in t else glob.timeout
+        base_url = fields["base_url"].url()
+        interval = fields["interval"].duration(minimum=1) if "interval" in fields else glob.interval
+        timeout = fields["timeout"].duration(minimum=0.1) if "timeout" in fields else glob.timeout
         if timeout > interval:
-            (t.get("timeout") or t.get("interval") or tnode).fail(
+            (fields.get("timeout") or fields.get("interval") or tnode).fail(
                 f"timeout {timeout:g}s is longer than the interval {interval:g}s")
-        creds = _credentials(t.get("credentials", Node({}, tnode.file, f"{tnode.path}.credentials")),
+        creds = _credentials(fields.get("credentials", Node({}, tnode.file, f"{tnode.path}.credentials")),
                              catalog, base)
-        check = parse_check(t["check"], catalog.check) if "check" in t else catalog.check
-        _require(check, t.get("check"), catalog, tnode)
-        budget = parse_budget(t["budget"]) if "budget" in t else catalog.budget
+        check = parse_check(fields["check"], catalog.check) if "check" in fields else catalog.check
+        _require(check, fields.get("check"), catalog, tnode)
+        budget = parse_budget(fields["budget"]) if "budget" in fields else catalog.budget
         targets.append(Target(
             name=name, vendor=vendor, catalog=catalog, base_url=base_url, interval=interval, timeout=timeout,
-            credentials=creds, check=check, labels=_labels(t["labels"]) if "labels" in t else (),
+            credentials=creds, check=check, labels=_labels(fields["labels"]) if "labels" in fields else (),
             budget=budget,
-            probe_share=t["probe_share"].number(0.0001, 1) if "probe_share" in t else glob.probe_share,
-            confirm_failures=t["confirm_failures"].boolean() if "confirm_failures" in t else glob.confirm_failures,
-            http_client=target_http_client(t, name, base, env, glob.http_client),
-            max_backoff=_max_backoff(t["max_backoff"]) if "max_backoff" in t else glob.max_backoff,
+            probe_share=fields["probe_share"].number(0.0001, 1) if "probe_share" in fields else glob.probe_share,
+            confirm_failures=(fields["confirm_failures"].boolean() if "confirm_failures" in fields
+                              else glob.confirm_failures),
+            http_client=target_http_client(fields, name, base, env, glob.http_client),
+            max_backoff=_max_backoff(fields["max_backoff"]) if "max_backoff" in fields else glob.max_backoff,
         ))
     return Config(root_node.file, glob, tuple(targets), catalogs)
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
-    p = Path(path)
+    file_path = Path(path)
     with gc_paused():  # nothing is garbage while a config is built: collecting only costs time
-        return parse_config(load_yaml(p), p.parent, env)
+        return parse_config(load_yaml(file_path), file_path.parent, env)
 

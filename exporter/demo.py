@@ -107,11 +107,11 @@ def _ticks() -> list[Step]:
     """Quotas running out over the cycle: uploads down to 0, storage and traffic filling up, GitHub's hourly
     quota spent, OpenAI's requests a minute used by other traffic."""
     out = []
-    for k in range(int(CYCLE // TICK)):
-        out.append(Step(k * TICK, "flipsnack", {"uploads_left": max(0, 120 - 10 * k)}))
-        out.append(Step(k * TICK, "movingimage", {"traffic_used": (4000 + 60 * k) * GB}))
-        out.append(Step(k * TICK, "github", {"core_used": 1000 + 250 * k}))
-        out.append(Step(k * TICK, "openai", {"burst": 25}))  # other traffic on the key, a minute in the window
+    for tick in range(int(CYCLE // TICK)):
+        out.append(Step(tick * TICK, "flipsnack", {"uploads_left": max(0, 120 - 10 * tick)}))
+        out.append(Step(tick * TICK, "movingimage", {"traffic_used": (4000 + 60 * tick) * GB}))
+        out.append(Step(tick * TICK, "github", {"core_used": 1000 + 250 * tick}))
+        out.append(Step(tick * TICK, "openai", {"burst": 25}))  # other traffic on the key, a minute in the window
     return out
 
 
@@ -126,7 +126,7 @@ class Demo:
         self.task = asyncio.create_task(self._run(), name="demo-scenario")
 
     async def _run(self) -> None:
-        steps = sorted([*SCENARIO, *_ticks()], key=lambda s: s.at)
+        steps = sorted([*SCENARIO, *_ticks()], key=lambda item: item.at)
         cycle = 0
         while True:
             start = self.clock.monotonic()
@@ -166,5 +166,5 @@ async def start_demo(clock: Clock | None = None, interval: str = "5s", timeout: 
     demo = Demo(config, sims, clock)
     demo.start()
     log.info("%d vendor simulators on %s; the scenario repeats every %d s", len(sims.sims),
-             ", ".join(f"{v} {u}" for v, u in sims.base_urls.items()), CYCLE)
+             ", ".join(f"{vendor} {url}" for vendor, url in sims.base_urls.items()), CYCLE)
     return demo

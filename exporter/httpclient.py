@@ -24,6 +24,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
+from ._der import EncryptedKey as _EncryptedKey
+from ._der import no_password as _no_password
+from ._der import tlv as _tlv
 from ._yamlnode import Node
 
 __all__ = ["TLS_VERSIONS", "HttpClient", "Proxy", "TLSConfig", "bypasses_proxy", "cert_not_after",
@@ -114,7 +117,7 @@ def client_secrets(client: HttpClient | None) -> tuple[str, ...]:
         if proxy is not None and proxy.password:
             auth = proxy.authorization or ""
             out += [proxy.password, quote(proxy.password, safe=""), auth, auth.removeprefix("Basic ")]
-    out += [v for _, values in client.proxy_connect_header for v in values]
+    out += [value for _, values in client.proxy_connect_header for value in values]
     return tuple(dict.fromkeys(out))
 
 
@@ -213,18 +216,9 @@ def _env(env: Mapping[str, str], name: str) -> tuple[str, str] | None:
 # --- TLS -----------------------------------------------------------------------------------------
 
 
-class _EncryptedKey(Exception):
-    pass
-
-
 def _reason(exc: ssl.SSLError) -> str:
     """OpenSSL's short reason (``KEY_VALUES_MISMATCH``), lower case, without the C source location."""
     return str(exc.reason or re.sub(r"\s*\(_ssl\.c:\d+\)", "", str(exc))).lower().replace("_", " ")
-
-
-def _no_password() -> str:
-    # an encrypted key must never make OpenSSL prompt on the terminal: refuse it instead
-    raise _EncryptedKey
 
 
 def ssl_context(tls: TLSConfig) -> ssl.SSLContext:
@@ -282,25 +276,25 @@ def _checked_tls(tls: TLSConfig, node: Node) -> TLSConfig:
 
 
 def _tls(node: Node, base: Path, inherited: TLSConfig) -> TLSConfig:
-    t = node.mapping(_TLS_KEYS)
+    fields = node.mapping(_TLS_KEYS)
 
     def path(key: str) -> str | None:
-        return str(base / t[key].text()) if key in t and t[key].value is not None else None
+        return str(base / fields[key].text()) if key in fields and fields[key].value is not None else None
 
-    if ("cert_file" in t) != ("key_file" in t):
-        given, missing = ("cert_file", "key_file") if "cert_file" in t else ("key_file", "cert_file")
-        t[given].fail(f"{given} needs {missing} in the same tls_config", show=False)
+    if ("cert_file" in fields) != ("key_file" in fields):
+        given, missing = ("cert_file", "key_file") if "cert_file" in fields else ("key_file", "cert_file")
+        fields[given].fail(f"{given} needs {missing} in the same tls_config", show=False)
     out = inherited
-    if "ca_file" in t:
+    if "ca_file" in fields:
         out = replace(out, ca_file=path("ca_file"))
-    if "cert_file" in t:
+    if "cert_file" in fields:
         out = replace(out, cert_file=path("cert_file"), key_file=path("key_file"))
-    if "server_name" in t:
-        out = replace(out, server_name=t["server_name"].text(_HOST, "a host name") or None)
-    if "insecure_skip_verify" in t:
-        out = replace(out, insecure_skip_verify=t["insecure_skip_verify"].boolean())
-    if "min_version" in t:
-        out = replace(out, min_version=t["min_version"].choice(TLS_VERSIONS))
+    if "server_name" in fields:
+        out = replace(out, server_name=fields["server_name"].text(_HOST, "a host name") or None)
+    if "insecure_skip_verify" in fields:
+        out = replace(out, insecure_skip_verify=fields["insecure_skip_verify"].boolean())
+    if "min_version" in fields:
+        out = replace(out, min_version=fields["min_version"].choice(TLS_VERSIONS))
     return _checked_tls(out, node)
 
 
@@ -313,27 +307,27 @@ def parse_http_client(node: Node, base: Path, env: Mapping[str, str],
     too, with ``cert_file`` and ``key_file`` as a pair); the proxy choice (``proxy_url`` or
     ``proxy_from_environment``) is one setting, so a target's own replaces the global one, and
     ``proxy_url: ""`` turns an inherited proxy off."""
-    c = node.mapping(_KEYS)
+    fields = node.mapping(_KEYS)
     out = inherited or HttpClient()
-    if "proxy_url" in c and "proxy_from_environment" in c and c["proxy_from_environment"].boolean() \
-            and c["proxy_url"].value:
-        c["proxy_url"].fail("proxy_url and proxy_from_environment: true cannot both be set", show=False)
-    if "proxy_url" in c:
-        text = c["proxy_url"].text() if c["proxy_url"].value is not None else ""
-        proxy = _proxy(text, c["proxy_url"], "") if text.strip() else None
+    if "proxy_url" in fields and "proxy_from_environment" in fields and fields["proxy_from_environment"].boolean() \
+            and fields["proxy_url"].value:
+        fields["proxy_url"].fail("proxy_url and proxy_from_environment: true cannot both be set", show=False)
+    if "proxy_url" in fields:
+        text = fields["proxy_url"].text() if fields["proxy_url"].value is not None else ""
+        proxy = _proxy(text, fields["proxy_url"], "") if text.strip() else None
         out = replace(out, http_proxy=proxy, https_proxy=proxy, proxy_from_environment=False,
                       no_proxy=() if inherited and inherited.proxy_from_environment else out.no_proxy)
-    if "proxy_from_environment" in c and c["proxy_from_environment"].boolean():
-        out = _from_environment(out, c["proxy_from_environment"], env)
-    elif "proxy_from_environment" in c and out.proxy_from_environment:
+    if "proxy_from_environment" in fields and fields["proxy_from_environment"].boolean():
+        out = _from_environment(out, fields["proxy_from_environment"], env)
+    elif "proxy_from_environment" in fields and out.proxy_from_environment:
         out = replace(out, http_proxy=None, https_proxy=None, no_proxy=(), proxy_from_environment=False)
-    if "no_proxy" in c:
-        value = c["no_proxy"].text() if c["no_proxy"].value is not None else ""
-        out = replace(out, no_proxy=_no_proxy(value, c["no_proxy"], ""))
-    if "proxy_connect_header" in c:
-        out = replace(out, proxy_connect_header=_connect_headers(c["proxy_connect_header"]))
-    if "tls_config" in c:
-        out = replace(out, tls=_tls(c["tls_config"], base, out.tls))
+    if "no_proxy" in fields:
+        value = fields["no_proxy"].text() if fields["no_proxy"].value is not None else ""
+        out = replace(out, no_proxy=_no_proxy(value, fields["no_proxy"], ""))
+    if "proxy_connect_header" in fields:
+        out = replace(out, proxy_connect_header=_connect_headers(fields["proxy_connect_header"]))
+    if "tls_config" in fields:
+        out = replace(out, tls=_tls(fields["tls_config"], base, out.tls))
     return out
 
 
@@ -356,19 +350,19 @@ def _connect_headers(node: Node) -> tuple[tuple[str, tuple[str, ...]], ...]:
         Node(name, node.file, values.path).text(_HEADER_NAME, "an HTTP header name")
         if isinstance(values.value, str):
             values.fail("must be a list of strings (Prometheus' form: Header: [value])")
-        texts = tuple(v.text() for v in values.seq())
-        for i, text in enumerate(texts):
+        texts = tuple(value.text() for value in values.seq())
+        for index, text in enumerate(texts):
             if "\r" in text or "\n" in text or "\0" in text:
-                Node(None, node.file, f"{values.path}[{i}]").fail("must not contain a line break or NUL")
+                Node(None, node.file, f"{values.path}[{index}]").fail("must not contain a line break or NUL")
         out.append((name, texts))
     return tuple(out)
 
 
-def target_http_client(t: Mapping[str, Node], name: str, base: Path, env: Mapping[str, str],
+def target_http_client(fields: Mapping[str, Node], name: str, base: Path, env: Mapping[str, str],
                        inherited: HttpClient | None) -> HttpClient | None:
-    """A target's effective settings (its own block over the global one); logs the one warning a
-    target with verification off gets at each load."""
-    client = parse_http_client(t["http_client"], base, env, inherited) if "http_client" in t else inherited
+    """A target's effective settings (its own block over the global one), from the target's
+    ``fields``; logs the one warning a target with verification off gets at each load."""
+    client = parse_http_client(fields["http_client"], base, env, inherited) if "http_client" in fields else inherited
     if client is not None and client.tls.insecure_skip_verify:
         log.warning("target %s: tls_config.insecure_skip_verify is true: the vendor's certificate is not "
                     "verified, so anyone on the path can read and change this target's traffic", name)
@@ -376,23 +370,6 @@ def target_http_client(t: Mapping[str, Node], name: str, base: Path, env: Mappin
 
 
 # --- certificates --------------------------------------------------------------------------------
-
-
-def _tlv(der: bytes, pos: int) -> tuple[int, int, int]:
-    """One DER element at ``pos``: (tag, start of content, end of content)."""
-    if pos + 2 > len(der):
-        raise ValueError("truncated DER")
-    tag, length = der[pos], der[pos + 1]
-    pos += 2
-    if length & 0x80:
-        n = length & 0x7F
-        if not 1 <= n <= 4 or pos + n > len(der):
-            raise ValueError("bad DER length")
-        length = int.from_bytes(der[pos:pos + n], "big")
-        pos += n
-    if pos + length > len(der):
-        raise ValueError("truncated DER")
-    return tag, pos, pos + length
 
 
 def cert_not_after(der: bytes) -> float:

@@ -23,7 +23,7 @@ from typing import Any
 
 from .budget import Budgets
 from .clock import Clock
-from .config import Target
+from .config import DEFAULT_MAX_BACKOFF, Target
 from .log import log_probe
 from .model import BACKOFF as BACKOFF_CLASSES
 from .model import UP, Outcome, ProbeResult
@@ -36,8 +36,6 @@ log = logging.getLogger(__name__)
 
 #: exponential backoff never waits longer than this (or the interval, when that is longer)
 MAX_BACKOFF = 900.0
-#: the default cap on any wait, Retry-After included (``global.max_backoff``)
-DEFAULT_MAX_BACKOFF = 3600.0
 JITTER = 0.05
 
 

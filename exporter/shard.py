@@ -53,13 +53,13 @@ def parse_shard(text: str, source: str = "--shard", allow_all: bool = False) -> 
     value = text.strip()
     if allow_all and value == "all":
         return AllShards()
-    if allow_all and (m := re.fullmatch(r"all/([0-9]{1,6})", value)) and int(m.group(1)) >= 1:
-        return AllShards(int(m.group(1)))
-    m = _SPEC.fullmatch(value)
-    if m is None or not 0 <= int(m.group(1)) < int(m.group(2)):
+    if allow_all and (match := re.fullmatch(r"all/([0-9]{1,6})", value)) and int(match.group(1)) >= 1:
+        return AllShards(int(match.group(1)))
+    match = _SPEC.fullmatch(value)
+    if match is None or not 0 <= int(match.group(1)) < int(match.group(2)):
         wanted = "I/N with 0 <= I < N (e.g. 0/3)" + (', "all/N" or "all"' if allow_all else "")
         raise ShardError(f"{source}: expected {wanted}, got {text[:40]!r}")
-    return Shard(int(m.group(1)), int(m.group(2)))
+    return Shard(int(match.group(1)), int(match.group(2)))
 
 
 def resolve(flag: str | None, env: Mapping[str, str], allow_all: bool = False) -> Shard | AllShards:
@@ -73,7 +73,8 @@ def resolve(flag: str | None, env: Mapping[str, str], allow_all: bool = False) -
 
 def shard_key(target: Target) -> str:
     vendor, host, credentials = target.budget_key
-    digest = hashlib.sha256(json.dumps([list(p) for p in credentials], separators=(",", ":")).encode()).hexdigest()
+    pairs = [list(pair) for pair in credentials]
+    digest = hashlib.sha256(json.dumps(pairs, separators=(",", ":")).encode()).hexdigest()
     return f"{vendor}|{host}|{digest}"
 
 
@@ -90,7 +91,8 @@ def select(config: Config, shard: Shard) -> Config:
     """The config as this replica runs it: only its own targets (applied after every load)."""
     if shard.count == 1:
         return config
-    return replace(config, targets=tuple(t for t in config.targets if shard_of(t, shard.count) == shard.index))
+    mine = tuple(target for target in config.targets if shard_of(target, shard.count) == shard.index)
+    return replace(config, targets=mine)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,55 +104,56 @@ class ShardLoad:
 
 
 def distribution(targets: Iterable[Target], count: int) -> list[ShardLoad]:
-    n = [0] * count
+    per_shard = [0] * count
     rate = [0.0] * count
     groups: dict[str, int] = defaultdict(int)
-    for t in targets:
-        key = shard_key(t)
-        i = 0 if count == 1 else hashmod(key, count)
-        n[i] += 1
-        rate[i] += 1 / t.interval
+    for target in targets:
+        key = shard_key(target)
+        index = 0 if count == 1 else hashmod(key, count)
+        per_shard[index] += 1
+        rate[index] += 1 / target.interval
         groups[key] += 1
     largest = [0] * count
     for key, size in groups.items():
-        i = 0 if count == 1 else hashmod(key, count)
-        largest[i] = max(largest[i], size)
-    return [ShardLoad(Shard(i, count), n[i], rate[i], largest[i]) for i in range(count)]
+        index = 0 if count == 1 else hashmod(key, count)
+        largest[index] = max(largest[index], size)
+    return [ShardLoad(Shard(index, count), per_shard[index], rate[index], largest[index]) for index in range(count)]
 
 
 def skew_warnings(loads: list[ShardLoad]) -> list[str]:
     """Shards whose planned probes/s exceed the mean by SKEW_FACTOR, and empty shards."""
-    total = sum(s.probes_per_s for s in loads)
+    total = sum(load.probes_per_s for load in loads)
     if len(loads) < 2 or total == 0:
         return []
     mean = total / len(loads)
     out = []
-    for s in loads:
-        if s.targets == 0:
-            out.append(f"shard {s.shard} gets no targets: fewer credential groups than shards, or an unlucky "
+    for load in loads:
+        if load.targets == 0:
+            out.append(f"shard {load.shard} gets no targets: fewer credential groups than shards, or an unlucky "
                        "hash; a smaller shard count would do")
-        elif s.probes_per_s > SKEW_FACTOR * mean and s.targets > 1:
-            why = (f"; its largest credential group alone has {s.largest_group} targets (targets sharing a "
-                   "credential always share a shard)" if s.largest_group * 2 > s.targets else "")
-            out.append(f"shard {s.shard} is skewed: {s.targets} targets, {s.probes_per_s:.3g} probes/s, "
-                       f"{s.probes_per_s / mean:.1f}x the mean{why}")
+        elif load.probes_per_s > SKEW_FACTOR * mean and load.targets > 1:
+            why = (f"; its largest credential group alone has {load.largest_group} targets (targets sharing a "
+                   "credential always share a shard)" if load.largest_group * 2 > load.targets else "")
+            out.append(f"shard {load.shard} is skewed: {load.targets} targets, {load.probes_per_s:.3g} probes/s, "
+                       f"{load.probes_per_s / mean:.1f}x the mean{why}")
     return out
 
 
 def describe(loads: list[ShardLoad], mine: Shard | None = None) -> list[str]:
     """One line per shard for the config check."""
-    width = len(str(max(s.targets for s in loads)))
-    return [f"shard {s.shard}: {s.targets:{width}d} targets, {s.probes_per_s:.3g} probes/s"
-            + ("  <- this replica" if s.shard == mine else "") for s in loads]
+    width = len(str(max(load.targets for load in loads)))
+    return [f"shard {load.shard}: {load.targets:{width}d} targets, {load.probes_per_s:.3g} probes/s"
+            + ("  <- this replica" if load.shard == mine else "") for load in loads]
 
 
 def compare(targets: Iterable[Target], counts: Iterable[int] = CANDIDATES) -> list[str]:
     """For choosing N: per candidate count, the targets per shard and the busiest shard against the mean."""
     listed = list(targets)
     out = []
-    for n in counts:
-        loads = distribution(listed, n)
-        total = sum(s.probes_per_s for s in loads)
-        ratio = max(s.probes_per_s for s in loads) * n / total if total else 1.0
-        out.append(f"{n} shards: {' '.join(str(s.targets) for s in loads)} targets; busiest {ratio:.2f}x the mean")
+    for shard_count in counts:
+        loads = distribution(listed, shard_count)
+        total = sum(load.probes_per_s for load in loads)
+        ratio = max(load.probes_per_s for load in loads) * shard_count / total if total else 1.0
+        counts_text = " ".join(str(load.targets) for load in loads)
+        out.append(f"{shard_count} shards: {counts_text} targets; busiest {ratio:.2f}x the mean")
     return out

@@ -22,7 +22,7 @@ __all__ = ["md5_signature", "rubiq_issued_at", "rubiq_token", "wire_url"]
 
 def md5_signature(secret: str, params: Sequence[tuple[str, str]], exclude: Sequence[str] = ("signature",)) -> str:
     """Flipsnack's scheme: md5(secret + concat(k + v for the sorted params not excluded))."""
-    material = "".join(k + v for k, v in sorted(p for p in params if p[0] not in exclude))
+    material = "".join(key + value for key, value in sorted(pair for pair in params if pair[0] not in exclude))
     return hashlib.md5((secret + material).encode(), usedforsecurity=False).hexdigest()
 
 

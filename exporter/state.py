@@ -37,7 +37,7 @@ DURATION_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 MAX_FOREIGN_CODES = 16
 #: how many classes the status page's strip shows
 RECENT_CLASSES = 20
-_CLASS_INDEX = {cls: i for i, cls in enumerate(CLASSES)}
+_CLASS_INDEX = {cls: index for index, cls in enumerate(CLASSES)}
 _UNKNOWN = _CLASS_INDEX["unknown"]
 
 
@@ -156,7 +156,7 @@ class _Ring:
     def rows(self) -> list[_Row]:
         """Oldest first."""
         start = self._head if self.size == self.cap else 0
-        return [_ROW.unpack_from(self._buf, ((start + i) % self.cap) * _ROW.size) for i in range(self.size)]
+        return [_ROW.unpack_from(self._buf, ((start + index) % self.cap) * _ROW.size) for index in range(self.size)]
 
 
 @dataclass(slots=True)
@@ -206,14 +206,14 @@ class TargetState:
         self.responses[key] = self.responses.get(key, 0) + 1
         if out.cls == "auth":
             self.auth_failures[code] = self.auth_failures.get(code, 0) + 1
-        for i, bound in enumerate(DURATION_BUCKETS):
+        for index, bound in enumerate(DURATION_BUCKETS):
             if result.duration <= bound:
-                self.bucket_counts[i] += 1
+                self.bucket_counts[index] += 1
         self.duration_sum += result.duration
         self.probes += 1
         self.consecutive_failures = 0 if out.cls in UP else self.consecutive_failures + 1
-        for q in out.quotas:
-            self.quotas[q.name] = q
+        for quota in out.quotas:
+            self.quotas[quota.name] = quota
         if out.clock_skew is not None:
             self.clock_skew = out.clock_skew
         if result.tls_cert_expiry is not None:
@@ -228,7 +228,7 @@ class TargetState:
     @property
     def classes(self) -> list[str]:
         """The classes of the last ``RECENT_CLASSES`` probes, oldest first (the status page's strip)."""
-        return [CLASSES[i] for i in self._classes]
+        return [CLASSES[index] for index in self._classes]
 
     def _remember(self, result: ProbeResult) -> None:
         out = result.outcome

@@ -93,8 +93,9 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE, "Vary": "Accept-Encoding"})
     if gzipped:
         resp.headers["Content-Encoding"] = "gzip"
-    # Streamed piece by piece: a scrape of 10,000 targets never holds a second copy of its 34 MB of
-    # text, and probes run between the pieces. gzip level 1: the text compresses ~20x even so.
+    # Streamed piece by piece: a large scrape never holds a second copy of its whole text, and probes
+    # run between the pieces. gzip level 1: the exposition text is so repetitive that the fastest
+    # level already shrinks it most of the way.
     compressor = zlib.compressobj(1, zlib.DEFLATED, 31) if gzipped else None
     await resp.prepare(request)
     for chunk in chunks:
@@ -349,7 +350,7 @@ class ConnectionGuard:
     def admit(self, conn: _GuardedHandler) -> bool:
         cap = self.cap()
         while len(self._conns) >= cap:
-            victim = next((c for c in self._conns if c.idle()), None)
+            victim = next((other for other in self._conns if other.idle()), None)
             if victim is None:
                 log.warning("%d client connections, all busy: refused a new one", cap)
                 return False

@@ -39,7 +39,7 @@ import stat
 import tempfile
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, cast
@@ -49,6 +49,10 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from . import _openssl
+from ._der import EncryptedKey as _EncryptedKey
+from ._der import children as _children
+from ._der import no_password as _no_password
+from ._der import tlv as _tlv
 from ._yamlnode import ConfigError, Node
 from .clock import Clock, SystemClock
 
@@ -118,26 +122,26 @@ def _tree(file: str, root: yaml.Node) -> Any:
                 return None
             return _Scalar(node.value, node.tag)
         if isinstance(node, yaml.SequenceNode):
-            return [conv(v, f"{path}[{i}]", stack) for i, v in enumerate(node.value)]
+            return [conv(child, f"{path}[{index}]", stack) for index, child in enumerate(node.value)]
         assert isinstance(node, yaml.MappingNode)
         out: dict[str, Any] = {}
         merged: list[tuple[str, Any]] = []
-        for k, v in node.value:
-            if isinstance(k, yaml.ScalarNode) and k.tag == _PLAIN and k.value == "<<":
-                sources = v.value if isinstance(v, yaml.SequenceNode) else [v]
+        for key_node, child in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag == _PLAIN and key_node.value == "<<":
+                sources = child.value if isinstance(child, yaml.SequenceNode) else [child]
                 for src in sources:
                     sub = conv(src, path, stack)
                     if not isinstance(sub, dict):
                         raise WebConfigError(file, path, "a YAML merge (<<) needs a mapping")
                     merged.extend(sub.items())
                 continue
-            if not isinstance(k, yaml.ScalarNode):
+            if not isinstance(key_node, yaml.ScalarNode):
                 raise WebConfigError(file, path, "a key must be a string, not a list or mapping")
-            key = "" if k.tag == _PLAIN and k.value in _NULLS else k.value
+            key = "" if key_node.tag == _PLAIN and key_node.value in _NULLS else key_node.value
             sub_path = f"{path}.{key}" if path else key
             if key in out:
                 raise WebConfigError(file, sub_path, "is given twice")
-            out[key] = conv(v, sub_path, stack)
+            out[key] = conv(child, sub_path, stack)
         for key, val in merged:
             out.setdefault(key, val)
         return out
@@ -157,52 +161,52 @@ def _parse_yaml(file: Path, text: str) -> Any:
     return None if root is None else _tree(str(file), root)
 
 
-def _is_scalar(n: Node) -> _Scalar | None:
-    if isinstance(n.value, list | dict):
-        n.fail("must be a single value, not a list or mapping", show=False)
-    return n.value if isinstance(n.value, _Scalar) else None
+def _is_scalar(node: Node) -> _Scalar | None:
+    if isinstance(node.value, list | dict):
+        node.fail("must be a single value, not a list or mapping", show=False)
+    return node.value if isinstance(node.value, _Scalar) else None
 
 
-def _str(n: Node) -> str:
+def _str(node: Node) -> str:
     """A Go string field: the scalar's source text, whatever YAML would read it as."""
-    s = _is_scalar(n)
-    return "" if s is None else s.text
+    scalar = _is_scalar(node)
+    return "" if scalar is None else scalar.text
 
 
-def _bool(n: Node) -> bool:
-    s = _is_scalar(n)
-    if s is None:
+def _bool(node: Node) -> bool:
+    scalar = _is_scalar(node)
+    if scalar is None:
         return False
-    if s.tag in (_PLAIN, "tag:yaml.org,2002:bool"):
-        if s.text in _TRUE:
+    if scalar.tag in (_PLAIN, "tag:yaml.org,2002:bool"):
+        if scalar.text in _TRUE:
             return True
-        if s.text in _FALSE:
+        if scalar.text in _FALSE:
             return False
-    n.fail("must be true or false")
+    node.fail("must be true or false")
 
 
 def _go_int(text: str) -> int | None:
     plain = text.replace("_", "")
-    m = re.fullmatch(r"([-+]?)(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0[0-7]*|[1-9][0-9]*)", plain)
-    if m is None:
+    match = re.fullmatch(r"([-+]?)(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0[0-7]*|[1-9][0-9]*)", plain)
+    if match is None:
         return None
-    digits = m.group(2)
+    digits = match.group(2)
     base = 8 if len(digits) > 1 and digits[0] == "0" and digits[1] in "01234567" else 0
     value = int(digits, base)
-    return -value if m.group(1) == "-" else value
+    return -value if match.group(1) == "-" else value
 
 
-def _int(n: Node) -> int:
-    s = _is_scalar(n)
-    if s is None:
+def _int(node: Node) -> int:
+    scalar = _is_scalar(node)
+    if scalar is None:
         return 0
-    if s.tag in (_PLAIN, "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"):
-        value = _go_int(s.text)
+    if scalar.tag in (_PLAIN, "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"):
+        value = _go_int(scalar.text)
         if value is not None:
             return value
-        if _YAML_FLOAT.fullmatch(s.text.replace("_", "")):
-            return int(float(s.text.replace("_", "")))  # yaml.v2 truncates a float into an int field
-    n.fail("must be a whole number")
+        if _YAML_FLOAT.fullmatch(scalar.text.replace("_", "")):
+            return int(float(scalar.text.replace("_", "")))  # yaml.v2 truncates a float into an int field
+    node.fail("must be a whole number")
 
 
 _GO_DURATION = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
@@ -217,42 +221,42 @@ def _go_duration(text: str) -> float | None:
     if not body:
         return None
     pos, total = 0, 0.0
-    for m in _GO_DURATION.finditer(body):
-        if m.start() != pos or m.group(1) in ("", "."):
+    for match in _GO_DURATION.finditer(body):
+        if match.start() != pos or match.group(1) in ("", "."):
             return None
-        total += float(m.group(1)) * _GO_UNIT[m.group(2)]
-        pos = m.end()
+        total += float(match.group(1)) * _GO_UNIT[match.group(2)]
+        pos = match.end()
     return sign * total if pos == len(body) else None
 
 
-def _duration(n: Node) -> float:
+def _duration(node: Node) -> float:
     """A Go time.Duration field, in seconds: a Go duration string, or a number of nanoseconds."""
-    s = _is_scalar(n)
-    if s is None:
+    scalar = _is_scalar(node)
+    if scalar is None:
         return 0.0
-    if s.tag == _PLAIN:
-        as_int = _go_int(s.text)
+    if scalar.tag == _PLAIN:
+        as_int = _go_int(scalar.text)
         if as_int is not None:
             return as_int * 1e-9
-        if _YAML_FLOAT.fullmatch(s.text.replace("_", "")):
-            return int(float(s.text.replace("_", ""))) * 1e-9
-    seconds = _go_duration(s.text)
+        if _YAML_FLOAT.fullmatch(scalar.text.replace("_", "")):
+            return int(float(scalar.text.replace("_", ""))) * 1e-9
+    seconds = _go_duration(scalar.text)
     if seconds is None:
-        n.fail("must be a duration like 1s, 500ms or 1m30s (Go syntax)")
+        node.fail("must be a duration like 1s, 500ms or 1m30s (Go syntax)")
     return seconds
 
 
-def _strs(n: Node) -> tuple[str, ...] | None:
+def _strs(node: Node) -> tuple[str, ...] | None:
     """A Go []string field; None when absent or null (Go's nil), () for an explicit empty list."""
-    if n.value is None:
+    if node.value is None:
         return None
-    if not isinstance(n.value, list):
-        n.fail("must be a list")
-    return tuple(_str(item) for item in n.seq())
+    if not isinstance(node.value, list):
+        node.fail("must be a list")
+    return tuple(_str(item) for item in node.seq())
 
 
-def _str_map(n: Node) -> dict[str, Node]:
-    return n.mapping()
+def _str_map(node: Node) -> dict[str, Node]:
+    return node.mapping()
 
 
 # --- the toolkit's names -------------------------------------------------------------------------------
@@ -277,7 +281,7 @@ CIPHER_SUITES: dict[str, str | None] = {
 #: with http2 on, Go's HTTP server refuses a TLS 1.2 suite list without one of these (the toolkit with it)
 _HTTP2_REQUIRED = {"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"}
 #: Go's default TLS 1.2 suites are the same ten; OpenSSL's default differs (DHE, no CBC-SHA)
-_GO_DEFAULT_CIPHERS = ":".join(v for v in CIPHER_SUITES.values() if v)
+_GO_DEFAULT_CIPHERS = ":".join(suite for suite in CIPHER_SUITES.values() if suite)
 #: the toolkit's curve names -> OpenSSL group names
 CURVES = {"CurveP256": "P-256", "CurveP384": "P-384", "CurveP521": "P-521", "X25519": "X25519"}
 _GO_DEFAULT_GROUPS = ["X25519", "P-256", "P-384", "P-521"]
@@ -320,7 +324,7 @@ class TLSSettings:
                     or self.client_ca or self.client_auth_type)
 
     def files(self) -> tuple[Path, ...]:
-        return tuple(p for p in (self.cert_file, self.key_file, self.client_ca_file) if p is not None)
+        return tuple(path for path in (self.cert_file, self.key_file, self.client_ca_file) if path is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,63 +339,63 @@ class WebConfig:
     rate_burst: int = 0
 
 
-def _path(base: Path, n: Node) -> Path | None:
-    text = _str(n)
+def _path(base: Path, node: Node) -> Path | None:
+    text = _str(node)
     if not text:
         return None
-    p = Path(text)
-    return p if p.is_absolute() else base / p
+    path = Path(text)
+    return path if path.is_absolute() else base / path
 
 
-def _tls_settings(base: Path, n: Node) -> TLSSettings:
-    m = n.mapping(["cert", "key", "client_ca", "cert_file", "key_file", "client_auth_type", "client_ca_file",
+def _tls_settings(base: Path, node: Node) -> TLSSettings:
+    fields = node.mapping(["cert", "key", "client_ca", "cert_file", "key_file", "client_auth_type", "client_ca_file",
                    "cipher_suites", "curve_preferences", "min_version", "max_version",
                    "prefer_server_cipher_suites", "client_allowed_sans"])
-    key_node = m.get("key")
+    key_node = fields.get("key")
     if key_node is not None:
         key_node.secret = True  # an inline private key is never echoed in an error
-    suites = _strs(m["cipher_suites"]) if "cipher_suites" in m else None
-    for i, name in enumerate(suites or ()):
+    suites = _strs(fields["cipher_suites"]) if "cipher_suites" in fields else None
+    for index, name in enumerate(suites or ()):
         if name not in CIPHER_SUITES:
-            _Node(name, n.file, f"{n.path}.cipher_suites[{i}]").fail(
+            _Node(name, node.file, f"{node.path}.cipher_suites[{index}]").fail(
                 f"unknown cipher suite (Go names as in crypto/tls, e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256; "
                 f"known: {', '.join(CIPHER_SUITES)})")
-    curves = _strs(m["curve_preferences"]) if "curve_preferences" in m else None
-    for i, name in enumerate(curves or ()):
+    curves = _strs(fields["curve_preferences"]) if "curve_preferences" in fields else None
+    for index, name in enumerate(curves or ()):
         if name not in CURVES:
-            _Node(name, n.file, f"{n.path}.curve_preferences[{i}]").fail(
+            _Node(name, node.file, f"{node.path}.curve_preferences[{index}]").fail(
                 f"unknown curve (one of {', '.join(CURVES)})")
     versions: dict[str, ssl.TLSVersion | None] = {}
-    for k, default in (("min_version", ssl.TLSVersion.TLSv1_2), ("max_version", ssl.TLSVersion.TLSv1_3)):
-        if k not in m:
-            versions[k] = default
-        elif m[k].value is None:
-            versions[k] = None
+    for key, default in (("min_version", ssl.TLSVersion.TLSv1_2), ("max_version", ssl.TLSVersion.TLSv1_3)):
+        if key not in fields:
+            versions[key] = default
+        elif fields[key].value is None:
+            versions[key] = None
         else:
-            name = _str(m[k])
+            name = _str(fields[key])
             if name not in TLS_VERSIONS:
-                m[k].fail(f"unknown TLS version (one of {', '.join(TLS_VERSIONS)})")
-            versions[k] = TLS_VERSIONS[name]
+                fields[key].fail(f"unknown TLS version (one of {', '.join(TLS_VERSIONS)})")
+            versions[key] = TLS_VERSIONS[name]
     return TLSSettings(
-        cert=_str(m["cert"]) if "cert" in m else "",
+        cert=_str(fields["cert"]) if "cert" in fields else "",
         key=_str(key_node) if key_node is not None else "",
-        client_ca=_str(m["client_ca"]) if "client_ca" in m else "",
-        cert_file=_path(base, m["cert_file"]) if "cert_file" in m else None,
-        key_file=_path(base, m["key_file"]) if "key_file" in m else None,
-        client_auth_type=_str(m["client_auth_type"]) if "client_auth_type" in m else "",
-        client_ca_file=_path(base, m["client_ca_file"]) if "client_ca_file" in m else None,
+        client_ca=_str(fields["client_ca"]) if "client_ca" in fields else "",
+        cert_file=_path(base, fields["cert_file"]) if "cert_file" in fields else None,
+        key_file=_path(base, fields["key_file"]) if "key_file" in fields else None,
+        client_auth_type=_str(fields["client_auth_type"]) if "client_auth_type" in fields else "",
+        client_ca_file=_path(base, fields["client_ca_file"]) if "client_ca_file" in fields else None,
         cipher_suites=tuple(suites or ()),
         curve_preferences=tuple(curves or ()),
         min_version=versions["min_version"], max_version=versions["max_version"],
-        prefer_server_cipher_suites=_bool(m["prefer_server_cipher_suites"])
-        if "prefer_server_cipher_suites" in m else True,
-        client_allowed_sans=_strs(m["client_allowed_sans"]) if "client_allowed_sans" in m else None,
+        prefer_server_cipher_suites=_bool(fields["prefer_server_cipher_suites"])
+        if "prefer_server_cipher_suites" in fields else True,
+        client_allowed_sans=_strs(fields["client_allowed_sans"]) if "client_allowed_sans" in fields else None,
     )
 
 
-def _headers(n: Node) -> tuple[tuple[str, str], ...]:
+def _headers(node: Node) -> tuple[tuple[str, str], ...]:
     out: list[tuple[str, str]] = []
-    for name, val in _str_map(n).items():
+    for name, val in _str_map(node).items():
         if name not in HEADERS:
             val.fail(f"this header can not be configured (exporter-toolkit allows {', '.join(HEADERS)})",
                      show=False)
@@ -516,7 +520,7 @@ class BasicAuth:
         return (user, password) if sep else None
 
     def _key(self, user: bytes, hashed: bytes, password: bytes) -> bytes:
-        msg = b"".join(len(p).to_bytes(4, "big") + p for p in (user, hashed, password))
+        msg = b"".join(len(part).to_bytes(4, "big") + part for part in (user, hashed, password))
         return hmac.new(self._salt, msg, hashlib.sha256).digest()
 
     async def check(self, users: Mapping[str, str], header: str) -> bool:
@@ -648,45 +652,26 @@ def _loop_running() -> bool:
 _SAN_LOG = _ThrottledLog()
 
 
-def _der(data: bytes, pos: int) -> tuple[int, int, int]:
-    tag, length = data[pos], data[pos + 1]
-    pos += 2
-    if length & 0x80:
-        n = length & 0x7F
-        length = int.from_bytes(data[pos:pos + n], "big")
-        pos += n
-    if pos + length > len(data):
-        raise ValueError("truncated DER")
-    return tag, pos, pos + length
-
-
-def _children(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
-    while start < end:
-        item = _der(data, start)
-        yield item
-        start = item[2]
-
-
 def cert_sans(der: bytes) -> list[str]:
     """A certificate's SANs as Go's x509 spells them: DNS names, e-mail addresses, IPs, URIs."""
     out: list[str] = []
     try:
-        _, s, e = _der(der, 0)
-        _, s, e = _der(der, s)  # tbsCertificate
-        for tag, cs, _ce in _children(der, s, e):
+        _, start, end = _tlv(der, 0)
+        _, start, end = _tlv(der, start)  # tbsCertificate
+        for tag, cs, _ce in _children(der, start, end):
             if tag != 0xA3:  # [3] extensions
                 continue
-            _, xs, xe = _der(der, cs)
+            _, xs, xe = _tlv(der, cs)
             for _, es, ee in _children(der, xs, xe):
                 parts = list(_children(der, es, ee))
                 if der[parts[0][1]:parts[0][2]] != b"\x55\x1d\x11":  # subjectAltName
                     continue
-                _, gs, ge = _der(der, parts[-1][1])
-                for t, vs, ve in _children(der, gs, ge):
+                _, gs, ge = _tlv(der, parts[-1][1])
+                for name_tag, vs, ve in _children(der, gs, ge):
                     value = der[vs:ve]
-                    if t in (0x81, 0x82, 0x86):  # rfc822Name, dNSName, URI
+                    if name_tag in (0x81, 0x82, 0x86):  # rfc822Name, dNSName, URI
                         out.append(value.decode("ascii", "replace"))
-                    elif t == 0x87 and len(value) in (4, 16):
+                    elif name_tag == 0x87 and len(value) in (4, 16):
                         ip = ipaddress.ip_address(value)
                         mapped = getattr(ip, "ipv4_mapped", None)
                         out.append(str(mapped or ip))  # Go prints ::ffff:a.b.c.d as a.b.c.d
@@ -696,14 +681,6 @@ def cert_sans(der: bytes) -> list[str]:
 
 
 _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----\r?\n.*?-----END CERTIFICATE-----", re.S)
-
-
-class _EncryptedKey(Exception):
-    pass
-
-
-def _no_password() -> bytes:
-    raise _EncryptedKey  # never let OpenSSL prompt on the terminal for a pass phrase
 
 
 def _pem_source(data: bytes, stack: list[Any]) -> str:
@@ -719,34 +696,34 @@ def _pem_source(data: bytes, stack: list[Any]) -> str:
             return f"/proc/self/fd/{fd}"
     tmp = tempfile.TemporaryDirectory()
     stack.append(tmp.cleanup)
-    p = Path(tmp.name) / "pem"
-    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    pem_path = Path(tmp.name) / "pem"
+    fd = os.open(pem_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
-    return str(p)
+    return str(pem_path)
 
 
-def _read_bytes(file: str, key: str, p: Path) -> bytes:
+def _read_bytes(file: str, key: str, path: Path) -> bytes:
     try:
-        return p.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
-        raise WebConfigError(file, key, f"cannot read {p}: {exc.strerror or exc.__class__.__name__}") from None
+        raise WebConfigError(file, key, f"cannot read {path}: {exc.strerror or exc.__class__.__name__}") from None
     except ValueError:  # a NUL in the path
         raise WebConfigError(file, key, "is not a valid path") from None
 
 
 def _load_pair(cfg: WebConfig, ctx: ssl.SSLContext) -> None:
-    t, file, base = cfg.tls, str(cfg.file), "tls_server_config"
-    if not (t.cert_file or t.cert):
+    tls, file, base = cfg.tls, str(cfg.file), "tls_server_config"
+    if not (tls.cert_file or tls.cert):
         raise WebConfigError(file, f"{base}.cert_file", "is required (or cert, inline): missing one of cert or "
                              "cert_file")
-    if not (t.key_file or t.key):
+    if not (tls.key_file or tls.key):
         raise WebConfigError(file, f"{base}.key_file", "is required (or key, inline): missing one of key or key_file")
     # as in the toolkit, a file wins over the inline value when both are given
-    cert_key = f"{base}.cert_file" if t.cert_file else f"{base}.cert"
-    key_key = f"{base}.key_file" if t.key_file else f"{base}.key"
-    cert = _read_bytes(file, cert_key, t.cert_file) if t.cert_file else t.cert.encode()
-    key = _read_bytes(file, key_key, t.key_file) if t.key_file else t.key.encode()
+    cert_key = f"{base}.cert_file" if tls.cert_file else f"{base}.cert"
+    key_key = f"{base}.key_file" if tls.key_file else f"{base}.key"
+    cert = _read_bytes(file, cert_key, tls.cert_file) if tls.cert_file else tls.cert.encode()
+    key = _read_bytes(file, key_key, tls.key_file) if tls.key_file else tls.key.encode()
     if not _PEM_CERT.search(cert):
         raise WebConfigError(file, cert_key, "holds no PEM certificate")
     if b"PRIVATE KEY-----" not in key:
@@ -770,11 +747,11 @@ def _load_pair(cfg: WebConfig, ctx: ssl.SSLContext) -> None:
 
 def _load_client_cas(cfg: WebConfig, ctx: ssl.SSLContext) -> int:
     """Go's CertPool.AppendCertsFromPEM: every PEM certificate that parses; the rest is ignored."""
-    t = cfg.tls
-    if t.client_ca_file:
-        data = _read_bytes(str(cfg.file), "tls_server_config.client_ca_file", t.client_ca_file)
+    tls = cfg.tls
+    if tls.client_ca_file:
+        data = _read_bytes(str(cfg.file), "tls_server_config.client_ca_file", tls.client_ca_file)
     else:
-        data = t.client_ca.encode()
+        data = tls.client_ca.encode()
     loaded = 0
     for block in _PEM_CERT.findall(data):
         try:
@@ -787,22 +764,22 @@ def _load_client_cas(cfg: WebConfig, ctx: ssl.SSLContext) -> int:
 
 def build_tls_context(cfg: WebConfig) -> _ServerContext:
     """The server TLS context for ``cfg`` (which must have TLS enabled), or a WebConfigError."""
-    t, file, base = cfg.tls, str(cfg.file), "tls_server_config"
+    tls, file, base = cfg.tls, str(cfg.file), "tls_server_config"
     ctx = _ServerContext(ssl.PROTOCOL_TLS_SERVER)
     _load_pair(cfg, ctx)
-    mode = CLIENT_AUTH.get(t.client_auth_type)
+    mode = CLIENT_AUTH.get(tls.client_auth_type)
     if mode is None:
         raise WebConfigError(file, f"{base}.client_auth_type", f"invalid ClientAuth: must be one of "
-                             f"{', '.join(k for k in CLIENT_AUTH if k)}", t.client_auth_type)
-    has_ca = bool(t.client_ca_file or t.client_ca)
+                             f"{', '.join(auth_name for auth_name in CLIENT_AUTH if auth_name)}", tls.client_auth_type)
+    has_ca = bool(tls.client_ca_file or tls.client_ca)
     if has_ca and mode == "NoClientCert":
         raise WebConfigError(file, f"{base}.client_auth_type", "a client CA is configured without a client auth "
                              "policy: set client_auth_type (RequireAndVerifyClientCert to check client certificates)")
     # versions: Go's zero value (YAML null) means its defaults, TLS 1.2 to 1.3
-    lo = t.min_version or ssl.TLSVersion.TLSv1_2
-    hi = t.max_version or ssl.TLSVersion.TLSv1_3
-    tls12 = [s for s in (CIPHER_SUITES[name] for name in t.cipher_suites) if s]
-    if t.cipher_suites and not tls12:
+    lo = tls.min_version or ssl.TLSVersion.TLSv1_2
+    hi = tls.max_version or ssl.TLSVersion.TLSv1_3
+    tls12 = [suite for suite in (CIPHER_SUITES[name] for name in tls.cipher_suites) if suite]
+    if tls.cipher_suites and not tls12:
         lo = max(lo, ssl.TLSVersion.TLSv1_3)  # only TLS 1.3 names: TLS 1.2 has no suite left, as in Go
     if lo > hi:
         # Go accepts the file and fails every handshake ("no supported versions"); so does this
@@ -821,11 +798,11 @@ def build_tls_context(cfg: WebConfig) -> _ServerContext:
     except (ssl.SSLError, ValueError):
         raise WebConfigError(file, f"{base}.min_version", "this TLS version or cipher suite is not available in "
                              "this Python's OpenSSL") from None
-    if t.prefer_server_cipher_suites:
+    if tls.prefer_server_cipher_suites:
         ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
     else:
         ctx.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
-    groups = [CURVES[c] for c in t.curve_preferences]
+    groups = [CURVES[curve] for curve in tls.curve_preferences]
     if len(groups) == 1:
         ctx.set_ecdh_curve({"P-256": "prime256v1", "P-384": "secp384r1", "P-521": "secp521r1"}.get(
             groups[0], groups[0]))
@@ -839,7 +816,7 @@ def build_tls_context(cfg: WebConfig) -> _ServerContext:
     elif mode in ("RequestClientCert", "RequireAnyClientCert"):
         ctx.verify_mode = ssl.CERT_OPTIONAL if mode == "RequestClientCert" else ssl.CERT_REQUIRED
         if not _openssl.accept_any_client_certificate(ctx):
-            raise WebConfigError(file, f"{base}.client_auth_type", f"{t.client_auth_type} (a client certificate "
+            raise WebConfigError(file, f"{base}.client_auth_type", f"{tls.client_auth_type} (a client certificate "
                                  "taken unverified) needs an OpenSSL callback this Python build does not expose; "
                                  "use RequireAndVerifyClientCert with client_ca_file")
     else:
@@ -847,20 +824,20 @@ def build_tls_context(cfg: WebConfig) -> _ServerContext:
         if has_ca:
             if _load_client_cas(cfg, ctx) == 0:
                 log.warning("%s: tls_server_config.%s holds no usable PEM certificate: no client certificate "
-                            "will verify", file, "client_ca_file" if t.client_ca_file else "client_ca")
+                            "will verify", file, "client_ca_file" if tls.client_ca_file else "client_ca")
         else:
             ctx.load_default_certs(ssl.Purpose.CLIENT_AUTH)  # Go verifies against the system's roots then
-    if t.client_allowed_sans is not None:
-        ctx.allowed_sans = frozenset(t.client_allowed_sans)
+    if tls.client_allowed_sans is not None:
+        ctx.allowed_sans = frozenset(tls.client_allowed_sans)
     ctx.set_alpn_protocols(["http/1.1"])  # HTTP/2 is not served; clients offering h2 fall back
     return ctx
 
 
 def _startup_checks(cfg: WebConfig) -> None:
     """What Go's HTTP server refuses at ServeTLS: http2 with a TLS 1.2 suite list lacking its required one."""
-    t = cfg.tls
-    lo = t.min_version or 0
-    if cfg.http2 and t.cipher_suites and lo < ssl.TLSVersion.TLSv1_3 and not _HTTP2_REQUIRED & set(t.cipher_suites):
+    tls = cfg.tls
+    lo = tls.min_version or 0
+    if cfg.http2 and tls.cipher_suites and lo < ssl.TLSVersion.TLSv1_3 and not _HTTP2_REQUIRED & set(tls.cipher_suites):
         raise WebConfigError(str(cfg.file), "tls_server_config.cipher_suites",
                              "with http2 on (the default) the list needs TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 or "
                              "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, as Go's HTTP server requires; add one or set "
@@ -872,11 +849,11 @@ def _startup_checks(cfg: WebConfig) -> None:
 
 def _signature(paths: tuple[Path, ...]) -> tuple[Any, ...]:
     out: list[Any] = []
-    for p in paths:
+    for path in paths:
         try:
-            st = os.stat(p)
+            st = os.stat(path)
         except (OSError, ValueError) as exc:
-            out.append((str(p), getattr(exc, "errno", None)))
+            out.append((str(path), getattr(exc, "errno", None)))
             continue
         out.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, stat.S_IFMT(st.st_mode)))
     return tuple(out)

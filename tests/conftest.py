@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import shutil
+import signal
 import socket
-from collections.abc import AsyncIterator, Mapping
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
@@ -16,8 +21,9 @@ from aiohttp.typedefs import Handler
 
 from exporter._yamlnode import Node
 from exporter.app import Exporter
-from exporter.clock import Clock
+from exporter.clock import Clock, FakeClock
 from exporter.config import Config, parse_config
+from exporter.simulators import SimulatorSet, start_simulators
 from exporter.web import make_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,6 +81,67 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def need(binary: str) -> str:
+    """An external binary the test cannot do without: missing means failed, never skipped."""
+    path = shutil.which(binary) or (f"/usr/sbin/{binary}" if Path(f"/usr/sbin/{binary}").exists() else None)
+    assert path, f"{binary} is not installed (make deps installs it)"
+    return path
+
+
+_T = TypeVar("_T")
+#: how long a system test waits for a real server (Prometheus, Alertmanager) to get somewhere
+SYSTEM_WAIT = 90.0
+
+
+def wait_for(what: str, probe: Callable[[], _T | None], timeout: float = SYSTEM_WAIT) -> _T:
+    """Poll ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+    end = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError):
+            if got := probe():
+                return got
+        if time.monotonic() > end:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.25)
+
+
+@contextlib.asynccontextmanager
+async def spawn_exporter(*args: str, **kw: Any) -> AsyncIterator[tuple[asyncio.subprocess.Process, list[str]]]:
+    """``python3 -m exporter ARGS`` from this checkout, with its stderr read line by line into the
+    yielded list (a full pipe would block it). At the end a process still running gets SIGTERM and
+    must exit within 10 s (it is killed and the test fails otherwise); the list is then complete."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exporter", *args, cwd=ROOT, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE, **kw)
+    lines: list[str] = []
+
+    async def pump() -> None:
+        # chunks, not readline(): a line longer than the stream's limit must not stop the reading
+        assert proc.stderr is not None
+        pending = b""
+        while chunk := await proc.stderr.read(65536):
+            *done, pending = (pending + chunk).split(b"\n")
+            lines.extend(line.decode("utf-8", "replace") + "\n" for line in done)
+        if pending:
+            lines.append(pending.decode("utf-8", "replace"))
+
+    pumping = asyncio.create_task(pump())
+    try:
+        yield proc, lines
+    finally:
+        hung = False
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                hung = True
+                proc.kill()
+                await proc.wait()
+        await asyncio.wait_for(pumping, 10)
+        assert not hung, "the exporter did not exit within 10 s of SIGTERM: " + "".join(lines[-20:])
+
+
 @dataclass
 class Running:
     exporter: Exporter
@@ -107,6 +174,45 @@ async def running_exporter(config: Config, clock: Clock | None = None, **kw: Any
     finally:
         await runner.cleanup()
         await exp.close()
+
+
+async def idle(run: Running) -> None:
+    """Wait (bounded, real time) until no probe is in flight."""
+    sched = run.exporter.scheduler
+    assert sched is not None
+    for _ in range(1000):
+        await asyncio.sleep(0.005)
+        if sched.in_flight() == 0:
+            return
+    raise AssertionError("probes still in flight")
+
+
+async def probe_text(run: Running, name: str) -> str:
+    """The /probe answer for target ``name``, which must be a 200."""
+    status, text = await run.get("/probe", params={"target": name})
+    assert status == 200, text
+    return text
+
+
+async def next_probe_text(run: Running, clock: FakeClock, name: str) -> str:
+    """/probe once the target's next probe may run: the clock moved to when the schedule lets it
+    start (before that, /probe answers the latest result and sends nothing)."""
+    ts = run.exporter.state.get(name)
+    assert ts is not None
+    await clock.advance(max(0.0, ts.next_probe_at - clock.time()) + 0.01)
+    await idle(run)
+    return await probe_text(run, name)
+
+
+@pytest.fixture
+async def sims() -> AsyncIterator[tuple[SimulatorSet, FakeClock]]:
+    """Every vendor simulator, on loopback, with the FakeClock they share with the exporter under test."""
+    clock = FakeClock()
+    started = await start_simulators(clock=clock)
+    try:
+        yield started, clock
+    finally:
+        await started.close()
 
 
 def sample(text: str, name: str, **labels: str) -> float | None:

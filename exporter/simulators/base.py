@@ -13,7 +13,7 @@ import json
 import math
 import re
 import ssl
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -21,7 +21,7 @@ from aiohttp import web
 
 from ..clock import Clock, SystemClock
 
-__all__ = ["COMMON_SETTINGS", "CONDITIONS", "ControlError", "Simulator", "json_answer"]
+__all__ = ["COMMON_SETTINGS", "CONDITIONS", "ControlError", "Simulator", "WindowedSimulator", "json_answer"]
 
 #: settings every simulator takes, with their healthy values
 COMMON_SETTINGS: dict[str, Any] = {
@@ -226,6 +226,41 @@ class Simulator:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+class WindowedSimulator(Simulator):
+    """A vendor that limits the requests of one key over a sliding window, on the simulator's clock,
+    with a ``burst`` action (requests with our key by someone else, now) that fills the window."""
+
+    #: requests the window holds, and its length in seconds
+    window_limit: ClassVar[int]
+    window_seconds: ClassVar[float]
+
+    def on_reset(self) -> None:
+        self.calls: deque[float] = deque()
+
+    def on_control(self, key: str) -> None:
+        if key == "burst":
+            # more than fills the window changes nothing, and must not exhaust memory
+            self.calls.extend([self.now()] * min(int(self.settings["burst"]), self.window_limit))
+            self.settings["burst"] = 0
+
+    def _in_window(self, now: float) -> int:
+        while self.calls and self.calls[0] <= now - self.window_seconds:
+            self.calls.popleft()
+        return len(self.calls)
+
+    def window(self) -> int:
+        """Requests in the window (expired ones dropped)."""
+        return self._in_window(self.now())
+
+    def booked(self) -> bool:
+        """Book one request in the window, or say the window is full."""
+        now = self.now()
+        if self._in_window(now) >= self.window_limit:
+            return False
+        self.calls.append(now)
+        return True
 
 
 def json_answer(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:

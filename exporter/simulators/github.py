@@ -8,12 +8,11 @@ no primary quota but counts toward the secondary limit, as documented.
 from __future__ import annotations
 
 import math
-from collections import deque
 from typing import Any, ClassVar
 
 from aiohttp import web
 
-from .base import Simulator, json_answer
+from .base import WindowedSimulator, json_answer
 
 __all__ = ["GithubSimulator"]
 
@@ -24,8 +23,10 @@ POINTS_PER_MINUTE = 900
 _DOCS = "https://docs.github.com/rest"
 
 
-class GithubSimulator(Simulator):
+class GithubSimulator(WindowedSimulator):
     vendor = "github"
+    window_limit = POINTS_PER_MINUTE
+    window_seconds = 60
     condition_codes: ClassVar[dict[str, str]] = {
         "server_error": "500", "disabled": "403", "rate_limited": "primary_rate_limit",
     }
@@ -36,15 +37,9 @@ class GithubSimulator(Simulator):
     }
     default_credentials: ClassVar[dict[str, str]] = {"token": "github_pat_11DEMO0000000000000000"}
 
-    def on_reset(self) -> None:
-        self.calls: deque[float] = deque()
-
     def on_control(self, key: str) -> None:
-        if key == "burst":
-            # more than fills the window changes nothing, and must not exhaust memory
-            self.calls.extend([self.now()] * min(int(self.settings["burst"]), POINTS_PER_MINUTE))
-            self.settings["burst"] = 0
-        elif key == "core_used":
+        super().on_control(key)
+        if key == "core_used":
             self.settings[key] = max(0, min(CORE_LIMIT, int(self.settings[key])))
         elif key == "rate_limited" and self.settings[key]:
             self.settings["core_used"] = CORE_LIMIT
@@ -66,15 +61,6 @@ class GithubSimulator(Simulator):
     def error(self, status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
         return json_answer({"message": message, "documentation_url": _DOCS, "status": str(status)}, status, headers)
 
-    def secondary_hit(self) -> bool:
-        now = self.now()
-        while self.calls and self.calls[0] <= now - 60:
-            self.calls.popleft()
-        if len(self.calls) >= POINTS_PER_MINUTE:
-            return True
-        self.calls.append(now)
-        return False
-
     async def not_found(self, request: web.Request) -> web.Response:
         return self.error(404, "Not Found")
 
@@ -94,7 +80,7 @@ class GithubSimulator(Simulator):
         if self.settings["secondary"]:
             return self.error(403, "You have exceeded a secondary rate limit. Please wait a few minutes.",
                               {**self.quota_headers(), **retry})
-        if self.secondary_hit():
+        if not self.booked():
             return self.error(429, "You have exceeded a secondary rate limit.", {**self.quota_headers(), **retry})
         if self.settings["disabled"]:
             return self.error(403, "Resource protected by organization SAML enforcement.", self.quota_headers())

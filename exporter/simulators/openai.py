@@ -6,12 +6,11 @@ a minute per key are limited on the simulator's clock and reported in ``x-rateli
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any, ClassVar
 
 from aiohttp import web
 
-from .base import Simulator, json_answer
+from .base import WindowedSimulator, json_answer
 
 __all__ = ["OpenaiSimulator"]
 
@@ -21,8 +20,10 @@ TPM = 200_000
 _MODELS = ("gpt-4o-mini", "gpt-4.1", "text-embedding-3-small")
 
 
-class OpenaiSimulator(Simulator):
+class OpenaiSimulator(WindowedSimulator):
     vendor = "openai"
+    window_limit = RPM
+    window_seconds = 60
     condition_codes: ClassVar[dict[str, str]] = {
         "server_error": "500", "quota_exceeded": "insufficient_quota", "rate_limited": "rate_limit_exceeded",
     }
@@ -33,25 +34,9 @@ class OpenaiSimulator(Simulator):
     }
     default_credentials: ClassVar[dict[str, str]] = {"api_key": "sk-proj-DEMO0000000000000000000000000000"}
 
-    def on_reset(self) -> None:
-        self.calls: deque[float] = deque()
-
-    def on_control(self, key: str) -> None:
-        if key == "burst":
-            # more than fills the window changes nothing, and must not exhaust memory
-            self.calls.extend([self.now()] * min(int(self.settings["burst"]), RPM))
-            self.settings["burst"] = 0
-
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/models", self.handle)
         app.router.add_route("*", "/{tail:.*}", self.not_found)
-
-    def window(self) -> int:
-        """Requests in the last minute (expired ones dropped)."""
-        now = self.now()
-        while self.calls and self.calls[0] <= now - 60:
-            self.calls.popleft()
-        return len(self.calls)
 
     def limit_headers(self) -> dict[str, str]:
         remaining = max(0, RPM - self.window())
@@ -93,9 +78,8 @@ class OpenaiSimulator(Simulator):
         if self.settings["quota_exceeded"]:
             return self.error(429, "insufficient_quota", "You exceeded your current quota, please check your plan "
                               "and billing details.", "insufficient_quota")
-        if self.settings["rate_limited"] or self.window() >= RPM:
+        if self.settings["rate_limited"] or not self.booked():
             return self.error(429, "requests", f"Rate limit reached for requests: limit {RPM}, used {RPM}.",
                               "rate_limit_exceeded", {**self.limit_headers(), "retry-after": "1"})
-        self.calls.append(self.now())
         data = [{"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "system"} for m in _MODELS]
         return json_answer({"object": "list", "data": data}, 200, self.limit_headers())

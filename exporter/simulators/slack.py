@@ -5,12 +5,11 @@ every answer is HTTP 200 with ``{"ok": ..., "error": ...}`` except a rate limit,
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any, ClassVar
 
 from aiohttp import web
 
-from .base import Simulator, json_answer
+from .base import WindowedSimulator, json_answer
 
 __all__ = ["SlackSimulator"]
 
@@ -18,8 +17,10 @@ __all__ = ["SlackSimulator"]
 PER_MINUTE = 50
 
 
-class SlackSimulator(Simulator):
+class SlackSimulator(WindowedSimulator):
     vendor = "slack"
+    window_limit = PER_MINUTE
+    window_seconds = 60
     prefix = "/api"
     condition_codes: ClassVar[dict[str, str]] = {
         "maintenance": "org_login_required", "server_error": "fatal_error", "disabled": "account_inactive",
@@ -31,15 +32,6 @@ class SlackSimulator(Simulator):
         "burst": 0,  # an action: N calls with our token by someone else, now
     }
     default_credentials: ClassVar[dict[str, str]] = {"token": "xoxb-0000000000-demo-slack-token"}
-
-    def on_reset(self) -> None:
-        self.calls: deque[float] = deque()
-
-    def on_control(self, key: str) -> None:
-        if key == "burst":
-            # more than fills the window changes nothing, and must not exhaust memory
-            self.calls.extend([self.now()] * min(int(self.settings["burst"]), PER_MINUTE))
-            self.settings["burst"] = 0
 
     def routes(self, app: web.Application) -> None:
         app.router.add_route("*", self.prefix + "/auth.test", self.handle)
@@ -54,16 +46,6 @@ class SlackSimulator(Simulator):
             return json_answer({"ok": False, "error": error}, 429,
                                {"Retry-After": str(int(self.settings["retry_after"]))})
         return json_answer({"ok": False, "error": error})
-
-    def booked(self) -> bool:
-        """Book one call in the minute's window, or say the window is full."""
-        now = self.now()
-        while self.calls and self.calls[0] <= now - 60:
-            self.calls.popleft()
-        if len(self.calls) >= PER_MINUTE:
-            return False
-        self.calls.append(now)
-        return True
 
     async def unknown_method(self, request: web.Request) -> web.Response:
         return json_answer({"ok": False, "error": "unknown_method"}, 404)

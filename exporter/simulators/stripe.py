@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections import deque
 from typing import Any, ClassVar
 
 from aiohttp import web
 
-from .base import Simulator, json_answer
+from .base import WindowedSimulator, json_answer
 
 __all__ = ["StripeSimulator"]
 
@@ -21,8 +20,10 @@ __all__ = ["StripeSimulator"]
 PER_SECOND = 25
 
 
-class StripeSimulator(Simulator):
+class StripeSimulator(WindowedSimulator):
     vendor = "stripe"
+    window_limit = PER_SECOND
+    window_seconds = 1
     condition_codes: ClassVar[dict[str, str]] = {
         "server_error": "500", "disabled": "api_key_expired", "rate_limited": "rate_limit",
     }
@@ -32,15 +33,6 @@ class StripeSimulator(Simulator):
         "burst": 0,  # an action: N requests with our key by someone else, now
     }
     default_credentials: ClassVar[dict[str, str]] = {"secret_key": "sk_test_51DEMO0000000000000000000000"}
-
-    def on_reset(self) -> None:
-        self.calls: deque[float] = deque()
-
-    def on_control(self, key: str) -> None:
-        if key == "burst":
-            # more than fills the window changes nothing, and must not exhaust memory
-            self.calls.extend([self.now()] * min(int(self.settings["burst"]), PER_SECOND))
-            self.settings["burst"] = 0
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/balance", self.handle)
@@ -63,15 +55,6 @@ class StripeSimulator(Simulator):
             except (binascii.Error, UnicodeDecodeError):
                 return ""
         return None
-
-    def limited(self) -> bool:
-        now = self.now()
-        while self.calls and self.calls[0] <= now - 1:
-            self.calls.popleft()
-        if len(self.calls) >= PER_SECOND:
-            return True
-        self.calls.append(now)
-        return False
 
     async def not_found(self, request: web.Request) -> web.Response:
         return self.error(404, "invalid_request_error", f"Unrecognized request URL ({request.method}: {request.path})")
@@ -100,7 +83,7 @@ class StripeSimulator(Simulator):
         if self.settings["restricted"]:
             return self.error(403, "invalid_request_error",
                               "The provided key does not have the required permissions for this endpoint.")
-        if self.settings["rate_limited"] or self.limited():
+        if self.settings["rate_limited"] or not self.booked():
             return self.error(429, "invalid_request_error", "Request rate limit exceeded.", "rate_limit")
         if self.settings["locked"]:
             return self.error(429, "invalid_request_error",

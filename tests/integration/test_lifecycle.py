@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ import yaml
 
 from exporter.simulators.faults import FaultServer
 
-from ..conftest import ROOT, free_port, sample
+from ..conftest import ROOT, free_port, sample, spawn_exporter
 
 
 def config_yaml(faults: FaultServer, targets: dict[str, str], **labels: dict[str, str]) -> str:
@@ -73,39 +72,19 @@ async def wait_until(pred: Any, limit: float = 20.0) -> None:
 @contextlib.asynccontextmanager
 async def exporter_process(config: Path, *extra: str) -> AsyncIterator[Proc]:
     port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "exporter", "--config", str(config), "--listen", f"127.0.0.1:{port}", *extra,
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.DEVNULL)
-    lines: list[str] = []
+    async with (spawn_exporter("--config", str(config), "--listen", f"127.0.0.1:{port}", *extra,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)}) as (proc, lines),
+                aiohttp.ClientSession() as session):
+        p = Proc(proc, f"http://127.0.0.1:{port}", session, lines)
 
-    async def pump() -> None:
-        assert proc.stderr is not None
-        while line := await proc.stderr.readline():
-            lines.append(line.decode("utf-8", "replace"))
+        async def ready() -> bool:
+            assert proc.returncode is None, "".join(lines)
+            with contextlib.suppress(aiohttp.ClientError):
+                return (await p.get("/-/ready"))[0] == 200
+            return False
 
-    pumping = asyncio.create_task(pump())
-    try:
-        async with aiohttp.ClientSession() as session:
-            p = Proc(proc, f"http://127.0.0.1:{port}", session, lines)
-
-            async def ready() -> bool:
-                assert proc.returncode is None, "".join(lines)
-                with contextlib.suppress(aiohttp.ClientError):
-                    return (await p.get("/-/ready"))[0] == 200
-                return False
-
-            await wait_until(ready)
-            yield p
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-        await asyncio.wait_for(pumping, 10)
+        await wait_until(ready)
+        yield p
 
 
 @pytest.fixture

@@ -6,26 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
 from exporter.clock import FakeClock
-from exporter.simulators import SimulatorSet, start_simulators
-from tests.conftest import Running, config_from, running_exporter, sample
+from exporter.simulators import SimulatorSet
+from tests.conftest import Running, config_from, idle, running_exporter, sample
 
 CACHED = "X-Apistatus-Cached"
-
-
-@pytest.fixture
-async def sims() -> AsyncIterator[tuple[SimulatorSet, FakeClock]]:
-    clock = FakeClock()
-    started = await start_simulators(clock=clock)
-    try:
-        yield started, clock
-    finally:
-        await started.close()
 
 
 def only(s: SimulatorSet, vendors: list[str], interval: str = "60s", **glob: Any) -> dict[str, Any]:
@@ -39,16 +26,6 @@ async def probe(run: Running, name: str, method: str = "GET") -> tuple[str, str]
     async with run.session.request(method, run.url + "/probe", params={"target": name}) as r:
         assert r.status == 200
         return r.headers[CACHED], await r.text()
-
-
-async def idle(run: Running) -> None:
-    sched = run.exporter.scheduler
-    assert sched is not None
-    for _ in range(1000):  # bounded, real time
-        await asyncio.sleep(0.005)
-        if sched.in_flight() == 0:
-            return
-    raise AssertionError("probes still in flight")
 
 
 def total(text: str, name: str) -> float:

@@ -9,28 +9,17 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from exporter.clock import FakeClock
 from exporter.model import UP as UP_CLASSES
-from exporter.simulators import ControlError, SimulatorSet, start_simulators
+from exporter.simulators import ControlError, SimulatorSet
 
-from ..conftest import Running, config_from, running_exporter, sample
+from ..conftest import config_from, idle, next_probe_text, probe_text, running_exporter, sample
 
 SAAS = ("slack", "github", "stripe", "openai", "twilio")
-
-
-@pytest.fixture
-async def sims() -> AsyncIterator[tuple[SimulatorSet, FakeClock]]:
-    clock = FakeClock()
-    started = await start_simulators(clock=clock)
-    try:
-        yield started, clock
-    finally:
-        await started.close()
 
 
 def one_target(s: SimulatorSet, vendor: str, bad: str | None = None, **glob: Any) -> dict[str, Any]:
@@ -40,20 +29,6 @@ def one_target(s: SimulatorSet, vendor: str, bad: str | None = None, **glob: Any
         target["credentials"] = {**target["credentials"], bad: target["credentials"][bad] + "-wrong"}
     raw["targets"] = [target]
     return raw
-
-
-async def next_probe_text(run: Running, clock: FakeClock, name: str) -> str:
-    """/probe once the target's next probe may run (before that it answers the latest result)."""
-    ts = run.exporter.state.get(name)
-    assert ts is not None
-    await clock.advance(max(0.0, ts.next_probe_at - clock.time()) + 0.01)
-    return await probe_text(run, name)
-
-
-async def probe_text(run: Running, name: str) -> str:
-    status, text = await run.get("/probe", params={"target": name})
-    assert status == 200, text
-    return text
 
 
 def assert_class(text: str, vendor: str, cls: str, code: str, count: int = 1) -> None:
@@ -244,19 +219,6 @@ async def test_a_bad_control_setting_changes_nothing(sims: tuple[SimulatorSet, F
         await s.control("twilio", rate_limited=True, account_status="frozen")
     assert s.sims["twilio"].settings["rate_limited"] is False
     assert s.sims["twilio"].settings["account_status"] == "active"
-
-
-async def idle(run: Running) -> None:
-    """Wait (bounded, real time) until no probe is in flight."""
-    import asyncio
-
-    sched = run.exporter.scheduler
-    assert sched is not None
-    for _ in range(1000):
-        await asyncio.sleep(0.005)
-        if sched.in_flight() == 0:
-            return
-    raise AssertionError("probes still in flight")
 
 
 async def test_the_demo_walks_the_saas_vendors_through_their_dialects() -> None:

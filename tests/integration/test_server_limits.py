@@ -12,7 +12,7 @@ import os
 import resource
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.config import Config
 from exporter.log import EscapingFormatter, RateLimitFilter, escape_control
 from exporter.web import ConnectionGuard, GuardedSite, ServerLimits, make_app, max_connections_for
-from tests.conftest import ROOT, config_from, free_port, serve
+from tests.conftest import ROOT, config_from, free_port, serve, spawn_exporter
 
 FD_LIMIT = 256
 
@@ -47,6 +47,15 @@ def test_the_connection_cap_leaves_headroom_for_the_probes() -> None:
     assert max_connections_for(100, nofile=256) == 8  # never below the minimum
     assert max_connections_for(100, nofile=1_048_576) == 1024  # never above the maximum
     assert max_connections_for(100, nofile=1024) == 1024 - 264
+
+
+async def _until(pred: Callable[[], bool], limit: float) -> None:
+    """Wait (bounded, real time) until ``pred`` holds; fail after ``limit`` seconds."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + limit
+    while not pred():
+        assert loop.time() < end, "condition not reached"
+        await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager
@@ -98,59 +107,43 @@ async def test_idle_socket_flood_with_a_low_fd_limit(tmp_path: Path) -> None:
             "targets": [{"name": f"t{i}", "vendor": "flipsnack", "base_url": vendor,
                          "credentials": {"api_key": f"k{i}", "secret": "s"}} for i in range(10)]}))
         port = free_port()
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "exporter", "--config", str(cfg), "--listen", f"127.0.0.1:{port}",
-            "--web.read-header-timeout", "2s", cwd=ROOT, preexec_fn=_lower_fd_limit,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-        lines: list[str] = []
-
-        async def pump() -> None:
-            assert proc.stderr is not None
-            while line := await proc.stderr.readline():
-                lines.append(line.decode("utf-8", "replace"))
-
-        pumping = asyncio.create_task(pump())
         stop = asyncio.Event()
-        try:
-            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s:
-                async def scrape() -> str | None:
-                    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                        async with s.get(f"http://127.0.0.1:{port}/metrics",
-                                         timeout=aiohttp.ClientTimeout(total=5)) as r:
-                            if r.status == 200:
-                                return await r.text()
-                    return None
+        async with (spawn_exporter("--config", str(cfg), "--listen", f"127.0.0.1:{port}",
+                                   "--web.read-header-timeout", "2s", preexec_fn=_lower_fd_limit) as (proc, lines),
+                    aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s):
+            async def scrape() -> str | None:
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with s.get(f"http://127.0.0.1:{port}/metrics",
+                                     timeout=aiohttp.ClientTimeout(total=5)) as r:
+                        if r.status == 200:
+                            return await r.text()
+                return None
 
-                for _ in range(200):
-                    assert proc.returncode is None, "".join(lines)
-                    if (text := await scrape()) is not None and _responses(text, "ok") >= 10:
-                        break
-                    await asyncio.sleep(0.1)
-                else:
-                    pytest.fail("exporter did not start probing: " + "".join(lines))
-                async with flood(port, 300, stop) as opened:
-                    await asyncio.sleep(3)  # the flood is in place, header timeouts have fired
-                    before = await scrape()
-                    assert before is not None, "".join(lines[-5:])
-                    answered = 0
-                    for _ in range(20):
-                        text = await scrape()
-                        answered += text is not None
-                        await asyncio.sleep(0.2)
-                    after = await scrape()
-                    assert opened[0] > 300  # the exporter closed flood sockets and they came back
-                assert answered >= 18, f"/metrics answered {answered} of 20 scrapes under the flood"
-                assert after is not None
-                # the probes kept working: ok answers grew and no probe failed for want of a socket
-                assert _responses(after, "ok") >= _responses(before, "ok") + 20
-                assert _responses(after, "network_error") == 0
-                assert _responses(after, "timeout") == 0
-        finally:
-            stop.set()
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-                await asyncio.wait_for(proc.wait(), 10)
-            await asyncio.wait_for(pumping, 10)
+            for _ in range(200):
+                assert proc.returncode is None, "".join(lines)
+                if (text := await scrape()) is not None and _responses(text, "ok") >= 10:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail("exporter did not start probing: " + "".join(lines))
+            async with flood(port, 300, stop) as opened:
+                # the flood is in place and header timeouts have fired: closed sockets came back
+                await _until(lambda: opened[0] > 300, 30)
+                before = await scrape()
+                assert before is not None, "".join(lines[-5:])
+                answered = 0
+                for _ in range(20):
+                    text = await scrape()
+                    answered += text is not None
+                    await asyncio.sleep(0.2)
+                after = await scrape()
+                assert opened[0] > 300  # the exporter closed flood sockets and they came back
+            assert answered >= 18, f"/metrics answered {answered} of 20 scrapes under the flood"
+            assert after is not None
+            # the probes kept working: ok answers grew and no probe failed for want of a socket
+            assert _responses(after, "ok") >= _responses(before, "ok") + 20
+            assert _responses(after, "network_error") == 0
+            assert _responses(after, "timeout") == 0
     log = "".join(lines)
     assert "Traceback" not in log, log[:3000]
     # rate-limited: a few lines per kind per 10 s, whatever the number of connections
@@ -215,12 +208,10 @@ async def test_a_client_that_never_finishes_its_headers_is_closed() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         for b in b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n":
             writer.write(bytes([b]))
-        await asyncio.sleep(0.2)
         answer = await asyncio.wait_for(reader.read(), 5)
         assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"Healthy.\n")
         writer.close()
-        await asyncio.sleep(0.05)
-        assert len(guard) == 0
+        await _until(lambda: len(guard) == 0, 5)
 
 
 async def test_an_idle_keep_alive_connection_is_closed_and_a_new_request_restarts_the_header_clock() -> None:
@@ -238,8 +229,7 @@ async def test_an_idle_keep_alive_connection_is_closed_and_a_new_request_restart
 async def test_at_the_cap_an_idle_connection_makes_room_and_busy_ones_are_kept() -> None:
     async with guarded(ServerLimits(header_timeout=30, idle_timeout=30, max_connections=4)) as (port, guard):
         idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(4)]
-        await asyncio.sleep(0.1)
-        assert len(guard) == 4
+        await _until(lambda: len(guard) == 4, 5)
         async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/-/healthy") as r:
             assert r.status == 200  # the oldest idle socket was closed for it
         assert await _closed_within(idle[0][0], 2)
@@ -300,7 +290,13 @@ def test_control_characters_in_log_lines_are_escaped() -> None:
 
 async def test_control_characters_from_a_vendor_reach_the_process_log_escaped(tmp_path: Path) -> None:
     # an exporter at debug level logs what it gets; whatever a vendor sends, the lines stay lines
+    calls = [0]
+    answered_twice = asyncio.Event()
+
     async def nasty(request: web.Request) -> web.Response:
+        calls[0] += 1
+        if calls[0] >= 2:  # the first answer has been read, classified and logged
+            answered_twice.set()
         return web.Response(status=503, text="\x1b]0;pwned\x07\x00\r\nFAKE ERROR line", headers={
             "Retry-After": "\x1b[31m5"})
 
@@ -314,7 +310,7 @@ async def test_control_characters_from_a_vendor_reach_the_process_log_escaped(tm
             sys.executable, "-m", "exporter", "--config", str(cfg), "--listen", f"127.0.0.1:{port}",
             "--log-level", "debug", cwd=ROOT, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": str(ROOT)})
-        await asyncio.sleep(3)
+        await asyncio.wait_for(answered_twice.wait(), 30)
         proc.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(proc.communicate(), 10)
     assert b"\x1b" not in err and b"\x07" not in err and b"\x00" not in err and b"\r" not in err

@@ -6,20 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import sys
 from pathlib import Path
 
 import aiohttp
 import yaml
 from aiohttp import web
 
-from tests.conftest import ROOT, free_port, serve
-
-
-async def _spawn(cfg: Path, port: int) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "exporter", "--config", str(cfg), "--listen", f"127.0.0.1:{port}", cwd=ROOT,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+from tests.conftest import free_port, serve, spawn_exporter
 
 
 async def _until_ready(proc: asyncio.subprocess.Process, port: int, limit: float = 60) -> None:
@@ -50,28 +43,34 @@ async def test_sigterm_with_a_slow_probe_in_flight_exits_within_2s(tmp_path: Pat
                                        "targets": [{"name": "slow", "vendor": "flipsnack", "base_url": vendor,
                                                     "credentials": {"api_key": "k", "secret": "s"}}]}))
         port = free_port()
-        proc = await _spawn(cfg, port)
+        sent = asyncio.Event()
+
+        async def request_sent(*_: object) -> None:
+            sent.set()
+
+        tracing = aiohttp.TraceConfig()
+        tracing.on_request_headers_sent.append(request_sent)
         try:
-            await _until_ready(proc, port)
-            async with aiohttp.ClientSession() as s:
-                probing = asyncio.create_task(s.get(f"http://127.0.0.1:{port}/probe?target=slow"))
-                await asyncio.wait_for(calls.wait(), 10)
-                await asyncio.sleep(0.3)  # the /probe request is now waiting on the vendor
-                loop = asyncio.get_running_loop()
-                proc.send_signal(signal.SIGTERM)
-                started = loop.time()
-                _, err = await asyncio.wait_for(proc.communicate(), 10)
-                took = loop.time() - started
-                probing.cancel()
-                await asyncio.gather(probing, return_exceptions=True)
+            async with spawn_exporter("--config", str(cfg), "--listen", f"127.0.0.1:{port}") as (proc, lines):
+                await _until_ready(proc, port)
+                async with aiohttp.ClientSession(trace_configs=[tracing]) as s:
+                    probing = asyncio.create_task(s.get(f"http://127.0.0.1:{port}/probe?target=slow"))
+                    # the vendor holds the probe, and the whole /probe request is with the exporter
+                    await asyncio.wait_for(calls.wait(), 10)
+                    await asyncio.wait_for(sent.wait(), 10)
+                    loop = asyncio.get_running_loop()
+                    proc.send_signal(signal.SIGTERM)
+                    started = loop.time()
+                    await asyncio.wait_for(proc.wait(), 10)
+                    took = loop.time() - started
+                    probing.cancel()
+                    await asyncio.gather(probing, return_exceptions=True)
         finally:
             release.set()
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-    assert proc.returncode == 0, err.decode()
+    err = "".join(lines)
+    assert proc.returncode == 0, err
     assert took < 2, f"SIGTERM took {took:.1f}s"
-    assert b"Traceback" not in err
+    assert "Traceback" not in err
 
 
 def _sighup_handled(pid: int) -> bool:
@@ -90,16 +89,7 @@ async def test_sighup_from_the_first_moment_of_a_start_with_20000_targets(tmp_pa
         {"name": f"t{i}", "vendor": "flipsnack", "base_url": "http://127.0.0.1:9",
          "credentials": {"api_key": "k", "secret": "s"}} for i in range(20000)]}))
     port = free_port()
-    proc = await _spawn(cfg, port)
-    chunks: list[bytes] = []
-
-    async def pump() -> None:  # a full stderr pipe would block the exporter
-        assert proc.stderr is not None
-        while chunk := await proc.stderr.read(65536):
-            chunks.append(chunk)
-
-    pumping = asyncio.create_task(pump())
-    try:
+    async with spawn_exporter("--config", str(cfg), "--listen", f"127.0.0.1:{port}") as (proc, lines):
         # From the exporter's first instruction on, which /proc shows as SIGHUP no longer having its
         # default action (killing the process); before that the interpreter is still starting, and
         # that is a launcher's business. At most 1 s: the moment the issue was seen.
@@ -124,18 +114,13 @@ async def test_sighup_from_the_first_moment_of_a_start_with_20000_targets(tmp_pa
         assert proc.returncode is None
         # the queued reload is done once the exporter runs (a reload of 20,000 targets takes a while)
         for _ in range(1200):
-            if b"config reloaded: 20000 targets" in b"".join(chunks):
+            if "config reloaded: 20000 targets" in "".join(lines):
                 break
             assert proc.returncode is None
             await asyncio.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), 30)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        await asyncio.wait_for(pumping, 10)
-    log = b"".join(chunks).decode()
+    log = "".join(lines)
     assert proc.returncode == 0, log[-2000:]
     assert "config reloaded: 20000 targets" in log
     assert "Traceback" not in log

@@ -28,7 +28,17 @@ from exporter.model import CLASSES
 from exporter.model import UP as UP_CLASSES
 from exporter.simulators import SimulatorSet, start_simulators
 
-from ..conftest import Running, config_from, free_port, running_exporter, sample, serve
+from ..conftest import (
+    Running,
+    config_from,
+    free_port,
+    idle,
+    next_probe_text,
+    probe_text,
+    running_exporter,
+    sample,
+    serve,
+)
 from ..relay import Relay
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,22 +71,6 @@ async def sims(request: pytest.FixtureRequest) -> AsyncIterator[tuple[SimulatorS
 
 def wrong(creds: dict[str, str], key: str) -> dict[str, str]:
     return {**creds, key: creds[key] + "-wrong"}
-
-
-async def probe_text(run: Running, name: str) -> str:
-    status, text = await run.get("/probe", params={"target": name})
-    assert status == 200, text
-    return text
-
-
-async def next_probe_text(run: Running, clock: FakeClock, name: str) -> str:
-    """/probe once the target's next probe may run: the clock moved to when the schedule lets it
-    start (before that, /probe answers the latest result and sends nothing)."""
-    ts = run.exporter.state.get(name)
-    assert ts is not None
-    await clock.advance(max(0.0, ts.next_probe_at - clock.time()) + 0.01)
-    await idle(run)
-    return await probe_text(run, name)
 
 
 def assert_class(text: str, vendor: str, cls: str, code: str, count: int = 1) -> None:
@@ -349,17 +343,6 @@ async def test_the_demo_shows_every_vendor_on_metrics() -> None:
                 assert demo.simulators.counts(v)["requests"] >= 1
     finally:
         await demo.close()
-
-
-async def idle(run: Running) -> None:
-    """Wait (bounded, real time) until no probe is in flight."""
-    sched = run.exporter.scheduler
-    assert sched is not None
-    for _ in range(1000):
-        await asyncio.sleep(0.005)
-        if sched.in_flight() == 0:
-            return
-    raise AssertionError("probes still in flight")
 
 
 async def test_the_demo_scenario_shows_every_class_within_two_minutes() -> None:

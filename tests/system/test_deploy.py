@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from exporter.config import load_config
-from tests.conftest import ROOT
+from tests.conftest import ROOT, need
 
 K8S = ROOT / "deploy" / "kubernetes"
 KUSTOMIZATIONS = ("base", "prometheus-operator", "examples/five-shards")
@@ -27,12 +27,6 @@ CORE = {"ServiceAccount", "ConfigMap", "Service", "StatefulSet", "PodDisruptionB
 UNIT = ROOT / "deploy" / "systemd" / "apistatus-exporter.service"
 sys.path.insert(0, str(ROOT / "deploy"))
 import render_rules  # noqa: E402
-
-
-def need(binary: str) -> str:
-    path = shutil.which(binary) or (f"/usr/sbin/{binary}" if Path(f"/usr/sbin/{binary}").exists() else None)
-    assert path, f"{binary} is not installed (make deps installs it)"
-    return path
 
 
 @cache

@@ -32,7 +32,16 @@ from exporter.config import load_config
 from exporter.shard import Shard, shard_key
 from exporter.shard import select as shard_select
 from tests.conftest import free_port
-from tests.system.test_prometheus_e2e import PROM_DIR, WAIT, Stack, _spawn_ready, http, need, wait_for
+from tests.system.test_prometheus_e2e import (
+    PROM_DIR,
+    WAIT,
+    Stack,
+    _spawn_ready,
+    http,
+    immediate_alert_rules,
+    need,
+    wait_for,
+)
 
 SHARDS = 3
 PER_GROUP = 4
@@ -101,12 +110,7 @@ def _config(fleet: Fleet, sims: list[dict[str, Any]]) -> None:
 
 def _prometheus(fleet: Fleet) -> None:
     binary = need("prometheus")
-    alerts = yaml.safe_load((PROM_DIR / "alert_rules.yml").read_text())
-    for group in alerts["groups"]:
-        for rule in group["rules"]:
-            if "for" in rule:
-                rule["for"] = "0s"
-    (fleet.tmp / "alert_rules.yml").write_text(yaml.safe_dump(alerts))
+    immediate_alert_rules(fleet.tmp)
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(PROM_DIR / "recording_rules.yml"), str(fleet.tmp / "alert_rules.yml")],

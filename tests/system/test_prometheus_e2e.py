@@ -37,7 +37,8 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from ..conftest import ROOT, free_port
+from .. import conftest
+from ..conftest import ROOT, free_port, need
 from .tls_simulator import TLSSimulator
 
 PROM_DIR = ROOT / "config" / "prometheus"
@@ -75,22 +76,8 @@ def http(url: str, data: bytes | None = None, timeout: float = 5.0) -> tuple[int
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = WAIT) -> T:
-    """Poll ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
-    end = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(OSError):
-            if got := probe():
-                return got
-        if time.monotonic() > end:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.25)
-
-
-def need(binary: str) -> str:
-    """An external binary the test cannot do without: missing means failed, never skipped."""
-    path = shutil.which(binary)
-    assert path, f"{binary} is not installed (apt-get install prometheus prometheus-alertmanager)"
-    return path
+    """The shared poll, with this stack's own patience as the default."""
+    return conftest.wait_for(what, probe, timeout)
 
 
 class Webhook:
@@ -270,14 +257,21 @@ def _spawn_ready(stack: Stack, name: str, argv: list[str]) -> str:
     return url
 
 
-def _start_prometheus(stack: Stack) -> None:
-    binary = need("prometheus")
+def immediate_alert_rules(tmp: Path) -> Path:
+    """The shipped alert rules with every ``for`` set to 0s (so a test need not wait it out), in ``tmp``."""
     alerts = yaml.safe_load((PROM_DIR / "alert_rules.yml").read_text())
     for group in alerts["groups"]:
         for rule in group["rules"]:
             if "for" in rule:
                 rule["for"] = "0s"
-    (stack.tmp / "alert_rules.yml").write_text(yaml.safe_dump(alerts))
+    path = tmp / "alert_rules.yml"
+    path.write_text(yaml.safe_dump(alerts))
+    return path
+
+
+def _start_prometheus(stack: Stack) -> None:
+    binary = need("prometheus")
+    immediate_alert_rules(stack.tmp)
     exporter = stack.exporter.removeprefix("http://")
     config = yaml.safe_load((PROM_DIR / "prometheus.yml").read_text())
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
