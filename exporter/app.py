@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 #: a reload that takes longer is given up (its thread is left to finish on its own): the lock is freed for
 #: the next reload and shutdown never waits for it. Each file read has its own, shorter timeout.
 RELOAD_TIMEOUT = 60.0
+#: how long a scheduler loop that died of a bug waits before it is started again (not ready meanwhile)
+RESTART_PAUSE = 1.0
 
 
 def _in_daemon_thread(fn: Callable[[], Config]) -> asyncio.Future[Config]:
@@ -81,6 +83,8 @@ class Exporter:
         self._longest = 0.0  # the longest timeout of the applied config
         self.scheduler: Scheduler | None = None
         self._task: asyncio.Task[None] | None = None
+        #: the scheduler loop died of a bug and waits to be started again
+        self._loop_down = False
         self._reload_lock = asyncio.Lock()
 
     def _new_session(self, ssl: ssl_.SSLContext | bool = True) -> aiohttp.ClientSession:
@@ -100,7 +104,27 @@ class Exporter:
         self.prober = Prober(self.session, self.clock, self.config.global_.max_body_bytes, self.egress)
         self.scheduler = Scheduler(self.prober, self.state, self.clock, self.config.global_.max_concurrency)
         self._apply(self.config)
-        self._task = asyncio.create_task(self.scheduler.run(), name="scheduler")
+        self._task = asyncio.create_task(self._supervise(self.scheduler), name="scheduler")
+        self._task.add_done_callback(self._loop_ended)
+
+    async def _supervise(self, scheduler: Scheduler) -> None:
+        """Run the scheduler loop; one that dies of a bug is logged in one line and started again after
+        a pause, not ready meanwhile, so probing never stops for good."""
+        while True:
+            try:
+                await scheduler.run()
+                return
+            except Exception as exc:  # noqa: BLE001
+                self._loop_down = True
+                log.error("the scheduler loop failed internally (%s); restarting it in %gs",
+                          exc.__class__.__name__, RESTART_PAUSE)
+                await self.clock.sleep(RESTART_PAUSE)
+                self._loop_down = False
+
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        # anything that ends the loop other than close() leaves the exporter not ready: say so once
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("the scheduler loop stopped: %s; not ready", exc.__class__.__name__)
 
     def _apply(self, config: Config) -> None:
         assert self.scheduler is not None
@@ -123,7 +147,7 @@ class Exporter:
 
     @property
     def ready(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._task is not None and not self._task.done() and not self._loop_down
 
     async def reload(self) -> tuple[bool, str]:
         """Load the config again; on any error keep the running one. Returns (ok, one-line message)."""

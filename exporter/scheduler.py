@@ -158,7 +158,12 @@ class Scheduler:
                     if slot.not_before > now:  # an on-demand probe stood in for this one
                         self._push(slot.not_before, slot)
                         continue
-                    if name in self._inflight or self._admit(slot, now):
+                    try:
+                        admitted = name in self._inflight or self._admit(slot, now)
+                    except Exception as exc:  # noqa: BLE001 - a bug costs this probe, not the loop
+                        self._replan(slot, "admitting", exc)
+                        continue
+                    if admitted:
                         slot.backoff_until = 0.0
                         task = asyncio.create_task(self._probe(slot, due), name=f"probe:{name}")
                         self._tasks.add(task)
@@ -180,6 +185,17 @@ class Scheduler:
             return False
         budget.spend(now)
         return True
+
+    def _replan(self, slot: _Slot, step: str, exc: Exception) -> None:
+        """After an internal error around a probe: one log line, and the target planned again an
+        interval from now (a new generation, so a half-made plan is dropped) instead of lost."""
+        log.error("%s a probe of target %s failed internally: %s", step, slot.target.name, exc.__class__.__name__)
+        if not self._current(slot):
+            return
+        slot.generation = next(self._gen)
+        slot.not_before = self.clock.monotonic() + slot.target.interval
+        self._push(slot.not_before, slot)
+        self._poke()
 
     async def _sleep_until(self, deadline: float) -> None:
         # A deadline, not a duration: the sleep may start a moment after it was planned.
@@ -224,7 +240,10 @@ class Scheduler:
         self.completed += 1
         try:
             if self._current(slot):
-                self._finish(slot, planned, result)
+                try:
+                    self._finish(slot, planned, result)
+                except Exception as exc:  # noqa: BLE001 - a bug costs this result, not the target's schedule
+                    self._replan(slot, "planning after", exc)
         finally:
             flight.set_result(result)  # after the record: a caller that joined answers from it
 
@@ -261,6 +280,13 @@ class Scheduler:
         # joins the first, they hold at most one of its places per target
         async with self._sem:
             result = await self.probe_once(slot.target)
+        try:
+            self._finish_on_demand(slot, result)
+        except Exception as exc:  # noqa: BLE001 - the answer stands; a bug costs the plan, not the target
+            self._replan(slot, "planning after", exc)
+        return result
+
+    def _finish_on_demand(self, slot: _Slot, result: ProbeResult) -> None:
         if self._current(slot):
             now = self.clock.monotonic()
             self._book(slot.target, now, result.requests - 1)
@@ -270,7 +296,6 @@ class Scheduler:
             slot.not_before = now + delay  # the schedule's next probe waits as if this one were it
             slot.backoff_until = slot.not_before if backoff > 0 else 0.0
             self._record(result, self.clock.time() + delay, backoff)
-        return result
 
     def _current(self, slot: _Slot) -> bool:
         """False once a reload removed or replaced the target while its probe was in flight."""
