@@ -265,6 +265,9 @@ class Prober:
             excerpt = _excerpt(attempt.result.body, secrets)
         if outcome.message:
             outcome = replace(outcome, message=redact(outcome.message, secrets))
+        if outcome.code and redact(outcome.code, secrets) != outcome.code:
+            # a vendor echoing a secret as its error code: the code is a label in /metrics
+            outcome = replace(outcome, code="redacted")
         expiry = attempt.result.tls_cert_expiry if isinstance(attempt.result, Answer) else None
         return ProbeResult(target.name, started, duration, outcome, line, excerpt, attempts, spent, expiry)
 
