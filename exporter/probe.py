@@ -235,7 +235,7 @@ class Prober:
         outcome, the number of attempts and the requests they cost."""
         attempt = await self._attempt(target, signer, target.check, deadline)
         outcome = classify(target.catalog, attempt.result, self.clock.time())
-        if outcome.cls != "auth" or not signer.invalidate():
+        if outcome.cls != "auth" or not signer.invalidate(attempt.request):
             return attempt, outcome, 1, attempt.requests
         retry = await self._attempt(target, signer, target.check, deadline)
         return retry, classify(target.catalog, retry.result, self.clock.time()), 2, attempt.requests + retry.requests
