@@ -130,6 +130,7 @@ class Scheduler:
                 self._push(now + self.rng.uniform(0, min(target.interval, spread)), slot)
             fresh[target.name] = slot
         self._slots = fresh
+        self.budgets.configure(targets)
         if max_concurrency is not None and max_concurrency != self._max_concurrency:
             # probes in flight finish under the old limit; new ones take the new one
             self._sem = asyncio.Semaphore(max_concurrency)
