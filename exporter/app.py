@@ -81,6 +81,8 @@ class Exporter:
         self.prober: Prober | None = None
         self.egress: Egress | None = None
         self._longest = 0.0  # the longest timeout of the applied config
+        #: (max_concurrency, keepalive) that the sessions' connection pools are built with
+        self._pool = (config.global_.max_concurrency, config.global_.keepalive)
         self.scheduler: Scheduler | None = None
         self._task: asyncio.Task[None] | None = None
         #: the scheduler loop died of a bug and waits to be started again
@@ -90,9 +92,10 @@ class Exporter:
     def _new_session(self, ssl: ssl_.SSLContext | bool = True) -> aiohttp.ClientSession:
         # Connections are reused per vendor host. Cookies are ignored: a health check must not carry
         # state from one probe to the next.
-        connector = CertConnector(limit=self.config.global_.max_concurrency, limit_per_host=0,
+        limit, keepalive = self._pool
+        connector = CertConnector(limit=limit, limit_per_host=0,
                                   ttl_dns_cache=60, enable_cleanup_closed=True, resolver=self._resolver,
-                                  force_close=not self.config.global_.keepalive, ssl=ssl)
+                                  force_close=not keepalive, ssl=ssl)
         return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
                                      auto_decompress=True, raise_for_status=False,
                                      headers={"User-Agent": "apistatus-exporter"})
@@ -132,8 +135,17 @@ class Exporter:
         self.scheduler.apply(config.targets, config.global_.max_concurrency)
         # a retired session closes once probes still in flight on it (the old config's) have timed out
         longest = max((t.timeout for t in config.targets), default=0.0)
+        grace = max(self._longest, longest) + 1
+        if self.prober is not None:
+            self.prober.max_body = config.global_.max_body_bytes
+        pool = (config.global_.max_concurrency, config.global_.keepalive)
+        if pool != self._pool and self.egress is not None and self.prober is not None:
+            # the pools are built with these: new sessions for new probes, the old ones retired
+            self._pool = pool
+            self.session = self.prober.session = self._new_session()
+            self.egress.replace_default(self.session, grace)
         if self.egress is not None:
-            self.egress.retire({t.http_client for t in config.targets}, grace=max(self._longest, longest) + 1)
+            self.egress.retire({t.http_client for t in config.targets}, grace=grace)
         self._longest = longest
 
     def status(self) -> ExporterStatus:

@@ -94,9 +94,19 @@ class Egress:
         """Close, after ``grace`` seconds, the sessions of settings no target has any more."""
         keep_set = set(keep)
         for client in [c for c in self._sessions if c not in keep_set]:
-            task = asyncio.create_task(self._close_later(self._sessions.pop(client), grace), name="egress:retire")
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+            self._close_after(self._sessions.pop(client), grace)
+
+    def replace_default(self, session: aiohttp.ClientSession, grace: float) -> None:
+        """New connection-pool settings: ``session`` becomes the default, and every session built with
+        the old ones (the old default too) closes after ``grace``; the others are built again as needed."""
+        old, self.default, self._direct = self.default, session, Route(session)
+        self.retire((), grace)
+        self._close_after(old, grace)
+
+    def _close_after(self, session: aiohttp.ClientSession, grace: float) -> None:
+        task = asyncio.create_task(self._close_later(session, grace), name="egress:retire")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     @staticmethod
     async def _close_later(session: aiohttp.ClientSession, grace: float) -> None:
