@@ -20,7 +20,7 @@ import aiohttp
 from .clock import Clock, SystemClock
 from .collector import ExporterStatus, StartLag, render_target
 from .config import Config, ConfigError, load_config
-from .egress import CertConnector, Egress
+from .egress import Egress, new_session
 from .probe import Prober
 from .scheduler import Scheduler
 from .shard import ALL, Shard
@@ -90,15 +90,8 @@ class Exporter:
         self._reload_lock = asyncio.Lock()
 
     def _new_session(self, ssl: ssl_.SSLContext | bool = True) -> aiohttp.ClientSession:
-        # Connections are reused per vendor host. Cookies are ignored: a health check must not carry
-        # state from one probe to the next.
         limit, keepalive = self._pool
-        connector = CertConnector(limit=limit, limit_per_host=0,
-                                  ttl_dns_cache=60, enable_cleanup_closed=True, resolver=self._resolver,
-                                  force_close=not keepalive, ssl=ssl)
-        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
-                                     auto_decompress=True, raise_for_status=False,
-                                     headers={"User-Agent": "apistatus-exporter"})
+        return new_session(ssl, limit=limit, keepalive=keepalive, resolver=self._resolver)
 
     async def start(self) -> None:
         # One shared session for every target without http_client; one more per distinct setting

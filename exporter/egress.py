@@ -24,14 +24,22 @@ from aiohttp.tracing import Trace
 
 from .httpclient import HttpClient, cert_not_after, needs_context, ssl_context
 
-__all__ = ["CertConnector", "Egress", "Route", "SessionFactory", "default_factory", "peer_cert_expiry"]
+__all__ = ["CertConnector", "Egress", "Route", "SessionFactory", "new_session", "peer_cert_expiry"]
 
 #: builds a session for one TLS context (``True``: the system's default verification)
 SessionFactory = Callable[[ssl.SSLContext | bool], aiohttp.ClientSession]
 
 
-def default_factory(ctx: ssl.SSLContext | bool) -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(connector=CertConnector(ssl=ctx), cookie_jar=aiohttp.DummyCookieJar())
+def new_session(ctx: ssl.SSLContext | bool = True, *, limit: int = 100, keepalive: bool = True,
+                resolver: aiohttp.abc.AbstractResolver | None = None) -> aiohttp.ClientSession:
+    """The one way a session is made (the exporter's, every http_client setting's, and a bare
+    Prober's alike). Connections are reused per vendor host. Cookies are ignored: a health check must
+    not carry state from one probe to the next."""
+    connector = CertConnector(limit=limit, limit_per_host=0, ttl_dns_cache=60, enable_cleanup_closed=True,
+                              resolver=resolver, force_close=not keepalive, ssl=ctx)
+    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+                                 auto_decompress=True, raise_for_status=False,
+                                 headers={"User-Agent": "apistatus-exporter"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +58,7 @@ class Egress:
     """The sessions by settings. ``retire`` after a reload closes those no target uses any more, once
     requests still in flight on them have had time to finish."""
 
-    def __init__(self, default: aiohttp.ClientSession, factory: SessionFactory = default_factory) -> None:
+    def __init__(self, default: aiohttp.ClientSession, factory: SessionFactory) -> None:
         self.default = default
         self._factory = factory
         self._sessions: dict[HttpClient, aiohttp.ClientSession] = {}
