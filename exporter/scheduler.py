@@ -293,7 +293,7 @@ class Scheduler:
         if self._current(slot):
             now = self.clock.monotonic()
             self._book(slot.target, now, result.requests - 1)
-            if slot.target != started:
+            if slot.target is not started and slot.target != started:
                 self._plan_changed(slot, now, result)
                 return
             slot.streak = slot.streak + 1 if result.outcome.cls in BACKOFF_CLASSES else 0
@@ -327,7 +327,7 @@ class Scheduler:
     def _finish(self, slot: _Slot, planned: float, result: ProbeResult, started: Target) -> None:
         """Plan the next probe (interval, jitter, backoff), book what the probe spent, record it."""
         now = self.clock.monotonic()
-        if slot.target != started:
+        if slot.target is not started and slot.target != started:
             # the first request was booked when the probe was let through (run)
             self._book(slot.target, now, result.requests - 1)
             self._plan_changed(slot, now, result)
