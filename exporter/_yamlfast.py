@@ -47,9 +47,13 @@ _was_enabled = False
 def gc_paused() -> Iterator[None]:
     """No cyclic collection inside (nested and thread-safe); it resumes as it was after the outermost.
     Reference counting still frees everything as usual: only cycles wait until the end. The switch is
-    process-wide: while a reload reads the config in a worker thread, the event loop's cycles wait too,
-    for the fraction of a second the load takes."""
+    process-wide, so it is thrown only on the main thread (start-up, --check-config): a reload reads
+    the config in a worker thread that may be given up while it still runs, and the event loop's
+    cycles must not wait for it; there the pause does nothing."""
     global _depth, _was_enabled
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     with _lock:
         if _depth == 0:
             _was_enabled = gc.isenabled()

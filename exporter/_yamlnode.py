@@ -6,6 +6,7 @@ the file, the key path and (unless the key holds a secret) the offending value.
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import re
@@ -319,6 +320,9 @@ class Node:
         if isinstance(self.value, bool) or not isinstance(self.value, int | float):
             self.fail("must be a number")
         val = float(self.value)
+        if not math.isfinite(val):
+            # NaN passes every range check (its comparisons are all false) and then breaks arithmetic
+            self.fail("must be a finite number")
         if (minimum is not None and val < minimum) or (maximum is not None and val > maximum):
             self.fail(f"must be between {minimum} and {maximum}")
         return val

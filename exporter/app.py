@@ -20,7 +20,7 @@ import aiohttp
 from .clock import Clock, SystemClock
 from .collector import render_target
 from .config import Config, ConfigError, load_config
-from .egress import CertConnector, Egress
+from .egress import Egress, new_session
 from .model import ALL, ExporterStatus, Shard, StartLag
 from .probe import Prober
 from .scheduler import Scheduler
@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 #: a reload that takes longer is given up (its thread is left to finish on its own): the lock is freed for
 #: the next reload and shutdown never waits for it. Each file read has its own, shorter timeout.
 RELOAD_TIMEOUT = 60.0
+#: how long a scheduler loop that died of a bug waits before it is started again (not ready meanwhile)
+RESTART_PAUSE = 1.0
 
 
 def _in_daemon_thread(fn: Callable[[], Config]) -> asyncio.Future[Config]:
@@ -79,19 +81,17 @@ class Exporter:
         self.prober: Prober | None = None
         self.egress: Egress | None = None
         self._longest = 0.0  # the longest timeout of the applied config
+        #: (max_concurrency, keepalive) that the sessions' connection pools are built with
+        self._pool = (config.global_.max_concurrency, config.global_.keepalive)
         self.scheduler: Scheduler | None = None
         self._task: asyncio.Task[None] | None = None
+        #: the scheduler loop died of a bug and waits to be started again
+        self._loop_down = False
         self._reload_lock = asyncio.Lock()
 
     def _new_session(self, ssl: ssl_.SSLContext | bool = True) -> aiohttp.ClientSession:
-        # Connections are reused per vendor host. Cookies are ignored: a health check must not carry
-        # state from one probe to the next.
-        connector = CertConnector(limit=self.config.global_.max_concurrency, limit_per_host=0,
-                                  ttl_dns_cache=60, enable_cleanup_closed=True, resolver=self._resolver,
-                                  force_close=not self.config.global_.keepalive, ssl=ssl)
-        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
-                                     auto_decompress=True, raise_for_status=False,
-                                     headers={"User-Agent": "apistatus-exporter"})
+        limit, keepalive = self._pool
+        return new_session(ssl, limit=limit, keepalive=keepalive, resolver=self._resolver)
 
     async def start(self) -> None:
         # One shared session for every target without http_client; one more per distinct setting
@@ -100,7 +100,27 @@ class Exporter:
         self.prober = Prober(self.session, self.clock, self.config.global_.max_body_bytes, self.egress)
         self.scheduler = Scheduler(self.prober, self.state, self.clock, self.config.global_.max_concurrency)
         self._apply(self.config)
-        self._task = asyncio.create_task(self.scheduler.run(), name="scheduler")
+        self._task = asyncio.create_task(self._supervise(self.scheduler), name="scheduler")
+        self._task.add_done_callback(self._loop_ended)
+
+    async def _supervise(self, scheduler: Scheduler) -> None:
+        """Run the scheduler loop; one that dies of a bug is logged in one line and started again after
+        a pause, not ready meanwhile, so probing never stops for good."""
+        while True:
+            try:
+                await scheduler.run()
+                return
+            except Exception as exc:  # noqa: BLE001
+                self._loop_down = True
+                log.error("the scheduler loop failed internally (%s); restarting it in %gs",
+                          exc.__class__.__name__, RESTART_PAUSE)
+                await self.clock.sleep(RESTART_PAUSE)
+                self._loop_down = False
+
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        # anything that ends the loop other than close() leaves the exporter not ready: say so once
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("the scheduler loop stopped: %s; not ready", exc.__class__.__name__)
 
     def _apply(self, config: Config) -> None:
         assert self.scheduler is not None
@@ -108,8 +128,17 @@ class Exporter:
         self.scheduler.apply(config.targets, config.global_.max_concurrency)
         # a retired session closes once probes still in flight on it (the old config's) have timed out
         longest = max((t.timeout for t in config.targets), default=0.0)
+        grace = max(self._longest, longest) + 1
+        if self.prober is not None:
+            self.prober.max_body = config.global_.max_body_bytes
+        pool = (config.global_.max_concurrency, config.global_.keepalive)
+        if pool != self._pool and self.egress is not None and self.prober is not None:
+            # the pools are built with these: new sessions for new probes, the old ones retired
+            self._pool = pool
+            self.session = self.prober.session = self._new_session()
+            self.egress.replace_default(self.session, grace)
         if self.egress is not None:
-            self.egress.retire({t.http_client for t in config.targets}, grace=max(self._longest, longest) + 1)
+            self.egress.retire({t.http_client for t in config.targets}, grace=grace)
         self._longest = longest
 
     def status(self) -> ExporterStatus:
@@ -127,7 +156,7 @@ class Exporter:
 
     @property
     def ready(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._task is not None and not self._task.done() and not self._loop_down
 
     async def reload(self) -> tuple[bool, str]:
         """Load the config again; on any error keep the running one. Returns (ok, one-line message)."""

@@ -12,7 +12,7 @@ from collections.abc import Hashable, Iterable
 
 from .config import Target
 
-__all__ = ["Budgets", "Limiter", "SlidingWindow", "allowances", "budget_warnings"]
+__all__ = ["Budgets", "Limiter", "SlidingWindow", "allowances", "budget_warnings", "group_allowances"]
 
 
 class SlidingWindow:
@@ -51,6 +51,17 @@ def allowances(target: Target) -> list[tuple[int, float, int, float]]:
     return out
 
 
+def group_allowances(group: Iterable[Target]) -> list[tuple[int, float, int, float, Target]]:
+    """The windows of targets sharing one credential: each target's own, so that the probes of all of
+    them keep within the strictest (different probe_share or budget on one key must not loosen it).
+    Each window carries the target it comes from, for messages."""
+    out: dict[tuple[int, float], tuple[int, float, int, float, Target]] = {}
+    for target in group:
+        for count, window, requests, per in allowances(target):
+            out.setdefault((count, window), (count, window, requests, per, target))
+    return [out[k] for k in sorted(out, key=lambda k: (k[1], k[0]))]
+
+
 class Limiter:
     """All of a credential's windows: a request waits for the strictest, and is booked in each."""
 
@@ -66,18 +77,30 @@ class Limiter:
 
 
 class Budgets:
+    """One limiter per credential (``budget_key``), built from its whole group when a config is applied."""
+
     def __init__(self) -> None:
-        self._limiters: dict[Hashable, tuple[list[tuple[int, float, int, float]], Limiter]] = {}
+        self._limiters: dict[Hashable, Limiter] = {}
+
+    def configure(self, targets: Iterable[Target]) -> None:
+        """(Re)load: a window the new config keeps keeps its requests, so a reload never opens a budget."""
+        groups: dict[Hashable, list[Target]] = defaultdict(list)
+        for target in targets:
+            if target.budget:
+                groups[target.budget_key].append(target)
+        old = {(key, w.count, w.window): w for key, lim in self._limiters.items() for w in lim.windows}
+        self._limiters = {
+            key: Limiter([old.get((key, c, w)) or SlidingWindow(c, w) for c, w, _, _, _ in group_allowances(group)])
+            for key, group in groups.items()}
 
     def limiter(self, target: Target) -> Limiter | None:
-        allowed = allowances(target)
-        if not allowed:
+        if not target.budget:
             return None
-        key = target.budget_key
-        held = self._limiters.get(key)
-        if held is None or held[0] != allowed:
-            held = self._limiters[key] = (allowed, Limiter([SlidingWindow(c, w) for c, w, _, _ in allowed]))
-        return held[1]
+        held = self._limiters.get(target.budget_key)
+        if held is None:  # a target of no applied config (a caller that skipped configure)
+            held = self._limiters[target.budget_key] = Limiter(
+                [SlidingWindow(c, w) for c, w, _, _, _ in group_allowances([target])])
+        return held
 
 
 def budget_warnings(targets: Iterable[Target]) -> list[str]:
@@ -88,15 +111,14 @@ def budget_warnings(targets: Iterable[Target]) -> list[str]:
             groups[target.budget_key].append(target)
     out = []
     for group in groups.values():
-        first = group[0]
-        for count, window, requests, per in allowances(first):
+        for count, window, requests, per, strict in group_allowances(group):
             demand = sum(window / t.interval for t in group)
             if demand > count + 1e-9:
                 fits = math.ceil(len(group) * window / count)
                 out.append(
-                    f"targets {', '.join(t.name for t in group)} share one {first.vendor} credential: their "
+                    f"targets {', '.join(t.name for t in group)} share one {strict.vendor} credential: their "
                     f"intervals make {demand:g} requests per {window:g}s but probes may spend {count} "
-                    f"({first.probe_share:.0%} of {requests} per {per:g}s); "
+                    f"({strict.probe_share:.0%} of {requests} per {per:g}s); "
                     f"an interval of at least {fits}s each would fit"
                 )
     return out

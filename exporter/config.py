@@ -121,9 +121,14 @@ class Config:
     global_: GlobalConfig
     targets: tuple[Target, ...]
     catalogs: Mapping[str, Catalog]
+    #: targets by name, made once: /probe and the pages look one up on every request
+    _by_name: Mapping[str, Target] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_name", {t.name: t for t in self.targets})
 
     def target(self, name: str) -> Target | None:
-        return next((target for target in self.targets if target.name == name), None)
+        return self._by_name.get(name)
 
 
 def _mentions_env(value: Any) -> bool:

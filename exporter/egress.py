@@ -22,16 +22,24 @@ from aiohttp.client_proto import ResponseHandler
 from aiohttp.client_reqrep import ClientRequest
 from aiohttp.tracing import Trace
 
-from .httpclient import HttpClient, cert_not_after, ssl_context
+from .httpclient import HttpClient, cert_not_after, needs_context, ssl_context
 
-__all__ = ["CertConnector", "Egress", "Route", "SessionFactory", "default_factory", "peer_cert_expiry"]
+__all__ = ["CertConnector", "Egress", "Route", "SessionFactory", "new_session", "peer_cert_expiry"]
 
 #: builds a session for one TLS context (``True``: the system's default verification)
 SessionFactory = Callable[[ssl.SSLContext | bool], aiohttp.ClientSession]
 
 
-def default_factory(ctx: ssl.SSLContext | bool) -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(connector=CertConnector(ssl=ctx), cookie_jar=aiohttp.DummyCookieJar())
+def new_session(ctx: ssl.SSLContext | bool = True, *, limit: int = 100, keepalive: bool = True,
+                resolver: aiohttp.abc.AbstractResolver | None = None) -> aiohttp.ClientSession:
+    """The one way a session is made (the exporter's, every http_client setting's, and a bare
+    Prober's alike). Connections are reused per vendor host. Cookies are ignored: a health check must
+    not carry state from one probe to the next."""
+    connector = CertConnector(limit=limit, limit_per_host=0, ttl_dns_cache=60, enable_cleanup_closed=True,
+                              resolver=resolver, force_close=not keepalive, ssl=ctx)
+    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+                                 auto_decompress=True, raise_for_status=False,
+                                 headers={"User-Agent": "apistatus-exporter"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +58,15 @@ class Egress:
     """The sessions by settings. ``retire`` after a reload closes those no target uses any more, once
     requests still in flight on them have had time to finish."""
 
-    def __init__(self, default: aiohttp.ClientSession, factory: SessionFactory = default_factory) -> None:
+    def __init__(self, default: aiohttp.ClientSession, factory: SessionFactory) -> None:
         self.default = default
         self._factory = factory
         self._sessions: dict[HttpClient, aiohttp.ClientSession] = {}
+        #: sessions of settings a reload dropped, until they close: a probe still in flight on one
+        #: (its quota call, auth retry or login) goes on with it instead of building it again
+        self._retired: dict[HttpClient, aiohttp.ClientSession] = {}
+        #: the settings of the config applied last
+        self._kept: set[HttpClient | None] = set()
         self._closing: set[asyncio.Task[None]] = set()
         self._direct = Route(default)  # the route of every target without http_client, made once
 
@@ -62,9 +75,11 @@ class Egress:
             return self.default
         session = self._sessions.get(client)
         if session is None:
-            tls = client.tls
-            custom = tls.ca_file or tls.cert_file or tls.insecure_skip_verify or tls.min_version
-            session = self._factory(ssl_context(tls) if custom else True)
+            retiring = self._retired.get(client)
+            if retiring is not None and client not in self._kept and not retiring.closed:
+                return retiring
+            # the context was built while the config loaded: nothing is read from disk here
+            session = self._factory(ssl_context(client.tls) if needs_context(client.tls) else True)
             self._sessions[client] = session
         return session
 
@@ -92,11 +107,30 @@ class Egress:
 
     def retire(self, keep: Iterable[HttpClient | None], grace: float) -> None:
         """Close, after ``grace`` seconds, the sessions of settings no target has any more."""
-        keep_set = set(keep)
+        keep_set = self._kept = set(keep)
         for client in [c for c in self._sessions if c not in keep_set]:
-            task = asyncio.create_task(self._close_later(self._sessions.pop(client), grace), name="egress:retire")
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+            session = self._retired[client] = self._sessions.pop(client)
+            self._close_after(session, grace, client)
+
+    def replace_default(self, session: aiohttp.ClientSession, grace: float) -> None:
+        """New connection-pool settings: ``session`` becomes the default, and every session built with
+        the old ones (the old default too) closes after ``grace``; the others are built again as needed."""
+        old, self.default, self._direct = self.default, session, Route(session)
+        kept = self._kept
+        self.retire((), grace)
+        self._kept = kept
+        self._close_after(old, grace)
+
+    def _close_after(self, session: aiohttp.ClientSession, grace: float, client: HttpClient | None = None) -> None:
+        task = asyncio.create_task(self._close_later(session, grace), name="egress:retire")
+        self._closing.add(task)
+
+        def closed(done: asyncio.Task[None]) -> None:
+            self._closing.discard(done)
+            if client is not None and self._retired.get(client) is session:
+                del self._retired[client]
+
+        task.add_done_callback(closed)
 
     @staticmethod
     async def _close_later(session: aiohttp.ClientSession, grace: float) -> None:

@@ -30,7 +30,7 @@ from ._der import tlv as _tlv
 from ._yamlnode import Node
 
 __all__ = ["TLS_VERSIONS", "HttpClient", "Proxy", "TLSConfig", "bypasses_proxy", "cert_not_after",
-           "client_secrets", "parse_http_client", "ssl_context", "target_http_client"]
+           "client_secrets", "needs_context", "parse_http_client", "ssl_context", "target_http_client"]
 
 log = logging.getLogger("exporter.config")
 
@@ -86,6 +86,9 @@ class TLSConfig:
     min_version: str | None = None
     #: digest of the files' contents at load: a reload after a certificate rotation gets a new session
     fingerprint: str = ""
+    #: the client context, built while the config loads (in the loader's thread, never on the event
+    #: loop); None when the settings need none of their own (the system's default verification)
+    context: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,14 +225,26 @@ def _reason(exc: ssl.SSLError) -> str:
 
 
 def ssl_context(tls: TLSConfig) -> ssl.SSLContext:
-    """The client context for these settings. ``ca_file`` replaces the system roots, as in Prometheus."""
+    """The client context for these settings. ``ca_file`` replaces the system roots, as in Prometheus.
+    The one built at load when there is one (it reads files: never call this on the event loop)."""
+    if tls.context is not None:
+        return tls.context
     ctx = ssl.create_default_context(cafile=tls.ca_file) if tls.ca_file else ssl.create_default_context()
+    if tls.cert_file is not None:
+        ctx.load_cert_chain(tls.cert_file, tls.key_file, password=_no_password)
+    return _configured(ctx, tls)
+
+
+def needs_context(tls: TLSConfig) -> bool:
+    """Whether these settings need a context of their own (else: the system's default verification)."""
+    return bool(tls.ca_file or tls.cert_file or tls.insecure_skip_verify or tls.min_version)
+
+
+def _configured(ctx: ssl.SSLContext, tls: TLSConfig) -> ssl.SSLContext:
     if tls.min_version is not None:
         with warnings.catch_warnings():  # TLS 1.0/1.1 are deprecated in Python; asked for, they are allowed
             warnings.simplefilter("ignore", DeprecationWarning)
             ctx.minimum_version = TLS_VERSIONS[tls.min_version]
-    if tls.cert_file is not None:
-        ctx.load_cert_chain(tls.cert_file, tls.key_file, password=_no_password)
     if tls.insecure_skip_verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -255,16 +270,17 @@ def _checked_tls(tls: TLSConfig, node: Node) -> TLSConfig:
         if len(data) > _MAX_PEM:
             sub.fail(f"{path} is larger than {_MAX_PEM >> 20} MiB: not a PEM file", show=False)
         digest.update(data)
-    if tls.ca_file is not None:
-        try:
-            ssl.create_default_context(cafile=tls.ca_file)
-        except ssl.SSLError as exc:
-            Node(None, node.file, f"{node.path}.ca_file").fail(
-                f"no PEM CA certificate in {tls.ca_file} ({_reason(exc)})", show=False)
+    fingerprint = digest.hexdigest()[:32]
+    if not needs_context(tls):
+        return replace(tls, fingerprint=fingerprint, context=None)
+    try:
+        ctx = ssl.create_default_context(cafile=tls.ca_file) if tls.ca_file else ssl.create_default_context()
+    except ssl.SSLError as exc:
+        Node(None, node.file, f"{node.path}.ca_file").fail(
+            f"no PEM CA certificate in {tls.ca_file} ({_reason(exc)})", show=False)
     if tls.cert_file is not None:
         try:
-            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(tls.cert_file, tls.key_file,
-                                                                    password=_no_password)
+            ctx.load_cert_chain(tls.cert_file, tls.key_file, password=_no_password)
         except _EncryptedKey:
             Node(None, node.file, f"{node.path}.key_file").fail(
                 f"{tls.key_file} is encrypted; give an unencrypted key readable only by the exporter", show=False)
@@ -272,7 +288,8 @@ def _checked_tls(tls: TLSConfig, node: Node) -> TLSConfig:
             what = "does not match" if "mismatch" in _reason(exc) else "cannot be loaded with"
             Node(None, node.file, f"{node.path}.cert_file").fail(
                 f"{tls.cert_file} {what} key_file {tls.key_file} ({_reason(exc)})", show=False)
-    return replace(tls, fingerprint=digest.hexdigest()[:32])
+    # the context probes use, built here in the loader's thread: no file is read on the event loop
+    return replace(tls, fingerprint=fingerprint, context=_configured(ctx, tls))
 
 
 def _tls(node: Node, base: Path, inherited: TLSConfig) -> TLSConfig:

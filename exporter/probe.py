@@ -26,11 +26,11 @@ from .catalog import CheckSpec, QuotaSpec
 from .classify import classify, read_quotas
 from .clock import Clock
 from .config import Target
-from .egress import Egress, peer_cert_expiry
-from .httpclient import HttpClient, client_secrets
+from .egress import Egress, new_session, peer_cert_expiry
+from .httpclient import HttpClient
 from .model import UP, Answer, Failure, HttpRequest, Outcome, ProbeResult, QuotaReading, SignError
 from .redact import REDACTED, redact
-from .signers import Signer, SignerContext, make_signer
+from .signers import Signer, SignerContext, make_signer, secrets_of
 from .signing import wire_url
 
 __all__ = ["ProbeResult", "Prober", "build_request", "redact"]
@@ -120,7 +120,7 @@ class Prober:
         #: login share its token and its single-flight renewal, so a refresh token is spent once
         self._by_credential: dict[tuple[str, str, str, tuple[tuple[str, str], ...]], Signer] = {}
         #: sessions by http_client settings; targets without the block use ``session``
-        self.egress = egress or Egress(session)
+        self.egress = egress or Egress(session, new_session)
 
     def signer(self, target: Target) -> Signer:
         held = self._signers.get(target.name)
@@ -142,9 +142,6 @@ class Prober:
         used = {id(signer) for _, signer in self._signers.values()}
         for key in [k for k, signer in self._by_credential.items() if id(signer) not in used]:
             del self._by_credential[key]
-
-    def secrets(self, target: Target) -> list[str]:
-        return [*target.credentials.values(), *self.signer(target).secrets(), *client_secrets(target.http_client)]
 
     # --- the one request path ------------------------------------------------------------------
 
@@ -235,7 +232,7 @@ class Prober:
         outcome, the number of attempts and the requests they cost."""
         attempt = await self._attempt(target, signer, target.check, deadline)
         outcome = classify(target.catalog, attempt.result, self.clock.time())
-        if outcome.cls != "auth" or not signer.invalidate():
+        if outcome.cls != "auth" or not signer.invalidate(attempt.request):
             return attempt, outcome, 1, attempt.requests
         retry = await self._attempt(target, signer, target.check, deadline)
         return retry, classify(target.catalog, retry.result, self.clock.time()), 2, attempt.requests + retry.requests
@@ -257,7 +254,7 @@ class Prober:
     def _result(self, target: Target, signer: Signer, started: float, duration: float, outcome: Outcome,
                 attempt: _Attempt, attempts: int, spent: int) -> ProbeResult:
         """The record for state and views, every secret (credentials and learnt tokens) redacted."""
-        secrets = [*target.credentials.values(), *signer.secrets(), *client_secrets(target.http_client)]
+        secrets = secrets_of(target, signer)
         signed = attempt.request
         line = _request_line(signed, target.check, secrets) if signed else f"{target.check.method} (not sent)"
         excerpt = ""
@@ -265,6 +262,9 @@ class Prober:
             excerpt = _excerpt(attempt.result.body, secrets)
         if outcome.message:
             outcome = replace(outcome, message=redact(outcome.message, secrets))
+        if outcome.code and redact(outcome.code, secrets) != outcome.code:
+            # a vendor echoing a secret as its error code: the code is a label in /metrics
+            outcome = replace(outcome, code="redacted")
         expiry = attempt.result.tls_cert_expiry if isinstance(attempt.result, Answer) else None
         return ProbeResult(target.name, started, duration, outcome, line, excerpt, attempts, spent, expiry)
 

@@ -133,6 +133,7 @@ class Scheduler:
             if target.budget:  # a vendor with a budget is shown at 0 before its first delay
                 self.budget_delays.setdefault(target.vendor, 0)
         self._slots = fresh
+        self.budgets.configure(targets)
         if max_concurrency is not None and max_concurrency != self._max_concurrency:
             # probes in flight finish under the old limit; new ones take the new one
             self._sem = asyncio.Semaphore(max_concurrency)
@@ -161,7 +162,12 @@ class Scheduler:
                     if slot.not_before > now:  # an on-demand probe stood in for this one
                         self._push(slot.not_before, slot)
                         continue
-                    if name in self._inflight or self._admit(slot, now):
+                    try:
+                        admitted = name in self._inflight or self._admit(slot, now)
+                    except Exception as exc:  # noqa: BLE001 - a bug costs this probe, not the loop
+                        self._replan(slot, "admitting", exc)
+                        continue
+                    if admitted:
                         slot.backoff_until = 0.0
                         task = asyncio.create_task(self._probe(slot, due), name=f"probe:{name}")
                         self._tasks.add(task)
@@ -184,6 +190,17 @@ class Scheduler:
             return False
         budget.spend(now)
         return True
+
+    def _replan(self, slot: _Slot, step: str, exc: Exception) -> None:
+        """After an internal error around a probe: one log line, and the target planned again an
+        interval from now (a new generation, so a half-made plan is dropped) instead of lost."""
+        log.error("%s a probe of target %s failed internally: %s", step, slot.target.name, exc.__class__.__name__)
+        if not self._current(slot):
+            return
+        slot.generation = next(self._gen)
+        slot.not_before = self.clock.monotonic() + slot.target.interval
+        self._push(slot.not_before, slot)
+        self._poke()
 
     async def _sleep_until(self, deadline: float) -> None:
         # A deadline, not a duration: the sleep may start a moment after it was planned.
@@ -218,7 +235,8 @@ class Scheduler:
         try:
             async with self._sem:
                 self.lag.record(self.clock.monotonic() - planned)
-                result = await self._probe_confirmed(slot)
+                started = slot.target  # a reload may change it while the probe is in flight
+                result = await self._probe_confirmed(slot, started)
         except BaseException:
             flight.cancel()
             raise
@@ -228,7 +246,10 @@ class Scheduler:
         self.completed += 1
         try:
             if self._current(slot):
-                self._finish(slot, planned, result)
+                try:
+                    self._finish(slot, planned, result, started)
+                except Exception as exc:  # noqa: BLE001 - a bug costs this result, not the target's schedule
+                    self._replan(slot, "planning after", exc)
         finally:
             flight.set_result(result)  # after the record: a caller that joined answers from it
 
@@ -265,42 +286,57 @@ class Scheduler:
         # the scheduler's cap: callers of /probe share it, and since a second caller for a target
         # joins the first, they hold at most one of its places per target
         async with self._sem:
-            result = await self.probe_once(slot.target)
+            started = slot.target
+            result = await self.probe_once(started)
+        try:
+            self._finish_on_demand(slot, result, started)
+        except Exception as exc:  # noqa: BLE001 - the answer stands; a bug costs the plan, not the target
+            self._replan(slot, "planning after", exc)
+        return result
+
+    def _finish_on_demand(self, slot: _Slot, result: ProbeResult, started: Target) -> None:
         if self._current(slot):
             now = self.clock.monotonic()
             self._book(slot.target, now, result.requests - 1)
+            if slot.target is not started and slot.target != started:
+                self._plan_changed(slot, now, result)
+                return
             slot.streak = slot.streak + 1 if result.outcome.cls in BACKOFF_CLASSES else 0
             delay, backoff = next_delay(slot.target.interval, result.outcome, slot.streak, self.rng,
                                         slot.target.max_backoff)
             slot.not_before = now + delay  # the schedule's next probe waits as if this one were it
             slot.backoff_until = slot.not_before if backoff > 0 else 0.0
             self._record(result, self.clock.time() + delay, backoff)
-        return result
 
     def _current(self, slot: _Slot) -> bool:
         """False once a reload removed or replaced the target while its probe was in flight."""
         return self._slots.get(slot.target.name) is slot
 
-    async def _probe_confirmed(self, slot: _Slot) -> ProbeResult:
+    async def _probe_confirmed(self, slot: _Slot, target: Target) -> ProbeResult:
         """Probe; with ``confirm_failures``, confirm a failure once before it becomes the current class.
         The first attempt is recorded too, so a retry never hides a failure from the counters. Not
         after answers that ask us to back off: a retry then would only add to the vendor's load."""
-        result = await self.probe_once(slot.target)
-        if not slot.target.confirm_failures or result.outcome.cls in UP | BACKOFF_CLASSES:
+        result = await self.probe_once(target)
+        if not target.confirm_failures or result.outcome.cls in UP | BACKOFF_CLASSES:
             return result
         if self._current(slot):
             self._record(result, self.clock.time(), 0.0)
-        self._book(slot.target, self.clock.monotonic(), result.requests)
-        return await self.probe_once(slot.target)
+        self._book(target, self.clock.monotonic(), result.requests)
+        return await self.probe_once(target)
 
     def _book(self, target: Target, now: float, requests: int) -> None:
         """Book requests a probe made in its credential's shared budget."""
         if requests > 0 and (budget := self.budgets.limiter(target)) is not None:
             budget.spend(now, requests)
 
-    def _finish(self, slot: _Slot, planned: float, result: ProbeResult) -> None:
+    def _finish(self, slot: _Slot, planned: float, result: ProbeResult, started: Target) -> None:
         """Plan the next probe (interval, jitter, backoff), book what the probe spent, record it."""
         now = self.clock.monotonic()
+        if slot.target is not started and slot.target != started:
+            # the first request was booked when the probe was let through (run)
+            self._book(slot.target, now, result.requests - 1)
+            self._plan_changed(slot, now, result)
+            return
         slot.streak = slot.streak + 1 if result.outcome.cls in BACKOFF_CLASSES else 0
         delay, backoff = next_delay(slot.target.interval, result.outcome, slot.streak, self.rng,
                                     slot.target.max_backoff)
@@ -314,6 +350,16 @@ class Scheduler:
         if self._heap[0][0] == due:
             self._poke()  # this target is now the next one due: the loop must wake for it
         self._record(result, self.clock.time() + (due - now), backoff)
+
+    def _plan_changed(self, slot: _Slot, now: float, result: ProbeResult) -> None:
+        """A reload changed the target while its probe was in flight: the answer, to the old config, is
+        recorded, but its backoff says nothing about the new one (as in ``apply``), so probe soon."""
+        slot.streak, slot.backoff_until = 0, 0.0
+        slot.generation = next(self._gen)  # drops what the schedule had planned for the old config
+        slot.not_before = now + self.rng.uniform(0, min(slot.target.interval, 5.0))
+        self._push(slot.not_before, slot)
+        self._poke()
+        self._record(result, self.clock.time() + (slot.not_before - now), 0.0)
 
     def _record(self, result: ProbeResult, next_probe_at: float, backoff: float) -> None:
         """Write the result to the state; a bug there costs this one result, never the target's schedule."""

@@ -7,8 +7,9 @@ and parameter names) is an option set in that vendor's catalog; defaults here ar
 
 A plug-in never does I/O: ``sign()`` gets a ``send`` callable from the prober (the one request path)
 for the calls it needs (logins, refreshes) and returns the signed request. Schemes that hold state (a
-login token) keep it on the instance; ``invalidate()`` drops it after the vendor refused our
-credentials, and says whether one more attempt could succeed.
+login token) keep it on the instance; ``invalidate(used)`` drops it after the vendor refused the
+request ``used`` carried it, unless another probe has renewed it since, and says whether one more
+attempt could succeed.
 """
 
 from __future__ import annotations
@@ -19,12 +20,16 @@ import dataclasses
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 from urllib.parse import urlencode
 
 from ._jsonpath import json_path
+from .httpclient import client_secrets
 from .model import Answer, HttpRequest, SignError
 from .signing import md5_signature, rubiq_issued_at, rubiq_token, wire_url
+
+if TYPE_CHECKING:
+    from .config import Target
 
 __all__ = [
     "SIGNERS",
@@ -47,6 +52,7 @@ __all__ = [
     "option_specs",
     "rubiq_issued_at",
     "rubiq_token",
+    "secrets_of",
 ]
 
 #: how the prober sends a request for a plug-in: the same path, cap and failure map as a probe
@@ -101,7 +107,7 @@ class Signer(Protocol):
 
     async def sign(self, request: HttpRequest, now: float, send: Send) -> HttpRequest: ...
 
-    def invalidate(self) -> bool: ...
+    def invalidate(self, used: HttpRequest | None) -> bool: ...
 
     def variables(self) -> Mapping[str, str]: ...
 
@@ -189,7 +195,7 @@ class _Stateless:
     def secrets(self) -> Sequence[str]:
         return ()
 
-    def invalidate(self) -> bool:
+    def invalidate(self, used: HttpRequest | None) -> bool:
         return False
 
     def variables(self) -> Mapping[str, str]:
@@ -297,11 +303,31 @@ class _TokenSigner(_Stateless):
     def variables(self) -> Mapping[str, str]:
         return self._vars
 
-    def invalidate(self) -> bool:
-        had = self._access is not None
-        self._access = self._refresh = None
-        self._access_until = self._refresh_until = 0.0
-        return had
+    def invalidate(self, used: HttpRequest | None) -> bool:
+        """Compare and clear: only the token ``used`` carried is dropped. When targets share a login,
+        the one another target got after it was refused must stand, or each of N targets would log in
+        again once per round; a retry then uses it (or waits for the renewal under way). Nothing sent
+        (the login failed) and no token now: nothing to retry."""
+        if used is None:
+            return self._access is not None
+        if used.headers.get("Authorization") == self._bearer():
+            self._access = self._refresh = None
+            self._access_until = self._refresh_until = 0.0
+        return True
+
+    def _bearer(self) -> str:
+        return f"Bearer {self._access}"
+
+    async def sign(self, request: HttpRequest, now: float, send: Send) -> HttpRequest:
+        renew_before: float = self.ctx.options.renew_before
+        if self._due(now, renew_before):
+            async with self._renewing:
+                if self._due(now, renew_before):  # else a probe that held the lock renewed it
+                    await self._renew(now, send)
+        return self._authorized(request)
+
+    async def _renew(self, now: float, send: Send) -> None:
+        raise NotImplementedError
 
     def _due(self, now: float, renew_before: float) -> bool:
         return self._access is None or now >= self._access_until - renew_before
@@ -340,7 +366,7 @@ class _TokenSigner(_Stateless):
                 self._vars[name] = given
 
     def _authorized(self, request: HttpRequest) -> HttpRequest:
-        return replace(request, headers={**request.headers, "Authorization": f"Bearer {self._access}"})
+        return replace(request, headers={**request.headers, "Authorization": self._bearer()})
 
 
 def _json_post(url: str, payload: Mapping[str, str]) -> HttpRequest:
@@ -357,14 +383,6 @@ class BearerLoginSigner(_TokenSigner):
     """Log in for a short-lived access token, refresh it before it expires, log in again once on 401."""
 
     Options = BearerLoginOptions
-
-    async def sign(self, request: HttpRequest, now: float, send: Send) -> HttpRequest:
-        opts: BearerLoginOptions = self.ctx.options
-        if self._due(now, opts.renew_before):
-            async with self._renewing:
-                if self._due(now, opts.renew_before):  # else a probe that held the lock renewed it
-                    await self._renew(now, send)
-        return self._authorized(request)
 
     async def _renew(self, now: float, send: Send) -> None:
         opts: BearerLoginOptions = self.ctx.options
@@ -404,14 +422,6 @@ class OidcPasswordSigner(_TokenSigner):
         if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
             return float(value)
         return fallback
-
-    async def sign(self, request: HttpRequest, now: float, send: Send) -> HttpRequest:
-        opts: OidcPasswordOptions = self.ctx.options
-        if self._due(now, opts.renew_before):
-            async with self._renewing:
-                if self._due(now, opts.renew_before):  # else a probe that held the lock renewed it
-                    await self._renew(now, send)
-        return self._authorized(request)
 
     async def _renew(self, now: float, send: Send) -> None:
         opts: OidcPasswordOptions = self.ctx.options
@@ -459,3 +469,14 @@ SIGNERS: dict[str, type[_Stateless]] = {
 
 def make_signer(name: str, ctx: SignerContext) -> Signer:
     return SIGNERS[name](ctx)
+
+
+def secrets_of(target: Target, signer: Signer | None = None) -> list[str]:
+    """Everything of ``target`` that must be redacted wherever it is shown: its credentials, what its
+    signer derives from them (``signer``: the one in use, with its learnt tokens; else a fresh one,
+    which knows the forms derived without a login, such as Basic's encoded pair) and its http_client's
+    proxy passwords and CONNECT header values. The one list, for the prober and the views alike."""
+    if signer is None:
+        signer = make_signer(target.catalog.signer, SignerContext(target.credentials, target.catalog.signer_options,
+                                                                  target.base_url))
+    return [*target.credentials.values(), *signer.secrets(), *client_secrets(target.http_client)]

@@ -23,9 +23,10 @@ from typing import Any
 from urllib.parse import quote
 
 from . import __version__
-from .httpclient import HttpClient, client_secrets
+from .httpclient import HttpClient
 from .model import CLASSES, UP
 from .redact import redact
+from .signers import secrets_of
 from .state import HistoryEntry, TargetState
 
 __all__ = ["STYLE_SHA256", "Refresh", "RefreshError", "api_target", "api_targets", "default_refresh", "escape",
@@ -91,7 +92,7 @@ def target_view(ts: TargetState) -> dict[str, Any]:
     """One target as the API shows it (docs/status-page.md, "JSON API (v1)")."""
     target, last = ts.target, ts.last
     out = last.outcome if last is not None else None
-    secrets = [*target.credentials.values(), *client_secrets(target.http_client)]
+    secrets = secrets_of(target)
     return {
         "name": target.name,
         "vendor": target.vendor,
@@ -140,7 +141,7 @@ def _client_view(client: HttpClient | None) -> dict[str, Any] | None:
 def history_view(ts: TargetState) -> list[dict[str, Any]]:
     """Recent probes, newest first. Request line and excerpt were redacted by the prober; the
     target's credentials are taken out once more here, so a new leak path cannot reach a page."""
-    secrets = [*ts.target.credentials.values(), *client_secrets(ts.target.http_client)]
+    secrets = secrets_of(ts.target)
     return [_entry_view(entry, secrets) for entry in ts.history()]
 
 

@@ -16,15 +16,17 @@ from typing import Any
 import aiohttp
 import pytest
 import trustme
+from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from exporter.clock import FakeClock
 from exporter.config import ConfigError, Target
-from exporter.egress import Egress
+from exporter.egress import Egress, new_session
 from exporter.httpclient import bypasses_proxy, cert_not_after, client_secrets
+from exporter.probe import Prober
 
-from ..conftest import ROOT, config_from, free_port, running_exporter
+from ..conftest import ROOT, config_from, free_port, running_exporter, serve
 from ..egress_support import NoDNS, probe, write_ca, write_client
 
 SECRET = "pr0xy-secret-Pw"
@@ -160,7 +162,7 @@ async def test_sessions_of_settings_no_target_has_any_more_are_closed() -> None:
     first, second = load({"proxy_url": "http://a.example:3128"}, target("a"),
                          target("b", http_client={"proxy_url": "http://b.example:3128"}))
     async with aiohttp.ClientSession() as default:
-        egress = Egress(default)
+        egress = Egress(default, new_session)
         a, b = egress.session(first.http_client), egress.session(second.http_client)
         egress.retire([first.http_client, None], grace=0)
         await asyncio.sleep(0)  # let the retiring task run (grace 0: no waiting)
@@ -208,3 +210,20 @@ async def test_a_reload_applies_new_proxy_settings_and_retires_the_old_session()
         assert (await probe(ex, "t")).outcome.code == "proxy_connect"
         assert len(egress._closing) == 1
     assert old.closed and new.closed  # closing the exporter closes retired sessions at once
+
+
+async def test_a_prober_without_an_egress_builds_its_sessions_as_the_exporter_does() -> None:
+    agents: list[str] = []
+
+    async def vendor(request: web.Request) -> web.Response:
+        agents.append(request.headers.get("User-Agent", ""))
+        return web.json_response({"code": 20})
+
+    async with serve(vendor) as url, new_session() as session:
+        cfg = config_from({"targets": [
+            {"name": "t", "vendor": "flipsnack", "base_url": url, "credentials": {"api_key": "k", "secret": "s"},
+             "http_client": {"no_proxy": "elsewhere.example"}}]})
+        prober = Prober(session, FakeClock())
+        assert (await prober.probe(cfg.targets[0])).outcome.cls == "ok"
+        await prober.egress.close()
+    assert agents == ["apistatus-exporter"]  # one session constructor: the same headers everywhere

@@ -18,7 +18,7 @@ import trustme
 from aiohttp import web
 
 from exporter.clock import FakeClock
-from exporter.egress import CertConnector, Egress
+from exporter.egress import CertConnector, Egress, new_session
 from exporter.probe import Prober
 from exporter.simulators.faults import FaultServer, LoopbackResolver
 
@@ -88,7 +88,7 @@ async def test_targets_without_http_client_keep_the_shared_session_and_get_the_e
         ca.configure_trust(trusting)  # what SSL_CERT_FILE gives the shipped exporter
         connector = CertConnector(ssl=trusting, resolver=LoopbackResolver())
         async with aiohttp.ClientSession(connector=connector) as session:
-            egress = Egress(session)
+            egress = Egress(session, new_session)
             prober = Prober(session, FakeClock(), egress=egress)
             results = [await prober.probe(t) for t in cfg.targets]
             a, b, c, d = cfg.targets

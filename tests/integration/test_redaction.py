@@ -168,3 +168,24 @@ async def test_no_form_of_any_secret_reaches_pages_api_metrics_or_logs(caplog: p
                 form = encode(value)
                 assert form not in text, f"{name} form of a secret shown"
                 assert form[: max(6, len(form) // 2)] not in text, f"start of the {name} form of a secret shown"
+
+
+async def test_a_secret_echoed_as_the_vendors_error_code_never_becomes_a_label() -> None:
+    token = "xoxb-" + secrets.token_hex(8)
+
+    async def slack(request: web.Request) -> web.Response:
+        echoed = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        return web.json_response({"ok": False, "error": echoed})
+
+    clock = FakeClock()
+    async with serve(slack) as url:
+        raw = {"global": {"interval": "60s", "timeout": "5s"}, "targets": [
+            {"name": "chat", "vendor": "slack", "base_url": url, "credentials": {"token": token}}]}
+        async with running_exporter(config_from(raw), clock=clock) as run:
+            status, probe = await run.get("/probe", params={"target": "chat"})
+            assert status == 200
+            texts = [probe, *[(await run.get(p))[1] for p in ("/metrics", "/", "/targets/chat",
+                                                             "/api/v1/targets/chat")]]
+    assert 'code="redacted"' in probe
+    for text in texts:
+        assert token not in text and token[5:] not in text

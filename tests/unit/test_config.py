@@ -113,3 +113,21 @@ def test_check_config_warns_when_shared_budget_cannot_fit(tmp_path: Path) -> Non
     assert out.stderr.strip() == (
         "warning: targets fs0, fs1 share one flipsnack credential: their intervals make 8 requests per 60s but "
         "probes may spend 3 (5% of 60 per 60s); an interval of at least 40s each would fit")
+
+
+def test_looking_a_target_up_by_name_does_not_scan_the_targets() -> None:
+    class Counted(tuple):  # type: ignore[type-arg]
+        scans = 0
+
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            Counted.scans += 1
+            return super().__iter__()
+
+    cfg = config_from({"targets": [{"name": f"t{i}", "vendor": "flipsnack", "base_url": "http://127.0.0.1:9",
+                                    "credentials": {"api_key": "k", "secret": "s"}} for i in range(50)]})
+    from dataclasses import replace
+    counted = replace(cfg, targets=Counted(cfg.targets))
+    before = Counted.scans
+    assert [counted.target(f"t{i}") for i in (0, 49)] == [cfg.targets[0], cfg.targets[49]]
+    assert counted.target("nope") is None
+    assert Counted.scans == before
