@@ -29,7 +29,7 @@ test: deps lint
 	$(PY) -m pytest -q
 
 test-fast:
-	$(PY) -m pytest -q tests/unit tests/integration
+	$(PY) -m pytest -q -n 2 tests/unit tests/integration
 
 bench: deps
 	$(PY) -m bench
