@@ -24,7 +24,7 @@ def test_dockerfile_runs_non_root_exposes_the_port_and_checks_health() -> None:
     final = text[text.rindex("\nFROM "):]  # the runtime stage
     assert re.search(r"^USER (?!root|0\b)\S+", final, re.M)
     assert f"EXPOSE {DEFAULT_PORT}" in final
-    # the check reads the exporter's own flags, so it follows --web.listen-address (tests/integration/test_cli.py)
+    # the check reads the exporter's own flags, so it follows --web.listen-address (tests/system/test_cli.py)
     assert re.search(r"^HEALTHCHECK .*\n?.*exporter\.healthcheck", final, re.M)
     assert '"--config.file", "/etc/apistatus-exporter/config.yml"' in final
     assert 'VOLUME ["/etc/apistatus-exporter"]' in final

@@ -15,7 +15,7 @@ import pytest
 from exporter.simulators import SimulatorSet
 
 from ..conftest import free_port
-from ..integration.test_cli import check_prefixed, crawl, serving, sims, write_config
+from .test_cli import check_prefixed, crawl, serving, sims, write_config
 
 __all__ = ["sims"]  # the fixture, imported for this module's tests
 
