@@ -149,6 +149,7 @@ class _Conn(asyncio.Protocol):
         "_fut",
         "_head_bytes",
         "_head_done",
+        "_head_size",
         "_headers",
         "_keep",
         "_max_body",
@@ -157,7 +158,6 @@ class _Conn(asyncio.Protocol):
         "_status",
         "_timer",
         "_until_eof",
-        "_version_ok",
         "cert_expiry",
         "idle_since",
         "key",
@@ -183,6 +183,7 @@ class _Conn(asyncio.Protocol):
         self._body: list[bytes] = []
         self._body_len = 0
         self._head_bytes = 0
+        self._head_size = 0
         self._head_done = False
         self._complete = False
         self._status = 0
@@ -245,6 +246,9 @@ class _Conn(asyncio.Protocol):
     # --- httptools callbacks ----------------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > MAX_HEAD:
+            raise ProtocolError("the answer's headers are too large")  # feed_data raises it as a parser error
         self._headers[name.decode("latin-1").lower()] = value.decode("utf-8", "surrogateescape")
 
     def on_headers_complete(self) -> None:
@@ -573,7 +577,7 @@ class Client:
             return cached[1]
         try:
             if self.resolver is not None:
-                found = [str(r["host"]) for r in await self.resolver.resolve(host, port, socket.AF_INET)]
+                found = [str(r["host"]) for r in await self.resolver.resolve(host, port, socket.AF_UNSPEC)]
             else:
                 infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
                 found = [str(info[4][0]) for info in infos]
@@ -609,8 +613,6 @@ class Client:
                     {"ssl": self._context(), "server_hostname": sni} if tls else {}))
             except ssl.SSLError as exc:
                 raise TLSError(f"TLS handshake failed: {exc.reason or exc.__class__.__name__}") from exc
-            except ConnectionError as exc:  # reset during the TLS handshake
-                raise TLSError("the server closed the connection during the TLS handshake") from exc
         elif not tls:
             try:
                 await self._open(lambda: conn, *proxy, loop)
@@ -641,8 +643,8 @@ class Client:
                 transport = await loop.start_tls(raw, conn, self._context(), server_hostname=sni)
             except ssl.SSLError as exc:
                 raise TLSError(f"TLS handshake failed: {exc.reason or exc.__class__.__name__}") from exc
-            except ConnectionError as exc:
-                raise TLSError("the connection closed during the TLS handshake") from exc
+            except OSError as exc:  # the tunnel closed during the handshake: the vendor end did not connect
+                raise ConnectError(f"could not connect to {host}:{port} through the proxy", exc) from exc
         except BaseException:
             raw.abort()
             raise
