@@ -25,7 +25,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import httptools
 
@@ -195,8 +195,7 @@ class _Conn(asyncio.Protocol):
     # --- asyncio.Protocol -----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are no subclass
 
     def data_received(self, data: bytes) -> None:
         parser = self._parser
@@ -206,11 +205,15 @@ class _Conn(asyncio.Protocol):
             return
         try:
             parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._fail(ProtocolError("the server switched protocols"))
-            return
-        except httptools.HttpParserError as exc:
-            self._fail(ProtocolError(f"invalid HTTP answer ({exc.__class__.__name__})"))
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            if isinstance(exc, httptools.HttpParserUpgrade):
+                self._fail(ProtocolError("the server switched protocols"))  # we never ask it to
+            elif self._complete and self._head_done:
+                # a whole answer, then bytes that are none: the answer stands, the connection goes
+                self._keep = False
+                self._finish(truncated=False)
+            else:
+                self._fail(ProtocolError(f"invalid HTTP answer ({exc.__class__.__name__})"))
             return
         if self._fut is None:
             return
@@ -346,8 +349,7 @@ class _ConnectReader(asyncio.Protocol):
         self._buf = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are no subclass
 
     def data_received(self, data: bytes) -> None:
         if self.done.done():
@@ -431,6 +433,7 @@ class Client:
             target = url  # absolute-form: the proxy forwards it
         data = self._head(method, target, host, port, tls, headers, body)
         loop = asyncio.get_running_loop()
+        deadline = loop.time() + (deadline - time.monotonic())  # the loop's clock need not be monotonic()'s
         for attempt in (0, 1):
             conn = await self._acquire(key, tls, host, port, sni, proxy, proxy_headers, deadline, loop)
             reused = conn.used
@@ -454,12 +457,12 @@ class Client:
 
     def _head(self, method: str, target: str, host: str, port: int, tls: bool, headers: Mapping[str, str],
               body: bytes | None) -> bytes:
-        default_port = 443 if tls else 80
-        host_header = host if port == default_port else f"{host}:{port}"
-        if ":" in host:
-            host_header = f"[{host}]" if port == default_port else f"[{host}]:{port}"
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {host_header}"]
+        """The request's head (and body): what the caller gives wins over our defaults."""
         given = {k.lower() for k in headers}
+        lines = [f"{method} {target} HTTP/1.1"]
+        if "host" not in given:
+            shown = f"[{host}]" if ":" in host else host
+            lines.append(f"Host: {shown}" if port == (443 if tls else 80) else f"Host: {shown}:{port}")
         for name, value in self.headers.items():
             if name.lower() not in given:
                 lines.append(f"{name}: {value}")
@@ -469,11 +472,11 @@ class Client:
             if "\n" in value or "\r" in value or "\n" in name or "\r" in name or ":" in name:
                 raise ValueError(f"header {name!r}: line breaks or a colon in a header are not allowed")
             lines.append(f"{name}: {value}")
-        if body is not None or method in ("POST", "PUT", "PATCH"):
+        if (body is not None or method in ("POST", "PUT", "PATCH")) and "content-length" not in given:
             if body and "content-type" not in given:
                 lines.append("Content-Type: application/octet-stream")
             lines.append(f"Content-Length: {len(body or b'')}")
-        if not self.keepalive:
+        if not self.keepalive and "connection" not in given:
             lines.append("Connection: close")
         lines.append("\r\n")
         head = "\r\n".join(lines).encode("utf-8")
@@ -648,7 +651,8 @@ class Client:
         except BaseException:
             raw.abort()
             raise
-        assert isinstance(transport, asyncio.Transport)
+        if transport is None:  # the loop's contract: only a closed transport gives None
+            raise ConnectError(f"could not connect to {host}:{port} through the proxy")
         conn.connection_made(transport)
 
 

@@ -134,6 +134,14 @@ async def test_garbage_and_oversized_headers_are_protocol_errors(prober: Prober,
         assert await send(prober, srv.url + "/x") == "protocol"
 
 
+async def test_garbage_after_a_whole_answer_keeps_the_answer_and_drops_the_connection(prober: Prober) -> None:
+    async with raw(answering(OK + b"\x00\x01 not http\r\n\r\n", OK)) as srv:
+        for _ in range(2):
+            got = await send(prober, srv.url + "/x")
+            assert isinstance(got, Answer) and got.body == b'{"code":20}'
+    assert srv.connections == 2
+
+
 async def test_headers_that_never_end_are_a_protocol_error_not_a_memory_hog(prober: Prober) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, srv: Raw) -> None:
         await srv.read_head(reader)
