@@ -346,3 +346,23 @@ async def test_header_injection_is_refused_before_anything_is_sent(prober: Probe
         with pytest.raises(ValueError, match="line breaks"):
             await prober._send(req, time.monotonic() + 2)
     assert srv.connections == 0
+
+
+async def test_the_deadline_covers_a_tls_handshake_that_never_ends(prober: Prober) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, srv: Raw) -> None:
+        await reader.read()  # takes the ClientHello and says nothing
+
+    async with raw(silent) as srv:
+        assert await send(prober, f"https://127.0.0.1:{srv.port}/x", timeout=0.3) == "timeout"
+        assert srv.connections == 1
+
+
+async def test_a_plain_http_server_on_the_https_port_is_a_tls_error(prober: Prober) -> None:
+    async with raw(answering(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")) as srv:
+        async def plain(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, srv: Raw) -> None:
+            await reader.read(1)
+            writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+            await reader.read()
+        srv.handler = plain
+        assert await send(prober, f"https://127.0.0.1:{srv.port}/x") == "tls"
