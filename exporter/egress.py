@@ -44,6 +44,8 @@ class Route:
     proxy_addr: tuple[str, int] | None = None
     #: the headers of the CONNECT request (an HTTPS target through a proxy)
     proxy_headers: Mapping[str, str] | None = None
+    #: the proxy is an https:// one: TLS to the proxy itself
+    proxy_tls: bool = False
 
 
 class Egress:
@@ -90,8 +92,9 @@ class Egress:
             headers: dict[str, str] = {name: ", ".join(values) for name, values in client.proxy_connect_header}
             if auth:
                 headers["Proxy-Authorization"] = auth
-            return Route(session, sni, {}, proxy.address, headers)
-        return Route(session, sni, {"Proxy-Authorization": auth} if auth else {}, proxy.address)
+            return Route(session, sni, {}, proxy.address, headers, proxy.url.startswith("https:"))
+        return Route(session, sni, {"Proxy-Authorization": auth} if auth else {}, proxy.address, None,
+                     proxy.url.startswith("https:"))
 
     def retire(self, keep: Iterable[HttpClient | None], grace: float) -> None:
         """Close, after ``grace`` seconds, the sessions of settings no target has any more."""

@@ -418,7 +418,7 @@ class Client:
 
     async def request(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None,
                       deadline: float, max_body: int, *, server_hostname: str | None = None,
-                      proxy: tuple[str, int] | None = None,
+                      proxy: tuple[str, int] | None = None, proxy_tls: bool = False,
                       proxy_headers: Mapping[str, str] | None = None) -> Response:
         """Send ``method url`` (``url`` exactly as it goes on the wire) and read the answer; the
         deadline (``time.monotonic()``) covers waiting for a connection, connecting, TLS, the
@@ -428,14 +428,15 @@ class Client:
         scheme, host, port, target = _split(url)
         tls = scheme == "https"
         sni = server_hostname or host
-        key = (tls, host, port, sni, proxy)
+        px = (*proxy, proxy_tls) if proxy is not None else None
+        key = (tls, host, port, sni, px)
         if proxy is not None and not tls:
             target = url  # absolute-form: the proxy forwards it
         data = self._head(method, target, host, port, tls, headers, body)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (deadline - time.monotonic())  # the loop's clock need not be monotonic()'s
         for attempt in (0, 1):
-            conn = await self._acquire(key, tls, host, port, sni, proxy, proxy_headers, deadline, loop)
+            conn = await self._acquire(key, tls, host, port, sni, px, proxy_headers, deadline, loop)
             reused = conn.used
             fut = conn.exchange(data, method, max_body, deadline, loop)
             try:
@@ -485,7 +486,7 @@ class Client:
     # --- the pool ---------------------------------------------------------------------------------
 
     async def _acquire(self, key: tuple[Any, ...], tls: bool, host: str, port: int, sni: str,
-                       proxy: tuple[str, int] | None, proxy_headers: Mapping[str, str] | None, deadline: float,
+                       proxy: tuple[str, int, bool] | None, proxy_headers: Mapping[str, str] | None, deadline: float,
                        loop: asyncio.AbstractEventLoop) -> _Conn:
         while len(self._active) >= self.limit:
             waiter = loop.create_future()
@@ -608,7 +609,7 @@ class Client:
         raise ConnectError(f"could not connect to {host}:{port}", last)
 
     async def _connect(self, conn: _Conn, tls: bool, host: str, port: int, sni: str,
-                       proxy: tuple[str, int] | None, proxy_headers: Mapping[str, str] | None,
+                       proxy: tuple[str, int, bool] | None, proxy_headers: Mapping[str, str] | None,
                        loop: asyncio.AbstractEventLoop) -> None:
         if proxy is None:
             try:
@@ -617,23 +618,28 @@ class Client:
             except ssl.SSLError as exc:
                 raise TLSError(f"TLS handshake failed: {exc.reason or exc.__class__.__name__}") from exc
         elif not tls:
-            try:
-                await self._open(lambda: conn, *proxy, loop)
-            except ConnectError as exc:
-                raise ProxyConnectError(f"could not connect to the proxy {proxy[0]}:{proxy[1]}",
-                                        exc.os_error) from exc
+            await self._open_proxy(lambda: conn, proxy, loop)
         else:
             await self._tunnel(conn, host, port, sni, proxy, proxy_headers, loop)
         if tls and conn.transport is not None:
             conn.cert_expiry = _expiry(conn.transport.get_extra_info("ssl_object"), self._memo)
 
-    async def _tunnel(self, conn: _Conn, host: str, port: int, sni: str, proxy: tuple[str, int],
+    async def _open_proxy(self, factory: Any, proxy: tuple[str, int, bool],
+                          loop: asyncio.AbstractEventLoop) -> asyncio.Transport:
+        """A connection to the proxy (TLS for an https:// one); whatever fails on the way there is
+        the proxy's failure, never the vendor's."""
+        host, port, tls = proxy
+        try:
+            return await self._open(factory, host, port, loop,
+                                    **({"ssl": self._context(), "server_hostname": host} if tls else {}))
+        except (ConnectError, ssl.SSLError) as exc:
+            raise ProxyConnectError(f"could not connect to the proxy {host}:{port}",
+                                    exc.os_error if isinstance(exc, ConnectError) else exc) from exc
+
+    async def _tunnel(self, conn: _Conn, host: str, port: int, sni: str, proxy: tuple[str, int, bool],
                       proxy_headers: Mapping[str, str] | None, loop: asyncio.AbstractEventLoop) -> None:
         reader = _ConnectReader()
-        try:
-            raw = await self._open(lambda: reader, *proxy, loop)
-        except ConnectError as exc:
-            raise ProxyConnectError(f"could not connect to the proxy {proxy[0]}:{proxy[1]}", exc.os_error) from exc
+        raw = await self._open_proxy(lambda: reader, proxy, loop)
         try:
             authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
@@ -643,6 +649,7 @@ class Client:
             if not 200 <= status < 300:
                 raise ProxyRefused(status)
             try:
+                # through an https:// proxy this is TLS inside TLS, which asyncio's SSL transport carries
                 transport = await loop.start_tls(raw, conn, self._context(), server_hostname=sni)
             except ssl.SSLError as exc:
                 raise TLSError(f"TLS handshake failed: {exc.reason or exc.__class__.__name__}") from exc

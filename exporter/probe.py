@@ -137,7 +137,8 @@ class Prober:
         headers = {"Accept-Encoding": "gzip, deflate", **req.headers, **route.headers}
         resp = await route.session.request(
             req.method, wire_url(req), headers, req.body, max(deadline, time.monotonic() + 0.05), self.max_body,
-            server_hostname=route.server_hostname, proxy=route.proxy_addr, proxy_headers=route.proxy_headers)
+            server_hostname=route.server_hostname, proxy=route.proxy_addr, proxy_tls=route.proxy_tls,
+            proxy_headers=route.proxy_headers)
         if resp.status == 407 and route.proxy_addr is not None and req.url.startswith("http:"):
             # plain HTTP through a proxy: the proxy's own refusal (through a CONNECT tunnel the
             # client raises it itself, and a 407 inside the tunnel is the vendor's)

@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+import trustme
 
 from exporter import http1
 from exporter.clock import FakeClock
@@ -366,3 +368,65 @@ async def test_a_plain_http_server_on_the_https_port_is_a_tls_error(prober: Prob
             await reader.read()
         srv.handler = plain
         assert await send(prober, f"https://127.0.0.1:{srv.port}/x") == "tls"
+
+
+@contextlib.asynccontextmanager
+async def tls_raw(handler: Handler, ctx: ssl.SSLContext) -> AsyncIterator[Raw]:
+    srv = Raw(handler)
+    srv.server = await asyncio.start_server(srv._accept, "127.0.0.1", 0, ssl=ctx)
+    srv.port = srv.server.sockets[0].getsockname()[1]
+    try:
+        yield srv
+    finally:
+        srv.server.close()
+        for task in list(srv._tasks):
+            task.cancel()
+        await asyncio.gather(*srv._tasks, return_exceptions=True)
+
+
+async def test_an_https_proxy_carries_plain_requests_and_tunnels_tls_inside_tls() -> None:
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server)
+    trusting = ssl.create_default_context()
+    ca.configure_trust(trusting)
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, srv: Raw) -> None:
+        head = await srv.read_head(reader)
+        if not head.startswith(b"CONNECT "):
+            writer.write(OK)  # an absolute-form request: the proxy answers it (as if from the vendor)
+            await writer.drain()
+            await reader.read()
+            return
+        up_r, up_w = await asyncio.open_connection("127.0.0.1", int(head.split(b" ")[1].rsplit(b":", 1)[1]))
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            while data := await r.read(65536):
+                w.write(data)
+                await w.drain()
+
+        try:
+            await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+        finally:
+            up_w.close()
+
+    async with tls_raw(answering(OK), server) as vendor, tls_raw(proxy, server) as srv, \
+            new_session(trusting) as session:
+        via = {"proxy": ("127.0.0.1", srv.port), "proxy_tls": True}
+        plain = await session.request("GET", "http://vendor.example/x", {}, None, time.monotonic() + 5, 4096, **via)
+        tunnelled = await session.request("GET", f"https://localhost:{vendor.port}/x", {}, None,
+                                          time.monotonic() + 5, 4096, **via)
+        assert (plain.status, plain.body) == (tunnelled.status, tunnelled.body) == (200, b'{"code":20}')
+        assert srv.heads[0].startswith(b"GET http://vendor.example/x HTTP/1.1\r\n")
+        assert srv.heads[1].startswith(b"CONNECT localhost:%d HTTP/1.1\r\n" % vendor.port)
+        assert vendor.heads[0].startswith(b"GET /x HTTP/1.1\r\n")  # the vendor saw the request, not the proxy
+        assert tunnelled.cert_expiry is not None
+    async with tls_raw(proxy, server) as srv, new_session() as untrusting:  # the proxy's certificate is unknown
+        try:
+            await untrusting.request("GET", "http://vendor.example/x", {}, None, time.monotonic() + 5, 4096,
+                                     proxy=("127.0.0.1", srv.port), proxy_tls=True)
+        except Exception as exc:  # noqa: BLE001
+            assert _failure(exc).code == "proxy_connect", exc
+        else:
+            raise AssertionError("an untrusted proxy certificate cannot have been accepted")
