@@ -15,12 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from .clock import Clock, SystemClock
 from .collector import render_target
 from .config import Config, ConfigError, load_config
 from .egress import Egress, new_session
+from .http1 import Client, Resolver
 from .model import ALL, ExporterStatus, Shard, StartLag
 from .probe import Prober
 from .scheduler import Scheduler
@@ -62,7 +61,7 @@ def _in_daemon_thread(fn: Callable[[], Config]) -> asyncio.Future[Config]:
 class Exporter:
     def __init__(self, config: Config, config_path: Path | None = None, clock: Clock | None = None,
                  loader: Callable[[], Config] | None = None,
-                 resolver: aiohttp.abc.AbstractResolver | None = None, shard: Shard = ALL) -> None:
+                 resolver: Resolver | None = None, shard: Shard = ALL) -> None:
         self.config = config
         #: which replica of a sharded fleet this is; the config given is already this shard's part
         self.shard = shard
@@ -77,7 +76,7 @@ class Exporter:
         self.reload_successful = True
         self.reload_success_timestamp = self.clock.time()
         self.state = State(render_target, history=config.global_.history)
-        self.session: aiohttp.ClientSession | None = None
+        self.session: Client | None = None
         self.prober: Prober | None = None
         self.egress: Egress | None = None
         self._longest = 0.0  # the longest timeout of the applied config
@@ -89,7 +88,7 @@ class Exporter:
         self._loop_down = False
         self._reload_lock = asyncio.Lock()
 
-    def _new_session(self, ssl: ssl_.SSLContext | bool = True) -> aiohttp.ClientSession:
+    def _new_session(self, ssl: ssl_.SSLContext | bool = True) -> Client:
         limit, keepalive = self._pool
         return new_session(ssl, limit=limit, keepalive=keepalive, resolver=self._resolver)
 

@@ -19,14 +19,12 @@ import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-import aiohttp
-from yarl import URL
-
 from .catalog import CheckSpec, QuotaSpec
 from .classify import classify, read_quotas
 from .clock import Clock
 from .config import Target
-from .egress import Egress, new_session, peer_cert_expiry
+from .egress import Egress, new_session
+from .http1 import Client, ConnectError, DNSError, ProtocolError, ProxyConnectError, ProxyRefused, ResetError, TLSError
 from .httpclient import HttpClient
 from .model import UP, Answer, Failure, HttpRequest, Outcome, ProbeResult, QuotaReading, SignError
 from .redact import REDACTED, redact
@@ -71,46 +69,34 @@ def _inflater(encoding: str) -> zlib._Decompress | None:
 
 def _failure(exc: BaseException) -> Failure:
     """The one map of transport failures to a class and a short bounded code."""
-    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+    if isinstance(exc, TimeoutError):
         return Failure("timeout", "timeout", "no complete answer within the timeout")
     # through a proxy: "our proxy is down" must not read as "the vendor is down"
-    if isinstance(exc, aiohttp.ClientProxyConnectionError):
+    if isinstance(exc, ProxyConnectError):
         return Failure("network_error", "proxy_connect", "could not connect to the proxy")
-    if isinstance(exc, aiohttp.ClientHttpProxyError):
+    if isinstance(exc, ProxyRefused):
         if exc.status in (401, 407):  # 407 is the standard; some proxies (tinyproxy) say 401 to wrong ones
             return Failure("network_error", "proxy_auth", f"the proxy refused our proxy credentials ({exc.status})")
         return Failure("network_error", "proxy_error", f"the proxy refused to connect us to the vendor ({exc.status})")
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError | ssl.SSLError):
+    if isinstance(exc, TLSError | ssl.SSLError):
         return Failure("network_error", "tls", "TLS handshake or certificate check failed")
-    dns_error = getattr(aiohttp, "ClientConnectorDNSError", None)
-    if dns_error is not None and isinstance(exc, dns_error):
+    if isinstance(exc, DNSError):
         return Failure("network_error", "dns", "DNS lookup failed")
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        if isinstance(exc.os_error, OSError) and "name" in str(exc.os_error).lower():
-            return Failure("network_error", "dns", "DNS lookup failed")
+    if isinstance(exc, ConnectError):
         if isinstance(exc.os_error, ConnectionRefusedError):
             return Failure("network_error", "refused", "connection refused")
         return Failure("network_error", "connect", "could not connect")
-    if isinstance(exc, aiohttp.ServerDisconnectedError | ConnectionResetError | aiohttp.ClientPayloadError):
+    if isinstance(exc, ResetError | ConnectionError):
         return Failure("network_error", "reset", "connection closed before a complete answer")
-    if isinstance(exc, aiohttp.TooManyRedirects):
-        return Failure("network_error", "redirect", "too many redirects")
-    if isinstance(exc, aiohttp.ClientResponseError):
+    if isinstance(exc, ProtocolError):
         return Failure("network_error", "protocol", "invalid HTTP answer (malformed or oversized headers)")
-    if isinstance(exc, aiohttp.ClientOSError):
-        cause = exc.__cause__ or exc.__context__
-        if isinstance(cause, ssl.SSLError) and not isinstance(cause, ssl.SSLEOFError | ssl.SSLZeroReturnError):
-            # a TLS alert read after the handshake, e.g. TLS 1.3's "certificate required"; a
-            # truncated TLS stream stays a reset
-            return Failure("network_error", "tls", "TLS handshake or certificate check failed")
-        return Failure("network_error", "reset", "connection error during the exchange")
     return Failure("network_error", "other", f"{exc.__class__.__name__}")
 
 
 class Prober:
-    """Sends probes over one shared aiohttp session; keeps one signer per target."""
+    """Sends probes over one shared HTTP client (its session); keeps one signer per target."""
 
-    def __init__(self, session: aiohttp.ClientSession, clock: Clock, max_body: int = 65536,
+    def __init__(self, session: Client, clock: Clock, max_body: int = 65536,
                  egress: Egress | None = None) -> None:
         self.session = session
         self.clock = clock
@@ -149,48 +135,37 @@ class Prober:
         """Send one request and read its whole body up to the cap, whatever the segmentation."""
         route = self.egress.route(client, req.url)
         headers = {"Accept-Encoding": "gzip, deflate", **req.headers, **route.headers}
-        timeout = aiohttp.ClientTimeout(total=max(0.05, deadline - time.monotonic()))
-        try:
-            async with route.session.request(
-                req.method, URL(wire_url(req), encoded=True), headers=headers, data=req.body,
-                allow_redirects=False, timeout=timeout, auto_decompress=False, **route.kwargs,
-            ) as resp:
-                if resp.status == 407 and route.proxy_addr is not None and req.url.startswith("http:"):
-                    # plain HTTP through a proxy: the proxy's own refusal (through a CONNECT tunnel
-                    # aiohttp raises it itself, and a 407 inside the tunnel is the vendor's)
-                    raise aiohttp.ClientHttpProxyError(resp.request_info, resp.history, status=407)
-                expiry = peer_cert_expiry(resp, route.session.connector)
-                body, truncated = await self._read_body(resp)
-                headers_in = {k.lower(): v for k, v in resp.headers.items()}
-                if truncated:
-                    resp.close()  # do not drain a body we will not read: drop the connection instead
-                return Answer(resp.status, headers_in, body, truncated, expiry)
-        except aiohttp.ClientConnectorError as exc:
-            if route.proxy_addr == (exc.host, exc.port) and not isinstance(exc, aiohttp.ClientProxyConnectionError):
-                # aiohttp names only refusals as the proxy's; a DNS or TLS failure reaching it is too
-                raise aiohttp.ClientProxyConnectionError(exc.args[0], exc.os_error) from exc
-            raise
+        resp = await route.session.request(
+            req.method, wire_url(req), headers, req.body, max(deadline, time.monotonic() + 0.05), self.max_body,
+            server_hostname=route.server_hostname, proxy=route.proxy_addr, proxy_tls=route.proxy_tls,
+            proxy_headers=route.proxy_headers)
+        if resp.status == 407 and route.proxy_addr is not None and req.url.startswith("http:"):
+            # plain HTTP through a proxy: the proxy's own refusal (through a CONNECT tunnel the
+            # client raises it itself, and a 407 inside the tunnel is the vendor's)
+            raise ProxyRefused(407)
+        body, truncated = self._read_body(resp.body, resp.truncated, resp.headers.get("content-encoding", ""))
+        return Answer(resp.status, resp.headers, body, truncated, resp.cert_expiry)
 
-    async def _read_body(self, resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:
-        """Read until EOF or the cap. Decompression is ours, not aiohttp's: it inflates a whole
-        received chunk at once, so a gzip bomb held the event loop for a second; here inflating
-        stops at the body cap."""
-        inflater = _inflater(resp.headers.get("Content-Encoding", ""))
+    def _read_body(self, raw: bytes, truncated: bool, encoding: str) -> tuple[bytes, bool]:
+        """The body as the vendor meant it, at most ``max_body`` bytes. Decompression is ours (the
+        client never inflates): inflating stops at the cap, so a gzip bomb costs no more than a
+        capped plain body."""
+        inflater = _inflater(encoding) if encoding else None
+        if inflater is None:
+            return raw, truncated
         chunks: list[bytes] = []
-        size = raw = 0
-        while size < self.max_body and raw < self.max_body:
-            chunk = await resp.content.read(min(65536, self.max_body - raw))
-            if not chunk:
-                return b"".join(chunks), False
-            raw += len(chunk)
-            if inflater is not None:
-                try:
-                    chunk = inflater.decompress(chunk, self.max_body - size)
-                except zlib.error:
-                    return b"".join(chunks), False  # a corrupt stream: what inflated so far is the body
+        size = 0
+        view = memoryview(raw)
+        for at in range(0, len(raw), 16384):
+            try:
+                chunk = inflater.decompress(view[at:at + 16384], self.max_body - size)
+            except zlib.error:
+                return b"".join(chunks), truncated  # a corrupt stream: what inflated so far is the body
             chunks.append(chunk)
             size += len(chunk)
-        truncated = not resp.content.at_eof() or bool(inflater and inflater.unconsumed_tail)
+            if size >= self.max_body:
+                more = bool(inflater.unconsumed_tail) or at + 16384 < len(raw)
+                return b"".join(chunks), truncated or more
         return b"".join(chunks), truncated
 
     # --- one probe, step by step ---------------------------------------------------------------

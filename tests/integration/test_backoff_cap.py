@@ -9,7 +9,6 @@ import random
 from collections.abc import AsyncIterator
 from email.utils import formatdate
 
-import aiohttp
 import pytest
 from aiohttp import web
 
@@ -17,6 +16,8 @@ from exporter.classify import RETRY_AFTER_CEILING, Outcome, parse_retry_after
 from exporter.clock import FakeClock
 from exporter.collector import render_target
 from exporter.config import Config, ConfigError
+from exporter.egress import new_session
+from exporter.http1 import Client
 from exporter.probe import Prober
 from exporter.scheduler import Scheduler, next_delay
 from exporter.state import State
@@ -106,9 +107,9 @@ class _Vendor:
 
 
 @pytest.fixture
-async def vendor() -> AsyncIterator[tuple[_Vendor, str, aiohttp.ClientSession]]:
+async def vendor() -> AsyncIterator[tuple[_Vendor, str, Client]]:
     v = _Vendor(FakeClock(NOW))
-    async with serve(v.handle) as url, aiohttp.ClientSession() as session:
+    async with serve(v.handle) as url, new_session() as session:
         yield v, url, session
 
 
@@ -129,7 +130,7 @@ def _flip(url: str, key: str, **glob: object) -> Config:
 
 
 async def test_a_huge_retry_after_waits_max_backoff_and_a_changed_config_clears_it(
-        vendor: tuple[_Vendor, str, aiohttp.ClientSession]) -> None:
+        vendor: tuple[_Vendor, str, Client]) -> None:
     v, url, session = vendor
     clock = v.clock
     cfg = _flip(url, "old", max_backoff="5m")

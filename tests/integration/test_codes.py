@@ -8,11 +8,11 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-import aiohttp
 import pytest
 from aiohttp import web
 
 from exporter.clock import SystemClock
+from exporter.egress import new_session
 from exporter.probe import Prober
 
 from ..conftest import config_from, serve
@@ -104,7 +104,7 @@ async def test_every_documented_code_gets_its_class(server: tuple[Vendorish, str
     vend, url = server
     cfg = config_from({"targets": [{"name": "t", "vendor": vendor, "base_url": url, "credentials": CREDS[vendor],
                                     **({"check": CHECKS[vendor]} if vendor in CHECKS else {})}]})
-    async with aiohttp.ClientSession() as session:
+    async with new_session() as session:
         prober = Prober(session, SystemClock())
         got = {}
         for code in EXPECTED[vendor]:
@@ -120,7 +120,7 @@ async def test_rubiq_non_standard_mode_reads_the_body(server: tuple[Vendorish, s
     vend, url = server
     cfg = config_from({"targets": [{"name": "t", "vendor": "rubiq", "base_url": url, "credentials": CREDS["rubiq"],
                                     "check": CHECKS["rubiq"]}]})
-    async with aiohttp.ClientSession() as session:
+    async with new_session() as session:
         prober = Prober(session, SystemClock())
         vend.answer = (200, {}, json.dumps({"status": {"statusCode": 409, "statusText": "locked"}}).encode())
         assert (await prober.probe(cfg.targets[0])).outcome.cls == "processing"
@@ -132,7 +132,7 @@ async def test_redirects_are_not_followed_and_timing_is_recorded(server: tuple[V
     vend, url = server
     cfg = config_from({"targets": [{"name": "t", "vendor": "bizwebs", "base_url": url,
                                     "credentials": CREDS["bizwebs"]}]})
-    async with aiohttp.ClientSession() as session:
+    async with new_session() as session:
         vend.answer = (302, {"Location": url + "/elsewhere"}, b"")
         t0 = time.perf_counter()
         result = await Prober(session, SystemClock()).probe(cfg.targets[0])

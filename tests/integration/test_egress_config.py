@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import trustme
 from aiohttp import web
@@ -161,7 +160,7 @@ def test_not_after_from_der_matches_the_x509_library(ca: trustme.CA) -> None:
 async def test_sessions_of_settings_no_target_has_any_more_are_closed() -> None:
     first, second = load({"proxy_url": "http://a.example:3128"}, target("a"),
                          target("b", http_client={"proxy_url": "http://b.example:3128"}))
-    async with aiohttp.ClientSession() as default:
+    async with new_session() as default:
         egress = Egress(default, new_session)
         a, b = egress.session(first.http_client), egress.session(second.http_client)
         egress.retire([first.http_client, None], grace=0)

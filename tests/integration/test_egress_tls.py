@@ -12,13 +12,12 @@ import ssl
 import time
 from pathlib import Path
 
-import aiohttp
 import pytest
 import trustme
 from aiohttp import web
 
 from exporter.clock import FakeClock
-from exporter.egress import CertConnector, Egress, new_session
+from exporter.egress import Egress, new_session
 from exporter.probe import Prober
 from exporter.simulators.faults import FaultServer, LoopbackResolver
 
@@ -86,8 +85,7 @@ async def test_targets_without_http_client_keep_the_shared_session_and_get_the_e
                                        flip("d", srv.url("ok", host="localhost"), http_client=skip)]})
         trusting = ssl.create_default_context()
         ca.configure_trust(trusting)  # what SSL_CERT_FILE gives the shipped exporter
-        connector = CertConnector(ssl=trusting, resolver=LoopbackResolver())
-        async with aiohttp.ClientSession(connector=connector) as session:
+        async with new_session(trusting, resolver=LoopbackResolver()) as session:
             egress = Egress(session, new_session)
             prober = Prober(session, FakeClock(), egress=egress)
             results = [await prober.probe(t) for t in cfg.targets]

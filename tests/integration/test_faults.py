@@ -17,11 +17,11 @@ import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import aiohttp
 import pytest
 import trustme
 
 from exporter.clock import FakeClock
+from exporter.egress import new_session
 from exporter.probe import Prober, ProbeResult
 from exporter.simulators.faults import FaultServer, LoopbackResolver
 from exporter.state import MAX_FOREIGN_CODES
@@ -149,8 +149,7 @@ async def test_certificate_for_another_name_is_a_tls_error(ca: trustme.CA) -> No
         ca.configure_trust(client_ctx)
         cfg = config_from({"targets": [target("wrong", wrong.url("ok", host="localhost")),
                                        target("right", right.url("ok", host="localhost"))]})
-        connector = aiohttp.TCPConnector(ssl=client_ctx, resolver=LoopbackResolver())
-        async with aiohttp.ClientSession(connector=connector) as session:
+        async with new_session(client_ctx, resolver=LoopbackResolver()) as session:
             prober = Prober(session, FakeClock())
             bad = await prober.probe(cfg.targets[0])
             good = await prober.probe(cfg.targets[1])

@@ -10,6 +10,7 @@ from aiohttp import web
 from yarl import URL
 
 from exporter.clock import FakeClock
+from exporter.egress import new_session
 from exporter.model import HttpRequest
 from exporter.probe import Prober
 from tests.conftest import serve
@@ -44,7 +45,7 @@ async def test_the_prober_reads_a_long_answer_in_tiny_pieces_whole() -> None:
         assert target.host is not None and target.port is not None
         relay = await Relay(target.host, target.port).start()
         try:
-            async with aiohttp.ClientSession() as session:
+            async with new_session() as session:
                 prober = Prober(session, FakeClock())
                 answer = await prober._send(HttpRequest("POST", relay.url + "/auth/login"), time.monotonic() + 10)
             assert (answer.status, answer.body, answer.truncated) == (200, BODY, False)

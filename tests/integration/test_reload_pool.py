@@ -42,7 +42,7 @@ async def test_a_reload_applies_the_body_cap_and_the_connection_settings() -> No
             assert (await run.exporter.reload())[0]
             after = [await probe(run) for _ in range(2)]
             session = run.exporter.prober.session if run.exporter.prober else None
-            limit = session.connector.limit if session is not None and session.connector else None
+            limit = session.limit if session is not None else None
     assert [(r.outcome.cls, r.outcome.code) for r in after] == [("unknown", "http_200")] * 2  # cut at 2 KiB
     assert len(set(ports[2:])) == 2 and not set(ports[2:]) & set(ports[:2])  # a connection per request
     assert limit == 3

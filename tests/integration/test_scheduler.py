@@ -8,7 +8,6 @@ import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-import aiohttp
 import pytest
 from aiohttp import web
 
@@ -17,6 +16,8 @@ from exporter.classify import Outcome
 from exporter.clock import FakeClock
 from exporter.collector import render_target
 from exporter.config import Config
+from exporter.egress import new_session
+from exporter.http1 import Client
 from exporter.probe import Prober
 from exporter.scheduler import MAX_BACKOFF, Scheduler, next_delay
 from exporter.state import Rendered, State, TargetState
@@ -56,7 +57,7 @@ class Sim:
     scheduler: Scheduler | None = None
     state: State | None = None
 
-    async def start(self, cfg: Config, session: aiohttp.ClientSession) -> None:
+    async def start(self, cfg: Config, session: Client) -> None:
         self.state = State(render_target)
         self.state.sync(cfg.targets)
         self.scheduler = Scheduler(Prober(session, self.clock), self.state, self.clock,
@@ -81,7 +82,7 @@ class Sim:
 async def sim() -> AsyncIterator[Sim]:
     clock = FakeClock()
     vendor = Vendor(clock)
-    async with serve(vendor.handle) as url, aiohttp.ClientSession() as session:
+    async with serve(vendor.handle) as url, new_session() as session:
         s = Sim(clock, vendor, url)
         s.session = session  # type: ignore[attr-defined]
         yield s
@@ -212,7 +213,7 @@ async def test_the_flipsnack_simulator_never_limits_the_exporter_alone(share: fl
         flip = next(t for t in base["targets"] if t["vendor"] == "flipsnack")
         cfg = config_from({"global": {**base["global"], "probe_share": share},
                            "targets": [{**flip, "name": f"fs{i}", "probe_share": share} for i in range(6)]})
-        async with aiohttp.ClientSession() as session:
+        async with new_session() as session:
             sim = Sim(clock, Vendor(clock), "")
             await sim.start(cfg, session)
             assert sim.scheduler is not None and sim.state is not None

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncio
 
-import aiohttp
 from aiohttp import web
 
 from exporter.clock import FakeClock
 from exporter.config import Config
+from exporter.egress import new_session
 from exporter.probe import Prober
 
 from ..conftest import config_from, serve
@@ -50,7 +50,7 @@ def shared(url: str, n: int) -> Config:
 
 async def test_an_auth_answer_to_a_replaced_token_keeps_the_new_one() -> None:
     vendor = LoginVendor()
-    async with serve(vendor.handle) as url, aiohttp.ClientSession() as session:
+    async with serve(vendor.handle) as url, new_session() as session:
         targets = shared(url, 4).targets
         prober = Prober(session, FakeClock())
         first = await asyncio.gather(*(prober.probe(t) for t in targets))

@@ -15,12 +15,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-import aiohttp
 import pytest
 
 from exporter import model
 from exporter.clock import SystemClock
 from exporter.config import Config
+from exporter.egress import new_session
 from exporter.model import Answer, HttpRequest
 from exporter.probe import Prober
 from exporter.signers import (
@@ -227,7 +227,7 @@ def _login_config(url: str) -> Config:
 
 async def test_a_login_answer_in_many_small_segments_is_read_whole(login_server: tuple[LoginServer, str]) -> None:
     server, url = login_server
-    async with aiohttp.ClientSession() as session:
+    async with new_session() as session:
         result = await Prober(session, SystemClock()).probe(_login_config(url).targets[0])
     assert server.pieces > 50
     assert (result.outcome.cls, result.outcome.code, result.requests) == ("ok", "200", 2)
@@ -241,7 +241,7 @@ async def test_a_refused_login_is_auth_and_a_dropped_one_goes_through_the_failur
         login_server: tuple[LoginServer, str]) -> None:
     server, url = login_server
     target = _login_config(url).targets[0]
-    async with aiohttp.ClientSession() as session:
+    async with new_session() as session:
         prober = Prober(session, SystemClock())
         server.mode = "refuse"
         refused = await prober.probe(target)
@@ -254,9 +254,9 @@ async def test_a_refused_login_is_auth_and_a_dropped_one_goes_through_the_failur
 
 
 def test_plugins_and_catalogs_load_without_the_http_client() -> None:
-    """Catalog validation and the plug-ins are pure: only the prober brings aiohttp in."""
+    """Catalog validation and the plug-ins are pure: only the prober brings the HTTP client in."""
     code = ("import sys, exporter.catalog, exporter.signers, exporter.classify; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'aiohttp'))")
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'httptools')))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert run.stdout.strip() == "[]"
 
@@ -274,7 +274,7 @@ def test_the_shared_records_module_imports_only_the_standard_library() -> None:
 async def test_a_login_answer_is_inflated_and_capped_like_any_answer(login_server: tuple[LoginServer, str]) -> None:
     server, url = login_server
     target = _login_config(url).targets[0]
-    async with aiohttp.ClientSession() as session:
+    async with new_session() as session:
         server.mode = "gzip"
         inflated = await Prober(session, SystemClock()).probe(target)
         server.mode = "huge"
