@@ -36,7 +36,7 @@ from yaml.events import (
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
-__all__ = ["FAST_SAFE_LOADER", "gc_paused"]
+__all__ = ["FAST_SAFE_LOADER", "gc_paused", "load_counted"]
 
 _lock = threading.Lock()
 _depth = 0
@@ -96,6 +96,9 @@ class _Fast:
         self._tags: dict[str, str] = {}
         #: the document, to parse it again the general way should the direct way meet anything unusual
         self._text: str | bytes | None = stream if isinstance(stream, str | bytes) else None
+        #: when the document was built straight from events: how many values it has at most (no alias
+        #: can make it any larger); None when it went PyYAML's way
+        self.values: int | None = None
 
     def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
         if kind is ScalarNode and implicit[0]:
@@ -141,8 +144,10 @@ class _Fast:
         # containers being filled; for a mapping, the key read last (or _UNSET while a key is due)
         stack: list[Any] = []
         keys: list[Any] = []
+        count = 0  # events, keys included: a bound on the values
         while True:
             event = get()
+            count += 1
             kind = type(event)
             if kind is ScalarEvent:
                 if event.anchor is not None or event.tag is not None:
@@ -185,6 +190,7 @@ class _Fast:
                 keys.append(_UNSET)
         if type(get()) is not StreamEndEvent:
             raise _Unusual  # a second document: PyYAML's error
+        self.values = count
         return root
 
     def _plain(self, text: str) -> Any:
@@ -268,3 +274,14 @@ def _loader() -> type:
 
 #: a drop-in for ``yaml.CSafeLoader`` (``yaml.SafeLoader`` where PyYAML lacks libyaml)
 FAST_SAFE_LOADER: type = _loader()
+
+
+def load_counted(text: str) -> tuple[Any, int | None]:
+    """``yaml.load(text, Loader=FAST_SAFE_LOADER)``, and a bound on the number of values when the
+    document was built straight from events (None otherwise): such a tree has no alias, so its size
+    is known without walking it."""
+    loader = FAST_SAFE_LOADER(text)
+    try:
+        return loader.get_single_data(), getattr(loader, "values", None)
+    finally:
+        loader.dispose()

@@ -133,12 +133,26 @@ class Config:
 
 def _mentions_env(value: Any) -> bool:
     """Whether any string of the tree holds ``${``: most configs have none, and then no copy of the
-    tree (nor a key path for each of its values) is made."""
-    if isinstance(value, dict):
-        return any(_mentions_env(item) for item in value.values())
-    if isinstance(value, list):
-        return any(_mentions_env(item) for item in value)
-    return isinstance(value, str) and "${" in value
+    tree (nor a key path for each of its values) is made. A loop, not recursion: it visits every
+    value of a large config."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is str:
+            if "${" in item:
+                return True
+        elif kind is dict:
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and "${" in item:
+            return True
+    return False
 
 
 def _expand(value: Any, env: Mapping[str, str], file: str, path: str) -> Any:
@@ -162,11 +176,17 @@ def _expand(value: Any, env: Mapping[str, str], file: str, path: str) -> Any:
     return value
 
 
-def _credentials(node: Node, catalog: Catalog, base: Path) -> Credentials:
+def _credential_names(catalog: Catalog) -> tuple[tuple[str, ...], frozenset[str]]:
+    """The vendor's credential names, and the keys a target's credentials may have."""
+    names = (*catalog.credentials, *catalog.optional_credentials)
+    return names, frozenset(names) | {f"{cred}_file" for cred in names}
+
+
+def _credentials(node: Node, catalog: Catalog, base: Path,
+                 known: tuple[tuple[str, ...], frozenset[str]] | None = None) -> Credentials:
     node.secret = True  # no credential value ever appears in an error
     out: dict[str, str] = {}
-    names = (*catalog.credentials, *catalog.optional_credentials)
-    allowed = set(names) | {f"{cred}_file" for cred in names}
+    names, allowed = known or _credential_names(catalog)
     for key, val in node.mapping().items():
         if key not in allowed:
             val.fail(f"unknown credential for vendor {catalog.vendor} (allowed: {', '.join(names)}"
@@ -193,12 +213,15 @@ def _max_backoff(node: Node) -> float:
     return seconds
 
 
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
 def _labels(node: Node) -> tuple[tuple[str, str], ...]:
     out = []
     for key, val in node.mapping().items():
-        lab = Node(key, val.file, val.path)
-        lab.text(r"[a-zA-Z_][a-zA-Z0-9_]*", "a Prometheus label name")
-        if key in _RESERVED_LABELS or key.startswith("__"):
+        if _LABEL_NAME.fullmatch(key) is None or key in _RESERVED_LABELS or key.startswith("__"):
+            lab = Node(key, val.file, val.path)  # the same checks again, for the error
+            lab.text(r"[a-zA-Z_][a-zA-Z0-9_]*", "a Prometheus label name")
             lab.fail("is reserved by the exporter")
         out.append((key, val.text()))
     return tuple(sorted(out))
@@ -259,6 +282,7 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
     catalogs = _catalogs(root, base)
     targets: list[Target] = []
     seen: set[str] = set()
+    cred_names: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {}
     allowed = {"name", "vendor", "base_url", "interval", "timeout", "credentials", "check", "labels", "budget",
                "probe_share", "confirm_failures", "http_client", "max_backoff"}
     for tnode in root["targets"]:
@@ -279,8 +303,10 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
         if timeout > interval:
             (fields.get("timeout") or fields.get("interval") or tnode).fail(
                 f"timeout {timeout:g}s is longer than the interval {interval:g}s")
+        if vendor not in cred_names:
+            cred_names[vendor] = _credential_names(catalog)
         creds = _credentials(fields.get("credentials", Node({}, tnode.file, f"{tnode.path}.credentials")),
-                             catalog, base)
+                             catalog, base, cred_names[vendor])
         check = parse_check(fields["check"], catalog.check) if "check" in fields else catalog.check
         _require(check, fields.get("check"), catalog, tnode)
         budget = parse_budget(fields["budget"]) if "budget" in fields else catalog.budget
