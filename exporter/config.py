@@ -47,28 +47,37 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 class Credentials(Mapping[str, str]):
     """A target's secrets. Its repr never shows a value, so a stray log line cannot leak one."""
 
-    __slots__ = ("_data",)
+    # names and values alternate in one tuple: a target has a few credentials, and a large config keeps
+    # one of these per target for as long as it runs (a dict costs some three times as much)
+    __slots__ = ("_flat",)
 
     def __init__(self, data: Mapping[str, str]) -> None:
-        self._data = dict(data)
+        self._flat: tuple[str, ...] = tuple(item for pair in dict(data).items() for item in pair)
 
     def __getitem__(self, key: str) -> str:
-        return self._data[key]
+        flat = self._flat
+        for i in range(0, len(flat), 2):
+            if flat[i] == key:
+                return flat[i + 1]
+        raise KeyError(key)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
+        return iter(self._flat[::2])
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self._flat) // 2
 
     def __repr__(self) -> str:
-        return f"Credentials({', '.join(sorted(self._data))}: <redacted>)"
+        return f"Credentials({', '.join(sorted(self))}: <redacted>)"
+
+    def _pairs(self) -> list[tuple[str, str]]:
+        return sorted(zip(self._flat[::2], self._flat[1::2], strict=True))
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Credentials) and self._data == other._data
+        return isinstance(other, Credentials) and self._pairs() == other._pairs()
 
     def __hash__(self) -> int:
-        return hash(tuple(sorted(self._data.items())))
+        return hash(tuple(self._pairs()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +225,8 @@ def _max_backoff(node: Node) -> float:
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
-def _labels(node: Node) -> tuple[tuple[str, str], ...]:
+def _labels(node: Node, shared: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] | None = None,
+            ) -> tuple[tuple[str, str], ...]:
     out = []
     for key, val in node.mapping().items():
         if _LABEL_NAME.fullmatch(key) is None or key in _RESERVED_LABELS or key.startswith("__"):
@@ -224,7 +234,9 @@ def _labels(node: Node) -> tuple[tuple[str, str], ...]:
             lab.text(r"[a-zA-Z_][a-zA-Z0-9_]*", "a Prometheus label name")
             lab.fail("is reserved by the exporter")
         out.append((key, val.text()))
-    return tuple(sorted(out))
+    labels = tuple(sorted(out))
+    # one tuple for each distinct set in a config: thousands of targets share a few (team, env, region)
+    return labels if shared is None else shared.setdefault(labels, labels)
 
 
 def _require(check: CheckSpec, override: Node | None, catalog: Catalog, node: Node) -> None:
@@ -283,6 +295,7 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
     targets: list[Target] = []
     seen: set[str] = set()
     cred_names: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {}
+    label_sets: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
     allowed = {"name", "vendor", "base_url", "interval", "timeout", "credentials", "check", "labels", "budget",
                "probe_share", "confirm_failures", "http_client", "max_backoff"}
     for tnode in root["targets"]:
@@ -312,7 +325,7 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
         budget = parse_budget(fields["budget"]) if "budget" in fields else catalog.budget
         targets.append(Target(
             name=name, vendor=vendor, catalog=catalog, base_url=base_url, interval=interval, timeout=timeout,
-            credentials=creds, check=check, labels=_labels(fields["labels"]) if "labels" in fields else (),
+            credentials=creds, check=check, labels=_labels(fields["labels"], label_sets) if "labels" in fields else (),
             budget=budget,
             probe_share=fields["probe_share"].number(0.0001, 1) if "probe_share" in fields else glob.probe_share,
             confirm_failures=(fields["confirm_failures"].boolean() if "confirm_failures" in fields

@@ -131,3 +131,22 @@ def test_looking_a_target_up_by_name_does_not_scan_the_targets() -> None:
     assert [counted.target(f"t{i}") for i in (0, 49)] == [cfg.targets[0], cfg.targets[49]]
     assert counted.target("nope") is None
     assert Counted.scans == before
+
+
+def test_credentials_read_like_a_mapping_and_never_show_a_value() -> None:
+    from exporter.config import Credentials
+
+    creds = Credentials({"api_key": "k-123", "secret": "s-456"})
+    assert creds["api_key"] == "k-123" and creds["secret"] == "s-456"
+    assert list(creds) == ["api_key", "secret"] and len(creds) == 2
+    assert dict(creds.items()) == {"api_key": "k-123", "secret": "s-456"}
+    assert "secret" in creds and "token" not in creds and creds.get("token") is None
+    with pytest.raises(KeyError):
+        creds["token"]
+    with pytest.raises(KeyError):
+        creds["k-123"]  # a value is not a name
+    same = Credentials({"secret": "s-456", "api_key": "k-123"})
+    assert creds == same and hash(creds) == hash(same)
+    assert creds != Credentials({"api_key": "k-123", "secret": "other"})
+    assert "k-123" not in repr(creds) and "s-456" not in repr(creds) and "api_key" in repr(creds)
+    assert len(Credentials({})) == 0 and list(Credentials({})) == []
