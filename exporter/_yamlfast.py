@@ -141,9 +141,13 @@ class _Fast:
         if type(get()) is StreamEndEvent:
             return None  # an empty stream (or only comments)
         root: Any = _UNSET
-        # containers being filled; for a mapping, the key read last (or _UNSET while a key is due)
-        stack: list[Any] = []
-        keys: list[Any] = []
+        # the container being filled, whether it is a list, and for a mapping the key read last (_UNSET
+        # while a key is due); the enclosing ones' on a stack. Kept in locals: this loop runs once per
+        # event, a few hundred thousand times for a large config.
+        top: Any = None
+        in_list = False
+        key: Any = _UNSET
+        stack: list[tuple[Any, bool, Any]] = []
         count = 0  # events, keys included: a bound on the values
         while True:
             event = get()
@@ -160,34 +164,37 @@ class _Fast:
                     # one object for each repeated short string (keys, vendors, label values): a
                     # large config keeps its values for as long as it runs
                     value = shared.setdefault(value, value)
-            elif kind is MappingStartEvent or kind is SequenceStartEvent:
+                if in_list:
+                    top.append(value)
+                elif key is not _UNSET:
+                    top[key] = value
+                    key = _UNSET
+                elif top is not None:
+                    key = value
+                else:
+                    root = value
+                continue
+            if kind is MappingStartEvent or kind is SequenceStartEvent:
                 if event.anchor is not None or event.tag is not None:
                     raise _Unusual
                 value = {} if kind is MappingStartEvent else []
+                if in_list:
+                    top.append(value)
+                elif key is not _UNSET:
+                    top[key] = value
+                    key = _UNSET
+                elif top is not None:
+                    raise _Unusual  # a complex key: PyYAML's error says it is unhashable
+                else:
+                    root = value
+                stack.append((top, in_list, key))
+                top, in_list, key = value, kind is SequenceStartEvent, _UNSET
             elif kind is MappingEndEvent or kind is SequenceEndEvent:
-                stack.pop()
-                keys.pop()
-                continue
+                top, in_list, key = stack.pop()
             elif kind is DocumentEndEvent:
                 break
             else:
                 raise _Unusual  # an alias
-            if stack:
-                top = stack[-1]
-                if type(top) is list:
-                    top.append(value)
-                elif keys[-1] is _UNSET:
-                    if type(value) is dict or type(value) is list:
-                        raise _Unusual  # a complex key: PyYAML's error says it is unhashable
-                    keys[-1] = value
-                else:
-                    top[keys[-1]] = value
-                    keys[-1] = _UNSET
-            else:
-                root = value
-            if type(value) is dict or type(value) is list:
-                stack.append(value)
-                keys.append(_UNSET)
         if type(get()) is not StreamEndEvent:
             raise _Unusual  # a second document: PyYAML's error
         self.values = count

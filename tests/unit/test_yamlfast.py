@@ -37,6 +37,9 @@ DOCS = [
     "a: 1\na: 2",
     # documents that are not mappings
     "- 1\n- two\n- [3]", "just text", "", "# only a comment\n", "42",
+    # containers in every position: empty, nested in lists and mappings, null keys and values
+    "a:\n- {b: [], c: {}}\n- - x\n  - {~: 1, k: }\n-\nd: {e: [[], [{}], [[1, [2]]]]}\nf: {g: {h: {i: []}}}\nj: last",
+    "[[], {}, [{a: [b, {c: d}]}], {e: [f]}]", "- - - deep\n    - er\n  - back\n- out",
     "long: |\n  line one\n  line two\nfolded: >\n  a\n  b\nq: 'it''s'\ndq: \"tab\\there \\u00e9\"",
 ]
 
