@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ class Credentials(Mapping[str, str]):
     __slots__ = ("_flat",)
 
     def __init__(self, data: Mapping[str, str]) -> None:
-        self._flat: tuple[str, ...] = tuple(item for pair in dict(data).items() for item in pair)
+        self._flat: tuple[str, ...] = tuple(chain.from_iterable((data if type(data) is dict else dict(data)).items()))
 
     def __getitem__(self, key: str) -> str:
         flat = self._flat
