@@ -319,8 +319,8 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
                 f"timeout {timeout:g}s is longer than the interval {interval:g}s")
         if vendor not in cred_names:
             cred_names[vendor] = _credential_names(catalog)
-        creds = _credentials(fields.get("credentials", Node({}, tnode.file, f"{tnode.path}.credentials")),
-                             catalog, base, cred_names[vendor])
+        creds = _credentials(fields["credentials"] if "credentials" in fields
+                             else Node({}, tnode.file, f"{tnode.path}.credentials"), catalog, base, cred_names[vendor])
         check = parse_check(fields["check"], catalog.check) if "check" in fields else catalog.check
         _require(check, fields.get("check"), catalog, tnode)
         budget = parse_budget(fields["budget"]) if "budget" in fields else catalog.budget
