@@ -23,7 +23,7 @@ from ._yamlfast import FAST_SAFE_LOADER, load_counted
 from .model import ConfigError
 
 __all__ = ["CONFIG_FILE_LIMIT", "READ_TIMEOUT", "SECRET_FILE_LIMIT", "ConfigError", "FileReadError", "Node",
-           "decode_utf8", "load_yaml", "parse_duration", "read_regular_file"]
+           "decode_utf8", "load_document", "load_yaml", "parse_duration", "read_regular_file"]
 
 _DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
 _UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
@@ -238,6 +238,12 @@ def _safe_load(text: str, file: str = "") -> Any:
 def load_yaml(path: Path) -> Node:
     """A config or catalog file, read the careful way secret files are (a regular file, capped in size,
     within a timeout, strict UTF-8) and loaded with the same rules whether or not libyaml is present."""
+    return load_document(path)[0]
+
+
+def load_document(path: Path) -> tuple[Node, bool]:
+    """``load_yaml``, and whether a string of the document may hold ``${``: False when its text has
+    none and no escape that could make one, so the tree need not be searched for variables."""
     file = str(path)
     try:
         text = decode_utf8(read_regular_file(path, CONFIG_FILE_LIMIT))
@@ -251,7 +257,7 @@ def load_yaml(path: Path) -> Node:
         raise _yaml_error(exc, file) from None
     except RecursionError:
         raise ConfigError(file, "", "values are nested too deeply") from None
-    return Node(data if data is not None else {}, file, "")
+    return Node(data if data is not None else {}, file, ""), "${" in text or "\\" in text
 
 
 #: base URLs that passed ``Node.url``, and what it returned: the check depends on the text alone

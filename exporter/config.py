@@ -19,7 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from ._yamlfast import gc_paused
-from ._yamlnode import SECRET_FILE_LIMIT, ConfigError, FileReadError, Node, decode_utf8, load_yaml, read_regular_file
+from ._yamlnode import (
+    SECRET_FILE_LIMIT,
+    ConfigError,
+    FileReadError,
+    Node,
+    decode_utf8,
+    load_document,
+    load_yaml,
+    read_regular_file,
+)
 from .catalog import (
     Budget,
     Catalog,
@@ -268,9 +277,11 @@ def _catalogs(root: dict[str, Node], base: Path) -> dict[str, Catalog]:
     return {name: parse_catalog(name, node) for name, node in raw.items()}
 
 
-def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = None) -> Config:
+def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = None, *,
+                 may_mention_env: bool = True) -> Config:
+    """``may_mention_env``: False when the text is known to hold no ``${`` (load_document)."""
     env = os.environ if env is None else env
-    if _mentions_env(root_node.value):
+    if may_mention_env and _mentions_env(root_node.value):
         root_node = Node(_expand(root_node.value, env, root_node.file, ""), root_node.file, "")
     root = root_node.mapping({"global", "targets", "vendors", "catalog_files"}, required=("targets",))
     global_keys = {"interval", "timeout", "max_concurrency", "probe_share", "max_body_bytes", "history",
@@ -340,5 +351,6 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
     file_path = Path(path)
     with gc_paused():  # nothing is garbage while a config is built: collecting only costs time
-        return parse_config(load_yaml(file_path), file_path.parent, env)
+        root, may_mention_env = load_document(file_path)
+        return parse_config(root, file_path.parent, env, may_mention_env=may_mention_env)
 

@@ -150,3 +150,13 @@ def test_credentials_read_like_a_mapping_and_never_show_a_value() -> None:
     assert creds != Credentials({"api_key": "k-123", "secret": "other"})
     assert "k-123" not in repr(creds) and "s-456" not in repr(creds) and "api_key" in repr(creds)
     assert len(Credentials({})) == 0 and list(Credentials({})) == []
+
+
+def test_a_variable_spelt_with_an_escape_is_expanded_too(tmp_path: Path) -> None:
+    """``\\x24{VAR}`` in a double-quoted string is ``${VAR}`` once parsed: found though the text has no ``${``."""
+    path = tmp_path / "config.yml"
+    path.write_text('targets:\n- name: a\n  vendor: flipsnack\n  base_url: https://api.example.com\n'
+                    '  credentials: {api_key: k, secret: s}\n  labels: {team: "\\x24{TEAM}"}\n')
+    assert load_config(path, {"TEAM": "payments"}).targets[0].labels == (("team", "payments"),)
+    with pytest.raises(ConfigError, match=r"targets\[0\]\.labels\.team: environment variable TEAM is not set"):
+        load_config(path, {})
