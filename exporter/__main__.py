@@ -7,6 +7,7 @@ a typo in a service unit must not ship dashboards of fake healthy targets.
 
 from __future__ import annotations
 
+import gc
 import signal
 
 # Before anything slow (imports, a large config): a SIGHUP from a config manager that is quicker than
@@ -15,6 +16,11 @@ import signal
 # `__main__`; serve() installs the real handler soon after. A handler someone else set is left alone.
 if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+# Run as the program (``python -m exporter``), the cyclic collector is paused before the slow imports
+# (see _StartupGC below, which resumes it)
+if __name__ == "__main__" and gc.isenabled():
+    gc.disable()
 
 import argparse
 import asyncio
@@ -32,6 +38,34 @@ from .budget import budget_warnings
 from .config import Config, ConfigError, load_config
 from .log import FORMATTERS, LEVELS, setup_logging
 from .shard import ALL, AllShards, Shard, ShardError, compare, describe, distribution, resolve, select, skew_warnings
+
+
+class _StartupGC:
+    """The cyclic collector paused while the exporter starts: imports, the config and the targets'
+    states build hundreds of thousands of objects and free almost none, so each collection would only
+    walk the growing heap again. Once the exporter listens, what start-up built is frozen out of later
+    collections (``gc.freeze``; the first reload unfreezes it, so that what it replaces can be
+    collected) and the collector runs as usual."""
+
+    def __init__(self, paused: bool) -> None:
+        self.paused = paused
+
+    def pause(self) -> None:
+        if not self.paused and gc.isenabled():
+            gc.disable()
+            self.paused = True
+
+    def resume(self, freeze: bool = False) -> None:
+        if self.paused:
+            if freeze:
+                gc.freeze()
+            gc.enable()
+            self.paused = False
+
+
+#: paused already when this module runs as the program (above)
+_STARTUP_GC = _StartupGC(paused=__name__ == "__main__" and not gc.isenabled())
+
 
 DEFAULT_PORT = 9798
 log = logging.getLogger("exporter")
@@ -172,6 +206,14 @@ STOP_GRACE = 1.5
 
 
 async def serve(args: argparse.Namespace, shard: Shard = ALL) -> int:
+    _STARTUP_GC.pause()
+    try:
+        return await _serve(args, shard)
+    finally:
+        _STARTUP_GC.resume()  # a start-up that failed or was stopped
+
+
+async def _serve(args: argparse.Namespace, shard: Shard) -> int:
     from .app import Exporter, _in_daemon_thread
     from .web import BODY_TIMEOUT_KEY, ConnectionGuard, GuardedSite, ServerLimits, make_app
 
@@ -267,6 +309,7 @@ async def serve(args: argparse.Namespace, shard: Shard = ALL) -> int:
         log.info("apistatus-exporter %s: %d targets; metrics at %s/metrics, status page at %s/ "
                  "(at most %d client connections)", __version__, len(exp.config.targets), base, base, guard.cap())
     exporter = exp
+    _STARTUP_GC.resume(freeze=True)
     if reload_queued:
         on_sighup()
     await stop.wait()
@@ -298,6 +341,8 @@ NO_CONFIG = ("error: no config: pass --config.file PATH (apistatus-exporter conf
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = argv[:1]
+    if command in (["simulate"], ["config"], ["probe"]):
+        _STARTUP_GC.resume()  # only serving starts paused (the simulators run for long)
     if command == ["simulate"]:
         from .simulators.__main__ import main as simulate
 
@@ -319,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     except ShardError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.check_config or (args.config is None and not demo):
+        _STARTUP_GC.resume()
     if args.check_config:
         if args.config is None:
             print("error: --config.check needs --config.file PATH", file=sys.stderr)

@@ -36,7 +36,7 @@ from yaml.events import (
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
-__all__ = ["FAST_SAFE_LOADER", "gc_paused"]
+__all__ = ["FAST_SAFE_LOADER", "gc_paused", "load_counted"]
 
 _lock = threading.Lock()
 _depth = 0
@@ -96,6 +96,9 @@ class _Fast:
         self._tags: dict[str, str] = {}
         #: the document, to parse it again the general way should the direct way meet anything unusual
         self._text: str | bytes | None = stream if isinstance(stream, str | bytes) else None
+        #: when the document was built straight from events: how many values it has at most (no alias
+        #: can make it any larger); None when it went PyYAML's way
+        self.values: int | None = None
 
     def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
         if kind is ScalarNode and implicit[0]:
@@ -138,11 +141,17 @@ class _Fast:
         if type(get()) is StreamEndEvent:
             return None  # an empty stream (or only comments)
         root: Any = _UNSET
-        # containers being filled; for a mapping, the key read last (or _UNSET while a key is due)
-        stack: list[Any] = []
-        keys: list[Any] = []
+        # the container being filled, whether it is a list, and for a mapping the key read last (_UNSET
+        # while a key is due); the enclosing ones' on a stack. Kept in locals: this loop runs once per
+        # event, a few hundred thousand times for a large config.
+        top: Any = None
+        in_list = False
+        key: Any = _UNSET
+        stack: list[tuple[Any, bool, Any]] = []
+        count = 0  # events, keys included: a bound on the values
         while True:
             event = get()
+            count += 1
             kind = type(event)
             if kind is ScalarEvent:
                 if event.anchor is not None or event.tag is not None:
@@ -155,36 +164,40 @@ class _Fast:
                     # one object for each repeated short string (keys, vendors, label values): a
                     # large config keeps its values for as long as it runs
                     value = shared.setdefault(value, value)
-            elif kind is MappingStartEvent or kind is SequenceStartEvent:
+                if in_list:
+                    top.append(value)
+                elif key is not _UNSET:
+                    top[key] = value
+                    key = _UNSET
+                elif top is not None:
+                    key = value
+                else:
+                    root = value
+                continue
+            if kind is MappingStartEvent or kind is SequenceStartEvent:
                 if event.anchor is not None or event.tag is not None:
                     raise _Unusual
                 value = {} if kind is MappingStartEvent else []
+                if in_list:
+                    top.append(value)
+                elif key is not _UNSET:
+                    top[key] = value
+                    key = _UNSET
+                elif top is not None:
+                    raise _Unusual  # a complex key: PyYAML's error says it is unhashable
+                else:
+                    root = value
+                stack.append((top, in_list, key))
+                top, in_list, key = value, kind is SequenceStartEvent, _UNSET
             elif kind is MappingEndEvent or kind is SequenceEndEvent:
-                stack.pop()
-                keys.pop()
-                continue
+                top, in_list, key = stack.pop()
             elif kind is DocumentEndEvent:
                 break
             else:
                 raise _Unusual  # an alias
-            if stack:
-                top = stack[-1]
-                if type(top) is list:
-                    top.append(value)
-                elif keys[-1] is _UNSET:
-                    if type(value) is dict or type(value) is list:
-                        raise _Unusual  # a complex key: PyYAML's error says it is unhashable
-                    keys[-1] = value
-                else:
-                    top[keys[-1]] = value
-                    keys[-1] = _UNSET
-            else:
-                root = value
-            if type(value) is dict or type(value) is list:
-                stack.append(value)
-                keys.append(_UNSET)
         if type(get()) is not StreamEndEvent:
             raise _Unusual  # a second document: PyYAML's error
+        self.values = count
         return root
 
     def _plain(self, text: str) -> Any:
@@ -268,3 +281,14 @@ def _loader() -> type:
 
 #: a drop-in for ``yaml.CSafeLoader`` (``yaml.SafeLoader`` where PyYAML lacks libyaml)
 FAST_SAFE_LOADER: type = _loader()
+
+
+def load_counted(text: str) -> tuple[Any, int | None]:
+    """``yaml.load(text, Loader=FAST_SAFE_LOADER)``, and a bound on the number of values when the
+    document was built straight from events (None otherwise): such a tree has no alias, so its size
+    is known without walking it."""
+    loader = FAST_SAFE_LOADER(text)
+    try:
+        return loader.get_single_data(), getattr(loader, "values", None)
+    finally:
+        loader.dispose()

@@ -19,11 +19,11 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from ._yamlfast import FAST_SAFE_LOADER
+from ._yamlfast import FAST_SAFE_LOADER, load_counted
 from .model import ConfigError
 
 __all__ = ["CONFIG_FILE_LIMIT", "READ_TIMEOUT", "SECRET_FILE_LIMIT", "ConfigError", "FileReadError", "Node",
-           "decode_utf8", "load_yaml", "parse_duration", "read_regular_file"]
+           "decode_utf8", "load_document", "load_yaml", "parse_duration", "read_regular_file"]
 
 _DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
 _UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
@@ -214,7 +214,8 @@ def _yaml_error(exc: yaml.YAMLError, file: str) -> ConfigError:
 def _safe_load(text: str, file: str = "") -> Any:
     _check_stream(text, file)
     try:
-        data = yaml.load(text, Loader=_SAFE_LOADER)
+        data, values = load_counted(text) if _SAFE_LOADER is FAST_SAFE_LOADER else (
+            yaml.load(text, Loader=_SAFE_LOADER), None)
     except yaml.YAMLError as exc:
         if _SAFE_LOADER is yaml.SafeLoader:
             raise
@@ -226,13 +227,23 @@ def _safe_load(text: str, file: str = "") -> Any:
             raise exc from None
         _check_tree(data, file)
         raise exc from None
-    _check_tree(data, file)
+    # built straight from libyaml's events: no alias (so no blow-up, no cycle), a known size, and no
+    # lone surrogate (libyaml refuses such escapes; none at all in the text is checked anyway): the
+    # walk would find nothing
+    if values is None or values > MAX_VALUES or "\\u" in text or "\\U" in text:
+        _check_tree(data, file)
     return data
 
 
 def load_yaml(path: Path) -> Node:
     """A config or catalog file, read the careful way secret files are (a regular file, capped in size,
     within a timeout, strict UTF-8) and loaded with the same rules whether or not libyaml is present."""
+    return load_document(path)[0]
+
+
+def load_document(path: Path) -> tuple[Node, bool]:
+    """``load_yaml``, and whether a string of the document may hold ``${``: False when its text has
+    none and no escape that could make one, so the tree need not be searched for variables."""
     file = str(path)
     try:
         text = decode_utf8(read_regular_file(path, CONFIG_FILE_LIMIT))
@@ -246,7 +257,12 @@ def load_yaml(path: Path) -> Node:
         raise _yaml_error(exc, file) from None
     except RecursionError:
         raise ConfigError(file, "", "values are nested too deeply") from None
-    return Node(data if data is not None else {}, file, "")
+    return Node(data if data is not None else {}, file, ""), "${" in text or "\\" in text
+
+
+#: base URLs that passed ``Node.url``, and what it returned: the check depends on the text alone
+_GOOD_URLS: dict[str, str] = {}
+_GOOD_URLS_MAX = 4096
 
 
 class Node:
@@ -276,15 +292,19 @@ class Node:
         if not isinstance(self.value, dict):
             self.fail("must be a mapping")
         out: dict[str, Node] = {}
-        allowed_set = set(allowed) if allowed is not None else None
+        allowed_set = allowed if allowed is None or isinstance(allowed, set | frozenset) else set(allowed)
+        file, path, secret = self.file, self.path, self.secret
+        plain = type(self) is Node  # a subclass makes its own children (_sub)
         for key, val in self.value.items():
-            if not isinstance(key, str | int) or isinstance(key, bool):
-                self.fail(f"key {key!r} must be a string")
-            skey = str(key)
-            if allowed_set is not None and skey not in allowed_set:
+            if type(key) is not str:  # nearly every key is one: the general checks only for the others
+                if not isinstance(key, str | int) or isinstance(key, bool):
+                    self.fail(f"key {key!r} must be a string")
+                key = str(key)
+            if allowed_set is not None and key not in allowed_set:
                 hint = ", ".join(sorted(allowed_set))
-                self._sub(skey, val).fail(f"unknown key (allowed: {hint})", show=False)
-            out[skey] = self._sub(skey, val)
+                self._sub(key, val).fail(f"unknown key (allowed: {hint})", show=False)
+            # what _sub does for a string key, inline: a large config has hundreds of thousands
+            out[key] = Node(val, file, f"{path}.{key}" if path else key, secret) if plain else self._sub(key, val)
         for key in required:
             if key not in out or out[key].value is None:
                 self._sub(key, None).fail("is required", show=False)
@@ -302,9 +322,11 @@ class Node:
 
     # scalars --------------------------------------------------------------------------------
     def text(self, pattern: str | None = None, what: str = "") -> str:
-        if isinstance(self.value, bool) or not isinstance(self.value, str | int | float):
-            self.fail("must be a string")
-        text = str(self.value)
+        text = self.value
+        if type(text) is not str:
+            if isinstance(text, bool) or not isinstance(text, str | int | float):
+                self.fail("must be a string")
+            text = str(text)
         if pattern is not None and not re.fullmatch(pattern, text):
             self.fail(f"must be {what or 'of the form ' + pattern}")
         return text
@@ -349,6 +371,9 @@ class Node:
 
     def url(self) -> str:
         text = self.text()
+        good = _GOOD_URLS.get(text)  # the same few base URLs recur across thousands of targets
+        if good is not None:
+            return good
         if "@" in re.split(r"[/?#]", text.split("://", 1)[-1], maxsplit=1)[0]:
             # checked first and the value never shown, by this error or any other: it holds a password
             # (which the status page and the API would show too)
@@ -361,8 +386,10 @@ class Node:
             self.fail("must be an http:// or https:// URL")
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
             self.fail("must be an http:// or https:// URL without query or fragment")
-
-        return text.rstrip("/")
+        if len(_GOOD_URLS) >= _GOOD_URLS_MAX:
+            _GOOD_URLS.clear()
+        good = _GOOD_URLS[text] = text.rstrip("/")
+        return good
 
     def str_map(self) -> dict[str, str]:
         return {k: v.text() for k, v in self.mapping().items()}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import ssl as ssl_
 import threading
@@ -177,6 +178,8 @@ class Exporter:
                     self._apply(self.config)  # back to the running config
                 return self._reload_failed(f"internal error while applying the config: {exc.__class__.__name__}")
             self.config = config
+            if gc.get_freeze_count():
+                gc.unfreeze()  # what start-up froze (__main__) and this reload replaced can be collected now
             self.reload_successful = True
             self.reload_success_timestamp = self.clock.time()
             log.info("config reloaded: %d targets", len(config.targets))

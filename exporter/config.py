@@ -14,11 +14,21 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
 from ._yamlfast import gc_paused
-from ._yamlnode import SECRET_FILE_LIMIT, ConfigError, FileReadError, Node, decode_utf8, load_yaml, read_regular_file
+from ._yamlnode import (
+    SECRET_FILE_LIMIT,
+    ConfigError,
+    FileReadError,
+    Node,
+    decode_utf8,
+    load_document,
+    load_yaml,
+    read_regular_file,
+)
 from .catalog import (
     Budget,
     Catalog,
@@ -47,28 +57,37 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 class Credentials(Mapping[str, str]):
     """A target's secrets. Its repr never shows a value, so a stray log line cannot leak one."""
 
-    __slots__ = ("_data",)
+    # names and values alternate in one tuple: a target has a few credentials, and a large config keeps
+    # one of these per target for as long as it runs (a dict costs some three times as much)
+    __slots__ = ("_flat",)
 
     def __init__(self, data: Mapping[str, str]) -> None:
-        self._data = dict(data)
+        self._flat: tuple[str, ...] = tuple(chain.from_iterable((data if type(data) is dict else dict(data)).items()))
 
     def __getitem__(self, key: str) -> str:
-        return self._data[key]
+        flat = self._flat
+        for i in range(0, len(flat), 2):
+            if flat[i] == key:
+                return flat[i + 1]
+        raise KeyError(key)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
+        return iter(self._flat[::2])
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self._flat) // 2
 
     def __repr__(self) -> str:
-        return f"Credentials({', '.join(sorted(self._data))}: <redacted>)"
+        return f"Credentials({', '.join(sorted(self))}: <redacted>)"
+
+    def _pairs(self) -> list[tuple[str, str]]:
+        return sorted(zip(self._flat[::2], self._flat[1::2], strict=True))
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Credentials) and self._data == other._data
+        return isinstance(other, Credentials) and self._pairs() == other._pairs()
 
     def __hash__(self) -> int:
-        return hash(tuple(sorted(self._data.items())))
+        return hash(tuple(self._pairs()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,12 +152,26 @@ class Config:
 
 def _mentions_env(value: Any) -> bool:
     """Whether any string of the tree holds ``${``: most configs have none, and then no copy of the
-    tree (nor a key path for each of its values) is made."""
-    if isinstance(value, dict):
-        return any(_mentions_env(item) for item in value.values())
-    if isinstance(value, list):
-        return any(_mentions_env(item) for item in value)
-    return isinstance(value, str) and "${" in value
+    tree (nor a key path for each of its values) is made. A loop, not recursion: it visits every
+    value of a large config."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is str:
+            if "${" in item:
+                return True
+        elif kind is dict:
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and "${" in item:
+            return True
+    return False
 
 
 def _expand(value: Any, env: Mapping[str, str], file: str, path: str) -> Any:
@@ -162,11 +195,17 @@ def _expand(value: Any, env: Mapping[str, str], file: str, path: str) -> Any:
     return value
 
 
-def _credentials(node: Node, catalog: Catalog, base: Path) -> Credentials:
+def _credential_names(catalog: Catalog) -> tuple[tuple[str, ...], frozenset[str]]:
+    """The vendor's credential names, and the keys a target's credentials may have."""
+    names = (*catalog.credentials, *catalog.optional_credentials)
+    return names, frozenset(names) | {f"{cred}_file" for cred in names}
+
+
+def _credentials(node: Node, catalog: Catalog, base: Path,
+                 known: tuple[tuple[str, ...], frozenset[str]] | None = None) -> Credentials:
     node.secret = True  # no credential value ever appears in an error
     out: dict[str, str] = {}
-    names = (*catalog.credentials, *catalog.optional_credentials)
-    allowed = set(names) | {f"{cred}_file" for cred in names}
+    names, allowed = known or _credential_names(catalog)
     for key, val in node.mapping().items():
         if key not in allowed:
             val.fail(f"unknown credential for vendor {catalog.vendor} (allowed: {', '.join(names)}"
@@ -193,15 +232,21 @@ def _max_backoff(node: Node) -> float:
     return seconds
 
 
-def _labels(node: Node) -> tuple[tuple[str, str], ...]:
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def _labels(node: Node, shared: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] | None = None,
+            ) -> tuple[tuple[str, str], ...]:
     out = []
     for key, val in node.mapping().items():
-        lab = Node(key, val.file, val.path)
-        lab.text(r"[a-zA-Z_][a-zA-Z0-9_]*", "a Prometheus label name")
-        if key in _RESERVED_LABELS or key.startswith("__"):
+        if _LABEL_NAME.fullmatch(key) is None or key in _RESERVED_LABELS or key.startswith("__"):
+            lab = Node(key, val.file, val.path)  # the same checks again, for the error
+            lab.text(r"[a-zA-Z_][a-zA-Z0-9_]*", "a Prometheus label name")
             lab.fail("is reserved by the exporter")
         out.append((key, val.text()))
-    return tuple(sorted(out))
+    labels = tuple(sorted(out))
+    # one tuple for each distinct set in a config: thousands of targets share a few (team, env, region)
+    return labels if shared is None else shared.setdefault(labels, labels)
 
 
 def _require(check: CheckSpec, override: Node | None, catalog: Catalog, node: Node) -> None:
@@ -232,9 +277,11 @@ def _catalogs(root: dict[str, Node], base: Path) -> dict[str, Catalog]:
     return {name: parse_catalog(name, node) for name, node in raw.items()}
 
 
-def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = None) -> Config:
+def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = None, *,
+                 may_mention_env: bool = True) -> Config:
+    """``may_mention_env``: False when the text is known to hold no ``${`` (load_document)."""
     env = os.environ if env is None else env
-    if _mentions_env(root_node.value):
+    if may_mention_env and _mentions_env(root_node.value):
         root_node = Node(_expand(root_node.value, env, root_node.file, ""), root_node.file, "")
     root = root_node.mapping({"global", "targets", "vendors", "catalog_files"}, required=("targets",))
     global_keys = {"interval", "timeout", "max_concurrency", "probe_share", "max_body_bytes", "history",
@@ -259,6 +306,8 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
     catalogs = _catalogs(root, base)
     targets: list[Target] = []
     seen: set[str] = set()
+    cred_names: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {}
+    label_sets: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
     allowed = {"name", "vendor", "base_url", "interval", "timeout", "credentials", "check", "labels", "budget",
                "probe_share", "confirm_failures", "http_client", "max_backoff"}
     for tnode in root["targets"]:
@@ -279,14 +328,16 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
         if timeout > interval:
             (fields.get("timeout") or fields.get("interval") or tnode).fail(
                 f"timeout {timeout:g}s is longer than the interval {interval:g}s")
-        creds = _credentials(fields.get("credentials", Node({}, tnode.file, f"{tnode.path}.credentials")),
-                             catalog, base)
+        if vendor not in cred_names:
+            cred_names[vendor] = _credential_names(catalog)
+        creds = _credentials(fields["credentials"] if "credentials" in fields
+                             else Node({}, tnode.file, f"{tnode.path}.credentials"), catalog, base, cred_names[vendor])
         check = parse_check(fields["check"], catalog.check) if "check" in fields else catalog.check
         _require(check, fields.get("check"), catalog, tnode)
         budget = parse_budget(fields["budget"]) if "budget" in fields else catalog.budget
         targets.append(Target(
             name=name, vendor=vendor, catalog=catalog, base_url=base_url, interval=interval, timeout=timeout,
-            credentials=creds, check=check, labels=_labels(fields["labels"]) if "labels" in fields else (),
+            credentials=creds, check=check, labels=_labels(fields["labels"], label_sets) if "labels" in fields else (),
             budget=budget,
             probe_share=fields["probe_share"].number(0.0001, 1) if "probe_share" in fields else glob.probe_share,
             confirm_failures=(fields["confirm_failures"].boolean() if "confirm_failures" in fields
@@ -300,5 +351,6 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
     file_path = Path(path)
     with gc_paused():  # nothing is garbage while a config is built: collecting only costs time
-        return parse_config(load_yaml(file_path), file_path.parent, env)
+        root, may_mention_env = load_document(file_path)
+        return parse_config(root, file_path.parent, env, may_mention_env=may_mention_env)
 

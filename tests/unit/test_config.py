@@ -131,3 +131,32 @@ def test_looking_a_target_up_by_name_does_not_scan_the_targets() -> None:
     assert [counted.target(f"t{i}") for i in (0, 49)] == [cfg.targets[0], cfg.targets[49]]
     assert counted.target("nope") is None
     assert Counted.scans == before
+
+
+def test_credentials_read_like_a_mapping_and_never_show_a_value() -> None:
+    from exporter.config import Credentials
+
+    creds = Credentials({"api_key": "k-123", "secret": "s-456"})
+    assert creds["api_key"] == "k-123" and creds["secret"] == "s-456"
+    assert list(creds) == ["api_key", "secret"] and len(creds) == 2
+    assert dict(creds.items()) == {"api_key": "k-123", "secret": "s-456"}
+    assert "secret" in creds and "token" not in creds and creds.get("token") is None
+    with pytest.raises(KeyError):
+        creds["token"]
+    with pytest.raises(KeyError):
+        creds["k-123"]  # a value is not a name
+    same = Credentials({"secret": "s-456", "api_key": "k-123"})
+    assert creds == same and hash(creds) == hash(same)
+    assert creds != Credentials({"api_key": "k-123", "secret": "other"})
+    assert "k-123" not in repr(creds) and "s-456" not in repr(creds) and "api_key" in repr(creds)
+    assert len(Credentials({})) == 0 and list(Credentials({})) == []
+
+
+def test_a_variable_spelt_with_an_escape_is_expanded_too(tmp_path: Path) -> None:
+    """``\\x24{VAR}`` in a double-quoted string is ``${VAR}`` once parsed: found though the text has no ``${``."""
+    path = tmp_path / "config.yml"
+    path.write_text('targets:\n- name: a\n  vendor: flipsnack\n  base_url: https://api.example.com\n'
+                    '  credentials: {api_key: k, secret: s}\n  labels: {team: "\\x24{TEAM}"}\n')
+    assert load_config(path, {"TEAM": "payments"}).targets[0].labels == (("team", "payments"),)
+    with pytest.raises(ConfigError, match=r"targets\[0\]\.labels\.team: environment variable TEAM is not set"):
+        load_config(path, {})

@@ -37,6 +37,9 @@ DOCS = [
     "a: 1\na: 2",
     # documents that are not mappings
     "- 1\n- two\n- [3]", "just text", "", "# only a comment\n", "42",
+    # containers in every position: empty, nested in lists and mappings, null keys and values
+    "a:\n- {b: [], c: {}}\n- - x\n  - {~: 1, k: }\n-\nd: {e: [[], [{}], [[1, [2]]]]}\nf: {g: {h: {i: []}}}\nj: last",
+    "[[], {}, [{a: [b, {c: d}]}], {e: [f]}]", "- - - deep\n    - er\n  - back\n- out",
     "long: |\n  line one\n  line two\nfolded: >\n  a\n  b\nq: 'it''s'\ndq: \"tab\\there \\u00e9\"",
 ]
 
@@ -126,3 +129,27 @@ def test_deep_nesting_of_plain_data_loads_without_recursion() -> None:
         (level,) = level
         seen += 1
     assert seen == depth
+
+
+def test_the_value_bound_counts_every_value_of_a_plain_document() -> None:
+    from exporter._yamlfast import load_counted
+
+    data, values = load_counted("a: [1, 2, {b: x}]\nc: d\n")
+    assert data == {"a": [1, 2, {"b": "x"}], "c": "d"}
+    # the walk counts 7 values (the root, a, its three items, b's value, c's value); keys add to the bound
+    assert values is not None and values >= 7
+    assert load_counted("a: &x [1]\nb: *x\n")[1] is None  # PyYAML's way: the tree must be walked
+
+
+@pytest.mark.parametrize("doc", ["- 0\n" * 300, "[" + "0, " * 300 + "]",
+                                 "{" + ", ".join(f"k{i}: 0" for i in range(300)) + "}"])
+def test_a_plain_document_with_too_many_values_is_still_refused(doc: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No alias means no walk is needed for cycles, but the size cap still holds."""
+    from exporter import _yamlnode
+    from exporter.model import ConfigError
+
+    monkeypatch.setattr(_yamlnode, "MAX_VALUES", 200)
+    with pytest.raises(ConfigError, match="expands to more than 200 values"):
+        _yamlnode._safe_load(doc, "big.yml")
+    monkeypatch.setattr(_yamlnode, "MAX_VALUES", 400)
+    assert len(_yamlnode._safe_load(doc, "big.yml")) == 300
