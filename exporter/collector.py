@@ -1,12 +1,12 @@
 """The only place that names metrics.
 
 Each target's samples are rendered to exposition text once, when its state changes (after a probe):
-one encoded fragment per metric family, except for the two families with many lines a target
-(outcome, duration histogram), which are kept as a shape (the text between the label sets, pieces
-shared between targets and renderings) plus the target's one label set, and joined back together by
-the scrape. A scrape writes each family's HELP/TYPE once and joins the fragments of the targets
-present now, so a target removed by a reload simply is not there, and the cost of a scrape is a few
-joins in C, not a walk over objects. prometheus_client renders the process metrics.
+one encoded fragment per metric family, except for the outcome family (one line per class, a third
+of the answer), which is kept as a shape (the text between the label sets, the same for every target
+with the same class) plus the target's one label set, and joined back together by the scrape. A
+scrape writes each family's HELP/TYPE once and joins the fragments of the targets present now, so a
+target removed by a reload simply is not there, and the cost of a scrape is a few joins in C, not a
+walk over objects. prometheus_client renders the process metrics.
 """
 
 from __future__ import annotations
@@ -65,9 +65,10 @@ FAMILIES: tuple[Family, ...] = (
            "Earliest notAfter of the certificates the vendor presented on the last TLS handshake."),
 )
 _IDX = {f.name: i for i, f in enumerate(FAMILIES)}
-#: the families kept as shapes, in the order of ``Rendered.shapes``
-_SHAPED = (_IDX["apistatus_outcome"], _IDX["apistatus_request_duration_seconds"])
-_SHAPED_MASK = sum(1 << 8 * i for i in _SHAPED)  # a target with samples has lines in both
+#: the families kept as shapes, in the order of ``Rendered.shapes``. Only the outcome: a shape whose
+#: pieces are not shared (the histogram's counts) made the scrape slower than its text did.
+_SHAPED = (_IDX["apistatus_outcome"],)
+_SHAPED_MASK = sum(1 << 8 * i for i in _SHAPED)  # a target with samples has lines in these
 _EMPTY = Rendered((b"",) * len(FAMILIES), 0, b"", ((),) * len(_SHAPED), 0)
 
 
@@ -92,7 +93,7 @@ def _shape_size(labels: bytes, shape: tuple[bytes, ...]) -> int:
 
 # Shapes: a family's text for one target is ``labels.join(shape)``; the pieces of a shape are the
 # text between two label sets, so they hold no label and are shared by every target and rendering
-# with the same values (rendering runs after every probe, and these lines are most of the answer).
+# with the same values.
 
 
 def _outcome_shape(cls: str) -> tuple[bytes, ...]:
@@ -102,31 +103,7 @@ def _outcome_shape(cls: str) -> tuple[bytes, ...]:
 
 
 _OUTCOME_SHAPES = {c: _outcome_shape(c) for c in CLASSES}
-_HIST = "apistatus_request_duration_seconds"
 _BUCKET_LE = tuple(f',le="{_num(b)}"}} ' for b in DURATION_BUCKETS)
-
-
-@functools.lru_cache(maxsize=1 << 14)  # counts repeat across targets and probes; a miss costs only sharing
-def _bucket_piece(index: int, count: int) -> bytes:
-    return f"{_BUCKET_LE[index]}{count}\n{_HIST}_bucket".encode()
-
-
-@functools.lru_cache(maxsize=1 << 12)
-def _inf_piece(count: int) -> bytes:
-    return f',le="+Inf"}} {count}\n{_HIST}_sum'.encode()
-
-
-@functools.lru_cache(maxsize=1 << 12)
-def _count_piece(count: int) -> bytes:
-    return f"}} {count}\n".encode()
-
-
-_BUCKET_NAME = f"{_HIST}_bucket".encode()
-
-
-def _histogram_shape(ts: TargetState) -> tuple[bytes, ...]:
-    return (_BUCKET_NAME, *map(_bucket_piece, range(len(_BUCKET_LE)), ts.bucket_counts),
-            _inf_piece(ts.probes), f"}} {_num(ts.duration_sum)}\n{_HIST}_count".encode(), _count_piece(ts.probes))
 
 
 def label_prefix(ts: TargetState) -> str:
@@ -181,6 +158,11 @@ def render_target(ts: TargetState) -> Rendered:
     add("apistatus_http_status_code", outcome.http_status)
     if ts.clock_skew is not None:
         add("apistatus_clock_skew_seconds", ts.clock_skew)
+    hist = "apistatus_request_duration_seconds"
+    head = f"{hist}_bucket{labels}"
+    buckets = "".join([f"{head}{le}{n}\n" for le, n in zip(_BUCKET_LE, ts.bucket_counts, strict=True)])
+    out[_IDX[hist]] = (f'{buckets}{hist}_bucket{labels},le="+Inf"}} {ts.probes}\n'
+                       f"{hist}_sum{labels}}} {_num(ts.duration_sum)}\n{hist}_count{labels}}} {ts.probes}\n")
     add("apistatus_last_probe_timestamp_seconds", last.started)
     add("apistatus_next_probe_timestamp_seconds", ts.next_probe_at)
     add("apistatus_backoff_seconds", ts.backoff)
@@ -190,8 +172,8 @@ def render_target(ts: TargetState) -> Rendered:
     # "replace": a lone surrogate in a config label value must cost one "?", not every probe's record
     parts = tuple(text.encode(errors="replace") for text in out)
     label_bytes = _label_bytes(labels)
-    shapes = (_OUTCOME_SHAPES.get(outcome.cls) or _outcome_shape(outcome.cls), _histogram_shape(ts))
-    size = sum(map(len, parts)) + _shape_size(label_bytes, shapes[0]) + _shape_size(label_bytes, shapes[1])
+    shapes = (_OUTCOME_SHAPES.get(outcome.cls) or _outcome_shape(outcome.cls),)
+    size = sum(map(len, parts)) + _shape_size(label_bytes, shapes[0])
     # one byte a family, 1 where it has text (C loops: this runs after every probe)
     present = int.from_bytes(bytes(map(bool, parts)), "little") | _SHAPED_MASK
     return Rendered(parts, size, label_bytes, shapes, present)
