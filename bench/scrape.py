@@ -1,6 +1,10 @@
 """Scrape cost: /metrics at 100, 1,000 and 10,000 targets, plain and gzip as Prometheus asks for it,
 against prometheus_client's ``generate_latest`` over the same series in the same run.
 
+``python3 -m bench.scrape REV [--targets N] [--rounds N]`` instead compares this checkout's exporter
+with the one at git revision REV (say ``main``): both run at once on the same nginx, and their scrapes
+alternate (A plain, B plain, A gzip, B gzip, ...), so load coming and going hits both alike.
+
 The targets are probed once (a long interval keeps probes from competing with the scrapes), then
 /metrics is fetched repeatedly over loopback; the time is the client's, from request to last byte,
 which on loopback is the server's time plus well under a millisecond.
@@ -8,12 +12,16 @@ which on loopback is the server's time plus well under a millisecond.
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import socket
 import statistics
+import sys
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
@@ -21,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from .configs import write_config
-from .procs import cpu_seconds, exporter, get, nginx, workdir
+from .procs import ROOT, Proc, cpu_seconds, exporter, get, nginx, rss_mb, workdir
 from .scrapes import samples
 
 __all__ = ["ScrapeResult", "run_scrape"]
@@ -168,3 +176,61 @@ def _one(targets: int, repeat: int) -> ScrapeResult:
 
 def run_scrape(sizes: tuple[int, ...] = (100, 1000, 10000), repeat: int = 25) -> list[ScrapeResult]:
     return [_one(n, repeat) for n in sizes]
+
+
+#: scrapes a CPU figure is taken over: /proc counts CPU in ticks of 10 ms, about a scrape's cost
+CPU_BATCH = 5
+
+
+def _ab_round(procs: dict[str, Proc], repeat: int, out: dict[str, dict[str, list[float]]]) -> None:
+    for _ in range(0, repeat, CPU_BATCH):
+        for headers, kind in ((None, "plain"), (PROM_HEADERS, "gzip")):
+            for name, proc in procs.items():
+                row = out.setdefault(name, {})
+                cpu0 = cpu_seconds(proc.pid)
+                for _ in range(CPU_BATCH):
+                    took, body = _timed(proc.port, headers)
+                    row.setdefault(f"{kind} ms", []).append(took)
+                row.setdefault(f"{kind} CPU ms (mean of {CPU_BATCH})", []).append(
+                    (cpu_seconds(proc.pid) - cpu0) * 1000 / CPU_BATCH)
+                row.setdefault(f"{kind} bytes", []).append(float(len(body)))
+
+
+def versus(rev: str, targets: int = 10000, repeat: int = 25) -> dict[str, dict[str, list[float]]]:
+    from .versus import _checkout
+
+    out: dict[str, dict[str, list[float]]] = {}
+    with workdir() as dir_, nginx(dir_) as urls, ExitStack() as stack:
+        roots: dict[str, Path] = {rev: _checkout(rev, dir_ / "baseline"), "this checkout": ROOT}
+        cfg = write_config(dir_ / f"scrape-{targets}.yml", urls, targets, 3600.0, 5.0)
+        procs = {name: stack.enter_context(exporter(dir_, cfg, root=root)) for name, root in roots.items()}
+        for name, proc in procs.items():
+            _wait_all_probed(proc.url, targets)
+            _timed(proc.port, None)
+            out.setdefault(name, {})["RSS MB"] = [rss_mb(proc.pid)]
+        _ab_round(procs, repeat, out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python3 -m bench.scrape", description="this checkout's /metrics vs REV's")
+    p.add_argument("rev")
+    p.add_argument("--targets", type=int, default=10000)
+    p.add_argument("--rounds", type=int, default=25)
+    args = p.parse_args(argv)
+    out = versus(args.rev, args.targets, args.rounds)
+    names = list(out)
+    print(f"| figure ({args.targets} targets, {args.rounds} scrapes each) | " + " | ".join(
+        f"{n} (median, min-max)" for n in names) + " |")
+    print("|---|" + "---:|" * len(names))
+    for what in out[names[0]]:
+        cells = []
+        for n in names:
+            v = out[n][what]
+            cells.append(f"{statistics.median(v):.1f} ({min(v):.1f}-{max(v):.1f})")
+        print(f"| {what} | " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

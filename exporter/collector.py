@@ -1,17 +1,22 @@
 """The only place that names metrics.
 
-Each target's samples are rendered to exposition text once, when its state changes (after a probe),
-as one text fragment per metric family. A scrape writes each family's HELP/TYPE once and joins the
-fragments of the targets present now, so a target removed by a reload simply is not there, and the
-cost of a scrape is a join, not a walk over objects. prometheus_client renders the process metrics.
+Each target's samples are rendered to exposition text once, when its state changes (after a probe):
+one encoded fragment per metric family, except for the outcome family (one line per class, a third
+of the answer), which is kept as a shape (the text between the label sets, the same for every target
+with the same class) plus the target's one label set, and joined back together by the scrape. A
+scrape writes each family's HELP/TYPE once and joins the fragments of the targets present now, so a
+target removed by a reload simply is not there, and the cost of a scrape is a few joins in C, not a
+walk over objects. prometheus_client renders the process metrics.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable, Iterator, Sequence
+import operator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from operator import attrgetter, itemgetter
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
 
@@ -19,7 +24,7 @@ from .buildinfo import build_labels
 from .model import CLASSES, UP, ExporterStatus
 from .state import DURATION_BUCKETS, Rendered, TargetState
 
-__all__ = ["CONTENT_TYPE", "FAMILIES", "exposition_chunks", "render_exposition",
+__all__ = ["CONTENT_TYPE", "FAMILIES", "Exposition", "exposition", "render_exposition",
            "render_probe", "render_target"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -60,7 +65,11 @@ FAMILIES: tuple[Family, ...] = (
            "Earliest notAfter of the certificates the vendor presented on the last TLS handshake."),
 )
 _IDX = {f.name: i for i, f in enumerate(FAMILIES)}
-_EMPTY: tuple[bytes, ...] = (b"",) * len(FAMILIES)
+#: the families kept as shapes, in the order of ``Rendered.shapes``. Only the outcome: a shape whose
+#: pieces are not shared (the histogram's counts) made the scrape slower than its text did.
+_SHAPED = (_IDX["apistatus_outcome"],)
+_SHAPED_MASK = sum(1 << 8 * i for i in _SHAPED)  # a target with samples has lines in these
+_EMPTY = Rendered((b"",) * len(FAMILIES), 0, b"", ((),) * len(_SHAPED), 0)
 
 
 def _esc(value: str) -> str:
@@ -77,8 +86,23 @@ def _num(value: float) -> str:
     return repr(value)
 
 
-# the fixed ends of the most repeated lines, written once: rendering runs after every probe
-_OUTCOME_ENDS = tuple((c, (f',class="{c}"}} 0\n', f',class="{c}"}} 1\n')) for c in CLASSES)
+def _shape_size(labels: bytes, shape: tuple[bytes, ...]) -> int:
+    """The length of ``labels.join(shape)``, without making it."""
+    return sum(map(len, shape)) + len(labels) * (len(shape) - 1) if shape else 0
+
+
+# Shapes: a family's text for one target is ``labels.join(shape)``; the pieces of a shape are the
+# text between two label sets, so they hold no label and are shared by every target and rendering
+# with the same values.
+
+
+def _outcome_shape(cls: str) -> tuple[bytes, ...]:
+    name = "apistatus_outcome"
+    ends = [f',class="{c}"}} {1 if c == cls else 0}\n' for c in CLASSES]
+    return (name.encode(), *(f"{e}{name}".encode() for e in ends[:-1]), ends[-1].encode())
+
+
+_OUTCOME_SHAPES = {c: _outcome_shape(c) for c in CLASSES}
 _BUCKET_LE = tuple(f',le="{_num(b)}"}} ' for b in DURATION_BUCKETS)
 
 
@@ -94,10 +118,14 @@ def _label_prefix(name: str, vendor: str, labels: tuple[tuple[str, str], ...]) -
     return "{" + ",".join(f'{k}="{_esc(v)}"' for k, v in pairs)
 
 
+@functools.lru_cache(maxsize=1 << 16)  # the one copy a target's renderings share
+def _label_bytes(prefix: str) -> bytes:
+    return prefix.encode(errors="replace")
+
+
 def render_target(ts: TargetState) -> Rendered:
-    """One text fragment per family for one target, already encoded: a scrape then only joins bytes
-    (at 10,000 targets encoding the joined text cost as much as the join). A target never probed has
-    no samples yet."""
+    """A target's text, already encoded: a scrape then only joins bytes (at 10,000 targets encoding
+    the joined text cost as much as the join). A target never probed has no samples yet."""
     out = [""] * len(FAMILIES)
     last = ts.last
     if last is None:
@@ -109,8 +137,6 @@ def render_target(ts: TargetState) -> Rendered:
         out[_IDX[name]] += f"{name}{labels}{extra}}} {_num(value)}\n"
 
     add("apistatus_up", 1 if outcome.cls in UP else 0)
-    head = "apistatus_outcome" + labels
-    out[_IDX["apistatus_outcome"]] = "".join([head + ends[c == outcome.cls] for c, ends in _OUTCOME_ENDS])
     out[_IDX["apistatus_responses_total"]] = "".join(
         f'apistatus_responses_total{labels},class="{c}",code="{_esc(code)}"}} {n}\n'
         for (c, code), n in sorted(ts.responses.items()))
@@ -144,7 +170,13 @@ def render_target(ts: TargetState) -> Rendered:
     if ts.tls_cert_expiry is not None:
         add("apistatus_tls_cert_expiry_timestamp_seconds", ts.tls_cert_expiry)
     # "replace": a lone surrogate in a config label value must cost one "?", not every probe's record
-    return tuple(text.encode(errors="replace") for text in out)
+    parts = tuple(text.encode(errors="replace") for text in out)
+    label_bytes = _label_bytes(labels)
+    shapes = (_OUTCOME_SHAPES.get(outcome.cls) or _outcome_shape(outcome.cls),)
+    size = sum(map(len, parts)) + _shape_size(label_bytes, shapes[0])
+    # one byte a family, 1 where it has text (C loops: this runs after every probe)
+    present = int.from_bytes(bytes(map(bool, parts)), "little") | _SHAPED_MASK
+    return Rendered(parts, size, label_bytes, shapes, present)
 
 
 # The exporter's own status: plain records of plain values (no I/O module behind them), built by the
@@ -209,33 +241,77 @@ def _load(info: ExporterStatus) -> str:
     ) + "".join(f'{delays}{{vendor="{_esc(v)}"}} {n}\n' for v, n in info.budget_delays)
 
 
-#: targets per piece of a streamed answer: small enough that no scrape holds a second copy of the
-#: whole text and the event loop runs between pieces, large enough that pieces are few
-CHUNK_TARGETS = 1000
+_PARTS, _SHAPES, _LABELS = attrgetter("parts"), attrgetter("shapes"), attrgetter("labels")
+_SIZE, _PRESENT = attrgetter("size"), attrgetter("present")
+_ITEM = tuple(map(itemgetter, range(len(FAMILIES))))
+#: about how many bytes each piece of an answer holds: small enough that no scrape holds a second copy
+#: of the whole text and the event loop runs between pieces, large enough that pieces are few
+CHUNK_BYTES = 1 << 18
 
 
-def exposition_chunks(states: Iterable[TargetState], info: ExporterStatus | None = None,
-                      process: bool = True) -> Iterator[bytes]:
-    """The /metrics answer in pieces. The targets' fragments are taken when this is called, so the
-    answer is one consistent snapshot even if probes finish while it is being sent."""
-    fragments: Sequence[Rendered] = [ts.rendered for ts in states if ts.rendered is not None]
-    return _chunks(fragments, info, process)
+class Exposition:
+    """One /metrics answer, in pieces of about ``CHUNK_BYTES``. The targets' renderings are taken when
+    it is made, so the answer is one consistent snapshot even if probes finish while it is sent; its
+    length is known before any piece is made (Content-Length)."""
+
+    __slots__ = ("_labels", "_parts", "_plan", "_shapes", "size")
+
+    def __init__(self, fragments: list[Rendered], tail: bytes) -> None:
+        # Only the targets' renderings are taken here, not their fragments: copying a reference
+        # touches the object, and at this size every touch is a cache miss; a piece reads each
+        # fragment once, while it copies it.
+        self._parts = list(map(_PARTS, fragments))
+        self._shapes = list(map(_SHAPES, fragments))
+        self._labels = list(map(_LABELS, fragments))
+        present = functools.reduce(operator.or_, map(_PRESENT, fragments), 0)
+        #: each piece: bytes as they are, or (family, its shape or -1, first target, end)
+        self._plan: list[bytes | tuple[int, int, int, int]] = []
+        size = sum(map(_SIZE, fragments)) + len(tail)
+        for i, fam in enumerate(FAMILIES):
+            if not present >> 8 * i & 1:
+                continue  # no target has a sample of this family: not even its HELP and TYPE
+            shape = _SHAPED.index(i) if i in _SHAPED else -1
+            has = [r for r in fragments[:64] if r.present >> 8 * i & 1] or [
+                next(r for r in fragments if r.present >> 8 * i & 1)]
+            if shape >= 0:
+                each = max(_shape_size(r.labels, r.shapes[shape]) for r in has)
+            else:
+                each = max(len(r.parts[i]) for r in has)
+            header = fam.header.encode()
+            size += len(header)
+            self._plan.append(header)
+            step = max(16, CHUNK_BYTES // max(1, each))
+            self._plan.extend((i, shape, a, min(a + step, len(fragments))) for a in range(0, len(fragments), step))
+        if tail:
+            self._plan.append(tail)
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self._plan)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return map(self.piece, range(len(self._plan)))
+
+    def piece(self, index: int) -> bytes:
+        step = self._plan[index]
+        if isinstance(step, bytes):
+            return step
+        family, shape, a, b = step
+        if shape < 0:
+            return b"".join(map(_ITEM[family], self._parts[a:b]))
+        # bytes.join over the targets' label sets and shapes: C loops only, however many targets
+        return b"".join(map(bytes.join, self._labels[a:b], map(_ITEM[shape], self._shapes[a:b])))
 
 
-def _chunks(fragments: Sequence[Rendered], info: ExporterStatus | None, process: bool) -> Iterator[bytes]:
-    for i, fam in enumerate(FAMILIES):
-        header = fam.header.encode()
-        for start in range(0, len(fragments), CHUNK_TARGETS):
-            body = [f[i] for f in fragments[start:start + CHUNK_TARGETS] if f[i]]
-            if body:
-                if header:
-                    body.insert(0, header)
-                    header = b""
-                yield b"".join(body)
-    if info is not None:
-        yield _own(info).encode()
+def exposition(states: Iterable[TargetState], info: ExporterStatus | None = None,
+               process: bool = True) -> Exposition:
+    """The /metrics answer (or, with ``info=None`` and ``process=False``, just the targets' families
+    for /probe), as a snapshot of the targets' text now."""
+    fragments = [ts.rendered for ts in states if ts.rendered is not None]
+    tail = (_own(info) if info is not None else "").encode()
     if process:
-        yield generate_latest(_process_registry)
+        tail += generate_latest(_process_registry)
+    return Exposition(fragments, tail)
 
 
 def render_probe(ts: TargetState, cached: bool) -> bytes:
@@ -249,4 +325,4 @@ def render_probe(ts: TargetState, cached: bool) -> bytes:
 def render_exposition(states: Iterable[TargetState], info: ExporterStatus | None = None,
                       process: bool = True) -> bytes:
     """The whole /metrics answer (or, with ``info=None``, just the targets' families for /probe)."""
-    return b"".join(exposition_chunks(states, info, process))
+    return b"".join(exposition(states, info, process))

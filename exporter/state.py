@@ -26,8 +26,19 @@ from .model import CLASSES, FAILURE, UP, Outcome, ProbeResult, QuotaReading
 
 __all__ = ["DURATION_BUCKETS", "MAX_FOREIGN_CODES", "HistoryEntry", "Rendered", "State", "TargetState", "kept"]
 
-#: one target's samples as exposition text, one encoded fragment per metric family (the collector's)
-Rendered = tuple[bytes, ...]
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """One target's samples as exposition text, prepared by the collector after each change and laid
+    out as the collector decides (state only keeps it): encoded fragments per metric family, the
+    target's label set and the shapes of the families that a scrape joins with it."""
+
+    parts: tuple[bytes, ...]
+    size: int  # bytes this target adds to /metrics
+    labels: bytes = b""
+    shapes: tuple[tuple[bytes, ...], ...] = ()
+    present: int = 0  # which families have samples (as the collector encodes it)
+
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import yaml
 
 import exporter._yamlnode as yamlnode
 from exporter import app as app_module
-from exporter.collector import render_target
+from exporter.collector import render_exposition, render_target
 from exporter.config import Config, ConfigError, load_config
 from exporter.model import Outcome, ProbeResult
 from exporter.state import Rendered, State, TargetState
@@ -255,6 +255,6 @@ def test_a_result_that_cannot_be_rendered_does_not_kill_the_probe_and_the_target
     bad = ProbeResult("a", 3.0, 0.1, Outcome("server_error", "boom", "x", 500), "", "")
     ts = state.record(bad, 4.0, 0.0)  # must not raise: this runs inside the probe task
     assert ts is not None and state.render_failures >= 1
-    text = b"".join(ts.rendered).decode()
+    text = render_exposition([ts], None, process=False).decode()
     assert 'apistatus_up{target="a",vendor="flipsnack"} 0' in text
     assert 'apistatus_outcome{target="a",vendor="flipsnack",class="unknown"} 1' in text

@@ -1,0 +1,241 @@
+"""/metrics at size: what a scrape gets (every sample once, the text format, its length declared, one
+gzip member), that it is the snapshot taken when the scrape began, and that the event loop keeps
+running while a large answer is compressed or goes out to a slow reader."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import random
+import socket
+import threading
+import zlib
+from collections.abc import AsyncIterator
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.app import Exporter
+from exporter.collector import CHUNK_BYTES, FAMILIES, exposition, render_exposition
+from exporter.config import Config
+from exporter.model import CLASSES, Outcome, ProbeResult, QuotaReading
+from exporter.state import DURATION_BUCKETS, State
+from exporter.web import gzipped, make_app
+
+from ..conftest import config_from, serve_app
+from .test_endpoints import promtool_check
+
+T0 = 1_764_590_000.0
+
+
+def _config(n: int) -> Config:
+    return config_from({
+        "global": {"interval": "15s", "timeout": "5s"},
+        "targets": [{"name": f"t{i:05d}", "vendor": "flipsnack", "base_url": "http://127.0.0.1:9",
+                     "labels": {"team": f'a"b\\c{i % 3}'}, "credentials": {"api_key": "k", "secret": "s"}}
+                    for i in range(n)]})
+
+
+def _probe_all(state: State, config: Config, rounds: int, seed: int) -> None:
+    """Varied results: every class, codes with characters to escape, quotas present or not, durations
+    in every bucket; some targets never probed."""
+    rng = random.Random(seed)
+    for k in range(rounds):
+        for i, target in enumerate(config.targets):
+            if i % 11 == 3:
+                continue
+            quotas = () if i % 4 == 0 else (QuotaReading("uploads", rng.choice([None, 900.0, 1.5]),
+                                                         rng.choice([None, 1000.0]), rng.choice([None, T0 + 60])),)
+            outcome = Outcome(rng.choice(CLASSES), rng.choice(["20", "41", 'x"\n\\', "http_503"]), "m",
+                              rng.choice([0, 200, 503]), rng.choice([None, 30.0]), quotas, rng.choice([None, -2.5]))
+            started = T0 + k * 15 + i * 0.001
+            result = ProbeResult(target.name, started, rng.choice([0.01, 0.3, 2.0, 40.0]), outcome, "GET /", "",
+                                 tls_cert_expiry=rng.choice([None, T0 + 1e6]))
+            state.record(result, started + 15, rng.choice([0.0, 30.0]))
+
+
+def _exporter(n: int, rounds: int = 3, seed: int = 1) -> Exporter:
+    config = _config(n)
+    exp = Exporter(config)
+    exp.state.sync(config.targets)
+    _probe_all(exp.state, config, rounds, seed)
+    return exp
+
+
+@pytest.fixture
+async def big() -> AsyncIterator[tuple[Exporter, int]]:
+    """An exporter whose answer is many pieces and larger than any socket buffer (no probes run)."""
+    exp = _exporter(3000, rounds=1)
+    async with serve_app(make_app(exp)) as url:
+        yield exp, int(url.rsplit(":", 1)[1])
+
+
+def _request(port: int, method: str = "GET", headers: str = "") -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(f"{method} /metrics HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n".encode())
+        data = bytearray()
+        while chunk := sock.recv(1 << 16):
+            data += chunk
+    return bytes(data)
+
+
+def _split(answer: bytes) -> tuple[dict[str, str], bytes]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    assert lines[0].startswith("HTTP/1.1 200"), lines[0]
+    return {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}, body
+
+
+def _targets_only(text: bytes) -> bytes:
+    """The targets' families: the exporter's own (process CPU, ...) move between two scrapes."""
+    return b"".join(line for line in text.splitlines(keepends=True) if b"apistatus_" in line
+                    and not any(own in line for own in (b"_build_info", b"_config_", b"apistatus_targets",
+                                                        b"_shard_info", b"_start_lag", b"_in_flight",
+                                                        b"_budget_delays")))
+
+
+def test_every_sample_of_every_target_is_there_once_with_its_value() -> None:
+    exp = _exporter(60)
+    text = render_exposition(exp.state, exp.status()).decode()
+    check = promtool_check(text)
+    assert check.returncode == 0 and check.stdout == "" and check.stderr == "", check.stdout + check.stderr
+    seen: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            key = (s.name, tuple(sorted(s.labels.items())))
+            assert key not in seen, key
+            seen[key] = s.value
+    for ts in exp.state:
+        base = {"target": ts.target.name, "vendor": "flipsnack", "team": ts.target.labels[0][1]}
+
+        def value(name: str, **labels: str) -> float | None:
+            return seen.get((name, tuple(sorted({**base, **labels}.items()))))  # noqa: B023
+
+        if ts.last is None:
+            assert value("apistatus_up") is None and value("apistatus_outcome", **{"class": "ok"}) is None
+            continue
+        for cls in CLASSES:
+            assert value("apistatus_outcome", **{"class": cls}) == (1 if cls == ts.last.outcome.cls else 0)
+        for le, count in zip(DURATION_BUCKETS, ts.bucket_counts, strict=True):
+            shown = str(int(le)) if le.is_integer() else repr(le)
+            assert value("apistatus_request_duration_seconds_bucket", le=shown) == count
+        assert value("apistatus_request_duration_seconds_bucket", le="+Inf") == ts.probes
+        assert value("apistatus_request_duration_seconds_count") == ts.probes
+        assert value("apistatus_request_duration_seconds_sum") == pytest.approx(ts.duration_sum)
+        assert value("apistatus_last_probe_timestamp_seconds") == ts.last.started
+        assert value("apistatus_next_probe_timestamp_seconds") == ts.next_probe_at
+        assert value("apistatus_consecutive_failures") == ts.consecutive_failures
+        for (cls, code), n in ts.responses.items():
+            assert value("apistatus_responses_total", **{"class": cls, "code": code}) == n
+        for name, quota in ts.quotas.items():
+            assert value("apistatus_quota_remaining", quota=name) == quota.remaining
+
+
+def test_the_declared_size_is_the_answer_and_pieces_stay_small() -> None:
+    for n, rounds in ((0, 0), (1, 0), (5, 1), (700, 2)):
+        exp = _exporter(n, rounds)
+        answer = exposition(exp.state, exp.status(), process=False)  # process figures move between calls
+        pieces = list(answer)
+        assert sum(map(len, pieces)) == answer.size
+        assert b"".join(pieces) == render_exposition(exp.state, exp.status(), process=False)
+        assert len(render_exposition(exp.state, exp.status())) > answer.size
+        # no piece much above the target size, whatever the family (one target's lines at most beyond)
+        assert max(map(len, pieces)) < 2 * CHUNK_BYTES
+    empty = exposition(State(), None, process=False)
+    assert empty.size == 0 and list(empty) == []
+
+
+def test_an_answer_is_the_snapshot_taken_when_the_scrape_began() -> None:
+    exp = _exporter(500)
+    before = render_exposition(exp.state, None, process=False)
+    answer = exposition(exp.state, None, process=False)
+    _probe_all(exp.state, exp.config, 2, seed=2)  # every target changes while the answer goes out
+    assert b"".join(answer) == before and answer.size == len(before)
+    assert render_exposition(exp.state, None, process=False) != before
+
+
+async def test_plain_metrics_declare_their_length_and_head_sends_headers_only(big: tuple[Exporter, int]) -> None:
+    exp, port = big
+    loop = asyncio.get_running_loop()
+    headers, body = _split(await loop.run_in_executor(None, _request, port))
+    assert "transfer-encoding" not in headers and int(headers["content-length"]) == len(body)
+    assert _targets_only(body) == _targets_only(render_exposition(exp.state, exp.status()))
+    head, empty = _split(await loop.run_in_executor(None, _request, port, "HEAD"))
+    assert empty == b"" and abs(int(head["content-length"]) - len(body)) < 100  # process figures move
+
+
+async def test_gzip_metrics_are_one_gzip_member_of_the_plain_text(big: tuple[Exporter, int]) -> None:
+    exp, port = big
+    loop = asyncio.get_running_loop()
+    headers, body = _split(await loop.run_in_executor(None, _request, port, "GET", "Accept-Encoding: gzip\r\n"))
+    assert headers["content-encoding"] == "gzip" and int(headers["content-length"]) == len(body)
+    member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    text = member.decompress(body)
+    assert member.eof and member.unused_data == b""  # one member, nothing after it
+    assert gzip.decompress(body) == text
+    assert _targets_only(text) == _targets_only(render_exposition(exp.state, exp.status()))
+    check = promtool_check(text.decode())
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+async def test_the_event_loop_runs_while_a_large_answer_goes_to_a_slow_reader(big: tuple[Exporter, int]) -> None:
+    _, port = big
+    loop = asyncio.get_running_loop()
+    ticks = 0
+    stop = asyncio.Event()
+
+    async def ticker() -> None:  # stands in for the probes, which run on the same loop
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            await asyncio.sleep(0.001)
+
+    reading_paused = threading.Event()
+    resume = threading.Event()
+
+    def slow_client() -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = bytearray(sock.recv(1 << 14))
+            reading_paused.set()
+            assert resume.wait(30), "the loop did not run while the answer was half sent"
+            while chunk := sock.recv(1 << 16):
+                data += chunk
+        return bytes(data)
+
+    task = asyncio.create_task(ticker())
+    client = loop.run_in_executor(None, slow_client)
+    while not reading_paused.is_set():
+        await asyncio.sleep(0.005)
+    at_pause = ticks
+    while ticks < at_pause + 20:  # the loop keeps running while the server waits on the reader
+        await asyncio.sleep(0.001)
+    resume.set()
+    headers, body = _split(await client)
+    stop.set()
+    await task
+    assert int(headers["content-length"]) == len(body) > 4 * (1 << 20)  # larger than the socket buffers
+    assert body.count(b"# TYPE ") >= len(FAMILIES)
+
+
+async def test_the_event_loop_runs_while_a_large_answer_is_compressed() -> None:
+    exp = _exporter(3000, rounds=1)
+    answer = exposition(exp.state, exp.status())
+    ticks = 0
+    stop = False
+
+    async def ticker() -> None:  # stands in for the probes, which run on the same loop
+        nonlocal ticks
+        while not stop:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    start = ticks
+    body = await gzipped(answer)
+    stop = True
+    await task
+    assert gzip.decompress(body) == b"".join(answer)
+    # the compressor hands the loop back after each piece: the ticker ran between the pieces
+    assert ticks - start >= len(answer) - 1 > 20
