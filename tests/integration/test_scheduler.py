@@ -18,7 +18,7 @@ from exporter.clock import FakeClock
 from exporter.collector import render_target
 from exporter.config import Config
 from exporter.probe import Prober
-from exporter.scheduler import MAX_BACKOFF, Scheduler, next_delay
+from exporter.scheduler import COALESCE, MAX_BACKOFF, Scheduler, next_delay
 from exporter.state import Rendered, State, TargetState
 
 from ..conftest import config_from, serve
@@ -181,6 +181,29 @@ async def test_no_overlap_and_concurrency_cap(sim: Sim) -> None:
     await sim.step(3)
     keys = [k for _, k in sim.vendor.log]
     assert set(keys) == {f"key{i}" for i in range(5)}
+    task.cancel()
+
+
+async def test_probes_due_close_together_start_in_one_wake_up_and_never_early_beyond_the_slack(sim: Sim) -> None:
+    # 200 first probes spread over 2 s: many fall within the slack of another one
+    cfg = flip_targets(sim.url, n=200, interval="60s")
+    task = await run(sim, cfg)
+    assert sim.state is not None and sim.scheduler is not None
+    planned = {t.name: sim.state.get(t.name).next_probe_at for t in cfg.targets}  # type: ignore[union-attr]
+    await sim.step(3, every=0.25)
+    started = {}
+    for t in cfg.targets:
+        ts = sim.state.get(t.name)
+        assert ts is not None and ts.last is not None and ts.probes == 1
+        started[t.name] = ts.last.started
+    for name, at in started.items():
+        # the fake clock is never late: each start lies within the slack before its plan, or on it
+        assert planned[name] - COALESCE - 1e-6 <= at <= planned[name] + 1e-6, name
+    assert len(set(started.values())) < 180  # several probes started by one wake-up of the loop
+    lags = list(sim.scheduler.lag.recent)
+    assert len(lags) == 200
+    # the start lag reports the early starts as they happened
+    assert -COALESCE - 1e-6 <= min(lags) < 0 and max(lags) <= 1e-6
     task.cancel()
 
 
