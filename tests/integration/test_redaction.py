@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+import aiohttp
 import pytest
 from aiohttp import web
 
 from exporter import redact as redact_module
 from exporter.clock import FakeClock
-from exporter.probe import EXCERPT_BYTES
-from exporter.redact import REDACTED, redact
+from exporter.probe import EXCERPT_BYTES, Prober
+from exporter.redact import CACHED_TEXTS, REDACTED, Redactor, redact
 from tests.conftest import config_from, running_exporter, serve
 
 
@@ -67,6 +68,19 @@ def test_each_encoding_of_a_secret_is_redacted_and_unrelated_text_is_kept() -> N
         assert form not in shown and form[: max(4, len(form) // 2)] not in shown, (name, shown)
     for unrelated in ("nothing secret here %41 \\u0041 \\n", "pw/Zq+ r&", "%70%77%2F"):
         assert redact(unrelated, [secret]) == unrelated
+
+
+def test_a_prepared_redactor_shows_what_redact_shows_cold_and_warm() -> None:
+    secret = 'pw/Zq+ r&é😀"\\' + secrets.token_hex(4)
+    hide = Redactor([secret, "abc"])  # a value too short to be a secret is left alone, as by redact
+    texts = [f"before {encode(secret)} after abc" for encode in ENCODINGS.values()] + ["nothing %41 here"]
+    for _ in range(2):  # the second round answers from what the redactor remembers
+        for text in texts:
+            assert hide(text) == redact(text, [secret, "abc"]), text
+    for n in range(3 * CACHED_TEXTS):  # many distinct texts: what it remembers stays bounded
+        assert hide(f"{n} {secret}") == f"{n} {REDACTED}"
+    assert len(hide._cache) <= CACHED_TEXTS
+    assert secret not in repr(hide)
 
 
 def test_redaction_is_pure_and_the_views_use_it_without_the_http_client() -> None:
@@ -189,3 +203,33 @@ async def test_a_secret_echoed_as_the_vendors_error_code_never_becomes_a_label()
     assert 'code="redacted"' in probe
     for text in texts:
         assert token not in text and token[5:] not in text
+
+
+async def test_a_body_seen_before_is_redacted_anew_once_a_login_makes_what_it_echoes_a_secret() -> None:
+    # The prober remembers a target's last small body with its excerpt. Here the vendor echoes the same
+    # text every time; the second login hands out that very text as the access token: the same body,
+    # seen again, must now come out redacted.
+    future_token = "tok-" + secrets.token_hex(8)
+    tokens = ["tok-" + secrets.token_hex(8), future_token]
+    body = f"echo {future_token} end"
+    statuses = [503, 401, 503]
+    checks: list[int] = []
+
+    async def vendor(request: web.Request) -> web.Response:
+        if request.path == "/auth/login":
+            return web.json_response({"accessToken": tokens.pop(0), "refreshToken": "ref-" + secrets.token_hex(8),
+                                      "videoManagerList": [{"id": 7}]})
+        checks.append(1)
+        return web.Response(status=statuses[len(checks) - 1], text=body, content_type="text/plain")
+
+    async with serve(vendor) as url, aiohttp.ClientSession() as session:
+        credentials = {"username": "someone", "password": "pw-" + secrets.token_hex(6)}
+        cfg = config_from({"targets": [{"name": "echo", "vendor": "movingimage", "base_url": url,
+                                        "credentials": credentials}]})
+        prober = Prober(session, FakeClock())
+        target = cfg.targets[0]
+        first = await prober.probe(target)
+        assert first.outcome.http_status == 503 and future_token in first.excerpt  # no secret yet
+        again = await prober.probe(target)  # 401, a fresh login (learning the token), the same body again
+    assert len(checks) == 3 and again.attempts == 2 and again.outcome.http_status == 503
+    assert future_token not in again.excerpt and REDACTED in again.excerpt
