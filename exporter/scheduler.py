@@ -33,6 +33,7 @@ from .state import State, kept
 __all__ = ["BACKOFF_CLASSES", "DEFAULT_MAX_BACKOFF", "MAX_BACKOFF", "LagStats", "Scheduler", "next_delay"]
 
 log = logging.getLogger(__name__)
+_probe_log = logging.getLogger("exporter.probe")  # log_probe's
 
 #: exponential backoff never waits longer than this (or the interval, when that is longer)
 MAX_BACKOFF = 900.0
@@ -167,8 +168,10 @@ class Scheduler:
         """Start every probe due by ``now`` plus the coalescing slack."""
         horizon = now + COALESCE
         heap = self._heap
+        later: list[tuple[float, int, str, int]] = []
         while heap and heap[0][0] <= horizon:
-            due, _, name, gen = heapq.heappop(heap)
+            entry = heapq.heappop(heap)
+            due, _, name, gen = entry
             slot = self._slots.get(name)
             if slot is None or slot.generation != gen:
                 continue  # removed or replaced by a reload
@@ -177,6 +180,9 @@ class Scheduler:
                 continue
             joined = self._inflight.get(name)
             try:
+                if due > now and not self._early_ok(slot, due, now):
+                    later.append(entry)  # it waits for its own wake-up
+                    continue
                 admitted = joined is not None or self._admit(slot, now)
             except Exception as exc:  # noqa: BLE001 - a bug costs this probe, not the loop
                 self._replan(slot, "admitting", exc)
@@ -188,6 +194,17 @@ class Scheduler:
                     self._inflight[name] = task  # from now on, a caller of /probe joins this one
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+        for entry in later:
+            heapq.heappush(heap, entry)
+
+    def _early_ok(self, slot: _Slot, due: float, now: float) -> bool:
+        """Whether a probe due a moment from now may start with those due now: not at the end of a
+        backoff (a Retry-After is kept to the letter), nor while its budget has no room yet (it would
+        only be held back, and counted as such, again)."""
+        if slot.backoff_until >= due:
+            return False
+        budget = self.budgets.limiter(slot.target)
+        return budget is None or budget.wait(now) <= 0
 
     def _admit(self, slot: _Slot, now: float) -> bool:
         """Whether the credential's shared budget has room for the probe's first request now (then
@@ -381,7 +398,9 @@ class Scheduler:
         try:
             before = self.state.get(result.target)
             old = before.last.outcome.cls if before is not None and before.last is not None else None
-            if (ts := self.state.record(result, next_probe_at, backoff)) is not None:
+            ts = self.state.record(result, next_probe_at, backoff)
+            # log_probe writes nothing for a probe that keeps its class unless debug is on: skip the call
+            if ts is not None and (old != result.outcome.cls or _probe_log.isEnabledFor(logging.DEBUG)):
                 log_probe(old, result, ts.target.vendor)
         except Exception as exc:  # noqa: BLE001
             log.error("recording a probe of target %s failed internally: %s", result.target,
