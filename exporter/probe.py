@@ -66,7 +66,8 @@ class _Shown:
 
 
 #: a body this long or shorter is remembered with its excerpt (per target, so memory stays bounded)
-_REMEMBERED_BODY = 2 * EXCERPT_BYTES
+_REMEMBERED_BODY = EXCERPT_BYTES
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
 def build_request(base_url: str, check: CheckSpec, variables: Mapping[str, str] | None = None) -> HttpRequest:
@@ -257,7 +258,8 @@ class Prober:
             if shown.request is None:
                 made = build_request(target.base_url, check)
                 # shared by every probe of the target: its headers must not be changed in place
-                shown.request = replace(made, headers=MappingProxyType(dict(made.headers)))
+                headers = MappingProxyType(dict(made.headers)) if made.headers else _NO_HEADERS
+                shown.request = HttpRequest(made.method, made.url, made.params, headers, made.body)
             request = shown.request
         else:
             request = build_request(target.base_url, check)
@@ -361,7 +363,8 @@ def _excerpt(body: bytes, secrets: Sequence[str] | Redactor) -> str:
     """The start of the body, redacted as a whole first: a secret straddling the cut must not leave
     its first part behind."""
     text = body.decode("utf-8", "replace")
-    shown = (secrets(text) if isinstance(secrets, Redactor) else redact(text, secrets)).encode()
+    # not remembered by the redactor (bodies are larger and vary more): the prober keeps the last one
+    shown = (secrets.once(text) if isinstance(secrets, Redactor) else redact(text, secrets)).encode()
     return shown[:EXCERPT_BYTES].decode("utf-8", "ignore")
 
 

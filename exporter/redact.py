@@ -158,8 +158,8 @@ def redact(text: str, secrets: Iterable[str]) -> str:
 
 
 #: a ``Redactor`` remembers at most this many texts, each at most this long: bounded memory per target
-CACHED_TEXTS = 32
-CACHED_LENGTH = 2048
+CACHED_TEXTS = 8
+CACHED_LENGTH = 512
 
 
 class Redactor:
@@ -168,11 +168,12 @@ class Redactor:
     probe's, and a repeat then costs one dict lookup. What it remembers was redacted with the same
     secrets, so a warm cache shows exactly what a cold one would."""
 
-    __slots__ = ("_cache", "_forms", "_kept")
+    __slots__ = ("_cache", "_kept")
 
     def __init__(self, secrets: Iterable[str]) -> None:
         self._kept = _kept(secrets)
-        self._forms = _plain_forms(self._kept) if self._kept else ()
+        # the base64 forms are not kept here but looked up when needed (a miss): one set per target
+        # at thousands of targets costs more memory than the lookup costs time
         self._cache: dict[str, str] = {}
 
     def __repr__(self) -> str:
@@ -183,12 +184,16 @@ class Redactor:
             return text
         if (hit := self._cache.get(text)) is not None:
             return hit
-        out = _redact(text, self._kept, self._forms)
+        out = self.once(text)
         if len(text) <= CACHED_LENGTH:
             if len(self._cache) >= CACHED_TEXTS:
                 self._cache.clear()
             self._cache[text] = out
         return out
+
+    def once(self, text: str) -> str:
+        """Like calling it, without remembering: for a text that seldom repeats (a body)."""
+        return _redact(text, self._kept, _plain_forms(self._kept)) if self._kept and text else text
 
 
 def _redact(text: str, kept: tuple[str, ...], forms: tuple[str, ...]) -> str:

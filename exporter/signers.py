@@ -259,27 +259,28 @@ class Md5ParamsSigner(_Stateless):
 
     def __init__(self, ctx: SignerContext) -> None:
         super().__init__(ctx)
-        #: for the request params last signed: the params sent before the timestamp, the signed ones
-        #: (sorted) without it, and the excluded names; only the timestamp changes from probe to probe
-        self._made: tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...], list[tuple[str, str]],
-                          tuple[str, ...]] | None = None
+        #: for the request params last signed: the params sent before the timestamp and the signed
+        #: ones (sorted) without it; only the timestamp changes from probe to probe
+        self._made: tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...],
+                          tuple[tuple[str, str], ...]] | None = None
 
     async def sign(self, request: HttpRequest, now: float, send: Send) -> HttpRequest:
         opts: Md5ParamsOptions = self.ctx.options
         made = self._made
+        excluded = (opts.signature_param, *opts.exclude)
         if made is None or made[0] is not request.params:
             params = [p for p in request.params if p[0] != opts.signature_param]
             params.append((opts.key_param, self.ctx.credentials[opts.key_credential]))
-            excluded = (opts.signature_param, *opts.exclude)
-            made = self._made = (request.params, tuple(params), sorted(p for p in params if p[0] not in excluded),
-                                 excluded)
-        _, sent, signed, excluded = made
+            made = self._made = (request.params, tuple(params),
+                                 tuple(sorted(p for p in params if p[0] not in excluded)))
+        _, sent, signed = made
         if opts.timestamp_param:
             stamp = (opts.timestamp_param, str(int(now)))
             sent = (*sent, stamp)
             if stamp[0] not in excluded:
-                signed = signed.copy()
-                bisect.insort(signed, stamp)  # where sorting all of them would put it
+                with_stamp = list(signed)
+                bisect.insort(with_stamp, stamp)  # where sorting all of them would put it
+                signed = tuple(with_stamp)
         signature = md5_of_sorted(self.ctx.credentials[opts.secret_credential], signed)
         return HttpRequest(request.method, request.url, (*sent, (opts.signature_param, signature)),
                            request.headers, request.body)
