@@ -51,10 +51,13 @@ class _Attempt:
 
 class _Shown:
     """Per target, what its probes reuse while the target (config) and its secrets stay the same: the
-    redactor for its secrets (prepared once, remembering its last texts), the check's request when it
-    is the same every time, and the excerpt of the last small body."""
+    redactor for its secrets, the check's request when it is the same every time, and the last message,
+    code, request line and small body with what was shown for each: a probe mostly repeats the last
+    one, and a repeat is then one comparison instead of a redaction. Made anew when a secret changes,
+    so what it remembers was redacted with the secrets in force."""
 
-    __slots__ = ("body", "excerpt", "learnt", "redact", "request", "target")
+    __slots__ = ("body", "code", "code_shown", "excerpt", "learnt", "line", "line_shown", "message",
+                 "message_shown", "redact", "request", "target")
 
     def __init__(self, target: Target, learnt: tuple[str, ...], secrets: list[str]) -> None:
         self.target = target
@@ -63,6 +66,23 @@ class _Shown:
         self.request: HttpRequest | None = None
         self.body: bytes | None = None
         self.excerpt = ""
+        self.message = self.message_shown = self.code = self.code_shown = self.line = self.line_shown = ""
+
+    def shown_message(self, message: str) -> str:
+        if message != self.message:
+            self.message, self.message_shown = message, self.redact(message)
+        return self.message_shown
+
+    def shown_code(self, code: str) -> str:
+        if code != self.code:
+            # a vendor echoing a secret as its error code: the code is a label in /metrics
+            self.code, self.code_shown = code, ("redacted" if self.redact(code) != code else code)
+        return self.code_shown
+
+    def shown_line(self, line: str) -> str:
+        if line != self.line:
+            self.line, self.line_shown = line, self.redact(line)
+        return self.line_shown
 
 
 #: a body this long or shorter is remembered with its excerpt (per target, so memory stays bounded)
@@ -317,22 +337,19 @@ class Prober:
                 attempt: _Attempt, attempts: int, spent: int) -> ProbeResult:
         """The record for state and views, every secret (credentials and learnt tokens) redacted."""
         shown = self._shown(target, signer)  # after the probe: with the tokens it may have learnt
-        hide = shown.redact
         signed = attempt.request
-        line = _request_line(signed, target.check, hide) if signed else f"{target.check.method} (not sent)"
+        line = shown.shown_line(_request_line(signed, target.check)) if signed else f"{target.check.method} (not sent)"
         excerpt = ""
         if isinstance(attempt.result, Answer):
             body = attempt.result.body
             if body == shown.body:
                 excerpt = shown.excerpt
             else:
-                excerpt = _excerpt(body, hide)
+                excerpt = _excerpt(body, shown.redact)
                 if len(body) <= _REMEMBERED_BODY:
                     shown.body, shown.excerpt = body, excerpt
-        message = hide(outcome.message)
-        code = "redacted" if outcome.code and hide(outcome.code) != outcome.code else outcome.code
+        message, code = shown.shown_message(outcome.message), shown.shown_code(outcome.code)
         if message != outcome.message or code != outcome.code:
-            # (a vendor echoing a secret as its error code: the code is a label in /metrics)
             outcome = replace(outcome, message=message, code=code)
         expiry = attempt.result.tls_cert_expiry if isinstance(attempt.result, Answer) else None
         return ProbeResult(target.name, started, duration, outcome, line, excerpt, attempts, spent, expiry)
@@ -363,15 +380,15 @@ def _excerpt(body: bytes, secrets: Sequence[str] | Redactor) -> str:
     """The start of the body, redacted as a whole first: a secret straddling the cut must not leave
     its first part behind."""
     text = body.decode("utf-8", "replace")
-    # not remembered by the redactor (bodies are larger and vary more): the prober keeps the last one
-    shown = (secrets.once(text) if isinstance(secrets, Redactor) else redact(text, secrets)).encode()
+    shown = (secrets(text) if isinstance(secrets, Redactor) else redact(text, secrets)).encode()
     return shown[:EXCERPT_BYTES].decode("utf-8", "ignore")
 
 
-def _request_line(req: HttpRequest, check: CheckSpec, secrets: Sequence[str] | Redactor) -> str:
-    """Method and URL with every parameter the signer added (keys, timestamps, signatures) redacted."""
+def _request_line(req: HttpRequest, check: CheckSpec, secrets: Sequence[str] | None = None) -> str:
+    """Method and URL with every parameter the signer added (keys, timestamps, signatures) masked,
+    then redacted with ``secrets`` (None: the caller redacts)."""
     public = {k for k, _ in check.params}
     shown = [(k, v if k in public else REDACTED) for k, v in req.params]
     query = "&".join(f"{k}={v}" for k, v in shown)
     line = f"{req.method} {req.url}{'?' + query if query else ''}"
-    return secrets(line) if isinstance(secrets, Redactor) else redact(line, secrets)
+    return line if secrets is None else redact(line, secrets)

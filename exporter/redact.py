@@ -157,42 +157,20 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return _redact(text, kept, _plain_forms(kept))
 
 
-#: a ``Redactor`` remembers at most this many texts, each at most this long: bounded memory per target
-CACHED_TEXTS = 8
-CACHED_LENGTH = 512
-
-
 class Redactor:
-    """``redact`` for one fixed list of secrets (a target's), prepared once, remembering what it gave
-    for the texts it saw last: a probe's message, code and request line mostly repeat the previous
-    probe's, and a repeat then costs one dict lookup. What it remembers was redacted with the same
-    secrets, so a warm cache shows exactly what a cold one would."""
+    """``redact`` for one fixed list of secrets (a target's), sorted and filtered once instead of on
+    every call. (The base64 forms are looked up when needed rather than held: one set per target at
+    thousands of targets costs more memory than the cached lookup costs time.)"""
 
-    __slots__ = ("_cache", "_kept")
+    __slots__ = ("_kept",)
 
     def __init__(self, secrets: Iterable[str]) -> None:
         self._kept = _kept(secrets)
-        # the base64 forms are not kept here but looked up when needed (a miss): one set per target
-        # at thousands of targets costs more memory than the lookup costs time
-        self._cache: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"Redactor({len(self._kept)} secrets: <redacted>)"
 
     def __call__(self, text: str) -> str:
-        if not self._kept or not text:
-            return text
-        if (hit := self._cache.get(text)) is not None:
-            return hit
-        out = self.once(text)
-        if len(text) <= CACHED_LENGTH:
-            if len(self._cache) >= CACHED_TEXTS:
-                self._cache.clear()
-            self._cache[text] = out
-        return out
-
-    def once(self, text: str) -> str:
-        """Like calling it, without remembering: for a text that seldom repeats (a body)."""
         return _redact(text, self._kept, _plain_forms(self._kept)) if self._kept and text else text
 
 
