@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-import aiohttp
 import pytest
 from aiohttp import web
 
 from exporter import redact as redact_module
 from exporter.clock import FakeClock
+from exporter.egress import new_session
 from exporter.probe import EXCERPT_BYTES, Prober
 from exporter.redact import REDACTED, Redactor, redact
 from tests.conftest import config_from, running_exporter, serve
@@ -217,7 +217,7 @@ async def test_a_body_seen_before_is_redacted_anew_once_a_login_makes_what_it_ec
         checks.append(1)
         return web.Response(status=statuses[len(checks) - 1], text=body, content_type="text/plain")
 
-    async with serve(vendor) as url, aiohttp.ClientSession() as session:
+    async with serve(vendor) as url, new_session() as session:
         credentials = {"username": "someone", "password": "pw-" + secrets.token_hex(6)}
         cfg = config_from({"targets": [{"name": "echo", "vendor": "movingimage", "base_url": url,
                                         "credentials": credentials}]})
