@@ -81,6 +81,9 @@ class Budgets:
 
     def __init__(self) -> None:
         self._limiters: dict[Hashable, Limiter] = {}
+        #: by target name: (the Target it was looked up for, its limiter), so that a probe, which asks
+        #: up to twice, need not build its budget key (sorted credentials) each time
+        self._by_target: dict[str, tuple[Target, Limiter]] = {}
 
     def configure(self, targets: Iterable[Target]) -> None:
         """(Re)load: a window the new config keeps keeps its requests, so a reload never opens a budget."""
@@ -92,14 +95,18 @@ class Budgets:
         self._limiters = {
             key: Limiter([old.get((key, c, w)) or SlidingWindow(c, w) for c, w, _, _, _ in group_allowances(group)])
             for key, group in groups.items()}
+        self._by_target = {}
 
     def limiter(self, target: Target) -> Limiter | None:
         if not target.budget:
             return None
+        if (known := self._by_target.get(target.name)) is not None and known[0] is target:
+            return known[1]
         held = self._limiters.get(target.budget_key)
         if held is None:  # a target of no applied config (a caller that skipped configure)
             held = self._limiters[target.budget_key] = Limiter(
                 [SlidingWindow(c, w) for c, w, _, _, _ in group_allowances([target])])
+        self._by_target[target.name] = (target, held)
         return held
 
 

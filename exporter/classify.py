@@ -164,10 +164,24 @@ def _number(src: ValueSource, answer: Answer, doc: Any) -> float | None:
     return None
 
 
+#: per period, (when the boundary below was worked out, the next boundary after that moment)
+_RESETS: dict[str, tuple[float, float]] = {}
+
+
 def next_reset(period: str | None, now: float) -> float | None:
     """The next calendar boundary (UTC) of a quota that resets hourly, daily or monthly."""
     if period is None:
         return None
+    # no boundary lies between the moment one was worked out and that boundary: any ``now`` in
+    # between has the same next one, so it is worked out about once per period, not per probe
+    if (held := _RESETS.get(period)) is not None and held[0] <= now < held[1]:
+        return held[1]
+    nxt = _next_boundary(period, now)
+    _RESETS[period] = (now, nxt)
+    return nxt
+
+
+def _next_boundary(period: str, now: float) -> float:
     moment = datetime.fromtimestamp(now, UTC)
     if period == "hourly":
         nxt = moment.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
@@ -196,15 +210,17 @@ def read_quotas(specs: tuple[QuotaSpec, ...], answer: Answer, doc: Any = None,
 
 
 _RL_PREFIXES = (("ratelimit-", "ratelimit"), ("x-ratelimit-", "ratelimit"), ("x-rate-limit-", "ratelimit"))
+#: per prefix, the header names (remaining, limit, reset) and the quota's name, joined once
+_RL_NAMES = tuple((prefix + "remaining", prefix + "limit", prefix + "reset", name) for prefix, name in _RL_PREFIXES)
 
 
 def _ratelimit_headers(headers: Mapping[str, str], now: float) -> QuotaReading | None:
     """The common RateLimit-* / X-RateLimit-* headers, when a vendor sends them."""
-    for prefix, name in _RL_PREFIXES:
-        remaining, limit, reset = (headers.get(prefix + field) for field in ("remaining", "limit", "reset"))
+    for remaining_key, limit_key, reset_key, name in _RL_NAMES:
+        remaining, limit = headers.get(remaining_key), headers.get(limit_key)
         if remaining is None and limit is None:
             continue
-        rem, lim, res = (_to_float(text) for text in (remaining, limit, reset))
+        rem, lim, res = _to_float(remaining), _to_float(limit), _to_float(headers.get(reset_key))
         reset_at = None
         if res is not None:
             # RateLimit-Reset is delta-seconds; some X-RateLimit-Reset send an epoch instead
@@ -240,6 +256,21 @@ def _date_stamp(date: str) -> float | None:
         return parsedate_to_datetime(date).timestamp()
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
+
+
+#: per catalog (by identity; the entry holds it, so its id is not reused meanwhile), its quotas read
+#: from the check's own answer; cleared when full, so reloads that make new catalogs cannot grow it
+_INLINE: dict[int, tuple[Catalog, tuple[QuotaSpec, ...]]] = {}
+
+
+def _inline_quotas(catalog: Catalog) -> tuple[QuotaSpec, ...]:
+    if (held := _INLINE.get(id(catalog))) is not None and held[0] is catalog:
+        return held[1]
+    specs = tuple(quota for quota in catalog.quota if quota.request is None)
+    if len(_INLINE) >= 256:
+        _INLINE.clear()
+    _INLINE[id(catalog)] = (catalog, specs)
+    return specs
 
 
 def classify(catalog: Catalog, result: Answer | Failure, now: float) -> Outcome:
@@ -286,10 +317,10 @@ def classify(catalog: Catalog, result: Answer | Failure, now: float) -> Outcome:
         cls, message = info.cls, info.message
 
     quotas: list[QuotaReading] = []
-    if catalog.quota:
-        if not parsed and any(quota.request is None for quota in catalog.quota):
+    if catalog.quota and (inline := _inline_quotas(catalog)):
+        if not parsed:
             doc = _json(answer)
-        quotas.extend(read_quotas(tuple(quota for quota in catalog.quota if quota.request is None), answer, doc, now))
+        quotas.extend(read_quotas(inline, answer, doc, now))
     if catalog.ratelimit_headers and (rl := _ratelimit_headers(answer.headers, now)) is not None:
         quotas.append(rl)
 

@@ -10,9 +10,16 @@ import asyncio
 import heapq
 import itertools
 import time
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
-__all__ = ["Clock", "FakeClock", "SystemClock"]
+__all__ = ["Clock", "FakeClock", "SystemClock", "Timer"]
+
+
+class Timer(Protocol):
+    """What ``Clock.call_at`` returns: a pending call that can be called off."""
+
+    def cancel(self) -> Any: ...
 
 
 class Clock(Protocol):
@@ -26,6 +33,11 @@ class Clock(Protocol):
 
     async def sleep(self, seconds: float) -> None: ...
 
+    def call_at(self, deadline: float, callback: Callable[[], object]) -> Timer:
+        """Call ``callback`` from the event loop once ``monotonic()`` reaches ``deadline``: a wake-up
+        without a task or a coroutine of its own (the scheduler's loop waits this way)."""
+        ...
+
 
 class SystemClock:
     def time(self) -> float:
@@ -36,6 +48,10 @@ class SystemClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
+
+    def call_at(self, deadline: float, callback: Callable[[], object]) -> Timer:
+        # a delay from our own monotonic clock, not the loop's time(): the two need not be the same clock
+        return asyncio.get_running_loop().call_later(max(0.0, deadline - time.monotonic()), callback)
 
 
 class FakeClock:
@@ -60,6 +76,17 @@ class FakeClock:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (self._now + seconds, next(self._seq), fut))
         await fut
+
+    def call_at(self, deadline: float, callback: Callable[[], object]) -> Timer:
+        """Due when ``advance`` passes ``deadline`` (or right away, if it has); cancelling the returned
+        future calls it off."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(lambda done: None if done.cancelled() else callback())
+        if deadline <= self._now:
+            fut.set_result(None)
+        else:
+            heapq.heappush(self._sleepers, (deadline, next(self._seq), fut))
+        return fut
 
     def next_deadline(self) -> float | None:
         while self._sleepers and self._sleepers[0][2].done():

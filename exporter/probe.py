@@ -18,6 +18,7 @@ import time
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 
 from .catalog import CheckSpec, QuotaSpec
 from .classify import classify, read_quotas
@@ -27,7 +28,7 @@ from .egress import Egress, new_session
 from .http1 import Client, ConnectError, DNSError, ProtocolError, ProxyConnectError, ProxyRefused, ResetError, TLSError
 from .httpclient import HttpClient
 from .model import UP, Answer, Failure, HttpRequest, Outcome, ProbeResult, QuotaReading, SignError
-from .redact import REDACTED, redact
+from .redact import REDACTED, Redactor, redact
 from .signers import Signer, SignerContext, make_signer, secrets_of
 from .signing import wire_url
 
@@ -44,6 +45,47 @@ class _Attempt:
     result: Answer | Failure
     #: HTTP requests it cost, logins and refreshes of the signer included
     requests: int
+
+
+class _Shown:
+    """Per target, what its probes reuse while the target (config) and its secrets stay the same: the
+    redactor for its secrets, the check's request when it is the same every time, and the last message,
+    code, request line and small body with what was shown for each: a probe mostly repeats the last
+    one, and a repeat is then one comparison instead of a redaction. Made anew when a secret changes,
+    so what it remembers was redacted with the secrets in force."""
+
+    __slots__ = ("body", "code", "code_shown", "excerpt", "learnt", "line", "line_shown", "message",
+                 "message_shown", "redact", "request", "target")
+
+    def __init__(self, target: Target, learnt: tuple[str, ...], secrets: list[str]) -> None:
+        self.target = target
+        self.learnt = learnt  # the signer's own secrets (learnt tokens) these were made with
+        self.redact = Redactor(secrets)
+        self.request: HttpRequest | None = None
+        self.body: bytes | None = None
+        self.excerpt = ""
+        self.message = self.message_shown = self.code = self.code_shown = self.line = self.line_shown = ""
+
+    def shown_message(self, message: str) -> str:
+        if message != self.message:
+            self.message, self.message_shown = message, self.redact(message)
+        return self.message_shown
+
+    def shown_code(self, code: str) -> str:
+        if code != self.code:
+            # a vendor echoing a secret as its error code: the code is a label in /metrics
+            self.code, self.code_shown = code, ("redacted" if self.redact(code) != code else code)
+        return self.code_shown
+
+    def shown_line(self, line: str) -> str:
+        if line != self.line:
+            self.line, self.line_shown = line, self.redact(line)
+        return self.line_shown
+
+
+#: a body this long or shorter is remembered with its excerpt (per target, so memory stays bounded)
+_REMEMBERED_BODY = EXCERPT_BYTES
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
 def build_request(base_url: str, check: CheckSpec, variables: Mapping[str, str] | None = None) -> HttpRequest:
@@ -108,8 +150,14 @@ class Prober:
         #: sessions by http_client settings; targets without the block use ``session``
         self.egress = egress or Egress(session, new_session)
 
+    #: per target, see ``_Shown``; made on first use
+    _shown_by_target: dict[str, _Shown]
+
     def signer(self, target: Target) -> Signer:
         held = self._signers.get(target.name)
+        # the same Target object as last time is the usual case: no need to compare the whole config
+        if held is not None and held[0] is target:
+            return held[1]
         if held is None or held[0] != target:
             key = (target.catalog.signer, repr(target.catalog.signer_options), target.base_url,
                    tuple(sorted(target.credentials.items())))
@@ -125,6 +173,9 @@ class Prober:
         keep_set = set(keep)
         for name in [n for n in self._signers if n not in keep_set]:
             del self._signers[name]
+        shown = self._shown_table()
+        for name in [n for n in shown if n not in keep_set]:
+            del shown[name]
         used = {id(signer) for _, signer in self._signers.values()}
         for key in [k for k, signer in self._by_credential.items() if id(signer) not in used]:
             del self._by_credential[key]
@@ -170,6 +221,22 @@ class Prober:
 
     # --- one probe, step by step ---------------------------------------------------------------
 
+    def _shown_table(self) -> dict[str, _Shown]:
+        try:
+            return self._shown_by_target
+        except AttributeError:  # made here, not in the constructor
+            self._shown_by_target = {}
+            return self._shown_by_target
+
+    def _shown(self, target: Target, signer: Signer) -> _Shown:
+        """The target's ``_Shown``, made afresh when its config or its signer's secrets changed."""
+        table = self._shown_table()
+        shown = table.get(target.name)
+        learnt = tuple(signer.secrets())
+        if shown is None or shown.target is not target or shown.learnt != learnt:
+            shown = table[target.name] = _Shown(target, learnt, secrets_of(target, signer))
+        return shown
+
     def _variables(self, target: Target, signer: Signer) -> Mapping[str, str]:
         """Path variables: what the signer learnt, and any optional credential the target gives."""
         given = {n: target.credentials[n] for n in target.catalog.optional_credentials if n in target.credentials}
@@ -177,7 +244,20 @@ class Prober:
 
     async def _attempt(self, target: Target, signer: Signer, check: CheckSpec, deadline: float) -> _Attempt:
         """One signed request; the signer's own calls go through the same path and count too."""
-        request = build_request(target.base_url, check, self._variables(target, signer))
+        if "{" in check.path:  # path variables: what the signer learnt may change between probes
+            request = build_request(target.base_url, check, self._variables(target, signer))
+        elif check is target.check:  # the same request every time: made once per target (and config)
+            shown = self._shown_table().get(target.name)
+            if shown is None or shown.target is not target:
+                shown = self._shown(target, signer)
+            if shown.request is None:
+                made = build_request(target.base_url, check)
+                # shared by every probe of the target: its headers must not be changed in place
+                headers = MappingProxyType(dict(made.headers)) if made.headers else _NO_HEADERS
+                shown.request = HttpRequest(made.method, made.url, made.params, headers, made.body)
+            request = shown.request
+        else:
+            request = build_request(target.base_url, check)
         sent = 0
 
         async def send(req: HttpRequest) -> Answer:
@@ -186,10 +266,12 @@ class Prober:
             return await self._send(req, deadline, target.http_client)
 
         try:
-            # asyncio.timeout, not wait_for: wait_for wraps the coroutine in a task of its own, a
-            # measurable cost on every probe when most signers never wait for anything
-            async with asyncio.timeout(max(0.05, deadline - time.monotonic())):
+            if getattr(signer, "offline", False):  # it cannot hang: no timer to set and cancel
                 signed = await signer.sign(request, self.clock.time(), send)
+            else:
+                # asyncio.timeout, not wait_for: wait_for wraps the coroutine in a task of its own
+                async with asyncio.timeout(max(0.05, deadline - time.monotonic())):
+                    signed = await signer.sign(request, self.clock.time(), send)
         except SignError as exc:
             return _Attempt(None, Failure(exc.cls, exc.code, exc.message, exc.http_status), sent)
         except Exception as exc:  # noqa: BLE001 - a login call failed in transport: the same map
@@ -229,17 +311,21 @@ class Prober:
     def _result(self, target: Target, signer: Signer, started: float, duration: float, outcome: Outcome,
                 attempt: _Attempt, attempts: int, spent: int) -> ProbeResult:
         """The record for state and views, every secret (credentials and learnt tokens) redacted."""
-        secrets = secrets_of(target, signer)
+        shown = self._shown(target, signer)  # after the probe: with the tokens it may have learnt
         signed = attempt.request
-        line = _request_line(signed, target.check, secrets) if signed else f"{target.check.method} (not sent)"
+        line = shown.shown_line(_request_line(signed, target.check)) if signed else f"{target.check.method} (not sent)"
         excerpt = ""
         if isinstance(attempt.result, Answer):
-            excerpt = _excerpt(attempt.result.body, secrets)
-        if outcome.message:
-            outcome = replace(outcome, message=redact(outcome.message, secrets))
-        if outcome.code and redact(outcome.code, secrets) != outcome.code:
-            # a vendor echoing a secret as its error code: the code is a label in /metrics
-            outcome = replace(outcome, code="redacted")
+            body = attempt.result.body
+            if body == shown.body:
+                excerpt = shown.excerpt
+            else:
+                excerpt = _excerpt(body, shown.redact)
+                if len(body) <= _REMEMBERED_BODY:
+                    shown.body, shown.excerpt = body, excerpt
+        message, code = shown.shown_message(outcome.message), shown.shown_code(outcome.code)
+        if message != outcome.message or code != outcome.code:
+            outcome = replace(outcome, message=message, code=code)
         expiry = attempt.result.tls_cert_expiry if isinstance(attempt.result, Answer) else None
         return ProbeResult(target.name, started, duration, outcome, line, excerpt, attempts, spent, expiry)
 
@@ -265,16 +351,19 @@ class Prober:
         return readings, spent
 
 
-def _excerpt(body: bytes, secrets: Sequence[str]) -> str:
+def _excerpt(body: bytes, secrets: Sequence[str] | Redactor) -> str:
     """The start of the body, redacted as a whole first: a secret straddling the cut must not leave
     its first part behind."""
-    text = redact(body.decode("utf-8", "replace"), secrets).encode()
-    return text[:EXCERPT_BYTES].decode("utf-8", "ignore")
+    text = body.decode("utf-8", "replace")
+    shown = (secrets(text) if isinstance(secrets, Redactor) else redact(text, secrets)).encode()
+    return shown[:EXCERPT_BYTES].decode("utf-8", "ignore")
 
 
-def _request_line(req: HttpRequest, check: CheckSpec, secrets: Sequence[str]) -> str:
-    """Method and URL with every parameter the signer added (keys, timestamps, signatures) redacted."""
+def _request_line(req: HttpRequest, check: CheckSpec, secrets: Sequence[str] | None = None) -> str:
+    """Method and URL with every parameter the signer added (keys, timestamps, signatures) masked,
+    then redacted with ``secrets`` (None: the caller redacts)."""
     public = {k for k, _ in check.params}
     shown = [(k, v if k in public else REDACTED) for k, v in req.params]
     query = "&".join(f"{k}={v}" for k, v in shown)
-    return redact(f"{req.method} {req.url}{'?' + query if query else ''}", secrets)
+    line = f"{req.method} {req.url}{'?' + query if query else ''}"
+    return line if secrets is None else redact(line, secrets)

@@ -17,7 +17,7 @@ import functools
 import re
 from collections.abc import Iterable
 
-__all__ = ["MIN_SECRET", "REDACTED", "redact"]
+__all__ = ["MIN_SECRET", "REDACTED", "Redactor", "redact"]
 
 REDACTED = "<redacted>"
 #: shorter values are not secrets worth the false positives (an empty or one-letter credential)
@@ -144,17 +144,43 @@ def _plain_forms(secrets: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted(forms, key=len, reverse=True))
 
 
+def _kept(secrets: Iterable[str]) -> tuple[str, ...]:
+    """The secrets worth redacting, longest first."""
+    return tuple(sorted({s for s in secrets if len(s) >= MIN_SECRET}, key=len, reverse=True))
+
+
 def redact(text: str, secrets: Iterable[str]) -> str:
     """``text`` with every form of every secret (of at least ``MIN_SECRET`` characters) replaced."""
-    kept = tuple(sorted({s for s in secrets if len(s) >= MIN_SECRET}, key=len, reverse=True))
+    kept = _kept(secrets)
     if not kept or not text:
         return text
+    return _redact(text, kept, _plain_forms(kept))
+
+
+class Redactor:
+    """``redact`` for one fixed list of secrets (a target's), sorted and filtered once instead of on
+    every call. (The base64 forms are looked up when needed rather than held: one set per target at
+    thousands of targets costs more memory than the cached lookup costs time.)"""
+
+    __slots__ = ("_kept",)
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self._kept = _kept(secrets)
+
+    def __repr__(self) -> str:
+        return f"Redactor({len(self._kept)} secrets: <redacted>)"
+
+    def __call__(self, text: str) -> str:
+        return _redact(text, self._kept, _plain_forms(self._kept)) if self._kept and text else text
+
+
+def _redact(text: str, kept: tuple[str, ...], forms: tuple[str, ...]) -> str:
     for secret in kept:  # literal first: a secret that itself holds "%41" or "\\n" stays as it is
         text = text.replace(secret, REDACTED)
         if " " in secret:
             text = text.replace(secret.replace(" ", "+"), REDACTED)
     if "%" in text or "\\" in text:
         text = _escaped_forms(text, kept)
-    for form in _plain_forms(kept):
+    for form in forms:
         text = text.replace(form, REDACTED)
     return text

@@ -33,10 +33,15 @@ from .state import State, kept
 __all__ = ["BACKOFF_CLASSES", "DEFAULT_MAX_BACKOFF", "MAX_BACKOFF", "LagStats", "Scheduler", "next_delay"]
 
 log = logging.getLogger(__name__)
+_probe_log = logging.getLogger("exporter.probe")  # log_probe's
 
 #: exponential backoff never waits longer than this (or the interval, when that is longer)
 MAX_BACKOFF = 900.0
 JITTER = 0.05
+#: when the loop wakes it starts every probe due within this many seconds, so one wake-up (a select
+#: call, a timer) serves several probes at a high rate; no probe starts earlier than its plan by more
+#: than this, and the start lag records each start as it happened (slightly negative when early)
+COALESCE = 0.005
 
 
 def next_delay(interval: float, outcome: Outcome, streak: int, rng: random.Random,
@@ -95,9 +100,10 @@ class Scheduler:
         self._gen = itertools.count(1)
         self._slots: dict[str, _Slot] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._sleeper: asyncio.Future[None] | None = None
-        #: the probe of each target in flight, which callers asking for one join (single-flight)
-        self._inflight: dict[str, asyncio.Future[ProbeResult]] = {}
+        #: what the loop waits on until its next deadline; ``_poke`` sets it to wake the loop early
+        self._wake: asyncio.Future[None] | None = None
+        #: the probe of each target in flight (its task), which callers asking for one join (single-flight)
+        self._inflight: dict[str, asyncio.Future[ProbeResult | None]] = {}
         self.budgets = Budgets()
         #: planned-to-actual start lag of probes (the exporter's own summary metric, benchmarks)
         self.lag = LagStats()
@@ -147,36 +153,58 @@ class Scheduler:
         self.state.schedule(slot.target.name, self.clock.time() + (due - self.clock.monotonic()))
 
     def _poke(self) -> None:
-        if self._sleeper is not None and not self._sleeper.done():
-            self._sleeper.cancel()
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
 
     async def run(self) -> None:
         try:
             while True:
-                now = self.clock.monotonic()
-                while self._heap and self._heap[0][0] <= now:
-                    due, _, name, gen = heapq.heappop(self._heap)
-                    slot = self._slots.get(name)
-                    if slot is None or slot.generation != gen:
-                        continue  # removed or replaced by a reload
-                    if slot.not_before > now:  # an on-demand probe stood in for this one
-                        self._push(slot.not_before, slot)
-                        continue
-                    try:
-                        admitted = name in self._inflight or self._admit(slot, now)
-                    except Exception as exc:  # noqa: BLE001 - a bug costs this probe, not the loop
-                        self._replan(slot, "admitting", exc)
-                        continue
-                    if admitted:
-                        slot.backoff_until = 0.0
-                        task = asyncio.create_task(self._probe(slot, due), name=f"probe:{name}")
-                        self._tasks.add(task)
-                        task.add_done_callback(self._tasks.discard)
-                deadline = self._heap[0][0] if self._heap else now + 3600.0
-                self._sleeper = asyncio.ensure_future(self._sleep_until(deadline))
-                await asyncio.wait({self._sleeper})
+                self._start_due(self.clock.monotonic())
+                await self._sleep_until(self._heap[0][0] if self._heap else self.clock.monotonic() + 3600.0)
         finally:
             await self.stop()
+
+    def _start_due(self, now: float) -> None:
+        """Start every probe due by ``now`` plus the coalescing slack."""
+        horizon = now + COALESCE
+        heap = self._heap
+        later: list[tuple[float, int, str, int]] = []
+        while heap and heap[0][0] <= horizon:
+            entry = heapq.heappop(heap)
+            due, _, name, gen = entry
+            slot = self._slots.get(name)
+            if slot is None or slot.generation != gen:
+                continue  # removed or replaced by a reload
+            if slot.not_before > due:  # an on-demand probe stood in for this one: wait as it says
+                self._push(slot.not_before, slot)
+                continue
+            joined = self._inflight.get(name)
+            try:
+                if due > now and not self._early_ok(slot, due, now):
+                    later.append(entry)  # it waits for its own wake-up
+                    continue
+                admitted = joined is not None or self._admit(slot, now)
+            except Exception as exc:  # noqa: BLE001 - a bug costs this probe, not the loop
+                self._replan(slot, "admitting", exc)
+                continue
+            if admitted:
+                slot.backoff_until = 0.0
+                task = asyncio.create_task(self._probe(slot, due, joined), name=f"probe:{name}")
+                if joined is None:
+                    self._inflight[name] = task  # from now on, a caller of /probe joins this one
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        for entry in later:
+            heapq.heappush(heap, entry)
+
+    def _early_ok(self, slot: _Slot, due: float, now: float) -> bool:
+        """Whether a probe due a moment from now may start with those due now: not at the end of a
+        backoff (a Retry-After is kept to the letter), nor while its budget has no room yet (it would
+        only be held back, and counted as such, again)."""
+        if slot.backoff_until >= due:
+            return False
+        budget = self.budgets.limiter(slot.target)
+        return budget is None or budget.wait(now) <= 0
 
     def _admit(self, slot: _Slot, now: float) -> bool:
         """Whether the credential's shared budget has room for the probe's first request now (then
@@ -203,8 +231,15 @@ class Scheduler:
         self._poke()
 
     async def _sleep_until(self, deadline: float) -> None:
-        # A deadline, not a duration: the sleep may start a moment after it was planned.
-        await self.clock.sleep(deadline - self.clock.monotonic())
+        """Wait until ``deadline`` (monotonic) or a ``_poke``: one future and one timer handle, not a
+        task of its own per wake-up."""
+        wake = self._wake = asyncio.get_running_loop().create_future()
+        timer = self.clock.call_at(deadline, self._poke)
+        try:
+            await wake
+        finally:
+            timer.cancel()
+            self._wake = None
 
     def in_flight(self) -> int:
         return len(self._tasks)
@@ -216,42 +251,39 @@ class Scheduler:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        # a probe's task cancelled before it first ran never reached its own clean-up
+        for name in [name for name, flight in self._inflight.items() if flight.done()]:
+            del self._inflight[name]
 
-    async def _probe(self, slot: _Slot, planned: float) -> None:
-        """One scheduled probe: wait for a concurrency slot, probe (confirming a failure), plan the next."""
+    async def _probe(self, slot: _Slot, planned: float,
+                     joined: asyncio.Future[ProbeResult | None] | None) -> ProbeResult | None:
+        """One scheduled probe: wait for a concurrency slot, probe (confirming a failure), plan the next.
+        Its task is the target's probe in flight (``_inflight``) unless it ``joined`` one already there;
+        its result, set once the answer is recorded, is what callers that joined answer from."""
         name = slot.target.name
-        if (joined := self._inflight.get(name)) is not None:
+        if joined is not None:
             # an on-demand probe is under way: its answer stands for this one (it booked what it
-            # spent, recorded it and moved not_before); nothing more is sent. (The run loop does not
-            # book a probe it sees joining; one that began to join in between was booked: the budget
-            # then errs on the side of the vendor.)
+            # spent, recorded it and moved not_before); nothing more is sent, and nothing is booked
             self.completed += 1
             await _join(joined)
             if self._current(slot):
                 self._push(max(slot.not_before, self.clock.monotonic()), slot)
-            return
-        flight: asyncio.Future[ProbeResult] = asyncio.get_running_loop().create_future()
-        self._inflight[name] = flight
+            return None
         try:
             async with self._sem:
                 self.lag.record(self.clock.monotonic() - planned)
                 started = slot.target  # a reload may change it while the probe is in flight
                 result = await self._probe_confirmed(slot, started)
-        except BaseException:
-            flight.cancel()
-            raise
         finally:
-            if self._inflight.get(name) is flight:
+            if self._inflight.get(name) is asyncio.current_task():
                 del self._inflight[name]
         self.completed += 1
-        try:
-            if self._current(slot):
-                try:
-                    self._finish(slot, planned, result, started)
-                except Exception as exc:  # noqa: BLE001 - a bug costs this result, not the target's schedule
-                    self._replan(slot, "planning after", exc)
-        finally:
-            flight.set_result(result)  # after the record: a caller that joined answers from it
+        if self._current(slot):
+            try:
+                self._finish(slot, planned, result, started)
+            except Exception as exc:  # noqa: BLE001 - a bug costs this result, not the target's schedule
+                self._replan(slot, "planning after", exc)
+        return result
 
     async def on_demand(self, name: str) -> bool:
         """A probe of ``name`` asked for from outside (``/probe``): True when it was answered by a
@@ -282,7 +314,7 @@ class Scheduler:
         task.add_done_callback(lambda t: self._inflight.pop(name) if self._inflight.get(name) is t else None)
         return await _join(task)
 
-    async def _on_demand(self, slot: _Slot) -> ProbeResult:
+    async def _on_demand(self, slot: _Slot) -> ProbeResult | None:
         # the scheduler's cap: callers of /probe share it, and since a second caller for a target
         # joins the first, they hold at most one of its places per target
         async with self._sem:
@@ -366,7 +398,9 @@ class Scheduler:
         try:
             before = self.state.get(result.target)
             old = before.last.outcome.cls if before is not None and before.last is not None else None
-            if (ts := self.state.record(result, next_probe_at, backoff)) is not None:
+            ts = self.state.record(result, next_probe_at, backoff)
+            # log_probe writes nothing for a probe that keeps its class unless debug is on: skip the call
+            if ts is not None and (old != result.outcome.cls or _probe_log.isEnabledFor(logging.DEBUG)):
                 log_probe(old, result, ts.target.vendor)
         except Exception as exc:  # noqa: BLE001
             log.error("recording a probe of target %s failed internally: %s", result.target,
@@ -384,8 +418,9 @@ class Scheduler:
                                Outcome("unknown", "internal", "internal error in the prober", 0), "", "")
 
 
-async def _join(flight: asyncio.Future[ProbeResult]) -> bool:
-    """Wait for a probe in flight without being able to cancel it; False when it was cancelled."""
+async def _join(flight: asyncio.Future[ProbeResult | None]) -> bool:
+    """Wait for a probe in flight without being able to cancel it; False when it was cancelled or
+    died of a bug (then the caller answers from the latest result, as when it may not call)."""
     try:
         await asyncio.shield(flight)
     except asyncio.CancelledError:
@@ -393,4 +428,6 @@ async def _join(flight: asyncio.Future[ProbeResult]) -> bool:
         if flight.cancelled() and not (task is not None and task.cancelling()):
             return False
         raise
+    except Exception:  # noqa: BLE001 - logged by the flight's own task
+        return False
     return True

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import dataclasses
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -26,7 +27,7 @@ from urllib.parse import urlencode
 from ._jsonpath import json_path
 from .httpclient import client_secrets
 from .model import Answer, HttpRequest, SignError
-from .signing import md5_signature, rubiq_issued_at, rubiq_token, wire_url
+from .signing import md5_of_sorted, md5_signature, rubiq_issued_at, rubiq_token, wire_url
 
 if TYPE_CHECKING:
     from .config import Target
@@ -186,6 +187,8 @@ class OidcPasswordOptions:
 
 class _Stateless:
     Options: ClassVar[type[Any]] = NoOptions
+    #: ``sign`` waits for nothing (no login, no lock): the prober need not bound it with a timeout
+    offline: ClassVar[bool] = True
 
     def __init__(self, ctx: SignerContext) -> None:
         if not isinstance(ctx.options, self.Options):
@@ -254,16 +257,33 @@ class Md5ParamsSigner(_Stateless):
 
     Options = Md5ParamsOptions
 
+    def __init__(self, ctx: SignerContext) -> None:
+        super().__init__(ctx)
+        #: for the request params last signed: the params sent before the timestamp and the signed
+        #: ones (sorted) without it; only the timestamp changes from probe to probe
+        self._made: tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...],
+                          tuple[tuple[str, str], ...]] | None = None
+
     async def sign(self, request: HttpRequest, now: float, send: Send) -> HttpRequest:
         opts: Md5ParamsOptions = self.ctx.options
-        creds = self.ctx.credentials
-        params = [p for p in request.params if p[0] != opts.signature_param]
-        params.append((opts.key_param, creds[opts.key_credential]))
+        made = self._made
+        excluded = (opts.signature_param, *opts.exclude)
+        if made is None or made[0] is not request.params:
+            params = [p for p in request.params if p[0] != opts.signature_param]
+            params.append((opts.key_param, self.ctx.credentials[opts.key_credential]))
+            made = self._made = (request.params, tuple(params),
+                                 tuple(sorted(p for p in params if p[0] not in excluded)))
+        _, sent, signed = made
         if opts.timestamp_param:
-            params.append((opts.timestamp_param, str(int(now))))
-        signature = md5_signature(creds[opts.secret_credential], params, (opts.signature_param, *opts.exclude))
-        params.append((opts.signature_param, signature))
-        return replace(request, params=tuple(params))
+            stamp = (opts.timestamp_param, str(int(now)))
+            sent = (*sent, stamp)
+            if stamp[0] not in excluded:
+                with_stamp = list(signed)
+                bisect.insort(with_stamp, stamp)  # where sorting all of them would put it
+                signed = tuple(with_stamp)
+        signature = md5_of_sorted(self.ctx.credentials[opts.secret_credential], signed)
+        return HttpRequest(request.method, request.url, (*sent, (opts.signature_param, signature)),
+                           request.headers, request.body)
 
 
 class RubiqSigner(_Stateless):
@@ -284,6 +304,8 @@ class RubiqSigner(_Stateless):
 
 class _TokenSigner(_Stateless):
     """Shared by the login schemes: the token pair, its lifetimes and the learnt path variables."""
+
+    offline: ClassVar[bool] = False  # it logs in, refreshes, and waits for a renewal under way
 
     def __init__(self, ctx: SignerContext) -> None:
         super().__init__(ctx)

@@ -7,22 +7,29 @@ No I/O, no clock of their own: the vendors' documented test vectors pin them dow
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from urllib.parse import urlencode
+from urllib.parse import quote_plus
 
 from yarl import URL
 
 from .model import HttpRequest
 
-__all__ = ["md5_signature", "rubiq_issued_at", "rubiq_token", "wire_url"]
+__all__ = ["md5_of_sorted", "md5_signature", "rubiq_issued_at", "rubiq_token", "wire_url"]
 
 
 def md5_signature(secret: str, params: Sequence[tuple[str, str]], exclude: Sequence[str] = ("signature",)) -> str:
     """Flipsnack's scheme: md5(secret + concat(k + v for the sorted params not excluded))."""
-    material = "".join(key + value for key, value in sorted(pair for pair in params if pair[0] not in exclude))
+    return md5_of_sorted(secret, sorted(pair for pair in params if pair[0] not in exclude))
+
+
+def md5_of_sorted(secret: str, signed: Sequence[tuple[str, str]]) -> str:
+    """``md5_signature`` of params already chosen and sorted (a signer keeps its constant ones so)."""
+    material = "".join([key + value for key, value in signed])
     return hashlib.md5((secret + material).encode(), usedforsecurity=False).hexdigest()
 
 
@@ -41,5 +48,22 @@ def wire_url(request: HttpRequest) -> str:
     """The URL exactly as it goes on the wire (the prober sends this string unchanged): a signature
     over the URL (Rubiq) must cover the bytes the vendor receives, and yarl's own query encoding
     differs from urlencode's (it leaves ``/`` and ``?`` unescaped)."""
-    url = str(URL(request.url))
-    return f"{url}?{urlencode(request.params)}" if request.params else url
+    url = _normal_url(request.url)
+    if not request.params:
+        return url
+    return url + "?" + "&".join([_quoted(key) + "=" + _quoted(value) for key, value in request.params])
+
+
+@functools.lru_cache(maxsize=1024)
+def _normal_url(url: str) -> str:
+    # a target's URL is the same on every probe: yarl parses it once
+    return str(URL(url))
+
+
+#: what urlencode (quote_plus) leaves as it is: most keys and values, which then need no quoting call
+_UNQUOTED = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
+def _quoted(text: str) -> str:
+    """``text`` as urlencode writes it."""
+    return text if _UNQUOTED.fullmatch(text) else quote_plus(text)

@@ -24,8 +24,9 @@ from aiohttp import web
 
 from exporter import redact as redact_module
 from exporter.clock import FakeClock
-from exporter.probe import EXCERPT_BYTES
-from exporter.redact import REDACTED, redact
+from exporter.egress import new_session
+from exporter.probe import EXCERPT_BYTES, Prober
+from exporter.redact import REDACTED, Redactor, redact
 from tests.conftest import config_from, running_exporter, serve
 
 
@@ -67,6 +68,14 @@ def test_each_encoding_of_a_secret_is_redacted_and_unrelated_text_is_kept() -> N
         assert form not in shown and form[: max(4, len(form) // 2)] not in shown, (name, shown)
     for unrelated in ("nothing secret here %41 \\u0041 \\n", "pw/Zq+ r&", "%70%77%2F"):
         assert redact(unrelated, [secret]) == unrelated
+
+
+def test_a_prepared_redactor_shows_what_redact_shows() -> None:
+    secret = 'pw/Zq+ r&é😀"\\' + secrets.token_hex(4)
+    hide = Redactor([secret, "abc"])  # a value too short to be a secret is left alone, as by redact
+    for text in [f"before {encode(secret)} after abc" for encode in ENCODINGS.values()] + ["nothing %41 here", ""]:
+        assert hide(text) == redact(text, [secret, "abc"]), text
+    assert secret not in repr(hide)
 
 
 def test_redaction_is_pure_and_the_views_use_it_without_the_http_client() -> None:
@@ -189,3 +198,33 @@ async def test_a_secret_echoed_as_the_vendors_error_code_never_becomes_a_label()
     assert 'code="redacted"' in probe
     for text in texts:
         assert token not in text and token[5:] not in text
+
+
+async def test_a_body_seen_before_is_redacted_anew_once_a_login_makes_what_it_echoes_a_secret() -> None:
+    # The prober remembers a target's last small body with its excerpt. Here the vendor echoes the same
+    # text every time; the second login hands out that very text as the access token: the same body,
+    # seen again, must now come out redacted.
+    future_token = "tok-" + secrets.token_hex(8)
+    tokens = ["tok-" + secrets.token_hex(8), future_token]
+    body = f"echo {future_token} end"
+    statuses = [503, 401, 503]
+    checks: list[int] = []
+
+    async def vendor(request: web.Request) -> web.Response:
+        if request.path == "/auth/login":
+            return web.json_response({"accessToken": tokens.pop(0), "refreshToken": "ref-" + secrets.token_hex(8),
+                                      "videoManagerList": [{"id": 7}]})
+        checks.append(1)
+        return web.Response(status=statuses[len(checks) - 1], text=body, content_type="text/plain")
+
+    async with serve(vendor) as url, new_session() as session:
+        credentials = {"username": "someone", "password": "pw-" + secrets.token_hex(6)}
+        cfg = config_from({"targets": [{"name": "echo", "vendor": "movingimage", "base_url": url,
+                                        "credentials": credentials}]})
+        prober = Prober(session, FakeClock())
+        target = cfg.targets[0]
+        first = await prober.probe(target)
+        assert first.outcome.http_status == 503 and future_token in first.excerpt  # no secret yet
+        again = await prober.probe(target)  # 401, a fresh login (learning the token), the same body again
+    assert len(checks) == 3 and again.attempts == 2 and again.outcome.http_status == 503
+    assert future_token not in again.excerpt and REDACTED in again.excerpt

@@ -4,6 +4,7 @@ shared budgets hold over a simulated hour, no overlap, a concurrency cap, confir
 from __future__ import annotations
 
 import asyncio
+import heapq
 import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from exporter.config import Config
 from exporter.egress import new_session
 from exporter.http1 import Client
 from exporter.probe import Prober
-from exporter.scheduler import MAX_BACKOFF, Scheduler, next_delay
+from exporter.scheduler import COALESCE, MAX_BACKOFF, Scheduler, next_delay
 from exporter.state import Rendered, State, TargetState
 
 from ..conftest import config_from, serve
@@ -182,6 +183,50 @@ async def test_no_overlap_and_concurrency_cap(sim: Sim) -> None:
     await sim.step(3)
     keys = [k for _, k in sim.vendor.log]
     assert set(keys) == {f"key{i}" for i in range(5)}
+    task.cancel()
+
+
+async def test_probes_due_close_together_start_in_one_wake_up_and_never_early_beyond_the_slack(sim: Sim) -> None:
+    # 200 first probes spread over 2 s: many fall within the slack of another one
+    cfg = flip_targets(sim.url, n=200, interval="60s")
+    task = await run(sim, cfg)
+    assert sim.state is not None and sim.scheduler is not None
+    planned = {t.name: sim.state.get(t.name).next_probe_at for t in cfg.targets}  # type: ignore[union-attr]
+    await sim.step(3, every=0.25)
+    started = {}
+    for t in cfg.targets:
+        ts = sim.state.get(t.name)
+        assert ts is not None and ts.last is not None and ts.probes == 1
+        started[t.name] = ts.last.started
+    for name, at in started.items():
+        # the fake clock is never late: each start lies within the slack before its plan, or on it
+        assert planned[name] - COALESCE - 1e-6 <= at <= planned[name] + 1e-6, name
+    assert len(set(started.values())) < 180  # several probes started by one wake-up of the loop
+    lags = list(sim.scheduler.lag.recent)
+    assert len(lags) == 200
+    # the start lag reports the early starts as they happened
+    assert -COALESCE - 1e-6 <= min(lags) < 0 and max(lags) <= 1e-6
+    task.cancel()
+
+
+async def test_the_end_of_a_retry_after_is_never_started_early_by_a_wake_up_just_before(sim: Sim) -> None:
+    sim.vendor.answer = lambda r: (200, {"Retry-After": "60"}, {"code": 22})  # maintenance
+    task = await run(sim, flip_targets(sim.url))
+    await sim.step(2)
+    sched, state = sim.scheduler, sim.state
+    assert sched is not None and state is not None
+    ts = state.get("t0")
+    assert ts is not None and ts.probes == 1 and ts.backoff > 0
+    end = sched._heap[0][0]  # the end of the Retry-After (monotonic)
+    # something else wakes the loop within the coalescing slack before it (a stale plan stands in for
+    # another target's probe)
+    heapq.heappush(sched._heap, (end - COALESCE / 2, -1, "t0", -1))
+    sched._poke()
+    await sim.step(end - COALESCE / 4 - sim.clock.monotonic(), every=0.01)
+    assert ts.probes == 1  # woken, but not started before its Retry-After has passed
+    await sim.step(COALESCE, every=0.001)
+    assert ts.probes == 2 and ts.last is not None
+    assert ts.last.started >= sim.clock.time() - sim.clock.monotonic() + end - 1e-6
     task.cancel()
 
 

@@ -134,6 +134,23 @@ def test_periodic_quota_reset_is_the_next_calendar_boundary(period: str, now: st
     assert next_reset(period, ts(now)) == ts(expected)
 
 
+def test_a_remembered_quota_reset_moves_on_at_the_boundary_and_when_the_clock_steps_back() -> None:
+    from datetime import UTC, datetime
+
+    from exporter.classify import next_reset
+
+    def ts(s: str) -> float:
+        return datetime.fromisoformat(s).replace(tzinfo=UTC).timestamp()
+
+    steps = [("2026-11-30T23:00:00", "2026-12-01T00:00:00"), ("2026-11-30T23:59:59", "2026-12-01T00:00:00"),
+             ("2026-12-01T00:00:00", "2027-01-01T00:00:00"),  # on the boundary: the next one
+             ("2026-12-15T10:00:00", "2027-01-01T00:00:00"),
+             ("2026-11-30T22:00:00", "2026-12-01T00:00:00")]  # the wall clock stepped back
+    for now, expected in steps:
+        assert next_reset("monthly", ts(now)) == ts(expected), now
+    assert next_reset("hourly", ts("2026-12-15T10:00:00")) == ts("2026-12-15T11:00:00")  # per period
+
+
 def test_every_class_a_catalog_names_is_in_the_vocabulary_and_the_sets_partition_it() -> None:
     named = {info.cls for cat in CATALOGS.values() for info in cat.codes.values()}
     named |= {cls for cat in CATALOGS.values() for cls in cat.http_fallback.values()}

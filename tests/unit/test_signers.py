@@ -107,6 +107,23 @@ async def test_md5_plugin_with_a_timestamp_signs_it_too_for_bannersnack() -> Non
     assert [k for k, _ in again.params].count("signature") == 1
 
 
+async def test_md5_plugin_signing_the_same_request_again_signs_each_new_timestamp() -> None:
+    # the signer keeps the constant part of the last request's params; every probe's timestamp
+    # (a key sorting anywhere among them) must still be signed exactly as the scheme says
+    signer = make_signer("md5_sorted_params", _ctx(
+        {"k": "key", "secret": "s3cret"},
+        Md5ParamsOptions(key_param="k", key_credential="k", secret_credential="secret",
+                         signature_param="signature", timestamp_param="m", exclude=("skip",))))
+    req = HttpRequest("GET", "https://vendor.invalid/", (("a", "1"), ("skip", "x"), ("z", "2")))
+    for now in (1_700_000_000.0, 1_700_000_001.5, 1_700_000_777.0):
+        signed = await signer.sign(req, now, _no_calls)
+        unsigned = [p for p in signed.params if p[0] != "signature"]
+        assert unsigned == [("a", "1"), ("skip", "x"), ("z", "2"), ("k", "key"), ("m", str(int(now)))]
+        assert dict(signed.params)["signature"] == md5_signature("s3cret", unsigned, ("signature", "skip"))
+    other = await signer.sign(HttpRequest("GET", "https://vendor.invalid/", (("b", "3"),)), 5.0, _no_calls)
+    assert dict(other.params)["signature"] == md5_signature("s3cret", [("b", "3"), ("k", "key"), ("m", "5")])
+
+
 async def test_rubiq_plugin_sends_the_documented_signature_header() -> None:
     signer = make_signer("rubiq_hmac", _ctx(
         {"app_key": RUBIQ_KEY, "app_secret": RUBIQ_SECRET},
@@ -282,3 +299,23 @@ async def test_a_login_answer_is_inflated_and_capped_like_any_answer(login_serve
     assert (inflated.outcome.cls, inflated.outcome.code) == ("ok", "200")
     assert (capped.outcome.cls, capped.outcome.code) == ("server_error", "login_body")
     assert capped.outcome.message == "token endpoint answer is larger than the body cap"
+
+
+def test_the_wire_url_quotes_every_parameter_exactly_as_urlencode_does() -> None:
+    # the prober sends this string and Rubiq signs it: a shortcut for plain values must not change a byte
+    import random
+    import string
+    from urllib.parse import urlencode
+
+    from yarl import URL
+
+    from exporter.signing import wire_url
+
+    rng = random.Random(15)
+    alphabet = string.printable + "éü😀\u00a0"
+    for _ in range(2000):
+        params = tuple(("".join(rng.choices(alphabet, k=rng.randint(0, 6))),
+                        "".join(rng.choices(alphabet, k=rng.randint(0, 8)))) for _ in range(rng.randint(1, 4)))
+        request = HttpRequest("GET", "http://vendor.invalid/a b/é", params)
+        assert wire_url(request) == f"{URL(request.url)}?{urlencode(params)}", params
+    assert wire_url(HttpRequest("GET", "http://vendor.invalid/x")) == "http://vendor.invalid/x"
