@@ -100,6 +100,10 @@ class Scheduler:
         self._gen = itertools.count(1)
         self._slots: dict[str, _Slot] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: scheduled probes started and not finished: at ``max_concurrency`` the loop leaves the due
+        #: ones in the heap instead of making a task each that would only wait for a place (behind
+        #: schedule, thousands of waiting tasks were megabytes of frames)
+        self._active = 0
         #: what the loop waits on until its next deadline; ``_poke`` sets it to wake the loop early
         self._wake: asyncio.Future[None] | None = None
         #: the probe of each target in flight (its task), which callers asking for one join (single-flight)
@@ -159,8 +163,11 @@ class Scheduler:
     async def run(self) -> None:
         try:
             while True:
-                self._start_due(self.clock.monotonic())
-                await self._sleep_until(self._heap[0][0] if self._heap else self.clock.monotonic() + 3600.0)
+                now = self.clock.monotonic()
+                self._start_due(now)
+                full = self._active >= self._max_concurrency
+                # at the cap the next wake-up is a probe finishing (``_poke``), not the heap's head
+                await self._sleep_until(self._heap[0][0] if self._heap and not full else now + 3600.0)
         finally:
             await self.stop()
 
@@ -169,7 +176,7 @@ class Scheduler:
         horizon = now + COALESCE
         heap = self._heap
         later: list[tuple[float, int, str, int]] = []
-        while heap and heap[0][0] <= horizon:
+        while heap and heap[0][0] <= horizon and self._active < self._max_concurrency:
             entry = heapq.heappop(heap)
             due, _, name, gen = entry
             slot = self._slots.get(name)
@@ -192,10 +199,17 @@ class Scheduler:
                 task = asyncio.create_task(self._probe(slot, due, joined), name=f"probe:{name}")
                 if joined is None:
                     self._inflight[name] = task  # from now on, a caller of /probe joins this one
+                    self._active += 1
+                    task.add_done_callback(self._freed)  # a callback: it runs even if never started
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
         for entry in later:
             heapq.heappush(heap, entry)
+
+    def _freed(self, _task: asyncio.Task[Any]) -> None:
+        self._active -= 1
+        if self._heap and self._heap[0][0] <= self.clock.monotonic() + COALESCE:
+            self._poke()  # a place is free and a probe may be waiting for one
 
     def _early_ok(self, slot: _Slot, due: float, now: float) -> bool:
         """Whether a probe due a moment from now may start with those due now: not at the end of a
@@ -242,7 +256,13 @@ class Scheduler:
             self._wake = None
 
     def in_flight(self) -> int:
-        return len(self._tasks)
+        """Probes started and not finished, and those due that wait for a place under the cap."""
+        if self._active < self._max_concurrency:
+            return len(self._tasks)
+        now, slots = self.clock.monotonic(), self._slots
+        waiting = sum(1 for due, _, name, gen in self._heap
+                      if due <= now and (slot := slots.get(name)) is not None and slot.generation == gen)
+        return len(self._tasks) + waiting
 
     async def stop(self) -> None:
         self._poke()

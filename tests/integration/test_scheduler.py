@@ -186,6 +186,30 @@ async def test_no_overlap_and_concurrency_cap(sim: Sim) -> None:
     task.cancel()
 
 
+async def test_behind_schedule_only_the_capped_probes_hold_a_task_and_the_rest_start_as_places_free(
+        sim: Sim) -> None:
+    # 40 targets, a cap of 3 and a vendor that holds every answer: the 37 due probes wait in the
+    # schedule, not as tasks of their own, and the in-flight gauge still counts them
+    sim.vendor.hold = asyncio.Event()
+    task = await run(sim, flip_targets(sim.url, n=40, interval="60s", timeout="30s", max_concurrency=3))
+    assert sim.scheduler is not None
+    await sim.clock.advance(10)  # every first probe is due by now (spread over at most 5 s)
+    for _ in range(100):
+        await asyncio.sleep(0.002)
+    probe_tasks = [t for t in asyncio.all_tasks() if t.get_name().startswith("probe:")]
+    assert len(probe_tasks) == 3
+    assert sim.vendor.in_flight == 3
+    assert sim.scheduler.in_flight() == 40
+    sim.vendor.hold.set()
+    for _ in range(2000):
+        if len(sim.vendor.log) == 40 and not sim.scheduler.in_flight():
+            break
+        await asyncio.sleep(0.002)
+    assert sorted(k for _, k in sim.vendor.log) == sorted(f"key{i}" for i in range(40))
+    assert sim.vendor.max_in_flight == 3
+    task.cancel()
+
+
 async def test_probes_due_close_together_start_in_one_wake_up_and_never_early_beyond_the_slack(sim: Sim) -> None:
     # 200 first probes spread over 2 s: many fall within the slack of another one
     cfg = flip_targets(sim.url, n=200, interval="60s")
