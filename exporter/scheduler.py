@@ -40,8 +40,10 @@ MAX_BACKOFF = 900.0
 JITTER = 0.05
 #: when the loop wakes it starts every probe due within this many seconds, so one wake-up (a select
 #: call, a timer) serves several probes at a high rate; no probe starts earlier than its plan by more
-#: than this, and the start lag records each start as it happened (slightly negative when early)
-COALESCE = 0.005
+#: than this, and the start lag records each start as it happened (slightly negative when early).
+#: Off (0): at 10,000 targets a slack of 1-5 ms saved some CPU but showed a tail of late starts in the
+#: start-lag p99 that is not understood yet (docs/performance.md)
+COALESCE = 0.0
 
 
 def next_delay(interval: float, outcome: Outcome, streak: int, rng: random.Random,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 from aiohttp import web
 
+from exporter import scheduler as scheduler_module
 from exporter.budget import budget_warnings
 from exporter.classify import Outcome
 from exporter.clock import FakeClock
@@ -20,10 +21,13 @@ from exporter.config import Config
 from exporter.egress import new_session
 from exporter.http1 import Client
 from exporter.probe import Prober
-from exporter.scheduler import COALESCE, MAX_BACKOFF, Scheduler, next_delay
+from exporter.scheduler import MAX_BACKOFF, Scheduler, next_delay
 from exporter.state import Rendered, State, TargetState
 
 from ..conftest import config_from, serve
+
+#: the coalescing slack the tests turn on
+SLACK = 0.005
 
 
 @dataclass
@@ -210,7 +214,9 @@ async def test_behind_schedule_only_the_capped_probes_hold_a_task_and_the_rest_s
     task.cancel()
 
 
-async def test_probes_due_close_together_start_in_one_wake_up_and_never_early_beyond_the_slack(sim: Sim) -> None:
+async def test_probes_due_close_together_start_in_one_wake_up_and_never_early_beyond_the_slack(
+        sim: Sim, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scheduler_module, "COALESCE", SLACK)  # off by default (see COALESCE)
     # 200 first probes spread over 2 s: many fall within the slack of another one
     cfg = flip_targets(sim.url, n=200, interval="60s")
     task = await run(sim, cfg)
@@ -224,16 +230,18 @@ async def test_probes_due_close_together_start_in_one_wake_up_and_never_early_be
         started[t.name] = ts.last.started
     for name, at in started.items():
         # the fake clock is never late: each start lies within the slack before its plan, or on it
-        assert planned[name] - COALESCE - 1e-6 <= at <= planned[name] + 1e-6, name
+        assert planned[name] - SLACK - 1e-6 <= at <= planned[name] + 1e-6, name
     assert len(set(started.values())) < 180  # several probes started by one wake-up of the loop
     lags = list(sim.scheduler.lag.recent)
     assert len(lags) == 200
     # the start lag reports the early starts as they happened
-    assert -COALESCE - 1e-6 <= min(lags) < 0 and max(lags) <= 1e-6
+    assert -SLACK - 1e-6 <= min(lags) < 0 and max(lags) <= 1e-6
     task.cancel()
 
 
-async def test_the_end_of_a_retry_after_is_never_started_early_by_a_wake_up_just_before(sim: Sim) -> None:
+async def test_the_end_of_a_retry_after_is_never_started_early_by_a_wake_up_just_before(
+        sim: Sim, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scheduler_module, "COALESCE", SLACK)
     sim.vendor.answer = lambda r: (200, {"Retry-After": "60"}, {"code": 22})  # maintenance
     task = await run(sim, flip_targets(sim.url))
     await sim.step(2)
@@ -244,11 +252,11 @@ async def test_the_end_of_a_retry_after_is_never_started_early_by_a_wake_up_just
     end = sched._heap[0][0]  # the end of the Retry-After (monotonic)
     # something else wakes the loop within the coalescing slack before it (a stale plan stands in for
     # another target's probe)
-    heapq.heappush(sched._heap, (end - COALESCE / 2, -1, "t0", -1))
+    heapq.heappush(sched._heap, (end - SLACK / 2, -1, "t0", -1))
     sched._poke()
-    await sim.step(end - COALESCE / 4 - sim.clock.monotonic(), every=0.01)
+    await sim.step(end - SLACK / 4 - sim.clock.monotonic(), every=0.01)
     assert ts.probes == 1  # woken, but not started before its Retry-After has passed
-    await sim.step(COALESCE, every=0.001)
+    await sim.step(SLACK, every=0.001)
     assert ts.probes == 2 and ts.last is not None
     assert ts.last.started >= sim.clock.time() - sim.clock.monotonic() + end - 1e-6
     task.cancel()
