@@ -209,9 +209,11 @@ class Scheduler:
             heapq.heappush(heap, entry)
 
     def _freed(self, _task: asyncio.Task[Any]) -> None:
+        was_full = self._active >= self._max_concurrency
         self._active -= 1
-        if self._heap and self._heap[0][0] <= self.clock.monotonic() + COALESCE:
-            self._poke()  # a place is free and a probe may be waiting for one
+        # at the cap the loop sleeps until a place frees, whenever the schedule's next probe is due
+        if was_full or (self._heap and self._heap[0][0] <= self.clock.monotonic() + COALESCE):
+            self._poke()
 
     def _early_ok(self, slot: _Slot, due: float, now: float) -> bool:
         """Whether a probe due a moment from now may start with those due now: not at the end of a

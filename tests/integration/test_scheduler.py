@@ -190,6 +190,18 @@ async def test_no_overlap_and_concurrency_cap(sim: Sim) -> None:
     task.cancel()
 
 
+async def test_at_a_cap_of_one_the_schedule_goes_on_after_each_probe(sim: Sim) -> None:
+    # the place frees before the next probe is due: the loop must still wake for it
+    cfg = config_from({"global": {"interval": "1s", "timeout": "1s", "max_concurrency": 1},
+                       "vendors": {"flipsnack": {"budget": None}},  # the interval, not the budget, paces it
+                       "targets": [{"name": "t0", "vendor": "flipsnack", "base_url": sim.url,
+                                    "credentials": {"api_key": "key0", "secret": "s"}}]})
+    task = await run(sim, cfg)
+    await sim.step(10)
+    assert len(sim.vendor.log) >= 9
+    task.cancel()
+
+
 async def test_behind_schedule_only_the_capped_probes_hold_a_task_and_the_rest_start_as_places_free(
         sim: Sim) -> None:
     # 40 targets, a cap of 3 and a vendor that holds every answer: the 37 due probes wait in the
