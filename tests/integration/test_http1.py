@@ -64,9 +64,10 @@ class Raw:
 
 
 @contextlib.asynccontextmanager
-async def raw(handler: Handler) -> AsyncIterator[Raw]:
+async def raw(handler: Handler, ctx: ssl.SSLContext | None = None) -> AsyncIterator[Raw]:
+    """A loopback server that runs ``handler`` on each connection (over TLS with ``ctx``)."""
     srv = Raw(handler)
-    srv.server = await asyncio.start_server(srv._accept, "127.0.0.1", 0)
+    srv.server = await asyncio.start_server(srv._accept, "127.0.0.1", 0, ssl=ctx)
     srv.port = srv.server.sockets[0].getsockname()[1]
     try:
         yield srv
@@ -370,20 +371,6 @@ async def test_a_plain_http_server_on_the_https_port_is_a_tls_error(prober: Prob
         assert await send(prober, f"https://127.0.0.1:{srv.port}/x") == "tls"
 
 
-@contextlib.asynccontextmanager
-async def tls_raw(handler: Handler, ctx: ssl.SSLContext) -> AsyncIterator[Raw]:
-    srv = Raw(handler)
-    srv.server = await asyncio.start_server(srv._accept, "127.0.0.1", 0, ssl=ctx)
-    srv.port = srv.server.sockets[0].getsockname()[1]
-    try:
-        yield srv
-    finally:
-        srv.server.close()
-        for task in list(srv._tasks):
-            task.cancel()
-        await asyncio.gather(*srv._tasks, return_exceptions=True)
-
-
 async def test_an_https_proxy_carries_plain_requests_and_tunnels_tls_inside_tls() -> None:
     ca = trustme.CA()
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -411,7 +398,7 @@ async def test_an_https_proxy_carries_plain_requests_and_tunnels_tls_inside_tls(
         finally:
             up_w.close()
 
-    async with tls_raw(answering(OK), server) as vendor, tls_raw(proxy, server) as srv, \
+    async with raw(answering(OK), server) as vendor, raw(proxy, server) as srv, \
             new_session(trusting) as session:
         via = {"proxy": ("127.0.0.1", srv.port), "proxy_tls": True}
         plain = await session.request("GET", "http://vendor.example/x", {}, None, time.monotonic() + 5, 4096, **via)
@@ -422,7 +409,7 @@ async def test_an_https_proxy_carries_plain_requests_and_tunnels_tls_inside_tls(
         assert srv.heads[1].startswith(b"CONNECT localhost:%d HTTP/1.1\r\n" % vendor.port)
         assert vendor.heads[0].startswith(b"GET /x HTTP/1.1\r\n")  # the vendor saw the request, not the proxy
         assert tunnelled.cert_expiry is not None
-    async with tls_raw(proxy, server) as srv, new_session() as untrusting:  # the proxy's certificate is unknown
+    async with raw(proxy, server) as srv, new_session() as untrusting:  # the proxy's certificate is unknown
         try:
             await untrusting.request("GET", "http://vendor.example/x", {}, None, time.monotonic() + 5, 4096,
                                      proxy=("127.0.0.1", srv.port), proxy_tls=True)
