@@ -16,6 +16,7 @@ from aiohttp import web
 
 from exporter.clock import FakeClock
 from exporter.config import ConfigError
+from exporter.scheduler import COALESCE
 
 from ..conftest import ROOT, config_from, serve
 
@@ -41,7 +42,8 @@ def test_quick_bench_run_produces_every_figure(tmp_path: Path) -> None:
 
     scale = data["scale"]
     assert scale["targets"] == 200 and scale["probes"] > 0 and scale["ok_share"] == 1.0
-    assert 0 <= scale["lag_p50"] <= scale["lag_p99"] and math.isfinite(scale["lag_mean"])
+    # probes due within the coalescing slack of a wake-up start with it, a little early
+    assert -COALESCE <= scale["lag_p50"] <= scale["lag_p99"] and math.isfinite(scale["lag_mean"])
     assert scale["peak_rss_mb"] >= scale["end_rss_mb"] > 0 and scale["scrapes"] >= 1
 
     (scrape,) = data["scrape"]
