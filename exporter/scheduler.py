@@ -157,6 +157,8 @@ class Scheduler:
     # --- loop --------------------------------------------------------------------------------------
     def _push(self, due: float, slot: _Slot) -> None:
         heapq.heappush(self._heap, (due, next(self._seq), slot.target.name, slot.generation))
+        if self._heap[0][0] == due:
+            self._poke()  # now the next one due: the loop may be asleep until a later one (or an hour)
         self.state.schedule(slot.target.name, self.clock.time() + (due - self.clock.monotonic()))
 
     def _poke(self) -> None:
