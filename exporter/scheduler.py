@@ -214,8 +214,9 @@ class Scheduler:
     def _freed(self, _task: asyncio.Task[Any]) -> None:
         was_full = self._active >= self._max_concurrency
         self._active -= 1
-        # at the cap the loop sleeps until a place frees, whenever the schedule's next probe is due
-        if was_full or (self._heap and self._heap[0][0] <= self.clock.monotonic() + COALESCE):
+        # at the cap the loop sleeps until a place frees; below it, it sleeps until the next plan and
+        # starts with it those due within the slack (a wake-up per finished probe would only cost CPU)
+        if was_full:
             self._poke()
 
     def _early_ok(self, slot: _Slot, due: float, now: float) -> bool:
