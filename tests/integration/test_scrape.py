@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter import collector
 from exporter.app import Exporter
 from exporter.collector import CHUNK_BYTES, FAMILIES, exposition, render_exposition
 from exporter.config import Config
@@ -152,6 +153,55 @@ def test_an_answer_is_the_snapshot_taken_when_the_scrape_began() -> None:
     _probe_all(exp.state, exp.config, 2, seed=2)  # every target changes while the answer goes out
     assert b"".join(answer) == before and answer.size == len(before)
     assert render_exposition(exp.state, None, process=False) != before
+
+
+def _mostly_healthy(n: int, seed: int) -> Exporter:
+    """Runs of healthy targets (whose shared lines a scrape writes from their label sets alone) cut
+    by failing ones at random places, some of them in a row, some never probed."""
+    config = _config(n)
+    exp = Exporter(config)
+    exp.state.sync(config.targets)
+    rng = random.Random(seed)
+    for i, target in enumerate(config.targets):
+        if i % 97 == 5:
+            continue
+        failing = rng.random() < 0.08 or 300 <= i < 310
+        outcome = Outcome(rng.choice(["server_error", "timeout", "auth"]) if failing else "ok", "20", "m",
+                          503 if failing else 200, 30.0 if failing and rng.random() < 0.5 else None,
+                          (QuotaReading("uploads", 900.0 + i, 1000.0, T0 + 60),), None)
+        started = T0 + i * 0.001
+        exp.state.record(ProbeResult(target.name, started, 0.3, outcome, "GET /", ""), started + 15,
+                         rng.choice([0.0, 30.0]) if failing else 0.0)
+    return exp
+
+
+def _by_family(text: bytes) -> dict[str, bytes]:
+    """Each family's lines, by its TYPE line (samples of one family are one group in the format)."""
+    out: dict[str, bytes] = {}
+    name = ""
+    for line in text.splitlines(keepends=True):
+        if line.startswith(b"# TYPE "):
+            name = line.split()[2].decode()
+        if not line.startswith(b"#"):
+            out[name] = out.get(name, b"") + line
+    return out
+
+
+@pytest.mark.parametrize("chunk", [1 << 10, 5000, CHUNK_BYTES])
+def test_healthy_runs_and_failing_targets_give_each_target_its_own_lines(
+        chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(collector, "CHUNK_BYTES", chunk)  # pieces that start and end inside runs
+    exp = _mostly_healthy(1200, seed=chunk)
+    text = b"".join(exposition(exp.state, None, process=False))
+    # the same lines as each target rendered alone, target after target within each family
+    alone = [_by_family(render_exposition([ts], None, process=False)) for ts in exp.state]
+    expected = b"".join(b"".join(one.get(f.name, b"") for one in alone) for f in FAMILIES)
+    assert b"".join(_by_family(text).values()) == expected
+    up = {s.labels["target"]: s.value for f in text_string_to_metric_families(text.decode())
+          if f.name == "apistatus_up" for s in f.samples}
+    for ts in exp.state:
+        if ts.last is not None:
+            assert up[ts.target.name] == (1 if ts.last.outcome.cls == "ok" else 0)
 
 
 async def test_plain_metrics_declare_their_length_and_head_sends_headers_only(big: tuple[Exporter, int]) -> None:
