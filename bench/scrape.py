@@ -17,6 +17,7 @@ import gzip
 import socket
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -199,6 +200,43 @@ def run_scrape(sizes: tuple[int, ...] = (100, 1000, 10000), repeat: int = 25) ->
 CPU_BATCH = 5
 
 
+class _Pinger(threading.Thread):
+    """``/-/healthy`` asked again and again on one kept-alive connection while a scrape runs: its
+    slowest answer is how long the exporter's event loop (probes, other requests) waited at most."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.port, self.slowest, self.answers = port, 0.0, 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        request = b"GET /-/healthy HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", self.port), timeout=30) as sock:
+            while not self.done.is_set():
+                t0 = time.perf_counter()
+                sock.sendall(request)
+                data = b""
+                while b"Healthy." not in data:
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        raise RuntimeError("/-/healthy: the connection closed")
+                    data += chunk
+                self.slowest = max(self.slowest, time.perf_counter() - t0)
+                self.answers += 1
+
+
+def _stall(port: int, headers: dict[str, str] | None) -> tuple[float, float]:
+    """One scrape's time and the slowest /-/healthy answer while it ran, both in ms."""
+    pinger = _Pinger(port)
+    pinger.start()
+    while not pinger.answers:  # connected and answered once before the scrape starts
+        time.sleep(0.001)
+    took, _ = _timed(port, headers)
+    pinger.done.set()
+    pinger.join()
+    return took, pinger.slowest * 1000
+
+
 def _ab_round(procs: dict[str, Proc], repeat: int, out: dict[str, dict[str, list[float]]]) -> None:
     for _ in range(0, repeat, CPU_BATCH):
         for headers, kind in ((None, "plain"), (PROM_HEADERS, "gzip")):
@@ -211,6 +249,8 @@ def _ab_round(procs: dict[str, Proc], repeat: int, out: dict[str, dict[str, list
                 row.setdefault(f"{kind} CPU ms (mean of {CPU_BATCH})", []).append(
                     (cpu_seconds(proc.pid) - cpu0) * 1000 / CPU_BATCH)
                 row.setdefault(f"{kind} bytes", []).append(float(len(body)))
+                # apart from the timed scrapes: the pinger's requests cost the exporter CPU too
+                row.setdefault(f"{kind}: slowest /-/healthy during it, ms", []).append(_stall(proc.port, headers)[1])
 
 
 def versus(rev: str, targets: int = 10000, repeat: int = 25) -> dict[str, dict[str, list[float]]]:
