@@ -1,6 +1,6 @@
 """/metrics at size: what a scrape gets (every sample once, the text format, its length declared, one
 gzip member), that it is the snapshot taken when the scrape began, and that the event loop keeps
-running while a large answer is compressed or goes out to a slow reader."""
+running while a large answer is compressed or goes out, to a slow reader or a fast one."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import zlib
 from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp import web
+from aiohttp.typedefs import Handler
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import collector
@@ -202,6 +204,46 @@ def test_healthy_runs_and_failing_targets_give_each_target_its_own_lines(
     for ts in exp.state:
         if ts.last is not None:
             assert up[ts.target.name] == (1 if ts.last.outcome.cls == "ok" else 0)
+
+
+async def test_the_event_loop_runs_while_an_answer_goes_out_without_waiting_on_the_reader() -> None:
+    """A reader as fast as loopback never lets the socket fill, so write() never waits; here the
+    socket's buffer holds the whole answer, which is the same from the server's side."""
+    exp = _exporter(500, rounds=1)
+    ticks = 0
+    stop = False
+    during: list[int] = []
+
+    async def ticker() -> None:  # stands in for the probes, which run on the same loop
+        nonlocal ticks
+        while not stop:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    @web.middleware
+    async def counted(request: web.Request, handler: Handler) -> web.StreamResponse:
+        sock = request.transport.get_extra_info("socket") if request.transport else None
+        assert sock is not None
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 23)
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) > 2 * len(body_now)
+        before = ticks
+        try:
+            return await handler(request)  # /metrics returns once the whole answer is written
+        finally:
+            during.append(ticks - before)
+
+    body_now = render_exposition(exp.state, exp.status())
+    pieces = len(exposition(exp.state, exp.status()))
+    app = make_app(exp)
+    app.middlewares.append(counted)
+    loop = asyncio.get_running_loop()
+    async with serve_app(app) as url:
+        task = asyncio.create_task(ticker())
+        headers, body = _split(await loop.run_in_executor(None, _request, int(url.rsplit(":", 1)[1])))
+        stop = True
+        await task
+    assert int(headers["content-length"]) == len(body) > 1 << 20
+    assert during[0] >= pieces // 2 > 10, (during, pieces)  # the handler hands the loop back between pieces
 
 
 async def test_plain_metrics_declare_their_length_and_head_sends_headers_only(big: tuple[Exporter, int]) -> None:
