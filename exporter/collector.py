@@ -68,16 +68,17 @@ FAMILIES: tuple[Family, ...] = (
            "Earliest notAfter of the certificates the vendor presented on the last TLS handshake."),
 )
 _IDX = {f.name: i for i, f in enumerate(FAMILIES)}
-#: the families kept as shapes, in the order of ``Rendered.shapes``: those whose values many targets
-#: share (the class, flags, the HTTP status, a vendor's limit, no backoff, no failures), so that the
-#: text of a target is its one label set between shared pieces. Targets in a row whose shapes are all
-#: the same (one interned tuple) are written by one ``bytes.join`` over their label sets, without
-#: reading any per-target text. The families whose values differ per target stay text: a shape of a
-#: target's own pieces (the histogram's counts) made the scrape slower than its text did.
+#: the families kept as shapes, in the order of ``Rendered.shapes``: those whose values most targets
+#: share when healthy (the class, flags, the HTTP status, no backoff, no failures), so that the text of
+#: a target is its one label set between shared pieces. Targets in a row whose shapes are all the same
+#: (one interned tuple) are written by one ``bytes.join`` over their label sets, without reading any
+#: per-target text. The families whose values can differ per healthy target stay text (a quota limit
+#: can be per account: as a shape it would split every run); a shape of a target's own pieces (the
+#: histogram's counts) made the scrape slower than its text did.
 _SHAPED = tuple(_IDX[name] for name in (
-    "apistatus_up", "apistatus_outcome", "apistatus_maintenance", "apistatus_quota_limit",
-    "apistatus_quota_informational", "apistatus_retry_after_seconds", "apistatus_http_status_code",
-    "apistatus_backoff_seconds", "apistatus_consecutive_failures"))
+    "apistatus_up", "apistatus_outcome", "apistatus_maintenance", "apistatus_quota_informational",
+    "apistatus_retry_after_seconds", "apistatus_http_status_code", "apistatus_backoff_seconds",
+    "apistatus_consecutive_failures"))
 _SHAPE_OF = {family: k for k, family in enumerate(_SHAPED)}
 _OUTCOME = _SHAPE_OF[_IDX["apistatus_outcome"]]
 _EMPTY = Rendered((b"",) * len(FAMILIES), 0, b"", ((),) * len(_SHAPED), 0)

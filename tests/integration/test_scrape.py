@@ -170,7 +170,7 @@ def _mostly_healthy(n: int, seed: int) -> Exporter:
         failing = rng.random() < 0.08 or 300 <= i < 310
         outcome = Outcome(rng.choice(["server_error", "timeout", "auth"]) if failing else "ok", "20", "m",
                           503 if failing else 200, 30.0 if failing and rng.random() < 0.5 else None,
-                          (QuotaReading("uploads", 900.0 + i, 1000.0, T0 + 60),), None)
+                          (QuotaReading("uploads", 900.0 + i, 1000.0 + i % 7, T0 + 60),), None)
         started = T0 + i * 0.001
         exp.state.record(ProbeResult(target.name, started, 0.3, outcome, "GET /", ""), started + 15,
                          rng.choice([0.0, 30.0]) if failing else 0.0)
