@@ -159,7 +159,8 @@ def test_an_answer_is_the_snapshot_taken_when_the_scrape_began() -> None:
 
 def _mostly_healthy(n: int, seed: int) -> Exporter:
     """Runs of healthy targets (whose shared lines a scrape writes from their label sets alone) cut
-    by failing ones at random places, some of them in a row, some never probed."""
+    by failing ones at random places, some of them in a row, some never probed, and quota values
+    that change at other places."""
     config = _config(n)
     exp = Exporter(config)
     exp.state.sync(config.targets)
@@ -168,9 +169,11 @@ def _mostly_healthy(n: int, seed: int) -> Exporter:
         if i % 97 == 5:
             continue
         failing = rng.random() < 0.08 or 300 <= i < 310
+        # the quota's runs cut elsewhere than the status's: a limit per account, a reset that moves
+        limit, reset = 1000.0 + i // 40 % 3, T0 + 60 + (rng.random() if rng.random() < 0.03 else 0)
         outcome = Outcome(rng.choice(["server_error", "timeout", "auth"]) if failing else "ok", "20", "m",
                           503 if failing else 200, 30.0 if failing and rng.random() < 0.5 else None,
-                          (QuotaReading("uploads", 900.0 + i, 1000.0 + i % 7, T0 + 60),), None)
+                          (QuotaReading("uploads", 900.0 + i, limit, reset),), None)
         started = T0 + i * 0.001
         exp.state.record(ProbeResult(target.name, started, 0.3, outcome, "GET /", ""), started + 15,
                          rng.choice([0.0, 30.0]) if failing else 0.0)
