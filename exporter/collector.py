@@ -212,7 +212,23 @@ def render_target(ts: TargetState) -> Rendered:
     size = sum(map(len, parts)) + fixed + len(label_bytes) * slots
     # one byte a family, 1 where it has text (C loops: this runs after every probe)
     present = int.from_bytes(bytes(map(bool, parts)), "little") | shaped_present
-    return Rendered(parts, size, label_bytes, shapes, present)
+    return Rendered(parts, _shared(size), label_bytes, shapes, _shared(present))
+
+
+#: one int object per value for the sizes and masks of the renderings: a scrape reads every target's
+#: (the length it declares, the families present), and an object of its own per target was a cache
+#: miss per target; most targets have one of a few values
+_INTS: dict[int, int] = {}
+_MAX_INTS = 1 << 12
+
+
+def _shared(value: int) -> int:
+    shared = _INTS.get(value)
+    if shared is None:
+        if len(_INTS) >= _MAX_INTS:
+            return value
+        shared = _INTS[value] = value
+    return shared
 
 
 # The exporter's own status: plain records of plain values (no I/O module behind them), built by the
