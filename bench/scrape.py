@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import multiprocessing
 import socket
 import statistics
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
@@ -200,41 +201,46 @@ def run_scrape(sizes: tuple[int, ...] = (100, 1000, 10000), repeat: int = 25) ->
 CPU_BATCH = 5
 
 
-class _Pinger(threading.Thread):
-    """``/-/healthy`` asked again and again on one kept-alive connection while a scrape runs: its
-    slowest answer is how long the exporter's event loop (probes, other requests) waited at most."""
-
-    def __init__(self, port: int) -> None:
-        super().__init__(daemon=True)
-        self.port, self.slowest, self.answers = port, 0.0, 0
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        request = b"GET /-/healthy HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-        with socket.create_connection(("127.0.0.1", self.port), timeout=30) as sock:
-            while not self.done.is_set():
-                t0 = time.perf_counter()
-                sock.sendall(request)
-                data = b""
-                while b"Healthy." not in data:
-                    chunk = sock.recv(4096)
-                    if not chunk:
-                        raise RuntimeError("/-/healthy: the connection closed")
-                    data += chunk
-                self.slowest = max(self.slowest, time.perf_counter() - t0)
-                self.answers += 1
+def _ping(port: int, ready: Any, done: Any, slowest: Any) -> None:
+    """``/-/healthy`` asked again and again on one kept-alive connection until ``done``: its slowest
+    answer is how long the exporter's event loop (probes, other requests) waited at most."""
+    request = b"GET /-/healthy HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        while not done.is_set():
+            t0 = time.perf_counter()
+            sock.sendall(request)
+            data = b""
+            while b"Healthy." not in data:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    raise RuntimeError("/-/healthy: the connection closed")
+                data += chunk
+            took = time.perf_counter() - t0
+            with slowest.get_lock():
+                slowest.value = max(slowest.value, took)
+            ready.set()
 
 
 def _stall(port: int, headers: dict[str, str] | None) -> tuple[float, float]:
-    """One scrape's time and the slowest /-/healthy answer while it ran, both in ms."""
-    pinger = _Pinger(port)
+    """One scrape's time and the slowest /-/healthy answer while it ran, both in ms. The pinger is a
+    process of its own: as a thread beside the reading client it waited for the GIL, which showed as
+    a stall of the exporter that was not one."""
+    ctx = multiprocessing.get_context("fork")
+    ready, done, slowest = ctx.Event(), ctx.Event(), ctx.Value("d", 0.0)
+    pinger = ctx.Process(target=_ping, args=(port, ready, done, slowest), daemon=True)
     pinger.start()
-    while not pinger.answers:  # connected and answered once before the scrape starts
-        time.sleep(0.001)
-    took, _ = _timed(port, headers)
-    pinger.done.set()
-    pinger.join()
-    return took, pinger.slowest * 1000
+    try:
+        if not ready.wait(30):  # connected and answered once before the scrape starts
+            raise RuntimeError("/-/healthy did not answer")
+        with slowest.get_lock():
+            slowest.value = 0.0
+        took, _ = _timed(port, headers)
+    finally:
+        done.set()
+        pinger.join(30)
+    if pinger.exitcode != 0:
+        raise RuntimeError(f"the /-/healthy pinger failed (exit code {pinger.exitcode})")
+    return took, slowest.value * 1000
 
 
 def _ab_round(procs: dict[str, Proc], repeat: int, out: dict[str, dict[str, list[float]]]) -> None:
