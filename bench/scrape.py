@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import multiprocessing
 import socket
 import statistics
 import sys
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
@@ -69,18 +71,35 @@ class _Fixed(Collector):
         return iter(self.families)
 
 
+#: the client's receive buffer, kept between scrapes and grown when an answer does not fit: a fresh
+#: ``recv`` object per read (and a growing bytearray) cost the client more than the server spent
+#: sending, so the figure was the client's speed, not the exporter's
+_RECV = bytearray(1 << 20)
+
+
 def _timed(port: int, headers: dict[str, str] | None) -> tuple[float, bytes]:
-    """Request to last byte, read by a bare socket so that the client's own cost stays out of it."""
+    """Request to last byte, read by a bare socket into a buffer it reuses, so that the client's own
+    cost stays out of it (on loopback it then reads faster than any exporter writes)."""
+    global _RECV
     head = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     request = f"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}Connection: close\r\n\r\n".encode()
-    buf = bytearray()
+    view, got = memoryview(_RECV), 0
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         t0 = time.perf_counter()
         sock.sendall(request)
-        while chunk := sock.recv(1 << 20):
-            buf += chunk
+        while True:
+            if got == len(view):  # full: a larger buffer, kept for the next scrape
+                view.release()
+                _RECV = _RECV + bytes(len(_RECV))
+                view = memoryview(_RECV)
+            n = sock.recv_into(view[got:])
+            if not n:
+                break
+            got += n
         elapsed = time.perf_counter() - t0
-    header, _, body = bytes(buf).partition(b"\r\n\r\n")
+    data = bytes(view[:got])
+    view.release()
+    header, _, body = data.partition(b"\r\n\r\n")
     if not header.startswith(b"HTTP/1.1 200"):
         raise RuntimeError(f"/metrics answered {header[:40]!r}")
     if b"transfer-encoding: chunked" in header.lower():
@@ -182,6 +201,48 @@ def run_scrape(sizes: tuple[int, ...] = (100, 1000, 10000), repeat: int = 25) ->
 CPU_BATCH = 5
 
 
+def _ping(port: int, ready: Any, done: Any, slowest: Any) -> None:
+    """``/-/healthy`` asked again and again on one kept-alive connection until ``done``: its slowest
+    answer is how long the exporter's event loop (probes, other requests) waited at most."""
+    request = b"GET /-/healthy HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        while not done.is_set():
+            t0 = time.perf_counter()
+            sock.sendall(request)
+            data = b""
+            while b"Healthy." not in data:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    raise RuntimeError("/-/healthy: the connection closed")
+                data += chunk
+            took = time.perf_counter() - t0
+            with slowest.get_lock():
+                slowest.value = max(slowest.value, took)
+            ready.set()
+
+
+def _stall(port: int, headers: dict[str, str] | None) -> tuple[float, float]:
+    """One scrape's time and the slowest /-/healthy answer while it ran, both in ms. The pinger is a
+    process of its own: as a thread beside the reading client it waited for the GIL, which showed as
+    a stall of the exporter that was not one."""
+    ctx = multiprocessing.get_context("fork")
+    ready, done, slowest = ctx.Event(), ctx.Event(), ctx.Value("d", 0.0)
+    pinger = ctx.Process(target=_ping, args=(port, ready, done, slowest), daemon=True)
+    pinger.start()
+    try:
+        if not ready.wait(30):  # connected and answered once before the scrape starts
+            raise RuntimeError("/-/healthy did not answer")
+        with slowest.get_lock():
+            slowest.value = 0.0
+        took, _ = _timed(port, headers)
+    finally:
+        done.set()
+        pinger.join(30)
+    if pinger.exitcode != 0:
+        raise RuntimeError(f"the /-/healthy pinger failed (exit code {pinger.exitcode})")
+    return took, slowest.value * 1000
+
+
 def _ab_round(procs: dict[str, Proc], repeat: int, out: dict[str, dict[str, list[float]]]) -> None:
     for _ in range(0, repeat, CPU_BATCH):
         for headers, kind in ((None, "plain"), (PROM_HEADERS, "gzip")):
@@ -194,6 +255,8 @@ def _ab_round(procs: dict[str, Proc], repeat: int, out: dict[str, dict[str, list
                 row.setdefault(f"{kind} CPU ms (mean of {CPU_BATCH})", []).append(
                     (cpu_seconds(proc.pid) - cpu0) * 1000 / CPU_BATCH)
                 row.setdefault(f"{kind} bytes", []).append(float(len(body)))
+                # apart from the timed scrapes: the pinger's requests cost the exporter CPU too
+                row.setdefault(f"{kind}: slowest /-/healthy during it, ms", []).append(_stall(proc.port, headers)[1])
 
 
 def versus(rev: str, targets: int = 10000, repeat: int = 25) -> dict[str, dict[str, list[float]]]:

@@ -1,17 +1,20 @@
 """The only place that names metrics.
 
 Each target's samples are rendered to exposition text once, when its state changes (after a probe):
-one encoded fragment per metric family, except for the outcome family (one line per class, a third
-of the answer), which is kept as a shape (the text between the label sets, the same for every target
-with the same class) plus the target's one label set, and joined back together by the scrape. A
-scrape writes each family's HELP/TYPE once and joins the fragments of the targets present now, so a
-target removed by a reload simply is not there, and the cost of a scrape is a few joins in C, not a
-walk over objects. prometheus_client renders the process metrics.
+one encoded fragment per metric family, except for the families whose values many targets share
+(the outcome, one line per class and a third of the answer; up, maintenance, the HTTP status, ...),
+which are kept as shapes (the text between the label sets, shared by every target with the same
+values) plus the target's one label set, and joined back together by the scrape. A scrape writes
+each family's HELP/TYPE once and joins the fragments of the targets present now, so a target removed
+by a reload simply is not there, and the cost of a scrape is a few joins in C, not a walk over
+objects. prometheus_client renders the process metrics.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
+import itertools
 import math
 import operator
 from collections.abc import Iterable, Iterator
@@ -65,10 +68,19 @@ FAMILIES: tuple[Family, ...] = (
            "Earliest notAfter of the certificates the vendor presented on the last TLS handshake."),
 )
 _IDX = {f.name: i for i, f in enumerate(FAMILIES)}
-#: the families kept as shapes, in the order of ``Rendered.shapes``. Only the outcome: a shape whose
-#: pieces are not shared (the histogram's counts) made the scrape slower than its text did.
-_SHAPED = (_IDX["apistatus_outcome"],)
-_SHAPED_MASK = sum(1 << 8 * i for i in _SHAPED)  # a target with samples has lines in these
+#: the families kept as shapes, in the order of ``Rendered.shapes``: those whose values most targets
+#: share when healthy (the class, flags, the HTTP status, no backoff, no failures), so that the text of
+#: a target is its one label set between shared pieces. Targets in a row whose shapes are all the same
+#: (one interned tuple) are written by one ``bytes.join`` over their label sets, without reading any
+#: per-target text. The families whose values can differ per healthy target stay text (a quota limit
+#: can be per account: as a shape it would split every run); a shape of a target's own pieces (the
+#: histogram's counts) made the scrape slower than its text did.
+_SHAPED = tuple(_IDX[name] for name in (
+    "apistatus_up", "apistatus_outcome", "apistatus_maintenance", "apistatus_quota_informational",
+    "apistatus_retry_after_seconds", "apistatus_http_status_code", "apistatus_backoff_seconds",
+    "apistatus_consecutive_failures"))
+_SHAPE_OF = {family: k for k, family in enumerate(_SHAPED)}
+_OUTCOME = _SHAPE_OF[_IDX["apistatus_outcome"]]
 _EMPTY = Rendered((b"",) * len(FAMILIES), 0, b"", ((),) * len(_SHAPED), 0)
 
 
@@ -96,13 +108,29 @@ def _shape_size(labels: bytes, shape: tuple[bytes, ...]) -> int:
 # with the same values.
 
 
-def _outcome_shape(cls: str) -> tuple[bytes, ...]:
-    name = "apistatus_outcome"
-    ends = [f',class="{c}"}} {1 if c == cls else 0}\n' for c in CLASSES]
-    return (name.encode(), *(f"{e}{name}".encode() for e in ends[:-1]), ends[-1].encode())
+def _shape(name: str, tails: tuple[str, ...]) -> tuple[bytes, ...]:
+    """The shape of a family's lines for one target, ``tails`` being what follows the label set on
+    each line; ``()`` when it has none."""
+    if not tails:
+        return ()
+    # "replace": a lone surrogate in a catalog's quota name costs one "?", as in the text families
+    return (name.encode(), *(f"{t}{name}".encode(errors="replace") for t in tails[:-1]),
+            tails[-1].encode(errors="replace"))
 
 
-_OUTCOME_SHAPES = {c: _outcome_shape(c) for c in CLASSES}
+_OUTCOME_TAILS = {c: tuple(f',class="{k}"}} {1 if k == c else 0}\n' for k in CLASSES) for c in CLASSES}
+
+
+@functools.lru_cache(maxsize=256)  # a handful in a healthy fleet; bounded when backoffs and counts vary
+def _shapes(tails: tuple[tuple[str, ...], ...]) -> tuple[tuple[tuple[bytes, ...], ...], int, int, int]:
+    """A target's shapes (one interned tuple for every target with the same values, which is what a
+    scrape looks for), the families among them with lines (as ``Rendered.present`` encodes them),
+    their bytes without the label sets and how many label sets they hold."""
+    shapes = tuple(_shape(FAMILIES[family].name, t) for family, t in zip(_SHAPED, tails, strict=True))
+    present = sum(1 << 8 * family for family, shape in zip(_SHAPED, shapes, strict=True) if shape)
+    return shapes, present, sum(sum(map(len, shape)) for shape in shapes), sum(max(0, len(sh) - 1) for sh in shapes)
+
+
 _BUCKET_LE = tuple(f',le="{_num(b)}"}} ' for b in DURATION_BUCKETS)
 
 
@@ -127,6 +155,7 @@ def render_target(ts: TargetState) -> Rendered:
     """A target's text, already encoded: a scrape then only joins bytes (at 10,000 targets encoding
     the joined text cost as much as the join). A target never probed has no samples yet."""
     out = [""] * len(FAMILIES)
+    tails: list[list[str]] = [[] for _ in _SHAPED]
     last = ts.last
     if last is None:
         return _EMPTY
@@ -134,9 +163,16 @@ def render_target(ts: TargetState) -> Rendered:
     outcome = last.outcome
 
     def add(name: str, value: float, extra: str = "") -> None:
-        out[_IDX[name]] += f"{name}{labels}{extra}}} {_num(value)}\n"
+        family = _IDX[name]
+        shaped = _SHAPE_OF.get(family)
+        if shaped is None:
+            out[family] += f"{name}{labels}{extra}}} {_num(value)}\n"
+        else:
+            tails[shaped].append(f"{extra}}} {_num(value)}\n")
 
     add("apistatus_up", 1 if outcome.cls in UP else 0)
+    tails[_OUTCOME] = list(_OUTCOME_TAILS.get(outcome.cls) or (
+        f',class="{c}"}} {1 if c == outcome.cls else 0}\n' for c in CLASSES))
     out[_IDX["apistatus_responses_total"]] = "".join(
         f'apistatus_responses_total{labels},class="{c}",code="{_esc(code)}"}} {n}\n'
         for (c, code), n in sorted(ts.responses.items()))
@@ -172,11 +208,27 @@ def render_target(ts: TargetState) -> Rendered:
     # "replace": a lone surrogate in a config label value must cost one "?", not every probe's record
     parts = tuple(text.encode(errors="replace") for text in out)
     label_bytes = _label_bytes(labels)
-    shapes = (_OUTCOME_SHAPES.get(outcome.cls) or _outcome_shape(outcome.cls),)
-    size = sum(map(len, parts)) + _shape_size(label_bytes, shapes[0])
+    shapes, shaped_present, fixed, slots = _shapes(tuple(map(tuple, tails)))
+    size = sum(map(len, parts)) + fixed + len(label_bytes) * slots
     # one byte a family, 1 where it has text (C loops: this runs after every probe)
-    present = int.from_bytes(bytes(map(bool, parts)), "little") | _SHAPED_MASK
-    return Rendered(parts, size, label_bytes, shapes, present)
+    present = int.from_bytes(bytes(map(bool, parts)), "little") | shaped_present
+    return Rendered(parts, _shared(size), label_bytes, shapes, _shared(present))
+
+
+#: one int object per value for the sizes and masks of the renderings: a scrape reads every target's
+#: (the length it declares, the families present), and an object of its own per target was a cache
+#: miss per target; most targets have one of a few values
+_INTS: dict[int, int] = {}
+_MAX_INTS = 1 << 12
+
+
+def _shared(value: int) -> int:
+    shared = _INTS.get(value)
+    if shared is None:
+        if len(_INTS) >= _MAX_INTS:
+            return value
+        shared = _INTS[value] = value
+    return shared
 
 
 # The exporter's own status: plain records of plain values (no I/O module behind them), built by the
@@ -249,12 +301,36 @@ _ITEM = tuple(map(itemgetter, range(len(FAMILIES))))
 CHUNK_BYTES = 1 << 18
 
 
+#: targets in a row sharing their shapes from which one join over their label sets is worth it
+RUN = 16
+
+
+def _runs(shapes: list[tuple[tuple[bytes, ...], ...]]) -> tuple[list[int], list[int]]:
+    """Starts and ends of the stretches of at least ``RUN`` targets in a row with the same shapes
+    (interned: mostly a comparison of pointers, no target's text read)."""
+    starts, ends, pos = [], [], 0
+    for _, group in itertools.groupby(shapes):
+        n = len(list(group))
+        if n >= RUN:
+            starts.append(pos)
+            ends.append(pos + n)
+        pos += n
+    return starts, ends
+
+
+def _same_shape(shape: tuple[bytes, ...], labels: list[bytes]) -> bytes:
+    """The lines of targets that share ``shape``, from their label sets alone."""
+    if len(shape) == 2:  # one line a target: the label sets joined by the text between two of them
+        return b"".join((shape[0], (shape[1] + shape[0]).join(labels), shape[1]))
+    return b"".join(map(bytes.join, labels, itertools.repeat(shape))) if shape else b""
+
+
 class Exposition:
     """One /metrics answer, in pieces of about ``CHUNK_BYTES``. The targets' renderings are taken when
     it is made, so the answer is one consistent snapshot even if probes finish while it is sent; its
     length is known before any piece is made (Content-Length)."""
 
-    __slots__ = ("_labels", "_parts", "_plan", "_shapes", "size")
+    __slots__ = ("_labels", "_parts", "_plan", "_runs", "_shapes", "size")
 
     def __init__(self, fragments: list[Rendered], tail: bytes) -> None:
         # Only the targets' renderings are taken here, not their fragments: copying a reference
@@ -263,14 +339,16 @@ class Exposition:
         self._parts = list(map(_PARTS, fragments))
         self._shapes = list(map(_SHAPES, fragments))
         self._labels = list(map(_LABELS, fragments))
-        present = functools.reduce(operator.or_, map(_PRESENT, fragments), 0)
+        self._runs = _runs(self._shapes)
+        # the distinct masks first: or-ing a wide int per target allocated one per target
+        present = functools.reduce(operator.or_, set(map(_PRESENT, fragments)), 0)
         #: each piece: bytes as they are, or (family, its shape or -1, first target, end)
         self._plan: list[bytes | tuple[int, int, int, int]] = []
         size = sum(map(_SIZE, fragments)) + len(tail)
         for i, fam in enumerate(FAMILIES):
             if not present >> 8 * i & 1:
                 continue  # no target has a sample of this family: not even its HELP and TYPE
-            shape = _SHAPED.index(i) if i in _SHAPED else -1
+            shape = _SHAPE_OF.get(i, -1)
             has = [r for r in fragments[:64] if r.present >> 8 * i & 1] or [
                 next(r for r in fragments if r.present >> 8 * i & 1)]
             if shape >= 0:
@@ -300,7 +378,20 @@ class Exposition:
         if shape < 0:
             return b"".join(map(_ITEM[family], self._parts[a:b]))
         # bytes.join over the targets' label sets and shapes: C loops only, however many targets
-        return b"".join(map(bytes.join, self._labels[a:b], map(_ITEM[shape], self._shapes[a:b])))
+        labels, shapes, (starts, ends) = self._labels, self._shapes, self._runs
+        out, at, run = [], a, bisect.bisect_right(ends, a)
+        while at < b:
+            start = max(starts[run], at) if run < len(starts) else b
+            if start >= b:
+                start = b
+            if start > at:  # targets of differing shapes: each its own join
+                out.append(b"".join(map(bytes.join, labels[at:start], map(_ITEM[shape], shapes[at:start]))))
+            if start < b:
+                end = min(ends[run], b)
+                out.append(_same_shape(shapes[start][shape], labels[start:end]))
+                start, run = end, run + 1
+            at = start
+        return b"".join(out)
 
 
 def exposition(states: Iterable[TargetState], info: ExporterStatus | None = None,

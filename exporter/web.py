@@ -119,6 +119,9 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     if request.method != "HEAD":
         for piece in answer:
             await resp.write(piece)
+            # write() waits only when the socket is full: to a reader as fast as loopback it never
+            # does, and the whole answer would go out in one stall of the loop
+            await asyncio.sleep(0)
     await resp.write_eof()
     return resp
 

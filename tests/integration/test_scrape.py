@@ -1,6 +1,6 @@
 """/metrics at size: what a scrape gets (every sample once, the text format, its length declared, one
 gzip member), that it is the snapshot taken when the scrape began, and that the event loop keeps
-running while a large answer is compressed or goes out to a slow reader."""
+running while a large answer is compressed or goes out, to a slow reader or a fast one."""
 
 from __future__ import annotations
 
@@ -13,8 +13,11 @@ import zlib
 from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp import web
+from aiohttp.typedefs import Handler
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter import collector
 from exporter.app import Exporter
 from exporter.collector import CHUNK_BYTES, FAMILIES, exposition, render_exposition
 from exporter.config import Config
@@ -152,6 +155,98 @@ def test_an_answer_is_the_snapshot_taken_when_the_scrape_began() -> None:
     _probe_all(exp.state, exp.config, 2, seed=2)  # every target changes while the answer goes out
     assert b"".join(answer) == before and answer.size == len(before)
     assert render_exposition(exp.state, None, process=False) != before
+
+
+def _mostly_healthy(n: int, seed: int) -> Exporter:
+    """Runs of healthy targets (whose shared lines a scrape writes from their label sets alone) cut
+    by failing ones at random places, some of them in a row, some never probed, and quota values
+    that change at other places."""
+    config = _config(n)
+    exp = Exporter(config)
+    exp.state.sync(config.targets)
+    rng = random.Random(seed)
+    for i, target in enumerate(config.targets):
+        if i % 97 == 5:
+            continue
+        failing = rng.random() < 0.08 or 300 <= i < 310
+        # the quota's runs cut elsewhere than the status's: a limit per account, a reset that moves
+        limit, reset = 1000.0 + i // 40 % 3, T0 + 60 + (rng.random() if rng.random() < 0.03 else 0)
+        outcome = Outcome(rng.choice(["server_error", "timeout", "auth"]) if failing else "ok", "20", "m",
+                          503 if failing else 200, 30.0 if failing and rng.random() < 0.5 else None,
+                          (QuotaReading("uploads", 900.0 + i, limit, reset),), None)
+        started = T0 + i * 0.001
+        exp.state.record(ProbeResult(target.name, started, 0.3, outcome, "GET /", ""), started + 15,
+                         rng.choice([0.0, 30.0]) if failing else 0.0)
+    return exp
+
+
+def _by_family(text: bytes) -> dict[str, bytes]:
+    """Each family's lines, by its TYPE line (samples of one family are one group in the format)."""
+    out: dict[str, bytes] = {}
+    name = ""
+    for line in text.splitlines(keepends=True):
+        if line.startswith(b"# TYPE "):
+            name = line.split()[2].decode()
+        if not line.startswith(b"#"):
+            out[name] = out.get(name, b"") + line
+    return out
+
+
+@pytest.mark.parametrize("chunk", [1 << 10, 5000, CHUNK_BYTES])
+def test_healthy_runs_and_failing_targets_give_each_target_its_own_lines(
+        chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(collector, "CHUNK_BYTES", chunk)  # pieces that start and end inside runs
+    exp = _mostly_healthy(1200, seed=chunk)
+    text = b"".join(exposition(exp.state, None, process=False))
+    # the same lines as each target rendered alone, target after target within each family
+    alone = [_by_family(render_exposition([ts], None, process=False)) for ts in exp.state]
+    expected = b"".join(b"".join(one.get(f.name, b"") for one in alone) for f in FAMILIES)
+    assert b"".join(_by_family(text).values()) == expected
+    up = {s.labels["target"]: s.value for f in text_string_to_metric_families(text.decode())
+          if f.name == "apistatus_up" for s in f.samples}
+    for ts in exp.state:
+        if ts.last is not None:
+            assert up[ts.target.name] == (1 if ts.last.outcome.cls == "ok" else 0)
+
+
+async def test_the_event_loop_runs_while_an_answer_goes_out_without_waiting_on_the_reader() -> None:
+    """A reader as fast as loopback never lets the socket fill, so write() never waits; here the
+    socket's buffer holds the whole answer, which is the same from the server's side."""
+    exp = _exporter(500, rounds=1)
+    ticks = 0
+    stop = False
+    during: list[int] = []
+
+    async def ticker() -> None:  # stands in for the probes, which run on the same loop
+        nonlocal ticks
+        while not stop:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    @web.middleware
+    async def counted(request: web.Request, handler: Handler) -> web.StreamResponse:
+        sock = request.transport.get_extra_info("socket") if request.transport else None
+        assert sock is not None
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 23)
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) > 2 * len(body_now)
+        before = ticks
+        try:
+            return await handler(request)  # /metrics returns once the whole answer is written
+        finally:
+            during.append(ticks - before)
+
+    body_now = render_exposition(exp.state, exp.status())
+    pieces = len(exposition(exp.state, exp.status()))
+    app = make_app(exp)
+    app.middlewares.append(counted)
+    loop = asyncio.get_running_loop()
+    async with serve_app(app) as url:
+        task = asyncio.create_task(ticker())
+        headers, body = _split(await loop.run_in_executor(None, _request, int(url.rsplit(":", 1)[1])))
+        stop = True
+        await task
+    assert int(headers["content-length"]) == len(body) > 1 << 20
+    assert during[0] >= pieces // 2 > 10, (during, pieces)  # the handler hands the loop back between pieces
 
 
 async def test_plain_metrics_declare_their_length_and_head_sends_headers_only(big: tuple[Exporter, int]) -> None:
