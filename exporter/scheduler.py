@@ -38,12 +38,12 @@ _probe_log = logging.getLogger("exporter.probe")  # log_probe's
 #: exponential backoff never waits longer than this (or the interval, when that is longer)
 MAX_BACKOFF = 900.0
 JITTER = 0.05
-#: when the loop wakes it starts every probe due within this many seconds, so one wake-up (a select
-#: call, a timer) serves several probes at a high rate: the interpreter's work per probe is much the
-#: same, but done in a burst, with warm caches, it costs markedly less CPU than one probe per wake-up.
-#: No probe starts earlier than its plan by more than this (a fraction of the interval's own jitter),
-#: none at the end of a backoff or without budget room (``_early_ok``), and the start lag records
-#: each start as it happened (slightly negative when early)
+#: when the loop wakes for a due probe, it starts with it every probe due within this many seconds,
+#: so one wake-up (a select call, a timer) serves several probes at a high rate: the interpreter's
+#: work per probe is much the same, but done in a burst, with warm caches, it costs markedly less CPU
+#: than one probe per wake-up. No probe starts earlier than its plan by more than this (a fraction of
+#: the interval's own jitter), none at the end of a backoff or without budget room (``_early_ok``),
+#: and the start lag records each start as it happened (slightly negative when early)
 COALESCE = 0.02
 
 
@@ -177,9 +177,11 @@ class Scheduler:
             await self.stop()
 
     def _start_due(self, now: float) -> None:
-        """Start every probe due by ``now`` plus the coalescing slack."""
-        horizon = now + COALESCE
+        """Start every probe due by ``now``, and with them those due within the coalescing slack: only
+        along with one that is due, so a wake-up for anything else (a reload, a new plan) starts nothing
+        early."""
         heap = self._heap
+        horizon = now + COALESCE if heap and heap[0][0] <= now else now
         later: list[tuple[float, int, str, int]] = []
         while heap and heap[0][0] <= horizon and self._active < self._max_concurrency:
             entry = heapq.heappop(heap)

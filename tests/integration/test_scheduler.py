@@ -252,6 +252,23 @@ async def test_probes_due_close_together_start_in_one_wake_up_and_never_early_be
     task.cancel()
 
 
+async def test_nothing_starts_early_unless_a_probe_is_due_with_it(sim: Sim) -> None:
+    # 300 first probes spread over a few seconds from now: some are planned within the slack of the start
+    cfg = flip_targets(sim.url, n=300, interval="60s")
+    task = await run(sim, cfg)
+    assert sim.scheduler is not None
+    now = sim.clock.monotonic()
+    assert any(due - now <= scheduler_module.COALESCE for due, *_ in sim.scheduler._heap)
+    assert all(due > now for due, *_ in sim.scheduler._heap)
+    for _ in range(100):  # the loop wakes for the new schedule, but the clock stands still
+        await asyncio.sleep(0.002)
+    # nothing is due yet, so nothing rides along: a clock that never moves never sends a probe
+    assert sim.vendor.log == [] and not sim.scheduler.in_flight()
+    await sim.step(0.5, every=0.05)
+    assert sim.vendor.log  # and the schedule runs as soon as time does
+    task.cancel()
+
+
 async def test_the_end_of_a_retry_after_is_never_started_early_by_a_wake_up_just_before(
         sim: Sim, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(scheduler_module, "COALESCE", SLACK)
