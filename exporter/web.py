@@ -116,13 +116,17 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(headers=headers)
     resp.content_length = answer.size
     await resp.prepare(request)
-    if request.method != "HEAD":
-        for piece in answer:
-            await resp.write(piece)
-            # write() waits only when the socket is full: to a reader as fast as loopback it never
-            # does, and the whole answer would go out in one stall of the loop
-            await asyncio.sleep(0)
-    await resp.write_eof()
+    try:
+        if request.method != "HEAD":
+            for piece in answer:
+                await resp.write(piece)
+                # write() waits only when the socket is full: to a reader as fast as loopback it never
+                # does, and the whole answer would go out in one stall of the loop
+                await asyncio.sleep(0)
+        await resp.write_eof()
+    except ConnectionError:  # reset, broken pipe, or aiohttp's own for a closing transport
+        # the scraper went away mid-answer (its scrape timeout, a restart): nothing is wrong here
+        log.debug("%s %s: the client closed the connection mid-answer", request.method, request.path)
     return resp
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import logging
 import random
 import socket
+import struct
 import threading
 import zlib
 from collections.abc import AsyncIterator
@@ -311,6 +313,32 @@ async def test_the_event_loop_runs_while_a_large_answer_goes_to_a_slow_reader(bi
     await task
     assert int(headers["content-length"]) == len(body) > 4 * (1 << 20)  # larger than the socket buffers
     assert body.count(b"# TYPE ") >= len(FAMILIES)
+
+
+async def test_a_scraper_that_goes_away_mid_answer_is_no_error_and_the_next_scrape_is_whole(
+        big: tuple[Exporter, int], caplog: pytest.LogCaptureFixture) -> None:
+    _, port = big
+
+    def cut_off() -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = sock.recv(4096)
+            # gone with a reset, as a scraper at its timeout or a restarted Prometheus
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        return head
+
+    with caplog.at_level(logging.DEBUG, logger="exporter.web"):
+        for _ in range(3):
+            assert (await asyncio.to_thread(cut_off)).startswith(b"HTTP/1.1 200")
+        for _ in range(1000):  # bounded: until the handler has met each closed connection
+            if sum("mid-answer" in r.getMessage() for r in caplog.records) == 3:
+                break
+            await asyncio.sleep(0.005)
+        headers, body = _split(await asyncio.to_thread(_request, port))
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert sum("mid-answer" in r.getMessage() for r in caplog.records) == 3  # each one seen, quietly
+    assert int(headers["content-length"]) == len(body) > 4 * (1 << 20)
 
 
 async def test_the_event_loop_runs_while_a_large_answer_is_compressed() -> None:
