@@ -84,22 +84,39 @@ _Row = tuple[float, float, int, int]
 
 
 class _Answers:
-    """The distinct answers a target's history refers to, each kept once and dropped with its last row."""
+    """The distinct answers a target's history refers to, each kept once and dropped with its last row.
 
-    __slots__ = ("_free", "_index", "_items", "_last", "_refs")
+    A target has a handful of distinct answers, so they are found by a scan of one list; a dict
+    (a couple of hundred bytes a target, at 10,000 targets a few MB) is only made for the target whose
+    answers differ every probe, once they are more than ``_SCAN``."""
+
+    __slots__ = ("_free", "_index", "_items", "_last", "_live", "_refs")
+
+    #: up to this many answers a lookup compares them in turn (each comparison stops at the first field
+    #: that differs; the repeat of the last answer is found first)
+    _SCAN = 8
 
     def __init__(self) -> None:
-        self._index: dict[_Answer, int] = {}
+        self._index: dict[_Answer, int] | None = None
         self._items: list[_Answer | None] = []
         self._refs: list[int] = []
         self._free: list[int] | None = None  # slots to reuse, made when one is first released
         self._last: _Answer | None = None
+        self._live = 0
 
     def __len__(self) -> int:
-        return len(self._index)
+        return self._live
+
+    def _find(self, answer: _Answer) -> int | None:
+        if self._index is not None:
+            return self._index.get(answer)
+        try:
+            return self._items.index(answer)
+        except ValueError:
+            return None
 
     def add(self, answer: _Answer) -> int:
-        slot = self._index.get(answer)
+        slot = self._find(answer)
         if slot is None:
             answer = self._share(answer)
             if self._free:
@@ -109,7 +126,11 @@ class _Answers:
                 slot = len(self._items)
                 self._items.append(answer)
                 self._refs.append(0)
-            self._index[answer] = slot
+            self._live += 1
+            if self._index is not None:
+                self._index[answer] = slot
+            elif self._live > self._SCAN:
+                self._index = {item: at for at, item in enumerate(self._items) if item is not None}
             self._last = answer
         self._refs[slot] += 1
         return slot
@@ -132,8 +153,10 @@ class _Answers:
         if self._refs[slot] == 0:
             answer = self._items[slot]
             assert answer is not None
-            del self._index[answer]
+            if self._index is not None:
+                del self._index[answer]
             self._items[slot] = None
+            self._live -= 1
             if self._free is None:
                 self._free = []
             self._free.append(slot)
@@ -177,7 +200,8 @@ class TargetState:
     since: float = 0.0  # wall time the current class began
     responses: dict[tuple[str, str], int] = field(default_factory=dict)
     auth_failures: dict[str, int] = field(default_factory=dict)
-    foreign_codes: set[str] = field(default_factory=set)
+    #: a tuple, not a set: most targets never see one, and an empty set costs some 200 bytes a target
+    foreign_codes: tuple[str, ...] = ()
     bucket_counts: list[int] = field(default_factory=lambda: [0] * len(DURATION_BUCKETS))
     duration_sum: float = 0.0
     probes: int = 0
@@ -203,7 +227,7 @@ class TargetState:
         if code in self.target.catalog.codes or code in self.foreign_codes:
             return code
         if len(self.foreign_codes) < MAX_FOREIGN_CODES:
-            self.foreign_codes.add(code)
+            self.foreign_codes += (code,)
             return code
         return "other"
 
