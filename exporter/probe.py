@@ -69,11 +69,13 @@ class _Shown:
 
     def shown_message(self, message: str) -> str:
         if message != self.message:
-            self.message, self.message_shown = message, self.redact(message)
+            shown = sys.intern(self.redact(message))
+            self.message, self.message_shown = (shown if shown == message else message), shown
         return self.message_shown
 
     def shown_code(self, code: str) -> str:
         if code != self.code:
+            code = sys.intern(code)
             # a vendor echoing a secret as its error code: the code is a label in /metrics
             self.code, self.code_shown = code, ("redacted" if self.redact(code) != code else code)
         return self.code_shown
@@ -89,6 +91,8 @@ class _Shown:
 #: a body this long or shorter is remembered with its excerpt (per target, so memory stays bounded)
 _REMEMBERED_BODY = EXCERPT_BYTES
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+#: distinct remembered bodies shared among targets before the table starts again
+_SHARED_BODIES = 4096
 
 
 def build_request(base_url: str, check: CheckSpec, variables: Mapping[str, str] | None = None) -> HttpRequest:
@@ -153,6 +157,9 @@ class Prober:
         #: the check's request per base URL and check (it holds nothing of a target's own): targets of
         #: one vendor and base URL share one, see ``_attempt``; emptied by ``forget`` (a reload)
         self._requests: dict[tuple[str, CheckSpec], HttpRequest] = {}
+        #: the small bodies the targets remember (see ``_Shown``), one copy of each: many targets
+        #: get the same answer. Bounded: emptied when full (a target then keeps its own copy).
+        self._bodies: dict[bytes, bytes] = {}
         #: sessions by http_client settings; targets without the block use ``session``
         self.egress = egress or Egress(session, new_session)
 
@@ -257,6 +264,12 @@ class Prober:
             request = self._requests[key] = HttpRequest(made.method, made.url, made.params, headers, made.body)
         return request
 
+    def _body(self, body: bytes) -> bytes:
+        bodies = self._bodies
+        if len(bodies) >= _SHARED_BODIES:
+            bodies.clear()
+        return bodies.setdefault(body, body)
+
     def _variables(self, target: Target, signer: Signer) -> Mapping[str, str]:
         """Path variables: what the signer learnt, and any optional credential the target gives."""
         given = {n: target.credentials[n] for n in target.catalog.optional_credentials if n in target.credentials}
@@ -340,7 +353,7 @@ class Prober:
                 # interned (it is already redacted): targets with the same answer keep one copy
                 excerpt = sys.intern(_excerpt(body, shown.redact))
                 if len(body) <= _REMEMBERED_BODY:
-                    shown.body, shown.excerpt = body, excerpt
+                    shown.body, shown.excerpt = self._body(body), excerpt
         message, code = shown.shown_message(outcome.message), shown.shown_code(outcome.code)
         if message != outcome.message or code != outcome.code:
             outcome = replace(outcome, message=message, code=code)

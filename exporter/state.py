@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import struct
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
@@ -83,6 +84,10 @@ _ROW = struct.Struct("<ddHB")
 _Row = tuple[float, float, int, int]
 
 
+def _intern(part: object) -> object:
+    return sys.intern(part) if type(part) is str else part
+
+
 class _Answers:
     """The distinct answers a target's history refers to, each kept once and dropped with its last row.
 
@@ -137,11 +142,12 @@ class _Answers:
 
     def _share(self, answer: _Answer) -> _Answer:
         """A new answer that differs from the last new one in a part or two (a Retry-After counting
-        down, an excerpt with a request id) holds the last one's copies of the rest."""
+        down, an excerpt with a request id) holds the last one's copies of the rest; its new text is
+        interned, so the targets that get the same answer (a vendor's "OK") keep one copy of it."""
         last = self._last
         if last is None:
-            return answer
-        return tuple(old if old == new else new for old, new in zip(last, answer, strict=True))  # type: ignore[return-value]
+            return tuple(_intern(part) for part in answer)  # type: ignore[return-value]
+        return tuple(old if old == new else _intern(new) for old, new in zip(last, answer, strict=True))  # type: ignore[return-value]
 
     def get(self, slot: int) -> _Answer:
         answer = self._items[slot]
@@ -238,7 +244,10 @@ class TargetState:
             self.since = result.started
         self.last = result
         key = (out.cls, code)
-        self.responses[key] = self.responses.get(key, 0) + 1
+        seen = self.responses.get(key)
+        if seen is None:  # the key stays for good: its code is the one copy every target shares
+            key = (out.cls, sys.intern(code))
+        self.responses[key] = (seen or 0) + 1
         if out.cls == "auth":
             self.auth_failures[code] = self.auth_failures.get(code, 0) + 1
         for index, bound in enumerate(DURATION_BUCKETS):
