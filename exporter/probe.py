@@ -92,7 +92,7 @@ class _Shown:
 _REMEMBERED_BODY = EXCERPT_BYTES
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 #: distinct remembered bodies shared among targets before the table starts again
-_SHARED_BODIES = 4096
+_SHARED_BODIES = 1024
 
 
 def build_request(base_url: str, check: CheckSpec, variables: Mapping[str, str] | None = None) -> HttpRequest:

@@ -21,6 +21,7 @@ import struct
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from .config import Target
 from .model import CLASSES, FAILURE, UP, Outcome, ProbeResult, QuotaReading
@@ -95,7 +96,7 @@ class _Answers:
     (a couple of hundred bytes a target, at 10,000 targets a few MB) is only made for the target whose
     answers differ every probe, once they are more than ``_SCAN``."""
 
-    __slots__ = ("_free", "_index", "_items", "_last", "_live", "_refs")
+    __slots__ = ("_cells", "_free", "_index", "_last", "_live")
 
     #: up to this many answers a lookup compares them in turn (each comparison stops at the first field
     #: that differs; the repeat of the last answer is found first)
@@ -103,8 +104,8 @@ class _Answers:
 
     def __init__(self) -> None:
         self._index: dict[_Answer, int] | None = None
-        self._items: list[_Answer | None] = []
-        self._refs: list[int] = []
+        #: slot i's answer (None once released) at 2i, the rows referring to it at 2i + 1: one list, not two
+        self._cells: list[Any] = []
         self._free: list[int] | None = None  # slots to reuse, made when one is first released
         self._last: _Answer | None = None
         self._live = 0
@@ -116,28 +117,28 @@ class _Answers:
         if self._index is not None:
             return self._index.get(answer)
         try:
-            return self._items.index(answer)
+            return self._cells.index(answer) >> 1  # a count never equals an answer: always an even cell
         except ValueError:
             return None
 
     def add(self, answer: _Answer) -> int:
         slot = self._find(answer)
+        cells = self._cells
         if slot is None:
             answer = self._share(answer)
             if self._free:
                 slot = self._free.pop()
-                self._items[slot], self._refs[slot] = answer, 0
+                cells[2 * slot], cells[2 * slot + 1] = answer, 0
             else:
-                slot = len(self._items)
-                self._items.append(answer)
-                self._refs.append(0)
+                slot = len(cells) >> 1
+                cells += (answer, 0)
             self._live += 1
             if self._index is not None:
                 self._index[answer] = slot
             elif self._live > self._SCAN:
-                self._index = {item: at for at, item in enumerate(self._items) if item is not None}
+                self._index = {item: at >> 1 for at, item in enumerate(cells) if type(item) is tuple}
             self._last = answer
-        self._refs[slot] += 1
+        cells[2 * slot + 1] += 1
         return slot
 
     def _share(self, answer: _Answer) -> _Answer:
@@ -150,18 +151,19 @@ class _Answers:
         return tuple(old if old == new else _intern(new) for old, new in zip(last, answer, strict=True))  # type: ignore[return-value]
 
     def get(self, slot: int) -> _Answer:
-        answer = self._items[slot]
+        answer: _Answer | None = self._cells[2 * slot]
         assert answer is not None
         return answer
 
     def release(self, slot: int) -> None:
-        self._refs[slot] -= 1
-        if self._refs[slot] == 0:
-            answer = self._items[slot]
+        cells = self._cells
+        cells[2 * slot + 1] -= 1
+        if cells[2 * slot + 1] == 0:
+            answer = cells[2 * slot]
             assert answer is not None
             if self._index is not None:
                 del self._index[answer]
-            self._items[slot] = None
+            cells[2 * slot] = None
             self._live -= 1
             if self._free is None:
                 self._free = []
