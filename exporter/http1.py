@@ -312,8 +312,10 @@ class _Conn(asyncio.Protocol):
             self._keep = False
             self._drop()  # do not drain a body we will not read
         self._body = []
+        # the answer takes the headers: an idle connection in the pool keeps no copy of them
+        headers, self._headers = self._headers, {}
         if fut is not None and not fut.done():
-            fut.set_result(Response(self._status, self._headers, body, truncated, self.cert_expiry))
+            fut.set_result(Response(self._status, headers, body, truncated, self.cert_expiry))
 
     def _fail(self, exc: BaseException, close: bool = True) -> None:
         fut, self._fut, self._parser = self._fut, None, None

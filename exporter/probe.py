@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import ssl
+import sys
 import time
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,7 +24,7 @@ from types import MappingProxyType
 from .catalog import CheckSpec, QuotaSpec
 from .classify import classify, read_quotas
 from .clock import Clock
-from .config import Target
+from .config import Credentials, Target
 from .egress import Egress, new_session
 from .http1 import Client, ConnectError, DNSError, ProtocolError, ProxyConnectError, ProxyRefused, ResetError, TLSError
 from .httpclient import HttpClient
@@ -68,24 +69,30 @@ class _Shown:
 
     def shown_message(self, message: str) -> str:
         if message != self.message:
-            self.message, self.message_shown = message, self.redact(message)
+            shown = sys.intern(self.redact(message))
+            self.message, self.message_shown = (shown if shown == message else message), shown
         return self.message_shown
 
     def shown_code(self, code: str) -> str:
         if code != self.code:
+            code = sys.intern(code)
             # a vendor echoing a secret as its error code: the code is a label in /metrics
             self.code, self.code_shown = code, ("redacted" if self.redact(code) != code else code)
         return self.code_shown
 
     def shown_line(self, line: str) -> str:
         if line != self.line:
-            self.line, self.line_shown = line, self.redact(line)
+            # interned: targets of one vendor and base URL mostly show the same line, kept once
+            shown = sys.intern(self.redact(line))
+            self.line, self.line_shown = (shown if shown == line else line), shown
         return self.line_shown
 
 
 #: a body this long or shorter is remembered with its excerpt (per target, so memory stays bounded)
 _REMEMBERED_BODY = EXCERPT_BYTES
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+#: distinct remembered bodies shared among targets before the table starts again
+_SHARED_BODIES = 1024
 
 
 def build_request(base_url: str, check: CheckSpec, variables: Mapping[str, str] | None = None) -> HttpRequest:
@@ -146,7 +153,13 @@ class Prober:
         self._signers: dict[str, tuple[Target, Signer]] = {}
         #: one signer per credential (scheme, options, base URL, credentials): targets that share a
         #: login share its token and its single-flight renewal, so a refresh token is spent once
-        self._by_credential: dict[tuple[str, str, str, tuple[tuple[str, str], ...]], Signer] = {}
+        self._by_credential: dict[tuple[str, str, str, Credentials], Signer] = {}
+        #: the check's request per base URL and check (it holds nothing of a target's own): targets of
+        #: one vendor and base URL share one, see ``_attempt``; emptied by ``forget`` (a reload)
+        self._requests: dict[tuple[str, CheckSpec], HttpRequest] = {}
+        #: the small bodies the targets remember (see ``_Shown``), one copy of each: many targets
+        #: get the same answer. Bounded: emptied when full (a target then keeps its own copy).
+        self._bodies: dict[bytes, bytes] = {}
         #: sessions by http_client settings; targets without the block use ``session``
         self.egress = egress or Egress(session, new_session)
 
@@ -159,8 +172,9 @@ class Prober:
         if held is not None and held[0] is target:
             return held[1]
         if held is None or held[0] != target:
-            key = (target.catalog.signer, repr(target.catalog.signer_options), target.base_url,
-                   tuple(sorted(target.credentials.items())))
+            # the target's own Credentials compare by value: the key needs no copy of them
+            key = (target.catalog.signer, sys.intern(repr(target.catalog.signer_options)), target.base_url,
+                   target.credentials)
             signer = self._by_credential.get(key)
             if signer is None:
                 ctx = SignerContext(target.credentials, target.catalog.signer_options, target.base_url)
@@ -176,6 +190,7 @@ class Prober:
         shown = self._shown_table()
         for name in [n for n in shown if n not in keep_set]:
             del shown[name]
+        self._requests.clear()
         used = {id(signer) for _, signer in self._signers.values()}
         for key in [k for k, signer in self._by_credential.items() if id(signer) not in used]:
             del self._by_credential[key]
@@ -237,6 +252,24 @@ class Prober:
             shown = table[target.name] = _Shown(target, learnt, secrets_of(target, signer))
         return shown
 
+    def _request(self, base_url: str, check: CheckSpec) -> HttpRequest:
+        """The check's request when its path has no variables: the same for every target with this base
+        URL, so one object serves them all (the signer adds what is the target's own to a copy)."""
+        key = (base_url, check)
+        request = self._requests.get(key)
+        if request is None:
+            made = build_request(base_url, check)
+            # shared by every probe of these targets: its headers must not be changed in place
+            headers = MappingProxyType(dict(made.headers)) if made.headers else _NO_HEADERS
+            request = self._requests[key] = HttpRequest(made.method, made.url, made.params, headers, made.body)
+        return request
+
+    def _body(self, body: bytes) -> bytes:
+        bodies = self._bodies
+        if len(bodies) >= _SHARED_BODIES:
+            bodies.clear()
+        return bodies.setdefault(body, body)
+
     def _variables(self, target: Target, signer: Signer) -> Mapping[str, str]:
         """Path variables: what the signer learnt, and any optional credential the target gives."""
         given = {n: target.credentials[n] for n in target.catalog.optional_credentials if n in target.credentials}
@@ -251,10 +284,7 @@ class Prober:
             if shown is None or shown.target is not target:
                 shown = self._shown(target, signer)
             if shown.request is None:
-                made = build_request(target.base_url, check)
-                # shared by every probe of the target: its headers must not be changed in place
-                headers = MappingProxyType(dict(made.headers)) if made.headers else _NO_HEADERS
-                shown.request = HttpRequest(made.method, made.url, made.params, headers, made.body)
+                shown.request = self._request(target.base_url, check)
             request = shown.request
         else:
             request = build_request(target.base_url, check)
@@ -320,9 +350,10 @@ class Prober:
             if body == shown.body:
                 excerpt = shown.excerpt
             else:
-                excerpt = _excerpt(body, shown.redact)
+                # interned (it is already redacted): targets with the same answer keep one copy
+                excerpt = sys.intern(_excerpt(body, shown.redact))
                 if len(body) <= _REMEMBERED_BODY:
-                    shown.body, shown.excerpt = body, excerpt
+                    shown.body, shown.excerpt = self._body(body), excerpt
         message, code = shown.shown_message(outcome.message), shown.shown_code(outcome.code)
         if message != outcome.message or code != outcome.code:
             outcome = replace(outcome, message=message, code=code)

@@ -18,8 +18,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import struct
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from .config import Target
 from .model import CLASSES, FAILURE, UP, Outcome, ProbeResult, QuotaReading
@@ -83,57 +85,86 @@ _ROW = struct.Struct("<ddHB")
 _Row = tuple[float, float, int, int]
 
 
-class _Answers:
-    """The distinct answers a target's history refers to, each kept once and dropped with its last row."""
+def _intern(part: object) -> object:
+    return sys.intern(part) if type(part) is str else part
 
-    __slots__ = ("_free", "_index", "_items", "_last", "_refs")
+
+class _Answers:
+    """The distinct answers a target's history refers to, each kept once and dropped with its last row.
+
+    A target has a handful of distinct answers, so they are found by a scan of one list; a dict
+    (a couple of hundred bytes a target, at 10,000 targets a few MB) is only made for the target whose
+    answers differ every probe, once they are more than ``_SCAN``."""
+
+    __slots__ = ("_cells", "_free", "_index", "_last", "_live")
+
+    #: up to this many answers a lookup compares them in turn (each comparison stops at the first field
+    #: that differs; the repeat of the last answer is found first)
+    _SCAN = 8
 
     def __init__(self) -> None:
-        self._index: dict[_Answer, int] = {}
-        self._items: list[_Answer | None] = []
-        self._refs: list[int] = []
+        self._index: dict[_Answer, int] | None = None
+        #: slot i's answer (None once released) at 2i, the rows referring to it at 2i + 1: one list, not two
+        self._cells: list[Any] = []
         self._free: list[int] | None = None  # slots to reuse, made when one is first released
         self._last: _Answer | None = None
+        self._live = 0
 
     def __len__(self) -> int:
-        return len(self._index)
+        return self._live
+
+    def _find(self, answer: _Answer) -> int | None:
+        if self._index is not None:
+            return self._index.get(answer)
+        try:
+            return self._cells.index(answer) >> 1  # a count never equals an answer: always an even cell
+        except ValueError:
+            return None
 
     def add(self, answer: _Answer) -> int:
-        slot = self._index.get(answer)
+        slot = self._find(answer)
+        cells = self._cells
         if slot is None:
             answer = self._share(answer)
             if self._free:
                 slot = self._free.pop()
-                self._items[slot], self._refs[slot] = answer, 0
+                cells[2 * slot], cells[2 * slot + 1] = answer, 0
             else:
-                slot = len(self._items)
-                self._items.append(answer)
-                self._refs.append(0)
-            self._index[answer] = slot
+                slot = len(cells) >> 1
+                cells += (answer, 0)
+            self._live += 1
+            if self._index is not None:
+                self._index[answer] = slot
+            elif self._live > self._SCAN:
+                self._index = {item: at >> 1 for at, item in enumerate(cells) if type(item) is tuple}
             self._last = answer
-        self._refs[slot] += 1
+        cells[2 * slot + 1] += 1
         return slot
 
     def _share(self, answer: _Answer) -> _Answer:
         """A new answer that differs from the last new one in a part or two (a Retry-After counting
-        down, an excerpt with a request id) holds the last one's copies of the rest."""
+        down, an excerpt with a request id) holds the last one's copies of the rest; its new text is
+        interned, so the targets that get the same answer (a vendor's "OK") keep one copy of it."""
         last = self._last
         if last is None:
-            return answer
-        return tuple(old if old == new else new for old, new in zip(last, answer, strict=True))  # type: ignore[return-value]
+            return tuple(_intern(part) for part in answer)  # type: ignore[return-value]
+        return tuple(old if old == new else _intern(new) for old, new in zip(last, answer, strict=True))  # type: ignore[return-value]
 
     def get(self, slot: int) -> _Answer:
-        answer = self._items[slot]
+        answer: _Answer | None = self._cells[2 * slot]
         assert answer is not None
         return answer
 
     def release(self, slot: int) -> None:
-        self._refs[slot] -= 1
-        if self._refs[slot] == 0:
-            answer = self._items[slot]
+        cells = self._cells
+        cells[2 * slot + 1] -= 1
+        if cells[2 * slot + 1] == 0:
+            answer = cells[2 * slot]
             assert answer is not None
-            del self._index[answer]
-            self._items[slot] = None
+            if self._index is not None:
+                del self._index[answer]
+            cells[2 * slot] = None
+            self._live -= 1
             if self._free is None:
                 self._free = []
             self._free.append(slot)
@@ -177,7 +208,8 @@ class TargetState:
     since: float = 0.0  # wall time the current class began
     responses: dict[tuple[str, str], int] = field(default_factory=dict)
     auth_failures: dict[str, int] = field(default_factory=dict)
-    foreign_codes: set[str] = field(default_factory=set)
+    #: a tuple, not a set: most targets never see one, and an empty set costs some 200 bytes a target
+    foreign_codes: tuple[str, ...] = ()
     bucket_counts: list[int] = field(default_factory=lambda: [0] * len(DURATION_BUCKETS))
     duration_sum: float = 0.0
     probes: int = 0
@@ -203,7 +235,7 @@ class TargetState:
         if code in self.target.catalog.codes or code in self.foreign_codes:
             return code
         if len(self.foreign_codes) < MAX_FOREIGN_CODES:
-            self.foreign_codes.add(code)
+            self.foreign_codes += (code,)
             return code
         return "other"
 
@@ -214,7 +246,10 @@ class TargetState:
             self.since = result.started
         self.last = result
         key = (out.cls, code)
-        self.responses[key] = self.responses.get(key, 0) + 1
+        seen = self.responses.get(key)
+        if seen is None:  # the key stays for good: its code is the one copy every target shares
+            key = (out.cls, sys.intern(code))
+        self.responses[key] = (seen or 0) + 1
         if out.cls == "auth":
             self.auth_failures[code] = self.auth_failures.get(code, 0) + 1
         for index, bound in enumerate(DURATION_BUCKETS):
