@@ -2,10 +2,11 @@
 driven through /probe at the same rate, on the same nginx target, measured from /proc.
 
 The subjects run interleaved in rounds (exporter, exporter without keep-alive, blackbox, wrk; then
-again), each round a fresh process: on a shared machine, load that comes and goes then hits every
-subject alike, and each ratio is taken within one round. ``wrk`` (C, epoll) against the same nginx
-is the physical floor: the client CPU one HTTP request costs on this machine, keep-alive and with a
-fresh connection each."""
+again), each a fresh process, and each round starts with the next of the first three: on a shared
+machine, load that comes and goes, and what one run leaves behind for the next (sockets in
+TIME_WAIT), then hit every subject alike; each ratio is taken within one round. ``wrk`` (C, epoll)
+against the same nginx is the physical floor: the client CPU one HTTP request costs on this machine,
+keep-alive and with a fresh connection each."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,14 +146,18 @@ def run_cpu(rate: int = 200, warmup: float = 6.0, window: float = 20.0, rounds: 
             floor: float = 3.0) -> list[CpuResult]:
     """``rounds`` rounds of every subject, in the same order each round; results carry their round."""
     out: list[CpuResult] = []
+    subjects: list[Callable[[], CpuResult]] = [
+        lambda: _exporter_run(dir_, urls, rate, warmup, window, None, "exporter (defaults)"),
+        lambda: _exporter_run(dir_, urls, rate, warmup, window, False, "exporter (keepalive: false)"),
+        lambda: _blackbox_run(dir_, urls, rate, warmup, window),
+    ]
     with workdir() as dir_, nginx(dir_) as urls:
         for n in range(rounds):
-            for r in (
-                _exporter_run(dir_, urls, rate, warmup, window, None, "exporter (defaults)"),
-                _exporter_run(dir_, urls, rate, warmup, window, False, "exporter (keepalive: false)"),
-                _blackbox_run(dir_, urls, rate, warmup, window),
-                _wrk_run(urls[0], floor, fresh=False),
-                _wrk_run(urls[0], floor, fresh=True),
-            ):
-                out.append(dataclasses.replace(r, round=n))
+            # each round starts with the next subject: what one run leaves behind (sockets in
+            # TIME_WAIT, a warm nginx) falls on every subject in turn, not always on the same one
+            turn = n % len(subjects)
+            for run in subjects[turn:] + subjects[:turn]:
+                out.append(dataclasses.replace(run(), round=n))
+            for fresh in (False, True):
+                out.append(dataclasses.replace(_wrk_run(urls[0], floor, fresh=fresh), round=n))
     return out

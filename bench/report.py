@@ -104,7 +104,8 @@ def _cpu(results: list[CpuResult]) -> list[str]:
         return [by[subject, n].cpu_per_probe_ms / by[other, n].cpu_per_probe_ms for n in rounds
                 if (subject, n) in by and (other, n) in by and by[other, n].probes and by[subject, n].probes]
 
-    lines = [f"{len(rounds)} round(s), subjects interleaved in this order in each: " + ", ".join(subjects) + ".",
+    lines = [f"{len(rounds)} round(s), subjects interleaved ({', '.join(subjects)}), each round starting "
+             "with the next of the first three, the wrk floor last.",
              "", "| subject | probes/s | probes per round | ok | CPU per probe (median, min-max) | vs blackbox "
              "| vs the wrk floor |", "|---|---:|---:|---:|---:|---:|---:|"]
     for subject in subjects:
