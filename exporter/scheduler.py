@@ -75,6 +75,51 @@ class _Slot:
     backoff_until: float = 0.0
 
 
+class _Places:
+    """``max_concurrency``'s places, shared by scheduled probes and /probe callers, first come first
+    served. A reload resizes it in place: a new semaphore would let new probes in beside those still
+    holding the old one's places (above the new cap, and above the old one when lowered)."""
+
+    __slots__ = ("_waiters", "limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.used = limit, 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def __aenter__(self) -> None:
+        if self.used < self.limit and not self._waiters:
+            self.used += 1
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if not fut.cancelled():
+                self._release()  # given a place just as it was cancelled: hand it on
+            elif fut in self._waiters:
+                self._waiters.remove(fut)
+            raise
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._release()
+
+    def resize(self, limit: int) -> None:
+        self.limit = limit
+        self._grant()
+
+    def _release(self) -> None:
+        self.used -= 1
+        self._grant()
+
+    def _grant(self) -> None:
+        while self._waiters and self.used < self.limit:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                self.used += 1
+                fut.set_result(None)
+
+
 class LagStats:
     """How late probes start against their plan: a window of the latest lags and running totals."""
 
@@ -96,7 +141,7 @@ class Scheduler:
                  rng: random.Random | None = None) -> None:
         self.prober, self.state, self.clock = prober, state, clock
         self.rng = rng or random.Random()
-        self._sem = asyncio.Semaphore(max_concurrency)
+        self._places = _Places(max_concurrency)
         self._max_concurrency = max_concurrency
         self._heap: list[tuple[float, int, str, int]] = []
         self._seq = itertools.count()
@@ -148,8 +193,8 @@ class Scheduler:
         self._slots = fresh
         self.budgets.configure(targets)
         if max_concurrency is not None and max_concurrency != self._max_concurrency:
-            # probes in flight finish under the old limit; new ones take the new one
-            self._sem = asyncio.Semaphore(max_concurrency)
+            # probes in flight keep their places; no new one starts until fewer than the new limit hold one
+            self._places.resize(max_concurrency)
             self._max_concurrency = max_concurrency
         self.prober.forget(fresh)
         self._poke()
@@ -298,7 +343,7 @@ class Scheduler:
                 self._push(max(slot.not_before, self.clock.monotonic()), slot)
             return None
         try:
-            async with self._sem:
+            async with self._places:
                 self.lag.record(self.clock.monotonic() - planned)
                 started = slot.target  # a reload may change it while the probe is in flight
                 result = await self._probe_confirmed(slot, started)
@@ -345,7 +390,7 @@ class Scheduler:
     async def _on_demand(self, slot: _Slot) -> ProbeResult | None:
         # the scheduler's cap: callers of /probe share it, and since a second caller for a target
         # joins the first, they hold at most one of its places per target
-        async with self._sem:
+        async with self._places:
             started = slot.target
             result = await self.probe_once(started)
         try:

