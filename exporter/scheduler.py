@@ -309,13 +309,17 @@ class Scheduler:
             self._wake = None
 
     def in_flight(self) -> int:
-        """Probes started and not finished, and those due that wait for a place under the cap."""
+        """Probes started and not finished, and those due that wait for a place under the cap. One per
+        target in flight: a planned probe that joined a /probe caller's is not another (its task only
+        waits for that one's answer)."""
+        flights = self._inflight
         if self._active < self._max_concurrency:
-            return len(self._tasks)
+            return len(flights)
         now, slots = self.clock.monotonic(), self._slots
         waiting = sum(1 for due, _, name, gen in self._heap
-                      if due <= now and (slot := slots.get(name)) is not None and slot.generation == gen)
-        return len(self._tasks) + waiting
+                      if due <= now and name not in flights and (slot := slots.get(name)) is not None
+                      and slot.generation == gen)
+        return len(flights) + waiting
 
     async def stop(self) -> None:
         self._poke()
