@@ -342,8 +342,11 @@ class Scheduler:
             # an on-demand probe is under way: its answer stands for this one (it booked what it
             # spent, recorded it and moved not_before); nothing more is sent, and nothing is booked
             self.completed += 1
+            generation = slot.generation
             await _join(joined)
-            if self._current(slot):
+            # unless its answer planned the target afresh (a reload changed it meanwhile): a second
+            # plan would go on in step with the first, one more joined "probe" every interval
+            if self._current(slot) and slot.generation == generation:
                 self._push(max(slot.not_before, self.clock.monotonic()), slot)
             return None
         try:

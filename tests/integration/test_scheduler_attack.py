@@ -6,6 +6,9 @@ path, reload churn over a long run. On the fake clock against a real loopback ve
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
+
+import pytest
 
 from . import test_scheduler
 from .test_scheduler import Sim, flip_targets, run
@@ -90,4 +93,25 @@ async def test_a_planned_probe_that_joined_a_probe_in_flight_is_not_counted_twic
     assert sched.in_flight() == 1  # apistatus_probes_in_flight: one probe is at the vendor
     sim.vendor.hold.set()
     assert await asyncio.wait_for(asking, 5)
+    task.cancel()
+
+
+async def test_a_reload_during_a_joined_probe_leaves_one_plan_for_the_target(sim: Sim) -> None:
+    # the /probe answer, to a config the reload changed, plans the target again soon; the planned probe
+    # that had joined it must not plan one more: two plans in step mean a second, joined "probe" per
+    # interval ever after (counted as finished, and in flight)
+    sim.vendor.hold = asyncio.Event()
+    cfg = flip_targets(sim.url, interval="10s", probe_share=1)  # the interval, not the budget, paces it
+    task = await run(sim, cfg)
+    sched = sim.scheduler
+    assert sched is not None
+    asking = await planned_probe_joins_an_on_demand_one(sim)
+    sched.apply([replace(t, timeout=3.0) for t in cfg.targets])
+    sim.vendor.hold.set()
+    assert await asyncio.wait_for(asking, 5)
+    await settle()
+    made, completed = len(sim.vendor.log), sched.completed
+    await sim.step(100)
+    assert len(sim.vendor.log) - made == pytest.approx(10, abs=1)  # on schedule
+    assert sched.completed - completed == len(sim.vendor.log) - made  # each a single probe
     task.cancel()
