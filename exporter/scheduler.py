@@ -218,8 +218,12 @@ class Scheduler:
                 full = self._active >= self._max_concurrency
                 # at the cap the next wake-up is a probe finishing (``_poke``), not the heap's head
                 await self._sleep_until(self._heap[0][0] if self._heap and not full else now + 3600.0)
-        finally:
+        except asyncio.CancelledError:
+            # stopped: the probes with it. A loop that dies of a bug leaves them alone instead: each
+            # plans its target's next probe when it finishes, so the loop started again finds every
+            # target in the schedule (cancelled, they planned nothing: their targets were lost)
             await self.stop()
+            raise
 
     def _start_due(self, now: float) -> None:
         """Start every probe due by ``now`` plus the coalescing slack."""

@@ -6,12 +6,17 @@ path, reload churn over a long run. On the fake clock against a real loopback ve
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
 
+from exporter.app import RESTART_PAUSE
+from exporter.clock import FakeClock
+
+from ..conftest import Running, config_from, running_exporter, serve
 from . import test_scheduler
-from .test_scheduler import Sim, flip_targets, run
+from .test_scheduler import Sim, Vendor, flip_targets, run
 
 sim = test_scheduler.sim  # its fixture
 
@@ -115,3 +120,46 @@ async def test_a_reload_during_a_joined_probe_leaves_one_plan_for_the_target(sim
     assert len(sim.vendor.log) - made == pytest.approx(10, abs=1)  # on schedule
     assert sched.completed - completed == len(sim.vendor.log) - made  # each a single probe
     task.cancel()
+
+
+@pytest.fixture
+async def held_exporter() -> AsyncIterator[tuple[Running, FakeClock, Vendor]]:
+    clock = FakeClock()
+    vendor = Vendor(clock)
+    vendor.hold = asyncio.Event()
+    async with serve(vendor.handle) as url:
+        cfg = config_from({"global": {"interval": "10s", "timeout": "9s", "probe_share": 1}, "targets": [
+            {"name": f"t{i}", "vendor": "flipsnack", "base_url": url,
+             "credentials": {"api_key": f"key{i}", "secret": "s"}} for i in range(2)]})
+        async with running_exporter(cfg, clock=clock) as ex:
+            yield ex, clock, vendor
+            vendor.hold.set()
+
+
+async def test_a_loop_restarted_after_a_bug_keeps_the_targets_whose_probes_were_in_flight(
+        held_exporter: tuple[Running, FakeClock, Vendor]) -> None:
+    ex, clock, vendor = held_exporter
+    sched = ex.exporter.scheduler
+    assert sched is not None and vendor.hold is not None
+    await clock.advance(6)
+    await settle()
+    assert vendor.in_flight == 2  # both first probes held at the vendor
+    real, failed = sched._sleep_until, []
+
+    async def sleep_failing_once(deadline: float) -> None:
+        if not failed:
+            failed.append(1)
+            raise RuntimeError("injected bug")
+        await real(deadline)
+
+    sched._sleep_until = sleep_failing_once  # type: ignore[method-assign]
+    sched._poke()
+    await settle()
+    assert failed == [1] and not ex.exporter.ready
+    vendor.hold.set()
+    for _ in range(int(RESTART_PAUSE) + 40):
+        await clock.advance(1)
+        await settle(5)
+    assert ex.exporter.ready
+    keys = [k for _, k in vendor.log]
+    assert keys.count("key0") >= 3 and keys.count("key1") >= 3, keys  # both still probed on schedule
