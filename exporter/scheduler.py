@@ -357,7 +357,12 @@ class Scheduler:
             async with self._places:
                 self.lag.record(self.clock.monotonic() - planned)
                 started = slot.target  # a reload may change it while the probe is in flight
-                result = await self._probe_confirmed(slot, started)
+                try:
+                    result = await self._probe_confirmed(slot, started)
+                except Exception as exc:  # noqa: BLE001 - a bug between the two attempts costs this probe,
+                    self.completed += 1  # not the target's schedule (it planned nothing)
+                    self._replan(slot, "confirming", exc)
+                    return None
         finally:
             if self._inflight.get(name) is asyncio.current_task():
                 del self._inflight[name]

@@ -122,6 +122,28 @@ async def test_a_reload_during_a_joined_probe_leaves_one_plan_for_the_target(sim
     task.cancel()
 
 
+async def test_a_bug_while_confirming_a_failure_does_not_lose_the_target(
+        sim: Sim, caplog: pytest.LogCaptureFixture) -> None:
+    sim.vendor.answer = lambda r: (200, {}, {"code": 41})  # auth: confirmed once
+    task = await run(sim, flip_targets(sim.url, interval="10s", confirm_failures=True, probe_share=1))
+    sched = sim.scheduler
+    assert sched is not None
+    real, failed = sched._book, []
+
+    def book_failing_once(*args: object) -> None:
+        if not failed:
+            failed.append(1)
+            raise RuntimeError("injected bug")
+        real(*args)  # type: ignore[arg-type]
+
+    sched._book = book_failing_once  # type: ignore[method-assign]
+    await sim.step(40)
+    assert failed == [1]
+    assert len(sim.vendor.log) >= 4, sim.vendor.log  # probed again on schedule
+    assert "a probe of target t0 failed internally: RuntimeError" in caplog.text
+    task.cancel()
+
+
 @pytest.fixture
 async def held_exporter() -> AsyncIterator[tuple[Running, FakeClock, Vendor]]:
     clock = FakeClock()
