@@ -177,9 +177,11 @@ class Scheduler:
             if slot is not None and kept(slot.target, target):
                 changed = slot.target != target
                 slot.target = target  # its planned probe stands; the next is planned on the new interval
-                if changed and slot.backoff_until > now:
+                if changed and (slot.backoff_until > now or slot.not_before > now + target.interval):
                     # config or credentials changed (a new key after a 401 storm, a corrected URL): the
-                    # backoff earned by the old config says nothing about the new one, so probe soon
+                    # backoff earned by the old config says nothing about the new one, so probe soon;
+                    # so too when the plan lies further off than the new interval (an interval of 1 h
+                    # shortened to 10 s waited out the rest of the hour)
                     slot.streak, slot.backoff_until, slot.not_before = 0, 0.0, 0.0
                     slot.generation = next(self._gen)
                     self._push(now + self.rng.uniform(0, min(target.interval, spread)), slot)

@@ -122,6 +122,19 @@ async def test_a_reload_during_a_joined_probe_leaves_one_plan_for_the_target(sim
     task.cancel()
 
 
+async def test_a_reload_that_shortens_the_interval_takes_effect_within_the_new_interval(sim: Sim) -> None:
+    task = await run(sim, flip_targets(sim.url, interval="1h"))
+    sched = sim.scheduler
+    assert sched is not None
+    await sim.step(6)
+    assert len(sim.vendor.log) == 1
+    sched.apply(flip_targets(sim.url, interval="10s").targets)
+    await sim.step(30)
+    # not an hour of silence after asking for a probe every 10 s
+    assert len(sim.vendor.log) >= 3, sim.vendor.log
+    task.cancel()
+
+
 async def test_a_bug_while_confirming_a_failure_does_not_lose_the_target(
         sim: Sim, caplog: pytest.LogCaptureFixture) -> None:
     sim.vendor.answer = lambda r: (200, {}, {"code": 41})  # auth: confirmed once
