@@ -193,6 +193,11 @@ class Scheduler:
             if target.budget:  # a vendor with a budget is shown at 0 before its first delay
                 self.budget_delays.setdefault(target.vendor, 0)
         self._slots = fresh
+        if len(self._heap) > 2 * len(fresh) + 64:
+            # plans of removed or re-planned targets are dropped only when they come due: reloads that
+            # drop and add back targets would pile them up for as long as an interval
+            self._heap[:] = [e for e in self._heap if (s := fresh.get(e[2])) is not None and s.generation == e[3]]
+            heapq.heapify(self._heap)
         self.budgets.configure(targets)
         if max_concurrency is not None and max_concurrency != self._max_concurrency:
             # probes in flight keep their places; no new one starts until fewer than the new limit hold one

@@ -157,6 +157,23 @@ async def test_a_bug_while_confirming_a_failure_does_not_lose_the_target(
     task.cancel()
 
 
+async def test_reload_churn_over_a_long_run_keeps_the_schedule_bounded(sim: Sim) -> None:
+    # targets dropped and added back by reloads (a config generator, a flapping include): what the
+    # schedule keeps for them must not grow with every reload for as long as their interval
+    n = 20
+    cfg = flip_targets(sim.url, n=n, interval="1h")
+    task = await run(sim, cfg)
+    sched = sim.scheduler
+    assert sched is not None
+    for _ in range(200):
+        sched.apply([])
+        sched.apply(cfg.targets)
+        await sim.step(10)
+    assert len(sched._heap) <= 4 * n + 64  # memory: entries kept in the schedule
+    assert sched.in_flight() == 0
+    task.cancel()
+
+
 @pytest.fixture
 async def held_exporter() -> AsyncIterator[tuple[Running, FakeClock, Vendor]]:
     clock = FakeClock()
