@@ -284,9 +284,12 @@ class Scheduler:
         budget = self.budgets.limiter(slot.target)
         return budget is None or budget.wait(now) <= 0
 
-    def _admit(self, slot: _Slot, now: float) -> bool:
-        """Whether the credential's shared budget has room for the probe's first request now (then
-        it is booked); if not, the probe is planned again for when there will be room."""
+    def _admit(self, slot: _Slot, now: float, spend: bool = False) -> bool:
+        """Whether the credential's shared budget has room for the probe's first request now (then,
+        with ``spend``, it is booked); if not, the probe is planned again for when there will be room.
+        A probe is let through without booking and booked as it goes out, once it holds a place: one
+        that waited for a place (held by slow probes, /probe callers) went out beside those booked
+        meanwhile, and a key's 5 a second became 9 at once."""
         budget = self.budgets.limiter(slot.target)
         if budget is None:
             return True
@@ -294,7 +297,8 @@ class Scheduler:
             self.budget_delays[slot.target.vendor] += 1
             self._push(now + wait, slot)
             return False
-        budget.spend(now)
+        if spend:
+            budget.spend(now)
         return True
 
     def _replan(self, slot: _Slot, step: str, exc: Exception) -> None:
@@ -362,8 +366,14 @@ class Scheduler:
             return None
         try:
             async with self._places:
-                self.lag.record(self.clock.monotonic() - planned)
                 started = slot.target  # a reload may change it while the probe is in flight
+                try:
+                    if not self._admit(slot, self.clock.monotonic(), spend=True):
+                        return None  # planned again for when the budget has room
+                except Exception as exc:  # noqa: BLE001 - a bug costs this probe, not the target's schedule
+                    self._replan(slot, "admitting", exc)
+                    return None
+                self.lag.record(self.clock.monotonic() - planned)
                 try:
                     result = await self._probe_confirmed(slot, started)
                 except Exception as exc:  # noqa: BLE001 - a bug between the two attempts costs this probe,
@@ -395,12 +405,9 @@ class Scheduler:
         now = self.clock.monotonic()
         if now < slot.not_before:
             return False
-        budget = self.budgets.limiter(slot.target)
-        if budget is not None:
-            if budget.wait(now) > 0:
-                self.budget_delays[slot.target.vendor] += 1
-                return False
-            budget.spend(now)
+        if (budget := self.budgets.limiter(slot.target)) is not None and budget.wait(now) > 0:
+            self.budget_delays[slot.target.vendor] += 1
+            return False
         # the scheduler's task, not the caller's: a client that goes away cannot cancel a probe that
         # others have joined, and stop() cancels it with the rest
         task = asyncio.create_task(self._on_demand(slot), name=f"probe-on-demand:{name}")
@@ -414,6 +421,12 @@ class Scheduler:
         # the scheduler's cap: callers of /probe share it, and since a second caller for a target
         # joins the first, they hold at most one of its places per target
         async with self._places:
+            # booked as it goes out (see ``_admit``): the caller may have waited for the place
+            if (budget := self.budgets.limiter(slot.target)) is not None:
+                if budget.wait(now := self.clock.monotonic()) > 0:
+                    self.budget_delays[slot.target.vendor] += 1
+                    return None  # its callers answer from the latest result
+                budget.spend(now)
             started = slot.target
             result = await self.probe_once(started)
         try:
@@ -461,7 +474,7 @@ class Scheduler:
         """Plan the next probe (interval, jitter, backoff), book what the probe spent, record it."""
         now = self.clock.monotonic()
         if slot.target is not started and slot.target != started:
-            # the first request was booked when the probe was let through (run)
+            # the first request was booked as the probe went out (_admit)
             self._book(slot.target, now, result.requests - 1)
             self._plan_changed(slot, now, result)
             return
@@ -472,7 +485,7 @@ class Scheduler:
         due = max(planned + delay, now + delay * 0.5) if backoff == 0 else now + delay
         slot.not_before = due
         slot.backoff_until = due if backoff > 0 else 0.0
-        # the first request was booked when the probe was let through (run); the rest are booked now
+        # the first request was booked as the probe went out (_admit); the rest are booked now
         self._book(slot.target, now, result.requests - 1)
         heapq.heappush(self._heap, (due, next(self._seq), slot.target.name, slot.generation))
         if self._heap[0][0] == due:
@@ -526,4 +539,4 @@ async def _join(flight: asyncio.Future[ProbeResult | None]) -> bool:
         raise
     except Exception:  # noqa: BLE001 - logged by the flight's own task
         return False
-    return True
+    return flight.result() is not None  # None: it sent nothing (its budget had no room after all)

@@ -215,3 +215,34 @@ async def test_a_loop_restarted_after_a_bug_keeps_the_targets_whose_probes_were_
     assert ex.exporter.ready
     keys = [k for _, k in vendor.log]
     assert keys.count("key0") >= 3 and keys.count("key1") >= 3, keys  # both still probed on schedule
+
+
+
+async def test_probes_waiting_for_a_place_keep_the_budget_when_they_go_out(sim: Sim) -> None:
+    # one place, held by a slow probe; /probe callers for targets on one Flipsnack key queue for it in
+    # two batches 2.5 s apart (each within the 5 a second the key allows). When the place frees they
+    # all go out at once: what was booked when they were let through long ago says nothing about now
+    sim.vendor.hold = asyncio.Event()
+    cfg = flip_targets(sim.url, n=11, interval="60s", timeout="30s", same_key=True, probe_share=1,
+                       max_concurrency=1)
+    task = await run(sim, cfg)
+    sched = sim.scheduler
+    assert sched is not None
+    await sim.clock.advance(1.1)  # the first planned probe holds the place
+    await settle()
+    assert sim.vendor.in_flight == 1
+    held = {k for _, k in sim.vendor.log}
+    names = [t.name for t in cfg.targets if t.name not in held]
+    callers = [asyncio.create_task(sched.on_demand(n)) for n in names[:4]]
+    await settle()
+    await sim.clock.advance(2.4)
+    callers += [asyncio.create_task(sched.on_demand(n)) for n in names[4:9]]
+    await settle()
+    await sim.clock.advance(0.5)
+    sim.vendor.hold.set()
+    await asyncio.wait_for(asyncio.gather(*callers), 10)
+    await sim.step(120)
+    times = sorted(t for t, _ in sim.vendor.log)
+    assert max(sum(1 for u in times if t <= u < t + 1) for t in times) <= 5  # the key's 5 a second
+    assert max(sum(1 for u in times if t <= u < t + 60) for t in times) <= 60  # and 60 a minute
+    task.cancel()
