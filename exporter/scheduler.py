@@ -366,6 +366,8 @@ class Scheduler:
             return None
         try:
             async with self._places:
+                if not self._current(slot):
+                    return None  # a reload removed or replaced the target while this waited for a place
                 started = slot.target  # a reload may change it while the probe is in flight
                 try:
                     if not self._admit(slot, self.clock.monotonic(), spend=True):
@@ -421,6 +423,8 @@ class Scheduler:
         # the scheduler's cap: callers of /probe share it, and since a second caller for a target
         # joins the first, they hold at most one of its places per target
         async with self._places:
+            if not self._current(slot):
+                return None  # removed or replaced by a reload while the caller waited for a place
             # booked as it goes out (see ``_admit``): the caller may have waited for the place
             if (budget := self.budgets.limiter(slot.target)) is not None:
                 if budget.wait(now := self.clock.monotonic()) > 0:

@@ -246,3 +246,24 @@ async def test_probes_waiting_for_a_place_keep_the_budget_when_they_go_out(sim: 
     assert max(sum(1 for u in times if t <= u < t + 1) for t in times) <= 5  # the key's 5 a second
     assert max(sum(1 for u in times if t <= u < t + 60) for t in times) <= 60  # and 60 a minute
     task.cancel()
+
+
+async def test_a_target_removed_by_a_reload_is_not_probed_by_a_caller_that_waited_for_a_place(
+        sim: Sim) -> None:
+    sim.vendor.hold = asyncio.Event()
+    cfg = flip_targets(sim.url, n=2, interval="60s", timeout="30s", probe_share=1, max_concurrency=1)
+    task = await run(sim, cfg)
+    sched = sim.scheduler
+    assert sched is not None
+    await sim.clock.advance(6)
+    await settle()
+    assert len(sim.vendor.log) == 1  # one place: the first planned probe holds it
+    other = "t1" if sim.vendor.log[0][1] == "key0" else "t0"
+    asking = asyncio.create_task(sched.on_demand(other))  # waits for the place
+    await settle()
+    sched.apply([t for t in cfg.targets if t.name != other])  # the reload drops the target it asked for
+    sim.vendor.hold.set()
+    assert not await asyncio.wait_for(asking, 5)  # answered from its latest result
+    await sim.step(120)
+    assert [k for _, k in sim.vendor.log if k == f"key{other[1:]}"] == []
+    task.cancel()
