@@ -1,7 +1,7 @@
 """The scheduler attacked where its paths meet: reloads while probes are in flight or at the cap, /probe
-callers joined by planned probes, a loop that dies with probes in flight, bugs in the confirmation
-path, reload churn over a long run. On the fake clock against a real loopback vendor (test_scheduler's
-``Sim``)."""
+callers joined by planned probes or queued for a place, a shared budget behind a slow probe, a loop
+that dies with probes in flight, bugs in the confirmation path, reload churn over a long run. On the
+fake clock against a real loopback vendor (test_scheduler's ``Sim``)."""
 
 from __future__ import annotations
 
