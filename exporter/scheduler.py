@@ -75,6 +75,51 @@ class _Slot:
     backoff_until: float = 0.0
 
 
+class _Places:
+    """``max_concurrency``'s places, shared by scheduled probes and /probe callers, first come first
+    served. A reload resizes it in place: a new semaphore would let new probes in beside those still
+    holding the old one's places (above the new cap, and above the old one when lowered)."""
+
+    __slots__ = ("_waiters", "limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.used = limit, 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def __aenter__(self) -> None:
+        if self.used < self.limit and not self._waiters:
+            self.used += 1
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if not fut.cancelled():
+                self._release()  # given a place just as it was cancelled: hand it on
+            elif fut in self._waiters:
+                self._waiters.remove(fut)
+            raise
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._release()
+
+    def resize(self, limit: int) -> None:
+        self.limit = limit
+        self._grant()
+
+    def _release(self) -> None:
+        self.used -= 1
+        self._grant()
+
+    def _grant(self) -> None:
+        while self._waiters and self.used < self.limit:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                self.used += 1
+                fut.set_result(None)
+
+
 class LagStats:
     """How late probes start against their plan: a window of the latest lags and running totals."""
 
@@ -96,7 +141,7 @@ class Scheduler:
                  rng: random.Random | None = None) -> None:
         self.prober, self.state, self.clock = prober, state, clock
         self.rng = rng or random.Random()
-        self._sem = asyncio.Semaphore(max_concurrency)
+        self._places = _Places(max_concurrency)
         self._max_concurrency = max_concurrency
         self._heap: list[tuple[float, int, str, int]] = []
         self._seq = itertools.count()
@@ -132,9 +177,11 @@ class Scheduler:
             if slot is not None and kept(slot.target, target):
                 changed = slot.target != target
                 slot.target = target  # its planned probe stands; the next is planned on the new interval
-                if changed and slot.backoff_until > now:
+                if changed and (slot.backoff_until > now or slot.not_before > now + target.interval):
                     # config or credentials changed (a new key after a 401 storm, a corrected URL): the
-                    # backoff earned by the old config says nothing about the new one, so probe soon
+                    # backoff earned by the old config says nothing about the new one, so probe soon;
+                    # so too when the plan lies further off than the new interval (an interval of 1 h
+                    # shortened to 10 s waited out the rest of the hour)
                     slot.streak, slot.backoff_until, slot.not_before = 0, 0.0, 0.0
                     slot.generation = next(self._gen)
                     self._push(now + self.rng.uniform(0, min(target.interval, spread)), slot)
@@ -146,10 +193,15 @@ class Scheduler:
             if target.budget:  # a vendor with a budget is shown at 0 before its first delay
                 self.budget_delays.setdefault(target.vendor, 0)
         self._slots = fresh
+        if len(self._heap) > 2 * len(fresh) + 64:
+            # plans of removed or re-planned targets are dropped only when they come due: reloads that
+            # drop and add back targets would pile them up for as long as an interval
+            self._heap[:] = [e for e in self._heap if (s := fresh.get(e[2])) is not None and s.generation == e[3]]
+            heapq.heapify(self._heap)
         self.budgets.configure(targets)
         if max_concurrency is not None and max_concurrency != self._max_concurrency:
-            # probes in flight finish under the old limit; new ones take the new one
-            self._sem = asyncio.Semaphore(max_concurrency)
+            # probes in flight keep their places; no new one starts until fewer than the new limit hold one
+            self._places.resize(max_concurrency)
             self._max_concurrency = max_concurrency
         self.prober.forget(fresh)
         self._poke()
@@ -173,8 +225,12 @@ class Scheduler:
                 full = self._active >= self._max_concurrency
                 # at the cap the next wake-up is a probe finishing (``_poke``), not the heap's head
                 await self._sleep_until(self._heap[0][0] if self._heap and not full else now + 3600.0)
-        finally:
+        except asyncio.CancelledError:
+            # stopped: the probes with it. A loop that dies of a bug leaves them alone instead: each
+            # plans its target's next probe when it finishes, so the loop started again finds every
+            # target in the schedule (cancelled, they planned nothing: their targets were lost)
             await self.stop()
+            raise
 
     def _start_due(self, now: float) -> None:
         """Start every probe due by ``now``, and with them those due within the coalescing slack: only
@@ -230,9 +286,12 @@ class Scheduler:
         budget = self.budgets.limiter(slot.target)
         return budget is None or budget.wait(now) <= 0
 
-    def _admit(self, slot: _Slot, now: float) -> bool:
-        """Whether the credential's shared budget has room for the probe's first request now (then
-        it is booked); if not, the probe is planned again for when there will be room."""
+    def _admit(self, slot: _Slot, now: float, spend: bool = False) -> bool:
+        """Whether the credential's shared budget has room for the probe's first request now (then,
+        with ``spend``, it is booked); if not, the probe is planned again for when there will be room.
+        A probe is let through without booking and booked as it goes out, once it holds a place: one
+        that waited for a place (held by slow probes, /probe callers) went out beside those booked
+        meanwhile, and a key's 5 a second became 9 at once."""
         budget = self.budgets.limiter(slot.target)
         if budget is None:
             return True
@@ -240,7 +299,8 @@ class Scheduler:
             self.budget_delays[slot.target.vendor] += 1
             self._push(now + wait, slot)
             return False
-        budget.spend(now)
+        if spend:
+            budget.spend(now)
         return True
 
     def _replan(self, slot: _Slot, step: str, exc: Exception) -> None:
@@ -266,13 +326,17 @@ class Scheduler:
             self._wake = None
 
     def in_flight(self) -> int:
-        """Probes started and not finished, and those due that wait for a place under the cap."""
+        """Probes started and not finished, and those due that wait for a place under the cap. One per
+        target in flight: a planned probe that joined a /probe caller's is not another (its task only
+        waits for that one's answer)."""
+        flights = self._inflight
         if self._active < self._max_concurrency:
-            return len(self._tasks)
+            return len(flights)
         now, slots = self.clock.monotonic(), self._slots
         waiting = sum(1 for due, _, name, gen in self._heap
-                      if due <= now and (slot := slots.get(name)) is not None and slot.generation == gen)
-        return len(self._tasks) + waiting
+                      if due <= now and name not in flights and (slot := slots.get(name)) is not None
+                      and slot.generation == gen)
+        return len(flights) + waiting
 
     async def stop(self) -> None:
         self._poke()
@@ -295,15 +359,31 @@ class Scheduler:
             # an on-demand probe is under way: its answer stands for this one (it booked what it
             # spent, recorded it and moved not_before); nothing more is sent, and nothing is booked
             self.completed += 1
+            generation = slot.generation
             await _join(joined)
-            if self._current(slot):
+            # unless its answer planned the target afresh (a reload changed it meanwhile): a second
+            # plan would go on in step with the first, one more joined "probe" every interval
+            if self._current(slot) and slot.generation == generation:
                 self._push(max(slot.not_before, self.clock.monotonic()), slot)
             return None
         try:
-            async with self._sem:
-                self.lag.record(self.clock.monotonic() - planned)
+            async with self._places:
+                if not self._current(slot):
+                    return None  # a reload removed or replaced the target while this waited for a place
                 started = slot.target  # a reload may change it while the probe is in flight
-                result = await self._probe_confirmed(slot, started)
+                try:
+                    if not self._admit(slot, self.clock.monotonic(), spend=True):
+                        return None  # planned again for when the budget has room
+                except Exception as exc:  # noqa: BLE001 - a bug costs this probe, not the target's schedule
+                    self._replan(slot, "admitting", exc)
+                    return None
+                self.lag.record(self.clock.monotonic() - planned)
+                try:
+                    result = await self._probe_confirmed(slot, started)
+                except Exception as exc:  # noqa: BLE001 - a bug between the two attempts costs this probe,
+                    self.completed += 1  # not the target's schedule (it planned nothing)
+                    self._replan(slot, "confirming", exc)
+                    return None
         finally:
             if self._inflight.get(name) is asyncio.current_task():
                 del self._inflight[name]
@@ -329,12 +409,9 @@ class Scheduler:
         now = self.clock.monotonic()
         if now < slot.not_before:
             return False
-        budget = self.budgets.limiter(slot.target)
-        if budget is not None:
-            if budget.wait(now) > 0:
-                self.budget_delays[slot.target.vendor] += 1
-                return False
-            budget.spend(now)
+        if (budget := self.budgets.limiter(slot.target)) is not None and budget.wait(now) > 0:
+            self.budget_delays[slot.target.vendor] += 1
+            return False
         # the scheduler's task, not the caller's: a client that goes away cannot cancel a probe that
         # others have joined, and stop() cancels it with the rest
         task = asyncio.create_task(self._on_demand(slot), name=f"probe-on-demand:{name}")
@@ -347,7 +424,15 @@ class Scheduler:
     async def _on_demand(self, slot: _Slot) -> ProbeResult | None:
         # the scheduler's cap: callers of /probe share it, and since a second caller for a target
         # joins the first, they hold at most one of its places per target
-        async with self._sem:
+        async with self._places:
+            if not self._current(slot):
+                return None  # removed or replaced by a reload while the caller waited for a place
+            # booked as it goes out (see ``_admit``): the caller may have waited for the place
+            if (budget := self.budgets.limiter(slot.target)) is not None:
+                if budget.wait(now := self.clock.monotonic()) > 0:
+                    self.budget_delays[slot.target.vendor] += 1
+                    return None  # its callers answer from the latest result
+                budget.spend(now)
             started = slot.target
             result = await self.probe_once(started)
         try:
@@ -395,7 +480,7 @@ class Scheduler:
         """Plan the next probe (interval, jitter, backoff), book what the probe spent, record it."""
         now = self.clock.monotonic()
         if slot.target is not started and slot.target != started:
-            # the first request was booked when the probe was let through (run)
+            # the first request was booked as the probe went out (_admit)
             self._book(slot.target, now, result.requests - 1)
             self._plan_changed(slot, now, result)
             return
@@ -406,7 +491,7 @@ class Scheduler:
         due = max(planned + delay, now + delay * 0.5) if backoff == 0 else now + delay
         slot.not_before = due
         slot.backoff_until = due if backoff > 0 else 0.0
-        # the first request was booked when the probe was let through (run); the rest are booked now
+        # the first request was booked as the probe went out (_admit); the rest are booked now
         self._book(slot.target, now, result.requests - 1)
         heapq.heappush(self._heap, (due, next(self._seq), slot.target.name, slot.generation))
         if self._heap[0][0] == due:
@@ -460,4 +545,4 @@ async def _join(flight: asyncio.Future[ProbeResult | None]) -> bool:
         raise
     except Exception:  # noqa: BLE001 - logged by the flight's own task
         return False
-    return True
+    return flight.result() is not None  # None: it sent nothing (its budget had no room after all)
