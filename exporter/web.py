@@ -77,17 +77,38 @@ def _wants_gzip(request: web.Request) -> bool:
 #: below this an answer goes out as it is: gzip would save a packet at most
 GZIP_MIN_BYTES = 1024
 
+#: a large answer hands the loop back (probes run) once it has held it this long, not after every
+#: piece: on a busy loop each hand-back waits a whole turn, and a scrape of many targets that handed
+#: it back after every piece took seconds, keeping its snapshot's replaced renderings alive meanwhile
+SLICE = 0.005
+
+
+class _Slices:
+    """Hands the event loop back once ``SLICE`` seconds have passed since it last did."""
+
+    __slots__ = ("_loop", "_until")
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._until = self._loop.time() + SLICE
+
+    async def turn(self) -> None:
+        if self._loop.time() >= self._until:
+            await asyncio.sleep(0)
+            self._until = self._loop.time() + SLICE
+
 
 async def gzipped(pieces: Iterable[bytes | memoryview]) -> bytes:
     """One gzip member of the pieces, compressed one piece at a time on the event loop: ISA-L's
     deflate is quick enough that a piece takes well under a millisecond (it holds the GIL, so a
-    thread would gain nothing), and probes run between the pieces. Level 1: the exposition text is
+    thread would gain nothing), and probes run between slices of pieces. Level 1: the exposition text is
     so repetitive that the fastest level already shrinks it most of the way."""
     compressor = deflate.compressobj(1, deflate.DEFLATED, 16 + deflate.MAX_WBITS)
     out = []
+    slices = _Slices()
     for piece in pieces:
         out.append(compressor.compress(piece))
-        await asyncio.sleep(0)
+        await slices.turn()
     out.append(compressor.flush())
     return b"".join(out)
 
@@ -118,11 +139,12 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     await resp.prepare(request)
     try:
         if request.method != "HEAD":
+            slices = _Slices()
             for piece in answer:
                 await resp.write(piece)
                 # write() waits only when the socket is full: to a reader as fast as loopback it never
                 # does, and the whole answer would go out in one stall of the loop
-                await asyncio.sleep(0)
+                await slices.turn()
         await resp.write_eof()
     except ConnectionError:  # reset, broken pipe, or aiohttp's own for a closing transport
         # the scraper went away mid-answer (its scrape timeout, a restart): nothing is wrong here

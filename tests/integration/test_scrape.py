@@ -20,6 +20,7 @@ from aiohttp.typedefs import Handler
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import collector
+from exporter import web as web_module
 from exporter.app import Exporter
 from exporter.collector import CHUNK_BYTES, FAMILIES, exposition, render_exposition
 from exporter.config import Config
@@ -211,9 +212,14 @@ def test_healthy_runs_and_failing_targets_give_each_target_its_own_lines(
             assert up[ts.target.name] == (1 if ts.last.outcome.cls == "ok" else 0)
 
 
-async def test_the_event_loop_runs_while_an_answer_goes_out_without_waiting_on_the_reader() -> None:
+@pytest.mark.parametrize("slice_", [0.0, 3600.0])
+async def test_the_event_loop_runs_while_an_answer_goes_out_without_waiting_on_the_reader(
+        slice_: float, monkeypatch: pytest.MonkeyPatch) -> None:
     """A reader as fast as loopback never lets the socket fill, so write() never waits; here the
-    socket's buffer holds the whole answer, which is the same from the server's side."""
+    socket's buffer holds the whole answer, which is the same from the server's side. The handler
+    hands the loop back once it has held it for a slice: with none, after every piece; with one
+    longer than the answer takes, never."""
+    monkeypatch.setattr(web_module, "SLICE", slice_)
     exp = _exporter(500, rounds=1)
     ticks = 0
     stop = False
@@ -248,7 +254,10 @@ async def test_the_event_loop_runs_while_an_answer_goes_out_without_waiting_on_t
         stop = True
         await task
     assert int(headers["content-length"]) == len(body) > 1 << 20
-    assert during[0] >= pieces // 2 > 10, (during, pieces)  # the handler hands the loop back between pieces
+    if slice_ == 0:
+        assert during[0] >= pieces // 2 > 10, (during, pieces)  # handed back between the pieces
+    else:
+        assert during[0] <= 2 and pieces > 10, (during, pieces)  # one stretch: the slice never ran out
 
 
 async def test_plain_metrics_declare_their_length_and_head_sends_headers_only(big: tuple[Exporter, int]) -> None:
@@ -341,7 +350,8 @@ async def test_a_scraper_that_goes_away_mid_answer_is_no_error_and_the_next_scra
     assert int(headers["content-length"]) == len(body) > 4 * (1 << 20)
 
 
-async def test_the_event_loop_runs_while_a_large_answer_is_compressed() -> None:
+async def test_the_event_loop_runs_while_a_large_answer_is_compressed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(web_module, "SLICE", 0.0)  # a hand-back after every piece
     exp = _exporter(3000, rounds=1)
     answer = exposition(exp.state, exp.status())
     ticks = 0
