@@ -284,6 +284,8 @@ async def _serve(args: argparse.Namespace, shard: Shard) -> int:
         except WebConfigError as exc:
             log.error("%s", exc)
             return 1
+    # what start-up builds is frozen once the exporter listens (_STARTUP_GC); the first round too
+    exp.freeze_after_first_round = _STARTUP_GC.paused
     await exp.start()
     # in-flight requests get a moment at shutdown, then are cancelled (a /probe may wait on a vendor)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=limits.idle_timeout,

@@ -150,6 +150,10 @@ class Exporter:
         self._loop_down = False
         self._reload_lock = asyncio.Lock()
         self._trim: Timer | None = None
+        #: the process froze what start-up built out of the collector's full collections (__main__):
+        #: what each first round of probes builds (connections, caches, the history's buffers) lives as
+        #: long as its targets, and is frozen too, until the next reload unfreezes it all
+        self.freeze_after_first_round = False
 
     def _new_session(self, ssl: ssl_.SSLContext | bool = True) -> Client:
         limit, keepalive = self._pool
@@ -174,7 +178,14 @@ class Exporter:
             self._trim.cancel()
         targets = self.config.targets
         delay = max((min(t.interval, FIRST_ROUND_SPREAD) + t.timeout for t in targets), default=0.0) + 1.0
-        self._trim = self.clock.call_at(self.clock.monotonic() + delay, release_free_memory)
+        self._trim = self.clock.call_at(self.clock.monotonic() + delay, self._after_first_round)
+
+    def _after_first_round(self) -> None:
+        if self.freeze_after_first_round:
+            # a full collection walks every object not frozen: at thousands of targets one took well
+            # over 100 ms, a stall of the loop that made every probe due meanwhile start late
+            gc.freeze()
+        release_free_memory()
 
     async def _supervise(self, scheduler: Scheduler) -> None:
         """Run the scheduler loop; one that dies of a bug is logged in one line and started again after

@@ -5,6 +5,7 @@ harmless: probing and scraping go on, a failed reload changes nothing."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,48 @@ async def test_close_before_the_first_round_calls_the_trim_off(monkeypatch: pyte
     await exp.close()
     await clock.advance(60.0)
     assert calls == []
+
+
+async def test_what_the_first_round_builds_is_frozen_out_of_full_collections_until_a_reload(
+        tmp_path: Path) -> None:
+    async def ok(_: web.Request) -> web.Response:
+        return web.json_response({"resources": {"core": {"limit": 5000, "remaining": 4999}}})
+
+    upstream = web.Application()
+    upstream.router.add_get("/{tail:.*}", ok)
+    path = tmp_path / "config.yml"
+    clock = FakeClock()
+    gc.unfreeze()
+    async with serve_app(upstream) as base_url:
+        _config(path, base_url)
+        exp = app_module.Exporter(load_config(path), path, clock=clock, loader=lambda: load_config(path))
+        exp.freeze_after_first_round = True  # as the exporter's own process sets it
+        await exp.start()
+        try:
+            first_round = FIRST_ROUND_SPREAD + 2.0 + 1.0
+            await clock.advance(first_round - 0.5)
+            assert gc.get_freeze_count() == 0
+            await clock.advance(1.0)
+            assert all(ts.last is not None and ts.last.outcome.cls == "ok" for ts in exp.state)
+            assert gc.get_freeze_count() > 0  # the targets' states, caches and connections among them
+            ok_, _ = await exp.reload()
+            assert ok_ and gc.get_freeze_count() == 0  # what the reload replaced can be collected
+            await clock.advance(FIRST_ROUND_SPREAD + 2.0 + 1.5)
+            assert gc.get_freeze_count() > 0  # and the new first round is frozen in turn
+        finally:
+            await exp.close()
+            gc.unfreeze()  # the rest of this test process collects as usual
+
+
+async def test_without_the_process_asking_nothing_is_frozen(tmp_path: Path) -> None:
+    path = tmp_path / "config.yml"
+    _config(path, "http://127.0.0.1:9")
+    clock = FakeClock()
+    gc.unfreeze()
+    exp = app_module.Exporter(load_config(path), path, clock=clock)
+    await exp.start()
+    try:
+        await clock.advance(FIRST_ROUND_SPREAD + 4.0)
+        assert gc.get_freeze_count() == 0  # a library user's heap is theirs
+    finally:
+        await exp.close()
