@@ -292,35 +292,45 @@ async def test_the_end_of_a_retry_after_is_never_started_early_by_a_wake_up_just
     task.cancel()
 
 
-async def test_a_scheduled_probe_that_joined_an_on_demand_one_keeps_the_schedule_going(sim: Sim) -> None:
-    sim.vendor.hold = asyncio.Event()
-    task = await run(sim, flip_targets(sim.url, interval="10s"))
-    sched, state = sim.scheduler, sim.state
-    assert sched is not None and state is not None
-    # the first planned probe, and the next one planned 10 s later
+async def settle(rounds: int = 50) -> None:
+    """Let real HTTP exchanges and woken tasks run, without moving the fake clock."""
+    for _ in range(rounds):
+        await asyncio.sleep(0.002)
+
+
+async def planned_probe_joins_an_on_demand_one(sim: Sim) -> asyncio.Task[bool]:
+    """t0's planned probe comes due while a /probe caller's probe of it is held at the vendor: the
+    planned probe joins it. Returns the caller."""
+    sched = sim.scheduler
+    assert sched is not None and sim.vendor.hold is not None
     sim.vendor.hold.set()
     await sim.step(6)
-    ts = state.get("t0")
-    assert ts is not None and ts.probes == 1
-    due = sched._heap[0][0]
+    due = sched._slots["t0"].not_before
     await sim.step(due - sim.clock.monotonic() - 0.5, every=0.25)
-    assert ts.probes == 1
     sim.vendor.hold.clear()
-    # a /probe caller comes at the very moment the planned probe is due, just before the loop wakes
-    sim.clock._now += due - sim.clock.monotonic()
+    sim.clock._now += due - sim.clock.monotonic()  # the caller comes just before the loop wakes
     asking = asyncio.create_task(sched.on_demand("t0"))
     for _ in range(500):
         if sim.vendor.in_flight:
             break
         await asyncio.sleep(0.002)
     await sim.clock.advance(0.1)  # the loop wakes: the planned probe joins the one in flight
-    assert len(sim.vendor.log) == 2 and "t0" in sched._inflight
-    for _ in range(50):
-        await asyncio.sleep(0.002)
+    await settle()
+    assert sim.vendor.in_flight == 1 and len(sim.vendor.log) == 2
+    return asking
+
+
+async def test_a_scheduled_probe_that_joined_an_on_demand_one_keeps_the_schedule_going(sim: Sim) -> None:
+    sim.vendor.hold = asyncio.Event()
+    task = await run(sim, flip_targets(sim.url, interval="10s"))
+    sched, state = sim.scheduler, sim.state
+    assert sched is not None and state is not None
+    asking = await planned_probe_joins_an_on_demand_one(sim)
+    ts = state.get("t0")
+    assert ts is not None and ts.probes == 1 and "t0" in sched._inflight
     sim.vendor.hold.set()
     assert await asyncio.wait_for(asking, 5)
-    for _ in range(50):
-        await asyncio.sleep(0.002)
+    await settle()
     next_at = sched._slots["t0"].not_before  # the answer planned the next probe an interval on
     assert next_at > sim.clock.monotonic() + 5
     await sim.step(15)

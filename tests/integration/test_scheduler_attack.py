@@ -16,15 +16,9 @@ from exporter.clock import FakeClock
 
 from ..conftest import Running, config_from, running_exporter, serve
 from . import test_scheduler
-from .test_scheduler import Sim, Vendor, flip_targets, run
+from .test_scheduler import Sim, Vendor, flip_targets, planned_probe_joins_an_on_demand_one, run, settle
 
 sim = test_scheduler.sim  # its fixture
-
-
-async def settle(rounds: int = 50) -> None:
-    """Let real HTTP exchanges and woken tasks run, without moving the fake clock."""
-    for _ in range(rounds):
-        await asyncio.sleep(0.002)
 
 
 async def test_a_reload_that_raises_max_concurrency_mid_flight_keeps_the_new_cap(sim: Sim) -> None:
@@ -65,28 +59,6 @@ async def test_a_reload_that_lowers_max_concurrency_mid_flight_lets_no_probe_in_
     await asyncio.wait_for(asyncio.gather(*callers), 10)
     assert len(sim.vendor.log) == 6  # and the last 2 were probed, once places were free
     task.cancel()
-
-
-async def planned_probe_joins_an_on_demand_one(sim: Sim) -> asyncio.Task[bool]:
-    """t0's planned probe comes due while a /probe caller's probe of it is held at the vendor: the
-    planned probe joins it. Returns the caller."""
-    sched = sim.scheduler
-    assert sched is not None and sim.vendor.hold is not None
-    sim.vendor.hold.set()
-    await sim.step(6)
-    due = sched._slots["t0"].not_before
-    await sim.step(due - sim.clock.monotonic() - 0.5, every=0.25)
-    sim.vendor.hold.clear()
-    sim.clock._now += due - sim.clock.monotonic()  # the caller comes just before the loop wakes
-    asking = asyncio.create_task(sched.on_demand("t0"))
-    for _ in range(500):
-        if sim.vendor.in_flight:
-            break
-        await asyncio.sleep(0.002)
-    await sim.clock.advance(0.1)  # the loop wakes: the planned probe joins the one in flight
-    await settle()
-    assert sim.vendor.in_flight == 1 and len(sim.vendor.log) == 2
-    return asking
 
 
 async def test_a_planned_probe_that_joined_a_probe_in_flight_is_not_counted_twice(sim: Sim) -> None:
