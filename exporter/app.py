@@ -149,7 +149,7 @@ class Exporter:
         #: the scheduler loop died of a bug and waits to be started again
         self._loop_down = False
         self._reload_lock = asyncio.Lock()
-        self._trim: Timer | None = None
+        self._first_round: Timer | None = None
         #: the process froze what start-up built out of the collector's full collections (__main__):
         #: what each first round of probes builds (connections, caches, the history's buffers) lives as
         #: long as its targets, and is frozen too, until the next reload unfreezes it all
@@ -168,17 +168,17 @@ class Exporter:
         self._apply(self.config)
         self._task = asyncio.create_task(self._supervise(self.scheduler), name="scheduler")
         self._task.add_done_callback(self._loop_ended)
-        self._trim_after_first_round()
+        self._plan_first_round_end()
 
-    def _trim_after_first_round(self) -> None:
-        """Hand the allocator's free memory back once every target has been probed after a (re)load:
-        what start-up or the reload left behind is free by then, and what the first probes built
-        is in place."""
-        if self._trim is not None:
-            self._trim.cancel()
+    def _plan_first_round_end(self) -> None:
+        """Plan ``_after_first_round`` for when every target has been probed after a (re)load: what
+        start-up or the reload left behind is free by then, and what the first probes built is in
+        place (the allocator's free memory goes back, and that is frozen out of full collections)."""
+        if self._first_round is not None:
+            self._first_round.cancel()
         targets = self.config.targets
         delay = max((min(t.interval, FIRST_ROUND_SPREAD) + t.timeout for t in targets), default=0.0) + 1.0
-        self._trim = self.clock.call_at(self.clock.monotonic() + delay, self._after_first_round)
+        self._first_round = self.clock.call_at(self.clock.monotonic() + delay, self._after_first_round)
 
     def _after_first_round(self) -> None:
         if self.freeze_after_first_round:
@@ -265,7 +265,7 @@ class Exporter:
             if gc.get_freeze_count():
                 gc.unfreeze()  # what start-up froze (__main__) and this reload replaced can be collected now
             release_free_memory()  # what the load thread and the replaced config freed
-            self._trim_after_first_round()
+            self._plan_first_round_end()
             self.reload_successful = True
             self.reload_success_timestamp = self.clock.time()
             log.info("config reloaded: %d targets", len(config.targets))
@@ -288,8 +288,8 @@ class Exporter:
         return None if ts is None else (ts, not fresh)
 
     async def close(self) -> None:
-        if self._trim is not None:
-            self._trim.cancel()
+        if self._first_round is not None:
+            self._first_round.cancel()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
