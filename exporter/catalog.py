@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -65,6 +66,12 @@ class CodeSource:
     code: str | None = None
     #: a code not listed in the catalog falls through to the next source instead of being ``unknown``
     known_only: bool = False
+    #: a value (text) this regular expression finds yields the fixed code ``code`` (GitHub's secondary
+    #: limit is told only by its message); searched case-insensitively
+    matches: re.Pattern[str] | None = None
+    #: a code not listed in the catalog under a 3xx-5xx answer keeps its label but takes the class of
+    #: its HTTP status (Twilio documents its codes by status: an unlisted code under 401 is still auth)
+    unlisted_by_status: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +148,9 @@ class Catalog:
     ratelimit_headers: bool
     #: documented answers with the class and code each must get (see CatalogExample)
     examples: tuple[CatalogExample, ...] = ()
+    #: ``json``: a 2xx answer is the vendor's only when its body is a JSON object or array (an HTML
+    #: captive portal, a proxy's splash page or an empty body is never ok); ``none``: any body will do
+    envelope: str = "none"
 
 
 # --- raw YAML: built-ins and merging ---------------------------------------------------------------
@@ -205,7 +215,7 @@ def _deep_merge(base: dict[Any, Any], override: dict[Any, Any]) -> dict[Any, Any
 
 _ALLOWED = {
     "vendor", "title", "docs_url", "credentials", "optional_credentials", "signer", "check", "code_from", "codes",
-    "http_fallback", "quota", "budget", "ratelimit_headers", "examples",
+    "http_fallback", "quota", "budget", "ratelimit_headers", "examples", "envelope",
     "base_url",  # the vendor's usual base_url, for `config example` only
 }
 
@@ -300,6 +310,8 @@ def parse_catalog(name: str, node: Node) -> Catalog:
         if source.code and source.code not in codes:
             Node(source.code, node.file, f"code_from[{index}].code").fail("is not listed in codes")
 
+    _text_codes_readable(fields, sources, codes, node.file)
+
     fallback: dict[str, str] = {}
     if "http_fallback" in fields:
         for status, cls_node in fields["http_fallback"].mapping().items():
@@ -341,7 +353,36 @@ def parse_catalog(name: str, node: Node) -> Catalog:
         budget=budget,
         ratelimit_headers=fields["ratelimit_headers"].boolean() if "ratelimit_headers" in fields else True,
         examples=tuple(_example(example) for example in fields.get("examples", Node([], node.file, "examples"))),
+        # a vendor that puts its code in a JSON body answers JSON: anything else on a 2xx is not its answer
+        envelope=(fields["envelope"].choice(("json", "none")) if "envelope" in fields
+                  else "json" if any(src.kind == "body" for src in sources) else "none"),
     )
+
+
+_NUMERIC_CODE = re.compile(r"[0-9]+(\.[0-9]+)?")
+
+
+def _text_codes_readable(fields: dict[str, Node], sources: list[CodeSource], codes: Mapping[str, CodeInfo],
+                         file: str) -> None:
+    """The text-code trap: a catalog that lists ``E_QUOTA`` but reads its body code as a number (the
+    default type) would classify every such answer ``unknown``, silently. A text code must be one some
+    source can yield: a body source of type string or any, a header, or a source's fixed code."""
+    if any(src.kind == "header" and src.code is None and src.nonempty is None for src in sources) or any(
+            src.kind == "body" and src.type != "integer" and src.code is None and src.nonempty is None
+            for src in sources):
+        return
+    fixed = {src.code for src in sources if src.code} | {src.nonempty for src in sources if src.nonempty}
+    for code in codes:
+        if code in fixed or _NUMERIC_CODE.fullmatch(code):
+            continue
+        where = next((index for index, src in enumerate(sources) if src.kind == "body" and src.code is None
+                      and src.nonempty is None), None)
+        hint = (f"code_from[{where}] reads body {sources[where].key} as a number (the default type): "
+                "add type: string (or any) there" if where is not None
+                else "no code_from source reads text: add a body source with type: string")
+        codes_node = fields["codes"]
+        raise ConfigError(file, f"{codes_node.path}.{code}",
+                          f"is a text code, but {hint}")
 
 
 _BODY_TYPES = ("integer", "string", "any")
@@ -349,7 +390,7 @@ _BODY_TYPES = ("integer", "string", "any")
 
 def _code_source(src: Node) -> CodeSource:
     sm = src.mapping({"status", "header", "body", "when_status", "nonempty", "type", "equals", "code",
-                      "known_only"})
+                      "known_only", "matches", "unlisted"})
     kinds = [source_kind for source_kind in ("status", "header", "body") if source_kind in sm]
     if len(kinds) != 1:
         src.fail("needs exactly one of status, header, body")
@@ -371,13 +412,35 @@ def _code_source(src: Node) -> CodeSource:
         equals = tuple(item.value for item in items)
         if not equals or kind == "status":
             sm["equals"].fail("needs a value and a body or header source")
+    matches: re.Pattern[str] | None = None
+    if "matches" in sm:
+        if kind == "status":
+            sm["matches"].fail("only applies to a body or header source")
+        pattern = sm["matches"].text()
+        try:
+            matches = re.compile(pattern, re.IGNORECASE)
+        except re.error as exc:
+            sm["matches"].fail(f"is not a regular expression: {exc}", show=False)
+        if equals:
+            src.fail("equals and matches exclude each other: each yields code")
     code = _code_key(sm["code"]) if "code" in sm else None
-    if bool(equals) != (code is not None):
+    if matches is not None and code is None:
+        src.fail("matches and code go together: a value the pattern is found in yields code")
+    if matches is None and bool(equals) != (code is not None):
         src.fail("equals and code go together: a value equal to one of equals yields code")
     if nonempty and code:
         src.fail("nonempty and equals/code exclude each other")
     known_only = sm["known_only"].boolean() if "known_only" in sm else False
-    return CodeSource(kind, key, when, nonempty, body_type, equals, code, known_only)
+    # unlisted: what a code the catalog does not list means: unknown (the default), the next source's
+    # verdict (known_only), or the class of the answer's HTTP status with the code kept as its label
+    unlisted = sm["unlisted"].choice(("unknown", "next", "status")) if "unlisted" in sm else (
+        "next" if known_only else "unknown")
+    if "unlisted" in sm and "known_only" in sm and (unlisted == "next") != known_only:
+        sm["unlisted"].fail("contradicts known_only (known_only: true is unlisted: next)")
+    if unlisted != "unknown" and (code is not None or nonempty):
+        src.fail("known_only and unlisted apply to a source that reads a code, not one that yields a fixed code")
+    return CodeSource(kind, key, when, nonempty, body_type, equals, code, unlisted == "next", matches,
+                      unlisted == "status")
 
 
 def _example(node: Node) -> CatalogExample:

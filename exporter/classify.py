@@ -70,9 +70,11 @@ def _same(value: Any, wanted: str | int | float | bool) -> bool:
 
 
 def _fixed_code(src: CodeSource, value: Any) -> str | None:
-    """The fixed code of a nonempty or equals source, when the value found qualifies."""
+    """The fixed code of a nonempty, equals or matches source, when the value found qualifies."""
     if src.nonempty is not None:
         return src.nonempty if value else None
+    if src.matches is not None:
+        return src.code if isinstance(value, str) and src.matches.search(value) else None
     if src.code is not None:
         if isinstance(value, str) and src.kind == "header":
             return src.code if any(value == str(wanted).lower() for wanted in src.equals) else None
@@ -88,6 +90,21 @@ def _lookup(catalog: Catalog, code: str) -> tuple[str, CodeInfo | None]:
     if main != code and (info := catalog.codes.get(main)) is not None:
         return main, CodeInfo(info.cls, f"{info.message} (sub-code {code})")
     return code, None
+
+
+def _by_status(catalog: Catalog, status: int, code: str) -> CodeInfo:
+    """An unlisted code under an error status: the class that status has in the catalog (or its family)."""
+    listed = catalog.codes.get(str(status))
+    cls = listed.cls if listed is not None else http_family_class(status, catalog.http_fallback)
+    return CodeInfo(cls, f"code {code} is not in the {catalog.vendor} catalog; HTTP {status} makes it {cls}")
+
+
+def _enveloped(answer: Answer, doc: Any) -> bool:
+    """The body is a JSON object or array: the shape of every answer of a JSON API. A body cut at the
+    cap cannot parse, so its start decides."""
+    if isinstance(doc, dict | list):
+        return True
+    return answer.truncated and answer.body.lstrip()[:1] in (b"{", b"[")
 
 
 #: a Retry-After beyond this is taken as this: the scheduler caps every wait at ``max_backoff`` anyway,
@@ -292,7 +309,7 @@ def classify(catalog: Catalog, result: Answer | Failure, now: float) -> Outcome:
         elif src.kind == "header":
             raw = answer.headers.get(src.key.lower(), "").strip()
             plain = raw if raw and _CODE_OK.fullmatch(raw) else None
-            code = _fixed_code(src, raw.lower()) if fixed else plain
+            code = _fixed_code(src, raw if src.matches is not None else raw.lower()) if fixed else plain
         else:
             if not parsed:
                 doc, parsed = _json(answer), True
@@ -303,6 +320,8 @@ def classify(catalog: Catalog, result: Answer | Failure, now: float) -> Outcome:
             if info is None and src.known_only:
                 code = None  # not one of ours: the next source decides (its HTTP status, usually)
                 continue
+            if info is None and src.unlisted_by_status and answer.status >= 300:
+                info = _by_status(catalog, answer.status, code)
             break
 
     if code is None:
@@ -315,6 +334,12 @@ def classify(catalog: Catalog, result: Answer | Failure, now: float) -> Outcome:
         cls, message = "unknown", f"code {code} is not in the {catalog.vendor} catalog"
     else:
         cls, message = info.cls, info.message
+    if catalog.envelope == "json" and 200 <= answer.status < 300 and answer.status not in (204, 205) \
+            and not _enveloped(answer, doc if parsed else _json(answer)):
+        # docs/vendors.md: an answer we cannot read never counts as ok; the SDKs fail to parse it too
+        code, cls = f"http_{answer.status}", "unknown"
+        message = (f"HTTP {answer.status} without the vendor's JSON answer (an HTML or empty body: a proxy, "
+                   "captive portal or wrong base_url?)")
 
     quotas: list[QuotaReading] = []
     if catalog.quota and (inline := _inline_quotas(catalog)):
