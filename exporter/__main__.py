@@ -189,7 +189,11 @@ def check_config(path: Path, shard: Shard | AllShards = ALL, web_config: Path | 
         print(f"error: {line}", file=sys.stderr)
     if config is None:
         return 1
-    print(f"{path}: OK, {len(config.targets)} targets, vendors: {', '.join(sorted(config.catalogs))}")
+    # the vendors this file uses, not every catalog the exporter knows
+    used = sorted({target.vendor for target in config.targets})
+    count = len(config.targets)
+    print(f"{path}: OK, {count} target{'' if count == 1 else 's'}"
+          + (f", vendors: {', '.join(used)}" if used else ", no vendors used"))
     count = shard.count if shard != ALL else None
     if count is not None:
         loads = distribution(config.targets, count)

@@ -31,11 +31,12 @@ WINDOW = 256
 # --- --config.check: every problem ------------------------------------------------------------------
 
 def config_problems(path: Path, env: Mapping[str, str] | None = None) -> tuple[Config | None, list[str]]:
-    """The config, or None and one line per problem found (at most one per target; at most
-    MAX_PROBLEMS). The loader stops at its first error, so on one the file is checked again part by
-    part: everything outside ``targets`` once, then the targets after each bad one (with the same
-    ``global``, ``vendors`` and ``catalog_files``), then the names across targets. An error in
-    ``vendors`` or ``catalog_files`` stops there: the targets would only repeat it."""
+    """The config, or None and one line per problem found (every bad key of ``global`` and every bad
+    field of a target, each on its own line; at most MAX_PROBLEMS). The loader stops at its first error,
+    so on one the file is checked again part by part, noting each problem and going on: everything
+    outside ``targets`` once, then the targets (after a problem the loader cannot go past, from the next
+    target on, with the same ``global``, ``vendors`` and ``catalog_files``), then the names across
+    targets. An error in ``vendors`` or ``catalog_files`` stops there: the targets would only repeat it."""
     try:
         return load_config(path, env), []
     except ConfigError as exc:
@@ -49,31 +50,49 @@ def config_problems(path: Path, env: Mapping[str, str] | None = None) -> tuple[C
     targets: list[Any] = root.value["targets"]
     shared = {k: v for k, v in root.value.items() if k != "targets"}
     problems: list[str] = []
+    noted: list[ConfigError] = []
     try:
-        parse_config(Node({**shared, "targets": []}, root.file, ""), path.parent, env)
+        parse_config(Node({**shared, "targets": []}, root.file, ""), path.parent, env, problems=noted)
     except ConfigError as exc:
-        problems.append(str(exc))
+        problems += [str(e) for e in noted] + [str(exc)]
         if exc.path.split(".", 1)[0].split("[", 1)[0] != "global":
             return None, problems
+        noted.append(exc)
+    else:
+        problems += [str(e) for e in noted]
+    if noted:
         shared.pop("global", None)  # the targets are checked against the defaults
     prefix = f"{root.file}: "
-    # The targets in windows from ``start`` on: the loader stops at the first bad one, which is noted
-    # and skipped. So each target is parsed about once, and the catalogs once per problem or window.
+
+    def rebased(line: str, offset: int) -> tuple[str, int | None]:
+        """The line with its target's index in the whole list, and that index (None: not a target's)."""
+        m = _TARGET_PATH.match(line[len(prefix):]) if line.startswith(prefix) else None
+        if m is None:
+            return line, None
+        at = offset + int(m.group(1))
+        return prefix + f"targets[{at}]" + line[len(prefix) + m.end():], at
+
+    # The targets in windows from ``start`` on. Problems of a field are noted and the parse goes on; a
+    # problem the loader cannot go past is noted and its target skipped. So each target is parsed about
+    # once, and the catalogs once per such problem or window.
     start = 0
     while start < len(targets) and len(problems) < MAX_PROBLEMS:
+        noted = []
         try:
-            parse_config(Node({**shared, "targets": targets[start:start + WINDOW]}, root.file, ""), path.parent, env)
-            start += WINDOW
+            parse_config(Node({**shared, "targets": targets[start:start + WINDOW]}, root.file, ""), path.parent,
+                         env, problems=noted)
         except ConfigError as exc:
-            line = str(exc)
-            m = _TARGET_PATH.match(line[len(prefix):]) if line.startswith(prefix) else None
-            if m is None:
-                problems.append(line)
+            problems += [rebased(str(e), start)[0] for e in noted]
+            line, at = rebased(str(exc), start)
+            problems.append(line)
+            if at is None:
                 break
-            at = start + int(m.group(1))
-            problems.append(prefix + f"targets[{at}]" + line[len(prefix) + m.end():])
             start = at + 1
+        else:
+            problems += [rebased(str(e), start)[0] for e in noted]
+            start += WINDOW
     if len(problems) >= MAX_PROBLEMS:
+        problems = problems[:MAX_PROBLEMS]
         problems.append(f"{prefix}stopped after {MAX_PROBLEMS} problems")
         return None, problems
     seen: dict[str, int] = {}

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ._yamlfast import gc_paused
 from ._yamlnode import (
@@ -50,6 +50,7 @@ DEFAULT_MAX_BACKOFF = 3600.0
 #: the default share of a vendor's request budget the probes may spend (``global.probe_share``)
 DEFAULT_PROBE_SHARE = 0.05
 
+_T = TypeVar("_T")
 _RESERVED_LABELS = {"target", "vendor", "class", "code", "quota", "le", "version", "job", "instance"}
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -277,75 +278,162 @@ def _catalogs(root: dict[str, Node], base: Path) -> dict[str, Catalog]:
     return {name: parse_catalog(name, node) for name, node in raw.items()}
 
 
+class _Problems:
+    """Where parse_config puts what is wrong: at the first problem it raises (loading), or, given a list
+    (``--config.check``), it notes each one and goes on with a default, so every bad key of ``global``
+    and every bad field of a target is reported, not only the first of each block."""
+
+    __slots__ = ("sink",)
+
+    def __init__(self, sink: list[ConfigError] | None) -> None:
+        self.sink = sink
+
+    def note(self, exc: ConfigError) -> None:
+        if self.sink is None:
+            raise exc
+        self.sink.append(exc)
+
+    def value(self, parse: Callable[[], _T], default: _T) -> _T:
+        try:
+            return parse()
+        except ConfigError as exc:
+            self.note(exc)
+            return default
+
+    def mapping(self, node: Node, allowed: set[str], required: tuple[str, ...] = ()) -> dict[str, Node]:
+        """``node.mapping(allowed, required)``, with every unknown and missing key noted, not only the
+        first; what remains are the known keys."""
+        if self.sink is None:
+            return node.mapping(allowed, required)
+        fields = node.mapping()
+        for key in [key for key in fields if key not in allowed]:
+            try:  # the loader's own wording, for this one key
+                Node({key: fields.pop(key).value}, node.file, node.path, node.secret).mapping(allowed)
+            except ConfigError as exc:
+                self.note(exc)
+        for key in required:
+            if key not in fields or fields[key].value is None:
+                try:
+                    Node({}, node.file, node.path).mapping(required=(key,))
+                except ConfigError as exc:
+                    self.note(exc)
+        return fields
+
+
+_GLOBAL_KEYS = {"interval", "timeout", "max_concurrency", "probe_share", "max_body_bytes", "history",
+                "confirm_failures", "keepalive", "http_client", "max_backoff"}
+_TARGET_KEYS = {"name", "vendor", "base_url", "interval", "timeout", "credentials", "check", "labels", "budget",
+                "probe_share", "confirm_failures", "http_client", "max_backoff"}
+
+
+def _global(node: Node | None, base: Path, env: Mapping[str, str], problems: _Problems) -> GlobalConfig:
+    defaults = GlobalConfig()
+    if node is None:
+        return defaults
+    section = problems.mapping(node, _GLOBAL_KEYS)
+
+    def get(key: str, parse: Callable[[Node], _T], default: _T) -> _T:
+        return problems.value(lambda: parse(section[key]), default) if key in section else default
+
+    glob = GlobalConfig(
+        interval=get("interval", lambda n: n.duration(minimum=1), defaults.interval),
+        timeout=get("timeout", lambda n: n.duration(minimum=0.1), defaults.timeout),
+        max_concurrency=get("max_concurrency", lambda n: n.integer(1, 100000), defaults.max_concurrency),
+        probe_share=get("probe_share", lambda n: n.number(0.0001, 1), defaults.probe_share),
+        max_body_bytes=get("max_body_bytes", lambda n: n.integer(1024, 16 << 20), defaults.max_body_bytes),
+        history=get("history", lambda n: n.integer(1, 10000), defaults.history),
+        confirm_failures=get("confirm_failures", lambda n: n.boolean(), defaults.confirm_failures),
+        keepalive=get("keepalive", lambda n: n.boolean(), defaults.keepalive),
+        http_client=get("http_client", lambda n: parse_http_client(n, base, env), None),
+        max_backoff=get("max_backoff", _max_backoff, defaults.max_backoff),
+    )
+    if glob.timeout > glob.interval:
+        # the global block's own mistake: blamed there, not on the first target that inherits it
+        problems.value(lambda: (section.get("timeout") or section["interval"]).fail(
+            f"timeout {glob.timeout:g}s is longer than the interval {glob.interval:g}s"), None)
+    return glob
+
+
 def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = None, *,
-                 may_mention_env: bool = True) -> Config:
-    """``may_mention_env``: False when the text is known to hold no ``${`` (load_document)."""
+                 may_mention_env: bool = True, problems: list[ConfigError] | None = None) -> Config:
+    """``may_mention_env``: False when the text is known to hold no ``${`` (load_document).
+    ``problems``: note every problem of the global block and of each target there and go on (the
+    config returned is then incomplete whenever the list grew); without it the first one raises."""
     env = os.environ if env is None else env
+    noted = _Problems(problems)
     if may_mention_env and _mentions_env(root_node.value):
         root_node = Node(_expand(root_node.value, env, root_node.file, ""), root_node.file, "")
     root = root_node.mapping({"global", "targets", "vendors", "catalog_files"}, required=("targets",))
-    global_keys = {"interval", "timeout", "max_concurrency", "probe_share", "max_body_bytes", "history",
-                   "confirm_failures", "keepalive", "http_client", "max_backoff"}
-    section = root["global"].mapping(global_keys) if "global" in root else {}
-    defaults = GlobalConfig()
-    glob = GlobalConfig(
-        interval=section["interval"].duration(minimum=1) if "interval" in section else defaults.interval,
-        timeout=section["timeout"].duration(minimum=0.1) if "timeout" in section else defaults.timeout,
-        max_concurrency=(section["max_concurrency"].integer(1, 100000) if "max_concurrency" in section
-                         else defaults.max_concurrency),
-        probe_share=section["probe_share"].number(0.0001, 1) if "probe_share" in section else defaults.probe_share,
-        max_body_bytes=(section["max_body_bytes"].integer(1024, 16 << 20) if "max_body_bytes" in section
-                        else defaults.max_body_bytes),
-        history=section["history"].integer(1, 10000) if "history" in section else defaults.history,
-        confirm_failures=(section["confirm_failures"].boolean() if "confirm_failures" in section
-                          else defaults.confirm_failures),
-        keepalive=section["keepalive"].boolean() if "keepalive" in section else defaults.keepalive,
-        http_client=parse_http_client(section["http_client"], base, env) if "http_client" in section else None,
-        max_backoff=_max_backoff(section["max_backoff"]) if "max_backoff" in section else defaults.max_backoff,
-    )
+    glob = _global(root.get("global"), base, env, noted)
     catalogs = _catalogs(root, base)
     targets: list[Target] = []
     seen: set[str] = set()
     cred_names: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {}
     label_sets: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
-    allowed = {"name", "vendor", "base_url", "interval", "timeout", "credentials", "check", "labels", "budget",
-               "probe_share", "confirm_failures", "http_client", "max_backoff"}
     for tnode in root["targets"]:
-        fields = tnode.mapping(allowed, required=("name", "vendor", "base_url"))
-        # not only dots: a browser rewrites /targets/.. before it is sent, so such a page is unreachable
-        name = fields["name"].text(r"(?!\.+$)[A-Za-z0-9_.:-]{1,128}",
-                              "letters, digits, '.', ':', '_' or '-' (at most 128, not only dots)")
-        if name in seen:
-            fields["name"].fail("duplicate target name")
-        seen.add(name)
-        vendor = fields["vendor"].text()
+        target = _target(tnode, glob, catalogs, base, env, seen, cred_names, label_sets, noted)
+        if target is not None:
+            targets.append(target)
+    return Config(root_node.file, glob, tuple(targets), catalogs)
+
+
+def _target(tnode: Node, glob: GlobalConfig, catalogs: Mapping[str, Catalog], base: Path, env: Mapping[str, str],
+            seen: set[str], cred_names: dict[str, tuple[tuple[str, ...], frozenset[str]]],
+            label_sets: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]],
+            problems: _Problems) -> Target | None:
+    """One target, or None when a problem was noted (``--config.check`` goes on with the next field)."""
+    before = len(problems.sink) if problems.sink is not None else 0
+    fields = problems.mapping(tnode, _TARGET_KEYS, required=("name", "vendor", "base_url"))
+
+    def get(key: str, parse: Callable[[Node], _T], default: _T) -> _T:
+        return problems.value(lambda: parse(fields[key]), default) if key in fields else default
+
+    # not only dots: a browser rewrites /targets/.. before it is sent, so such a page is unreachable
+    name = get("name", lambda n: n.text(r"(?!\.+$)[A-Za-z0-9_.:-]{1,128}",
+                                        "letters, digits, '.', ':', '_' or '-' (at most 128, not only dots)"), "")
+    if name and name in seen:
+        problems.value(lambda: fields["name"].fail("duplicate target name"), None)
+    seen.add(name)
+
+    def known_vendor(node: Node) -> str:
+        vendor = node.text()
         if vendor not in catalogs:
-            fields["vendor"].fail(f"unknown vendor (known: {', '.join(sorted(catalogs))})")
-        catalog = catalogs[vendor]
-        base_url = fields["base_url"].url()
-        interval = fields["interval"].duration(minimum=1) if "interval" in fields else glob.interval
-        timeout = fields["timeout"].duration(minimum=0.1) if "timeout" in fields else glob.timeout
-        if timeout > interval:
-            (fields.get("timeout") or fields.get("interval") or tnode).fail(
-                f"timeout {timeout:g}s is longer than the interval {interval:g}s")
+            node.fail(f"unknown vendor (known: {', '.join(sorted(catalogs))})")
+        return vendor
+
+    vendor = get("vendor", known_vendor, "")
+    catalog = catalogs.get(vendor)
+    base_url = get("base_url", lambda n: n.url(), "")
+    interval = get("interval", lambda n: n.duration(minimum=1), glob.interval)
+    timeout = get("timeout", lambda n: n.duration(minimum=0.1), glob.timeout)
+    if timeout > interval and ("timeout" in fields or "interval" in fields):
+        # neither set here: the global block's own problem, reported there
+        problems.value(lambda: (fields.get("timeout") or fields["interval"]).fail(
+            f"timeout {timeout:g}s is longer than the interval {interval:g}s"), None)
+    creds = Credentials({})
+    check = catalog.check if catalog is not None else CheckSpec("GET", "", (), (), None)
+    budget = catalog.budget if catalog is not None else ()
+    if catalog is not None:
         if vendor not in cred_names:
             cred_names[vendor] = _credential_names(catalog)
-        creds = _credentials(fields["credentials"] if "credentials" in fields
-                             else Node({}, tnode.file, f"{tnode.path}.credentials"), catalog, base, cred_names[vendor])
-        check = parse_check(fields["check"], catalog.check) if "check" in fields else catalog.check
-        _require(check, fields.get("check"), catalog, tnode)
-        budget = parse_budget(fields["budget"]) if "budget" in fields else catalog.budget
-        targets.append(Target(
-            name=name, vendor=vendor, catalog=catalog, base_url=base_url, interval=interval, timeout=timeout,
-            credentials=creds, check=check, labels=_labels(fields["labels"], label_sets) if "labels" in fields else (),
-            budget=budget,
-            probe_share=fields["probe_share"].number(0.0001, 1) if "probe_share" in fields else glob.probe_share,
-            confirm_failures=(fields["confirm_failures"].boolean() if "confirm_failures" in fields
-                              else glob.confirm_failures),
-            http_client=target_http_client(fields, name, base, env, glob.http_client),
-            max_backoff=_max_backoff(fields["max_backoff"]) if "max_backoff" in fields else glob.max_backoff,
-        ))
-    return Config(root_node.file, glob, tuple(targets), catalogs)
+        creds = problems.value(lambda: _credentials(
+            fields["credentials"] if "credentials" in fields else Node({}, tnode.file, f"{tnode.path}.credentials"),
+            catalog, base, cred_names[vendor]), creds)
+        check = get("check", lambda n: parse_check(n, catalog.check), catalog.check)
+        problems.value(lambda: _require(check, fields.get("check"), catalog, tnode), None)
+        budget = get("budget", parse_budget, catalog.budget)
+    no_labels: tuple[tuple[str, str], ...] = ()
+    labels = get("labels", lambda n: _labels(n, label_sets), no_labels)
+    probe_share = get("probe_share", lambda n: n.number(0.0001, 1), glob.probe_share)
+    confirm = get("confirm_failures", lambda n: n.boolean(), glob.confirm_failures)
+    client = problems.value(lambda: target_http_client(fields, name, base, env, glob.http_client), None)
+    max_backoff = get("max_backoff", _max_backoff, glob.max_backoff)
+    if catalog is None or (problems.sink is not None and len(problems.sink) > before):
+        return None
+    return Target(
+        name=name, vendor=vendor, catalog=catalog, base_url=base_url, interval=interval, timeout=timeout,
+        credentials=creds, check=check, labels=labels, budget=budget, probe_share=probe_share,
+        confirm_failures=confirm, http_client=client, max_backoff=max_backoff)
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:

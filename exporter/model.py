@@ -157,8 +157,48 @@ class ConfigError(ExporterError):
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    text = _flow(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _flow(value: Any, depth: int = 0) -> str:
+    """A value as the user would write it in YAML (flow style), never a Python repr: ``true`` not
+    ``True``, ``{a: 1}`` not ``{'a': 1}``; text quoted so blanks and empty strings show."""
+    if depth > 4:
+        return "..."
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        # single quotes are YAML's literal quoting; text that needs escapes gets YAML's double quotes
+        return "'" + value.replace("'", "''") + "'" if value.isprintable() else _double(value)
+    if isinstance(value, Mapping):
+        items = [f"{_key(key)}: {_flow(item, depth + 1)}" for key, item in list(value.items())[:20]]
+        return "{" + ", ".join(items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_flow(item, depth + 1) for item in list(value)[:20]) + "]"
+    return _flow(str(value), depth)
+
+
+def _key(key: Any) -> str:
+    text = str(key)
+    return text if text and all(c.isalnum() or c in "_-." for c in text) else _flow(text)
+
+
+def _double(text: str) -> str:
+    out = []
+    for char in text:
+        if char in "\\\"":
+            out.append("\\" + char)
+        elif char.isprintable():
+            out.append(char)
+        else:
+            code = ord(char)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    return '"' + "".join(out) + '"'
 
 
 class SignError(ExporterError):
