@@ -191,8 +191,8 @@ def check_config(path: Path, shard: Shard | AllShards = ALL, web_config: Path | 
         return 1
     # the vendors this file uses, not every catalog the exporter knows
     used = sorted({target.vendor for target in config.targets})
-    count = len(config.targets)
-    print(f"{path}: OK, {count} target{'' if count == 1 else 's'}"
+    how_many = len(config.targets)
+    print(f"{path}: OK, {how_many} target{'' if how_many == 1 else 's'}"
           + (f", vendors: {', '.join(used)}" if used else ", no vendors used"))
     count = shard.count if shard != ALL else None
     if count is not None:
