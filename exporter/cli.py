@@ -223,6 +223,10 @@ def probe_report(target: Target, result: ProbeResult) -> dict[str, Any]:
     }
 
 
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def _text(report: dict[str, Any]) -> str:
     def num(v: float | None) -> str:
         return "?" if v is None else f"{v:g}"
@@ -232,9 +236,9 @@ def _text(report: dict[str, Any]) -> str:
         ("target", f"{report['target']} (vendor {report['vendor']})"),
         ("class", f"{report['class']} ({'up' if report['up'] else 'down'})"),
         ("code", report["code"]), ("message", report["message"]),
-        ("http status", str(report["http_status"] or "-")),
-        ("duration", f"{report['duration_seconds']:.3f}s ({report['attempts']} attempts, "
-                     f"{report['requests']} requests)"),
+        ("http status", str(report["http_status"] or "no answer")),
+        ("duration", f"{report['duration_seconds']:.3f}s ({_plural(report['attempts'], 'attempt')}, "
+                     f"{_plural(report['requests'], 'request')})"),
         ("quotas", quotas or "-"),
         ("retry-after", _fmt_seconds(report["retry_after_seconds"])),
         ("clock skew", _fmt_seconds(report["clock_skew_seconds"])),

@@ -272,7 +272,9 @@ def _start_lag(info: ExporterStatus) -> str:
         return ""
     recent, total, count = info.start_lag.recent, info.start_lag.total, info.start_lag.count
     name = "apistatus_probe_start_lag_seconds"
-    out = [f"# HELP {name} Planned-to-actual start of probes; quantiles over the last {len(recent)} probes.\n"
+    # the HELP text stays the same from scrape to scrape; docs/metrics.md says the same window
+    out = [f"# HELP {name} Planned-to-actual start of probes; quantiles over the latest 10000 probes (every probe "
+           "until 10000 have started).\n"
            f"# TYPE {name} summary\n"]
     if recent:
         ordered = sorted(recent)

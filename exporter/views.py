@@ -49,6 +49,22 @@ CLASS_WORDS: Mapping[str, str] = {
     "network_error": "network error",
     "unknown": "unknown answer",
 }
+#: the letter in each cell of the recent-results strip: the class is readable without hover or colour
+CLASS_GLYPHS: Mapping[str, str] = {
+    "ok": "\u2713",  # a check mark
+    "degraded": "d",
+    "processing": "p",
+    "maintenance": "M",
+    "auth": "A",
+    "clock_skew": "C",
+    "rate_limited": "R",
+    "quota_exceeded": "Q",
+    "client_error": "E",
+    "server_error": "S",
+    "timeout": "T",
+    "network_error": "N",
+    "unknown": "?",
+}
 PENDING = "pending"
 #: auto-refresh bounds, seconds: faster than 2 s only costs CPU, slower than 10 min is not "live"
 MIN_REFRESH, MAX_REFRESH = 2, 600
@@ -114,14 +130,27 @@ def target_view(ts: TargetState) -> dict[str, Any]:
         "consecutive_failures": ts.consecutive_failures,
         "maintenance": bool(out and out.cls == "maintenance"),
         "retry_after_seconds": _num(out.retry_after) if out else None,
-        "clock_skew_seconds": _num(ts.clock_skew),
-        "quotas": [{"name": q.name, "remaining": q.remaining, "limit": q.limit, "reset_at": q.reset_at}
-                   for q in ts.quotas.values()],
+        # the Date header the skew is read from counts whole seconds: more digits would be noise
+        "clock_skew_seconds": None if ts.clock_skew is None else float(round(ts.clock_skew)),
+        "quotas": quota_views(ts),
         "recent_classes": list(ts.classes),
         "probes": ts.probes,
         "tls_cert_expiry": _num(ts.tls_cert_expiry),
         "http_client": _client_view(target.http_client),
     }
+
+
+def quota_views(ts: TargetState) -> list[dict[str, Any]]:
+    """The last known quota figures, each with when an answer reported it (``as_of``) and whether a later
+    answer failed or left it out (``stale``): a figure from before a failure must not pass for today's."""
+    seen = ts.quota_seen or {}
+    latest = ts.last.started if ts.last is not None else None
+    out = []
+    for q in ts.quotas.values():
+        as_of = seen.get(q.name)
+        out.append({"name": q.name, "remaining": q.remaining, "limit": q.limit, "reset_at": q.reset_at,
+                    "as_of": _num(as_of), "stale": as_of is not None and latest is not None and as_of < latest})
+    return out
 
 
 def _client_view(client: HttpClient | None) -> dict[str, Any] | None:
@@ -214,9 +243,10 @@ def fmt_latency(seconds: float | None) -> str:
 def fmt_num(value: float | None) -> str:
     if value is None:
         return "?"
-    for bound, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e4, "k")):
+    # thousands from 10,000 on (4,500 reads better as it is); each suffix divides by its own power
+    for bound, scale, suffix in ((1e12, 1e12, "T"), (1e9, 1e9, "G"), (1e6, 1e6, "M"), (1e4, 1e3, "k")):
         if abs(value) >= bound:
-            return f"{value / bound:.3g}{suffix}"
+            return f"{value / scale:.3g}{suffix}"
     return f"{value:g}"
 
 
@@ -241,23 +271,44 @@ def _labels(labels: Mapping[str, str]) -> str:
 
 
 def _strip(classes: list[str]) -> str:
+    """The recent results, oldest first: a coloured cell with its class's letter each, and a legend of the
+    letters shown, so the strip reads on a phone (no hover) and without colour."""
     if not classes:
         return ""
     cells = "".join(_CELLS.get(c) or _cell(c) for c in classes)
     words = ", ".join(classes)
-    return (f'<div class="strip" role="img" aria-label="last {len(classes)} outcomes, oldest first: '
-            f'{escape(words)}">{cells}</div>')
+    legend = " ".join(_LEGEND.get(c) or _legend(c) for c in dict.fromkeys(sorted(classes, key=_class_order)))
+    return (f'<div class="strip" role="img" aria-label="last {_n(len(classes), "outcome")}, oldest first: '
+            f'{escape(words)}">{cells}</div><p class="legend">{legend}</p>')
+
+
+def _class_order(cls: str) -> int:
+    return CLASSES.index(cls) if cls in CLASSES else len(CLASSES)
 
 
 def _cell(cls: str) -> str:
-    return f'<span class="c-{escape(cls)}" title="{escape(cls)}"></span>'
+    glyph = CLASS_GLYPHS.get(cls, "?")
+    return f'<span class="c-{escape(cls)}" title="{escape(cls)}">{escape(glyph)}</span>'
+
+
+def _legend(cls: str) -> str:
+    return (f'<span class="c-{escape(cls)}"><b>{escape(CLASS_GLYPHS.get(cls, "?"))}</b> '
+            f'{escape(CLASS_WORDS.get(cls, cls))}</span>')
+
+
+def _n(count: int, word: str) -> str:
+    """``1 target``, ``2 targets``: a count with its noun."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 # escaped once: the strip is the page's most repeated element (20 cells a target)
 _CELLS = {c: _cell(c) for c in CLASSES}
+_LEGEND = {c: _legend(c) for c in CLASSES}
 
 
-def _quotas(quotas: list[dict[str, Any]], now: float) -> str:
+def _quotas(quotas: list[dict[str, Any]], now: float, up: bool | None = True) -> str:
+    """One row per quota: its bar and figures, and their age; a figure a later answer did not confirm is
+    drawn stale (grey, and said so in words), with why: the failure since, or an answer without it."""
     rows = []
     for quota in quotas:
         rem, lim = quota["remaining"], quota["limit"]
@@ -270,8 +321,25 @@ def _quotas(quotas: list[dict[str, Any]], now: float) -> str:
             bar, text = "<span></span>", f"{fmt_num(rem)} left" if rem is not None else f"limit {fmt_num(lim)}"
         if quota["reset_at"] is not None:
             text += f", resets in {fmt_age(quota['reset_at'] - now)}"
-        rows.append(f'<span>{escape(quota["name"])}</span>{bar}<span>{text}</span>')
+        stale = ""
+        if quota.get("as_of") is not None:
+            why = ""
+            if quota.get("stale"):
+                why = ", before the failure" if up is False else ", not in the latest answer"
+                stale = " stale"
+            when = fmt_clock(quota["as_of"], now)
+            text += f' <span class="asof">({"stale: " if stale else ""}as of {when}{why})</span>'
+        rows.append(f'<span class="qname{stale}">{escape(quota["name"])}</span><span class="qbar{stale}">{bar}</span>'
+                    f'<span class="qtext{stale}">{text}</span>')
     return f'<div class="quota">{"".join(rows)}</div>' if rows else ""
+
+
+def fmt_clock(ts: float, now: float) -> str:
+    """A <time> element with the clock time to the minute (UTC; the date too when it is not today)."""
+    iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    same_day = time.gmtime(ts)[:3] == time.gmtime(now)[:3]
+    shown = time.strftime("%H:%M" if same_day else "%Y-%m-%d %H:%M", time.gmtime(ts)) + " UTC"
+    return f'<time datetime="{iso}" title="{iso}">{shown}</time>'
 
 
 def _facts(view: dict[str, Any], now: float) -> str:
@@ -285,7 +353,7 @@ def _facts(view: dict[str, Any], now: float) -> str:
         dl.append(("last code", code))
         dl.append(("HTTP", escape(view["http_status"]) if view["http_status"] else "no answer"))
         dl.append(("latency", fmt_latency(view["latency_seconds"])
-                   + (f' ({view["attempts"]} attempts)' if (view["attempts"] or 1) > 1 else "")))
+                   + (f' ({_n(view["attempts"], "attempt")})' if (view["attempts"] or 1) > 1 else "")))
         dl.append(("last probe", f'{fmt_time(view["last_probe"], now)} ({fmt_age(now - view["last_probe"])} ago)'))
     if view["next_probe"] is not None:
         nxt = f'in {fmt_age(view["next_probe"] - now)}' if view["next_probe"] > now else "due now"
@@ -294,7 +362,7 @@ def _facts(view: dict[str, Any], now: float) -> str:
         dl.append(("next probe", nxt))
     skew = view["clock_skew_seconds"]
     if skew is not None and (abs(skew) >= 1 or view["class"] == "clock_skew"):
-        dl.append(("clock skew", f'{skew:+.1f}&nbsp;s (vendor minus us)'))
+        dl.append(("clock skew", _skew(skew)))
     expiry = view["tls_cert_expiry"]
     if expiry is not None:
         left = f"in {fmt_age(expiry - now)}" if expiry > now else f"expired {fmt_age(now - expiry)} ago"
@@ -304,6 +372,11 @@ def _facts(view: dict[str, Any], now: float) -> str:
     if proxy:
         dl.append(("proxy", escape(proxy) + (" (from the environment)" if client["proxy_from_environment"] else "")))
     return "<dl class=\"kv\">" + "".join(f"<dt>{k}</dt><dd>{val}</dd>" for k, val in dl) + "</dl>"
+
+
+def _skew(skew: float) -> str:
+    # whole seconds: the vendor's Date header counts no finer, so a tenth would be noise
+    return f'{round(skew):+d}&nbsp;s (vendor minus us, to the second of its Date header)'
 
 
 def _notes(view: dict[str, Any]) -> str:
@@ -320,7 +393,7 @@ def _notes(view: dict[str, Any]) -> str:
         notes.append('<p class="note c-degraded insecure">TLS certificate verification is off for this target '
                      '(<code>insecure_skip_verify</code>).</p>')
     if view["consecutive_failures"] > 1:
-        notes.append(f'<p class="note c-{escape(view["class"])}">{view["consecutive_failures"]} failed probes '
+        notes.append(f'<p class="note c-{escape(view["class"])}">{_n(view["consecutive_failures"], "failed probe")} '
                      'in a row.</p>')
     return "".join(notes)
 
@@ -331,7 +404,7 @@ def _card(view: dict[str, Any], now: float, link: str | None) -> str:
     return (f'<article class="card c-{cls}" id="t-{escape(quote(view["name"], safe=""))}" '
             f'data-target="{escape(view["name"])}" data-class="{cls}">'
             f'<h3>{name} {_badge(view["class"])}</h3>{_labels(view["labels"])}{_notes(view)}'
-            f'{_facts(view, now)}{_quotas(view["quotas"], now)}{_strip(view["recent_classes"])}</article>')
+            f'{_facts(view, now)}{_quotas(view["quotas"], now, view["up"])}{_strip(view["recent_classes"])}</article>')
 
 
 # --- pages -----------------------------------------------------------------------------------------
@@ -374,7 +447,7 @@ def render_status(views: list[dict[str, Any]], now: float, refresh: Refresh) -> 
         groups.setdefault(view["vendor"], []).append(view)
     down = [view for view in views if view["class"] is not None and not view["up"]]
     pending = sum(1 for view in views if view["class"] is None)
-    head = (f'{len(views)} targets: {len(views) - len(down) - pending} up, {len(down)} down'
+    head = (f'{_n(len(views), "target")}: {len(views) - len(down) - pending} up, {len(down)} down'
             + (f", {pending} not probed yet" if pending else ""))
     attention = "".join(f'<li><a href="targets/{escape(quote(view["name"], safe=""))}">{escape(view["name"])}</a> '
                         f'{_badge(view["class"])} {escape(view["message"])}</li>' for view in down)
@@ -400,7 +473,7 @@ def render_target_page(view: dict[str, Any], history: list[dict[str, Any]], now:
     rows = []
     for entry in history:
         retry = f' &middot; retry after {fmt_age(entry["retry_after_seconds"])}' if entry["retry_after_seconds"] else ""
-        attempts = f' &middot; {entry["attempts"]} attempts' if entry["attempts"] > 1 else ""
+        attempts = f' &middot; {_n(entry["attempts"], "attempt")}' if entry["attempts"] > 1 else ""
         # a failure's answer is what the reader came for: shown unfolded; successes stay folded
         unfold = "" if entry["class"] in UP else " open"
         excerpt = (f'<details{unfold}><summary>response excerpt</summary><pre>{escape(entry["excerpt"])}</pre>'
@@ -411,7 +484,7 @@ def render_target_page(view: dict[str, Any], history: list[dict[str, Any]], now:
             f'<div class="row">{fmt_time(entry["time"], now)} {_badge(entry["class"])} '
             f'<code>{escape(entry["code"])}</code> '
             f'<span>{escape(entry["message"])}</span></div>'
-            f'<div class="row muted">HTTP {escape(entry["http_status"] or "none")} &middot; '
+            f'<div class="row muted">HTTP {escape(entry["http_status"] or "no answer")} &middot; '
             f'{fmt_latency(entry["latency_seconds"])}{attempts}{retry}</div>'
             f'<pre class="request">{escape(entry["request_line"])}</pre>{excerpt}</li>')
     hist = (f'<ol class="history">{"".join(rows)}</ol>' if rows else "<p>No probes yet.</p>")

@@ -162,7 +162,9 @@ async def test_api_lists_every_target_in_the_documented_shape(vendor: tuple[Vend
     # Flipsnack's upload quota resets monthly: reset_at is the start of the next month (UTC)
     from exporter.classify import next_reset
     assert a["quotas"] == [{"name": "uploads", "remaining": 900.0, "limit": 1000.0,
-                            "reset_at": next_reset("monthly", a["last_probe"])}]
+                            "reset_at": next_reset("monthly", a["last_probe"]),
+                            # reported by the latest answer: its age, and not stale
+                            "as_of": a["last_probe"], "stale": False}]
     assert a["recent_classes"][-1] == "ok" and a["maintenance"] is False and a["latency_seconds"] >= 0
     assert a["next_probe"] >= a["last_probe"]
     shop = doc["targets"][1]
