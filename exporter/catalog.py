@@ -48,6 +48,9 @@ _METHODS = ("GET", "POST", "PUT", "HEAD", "PATCH", "DELETE", "OPTIONS")
 class CodeInfo:
     cls: str
     message: str
+    #: seconds to wait when the answer carries no Retry-After (GitHub: a secondary limit without one
+    #: means "at least a minute"); None: the scheduler's own backoff
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,8 +305,9 @@ def parse_catalog(name: str, node: Node) -> Catalog:
     for key_raw, info in codes_node.value.items():
         entry = Node(info, node.file, f"{codes_node.path}.{key_raw}")
         key = _code_key(Node(key_raw, node.file, entry.path))
-        im = entry.mapping({"class", "message"}, required=("class",))
-        codes[key] = CodeInfo(im["class"].choice(CLASSES), im["message"].text() if "message" in im else key)
+        im = entry.mapping({"class", "message", "retry_after"}, required=("class",))
+        codes[key] = CodeInfo(im["class"].choice(CLASSES), im["message"].text() if "message" in im else key,
+                              im["retry_after"].duration(minimum=1) if "retry_after" in im else None)
     for index, source in enumerate(sources):
         if source.nonempty and source.nonempty not in codes:
             fields["code_from"].fail(f"nonempty code {source.nonempty!r} is not listed in codes")

@@ -88,7 +88,7 @@ def _lookup(catalog: Catalog, code: str) -> tuple[str, CodeInfo | None]:
         return code, info
     main = code.split(".", 1)[0]
     if main != code and (info := catalog.codes.get(main)) is not None:
-        return main, CodeInfo(info.cls, f"{info.message} (sub-code {code})")
+        return main, CodeInfo(info.cls, f"{info.message} (sub-code {code})", info.retry_after)
     return code, None
 
 
@@ -349,12 +349,15 @@ def classify(catalog: Catalog, result: Answer | Failure, now: float) -> Outcome:
     if catalog.ratelimit_headers and (rl := _ratelimit_headers(answer.headers, now)) is not None:
         quotas.append(rl)
 
+    retry_after = parse_retry_after(answer.headers.get("retry-after"), now)
+    if retry_after is None and info is not None and cls == info.cls:
+        retry_after = info.retry_after  # the vendor documents a wait for this code when it names none
     return Outcome(
         cls=cls,
         code=code if _CODE_OK.fullmatch(code) else "other",
         message=message,
         http_status=answer.status,
-        retry_after=parse_retry_after(answer.headers.get("retry-after"), now),
+        retry_after=retry_after,
         quotas=tuple(quotas),
         clock_skew=_clock_skew(answer.headers, now),
     )

@@ -290,3 +290,14 @@ def test_a_body_cut_at_the_cap_still_counts_when_it_starts_like_json() -> None:
     assert (cut.cls, cut.code) == ("ok", "200")
     html = classify(cat, Answer(200, {}, b"<html>" + b"x" * 100, truncated=True), 0.0)
     assert (html.cls, html.code) == ("unknown", "http_200")
+
+
+def test_a_code_may_name_the_wait_its_vendor_documents_when_the_answer_names_none() -> None:
+    github = BUILTIN["github"]
+    message = json.dumps({"message": "You have exceeded a secondary rate limit."}).encode()
+    bare = classify(github, Answer(403, {"x-ratelimit-remaining": "4000"}, message), 0.0)
+    assert (bare.cls, bare.code, bare.retry_after) == ("rate_limited", "secondary_rate_limit", 60.0)
+    told = classify(github, Answer(403, {"retry-after": "30"}, message), 0.0)
+    assert told.retry_after == 30.0  # the vendor's own figure wins
+    with pytest.raises(ConfigError, match=r"codes\.slow\.retry_after: must be a duration"):
+        catalog({"codes": {"200": {"class": "ok"}, "slow": {"class": "rate_limited", "retry_after": "soon"}}})
