@@ -69,12 +69,17 @@ def _same(value: Any, wanted: str | int | float | bool) -> bool:
     return bool(value == wanted)
 
 
+#: how much of a text value ``matches`` searches (a vendor's message fits many times over)
+_MATCHED_CHARS = 1024
+
+
 def _fixed_code(src: CodeSource, value: Any) -> str | None:
     """The fixed code of a nonempty, equals or matches source, when the value found qualifies."""
     if src.nonempty is not None:
         return src.nonempty if value else None
     if src.matches is not None:
-        return src.code if isinstance(value, str) and src.matches.search(value) else None
+        # the start of the text only: a vendor's long body must not make a catalog's pattern expensive
+        return src.code if isinstance(value, str) and src.matches.search(value[:_MATCHED_CHARS]) else None
     if src.code is not None:
         if isinstance(value, str) and src.kind == "header":
             return src.code if any(value == str(wanted).lower() for wanted in src.equals) else None
@@ -334,8 +339,13 @@ def classify(catalog: Catalog, result: Answer | Failure, now: float) -> Outcome:
         cls, message = "unknown", f"code {code} is not in the {catalog.vendor} catalog"
     else:
         cls, message = info.cls, info.message
-    if catalog.envelope == "json" and 200 <= answer.status < 300 and answer.status not in (204, 205) \
-            and not _enveloped(answer, doc if parsed else _json(answer)):
+    if catalog.envelope == "json" and 200 <= answer.status < 300 and answer.status not in (204, 205):
+        if not parsed:
+            doc, parsed = _json(answer), True
+        enveloped = _enveloped(answer, doc)
+    else:
+        enveloped = True
+    if not enveloped:
         # docs/vendors.md: an answer we cannot read never counts as ok; the SDKs fail to parse it too
         code, cls = f"http_{answer.status}", "unknown"
         message = (f"HTTP {answer.status} without the vendor's JSON answer (an HTML or empty body: a proxy, "
