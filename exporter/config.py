@@ -203,26 +203,34 @@ def _credential_names(catalog: Catalog) -> tuple[tuple[str, ...], frozenset[str]
 
 
 def _credentials(node: Node, catalog: Catalog, base: Path,
-                 known: tuple[tuple[str, ...], frozenset[str]] | None = None) -> Credentials:
+                 known: tuple[tuple[str, ...], frozenset[str]] | None = None,
+                 problems: _Problems | None = None) -> Credentials:
+    """The target's credentials; with ``problems`` collecting, every unknown, unreadable or missing one
+    is noted (the result is then incomplete), else the first raises."""
     node.secret = True  # no credential value ever appears in an error
+    noted = problems or _Problems(None)
     out: dict[str, str] = {}
+    unreadable: set[str] = set()
     names, allowed = known or _credential_names(catalog)
     for key, val in node.mapping().items():
         if key not in allowed:
-            val.fail(f"unknown credential for vendor {catalog.vendor} (allowed: {', '.join(names)}"
-                     f" or NAME_file)", show=False)
+            noted.value(lambda val=val: val.fail(  # type: ignore[misc]
+                f"unknown credential for vendor {catalog.vendor} (allowed: {', '.join(names)} or NAME_file)",
+                show=False), None)
+            continue
         if key.endswith("_file"):
             path = base / val.text()
             try:
                 out[key[:-5]] = decode_utf8(read_regular_file(path, SECRET_FILE_LIMIT)).rstrip("\r\n")
             except FileReadError as exc:
-                raise ConfigError(val.file, val.path, f"cannot read {path}: {exc}") from None
+                unreadable.add(key[:-5])  # said once: not also "needs credential" below
+                noted.note(ConfigError(val.file, val.path, f"cannot read {path}: {exc}"))
         else:
             out[key] = val.text()
     for cred in catalog.credentials:
-        if not out.get(cred):
-            Node(None, node.file, f"{node.path}.{cred}").fail(
-                f"vendor {catalog.vendor} needs credential {cred} (or {cred}_file)", show=False)
+        if not out.get(cred) and cred not in unreadable:
+            noted.value(lambda cred=cred: Node(None, node.file, f"{node.path}.{cred}").fail(  # type: ignore[misc]
+                f"vendor {catalog.vendor} needs credential {cred} (or {cred}_file)", show=False), None)
     return Credentials(out)
 
 
@@ -418,7 +426,7 @@ def _target(tnode: Node, glob: GlobalConfig, catalogs: Mapping[str, Catalog], ba
             cred_names[vendor] = _credential_names(catalog)
         creds = problems.value(lambda: _credentials(
             fields["credentials"] if "credentials" in fields else Node({}, tnode.file, f"{tnode.path}.credentials"),
-            catalog, base, cred_names[vendor]), creds)
+            catalog, base, cred_names[vendor], problems), creds)
         check = get("check", lambda n: parse_check(n, catalog.check), catalog.check)
         problems.value(lambda: _require(check, fields.get("check"), catalog, tnode), None)
         budget = get("budget", parse_budget, catalog.budget)

@@ -99,3 +99,15 @@ def test_the_ok_line_names_the_vendors_the_file_uses_with_a_plural_that_fits(
                     "credentials: {token: t}}\n")
     assert main(["--config.file", str(path), "--config.check"]) == 0
     assert capsys.readouterr().out == f"{path}: OK, 2 targets, vendors: github, slack\n"
+
+
+def test_every_bad_credential_of_a_target_is_a_line_of_its_own(tmp_path: Path) -> None:
+    lines = problems_of(tmp_path, "targets:\n  - {name: a, vendor: flipsnack, base_url: 'https://x.example', "
+                                  "credentials: {apikey: hunter2}}\n")
+    assert lines == [
+        "targets[0].credentials.apikey: unknown credential for vendor flipsnack (allowed: api_key, secret or "
+        "NAME_file)",
+        "targets[0].credentials.api_key: vendor flipsnack needs credential api_key (or api_key_file)",
+        "targets[0].credentials.secret: vendor flipsnack needs credential secret (or secret_file)",
+    ]
+    assert not any("hunter2" in line for line in lines)
