@@ -10,7 +10,7 @@ import html
 import logging
 import resource
 import ssl
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -453,6 +453,43 @@ class _GuardedHandler(RequestHandler):
         super().connection_lost(exc)
 
 
+class _TLSWhenCurrent(asyncio.Protocol):
+    """A TLS connection whose handshake waits until the web config is current: the context is awaited
+    (a changed file is re-read off the event loop), then ``loop.start_tls`` does the handshake. The
+    request handler sees the connection once the handshake is done, as with a plain TLS server."""
+
+    def __init__(self, make_handler: Callable[[], _GuardedHandler],
+                 context: Callable[[], Awaitable[ssl.SSLContext]]) -> None:
+        self._make_handler = make_handler
+        self._context = context
+        self._transport: asyncio.Transport | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        transport.pause_reading()  # the ClientHello waits for the context
+        self._task = asyncio.get_running_loop().create_task(self._start(transport))
+
+    async def _start(self, transport: asyncio.Transport) -> None:
+        try:
+            ctx = await self._context()
+            handler = self._make_handler()
+            tls_transport = await asyncio.get_running_loop().start_tls(transport, handler, ctx, server_side=True)
+        except Exception:  # noqa: BLE001 - a failed handshake or a client gone: the connection ends here
+            transport.abort()
+            return
+        if tls_transport is None:
+            transport.abort()
+            return
+        handler.connection_made(tls_transport)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        # only before start_tls took the transport over: the client left while the config was read
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+
 class GuardedSite(web.TCPSite):
     """A TCPSite whose connections go through a ConnectionGuard."""
 
@@ -473,7 +510,16 @@ class GuardedSite(web.TCPSite):
             # keepalive_timeout, access log, line and field size limits)
             return _GuardedHandler(server, guard, loop=loop, **server._kwargs)
 
-        self._server = await loop.create_server(factory, self._host, self._port, ssl=self._ssl_context,
-                                                backlog=self._backlog, reuse_address=self._reuse_address,
-                                                reuse_port=self._reuse_port)
+        ssl_context: ssl.SSLContext | None = self._ssl_context
+        for_connection = getattr(ssl_context, "for_connection", None)  # the web config's (webconfig.watcher)
+        if for_connection is not None:
+            def tls_factory() -> _TLSWhenCurrent:
+                return _TLSWhenCurrent(factory, for_connection)
+
+            self._server = await loop.create_server(tls_factory, self._host, self._port, backlog=self._backlog,
+                                                    reuse_address=self._reuse_address, reuse_port=self._reuse_port)
+        else:
+            self._server = await loop.create_server(factory, self._host, self._port, ssl=ssl_context,
+                                                    backlog=self._backlog, reuse_address=self._reuse_address,
+                                                    reuse_port=self._reuse_port)
         self._bound_port = self._server.sockets[0].getsockname()[1] if self._server.sockets else self._port
