@@ -277,13 +277,15 @@ async def _serve(args: argparse.Namespace, shard: Shard) -> int:
     app[BODY_TIMEOUT_KEY] = limits.body_timeout
     ssl_context = None
     if args.web_config is not None:
-        from .webconfig import WebConfigError, apply_web_config
+        from .web import WEB_CONFIG_KEY
+        from .webconfig import WATCHER_KEY, WebConfigError, apply_web_config
 
         try:
             ssl_context = apply_web_config(app, args.web_config)
         except WebConfigError as exc:
             log.error("%s", exc)
             return 1
+        app[WEB_CONFIG_KEY] = app[WATCHER_KEY]  # its re-reads in the exporter's own metrics
     # what start-up builds is frozen once the exporter listens (_STARTUP_GC); the first round too
     exp.freeze_after_first_round = _STARTUP_GC.paused
     await exp.start()

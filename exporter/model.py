@@ -211,3 +211,5 @@ class ExporterStatus:
     in_flight: int = 0
     #: (vendor, probes held back because the credential's request budget was spent), by vendor
     budget_delays: tuple[tuple[str, int], ...] = ()
+    #: the web config's re-reads: (whether the latest succeeded, how many failed); None without one
+    web_config: tuple[bool, int] | None = None

@@ -11,8 +11,8 @@ import logging
 import resource
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -35,6 +35,16 @@ log = logging.getLogger(__name__)
 EXPORTER_KEY = web.AppKey("exporter", Exporter)
 BODY_TIMEOUT_KEY = web.AppKey("body_timeout", float)
 BANNER_KEY = web.AppKey("banner", str)
+
+
+class WebConfigStatus(Protocol):
+    """What the exporter's metrics show of the web config's re-reads (webconfig.watcher.Watcher)."""
+
+    last_successful: bool
+    failures: int
+
+
+WEB_CONFIG_KEY = web.AppKey("web_config_status", WebConfigStatus)
 #: requests to the exporter are small; anything larger is refused with 413 before it is read
 MAX_REQUEST_BYTES = 16 * 1024
 #: on /probe answers: "1" when answered from the target's latest result, "0" after a probe made for it
@@ -125,7 +135,11 @@ async def _respond(request: web.Request, body: bytes, headers: Mapping[str, str]
 
 async def metrics(request: web.Request) -> web.StreamResponse:
     exp = request.app[EXPORTER_KEY]
-    answer = exposition(exp.state, exp.status())
+    status = exp.status()
+    web_config = request.app.get(WEB_CONFIG_KEY)
+    if web_config is not None:
+        status = replace(status, web_config=(web_config.last_successful, web_config.failures))
+    answer = exposition(exp.state, status)
     headers = {"Content-Type": CONTENT_TYPE, "Vary": "Accept-Encoding"}
     if _wants_gzip(request):
         # the compressed answer is small enough to be held whole, and then its length is known
