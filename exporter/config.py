@@ -41,6 +41,7 @@ from .catalog import (
     parse_check,
 )
 from .httpclient import HttpClient, parse_http_client, target_http_client
+from .model import Expanded
 
 __all__ = ["DEFAULT_MAX_BACKOFF", "DEFAULT_PROBE_SHARE", "Config", "ConfigError", "Credentials", "GlobalConfig",
            "Target", "load_config", "parse_config"]
@@ -191,7 +192,9 @@ def _expand(value: Any, env: Mapping[str, str], file: str, path: str) -> Any:
                 raise ConfigError(file, path, f"environment variable {match.group(1)} is not valid UTF-8") from None
             return got
 
-        return _ENV.sub(sub, value)
+        out = Expanded(_ENV.sub(sub, value))
+        out.sources = tuple(dict.fromkeys(_ENV.findall(value)))
+        return out
     return value
 
 
