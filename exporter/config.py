@@ -26,7 +26,6 @@ from ._yamlnode import (
     Node,
     decode_utf8,
     load_document,
-    load_yaml,
     read_regular_file,
 )
 from .catalog import (
@@ -35,6 +34,7 @@ from .catalog import (
     CheckSpec,
     builtin_raw,
     check_name,
+    load_catalog_file,
     merge_raw,
     parse_budget,
     parse_catalog,
@@ -267,7 +267,7 @@ def _catalogs(root: dict[str, Node], base: Path) -> dict[str, Catalog]:
     raw = builtin_raw()
     layers: list[tuple[str, Node]] = []
     for entry in root.get("catalog_files", Node([], "", "catalog_files")):
-        doc = load_yaml(base / entry.text())
+        doc = load_catalog_file(base / entry.text())
         vendor = doc.mapping().get("vendor")
         if vendor is None:
             raise ConfigError(doc.file, "vendor", "is required in a catalog file")
