@@ -193,7 +193,7 @@ def _expand(value: Any, env: Mapping[str, str], file: str, path: str) -> Any:
             return got
 
         out = Expanded(_ENV.sub(sub, value))
-        out.sources = tuple(dict.fromkeys(_ENV.findall(value)))
+        out.sources = tuple(dict.fromkeys(f"${{{name}}}" for name in _ENV.findall(value)))
         return out
     return value
 
@@ -216,7 +216,9 @@ def _credentials(node: Node, catalog: Catalog, base: Path,
         if key.endswith("_file"):
             path = base / val.text()
             try:
-                out[key[:-5]] = decode_utf8(read_regular_file(path, SECRET_FILE_LIMIT)).rstrip("\r\n")
+                secret = Expanded(decode_utf8(read_regular_file(path, SECRET_FILE_LIMIT)).rstrip("\r\n"))
+                secret.sources = (key,)  # should an error ever hold it: where from, never what
+                out[key[:-5]] = secret
             except FileReadError as exc:
                 raise ConfigError(val.file, val.path, f"cannot read {path}: {exc}") from None
         else:

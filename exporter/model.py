@@ -147,8 +147,9 @@ _UNSET: Any = object()
 
 
 class Expanded(str):
-    """A config string with something from outside the file in it (``${VAR}``): an error may say where
-    it came from, never what it holds, whatever the type of the value it sits in."""
+    """A config string with something from outside the file in it (``${VAR}``, a ``*_file``): an error
+    may say where it came from (``sources``: ``${VAR}``, ``KEY_file``), never what it holds, whatever
+    the type of the value it sits in."""
 
     sources: tuple[str, ...] = ()
 
@@ -181,7 +182,7 @@ class ConfigError(ExporterError):
         sources = None if value is _UNSET else _expanded_sources(value)
         if sources is not None:  # expanded from the environment: where from, never what
             value = _UNSET
-            shown = f" (value not shown: it holds {', '.join('${' + name + '}' for name in sources)})"
+            shown = f" (value not shown: it comes from {', '.join(sources)})"
         else:
             shown = "" if value is _UNSET else f" (got {_short(value)})"
         self.value = None if value is _UNSET else value

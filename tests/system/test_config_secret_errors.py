@@ -38,7 +38,7 @@ def _bad(shape: Any) -> dict[str, Any]:
 
 def _assert_hidden(text: str) -> None:
     assert SECRET not in text and "hunter2" not in text, text
-    assert "proxy_url: must be a string (value not shown: it holds ${PROXY_PW})" in text, text
+    assert "proxy_url: must be a string (value not shown: it comes from ${PROXY_PW})" in text, text
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=["list", "mapping", "nested"])
@@ -80,5 +80,5 @@ async def test_the_reload_answer_and_its_log_line_never_show_it(tmp_path: Path) 
                     assert r.status == 500
                     _assert_hidden(await r.text())
     log = "".join(lines)
-    assert log.count("(value not shown: it holds ${PROXY_PW})") == len(SHAPES), log
+    assert log.count("(value not shown: it comes from ${PROXY_PW})") == len(SHAPES), log
     assert SECRET not in log
