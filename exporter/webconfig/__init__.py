@@ -81,11 +81,10 @@ def apply_web_config(app: web.Application, path: Path, clock: Clock | None = Non
     """Validate the file, put the toolkit's checks in front of every endpoint, and return the TLS
     context to listen with (None: plain HTTP, as the toolkit when the file turns no TLS on). Blocking:
     called at start, before the exporter serves."""
-    cfg = load_web_config(path)
+    first: Snapshot = read_snapshot(path)
+    cfg = first.config
     if cfg.tls.enabled:
         startup_checks(cfg)
-    first: Snapshot = read_snapshot(path, cfg.tls.enabled)
-    cfg = first.config
     if not cfg.tls.enabled and cfg.tls != TLSSettings():
         log.warning("%s: tls_server_config sets no certificate, key, client CA or client_auth_type: serving "
                     "plain HTTP, as exporter-toolkit does", path)

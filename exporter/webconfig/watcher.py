@@ -52,10 +52,13 @@ class Snapshot:
     tls: ServerContext | None
 
 
-def read_snapshot(path: Path, with_tls: bool, allow_empty: bool = True) -> Snapshot:
-    """The files read and checked as at start (users' hashes, the TLS context). Blocking."""
+def read_snapshot(path: Path, with_tls: bool | None = None, allow_empty: bool = True) -> Snapshot:
+    """The files read and checked as at start (users' hashes, the TLS context); ``with_tls``: whether
+    TLS was on at start (None: as the file says). Blocking."""
     cfg = load_web_config(path, allow_empty)
     validate_users(cfg)
+    if with_tls is None:
+        with_tls = cfg.tls.enabled
     if not with_tls:
         return Snapshot(cfg, None)
     if not cfg.tls.enabled:

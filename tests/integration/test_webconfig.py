@@ -871,3 +871,39 @@ async def test_probe_accepts_only_configured_target_names(tmp_path: Path) -> Non
             await exp.close()
     finally:
         await faults.close()
+
+
+async def test_a_request_whose_password_check_cannot_start_in_time_gets_503(
+        certs: Path, hashed: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from exporter.webconfig import auth as auth_module
+
+    monkeypatch.setattr(auth_module, "CHECK_DEADLINE", 0.3)
+    release = threading.Event()
+
+    def slow(password: bytes, h: bytes) -> bool:
+        release.wait(10)  # a check that holds the only slot (a costly hash, a flood)
+        return bool(bcrypt.checkpw(password, h))
+
+    checker = BasicAuth(slow)
+    users = {"prometheus": hashed}
+    first = asyncio.create_task(checker.check(users, basic("prometheus", "wrong-1")))
+    await asyncio.sleep(0.05)
+    with pytest.raises(auth_module.AuthBusy):
+        await checker.check(users, basic("prometheus", "wrong-2"))
+    release.set()
+    assert not await first
+    # served over HTTP: 503 with Retry-After, not 401 and not a wait without end
+    release.clear()
+    import exporter.webconfig as webconfig_package
+
+    monkeypatch.setattr(webconfig_package, "BasicAuth", lambda: checker)  # the one apply_web_config makes
+    async with serving(certs / "web.yml", f"basic_auth_users: {{prometheus: '{hashed}'}}\n") as port:
+        holding = asyncio.create_task(get(port, auth=basic("prometheus", "wrong-3")))
+        await asyncio.sleep(0.1)
+        r = await get(port, auth=basic("prometheus", "wrong-4"))
+        assert r is not None and r.status == 503 and r.headers["retry-after"] == "1"
+        release.set()
+        held = await holding
+        assert held is not None and held.status == 401
