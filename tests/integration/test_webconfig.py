@@ -907,3 +907,18 @@ async def test_a_request_whose_password_check_cannot_start_in_time_gets_503(
         release.set()
         held = await holding
         assert held is not None and held.status == 401
+
+
+async def test_a_fifo_in_place_of_the_key_keeps_the_working_certificate_and_the_loop_free(
+        certs: Path, ca: trustme.CA, caplog: pytest.LogCaptureFixture) -> None:
+    async with serving(certs / "web.yml", TLS) as port:
+        r = await get(port, client_ctx(ca))
+        assert r is not None and r.status == 200
+        (certs / "server.key").unlink()
+        os.mkfifo(certs / "server.key")  # an open of it would wait for a writer forever
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        r = await get(port, client_ctx(ca))
+        assert r is not None and r.status == 200  # the certificate that worked is still served
+        assert loop.time() - started < 2
+    assert any("server.key: is a FIFO, not a regular file" in rec.getMessage() for rec in caplog.records)
