@@ -25,6 +25,8 @@ from .model import CLASSES
 from .signers import SIGNERS, OptionSpec, option_specs
 
 __all__ = [
+    "CATALOG_FILE_LIMIT",
+    "MAX_CODES",
     "Budget",
     "Catalog",
     "CatalogExample",
@@ -35,6 +37,7 @@ __all__ = [
     "ValueSource",
     "builtin_catalogs",
     "builtin_raw",
+    "load_catalog_file",
     "merge_raw",
     "parse_budget",
     "parse_catalog",
@@ -274,6 +277,25 @@ def _when(node: Node) -> frozenset[int]:
     return frozenset(out)
 
 
+#: codes in one vendor's catalog: real ones list tens; this many is a generated file gone wrong
+MAX_CODES = 10_000
+#: a catalog file of MAX_CODES codes with their messages fits well within this; a larger file is refused
+#: from its size, before it is read and parsed (a million codes took seconds and hundreds of MB)
+CATALOG_FILE_LIMIT = 1 << 20
+
+
+def load_catalog_file(path: Path) -> Node:
+    """A ``catalog_files`` entry, refused at once when it is larger than any catalog of MAX_CODES codes."""
+    try:
+        size = path.stat().st_size
+    except (OSError, ValueError):
+        size = 0  # load_yaml says what is wrong with it
+    if size > CATALOG_FILE_LIMIT:
+        raise ConfigError(str(path), "", f"is larger than {CATALOG_FILE_LIMIT >> 20} MiB: a catalog holds at most "
+                          f"{MAX_CODES:,} codes")
+    return load_yaml(path)
+
+
 def parse_catalog(name: str, node: Node) -> Catalog:
     fields = node.mapping(_ALLOWED, required=("credentials", "signer", "check", "codes"))
     if "vendor" in fields and fields["vendor"].text() != name:
@@ -302,6 +324,8 @@ def parse_catalog(name: str, node: Node) -> Catalog:
     codes_node = fields["codes"]
     if not isinstance(codes_node.value, dict):
         codes_node.fail("must be a mapping of code -> {class, message}")
+    if len(codes_node.value) > MAX_CODES:
+        codes_node.fail(f"has {len(codes_node.value):,} codes; a catalog holds at most {MAX_CODES:,}", show=False)
     for key_raw, info in codes_node.value.items():
         entry = Node(info, node.file, f"{codes_node.path}.{key_raw}")
         key = _code_key(Node(key_raw, node.file, entry.path))

@@ -10,7 +10,7 @@ import re
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ._yamlnode import Node, load_yaml
 from .budget import budget_warnings
@@ -18,7 +18,27 @@ from .catalog import builtin_raw
 from .config import Config, ConfigError, Target, load_config, parse_config
 from .model import UP, ProbeResult
 
-__all__ = ["config_example", "config_main", "config_problems", "probe_main", "probe_report"]
+__all__ = ["OneLineParser", "config_example", "config_main", "config_problems", "probe_main", "probe_report"]
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with a bad flag or value said in one line (no usage block), control characters escaped."""
+
+    def error(self, message: str) -> NoReturn:
+        from .log import escape_control
+
+        self.exit(2, f"{self.prog}: error: {escape_control(message)} (see --help)\n")
+
+
+def shown_names(names: list[str], limit: int = 5, width: int = 64) -> str:
+    """Names a user typed, for an error line: control characters escaped, each cut at ``width``, at most
+    ``limit`` of them: a newline cannot forge a second line, ESC or BEL never reach the terminal, and
+    10,000 names do not make a line of 100 KB."""
+    from .log import escape_control
+
+    shown = [escape_control(name[:width]) + ("..." if len(name) > width else "") for name in names[:limit]]
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(shown) + more
 
 #: an error at or below one target of the config's list: ``FILE: targets[12].credentials...``
 _TARGET_PATH = re.compile(r"targets\[(\d+)\]")
@@ -145,7 +165,7 @@ def config_example(vendors: Iterable[str]) -> str:
     names = list(dict.fromkeys(vendors))
     unknown = [v for v in names if v not in raw]
     if unknown:
-        raise ValueError(f"unknown vendor {', '.join(unknown)} (built-in: {', '.join(sorted(raw))})")
+        raise ValueError(f"unknown vendor {shown_names(unknown)} (built-in: {', '.join(sorted(raw))})")
     out = [
         f"# apistatus-exporter starter config for {', '.join(names)}.",
         "# Every ${VAR} is read from the environment when the config loads; instead of KEY: ${VAR} a",
@@ -189,7 +209,7 @@ def config_example(vendors: Iterable[str]) -> str:
 
 
 def config_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="apistatus-exporter config", description="Config helpers.")
+    p = OneLineParser(prog="apistatus-exporter config", description="Config helpers.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     ex = sub.add_parser("example", help="print a commented starter config for the named vendors",
                         description="Print a commented starter config for the named built-in vendors.")
@@ -266,7 +286,7 @@ async def _probe_once(config: Config, target: Target) -> ProbeResult:
 
 
 def probe_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="apistatus-exporter probe",
         description="Probe one configured target once and print what the exporter makes of the answer. "
                     "Exit 0 when the class counts as up (ok, degraded, processing), else 1.")

@@ -259,7 +259,23 @@ def _own(info: ExporterStatus) -> str:
         "# HELP apistatus_shard_info The shard of the fleet this replica runs (--shard); always 1.\n"
         "# TYPE apistatus_shard_info gauge\n"
         f'apistatus_shard_info{{index="{info.shard.index}",count="{info.shard.count}"}} 1\n'
-    ) + _start_lag(info) + _load(info)
+    ) + _start_lag(info) + _load(info) + _web_config(info)
+
+
+def _web_config(info: ExporterStatus) -> str:
+    if info.web_config is None:
+        return ""
+    ok, failures = info.web_config
+    return (
+        "# HELP apistatus_web_config_last_reload_successful Whether the latest re-read of --web.config.file "
+        "succeeded (else the previous settings stay in force).\n"
+        f"# TYPE apistatus_web_config_last_reload_successful gauge\napistatus_web_config_last_reload_successful "
+        f"{1 if ok else 0}\n"
+        "# HELP apistatus_web_config_reload_failures_total Re-reads of --web.config.file refused (broken, "
+        "empty or unreadable); the previous settings were kept.\n"
+        f"# TYPE apistatus_web_config_reload_failures_total counter\napistatus_web_config_reload_failures_total "
+        f"{failures}\n"
+    )
 
 
 #: quantiles of the start lag over the scheduler's window of recent probes

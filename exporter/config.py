@@ -26,7 +26,6 @@ from ._yamlnode import (
     Node,
     decode_utf8,
     load_document,
-    load_yaml,
     read_regular_file,
 )
 from .catalog import (
@@ -35,12 +34,14 @@ from .catalog import (
     CheckSpec,
     builtin_raw,
     check_name,
+    load_catalog_file,
     merge_raw,
     parse_budget,
     parse_catalog,
     parse_check,
 )
 from .httpclient import HttpClient, parse_http_client, target_http_client
+from .model import Expanded
 
 __all__ = ["DEFAULT_MAX_BACKOFF", "DEFAULT_PROBE_SHARE", "Config", "ConfigError", "Credentials", "GlobalConfig",
            "Target", "load_config", "parse_config"]
@@ -192,7 +193,9 @@ def _expand(value: Any, env: Mapping[str, str], file: str, path: str) -> Any:
                 raise ConfigError(file, path, f"environment variable {match.group(1)} is not valid UTF-8") from None
             return got
 
-        return _ENV.sub(sub, value)
+        out = Expanded(_ENV.sub(sub, value))
+        out.sources = tuple(dict.fromkeys(f"${{{name}}}" for name in _ENV.findall(value)))
+        return out
     return value
 
 
@@ -221,7 +224,9 @@ def _credentials(node: Node, catalog: Catalog, base: Path,
         if key.endswith("_file"):
             path = base / val.text()
             try:
-                out[key[:-5]] = decode_utf8(read_regular_file(path, SECRET_FILE_LIMIT)).rstrip("\r\n")
+                secret = Expanded(decode_utf8(read_regular_file(path, SECRET_FILE_LIMIT)).rstrip("\r\n"))
+                secret.sources = (key,)  # should an error ever hold it: where from, never what
+                out[key[:-5]] = secret
             except FileReadError as exc:
                 unreadable.add(key[:-5])  # said once: not also "needs credential" below
                 noted.note(ConfigError(val.file, val.path, f"cannot read {path}: {exc}"))
@@ -273,7 +278,7 @@ def _catalogs(root: dict[str, Node], base: Path) -> dict[str, Catalog]:
     raw = builtin_raw()
     layers: list[tuple[str, Node]] = []
     for entry in root.get("catalog_files", Node([], "", "catalog_files")):
-        doc = load_yaml(base / entry.text())
+        doc = load_catalog_file(base / entry.text())
         vendor = doc.mapping().get("vendor")
         if vendor is None:
             raise ConfigError(doc.file, "vendor", "is required in a catalog file")
