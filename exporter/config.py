@@ -5,7 +5,8 @@ Layout::
     global:    {interval, timeout, max_concurrency, probe_share, max_body_bytes, history, keepalive}
     catalog_files: [extra vendor catalogs, relative to this file]
     vendors:   {name: catalog or override of a built-in}
-    targets:   [{name, vendor, base_url, interval, timeout, credentials, check, labels, budget}]
+    targets:   [{name, vendor, base_url, interval, timeout, credentials, check, labels, budget, status_components}]
+    egress_checks: [{name, url, expect_status, http_client}]  (our own way out, exporter/egresscheck.py)
 """
 
 from __future__ import annotations
@@ -41,9 +42,10 @@ from .catalog import (
     parse_check,
 )
 from .httpclient import HttpClient, parse_http_client, target_http_client
+from .statuspage import component_id_pattern
 
-__all__ = ["DEFAULT_MAX_BACKOFF", "DEFAULT_PROBE_SHARE", "Config", "ConfigError", "Credentials", "GlobalConfig",
-           "Target", "load_config", "parse_config"]
+__all__ = ["DEFAULT_MAX_BACKOFF", "DEFAULT_PROBE_SHARE", "Config", "ConfigError", "Credentials", "EgressCheck",
+           "GlobalConfig", "Target", "load_config", "parse_config"]
 
 #: the default cap on any wait, Retry-After included (``global.max_backoff``)
 DEFAULT_MAX_BACKOFF = 3600.0
@@ -127,6 +129,8 @@ class Target:
     #: egress settings (proxy, TLS client); None: the shared default session
     http_client: HttpClient | None = None
     max_backoff: float = DEFAULT_MAX_BACKOFF
+    #: ids of the vendor status page's components this target depends on; None: all of them
+    status_components: tuple[str, ...] | None = None
 
     @property
     def budget_key(self) -> tuple[str, str, tuple[tuple[str, str], ...]]:
@@ -135,11 +139,24 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True)
+class EgressCheck:
+    """One URL of our own way out (a proxy's health endpoint, a company canary): never a vendor."""
+
+    name: str
+    url: str
+    #: the statuses that count as reachable; None: any HTTP answer does
+    expect_status: frozenset[int] | None
+    #: egress settings: its own block over the global one (None: direct, the shared session)
+    http_client: HttpClient | None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     source: str
     global_: GlobalConfig
     targets: tuple[Target, ...]
     catalogs: Mapping[str, Catalog]
+    egress_checks: tuple[EgressCheck, ...] = ()
     #: targets by name, made once: /probe and the pages look one up on every request
     _by_name: Mapping[str, Target] = field(init=False, repr=False, compare=False)
 
@@ -283,7 +300,7 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
     env = os.environ if env is None else env
     if may_mention_env and _mentions_env(root_node.value):
         root_node = Node(_expand(root_node.value, env, root_node.file, ""), root_node.file, "")
-    root = root_node.mapping({"global", "targets", "vendors", "catalog_files"}, required=("targets",))
+    root = root_node.mapping({"global", "targets", "vendors", "catalog_files", "egress_checks"}, required=("targets",))
     global_keys = {"interval", "timeout", "max_concurrency", "probe_share", "max_body_bytes", "history",
                    "confirm_failures", "keepalive", "http_client", "max_backoff"}
     section = root["global"].mapping(global_keys) if "global" in root else {}
@@ -309,7 +326,7 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
     cred_names: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {}
     label_sets: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
     allowed = {"name", "vendor", "base_url", "interval", "timeout", "credentials", "check", "labels", "budget",
-               "probe_share", "confirm_failures", "http_client", "max_backoff"}
+               "probe_share", "confirm_failures", "http_client", "max_backoff", "status_components"}
     for tnode in root["targets"]:
         fields = tnode.mapping(allowed, required=("name", "vendor", "base_url"))
         # not only dots: a browser rewrites /targets/.. before it is sent, so such a page is unreachable
@@ -344,8 +361,47 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
                               else glob.confirm_failures),
             http_client=target_http_client(fields, name, base, env, glob.http_client),
             max_backoff=_max_backoff(fields["max_backoff"]) if "max_backoff" in fields else glob.max_backoff,
+            status_components=(_status_components(fields["status_components"], catalog, base_url)
+                               if "status_components" in fields else None),
         ))
-    return Config(root_node.file, glob, tuple(targets), catalogs)
+    egress = _egress_checks(root["egress_checks"], base, env, glob) if "egress_checks" in root else ()
+    return Config(root_node.file, glob, tuple(targets), catalogs, egress)
+
+
+def _status_components(node: Node, catalog: Catalog, base_url: str) -> tuple[str, ...] | None:
+    """Component ids of the vendor's status page (docs/vendors.md says how to find them); null: all."""
+    if node.is_missing():
+        return None
+    if catalog.status_page is None:
+        node.fail(f"vendor {catalog.vendor} has no status_page in its catalog", show=False)
+    if not catalog.status_page.describes(base_url):
+        node.fail(f"the status page of {catalog.vendor} speaks for {', '.join(catalog.status_page.hosts)}, not for "
+                  "this target's base_url (status_page.hosts names the hosts it describes)", show=False)
+    pattern, what = component_id_pattern(catalog.status_page.format)
+    ids = tuple(dict.fromkeys(item.text(pattern, what) for item in node))
+    if not ids:
+        node.fail("must name at least one component id (leave it out to watch all)", show=False)
+    return ids
+
+
+def _egress_checks(node: Node, base: Path, env: Mapping[str, str], glob: GlobalConfig) -> tuple[EgressCheck, ...]:
+    out: list[EgressCheck] = []
+    seen: set[str] = set()
+    for item in node:
+        fields = item.mapping({"name", "url", "expect_status", "http_client"}, required=("name", "url"))
+        name = fields["name"].text(r"[A-Za-z0-9_.:-]{1,64}", "letters, digits, '.', ':', '_' or '-' (at most 64)")
+        if name in seen:
+            fields["name"].fail("duplicate egress check name")
+        seen.add(name)
+        expect: frozenset[int] | None = None
+        if "expect_status" in fields and not fields["expect_status"].is_missing():
+            expect = frozenset(status.integer(100, 599) for status in fields["expect_status"])
+            if not expect:
+                fields["expect_status"].fail("must list at least one HTTP status (leave it out for any)")
+        client = (parse_http_client(fields["http_client"], base, env, glob.http_client) if "http_client" in fields
+                  else glob.http_client)
+        out.append(EgressCheck(name, fields["url"].url(), expect, client))
+    return tuple(out)
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
