@@ -30,8 +30,8 @@ from .signers import secrets_of
 from .state import HistoryEntry, TargetState
 
 __all__ = ["STYLE_SHA256", "Fault", "Refresh", "RefreshError", "api_target", "api_targets", "default_refresh",
-           "egress_rows", "escape", "history_view", "parse_refresh", "render_status", "render_target_page", "status_page",
-           "target_page", "target_view", "unknown_target", "vendor_status_view"]
+           "egress_rows", "escape", "history_view", "parse_refresh", "render_status", "render_target_page",
+           "status_page", "target_page", "target_view", "unknown_target", "vendor_status_view"]
 
 #: the words next to each class colour: what it means for the person reading the page
 CLASS_WORDS: Mapping[str, str] = {
@@ -277,7 +277,10 @@ def _egress_section(rows: list[dict[str, Any]], now: float) -> str:
         down = row["suspected_down"] or (bool(row["checks"]) and all(c["up"] is False for c in row["checks"]))
         cls = "network_error" if down else "ok"
         verdict = "our egress looks DOWN: it is us, not them" if down else "our egress looks fine"
-XX
+        name = escape(row["egress"])
+        items.append(f'<li class="c-{cls}" data-egress="{name}"><strong>{name}</strong>'
+                     f': {verdict}; {derived}' + (f"; checks: {checks}" if checks else "") + "</li>")
+    return f'<section class="summary egress" id="egress"><strong>Our egress</strong><ul>{"".join(items)}</ul></section>'
 
 
 # --- formatting ------------------------------------------------------------------------------------
