@@ -261,8 +261,9 @@ def _vendor_note(view: dict[str, Any]) -> str:
 
 
 def _egress_section(rows: list[dict[str, Any]], now: float) -> str:
-    """Our own way out, above the vendors: when it is down, no vendor is to blame."""
-    if not rows:
+    """Our own way out, above the vendors: when it is down, no vendor is to blame. Shown when egress
+    checks are configured, or when the targets themselves point at it."""
+    if not any(row["checks"] or row["suspected_down"] for row in rows):
         return ""
     items = []
     for row in rows:
