@@ -74,7 +74,8 @@ async def test_a_declared_incident_shows_beside_the_failing_target_and_in_metric
         await idle(run)
         await s.control("github", server_error=True, status_incident="Degraded API performance")
         await s.control("twilio", status_maintenance="Database upgrade", status_component="tw0voice0001")
-        await s.control("openai", status_incident="Elevated errors on Login", status_component="01J00000000000000000000A04")
+        await s.control("openai", status_incident="Elevated errors on Login",
+                        status_component="01J00000000000000000000A04")
         await s.control("slack", status_incident="Trouble sending messages", status_component="Messaging")
         await clock.advance(FETCH_EVERY)
         await idle(run)
@@ -93,7 +94,7 @@ async def test_a_declared_incident_shows_beside_the_failing_target_and_in_metric
         assert labelled(text, "apistatus_vendor_component_status", vendor="openai",
                         component="01J00000000000000000000A03", name="Login") == 0
         assert sample(text, "apistatus_vendor_incident_active", target="slack-0") == 1
-        status, body = await run.get("/api/v1/targets")
+        _, body = await run.get("/api/v1/targets")
         views = {t["name"]: t for t in json.loads(body)["targets"]}
         assert views["github-0"]["vendor_status"]["summary"].startswith("vendor confirms: Degraded API performance")
         assert views["twilio-0"]["vendor_status"]["summary"] == "vendor confirms maintenance: Database upgrade"
@@ -106,7 +107,8 @@ async def test_an_incident_on_a_component_the_target_does_not_watch_is_not_its_v
     s, clock = sims
     extra = {"github": {"status_components": ["brv1bkgrwx7q"]}}
     async with running_exporter(config_from(config(s, **extra)), clock=clock) as run:
-        await s.control("github", server_error=True, status_incident="Webhooks delayed", status_component="4230lsnqdsld")
+        await s.control("github", server_error=True, status_incident="Webhooks delayed",
+                        status_component="4230lsnqdsld")
         await settle(clock)
         await idle(run)
         text = await run.metrics()
