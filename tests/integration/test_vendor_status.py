@@ -115,3 +115,28 @@ async def test_an_incident_on_a_component_the_target_does_not_watch_is_not_its_v
         assert sample(text, "apistatus_vendor_incident_active", target="github-0") == 0
         view = run.exporter.vendor_view("github-0")
         assert view is not None and view.summary() == "vendor reports operational"
+
+
+async def test_the_demo_declares_incidents_that_line_up_with_its_failures() -> None:
+    from exporter.demo import start_demo
+
+    clock = FakeClock()
+    demo = await start_demo(clock=clock, timeout="200ms")
+    try:
+        async with running_exporter(demo.config, clock=clock) as run:
+            seen: dict[str, set[str]] = {}
+            for _ in range(300):  # two cycles, a second at a time (a page is read once a minute)
+                await clock.advance(1.0)
+                for name in ("github", "openai", "slack"):
+                    ts, view = run.exporter.state.get(name), run.exporter.vendor_view(name)
+                    if ts is not None and ts.last is not None and view is not None:
+                        seen.setdefault(name, set()).add(f"{ts.last.outcome.cls}: {view.summary()}")
+            assert any(s.startswith("server_error: vendor confirms: Incident with API Requests")
+                       for s in seen["github"]), seen["github"]
+            assert any(s.startswith("server_error: vendor confirms: Chat Completions major outage")
+                       for s in seen["openai"]), seen["openai"]
+            assert any(s.startswith("maintenance: vendor confirms maintenance: Scheduled maintenance")
+                       for s in seen["slack"]), seen["slack"]
+            assert any(s == "ok: vendor reports operational" for s in seen["github"])
+    finally:
+        await demo.close()
