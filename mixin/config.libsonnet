@@ -47,6 +47,10 @@
       ApistatusTargetDown: '5m',
       ApistatusCheckRejected: '15m',
       ApistatusVendorMaintenance: '1m',
+      ApistatusVendorDeclaredMaintenance: '1m',
+      // shorter than ApistatusTargetDown: the cause is there before its symptoms would page
+      ApistatusEgressDown: '2m',
+      ApistatusTargetBehindEgressDown: '1m',
       ApistatusAuthFailing: '5m',
       ApistatusClockSkew: '5m',
       ApistatusRateLimited: '10m',
