@@ -118,7 +118,8 @@ local util = import 'lib/util.libsonnet';
                       tve: by(['target', 'vendor', 'egress']), e: by(['egress']) },
               '{{ $labels.target }} ({{ $labels.vendor }}) is unreachable behind an egress that is down',
               'The health check of {{ $labels.target }} ({{ $labels.vendor }}) fails at the transport level while the egress it goes ' +
-              'out through is down (ApistatusEgressDown): its outage alerts are inhibited.'),
+              'out through is down (ApistatusEgressDown): its outage alerts are inhibited.',
+              { keep_firing_for: c.egressKeepFiringFor }),
 
         alert('ApistatusAuthFailing', 'critical',
               'max without (class) (apistatus_outcome{%s,class="auth"}) == 1' % sel,

@@ -69,6 +69,9 @@
     },
     // Held after the maintenance ends: vendors often answer with errors on their way back.
     maintenanceKeepFiringFor: '15m',
+    // ApistatusTargetBehindEgressDown is held this long after the egress is back: its targets' own
+    // alerts resolve meanwhile (their next probes), instead of paging in the moment between the two.
+    egressKeepFiringFor: '5m',
     // Least stale time the next probe may be overdue by (the target's own spacing when larger).
     staleMinSeconds: 60,
 
