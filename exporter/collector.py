@@ -28,8 +28,8 @@ from .buildinfo import build_labels
 from .model import CLASSES, UP, ExporterStatus
 from .state import DURATION_BUCKETS, Rendered, TargetState
 
-__all__ = ["CONTENT_TYPE", "FAMILIES", "Exposition", "exposition", "render_exposition", "render_fault",
-           "render_probe", "render_target"]
+__all__ = ["CONTENT_TYPE", "FAMILIES", "FAULT_FAMILIES", "Exposition", "exposition", "render_exposition",
+           "render_fault", "render_probe", "render_target"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -429,7 +429,7 @@ def render_exposition(states: Iterable[TargetState], info: ExporterStatus | None
 COMPONENT_STATUS_VALUES = {"operational": 0, "under_maintenance": 1, "degraded_performance": 2, "partial_outage": 3,
                            "major_outage": 4, "unknown": -1}
 
-_FAULT_FAMILIES: tuple[Family, ...] = (
+FAULT_FAMILIES: tuple[Family, ...] = (
     Family("apistatus_vendor_status_fetch_success", "gauge",
            "1 when the last read of the vendor's own status page worked (a 304 included)."),
     Family("apistatus_vendor_status_last_success_timestamp_seconds", "gauge",
@@ -468,7 +468,7 @@ def _labels_text(pairs: Iterable[tuple[str, str]]) -> str:
 def render_fault(book: Any, egress: Any, suspicions: Iterable[Any], states: Iterable[TargetState]) -> bytes:
     """The vendor-status and egress families; ``book`` a VendorStatusBook, ``egress`` an EgressBook,
     ``suspicions`` its Suspicion records (typed loosely: the collector imports no I/O module)."""
-    lines: dict[str, list[str]] = {f.name: [] for f in _FAULT_FAMILIES}
+    lines: dict[str, list[str]] = {f.name: [] for f in FAULT_FAMILIES}
 
     def add(name: str, pairs: Iterable[tuple[str, str]], value: float) -> None:
         lines[name].append(f"{name}{_labels_text(pairs)} {_num(value)}\n")
@@ -526,5 +526,5 @@ def render_fault(book: Any, egress: Any, suspicions: Iterable[Any], states: Iter
         add("apistatus_egress_targets", e, sus.targets)
         add("apistatus_egress_targets_transport_failing", e, sus.failing)
         add("apistatus_egress_suspected_down", e, 1 if sus.down else 0)
-    return "".join(f.header + "".join(lines[f.name]) for f in _FAULT_FAMILIES if lines[f.name]).encode(
+    return "".join(f.header + "".join(lines[f.name]) for f in FAULT_FAMILIES if lines[f.name]).encode(
         errors="replace")

@@ -7,7 +7,9 @@ Control settings (``await sims.control(vendor, **settings)``, or ``POST /_contro
 object on the simulator): ``reset`` (back to healthy), ``code`` (answer with this code),
 ``maintenance``, ``rotated`` (the vendor now expects other credentials), ``disabled``,
 ``rate_limited``, ``quota_exceeded``, ``server_error``, ``delay`` (seconds), ``down`` (close the
-connection without an answer), ``clock_offset`` (seconds), ``retry_after`` (seconds); and per vendor:
+connection without an answer), ``clock_offset`` (seconds), ``retry_after`` (seconds),
+``status_incident``, ``status_maintenance`` and ``status_component`` (what the vendor declares on its
+own status page, for the vendors that have one: base.STATUS_PAGES); and per vendor:
 bannersnack ``banner_missing``, ``banner_pending``; bizwebs ``partial``, ``partner_required``; rubiq
 ``nonstandard``, ``busy``; flipsnack ``uploads_left``, ``burst``; movingimage ``storage_used``,
 ``storage_max``, ``traffic_used``, ``traffic_max``, ``revoke_tokens``; slack ``revoked``, ``expired``,
