@@ -160,6 +160,7 @@ class Exporter:
         self.vendor_status: VendorStatusBook | None = None
         self.egress_checks: EgressBook | None = None
         self._fault_tasks: list[asyncio.Task[None]] = []
+        self._suspicions: tuple[float, list[Suspicion]] | None = None
 
     def _new_session(self, ssl: ssl_.SSLContext | bool = True) -> Client:
         limit, keepalive = self._pool
@@ -254,12 +255,18 @@ class Exporter:
         return self.vendor_status.view(target)
 
     def suspicions(self) -> list[Suspicion]:
-        """Per egress: how many of the targets behind it fail at the transport level now."""
+        """Per egress: how many of the targets behind it fail at the transport level now. Made at most
+        once a second: it walks every target, and several Prometheus servers and pages may ask."""
         if self.egress_checks is None:
             return []
-        latest = {ts.target.name: (ts.target.vendor, ts.last.outcome.cls if ts.last is not None else None)
-                  for ts in self.state}
-        return self.egress_checks.suspicions(latest)
+        now = self.clock.monotonic()
+        if self._suspicions is not None and now - self._suspicions[0] < 1.0:
+            return self._suspicions[1]
+        made = self.egress_checks.suspicions(
+            (ts.target.name, ts.target.vendor, ts.last.outcome.cls if ts.last is not None else None)
+            for ts in self.state)
+        self._suspicions = (now, made)
+        return made
 
     def fault_metrics(self) -> bytes:
         """The vendor-status and egress families of /metrics."""

@@ -503,7 +503,7 @@ def render_fault(book: Any, egress: Any, suspicions: Iterable[Any], states: Iter
             if mnt.ends is not None:
                 add("apistatus_vendor_maintenance_end_timestamp_seconds", ident, mnt.ends)
     checked = bool(egress.checks)
-    for ts in states:
+    for ts in states if book.pages or checked else ():  # most configs have neither: no walk over targets
         target = ts.target
         if book.pages:
             view = book.view(target)

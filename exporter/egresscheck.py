@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .clock import Clock
 from .config import EgressCheck, Target
 from .model import Answer, HttpRequest
 from .probe import Prober
+
+log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_EGRESS", "MIN_VENDORS", "TRANSPORT", "CheckState", "EgressBook", "Suspicion", "suspicion"]
 
@@ -104,17 +107,25 @@ class EgressBook:
     def egress_of(self, target: str) -> str:
         return self.of_target.get(target, DEFAULT_EGRESS)
 
-    def suspicions(self, latest: Mapping[str, tuple[str, str | None]]) -> list[Suspicion]:
-        """``latest``: target name -> (vendor, class of its latest answer or None)."""
+    def suspicions(self, latest: Iterable[tuple[str, str, str | None]]) -> list[Suspicion]:
+        """``latest``: (target name, vendor, class of its latest answer or None) of every target."""
+        if not self.of_target:  # no egress checks: every target is behind the default egress
+            return [suspicion(DEFAULT_EGRESS, ((vendor, cls) for _, vendor, cls in latest))]
         groups: dict[str, list[tuple[str, str | None]]] = defaultdict(list)
-        for name, row in latest.items():
-            groups[self.egress_of(name)].append(row)
+        of_target = self.of_target
+        for name, vendor, cls in latest:
+            groups[of_target.get(name, DEFAULT_EGRESS)].append((vendor, cls))
         return [suspicion(egress, groups.get(egress, ())) for egress in self.egresses()]
 
     async def run(self) -> None:
         while True:
             if self.checks:
-                await asyncio.gather(*(self.check(state) for state in list(self.checks.values())))
+                states = list(self.checks.values())
+                for state, outcome in zip(states, await asyncio.gather(*(self.check(s) for s in states),
+                                                                      return_exceptions=True), strict=True):
+                    if isinstance(outcome, Exception):  # a bug: one line, and the check runs again next time
+                        log.error("egress check %s failed internally (%s)", state.check.name,
+                                  outcome.__class__.__name__)
             self._wake.clear()
             sleeper = asyncio.ensure_future(self.clock.sleep(self.interval))
             waker = asyncio.ensure_future(self._wake.wait())

@@ -181,7 +181,12 @@ class VendorStatusBook:
             now = self.clock.monotonic()
             due = [page for page in self.pages.values() if page.due <= now]
             if due:
-                await asyncio.gather(*(self.read(page) for page in due))
+                for page, outcome in zip(due, await asyncio.gather(*(self.read(page) for page in due),
+                                                                   return_exceptions=True), strict=True):
+                    if isinstance(outcome, Exception):  # a bug: one line, and the page is read again later
+                        log.error("reading the status page of %s failed internally (%s)", page.vendor,
+                                  outcome.__class__.__name__)
+                        page.due = max(page.due, self.clock.monotonic() + FETCH_EVERY)
                 continue
             nxt = min((page.due for page in self.pages.values()), default=now + FETCH_EVERY)
             self._wake.clear()
