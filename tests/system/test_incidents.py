@@ -496,7 +496,11 @@ def test_an_egress_outage_pages_once_and_no_vendor_a_vendor_outage_still_pages(
     wait_for("all ten targets up through the proxy", lambda: len(s.query(
         'apistatus_up{job="apistatus"} == 1')) == 10 or None)
     wait_for("the egress check up", lambda: s.query('apistatus_egress_up{egress="corp-proxy"} == 1'))
-    assert _notifications(s) == []
+    time.sleep(3)
+    # what a loaded machine's start-up may have sent (a first scrape late enough for
+    # ApistatusExporterAbsent's 4 s): never about a vendor or the egress, and not part of the incident
+    before = _notifications(s)
+    assert [n for n in before if n[2] or n[1] == "ApistatusEgressDown"] == [], before
 
     # the proxy goes away: every target of every vendor fails at the transport level at once
     proxy.stop()
@@ -508,18 +512,18 @@ def test_an_egress_outage_pages_once_and_no_vendor_a_vendor_outage_still_pages(
         for a in s.am_alerts()) == 10 or None)
     assert s.query('apistatus_egress_suspected_down{egress="corp-proxy"} == 1')  # the derived signal agrees
     time.sleep(6)  # quiet time: a late vendor page (group_interval 2 s) would arrive in it
-    assert _notifications(s) == [("pager", "ApistatusEgressDown", "")], (
-        [(a["labels"], a["startsAt"]) for _, n in s.webhook.got for a in n["alerts"]], s.log("prometheus"),
-        s.log("exporter"))
+    assert _notifications(s)[len(before):] == [("pager", "ApistatusEgressDown", "")], (
+        [(a["labels"], a["startsAt"]) for _, n in s.webhook.got for a in n["alerts"]])
 
     # the egress is back; once its hold is over, a real vendor outage pages once, for that vendor
     proxy.start()
     wait_for("all ten targets up again", lambda: len(s.query('apistatus_up{job="apistatus"} == 1')) == 10 or None)
     wait_for("the egress alerts resolved and their hold over", lambda: not s.query(
         'ALERTS{alertname=~"ApistatusEgressDown|ApistatusTargetBehindEgressDown"}') or None)
-    assert _notifications(s) == [("pager", "ApistatusEgressDown", "")]  # nothing on the way back
+    assert _notifications(s)[len(before):] == [("pager", "ApistatusEgressDown", "")]  # nothing on the way back
     s.control("a", "rubiq", server_error=True)
     wait_for("the rubiq page", lambda: ("pager", "ApistatusTargetDown", "rubiq") in _notifications(s) or None)
     time.sleep(5)
-    assert _notifications(s) == [("pager", "ApistatusEgressDown", ""), ("pager", "ApistatusTargetDown", "rubiq")]
+    assert _notifications(s)[len(before):] == [("pager", "ApistatusEgressDown", ""),
+                                               ("pager", "ApistatusTargetDown", "rubiq")]
     assert not s.query('ALERTS{alertname="ApistatusEgressDown"}')  # a vendor outage is not ours
