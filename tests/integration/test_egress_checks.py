@@ -142,3 +142,41 @@ async def test_a_hostile_status_page_costs_one_failed_read_and_nothing_else(
                 assert sample(text, "apistatus_up", target="github") == 1  # the probes go on as before
             # a validator too long to be one is not sent back
             assert exp.vendor_status.pages["github"].etag == ""
+
+
+async def test_an_egress_check_never_shows_its_proxy_password(sims: tuple[SimulatorSet, FakeClock]) -> None:
+    """The proxy of an egress check carries a password: it is in no page, API answer, metric or log
+    line, in any encoding, while the check fails through that proxy (nothing listens there)."""
+    import base64
+    import logging
+    import urllib.parse
+
+    s, clock = sims
+    password = "Eg-r3ss/P@ss w0rd"
+    proxy = f"http://canary-user:{urllib.parse.quote(password, safe='')}@127.0.0.1:9"
+    checks = [{"name": "corp-proxy", "url": "http://canary.corp.example/healthz",
+               "http_client": {"proxy_url": proxy}}]
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(self.format(record))
+
+    handler = Keep()
+    logging.getLogger("exporter").addHandler(handler)
+    try:
+        async with running_exporter(config_from(four_vendors(s, egress_checks=checks)), clock=clock) as run:
+            await clock.advance(0.5)
+            await idle(run)
+            text = await run.metrics()
+            assert sample(text, "apistatus_egress_up", egress="corp-proxy") == 0
+            shown = [text, (await run.get("/"))[1], (await run.get("/api/v1/targets"))[1], *records]
+    finally:
+        logging.getLogger("exporter").removeHandler(handler)
+    forms = {password, urllib.parse.quote(password, safe=""), urllib.parse.quote_plus(password),
+             json.dumps(password)[1:-1], base64.b64encode(f"canary-user:{password}".encode()).decode(),
+             base64.b64encode(password.encode()).decode()}
+    for text in shown:
+        for form in forms:
+            assert form not in text
+    assert "proxy_connect" in shown[2]  # the check's failure is shown, by its code
