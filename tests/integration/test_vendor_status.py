@@ -140,3 +140,36 @@ async def test_the_demo_declares_incidents_that_line_up_with_its_failures() -> N
             assert any(s == "ok: vendor reports operational" for s in seen["github"])
     finally:
         await demo.close()
+
+
+async def test_a_reload_keeps_what_a_page_said_and_costs_no_extra_read(sims: tuple[SimulatorSet, FakeClock]) -> None:
+    s, clock = sims
+    await s.control("github", status_incident="Incident with API Requests")
+    async with running_exporter(config_from(config(s)), clock=clock) as run:
+        await settle(clock)
+        await idle(run)
+        assert s.counts("github")["status_page"] == 1
+        exp = run.exporter
+        # the same targets with another label, and one more github target: the pages stay as they were
+        second = config(s)
+        second["targets"] = [{**t, "labels": {"team": "x"}} for t in second["targets"]]
+        github = next(t for t in second["targets"] if t["vendor"] == "github")
+        second["targets"].append({**github, "name": "github-extra"})
+        exp._loader = lambda: config_from(second)  # what a SIGHUP would load
+        ok, message = await exp.reload()
+        assert ok, message
+        await clock.advance(1)
+        await idle(run)
+        assert s.counts("github")["status_page"] == 1  # no read for the reload
+        view = exp.vendor_view("github-extra")
+        assert view is not None and view.summary().startswith("vendor confirms: Incident with API Requests")
+        # a reload that drops the vendor's page (an override with status_page: null) drops its series
+        third = config(s)
+        third["vendors"]["github"] = {"status_page": None}
+        exp._loader = lambda: config_from(third)
+        ok, message = await exp.reload()
+        assert ok, message
+        text = await run.metrics()
+        assert sample(text, "apistatus_vendor_status_fetch_success", vendor="github") is None
+        assert sample(text, "apistatus_vendor_status_fetch_success", vendor="slack") == 1
+        assert exp.vendor_view("github-0") is None
