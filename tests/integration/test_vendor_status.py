@@ -145,7 +145,9 @@ async def test_the_demo_declares_incidents_that_line_up_with_its_failures() -> N
 async def test_a_reload_keeps_what_a_page_said_and_costs_no_extra_read(sims: tuple[SimulatorSet, FakeClock]) -> None:
     s, clock = sims
     await s.control("github", status_incident="Incident with API Requests")
-    async with running_exporter(config_from(config(s)), clock=clock) as run:
+    loads: dict[str, dict[str, Any]] = {"raw": config(s)}  # what a SIGHUP loads
+    async with running_exporter(config_from(loads["raw"]), clock=clock,
+                                loader=lambda: config_from(loads["raw"])) as run:
         await settle(clock)
         await idle(run)
         assert s.counts("github")["status_page"] == 1
@@ -155,7 +157,7 @@ async def test_a_reload_keeps_what_a_page_said_and_costs_no_extra_read(sims: tup
         second["targets"] = [{**t, "labels": {"team": "x"}} for t in second["targets"]]
         github = next(t for t in second["targets"] if t["vendor"] == "github")
         second["targets"].append({**github, "name": "github-extra"})
-        exp._loader = lambda: config_from(second)  # what a SIGHUP would load
+        loads["raw"] = second
         ok, message = await exp.reload()
         assert ok, message
         await clock.advance(1)
@@ -166,7 +168,7 @@ async def test_a_reload_keeps_what_a_page_said_and_costs_no_extra_read(sims: tup
         # a reload that drops the vendor's page (an override with status_page: null) drops its series
         third = config(s)
         third["vendors"]["github"] = {"status_page": None}
-        exp._loader = lambda: config_from(third)
+        loads["raw"] = third
         ok, message = await exp.reload()
         assert ok, message
         text = await run.metrics()
