@@ -172,6 +172,9 @@ async def start_demo(clock: Clock | None = None, interval: str = "5s", timeout: 
         raw = sims.targets_config(interval, status_pages=True, timeout=timeout)
         for target in raw["targets"]:
             target["labels"] = {"env": "demo"}
+        # our own way out, as a site would check it (a canary it trusts): here a simulator's control URL
+        raw["egress_checks"] = [{"name": "demo-egress", "url": next(iter(sims.control_urls.values())),
+                                 "expect_status": [200]}]
         config = parse_config(Node(raw, "<embedded demo>", ""), Path("."), env={})
     except BaseException:
         await sims.close()

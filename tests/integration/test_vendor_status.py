@@ -138,6 +138,10 @@ async def test_the_demo_declares_incidents_that_line_up_with_its_failures() -> N
             assert any(s.startswith("maintenance: vendor confirms maintenance: Scheduled maintenance")
                        for s in seen["slack"]), seen["slack"]
             assert any(s == "ok: vendor reports operational" for s in seen["github"])
+            # and our own egress, checked beside them
+            text = await run.metrics()
+            assert sample(text, "apistatus_egress_up", egress="demo-egress") == 1
+            assert "demo-egress" in (await run.get("/"))[1]
     finally:
         await demo.close()
 
