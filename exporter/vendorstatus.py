@@ -31,8 +31,6 @@ log = logging.getLogger(__name__)
 FETCH_EVERY = 60.0
 #: what a page said stops counting this long after the last successful read (the page may be gone)
 STALE_AFTER = 600.0
-#: the status page's own request timeout: the targets' own, within these bounds
-MIN_TIMEOUT, MAX_TIMEOUT = 2.0, 30.0
 
 
 @dataclass(slots=True)
@@ -131,7 +129,7 @@ class VendorStatusBook:
                 continue
             vendor = target.vendor
             if vendor not in wanted:
-                timeout = max(MIN_TIMEOUT, min(MAX_TIMEOUT, target.timeout))
+                timeout = target.timeout  # the same as a probe of the target's
                 old = self.pages.get(vendor)
                 if old is not None and old.spec == spec and old.client == target.http_client:
                     old.timeout = timeout
