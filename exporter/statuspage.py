@@ -188,13 +188,15 @@ _OVER = ("resolved", "postmortem", "completed")
 
 def _events(value: Any, maintenance: bool) -> tuple[tuple[Incident, ...], bool]:
     out: list[Incident] = []
+    seen: set[str] = set()
     for item in _items(value):
         if not isinstance(item, dict):
             continue
         iid = _ident(item.get("id"))
         status = _text(item.get("status"), 32).lower()
-        if not iid or status in _OVER:
+        if not iid or status in _OVER or iid in seen:  # an id twice would be one series twice
             continue
+        seen.add(iid)
         if len(out) >= MAX_INCIDENTS:
             return tuple(out), True
         affected = _affected(item)
@@ -242,13 +244,15 @@ def _slack(doc: Mapping[str, Any]) -> VendorStatus:
     incidents: list[Incident] = []
     maintenances: list[Incident] = []
     worst: dict[str, str] = {}
+    seen: set[str] = set()
     for item in _items(doc.get("active_incidents")):
         if not isinstance(item, dict):
             continue
         iid = _ident(item.get("id"))
         state = _text(item.get("status"), 32).lower()
-        if not iid or state in _SLACK_OVER:
+        if not iid or state in _SLACK_OVER or iid in seen:
             continue
+        seen.add(iid)
         kind = _text(item.get("type"), 32).lower()
         services = tuple(dict.fromkeys(
             name for name in (_text(s, 64) for s in _items(item.get("services"))[:MAX_AFFECTED]) if name))

@@ -171,3 +171,16 @@ def test_duplicate_component_ids_are_kept_once() -> None:
     doc = {"components": [{"id": "c00000000001", "name": "first", "status": "operational"},
                           {"id": "c00000000001", "name": "second", "status": "major_outage"}]}
     assert [c.name for c in parse("statuspage", dumps(doc)).components] == ["first"]
+
+
+def test_an_id_listed_twice_is_one_record() -> None:
+    """Two incidents with one id would be one series written twice (an invalid exposition)."""
+    doc = {"components": [], "incidents": [{"id": "i00000000001", "name": "first", "status": "identified"},
+                                          {"id": "i00000000001", "name": "again", "status": "identified"}],
+           "scheduled_maintenances": [{"id": "m00000000001", "status": "in_progress"},
+                                      {"id": "m00000000001", "status": "scheduled"}]}
+    status = parse("statuspage", dumps(doc))
+    assert [i.name for i in status.incidents] == ["first"] and len(status.maintenances) == 1
+    slack = {"status": "active", "active_incidents": [{"id": 7, "title": "a", "type": "incident", "status": "active"},
+                                                      {"id": "7", "title": "b", "type": "outage", "status": "active"}]}
+    assert [i.name for i in parse("slack", dumps(slack)).incidents] == ["a"]
