@@ -179,3 +179,25 @@ async def test_a_reload_keeps_what_a_page_said_and_costs_no_extra_read(sims: tup
         assert sample(text, "apistatus_vendor_status_fetch_success", vendor="github") is None
         assert sample(text, "apistatus_vendor_status_fetch_success", vendor="slack") == 1
         assert exp.vendor_view("github-0") is None
+
+
+async def test_hostile_text_on_a_status_page_keeps_metrics_and_pages_valid(
+        sims: tuple[SimulatorSet, FakeClock]) -> None:
+    from .test_endpoints import promtool_check
+
+    s, clock = sims
+    hostile = 'He said "down" \\ now\x1b[31m \u202eevil <script>alert(1)</script> \U0001f642'
+    await s.control("github", status_incident=hostile)
+    await s.control("slack", status_maintenance=hostile, status_component="Messaging")
+    async with running_exporter(config_from(config(s)), clock=clock) as run:
+        await settle(clock)
+        await idle(run)
+        text = await run.metrics()
+        check = promtool_check(text)
+        assert check.returncode == 0, check.stdout + check.stderr
+        shown = 'He said "down" \\ now [31m  evil <script>alert(1)</script> \U0001f642'
+        assert labelled(text, "apistatus_vendor_incident_info", vendor="github", name=shown) == 1
+        page = (await run.get("/"))[1]
+        assert "<script>alert" not in page and "\x1b" not in page and "\u202e" not in page
+        _, body = await run.get("/api/v1/targets")
+        assert "\\u202e" not in body and "\\u001b" not in body
