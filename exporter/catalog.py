@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ._yamlnode import ConfigError, Node, load_yaml
 from .model import CLASSES
 from .signers import SIGNERS, OptionSpec, option_specs
+from .statuspage import FORMATS as STATUS_FORMATS
 
 __all__ = [
     "CATALOG_FILE_LIMIT",
@@ -34,6 +36,7 @@ __all__ = [
     "CodeInfo",
     "CodeSource",
     "QuotaSpec",
+    "StatusPageSpec",
     "ValueSource",
     "builtin_catalogs",
     "builtin_raw",
@@ -120,6 +123,20 @@ class Budget:
 
 
 @dataclass(frozen=True, slots=True)
+class StatusPageSpec:
+    """The vendor's own public status page (exporter/statuspage.py reads it)."""
+
+    url: str
+    format: str
+    #: the API hosts the page speaks for (a target elsewhere, e.g. GitHub Enterprise Server or a test
+    #: double, is not described by it); empty: every target of the vendor
+    hosts: tuple[str, ...] = ()
+
+    def describes(self, base_url: str) -> bool:
+        return not self.hosts or (urlsplit(base_url).hostname or "") in self.hosts
+
+
+@dataclass(frozen=True, slots=True)
 class CatalogExample:
     """An answer a catalog documents, and the class and code it must get (``--check-config`` runs it)."""
 
@@ -157,6 +174,8 @@ class Catalog:
     #: ``json``: a 2xx answer is the vendor's only when its body is a JSON object or array (an HTML
     #: captive portal, a proxy's splash page or an empty body is never ok); ``none``: any body will do
     envelope: str = "none"
+    #: the vendor's public status page, when it has one in a format we read
+    status_page: StatusPageSpec | None = None
 
 
 # --- raw YAML: built-ins and merging ---------------------------------------------------------------
@@ -223,6 +242,7 @@ _ALLOWED = {
     "vendor", "title", "docs_url", "credentials", "optional_credentials", "signer", "check", "code_from", "codes",
     "http_fallback", "quota", "budget", "ratelimit_headers", "examples", "envelope",
     "base_url",  # the vendor's usual base_url, for `config example` only
+    "status_page",
 }
 
 
@@ -384,6 +404,8 @@ def parse_catalog(name: str, node: Node) -> Catalog:
         # a vendor that puts its code in a JSON body answers JSON: anything else on a 2xx is not its answer
         envelope=(fields["envelope"].choice(("json", "none")) if "envelope" in fields
                   else "json" if any(src.kind == "body" for src in sources) else "none"),
+        status_page=(parse_status_page(fields["status_page"], fields.get("base_url")) if "status_page" in fields
+                     else None),
     )
 
 
@@ -411,6 +433,21 @@ def _text_codes_readable(fields: dict[str, Node], sources: list[CodeSource], cod
         codes_node = fields["codes"]
         raise ConfigError(file, f"{codes_node.path}.{code}",
                           f"is a text code, but {hint}")
+
+
+def parse_status_page(node: Node, base_url: Node | None = None) -> StatusPageSpec | None:
+    """``status_page: {url, format, hosts}``; ``null`` says the vendor has none (an override may drop a
+    built-in's). ``hosts`` defaults to the host of the catalog's usual ``base_url``."""
+    if node.is_missing():
+        return None
+    fields = node.mapping({"url", "format", "hosts"}, required=("url", "format"))
+    if "hosts" in fields:
+        hosts = tuple(item.text(r"[A-Za-z0-9.:\[\]-]{1,253}", "a host name or address") for item in fields["hosts"])
+    elif base_url is not None and not base_url.is_missing():
+        hosts = ((urlsplit(base_url.url()).hostname or ""),)
+    else:
+        hosts = ()
+    return StatusPageSpec(fields["url"].url(), fields["format"].choice(STATUS_FORMATS), hosts)
 
 
 _BODY_TYPES = ("integer", "string", "any")

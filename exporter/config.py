@@ -5,7 +5,8 @@ Layout::
     global:    {interval, timeout, max_concurrency, probe_share, max_body_bytes, history, keepalive}
     catalog_files: [extra vendor catalogs, relative to this file]
     vendors:   {name: catalog or override of a built-in}
-    targets:   [{name, vendor, base_url, interval, timeout, credentials, check, labels, budget}]
+    targets:   [{name, vendor, base_url, interval, timeout, credentials, check, labels, budget, status_components}]
+    egress_checks: [{name, url, expect_status, http_client}]  (our own way out, exporter/egresscheck.py)
 """
 
 from __future__ import annotations
@@ -42,9 +43,10 @@ from .catalog import (
 )
 from .httpclient import HttpClient, parse_http_client, target_http_client
 from .model import Expanded
+from .statuspage import component_id_pattern
 
-__all__ = ["DEFAULT_MAX_BACKOFF", "DEFAULT_PROBE_SHARE", "Config", "ConfigError", "Credentials", "GlobalConfig",
-           "Target", "load_config", "parse_config"]
+__all__ = ["DEFAULT_MAX_BACKOFF", "DEFAULT_PROBE_SHARE", "Config", "ConfigError", "Credentials", "EgressCheck",
+           "GlobalConfig", "Target", "load_config", "parse_config"]
 
 #: the default cap on any wait, Retry-After included (``global.max_backoff``)
 DEFAULT_MAX_BACKOFF = 3600.0
@@ -129,6 +131,8 @@ class Target:
     #: egress settings (proxy, TLS client); None: the shared default session
     http_client: HttpClient | None = None
     max_backoff: float = DEFAULT_MAX_BACKOFF
+    #: ids of the vendor status page's components this target depends on; None: all of them
+    status_components: tuple[str, ...] | None = None
 
     @property
     def budget_key(self) -> tuple[str, str, tuple[tuple[str, str], ...]]:
@@ -137,11 +141,24 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True)
+class EgressCheck:
+    """One URL of our own way out (a proxy's health endpoint, a company canary): never a vendor."""
+
+    name: str
+    url: str
+    #: the statuses that count as reachable; None: any HTTP answer does
+    expect_status: frozenset[int] | None
+    #: egress settings: its own block over the global one (None: direct, the shared session)
+    http_client: HttpClient | None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     source: str
     global_: GlobalConfig
     targets: tuple[Target, ...]
     catalogs: Mapping[str, Catalog]
+    egress_checks: tuple[EgressCheck, ...] = ()
     #: targets by name, made once: /probe and the pages look one up on every request
     _by_name: Mapping[str, Target] = field(init=False, repr=False, compare=False)
 
@@ -336,7 +353,7 @@ class _Problems:
 _GLOBAL_KEYS = {"interval", "timeout", "max_concurrency", "probe_share", "max_body_bytes", "history",
                 "confirm_failures", "keepalive", "http_client", "max_backoff"}
 _TARGET_KEYS = {"name", "vendor", "base_url", "interval", "timeout", "credentials", "check", "labels", "budget",
-                "probe_share", "confirm_failures", "http_client", "max_backoff"}
+                "probe_share", "confirm_failures", "http_client", "max_backoff", "status_components"}
 
 
 def _global(node: Node | None, base: Path, env: Mapping[str, str], problems: _Problems) -> GlobalConfig:
@@ -376,7 +393,7 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
     noted = _Problems(problems)
     if may_mention_env and _mentions_env(root_node.value):
         root_node = Node(_expand(root_node.value, env, root_node.file, ""), root_node.file, "")
-    root = root_node.mapping({"global", "targets", "vendors", "catalog_files"}, required=("targets",))
+    root = root_node.mapping({"global", "targets", "vendors", "catalog_files", "egress_checks"}, required=("targets",))
     glob = _global(root.get("global"), base, env, noted)
     catalogs = _catalogs(root, base)
     targets: list[Target] = []
@@ -387,7 +404,10 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
         target = _target(tnode, glob, catalogs, base, env, seen, cred_names, label_sets, noted)
         if target is not None:
             targets.append(target)
-    return Config(root_node.file, glob, tuple(targets), catalogs)
+    no_checks: tuple[EgressCheck, ...] = ()
+    egress = (noted.value(lambda: _egress_checks(root["egress_checks"], base, env, glob), no_checks)
+              if "egress_checks" in root else no_checks)
+    return Config(root_node.file, glob, tuple(targets), catalogs, egress)
 
 
 def _target(tnode: Node, glob: GlobalConfig, catalogs: Mapping[str, Catalog], base: Path, env: Mapping[str, str],
@@ -441,12 +461,50 @@ def _target(tnode: Node, glob: GlobalConfig, catalogs: Mapping[str, Catalog], ba
     confirm = get("confirm_failures", lambda n: n.boolean(), glob.confirm_failures)
     client = problems.value(lambda: target_http_client(fields, name, base, env, glob.http_client), None)
     max_backoff = get("max_backoff", _max_backoff, glob.max_backoff)
+    components = (get("status_components", lambda n: _status_components(n, catalog, base_url), None)
+                  if catalog is not None else None)
     if catalog is None or (problems.sink is not None and len(problems.sink) > before):
         return None
     return Target(
         name=name, vendor=vendor, catalog=catalog, base_url=base_url, interval=interval, timeout=timeout,
         credentials=creds, check=check, labels=labels, budget=budget, probe_share=probe_share,
-        confirm_failures=confirm, http_client=client, max_backoff=max_backoff)
+        confirm_failures=confirm, http_client=client, max_backoff=max_backoff, status_components=components)
+
+
+def _status_components(node: Node, catalog: Catalog, base_url: str) -> tuple[str, ...] | None:
+    """Component ids of the vendor's status page (docs/vendors.md says how to find them); null: all."""
+    if node.is_missing():
+        return None
+    if catalog.status_page is None:
+        node.fail(f"vendor {catalog.vendor} has no status_page in its catalog", show=False)
+    if not catalog.status_page.describes(base_url):
+        node.fail(f"the status page of {catalog.vendor} speaks for {', '.join(catalog.status_page.hosts)}, not for "
+                  "this target's base_url (status_page.hosts names the hosts it describes)", show=False)
+    pattern, what = component_id_pattern(catalog.status_page.format)
+    ids = tuple(dict.fromkeys(item.text(pattern, what) for item in node))
+    if not ids:
+        node.fail("must name at least one component id (leave it out to watch all)", show=False)
+    return ids
+
+
+def _egress_checks(node: Node, base: Path, env: Mapping[str, str], glob: GlobalConfig) -> tuple[EgressCheck, ...]:
+    out: list[EgressCheck] = []
+    seen: set[str] = set()
+    for item in node:
+        fields = item.mapping({"name", "url", "expect_status", "http_client"}, required=("name", "url"))
+        name = fields["name"].text(r"[A-Za-z0-9_.:-]{1,64}", "letters, digits, '.', ':', '_' or '-' (at most 64)")
+        if name in seen:
+            fields["name"].fail("duplicate egress check name")
+        seen.add(name)
+        expect: frozenset[int] | None = None
+        if "expect_status" in fields and not fields["expect_status"].is_missing():
+            expect = frozenset(status.integer(100, 599) for status in fields["expect_status"])
+            if not expect:
+                fields["expect_status"].fail("must list at least one HTTP status (leave it out for any)")
+        client = (parse_http_client(fields["http_client"], base, env, glob.http_client) if "http_client" in fields
+                  else glob.http_client)
+        out.append(EgressCheck(name, fields["url"].url(), expect, client))
+    return tuple(out)
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:

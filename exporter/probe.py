@@ -234,6 +234,17 @@ class Prober:
                 return b"".join(chunks), truncated or more
         return b"".join(chunks), truncated
 
+    # --- for the steps that are no probe: status pages and egress checks ------------------------
+
+    async def fetch(self, req: HttpRequest, timeout: float, client: HttpClient | None = None) -> Answer | Failure:
+        """One unsigned request through the one request path (its cap, decompression, egress routes and
+        transport-failure map): exporter/vendorstatus.py and exporter/egresscheck.py call this."""
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._send(req, time.monotonic() + timeout, client)
+        except Exception as exc:  # noqa: BLE001 - every transport failure is an outcome, never a crash
+            return _failure(exc)
+
     # --- one probe, step by step ---------------------------------------------------------------
 
     def _shown_table(self) -> dict[str, _Shown]:

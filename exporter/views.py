@@ -15,7 +15,7 @@ import html
 import json
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from string import Template
@@ -29,9 +29,9 @@ from .redact import redact
 from .signers import secrets_of
 from .state import HistoryEntry, TargetState
 
-__all__ = ["STYLE_SHA256", "Refresh", "RefreshError", "api_target", "api_targets", "default_refresh", "escape",
-           "history_view", "parse_refresh", "render_status", "render_target_page", "status_page", "target_page",
-           "target_view", "unknown_target"]
+__all__ = ["STYLE_SHA256", "Fault", "Refresh", "RefreshError", "api_target", "api_targets", "default_refresh",
+           "egress_rows", "escape", "history_view", "parse_refresh", "render_status", "render_target_page",
+           "status_page", "target_page", "target_view", "unknown_target", "vendor_status_view"]
 
 #: the words next to each class colour: what it means for the person reading the page
 CLASS_WORDS: Mapping[str, str] = {
@@ -195,14 +195,19 @@ def _json(doc: Mapping[str, Any]) -> bytes:
     return json.dumps(doc, ensure_ascii=True).encode()
 
 
-def api_targets(targets: Iterable[TargetState], now: float) -> bytes:
-    """``/api/v1/targets``: every target, in config order."""
-    return _json({"generated_at": _num(now), "targets": [target_view(ts) for ts in targets]})
+def api_targets(targets: Iterable[TargetState], now: float, fault: Fault | None = None) -> bytes:
+    """``/api/v1/targets``: every target, in config order (and our egress checks, with ``fault``)."""
+    doc: dict[str, Any] = {"generated_at": _num(now),
+                           "targets": [_with_fault(target_view(ts), fault) for ts in targets]}
+    if fault is not None:
+        doc["egress"] = list(fault.egress)
+    return _json(doc)
 
 
-def api_target(ts: TargetState, now: float) -> bytes:
+def api_target(ts: TargetState, now: float, fault: Fault | None = None) -> bytes:
     """``/api/v1/targets/NAME``: one target and its history."""
-    return _json({"generated_at": _num(now), "target": target_view(ts), "history": history_view(ts)})
+    return _json({"generated_at": _num(now), "target": _with_fault(target_view(ts), fault),
+                  "history": history_view(ts)})
 
 
 def unknown_target(name: str, api: bool) -> str:
@@ -210,6 +215,102 @@ def unknown_target(name: str, api: bool) -> str:
     # escaped although served as text: a reflected name must never become markup anywhere
     msg = f"unknown target {html.escape(name[:64])!r}: the configured targets are listed at /"
     return _json({"error": msg}).decode() if api else msg + "\n"
+
+
+# --- is it us or them? What the vendor's own status page says, and our egress ------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """What the pages show beside the measured class: the vendor's own word per target (a
+    vendorstatus.VendorView or None, by target name) and our egress (egress_rows)."""
+
+    vendor: Callable[[str], Any]
+    egress: tuple[dict[str, Any], ...] = ()
+
+
+def vendor_status_view(view: Any) -> dict[str, Any] | None:
+    """A vendorstatus.VendorView as the API shows it; None when the vendor has no status page for the target."""
+    if view is None:
+        return None
+
+    def event(e: Any) -> dict[str, Any]:
+        return {"id": e.id, "name": e.name, "impact": e.impact, "status": e.status, "started": _num(e.started),
+                "updated": _num(e.updated), "ends": _num(e.ends), "components": list(e.components)}
+
+    return {
+        "summary": view.summary(),
+        "fetch_ok": view.fetch_ok,
+        "error": view.error or None,
+        "as_of": _num(view.as_of) if view.as_of else None,
+        "known": view.known,
+        "incident": view.known and view.incident_active,
+        "maintenance": view.known and view.maintenance,
+        "incidents": [event(e) for e in view.incidents],
+        "maintenances": [event(e) for e in view.maintenances],
+        "components": [{"id": c.id, "name": c.name, "status": c.status} for c in view.troubled],
+    }
+
+
+def egress_rows(checks: Iterable[Any], suspicions: Iterable[Any]) -> tuple[dict[str, Any], ...]:
+    """egresscheck.CheckState and Suspicion records as the API and the page show them, one row an egress."""
+    rows: dict[str, dict[str, Any]] = {}
+    for sus in suspicions:
+        rows[sus.egress] = {"egress": sus.egress, "targets": sus.targets, "targets_transport_failing": sus.failing,
+                            "vendors_failing": sus.vendors, "suspected_down": sus.down, "checks": []}
+    for state in checks:
+        row = rows.setdefault(state.egress, {"egress": state.egress, "targets": 0, "targets_transport_failing": 0,
+                                             "vendors_failing": 0, "suspected_down": False, "checks": []})
+        row["checks"].append({"name": state.check.name, "url": state.check.url, "up": state.up,
+                              "http_status": state.http_status or None, "code": state.code or None,
+                              "message": state.message or None,
+                              "checked_at": _num(state.checked_at) if state.checked_at else None})
+    return tuple(row for row in rows.values() if row["checks"] or row["targets"])
+
+
+def _with_fault(view: dict[str, Any], fault: Fault | None) -> dict[str, Any]:
+    if fault is not None:
+        view["vendor_status"] = vendor_status_view(fault.vendor(view["name"]))
+    return view
+
+
+def _vendor_words(view: dict[str, Any]) -> str:
+    vendor = view.get("vendor_status")
+    return f' <span class="muted vendor-says">&middot; {escape(vendor["summary"])}</span>' if vendor else ""
+
+
+def _vendor_note(view: dict[str, Any]) -> str:
+    """Beside a failing target (or one the vendor declares trouble for): the vendor's own word."""
+    vendor = view.get("vendor_status")
+    if not vendor or (view["up"] is not False and not vendor["incident"] and not vendor["maintenance"]):
+        return ""
+    cls = "maintenance" if vendor["maintenance"] and not vendor["incident"] else (
+        "server_error" if vendor["incident"] else "ok" if vendor["known"] else "unknown")
+    return f'<p class="note c-{cls} vendor-status">{escape(vendor["summary"])}</p>'
+
+
+def _egress_section(rows: list[dict[str, Any]], now: float) -> str:
+    """Our own way out, above the vendors: when it is down, no vendor is to blame. Shown when egress
+    checks are configured, or when the targets themselves point at it."""
+    if not any(row["checks"] or row["suspected_down"] for row in rows):
+        return ""
+    items = []
+    for row in rows:
+        checks = ", ".join(
+            f'{escape(c["name"])} '
+            + ("not checked yet" if c["up"] is None else "up" if c["up"] else
+               f'DOWN ({escape(c["code"] or "")}{": " + escape(c["message"]) if c["message"] else ""})')
+            for c in row["checks"])
+        derived = (f'{row["targets_transport_failing"]} of {row["targets"]} targets fail at the transport level '
+                   f'across {row["vendors_failing"]} vendors')
+        # every check of it failing (one canary down alone may be that host's trouble)
+        down = row["suspected_down"] or (bool(row["checks"]) and all(c["up"] is False for c in row["checks"]))
+        cls = "network_error" if down else "ok"
+        verdict = "our egress looks DOWN: it is us, not them" if down else "our egress looks fine"
+        name = escape(row["egress"])
+        items.append(f'<li class="c-{cls}" data-egress="{name}"><strong>{name}</strong>'
+                     f': {verdict}; {derived}' + (f"; checks: {checks}" if checks else "") + "</li>")
+    return f'<section class="summary egress" id="egress"><strong>Our egress</strong><ul>{"".join(items)}</ul></section>'
 
 
 # --- formatting ------------------------------------------------------------------------------------
@@ -403,7 +504,7 @@ def _card(view: dict[str, Any], now: float, link: str | None) -> str:
     cls = escape(view["class"] or PENDING)
     return (f'<article class="card c-{cls}" id="t-{escape(quote(view["name"], safe=""))}" '
             f'data-target="{escape(view["name"])}" data-class="{cls}">'
-            f'<h3>{name} {_badge(view["class"])}</h3>{_labels(view["labels"])}{_notes(view)}'
+            f'<h3>{name} {_badge(view["class"])}</h3>{_labels(view["labels"])}{_notes(view)}{_vendor_note(view)}'
             f'{_facts(view, now)}{_quotas(view["quotas"], now, view["up"])}{_strip(view["recent_classes"])}</article>')
 
 
@@ -430,17 +531,19 @@ def _page(title: str, body: str, now: float, root: str, api: str, refresh: Refre
                             refresh_link=refresh.link())
 
 
-def status_page(targets: Iterable[TargetState], now: float, refresh: Refresh) -> bytes:
-    """``/``: the overview of every target."""
-    return render_status([target_view(ts) for ts in targets], now, refresh).encode()
+def status_page(targets: Iterable[TargetState], now: float, refresh: Refresh, fault: Fault | None = None) -> bytes:
+    """``/``: the overview of every target (and, with ``fault``, what the vendors and our egress say)."""
+    views = [_with_fault(target_view(ts), fault) for ts in targets]
+    return render_status(views, now, refresh, fault.egress if fault else ()).encode()
 
 
-def target_page(ts: TargetState, now: float, refresh: Refresh) -> bytes:
+def target_page(ts: TargetState, now: float, refresh: Refresh, fault: Fault | None = None) -> bytes:
     """``/targets/NAME``: one target's card and its recent probes."""
-    return render_target_page(target_view(ts), history_view(ts), now, refresh).encode()
+    return render_target_page(_with_fault(target_view(ts), fault), history_view(ts), now, refresh).encode()
 
 
-def render_status(views: list[dict[str, Any]], now: float, refresh: Refresh) -> str:
+def render_status(views: list[dict[str, Any]], now: float, refresh: Refresh,
+                  egress: Iterable[dict[str, Any]] = ()) -> str:
     """The overview: a summary of what needs attention, then every target grouped by vendor."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for view in views:
@@ -450,9 +553,10 @@ def render_status(views: list[dict[str, Any]], now: float, refresh: Refresh) -> 
     head = (f'{_n(len(views), "target")}: {len(views) - len(down) - pending} up, {len(down)} down'
             + (f", {pending} not probed yet" if pending else ""))
     attention = "".join(f'<li><a href="targets/{escape(quote(view["name"], safe=""))}">{escape(view["name"])}</a> '
-                        f'{_badge(view["class"])} {escape(view["message"])}</li>' for view in down)
+                        f'{_badge(view["class"])} {escape(view["message"])}{_vendor_words(view)}</li>'
+                        for view in down)
     summary = (f'<section class="summary" id="summary"><strong>{head}</strong>'
-               + (f"<ul>{attention}</ul>" if attention else "") + "</section>")
+               + (f"<ul>{attention}</ul>" if attention else "") + "</section>") + _egress_section(list(egress), now)
     sections = []
     for vendor, group in groups.items():
         first = group[0]

@@ -139,7 +139,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     web_config = request.app.get(WEB_CONFIG_KEY)
     if web_config is not None:
         status = replace(status, web_config=(web_config.last_successful, web_config.failures))
-    answer = exposition(exp.state, status)
+    answer = exposition(exp.state, status, extra=exp.fault_metrics())
     headers = {"Content-Type": CONTENT_TYPE, "Vary": "Accept-Encoding"}
     if _wants_gzip(request):
         # the compressed answer is small enough to be held whole, and then its length is known
@@ -321,7 +321,7 @@ async def status_page(request: web.Request) -> web.Response:
     exp = request.app[EXPORTER_KEY]
     targets = list(exp.state)
     refresh = _refresh(request, views.default_refresh(targets))
-    body = views.with_banner(views.status_page(targets, exp.clock.time(), refresh),
+    body = views.with_banner(views.status_page(targets, exp.clock.time(), refresh, _fault(exp)),
                              request.app.get(BANNER_KEY, ""))
     return await _respond(request, body, _PAGE_HEADERS)
 
@@ -331,18 +331,25 @@ async def target_page(request: web.Request) -> web.Response:
     refresh = _refresh(request, views.default_refresh([ts]))
     if "refresh" not in request.query:
         refresh = views.Refresh(0, refresh.default)  # off by default: a reload would fold the excerpt being read
-    body = views.target_page(ts, request.app[EXPORTER_KEY].clock.time(), refresh)
+    body = views.target_page(ts, request.app[EXPORTER_KEY].clock.time(), refresh, _fault(request.app[EXPORTER_KEY]))
     return await _respond(request, views.with_banner(body, request.app.get(BANNER_KEY, "")), _PAGE_HEADERS)
 
 
 async def api_targets(request: web.Request) -> web.Response:
     exp = request.app[EXPORTER_KEY]
-    return await _respond(request, views.api_targets(exp.state, exp.clock.time()), _JSON_HEADERS)
+    return await _respond(request, views.api_targets(exp.state, exp.clock.time(), _fault(exp)), _JSON_HEADERS)
 
 
 async def api_target(request: web.Request) -> web.Response:
     ts = _target(request, api=True)
-    return await _respond(request, views.api_target(ts, request.app[EXPORTER_KEY].clock.time()), _JSON_HEADERS)
+    exp = request.app[EXPORTER_KEY]
+    return await _respond(request, views.api_target(ts, exp.clock.time(), _fault(exp)), _JSON_HEADERS)
+
+
+def _fault(exp: Exporter) -> views.Fault:
+    """Is it us or them: the vendors' own status pages and our egress, for the pages."""
+    checks = exp.egress_checks.checks.values() if exp.egress_checks is not None else ()
+    return views.Fault(exp.vendor_view, views.egress_rows(checks, exp.suspicions()))
 
 
 def _add_pages(app: web.Application, prefix: str = "") -> None:
