@@ -58,12 +58,12 @@ def test_every_bad_key_of_global_is_a_line_of_its_own(tmp_path: Path) -> None:
 def test_every_bad_field_of_every_target_is_a_line_of_its_own(tmp_path: Path) -> None:
     assert problems_of(tmp_path, BAD_TARGETS) == [
         "targets[0].colour: unknown key (allowed: base_url, budget, check, confirm_failures, credentials, "
-        "http_client, interval, labels, max_backoff, name, probe_share, timeout, vendor)",
+        "http_client, interval, labels, max_backoff, name, probe_share, status_components, timeout, vendor)",
         "targets[0].interval: must be a duration like 30s, 5m or 1h30m (got 'soon')",
         "targets[0].labels.job: is reserved by the exporter (got 'job')",
         "targets[0].probe_share: must be between 0.0001 and 1 (got 7)",
         "targets[1].wat: unknown key (allowed: base_url, budget, check, confirm_failures, credentials, "
-        "http_client, interval, labels, max_backoff, name, probe_share, timeout, vendor)",
+        "http_client, interval, labels, max_backoff, name, probe_share, status_components, timeout, vendor)",
         "targets[1].vendor: unknown vendor (known: bannersnack, bizwebs, flipsnack, github, movingimage, openai, "
         "rubiq, slack, stripe, twilio) (got 'nope')",
         "targets[1].base_url: must be an http:// or https:// URL without query or fragment (got 'ftp://x.example')",
