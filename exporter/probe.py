@@ -24,14 +24,14 @@ from types import MappingProxyType
 from .catalog import CheckSpec, QuotaSpec
 from .classify import classify, read_quotas
 from .clock import Clock
-from .config import Credentials, Target
+from .config import Credentials, Target, secrets_of
 from .egress import Egress, new_session
 from .http1 import Client, ConnectError, DNSError, ProtocolError, ProxyConnectError, ProxyRefused, ResetError, TLSError
 from .httpclient import HttpClient
 from .model import UP, Answer, Failure, HttpRequest, Outcome, ProbeResult, QuotaReading, SignError
 from .redact import REDACTED, Redactor, redact
-from .signers import Signer, SignerContext, make_signer, secrets_of
-from .signing import wire_url
+from .signatures import wire_url
+from .signers import Signer, SignerContext, make_signer
 
 __all__ = ["ProbeResult", "Prober", "build_request", "redact"]
 

@@ -21,16 +21,12 @@ import dataclasses
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 from urllib.parse import urlencode
 
 from ._jsonpath import json_path
-from .httpclient import client_secrets
 from .model import Answer, HttpRequest, SignError
-from .signing import md5_of_sorted, md5_signature, rubiq_issued_at, rubiq_token, wire_url
-
-if TYPE_CHECKING:
-    from .config import Target
+from .signatures import md5_of_sorted, md5_signature, rubiq_issued_at, rubiq_token, wire_url
 
 __all__ = [
     "SIGNERS",
@@ -53,7 +49,6 @@ __all__ = [
     "option_specs",
     "rubiq_issued_at",
     "rubiq_token",
-    "secrets_of",
 ]
 
 #: how the prober sends a request for a plug-in: the same path, cap and failure map as a probe
@@ -491,14 +486,3 @@ SIGNERS: dict[str, type[_Stateless]] = {
 
 def make_signer(name: str, ctx: SignerContext) -> Signer:
     return SIGNERS[name](ctx)
-
-
-def secrets_of(target: Target, signer: Signer | None = None) -> list[str]:
-    """Everything of ``target`` that must be redacted wherever it is shown: its credentials, what its
-    signer derives from them (``signer``: the one in use, with its learnt tokens; else a fresh one,
-    which knows the forms derived without a login, such as Basic's encoded pair) and its http_client's
-    proxy passwords and CONNECT header values. The one list, for the prober and the views alike."""
-    if signer is None:
-        signer = make_signer(target.catalog.signer, SignerContext(target.credentials, target.catalog.signer_options,
-                                                                  target.base_url))
-    return [*target.credentials.values(), *signer.secrets(), *client_secrets(target.http_client)]
