@@ -26,7 +26,7 @@ from urllib.parse import urlencode
 
 from ._jsonpath import json_path
 from .model import Answer, HttpRequest, SignError
-from .signatures import md5_of_sorted, md5_signature, rubiq_issued_at, rubiq_token, wire_url
+from .signatures import md5_of_sorted, md5_signature, rubiq_issued_at, rubiq_token, sigv4_headers, wire_url
 
 __all__ = [
     "SIGNERS",
@@ -41,6 +41,7 @@ __all__ = [
     "OptionSpec",
     "RubiqOptions",
     "Send",
+    "SigV4Options",
     "SignError",
     "Signer",
     "SignerContext",
@@ -177,6 +178,20 @@ class OidcPasswordOptions:
     renew_before: float = _opt("seconds", 30.0, doc="renew a token this long before it expires")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SigV4Options:
+    # The names are those of Prometheus' own sigv4 block (region, access_key, secret_key); the credentials
+    # themselves are the target's, named here.
+    region: str = _opt("string", "", doc="the AWS region, e.g. us-east-1; empty: the region credential")
+    service: str = _opt("string", doc="the signing name of the service, e.g. sts")
+    region_credential: str = _opt("string", "region", doc="a credential that sets the region per target")
+    access_key_credential: str = _opt("credential", "access_key_id", doc="the credential with the access key id")
+    secret_key_credential: str = _opt("credential", "secret_access_key",
+                                      doc="the credential with the secret access key")
+    session_token_credential: str = _opt("string", "session_token",
+                                         doc="an optional credential with a session token (temporary credentials)")
+
+
 # --- plug-ins --------------------------------------------------------------------------------------
 
 
@@ -295,6 +310,32 @@ class RubiqSigner(_Stateless):
         key: int | str = int(app_key) if opts.app_key_json_number and app_key.isdigit() else app_key
         header = json.dumps({"AppKey": key, "IssuedAt": issued, "Token": token}, separators=(",", ":"))
         return replace(request, headers={**request.headers, opts.header: header})
+
+
+class SigV4Signer(_Stateless):
+    """AWS Signature Version 4 (signatures.sigv4_headers): X-Amz-Date from the injected clock, the
+    session token when the target has one, and the Authorization header over method, path, query,
+    headers and body. Nothing is fetched: temporary credentials are the target's to give."""
+
+    Options = SigV4Options
+
+    def _region(self) -> str:
+        opts: SigV4Options = self.ctx.options
+        return self.ctx.credentials.get(opts.region_credential) or opts.region
+
+    async def sign(self, request: HttpRequest, now: float, send: Send) -> HttpRequest:
+        opts: SigV4Options = self.ctx.options
+        creds = self.ctx.credentials
+        region = self._region()
+        if not region:
+            raise SignError("client_error", "no_region",
+                            f"sigv4 needs a region: set signer.options.region or the {opts.region_credential} "
+                            "credential")
+        headers = sigv4_headers(request, access_key=creds[opts.access_key_credential],
+                                secret_key=creds[opts.secret_key_credential],
+                                session_token=creds.get(opts.session_token_credential, ""),
+                                region=region, service=opts.service, now=now)
+        return replace(request, headers=headers)
 
 
 class _TokenSigner(_Stateless):
@@ -480,6 +521,7 @@ SIGNERS: dict[str, type[_Stateless]] = {
     "md5_sorted_params": Md5ParamsSigner,
     "rubiq_hmac": RubiqSigner,
     "bearer_login": BearerLoginSigner,
+    "sigv4": SigV4Signer,
     "oidc_password": OidcPasswordSigner,
 }
 
