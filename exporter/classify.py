@@ -16,6 +16,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from ._jsonpath import json_path
+from ._xmlpath import parse_xml, xml_path
 from .catalog import Catalog, CodeInfo, CodeSource, QuotaSpec, ValueSource
 from .model import Answer, Failure, Outcome, QuotaReading
 
@@ -283,6 +284,7 @@ def classify(catalog: Catalog, result: Answer | Failure, now: float) -> Outcome:
     parsed = False
     code: str | None = None
     info: CodeInfo | None = None
+    xml_root: Any = False  # parsed on first use: False until then, None when not XML
     for src in catalog.code_from:
         if src.when_status is not None and answer.status not in src.when_status:
             continue
@@ -293,6 +295,11 @@ def classify(catalog: Catalog, result: Answer | Failure, now: float) -> Outcome:
             raw = answer.headers.get(src.key.lower(), "").strip()
             plain = raw if raw and _CODE_OK.fullmatch(raw) else None
             code = _fixed_code(src, raw.lower()) if fixed else plain
+        elif src.kind == "xml":
+            if xml_root is False:
+                xml_root = parse_xml(answer.body)
+            value = xml_path(xml_root, src.key)
+            code = _fixed_code(src, value) if fixed else _body_code(value, src.type)
         else:
             if not parsed:
                 doc, parsed = _json(answer), True
@@ -315,6 +322,9 @@ def classify(catalog: Catalog, result: Answer | Failure, now: float) -> Outcome:
         cls, message = "unknown", f"code {code} is not in the {catalog.vendor} catalog"
     else:
         cls, message = info.cls, info.message
+        if info.skewed_class is not None and (skew := _clock_skew(answer.headers, now)) is not None \
+                and abs(skew) > info.skewed_over:
+            cls, message = info.skewed_class, f"{info.skewed_message} (the vendor's clock minus ours: {skew:+.0f} s)"
 
     quotas: list[QuotaReading] = []
     if catalog.quota and (inline := _inline_quotas(catalog)):

@@ -302,8 +302,8 @@ class Prober:
                 # asyncio.timeout, not wait_for: wait_for wraps the coroutine in a task of its own
                 async with asyncio.timeout(max(0.05, deadline - time.monotonic())):
                     signed = await signer.sign(request, self.clock.time(), send)
-        except SignError as exc:
-            return _Attempt(None, Failure(exc.cls, exc.code, exc.message, exc.http_status), sent)
+        except SignError as exc:  # a token endpoint's own answer is classified with the vendor's catalog
+            return _Attempt(None, exc.answer or Failure(exc.cls, exc.code, exc.message, exc.http_status), sent)
         except Exception as exc:  # noqa: BLE001 - a login call failed in transport: the same map
             return _Attempt(None, _failure(exc), max(1, sent))
         try:

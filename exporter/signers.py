@@ -22,7 +22,7 @@ import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal, Protocol
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 from ._jsonpath import json_path
 from .model import Answer, HttpRequest, SignError
@@ -36,6 +36,7 @@ __all__ = [
     "HttpRequest",
     "Md5ParamsOptions",
     "NoOptions",
+    "OAuth2Options",
     "OidcPasswordOptions",
     "OptionKind",
     "OptionSpec",
@@ -60,6 +61,7 @@ OptionKind = Literal[
     "string",  # any text
     "path",  # a URL path starting with / (may hold {name} variables)
     "url_or_path",  # an absolute http(s) URL, or a path under the base URL
+    "url_template",  # a url_or_path whose {name} fields must be credentials of the vendor
     "template",  # text whose {name} fields must be credentials of the vendor
     "seconds",  # a number of seconds, zero or more
     "boolean",
@@ -76,17 +78,20 @@ class OptionSpec:
     required: bool
     default: Any
     doc: str
+    #: the texts a string option may take (empty: any)
+    choices: tuple[str, ...] = ()
 
 
-def _opt(kind: OptionKind, default: Any = dataclasses.MISSING, doc: str = "") -> Any:
-    return field(default=default, metadata={"kind": kind, "doc": doc})
+def _opt(kind: OptionKind, default: Any = dataclasses.MISSING, doc: str = "", choices: tuple[str, ...] = ()) -> Any:
+    return field(default=default, metadata={"kind": kind, "doc": doc, "choices": choices})
 
 
 def option_specs(options: type[Any]) -> tuple[OptionSpec, ...]:
     """The declared options of one plug-in (from its ``Options`` dataclass)."""
     return tuple(
         OptionSpec(f.name, f.metadata["kind"], f.default is dataclasses.MISSING,
-                   None if f.default is dataclasses.MISSING else f.default, f.metadata.get("doc", ""))
+                   None if f.default is dataclasses.MISSING else f.default, f.metadata.get("doc", ""),
+                   f.metadata.get("choices", ()))
         for f in dataclasses.fields(options))
 
 
@@ -190,6 +195,23 @@ class SigV4Options:
                                       doc="the credential with the secret access key")
     session_token_credential: str = _opt("string", "session_token",
                                          doc="an optional credential with a session token (temporary credentials)")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OAuth2Options:
+    # Prometheus' own oauth2 block (token_url, scopes, endpoint_params; client_id and client_secret or
+    # client_secret_file are the target's credentials), with the client authentication made explicit
+    token_url: str = _opt("url_template", doc="the token endpoint; {name} is the credential of that name "
+                          "(Entra ID: https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token)")
+    scopes: tuple[str, ...] = _opt("strings", (), doc="scopes asked for, sent space-separated as scope")
+    endpoint_params: tuple[tuple[str, str], ...] = _opt("mapping", (), doc="more form fields for the token request")
+    client_auth: str = _opt("string", "basic", doc="how the client authenticates: basic (HTTP basic, "
+                            "client_secret_basic) or form (client_id and client_secret in the form, "
+                            "client_secret_post)", choices=("basic", "form"))
+    client_id_credential: str = _opt("credential", "client_id", doc="the credential with the client id")
+    client_secret_credential: str = _opt("credential", "client_secret", doc="the credential with the client secret")
+    access_ttl: float = _opt("seconds", 300.0, doc="token lifetime when the answer has no expires_in")
+    renew_before: float = _opt("seconds", 30.0, doc="fetch a new token this long before it expires")
 
 
 # --- plug-ins --------------------------------------------------------------------------------------
@@ -410,6 +432,17 @@ class _TokenSigner(_Stateless):
             raise SignError("server_error", "login_body", f"token endpoint answered without {token_field}")
         return data
 
+    @staticmethod
+    def _lifetime(data: Mapping[str, Any], key: str, fallback: float) -> float:
+        """A lifetime in seconds from the token answer: a number, or digits in a string (as some token
+        endpoints send ``expires_in``); else ``fallback``."""
+        value = data.get(key)
+        if isinstance(value, str) and value.isascii() and value.isdigit():
+            value = int(value)
+        if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 10**9:
+            return float(value)
+        return fallback
+
     def _url(self, path_or_url: str) -> str:
         return self.ctx.base_url.rstrip("/") + path_or_url if path_or_url.startswith("/") else path_or_url
 
@@ -474,13 +507,6 @@ class OidcPasswordSigner(_TokenSigner):
 
     Options = OidcPasswordOptions
 
-    @staticmethod
-    def _lifetime(data: Mapping[str, Any], key: str, fallback: float) -> float:
-        value = data.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-            return float(value)
-        return fallback
-
     async def _renew(self, now: float, send: Send) -> None:
         opts: OidcPasswordOptions = self.ctx.options
         url = self._url(opts.token_url)
@@ -506,6 +532,65 @@ class OidcPasswordSigner(_TokenSigner):
         self._learn(data, opts.variables)
 
 
+class OAuth2Signer(_TokenSigner):
+    """OAuth 2.0 client credentials (RFC 6749 section 4.4): a form POST to ``token_url`` for an access
+    token, sent as ``Authorization: Bearer``. The token is kept until ``renew_before`` ahead of its
+    ``expires_in`` (by the prober's clock); targets that share the credential share one signer, so one
+    fetch serves them all, and probes that find it due meanwhile wait for that fetch. A refusal by the
+    token endpoint is handed to the prober with its answer, which the vendor's catalog classifies
+    (Entra ID's AADSTS codes: an expired client secret is ``auth``)."""
+
+    Options = OAuth2Options
+
+    def _client(self) -> tuple[str, str]:
+        opts: OAuth2Options = self.ctx.options
+        return self.ctx.credentials[opts.client_id_credential], self.ctx.credentials[opts.client_secret_credential]
+
+    def _basic(self) -> str:
+        # RFC 6749 section 2.3.1: each part form-encoded before the pair is base64-encoded
+        client_id, secret = self._client()
+        return "Basic " + base64.b64encode(f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()).decode()
+
+    def secrets(self) -> Sequence[str]:
+        basic = self._basic()
+        return [*super().secrets(), basic, basic.removeprefix("Basic ")]
+
+    def token_request(self) -> HttpRequest:
+        """The token request, as sent: what the token endpoint documents for the client credentials grant."""
+        opts: OAuth2Options = self.ctx.options
+        form = {"grant_type": "client_credentials"}
+        if opts.scopes:
+            form["scope"] = " ".join(opts.scopes)
+        form.update(dict(opts.endpoint_params))
+        headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
+        if opts.client_auth == "basic":
+            headers["Authorization"] = self._basic()
+        else:
+            client_id, secret = self._client()
+            form["client_id"], form["client_secret"] = client_id, secret
+        url = self._url(opts.token_url.format_map(dict(self.ctx.credentials)))
+        return HttpRequest("POST", url, headers=headers, body=urlencode(form).encode())
+
+    async def _renew(self, now: float, send: Send) -> None:
+        opts: OAuth2Options = self.ctx.options
+        answer = await send(self.token_request())
+        if answer.status != 200:
+            # the vendor's catalog reads the refusal (AADSTS codes, OAuth's error field, Retry-After)
+            raise SignError("auth" if answer.status in (400, 401, 403) else "server_error", f"token_{answer.status}",
+                            f"token endpoint answered HTTP {answer.status}", answer.status, answer)
+        if answer.truncated:
+            raise SignError("server_error", "token_body", "token endpoint answer is larger than the body cap")
+        try:
+            data = json.loads(answer.body)
+        except (ValueError, RecursionError) as exc:
+            raise SignError("server_error", "token_body", "token endpoint answered invalid JSON") from exc
+        token = data.get("access_token") if isinstance(data, dict) else None
+        if not isinstance(token, str) or not token:
+            raise SignError("server_error", "token_body", "token endpoint answered without access_token")
+        self._access = token
+        self._access_until = now + self._lifetime(data, "expires_in", opts.access_ttl)
+
+
 def _fill(template: str, variables: Mapping[str, str]) -> str | None:
     """``template`` with its ``{name}`` variables filled in, or None while one is still unknown."""
     try:
@@ -522,6 +607,7 @@ SIGNERS: dict[str, type[_Stateless]] = {
     "rubiq_hmac": RubiqSigner,
     "bearer_login": BearerLoginSigner,
     "sigv4": SigV4Signer,
+    "oauth2": OAuth2Signer,
     "oidc_password": OidcPasswordSigner,
 }
 

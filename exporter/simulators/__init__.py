@@ -27,12 +27,14 @@ from typing import Any
 
 from .._yamlnode import parse_duration
 from ..clock import Clock
+from .aws_sts import AwsStsSimulator
 from .bannersnack import BannersnackSimulator
 from .base import ControlError, Simulator
 from .bizwebs import BizwebsSimulator
 from .flipsnack import FlipsnackSimulator
 from .github import GithubSimulator
 from .movingimage import MovingimageSimulator
+from .msgraph import MsgraphSimulator
 from .openai import OpenaiSimulator
 from .rubiq import RubiqSimulator
 from .slack import SlackSimulator
@@ -44,6 +46,7 @@ __all__ = ["SIMULATORS", "ControlError", "Simulator", "SimulatorSet", "start_sim
 SIMULATORS: tuple[type[Simulator], ...] = (
     BannersnackSimulator, BizwebsSimulator, RubiqSimulator, FlipsnackSimulator, MovingimageSimulator,
     SlackSimulator, GithubSimulator, StripeSimulator, OpenaiSimulator, TwilioSimulator,
+    AwsStsSimulator, MsgraphSimulator,
 )
 
 
@@ -93,11 +96,14 @@ class SimulatorSet:
             # a simulator carries no production traffic: the probes may use the vendor's whole budget
             target["probe_share"] = 1
             targets.append(target)
-        return {"global": glob, "targets": targets}
+        vendors = {vendor: over for vendor, sim in self.sims.items() if (over := sim.catalog_override())}
+        return {"global": glob, "targets": targets, **({"vendors": vendors} if vendors else {})}
 
     def describe(self) -> Mapping[str, Mapping[str, Any]]:
         return {v: {"base_url": s.base_url, "control_url": s.url + "/_control", "credentials": s.credentials(),
-                    **({"check": s.check()} if s.check() else {})} for v, s in self.sims.items()}
+                    **({"check": s.check()} if s.check() else {}),
+                    **({"catalog_override": s.catalog_override()} if s.catalog_override() else {})}
+                for v, s in self.sims.items()}
 
     async def close(self) -> None:
         await asyncio.gather(*(s.close() for s in self.sims.values()), return_exceptions=True)

@@ -90,6 +90,11 @@ class Simulator:
         """The ``check`` override a target needs, if any."""
         return {}
 
+    def catalog_override(self) -> dict[str, Any]:
+        """What a config's ``vendors:`` block must change in the built-in catalog to reach this simulator
+        (a token endpoint on another host, say), if anything."""
+        return {}
+
     # --- state -----------------------------------------------------------------------------------
     def reset(self) -> None:
         """Healthy again; counts are kept (tests compare them across conditions)."""
