@@ -27,16 +27,21 @@ from typing import Any
 
 from .._yamlnode import parse_duration
 from ..clock import Clock
+from .anthropic import AnthropicSimulator
 from .aws_sts import AwsStsSimulator
 from .bannersnack import BannersnackSimulator
 from .base import ControlError, Simulator
 from .bizwebs import BizwebsSimulator
+from .cloudflare import CloudflareSimulator
+from .datadog import DatadogSimulator
 from .flipsnack import FlipsnackSimulator
 from .github import GithubSimulator
 from .movingimage import MovingimageSimulator
 from .msgraph import MsgraphSimulator
 from .openai import OpenaiSimulator
+from .pagerduty import PagerdutySimulator
 from .rubiq import RubiqSimulator
+from .sendgrid import SendgridSimulator
 from .slack import SlackSimulator
 from .stripe import StripeSimulator
 from .twilio import TwilioSimulator
@@ -46,7 +51,8 @@ __all__ = ["SIMULATORS", "ControlError", "Simulator", "SimulatorSet", "start_sim
 SIMULATORS: tuple[type[Simulator], ...] = (
     BannersnackSimulator, BizwebsSimulator, RubiqSimulator, FlipsnackSimulator, MovingimageSimulator,
     SlackSimulator, GithubSimulator, StripeSimulator, OpenaiSimulator, TwilioSimulator,
-    AwsStsSimulator, MsgraphSimulator,
+    AwsStsSimulator, MsgraphSimulator, CloudflareSimulator, DatadogSimulator, SendgridSimulator, PagerdutySimulator,
+    AnthropicSimulator,
 )
 
 
