@@ -130,3 +130,60 @@ async def test_sigv4_with_a_session_token(sims: tuple[SimulatorSet, Config, Fake
         prober = Prober(session, clock)
         with_token, without = [await prober.probe(t) for t in config.targets]
     assert (with_token.outcome.cls, without.outcome.cls, without.outcome.code) == ("ok", "auth", "InvalidClientTokenId")
+
+
+def test_the_config_example_of_the_seven_passes_the_check(tmp_path: Path) -> None:
+    """Issue 28's "done when": ``config example`` of the seven prints a config that ``--config.check``
+    accepts once its variables are set."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+
+    def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True, text=True, cwd=root,
+                              timeout=60, env={**os.environ, **(env or {})})
+
+    out = run("config", "example", *NEW)
+    assert out.returncode == 0, out.stderr
+    assert all(f"vendor: {vendor}\n" in out.stdout for vendor in NEW)
+    path = tmp_path / "config.yml"
+    path.write_text(out.stdout)
+    assert run("--config.file", str(path), "--config.check").returncode == 1  # the variables are not set yet
+    names = set(re.findall(r"\$\{([A-Z0-9_]+)\}", out.stdout))
+    checked = run("--config.file", str(path), "--config.check", env=dict.fromkeys(names, "x1"))
+    assert checked.returncode == 0, checked.stderr
+    assert "OK, 7 targets" in checked.stdout
+
+
+async def test_the_demo_walks_the_new_vendors_through_their_trouble() -> None:
+    from exporter.demo import CYCLE, start_demo
+
+    from ..conftest import idle, running_exporter
+
+    clock = FakeClock()
+    demo = await start_demo(clock=clock, timeout="200ms")
+    try:
+        assert set(NEW) <= {t.vendor for t in demo.config.targets}
+        async with running_exporter(demo.config, clock=clock) as run:
+            seen: dict[str, set[tuple[str, str]]] = {v: set() for v in NEW}
+            for _ in range(int(CYCLE)):
+                await clock.advance(1.0)
+                await idle(run)
+                for ts in run.exporter.state:
+                    if ts.target.vendor in seen and ts.last is not None:
+                        seen[ts.target.vendor].add((ts.last.outcome.cls, ts.last.outcome.code))
+    finally:
+        await demo.close()
+    assert {("ok", "200"), ("clock_skew", "SignatureDoesNotMatch"), ("rate_limited", "Throttling"),
+            ("auth", "ExpiredToken")} <= seen["aws-sts"], seen["aws-sts"]
+    assert {("ok", "200"), ("auth", "7000222"), ("rate_limited", "activityLimitReached"),
+            ("server_error", "temporarily_unavailable")} <= seen["msgraph"], seen["msgraph"]
+    assert {("ok", "active"), ("auth", "disabled"), ("rate_limited", "971")} <= seen["cloudflare"], seen["cloudflare"]
+    assert {("ok", "valid"), ("auth", "403"), ("server_error", "500")} <= seen["datadog"], seen["datadog"]
+    assert {("ok", "200"), ("rate_limited", "429"), ("auth", "403")} <= seen["sendgrid"], seen["sendgrid"]
+    assert {("ok", "200"), ("auth", "2008"), ("rate_limited", "429")} <= seen["pagerduty"], seen["pagerduty"]
+    assert {("ok", "200"), ("server_error", "overloaded_error"),
+            ("quota_exceeded", "billing_error")} <= seen["anthropic"], seen["anthropic"]

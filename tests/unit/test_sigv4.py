@@ -16,7 +16,7 @@ from botocore.credentials import Credentials
 
 from exporter.model import HttpRequest
 from exporter.signatures import sigv4_canonical_request, sigv4_headers, sigv4_timestamp
-from exporter.signers import SigV4Options, SignerContext, make_signer
+from exporter.signers import SignerContext, SigV4Options, make_signer
 
 NOW = 1_765_000_000.0  # 2025-12-06T05:46:40Z
 KEY_ID, SECRET = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
