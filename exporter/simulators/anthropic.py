@@ -1,4 +1,5 @@
-"""Anthropic: ``GET /v1/models`` with ``x-api-key`` and ``anthropic-version``; refusals are the envelope
+"""Anthropic: ``GET /v1/models`` with ``x-api-key`` (or ``Authorization: Bearer``, as the official Python
+SDK sends it) and ``anthropic-version``; refusals are the envelope
 ``{"type": "error", "error": {"type", "message"}, "request_id"}``; overload is HTTP 529
 ``overloaded_error``; requests a minute per key are limited on the simulator's clock and reported in
 ``anthropic-ratelimit-requests-*`` headers, with ``retry-after`` on a 429."""
@@ -41,6 +42,11 @@ class AnthropicSimulator(HeaderKeySimulator):
         extra = {"retry-after": str(self.settings["retry_after"])} if status == 429 else {}
         return json_answer({"type": "error", "error": {"type": code, "message": code.replace("_", " ")},
                             "request_id": "req_" + secrets.token_hex(12)}, status, {**self.headers(), **extra})
+
+    def key_of(self, request: web.Request) -> str | None:
+        # the documented x-api-key, or Authorization: Bearer, which the official Python SDK sends a key in
+        scheme, _, bearer = request.headers.get("Authorization", "").partition(" ")
+        return super().key_of(request) or (bearer if scheme == "Bearer" and bearer else None)
 
     async def handle(self, request: web.Request) -> web.Response:
         if request.headers.get("anthropic-version") is None:

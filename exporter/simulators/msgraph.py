@@ -57,8 +57,15 @@ class MsgraphSimulator(Simulator):
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/{tenant}/oauth2/v2.0/token", self.token)
+        app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", self.discovery)
         app.router.add_get("/v1.0/organization", self.organization)
         app.router.add_route("*", "/{tail:.*}", self.not_found)
+
+    async def discovery(self, request: web.Request) -> web.Response:
+        """Entra ID's OpenID Connect discovery document, which MSAL reads before asking for a token."""
+        base = f"{self.url}/{request.match_info['tenant']}"
+        return json_answer({"token_endpoint": f"{base}/oauth2/v2.0/token", "issuer": f"{base}/v2.0",
+                            "authorization_endpoint": f"{base}/oauth2/v2.0/authorize"})
 
     # --- the token endpoint ------------------------------------------------------------------------
     def aadsts(self, status: int, error: str, number: int, text: str) -> web.Response:
