@@ -606,9 +606,9 @@ SIGNERS: dict[str, type[_Stateless]] = {
     "md5_sorted_params": Md5ParamsSigner,
     "rubiq_hmac": RubiqSigner,
     "bearer_login": BearerLoginSigner,
-    "sigv4": SigV4Signer,
-    "oauth2": OAuth2Signer,
     "oidc_password": OidcPasswordSigner,
+    "oauth2": OAuth2Signer,
+    "sigv4": SigV4Signer,
 }
 
 

@@ -9,10 +9,7 @@ import datetime
 from collections.abc import Iterator
 from typing import Any
 
-import botocore.auth
 import pytest
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
 from exporter.model import HttpRequest
 from exporter.signatures import sigv4_canonical_request, sigv4_headers, sigv4_timestamp
@@ -58,8 +55,14 @@ TABLE: list[tuple[str, str, str, tuple[tuple[str, str], ...], dict[str, str], by
 ]
 
 
+# botocore is imported by the fixture, not at collection: importing it interns thousands of names, and the
+# interpreter's table of interned text then grows in the middle of test_history's memory bound
+
+
 @pytest.fixture
 def frozen_botocore(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    import botocore.auth
+
     at = datetime.datetime.fromtimestamp(NOW, datetime.UTC).replace(tzinfo=None)
     monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: at)
     yield
@@ -67,6 +70,10 @@ def frozen_botocore(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def _botocore(method: str, url: str, params: tuple[tuple[str, str], ...], headers: dict[str, str],
               body: bytes | None, token: str, region: str, service: str) -> dict[str, str]:
+    import botocore.auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
     request = AWSRequest(method=method, url=url, headers=dict(headers), data=body or b"",
                          params=list(params) if params else None)
     botocore.auth.SigV4Auth(Credentials(KEY_ID, SECRET, token or None), service, region).add_auth(request)
