@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import bisect
+import copy
 import dataclasses
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -542,6 +543,33 @@ class OAuth2Signer(_TokenSigner):
 
     Options = OAuth2Options
 
+    def __init__(self, ctx: SignerContext) -> None:
+        super().__init__(ctx)
+        #: fetches started so far; how the last one failed (None: it got a token), and its number
+        self._flights = 0
+        self._failed: BaseException | None = None
+        self._failed_flight = 0
+
+    async def sign(self, request: HttpRequest, now: float, send: Send) -> HttpRequest:
+        renew_before: float = self.ctx.options.renew_before
+        if self._due(now, renew_before):
+            # the first fetch whose outcome this probe takes: the one under way, else the next
+            accepted = self._flights if self._renewing.locked() else self._flights + 1
+            async with self._renewing:
+                if self._due(now, renew_before):
+                    if self._failed is not None and self._failed_flight >= accepted:
+                        # the fetch this probe waited for failed: its answer holds for every probe that
+                        # waited, without another request each (a token endpoint down meets one, not N)
+                        raise _again(self._failed)
+                    self._flights += 1
+                    try:
+                        await self._renew(now, send)
+                    except Exception as exc:
+                        self._failed, self._failed_flight = exc, self._flights
+                        raise
+                    self._failed = None
+        return self._authorized(request)
+
     def _client(self) -> tuple[str, str]:
         opts: OAuth2Options = self.ctx.options
         return self.ctx.credentials[opts.client_id_credential], self.ctx.credentials[opts.client_secret_credential]
@@ -589,6 +617,16 @@ class OAuth2Signer(_TokenSigner):
             raise SignError("server_error", "token_body", "token endpoint answered without access_token")
         self._access = token
         self._access_until = now + self._lifetime(data, "expires_in", opts.access_ttl)
+
+
+def _again(failed: BaseException) -> BaseException:
+    """A fresh exception like ``failed``, for another probe to raise (not the same object in two tasks)."""
+    if isinstance(failed, SignError):
+        return SignError(failed.cls, failed.code, failed.message, failed.http_status, failed.answer)
+    try:
+        return copy.copy(failed)  # its args and attributes (a refused connection's OSError)
+    except Exception:  # noqa: BLE001 - one that cannot be copied is raised again as it is
+        return failed
 
 
 def _fill(template: str, variables: Mapping[str, str]) -> str | None:

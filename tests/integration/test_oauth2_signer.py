@@ -162,13 +162,18 @@ class TokenEndpoint:
         self.expires_in: Any = 120
         self.status = 200
         self.headers: dict[str, str] = {}
+        self.body: bytes | None = None  # a token answer of its own
+        self.echo = False  # refusals repeat the form sent (a careless token endpoint)
 
     async def handle(self, request: web.Request) -> web.Response:
         if request.path == "/token":
             form = dict(parse_qsl((await request.read()).decode()))
             self.seen.append((request.headers.get("Authorization", ""), form))
             if self.status != 200:
-                return web.json_response({"error": "slow_down"}, status=self.status, headers=self.headers)
+                echoed = {"form": form} if self.echo else {}
+                return web.json_response({"error": "slow_down", **echoed}, status=self.status, headers=self.headers)
+            if self.body is not None:
+                return web.Response(body=self.body, content_type="application/json")
             return web.json_response({"access_token": f"tok{len(self.seen)}", "token_type": "Bearer",
                                       **({"expires_in": self.expires_in} if self.expires_in is not None else {})})
         ok = request.headers.get("Authorization", "").startswith("Bearer tok")
@@ -242,3 +247,59 @@ async def test_a_rate_limited_token_endpoint_is_classified_with_its_retry_after(
         result = await Prober(session, FakeClock()).probe(acme(url, "basic"))
     assert (result.outcome.cls, result.outcome.code, result.outcome.retry_after) == ("rate_limited", "429", 42.0)
     assert result.request_line == "GET (not sent)"
+
+
+async def test_a_failed_fetch_answers_every_probe_that_waited_for_it(
+        graph: tuple[MsgraphSimulator, FakeClock]) -> None:
+    sim, clock = graph
+    targets = graph_config(sim, 20).targets
+    sim.control(secret_expired=True)
+    async with new_session() as session:
+        prober = Prober(session, clock)
+        refused = await asyncio.gather(*(prober.probe(t) for t in targets))
+        assert sim.counts["token"] == 1  # one request to the token endpoint, not one per target
+        assert {(r.outcome.cls, r.outcome.code) for r in refused} == {("auth", "7000222")}
+        assert sorted(r.requests for r in refused) == [0] * 19 + [1]
+        # the next round asks again (once), and once the secret is renewed every target is up
+        sim.control(reset=True)
+        recovered = await asyncio.gather(*(prober.probe(t) for t in targets))
+    assert [r.outcome.cls for r in recovered] == ["ok"] * 20
+    assert sim.counts["token"] == 2
+
+
+async def test_an_unreachable_token_endpoint_is_one_attempt_for_all_waiting_probes(
+        graph: tuple[MsgraphSimulator, FakeClock]) -> None:
+    sim, clock = graph
+    config = config_from({"vendors": {"msgraph": {"signer": {"options": {
+        "token_url": "http://127.0.0.1:1/{tenant_id}/oauth2/v2.0/token"}}}},
+        "targets": [{"name": f"t{i}", "vendor": "msgraph", "base_url": sim.base_url,
+                     "credentials": sim.credentials()} for i in range(5)]})
+    async with new_session() as session:
+        prober = Prober(session, clock)
+        shared = await asyncio.gather(*(prober.probe(t) for t in config.targets))
+    # the waiting probes get the same failure, mapped the same way (a refused connection, not "other")
+    assert [(r.outcome.cls, r.outcome.code) for r in shared] == [("network_error", "refused")] * 5
+    assert sim.counts["health"] == 0
+
+
+async def test_token_endpoint_answers_without_a_usable_token() -> None:
+    endpoint = TokenEndpoint()
+    async with serve(endpoint.handle) as url, new_session() as session:
+        target = acme(url, "basic")
+        seen = []
+        for body in (b"not json", b"[]", b'{"token_type": "Bearer"}', b'{"access_token": ""}',
+                     b'{"access_token": 42}'):
+            endpoint.body = body
+            result = await Prober(session, FakeClock()).probe(target)
+            seen.append((result.outcome.cls, result.outcome.code))
+    assert seen == [("server_error", "token_body")] * 5
+
+
+async def test_an_echoed_client_secret_is_redacted_from_what_is_shown() -> None:
+    endpoint = TokenEndpoint()
+    endpoint.status = 401
+    endpoint.echo = True
+    async with serve(endpoint.handle) as url, new_session() as session:
+        result = await Prober(session, FakeClock()).probe(acme(url, "form"))
+    assert result.outcome.cls == "auth"
+    assert "s3cr&t+/ü" not in result.excerpt and "redacted" in result.excerpt
