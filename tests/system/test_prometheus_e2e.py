@@ -44,7 +44,8 @@ from .tls_simulator import TLSSimulator
 PROM_DIR = ROOT / "config" / "prometheus"
 AM_CONFIG = ROOT / "config" / "alertmanager" / "alertmanager.yml"
 VENDORS = ("bannersnack", "bizwebs", "rubiq", "flipsnack", "movingimage",
-           "slack", "github", "stripe", "openai", "twilio")
+           "slack", "github", "stripe", "openai", "twilio",
+           "aws-sts", "msgraph", "cloudflare", "datadog", "sendgrid", "pagerduty", "anthropic")
 #: the condition each simulator is switched into for the whole session, and the alert that must find it
 SCENARIO: dict[str, tuple[dict[str, Any], str]] = {
     "flipsnack": ({"maintenance": True}, "ApistatusVendorMaintenance"),
@@ -224,8 +225,11 @@ def _start_exporter(stack: Stack) -> None:
         if "check" in sim:
             target["check"] = sim["check"]
         targets.append(target)
+    # what a simulator needs changed in its catalog (Graph's token endpoint is on its simulator)
+    vendors = {vendor: sim["catalog_override"] for vendor, sim in stack.sims.items() if "catalog_override" in sim}
     config = stack.tmp / "exporter.yml"
-    config.write_text(yaml.safe_dump({"global": {"interval": "1s", "timeout": "1s"}, "targets": targets}))
+    config.write_text(yaml.safe_dump({"global": {"interval": "1s", "timeout": "1s"}, "targets": targets,
+                                      "vendors": vendors}))
     port = free_port()
     stack.spawn("exporter", [sys.executable, "-m", "exporter", "--config", str(config),
                              "--listen", f"127.0.0.1:{port}", "--log-level", "warning"])
