@@ -303,3 +303,33 @@ async def test_an_echoed_client_secret_is_redacted_from_what_is_shown() -> None:
         result = await Prober(session, FakeClock()).probe(acme(url, "form"))
     assert result.outcome.cls == "auth"
     assert "s3cr&t+/ü" not in result.excerpt and "redacted" in result.excerpt
+
+
+async def test_an_expired_secret_is_counted_and_no_page_or_metric_shows_a_secret(
+        graph: tuple[MsgraphSimulator, FakeClock]) -> None:
+    from ..conftest import idle, running_exporter, sample
+
+    sim, clock = graph
+    config = graph_config(sim)
+    target = config.targets[0]
+    async with running_exporter(config, clock=clock) as run:
+        await clock.advance(1)
+        await idle(run)
+        token = run.exporter.prober.signer(target).secrets()[0]  # type: ignore[union-attr]
+        sim.control(secret_expired=True)
+        for _ in range(3):
+            await clock.advance(60)
+            await idle(run)
+        texts = [await run.metrics()]
+        for path in ("/", f"/targets/{target.name}", "/api/v1/targets", f"/api/v1/targets/{target.name}"):
+            status, text = await run.get(path)
+            assert status == 200, path
+            texts.append(text)
+    metrics = texts[0]
+    assert (sample(metrics, "apistatus_auth_failures_total", target=target.name, code="7000222") or 0) >= 1
+    assert (sample(metrics, "apistatus_responses_total", target=target.name, code="7000222",
+                   **{"class": "auth"}) or 0) >= 1
+    secret = target.credentials["client_secret"]
+    for text in texts:
+        assert secret not in text and token not in text
+    assert any("AADSTS7000222" in text for text in texts[1:])  # the token endpoint's answer is shown
