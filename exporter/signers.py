@@ -549,6 +549,10 @@ class OAuth2Signer(_TokenSigner):
         self._flights = 0
         self._failed: BaseException | None = None
         self._failed_flight = 0
+        # RFC 6749 section 2.3.1: each part form-encoded before the pair is base64-encoded; made once,
+        # as the credentials of a signer never change (secrets() is asked on every probe)
+        client_id, secret = self._client()
+        self._basic = "Basic " + base64.b64encode(f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()).decode()
 
     async def sign(self, request: HttpRequest, now: float, send: Send) -> HttpRequest:
         renew_before: float = self.ctx.options.renew_before
@@ -574,14 +578,8 @@ class OAuth2Signer(_TokenSigner):
         opts: OAuth2Options = self.ctx.options
         return self.ctx.credentials[opts.client_id_credential], self.ctx.credentials[opts.client_secret_credential]
 
-    def _basic(self) -> str:
-        # RFC 6749 section 2.3.1: each part form-encoded before the pair is base64-encoded
-        client_id, secret = self._client()
-        return "Basic " + base64.b64encode(f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()).decode()
-
     def secrets(self) -> Sequence[str]:
-        basic = self._basic()
-        return [*super().secrets(), basic, basic.removeprefix("Basic ")]
+        return [*super().secrets(), self._basic, self._basic.removeprefix("Basic ")]
 
     def token_request(self) -> HttpRequest:
         """The token request, as sent: what the token endpoint documents for the client credentials grant."""
@@ -592,7 +590,7 @@ class OAuth2Signer(_TokenSigner):
         form.update(dict(opts.endpoint_params))
         headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
         if opts.client_auth == "basic":
-            headers["Authorization"] = self._basic()
+            headers["Authorization"] = self._basic
         else:
             client_id, secret = self._client()
             form["client_id"], form["client_secret"] = client_id, secret
