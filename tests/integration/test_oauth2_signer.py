@@ -333,3 +333,20 @@ async def test_an_expired_secret_is_counted_and_no_page_or_metric_shows_a_secret
     for text in texts:
         assert secret not in text and token not in text
     assert any("AADSTS7000222" in text for text in texts[1:])  # the token endpoint's answer is shown
+
+
+async def test_a_cached_token_serves_while_the_token_endpoint_is_down(
+        graph: tuple[MsgraphSimulator, FakeClock]) -> None:
+    sim, clock = graph
+    target = graph_config(sim).targets[0]
+    async with new_session() as session:
+        prober = Prober(session, clock)
+        assert (await prober.probe(target)).outcome.cls == "ok"
+        sim.control(token_down=True)
+        await clock.advance(600)
+        cached = await prober.probe(target)
+        await clock.advance(TOKEN_TTL)  # now the token is due: the endpoint's outage shows
+        due = await prober.probe(target)
+    assert (cached.outcome.cls, cached.requests) == ("ok", 1)
+    assert (due.outcome.cls, due.outcome.code) == ("server_error", "temporarily_unavailable")
+    assert sim.counts["token"] == 2
