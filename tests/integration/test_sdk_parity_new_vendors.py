@@ -146,9 +146,11 @@ def aws_sts(url: str, now: float, key_id: str = "AKIAIOSFODNN7EXAMPLE",
     from botocore.parsers import ResponseParserError
     from botocore.retries.standard import RetryContext, ThrottledRetryableChecker, TransientRetryableChecker
 
-    client = boto3.client("sts", region_name="us-east-1", endpoint_url=url, aws_access_key_id=key_id,
-                          aws_secret_access_key=secret,
-                          config=Config(retries={"max_attempts": 1, "mode": "standard"}))
+    client = _STS_CLIENTS.get((url, key_id, secret))
+    if client is None:  # making a client costs more than the call: one per server and key
+        client = _STS_CLIENTS[(url, key_id, secret)] = boto3.client(
+            "sts", region_name="us-east-1", endpoint_url=url, aws_access_key_id=key_id,
+            aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1, "mode": "standard"}))
     try:
         client.get_caller_identity()
     except ResponseParserError:
@@ -170,6 +172,9 @@ def aws_sts(url: str, now: float, key_id: str = "AKIAIOSFODNN7EXAMPLE",
             return "server_error"
         return "client_error" if 400 <= status < 500 else "server_error"
     return "ok"
+
+
+_STS_CLIENTS: dict[tuple[str, str, str], Any] = {}
 
 
 class _Status:
