@@ -57,11 +57,17 @@ class CodeInfo:
     #: seconds to wait when the answer carries no Retry-After (GitHub: a secondary limit without one
     #: means "at least a minute"); None: the scheduler's own backoff
     retry_after: float | None = None
+    #: the class instead when the answer's Date header and our clock are more than ``skewed_over``
+    #: seconds apart (AWS's SignatureDoesNotMatch for a signature made with a wrong clock)
+    skewed_class: str | None = None
+    skewed_over: float = 0.0
+    skewed_message: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class CodeSource:
-    """Where a code may be found. ``kind`` is status, header or body (a dotted JSON path)."""
+    """Where a code may be found. ``kind`` is status, header, body (a dotted JSON path) or xml (a dotted
+    path of element names from the root, namespaces ignored: AWS's ``ErrorResponse.Error.Code``)."""
 
     kind: str
     key: str = ""
@@ -349,9 +355,16 @@ def parse_catalog(name: str, node: Node) -> Catalog:
     for key_raw, info in codes_node.value.items():
         entry = Node(info, node.file, f"{codes_node.path}.{key_raw}")
         key = _code_key(Node(key_raw, node.file, entry.path))
-        im = entry.mapping({"class", "message", "retry_after"}, required=("class",))
-        codes[key] = CodeInfo(im["class"].choice(CLASSES), im["message"].text() if "message" in im else key,
-                              im["retry_after"].duration(minimum=1) if "retry_after" in im else None)
+        im = entry.mapping({"class", "message", "retry_after", "skewed"}, required=("class",))
+        skewed_class, skewed_over, skewed_message = None, 0.0, ""
+        if "skewed" in im:
+            sk = im["skewed"].mapping({"over", "class", "message"}, required=("over", "class"))
+            skewed_class, skewed_over = sk["class"].choice(CLASSES), sk["over"].duration(minimum=1)
+            skewed_message = sk["message"].text() if "message" in sk else ""
+        message = im["message"].text() if "message" in im else key
+        codes[key] = CodeInfo(im["class"].choice(CLASSES), message,
+                              im["retry_after"].duration(minimum=1) if "retry_after" in im else None,
+                              skewed_class, skewed_over, skewed_message or message)
     for index, source in enumerate(sources):
         if source.nonempty and source.nonempty not in codes:
             fields["code_from"].fail(f"nonempty code {source.nonempty!r} is not listed in codes")
@@ -454,18 +467,19 @@ _BODY_TYPES = ("integer", "string", "any")
 
 
 def _code_source(src: Node) -> CodeSource:
-    sm = src.mapping({"status", "header", "body", "when_status", "nonempty", "type", "equals", "code",
+    sm = src.mapping({"status", "header", "body", "xml", "when_status", "nonempty", "type", "equals", "code",
                       "known_only", "matches", "unlisted"})
-    kinds = [source_kind for source_kind in ("status", "header", "body") if source_kind in sm]
+    kinds = [source_kind for source_kind in ("status", "header", "body", "xml") if source_kind in sm]
     if len(kinds) != 1:
-        src.fail("needs exactly one of status, header, body")
+        src.fail("needs exactly one of status, header, body, xml")
     kind = kinds[0]
     key = "" if kind == "status" else sm[kind].text()
     when = _when(sm["when_status"]) if "when_status" in sm else None
     nonempty = _code_key(sm["nonempty"]) if "nonempty" in sm else None
     if nonempty and kind == "status":
         sm["nonempty"].fail("only applies to a body or header source")
-    body_type = sm["type"].choice(_BODY_TYPES) if "type" in sm else "integer"
+    # an XML element's text is always text: an xml source's codes are names (or digits read as names)
+    body_type = sm["type"].choice(_BODY_TYPES) if "type" in sm else ("string" if kind == "xml" else "integer")
     if "type" in sm and kind != "body":
         sm["type"].fail("only applies to a body source")
     equals: tuple[str | int | float | bool, ...] = ()
@@ -476,11 +490,11 @@ def _code_source(src: Node) -> CodeSource:
                 item.fail("must be a string, number or true/false (or a list of them)")
         equals = tuple(item.value for item in items)
         if not equals or kind == "status":
-            sm["equals"].fail("needs a value and a body or header source")
+            sm["equals"].fail("needs a value and a body, xml or header source")
     matches: re.Pattern[str] | None = None
     if "matches" in sm:
         if kind == "status":
-            sm["matches"].fail("only applies to a body or header source")
+            sm["matches"].fail("only applies to a body, xml or header source")
         pattern = sm["matches"].text()
         try:
             matches = re.compile(pattern, re.IGNORECASE)
@@ -573,6 +587,15 @@ def _option_value(spec: OptionSpec, node: Node, vendor: str, credentials: tuple[
         node.fail("must be a path starting with /")
     if kind == "url_or_path" and not text.startswith("/"):
         node.url()
+    if kind == "url_template":
+        names = _fields(node, text)
+        for field_name in names:
+            if field_name not in credentials:
+                node.fail(f"{{{field_name}}} is not a credential listed in {vendor}.credentials")
+        if not text.startswith("/"):  # checked with each {name} filled in
+            Node(text.format_map(dict.fromkeys(names, "x")), node.file, node.path).url()
+    if spec.choices and text not in spec.choices:
+        node.fail(f"must be one of {', '.join(spec.choices)}")
     if kind == "template":
         for field_name in _fields(node, text):
             if field_name not in credentials:

@@ -6,6 +6,7 @@ is passed in, so every code of every vendor is covered by table-driven tests.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -16,6 +17,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from ._jsonpath import json_path
+from ._xmlpath import parse_xml, xml_path
 from .catalog import Catalog, CodeInfo, CodeSource, QuotaSpec, ValueSource
 from .model import Answer, Failure, Outcome, QuotaReading
 
@@ -93,7 +95,7 @@ def _lookup(catalog: Catalog, code: str) -> tuple[str, CodeInfo | None]:
         return code, info
     main = code.split(".", 1)[0]
     if main != code and (info := catalog.codes.get(main)) is not None:
-        return main, CodeInfo(info.cls, f"{info.message} (sub-code {code})", info.retry_after)
+        return main, dataclasses.replace(info, message=f"{info.message} (sub-code {code})")
     return code, None
 
 
@@ -305,6 +307,7 @@ def classify(catalog: Catalog, result: Answer | Failure, now: float) -> Outcome:
     parsed = False
     code: str | None = None
     info: CodeInfo | None = None
+    xml_root: Any = False  # parsed on first use: False until then, None when not XML
     for src in catalog.code_from:
         if src.when_status is not None and answer.status not in src.when_status:
             continue
@@ -315,6 +318,11 @@ def classify(catalog: Catalog, result: Answer | Failure, now: float) -> Outcome:
             raw = answer.headers.get(src.key.lower(), "").strip()
             plain = raw if raw and _CODE_OK.fullmatch(raw) else None
             code = _fixed_code(src, raw if src.matches is not None else raw.lower()) if fixed else plain
+        elif src.kind == "xml":
+            if xml_root is False:
+                xml_root = parse_xml(answer.body)
+            value = xml_path(xml_root, src.key)
+            code = _fixed_code(src, value) if fixed else _body_code(value, src.type)
         else:
             if not parsed:
                 doc, parsed = _json(answer), True
@@ -339,6 +347,9 @@ def classify(catalog: Catalog, result: Answer | Failure, now: float) -> Outcome:
         cls, message = "unknown", f"code {code} is not in the {catalog.vendor} catalog"
     else:
         cls, message = info.cls, info.message
+        if info.skewed_class is not None and (skew := _clock_skew(answer.headers, now)) is not None \
+                and abs(skew) > info.skewed_over:
+            cls, message = info.skewed_class, f"{info.skewed_message} (the vendor's clock minus ours: {skew:+.0f} s)"
     if catalog.envelope == "json" and 200 <= answer.status < 300 and answer.status not in (204, 205):
         if not parsed:
             doc, parsed = _json(answer), True

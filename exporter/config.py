@@ -41,12 +41,13 @@ from .catalog import (
     parse_catalog,
     parse_check,
 )
-from .httpclient import HttpClient, parse_http_client, target_http_client
+from .httpclient import HttpClient, client_secrets, parse_http_client, target_http_client
 from .model import Expanded
+from .signers import Signer, SignerContext, make_signer
 from .statuspage import component_id_pattern
 
 __all__ = ["DEFAULT_MAX_BACKOFF", "DEFAULT_PROBE_SHARE", "Config", "ConfigError", "Credentials", "EgressCheck",
-           "GlobalConfig", "Target", "load_config", "parse_config"]
+           "GlobalConfig", "Target", "load_config", "parse_config", "secrets_of"]
 
 #: the default cap on any wait, Retry-After included (``global.max_backoff``)
 DEFAULT_MAX_BACKOFF = 3600.0
@@ -513,3 +514,14 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         root, may_mention_env = load_document(file_path)
         return parse_config(root, file_path.parent, env, may_mention_env=may_mention_env)
 
+
+def secrets_of(target: Target, signer: Signer | None = None) -> list[str]:
+    """Everything of ``target`` that must be redacted wherever it is shown: its credentials, what its
+    signer derives from them (``signer``: the one in use, with its learnt tokens; else a fresh one,
+    which knows the forms derived without a login, such as Basic's encoded pair) and its http_client's
+    proxy passwords and CONNECT header values. The one list, for the prober and the views alike; it
+    lives with the target it reads (the signers know nothing of targets)."""
+    if signer is None:
+        signer = make_signer(target.catalog.signer, SignerContext(target.credentials, target.catalog.signer_options,
+                                                                  target.base_url))
+    return [*target.credentials.values(), *signer.secrets(), *client_secrets(target.http_client)]

@@ -4,7 +4,8 @@ minutes every class, dashboard panel and alert has something to show.
 
 The scenario is a timetable of control settings (the simulator conditions of docs/vendors.md), repeated for ever:
 a maintenance window, a rate-limit burst, rotated credentials, a clock that drifts, quotas running
-out, a slow spell, server errors, a dropped connection, an undocumented code, and recovery.
+out, a slow spell, server errors, a dropped connection, an undocumented code, an expired client secret
+and a token endpoint down, and recovery; every built-in vendor has its simulator in it.
 """
 
 from __future__ import annotations
@@ -110,6 +111,41 @@ SCENARIO: tuple[Step, ...] = (
     Step(140, "github", {"status_incident": None}),
     Step(118, "slack", {"status_maintenance": "Scheduled maintenance", "status_component": "Login/SSO"}),
     Step(145, "slack", {"status_maintenance": None}),
+    # the cloud and SaaS APIs of issue 28: SigV4 and OAuth2 client credentials, and the header-key vendors
+    Step(10, "aws-sts", {"clock_offset": 900.0}, "AWS STS: our clock and AWS's 15 minutes apart (signature expired)"),
+    Step(25, "aws-sts", {"clock_offset": 0.0}),
+    Step(70, "aws-sts", {"rate_limited": True}, "AWS STS: Throttling, rate exceeded"),
+    Step(85, "aws-sts", {"rate_limited": False}),
+    Step(115, "aws-sts", {"token_expired": True}, "AWS STS: the session token expired (ExpiredToken)"),
+    Step(130, "aws-sts", {"token_expired": False}),
+    Step(20, "msgraph", {"secret_expired": True}, "Microsoft Graph: the client secret expired (AADSTS7000222)"),
+    Step(40, "msgraph", {"secret_expired": False}),
+    Step(60, "msgraph", {"rate_limited": True, "retry_after": 10},
+         "Microsoft Graph: throttled (429 activityLimitReached, Retry-After)"),
+    Step(75, "msgraph", {"rate_limited": False}),
+    Step(95, "msgraph", {"token_down": True, "revoke_tokens": True},
+         "Microsoft Graph: the session ended while Entra ID's token endpoint is down"),
+    Step(110, "msgraph", {"token_down": False}),
+    Step(30, "cloudflare", {"disabled": True}, "Cloudflare: the API token was disabled"),
+    Step(45, "cloudflare", {"disabled": False}),
+    Step(100, "cloudflare", {"rate_limited": True}, "Cloudflare: 1200 requests in 5 minutes used up (971)"),
+    Step(115, "cloudflare", {"rate_limited": False}),
+    Step(50, "datadog", {"rotated": True}, "Datadog: the API key was revoked (403)"),
+    Step(65, "datadog", {"rotated": False}),
+    Step(120, "datadog", {"server_error": True}, "Datadog: internal server errors"),
+    Step(135, "datadog", {"server_error": False}),
+    Step(15, "sendgrid", {"rate_limited": True}, "SendGrid: too many requests (429)"),
+    Step(30, "sendgrid", {"rate_limited": False}),
+    Step(80, "sendgrid", {"disabled": True}, "SendGrid: access forbidden (the key lost its scope)"),
+    Step(95, "sendgrid", {"disabled": False}),
+    Step(55, "pagerduty", {"disabled": True}, "PagerDuty: the account is locked (2008)"),
+    Step(70, "pagerduty", {"disabled": False}),
+    Step(125, "pagerduty", {"rate_limited": True}, "PagerDuty: the key's requests a minute used up (429)"),
+    Step(140, "pagerduty", {"rate_limited": False}),
+    Step(35, "anthropic", {"overloaded": True}, "Anthropic: overloaded for everyone (HTTP 529)"),
+    Step(50, "anthropic", {"overloaded": False}),
+    Step(90, "anthropic", {"quota_exceeded": True}, "Anthropic: the credit balance is too low (402 billing_error)"),
+    Step(105, "anthropic", {"quota_exceeded": False}),
 )
 CYCLE = 150.0
 #: how often the slowly moving figures (uploads left, storage used, traffic) change

@@ -238,12 +238,15 @@ def _double(text: str) -> str:
 class SignError(ExporterError):
     """Signing failed (e.g. the login call was refused); carries a class and a short code."""
 
-    def __init__(self, cls: str, code: str, message: str, http_status: int = 0) -> None:
+    def __init__(self, cls: str, code: str, message: str, http_status: int = 0, answer: Answer | None = None) -> None:
         super().__init__(message)
         self.cls = cls
         self.code = code
         self.message = message
         self.http_status = http_status
+        #: the token endpoint's refusal, when the vendor's catalog is to classify it (oauth2): the
+        #: prober then classifies this answer instead of taking ``cls`` and ``code``
+        self.answer = answer
 
 
 # --- the exporter's own status -----------------------------------------------------------------------

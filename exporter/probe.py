@@ -24,14 +24,14 @@ from types import MappingProxyType
 from .catalog import CheckSpec, QuotaSpec
 from .classify import classify, read_quotas
 from .clock import Clock
-from .config import Credentials, Target
+from .config import Credentials, Target, secrets_of
 from .egress import Egress, new_session
 from .http1 import Client, ConnectError, DNSError, ProtocolError, ProxyConnectError, ProxyRefused, ResetError, TLSError
 from .httpclient import HttpClient
 from .model import UP, Answer, Failure, HttpRequest, Outcome, ProbeResult, QuotaReading, SignError
 from .redact import REDACTED, Redactor, redact
-from .signers import Signer, SignerContext, make_signer, secrets_of
-from .signing import wire_url
+from .signatures import wire_url
+from .signers import Signer, SignerContext, make_signer
 
 __all__ = ["ProbeResult", "Prober", "build_request", "redact"]
 
@@ -313,8 +313,8 @@ class Prober:
                 # asyncio.timeout, not wait_for: wait_for wraps the coroutine in a task of its own
                 async with asyncio.timeout(max(0.05, deadline - time.monotonic())):
                     signed = await signer.sign(request, self.clock.time(), send)
-        except SignError as exc:
-            return _Attempt(None, Failure(exc.cls, exc.code, exc.message, exc.http_status), sent)
+        except SignError as exc:  # a token endpoint's own answer is classified with the vendor's catalog
+            return _Attempt(None, exc.answer or Failure(exc.cls, exc.code, exc.message, exc.http_status), sent)
         except Exception as exc:  # noqa: BLE001 - a login call failed in transport: the same map
             return _Attempt(None, _failure(exc), max(1, sent))
         try:

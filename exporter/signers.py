@@ -17,20 +17,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import bisect
+import copy
 import dataclasses
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
-from urllib.parse import urlencode
+from typing import Any, ClassVar, Literal, Protocol
+from urllib.parse import quote_plus, urlencode
 
 from ._jsonpath import json_path
-from .httpclient import client_secrets
 from .model import Answer, HttpRequest, SignError
-from .signing import md5_of_sorted, md5_signature, rubiq_issued_at, rubiq_token, wire_url
-
-if TYPE_CHECKING:
-    from .config import Target
+from .signatures import md5_of_sorted, md5_signature, rubiq_issued_at, rubiq_token, sigv4_headers, wire_url
 
 __all__ = [
     "SIGNERS",
@@ -40,11 +37,13 @@ __all__ = [
     "HttpRequest",
     "Md5ParamsOptions",
     "NoOptions",
+    "OAuth2Options",
     "OidcPasswordOptions",
     "OptionKind",
     "OptionSpec",
     "RubiqOptions",
     "Send",
+    "SigV4Options",
     "SignError",
     "Signer",
     "SignerContext",
@@ -53,7 +52,6 @@ __all__ = [
     "option_specs",
     "rubiq_issued_at",
     "rubiq_token",
-    "secrets_of",
 ]
 
 #: how the prober sends a request for a plug-in: the same path, cap and failure map as a probe
@@ -64,6 +62,7 @@ OptionKind = Literal[
     "string",  # any text
     "path",  # a URL path starting with / (may hold {name} variables)
     "url_or_path",  # an absolute http(s) URL, or a path under the base URL
+    "url_template",  # a url_or_path whose {name} fields must be credentials of the vendor
     "template",  # text whose {name} fields must be credentials of the vendor
     "seconds",  # a number of seconds, zero or more
     "boolean",
@@ -80,17 +79,20 @@ class OptionSpec:
     required: bool
     default: Any
     doc: str
+    #: the texts a string option may take (empty: any)
+    choices: tuple[str, ...] = ()
 
 
-def _opt(kind: OptionKind, default: Any = dataclasses.MISSING, doc: str = "") -> Any:
-    return field(default=default, metadata={"kind": kind, "doc": doc})
+def _opt(kind: OptionKind, default: Any = dataclasses.MISSING, doc: str = "", choices: tuple[str, ...] = ()) -> Any:
+    return field(default=default, metadata={"kind": kind, "doc": doc, "choices": choices})
 
 
 def option_specs(options: type[Any]) -> tuple[OptionSpec, ...]:
     """The declared options of one plug-in (from its ``Options`` dataclass)."""
     return tuple(
         OptionSpec(f.name, f.metadata["kind"], f.default is dataclasses.MISSING,
-                   None if f.default is dataclasses.MISSING else f.default, f.metadata.get("doc", ""))
+                   None if f.default is dataclasses.MISSING else f.default, f.metadata.get("doc", ""),
+                   f.metadata.get("choices", ()))
         for f in dataclasses.fields(options))
 
 
@@ -180,6 +182,37 @@ class OidcPasswordOptions:
     access_ttl: float = _opt("seconds", 60.0, doc="access token lifetime when the answer has no expires_in")
     refresh_ttl: float = _opt("seconds", 0.0, doc="refresh token lifetime without refresh_expires_in; 0: never")
     renew_before: float = _opt("seconds", 30.0, doc="renew a token this long before it expires")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SigV4Options:
+    # The names are those of Prometheus' own sigv4 block (region, access_key, secret_key); the credentials
+    # themselves are the target's, named here.
+    region: str = _opt("string", "", doc="the AWS region, e.g. us-east-1; empty: the region credential")
+    service: str = _opt("string", doc="the signing name of the service, e.g. sts")
+    region_credential: str = _opt("string", "region", doc="a credential that sets the region per target")
+    access_key_credential: str = _opt("credential", "access_key_id", doc="the credential with the access key id")
+    secret_key_credential: str = _opt("credential", "secret_access_key",
+                                      doc="the credential with the secret access key")
+    session_token_credential: str = _opt("string", "session_token",
+                                         doc="an optional credential with a session token (temporary credentials)")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OAuth2Options:
+    # Prometheus' own oauth2 block (token_url, scopes, endpoint_params; client_id and client_secret or
+    # client_secret_file are the target's credentials), with the client authentication made explicit
+    token_url: str = _opt("url_template", doc="the token endpoint; {name} is the credential of that name "
+                          "(Entra ID: https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token)")
+    scopes: tuple[str, ...] = _opt("strings", (), doc="scopes asked for, sent space-separated as scope")
+    endpoint_params: tuple[tuple[str, str], ...] = _opt("mapping", (), doc="more form fields for the token request")
+    client_auth: str = _opt("string", "basic", doc="how the client authenticates: basic (HTTP basic, "
+                            "client_secret_basic) or form (client_id and client_secret in the form, "
+                            "client_secret_post)", choices=("basic", "form"))
+    client_id_credential: str = _opt("credential", "client_id", doc="the credential with the client id")
+    client_secret_credential: str = _opt("credential", "client_secret", doc="the credential with the client secret")
+    access_ttl: float = _opt("seconds", 300.0, doc="token lifetime when the answer has no expires_in")
+    renew_before: float = _opt("seconds", 30.0, doc="fetch a new token this long before it expires")
 
 
 # --- plug-ins --------------------------------------------------------------------------------------
@@ -302,6 +335,32 @@ class RubiqSigner(_Stateless):
         return replace(request, headers={**request.headers, opts.header: header})
 
 
+class SigV4Signer(_Stateless):
+    """AWS Signature Version 4 (signatures.sigv4_headers): X-Amz-Date from the injected clock, the
+    session token when the target has one, and the Authorization header over method, path, query,
+    headers and body. Nothing is fetched: temporary credentials are the target's to give."""
+
+    Options = SigV4Options
+
+    def _region(self) -> str:
+        opts: SigV4Options = self.ctx.options
+        return self.ctx.credentials.get(opts.region_credential) or opts.region
+
+    async def sign(self, request: HttpRequest, now: float, send: Send) -> HttpRequest:
+        opts: SigV4Options = self.ctx.options
+        creds = self.ctx.credentials
+        region = self._region()
+        if not region:
+            raise SignError("client_error", "no_region",
+                            f"sigv4 needs a region: set signer.options.region or the {opts.region_credential} "
+                            "credential")
+        headers = sigv4_headers(request, access_key=creds[opts.access_key_credential],
+                                secret_key=creds[opts.secret_key_credential],
+                                session_token=creds.get(opts.session_token_credential, ""),
+                                region=region, service=opts.service, now=now)
+        return replace(request, headers=headers)
+
+
 class _TokenSigner(_Stateless):
     """Shared by the login schemes: the token pair, its lifetimes and the learnt path variables."""
 
@@ -374,6 +433,17 @@ class _TokenSigner(_Stateless):
             raise SignError("server_error", "login_body", f"token endpoint answered without {token_field}")
         return data
 
+    @staticmethod
+    def _lifetime(data: Mapping[str, Any], key: str, fallback: float) -> float:
+        """A lifetime in seconds from the token answer: a number, or digits in a string (as some token
+        endpoints send ``expires_in``); else ``fallback``."""
+        value = data.get(key)
+        if isinstance(value, str) and value.isascii() and value.isdigit():
+            value = int(value)
+        if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 10**9:
+            return float(value)
+        return fallback
+
     def _url(self, path_or_url: str) -> str:
         return self.ctx.base_url.rstrip("/") + path_or_url if path_or_url.startswith("/") else path_or_url
 
@@ -438,13 +508,6 @@ class OidcPasswordSigner(_TokenSigner):
 
     Options = OidcPasswordOptions
 
-    @staticmethod
-    def _lifetime(data: Mapping[str, Any], key: str, fallback: float) -> float:
-        value = data.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-            return float(value)
-        return fallback
-
     async def _renew(self, now: float, send: Send) -> None:
         opts: OidcPasswordOptions = self.ctx.options
         url = self._url(opts.token_url)
@@ -470,6 +533,100 @@ class OidcPasswordSigner(_TokenSigner):
         self._learn(data, opts.variables)
 
 
+class OAuth2Signer(_TokenSigner):
+    """OAuth 2.0 client credentials (RFC 6749 section 4.4): a form POST to ``token_url`` for an access
+    token, sent as ``Authorization: Bearer``. The token is kept until ``renew_before`` ahead of its
+    ``expires_in`` (by the prober's clock); targets that share the credential share one signer, so one
+    fetch serves them all, and probes that find it due meanwhile wait for that fetch. A refusal by the
+    token endpoint is handed to the prober with its answer, which the vendor's catalog classifies
+    (Entra ID's AADSTS codes: an expired client secret is ``auth``)."""
+
+    Options = OAuth2Options
+
+    def __init__(self, ctx: SignerContext) -> None:
+        super().__init__(ctx)
+        #: fetches started so far; how the last one failed (None: it got a token), and its number
+        self._flights = 0
+        self._failed: BaseException | None = None
+        self._failed_flight = 0
+        # RFC 6749 section 2.3.1: each part form-encoded before the pair is base64-encoded; made once,
+        # as the credentials of a signer never change (secrets() is asked on every probe)
+        client_id, secret = self._client()
+        self._basic = "Basic " + base64.b64encode(f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()).decode()
+
+    async def sign(self, request: HttpRequest, now: float, send: Send) -> HttpRequest:
+        renew_before: float = self.ctx.options.renew_before
+        if self._due(now, renew_before):
+            # the first fetch whose outcome this probe takes: the one under way, else the next
+            accepted = self._flights if self._renewing.locked() else self._flights + 1
+            async with self._renewing:
+                if self._due(now, renew_before):
+                    if self._failed is not None and self._failed_flight >= accepted:
+                        # the fetch this probe waited for failed: its answer holds for every probe that
+                        # waited, without another request each (a token endpoint down meets one, not N)
+                        raise _again(self._failed)
+                    self._flights += 1
+                    try:
+                        await self._renew(now, send)
+                    except Exception as exc:
+                        self._failed, self._failed_flight = exc, self._flights
+                        raise
+                    self._failed = None
+        return self._authorized(request)
+
+    def _client(self) -> tuple[str, str]:
+        opts: OAuth2Options = self.ctx.options
+        return self.ctx.credentials[opts.client_id_credential], self.ctx.credentials[opts.client_secret_credential]
+
+    def secrets(self) -> Sequence[str]:
+        return [*super().secrets(), self._basic, self._basic.removeprefix("Basic ")]
+
+    def token_request(self) -> HttpRequest:
+        """The token request, as sent: what the token endpoint documents for the client credentials grant."""
+        opts: OAuth2Options = self.ctx.options
+        form = {"grant_type": "client_credentials"}
+        if opts.scopes:
+            form["scope"] = " ".join(opts.scopes)
+        form.update(dict(opts.endpoint_params))
+        headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
+        if opts.client_auth == "basic":
+            headers["Authorization"] = self._basic
+        else:
+            client_id, secret = self._client()
+            form["client_id"], form["client_secret"] = client_id, secret
+        url = self._url(opts.token_url.format_map(dict(self.ctx.credentials)))
+        return HttpRequest("POST", url, headers=headers, body=urlencode(form).encode())
+
+    async def _renew(self, now: float, send: Send) -> None:
+        opts: OAuth2Options = self.ctx.options
+        answer = await send(self.token_request())
+        if answer.status != 200:
+            # the vendor's catalog reads the refusal (AADSTS codes, OAuth's error field, Retry-After)
+            raise SignError("auth" if answer.status in (400, 401, 403) else "server_error", f"token_{answer.status}",
+                            f"token endpoint answered HTTP {answer.status}", answer.status, answer)
+        if answer.truncated:
+            raise SignError("server_error", "token_body", "token endpoint answer is larger than the body cap")
+        try:
+            data = json.loads(answer.body)
+        except (ValueError, RecursionError) as exc:
+            raise SignError("server_error", "token_body", "token endpoint answered invalid JSON") from exc
+        token = data.get("access_token") if isinstance(data, dict) else None
+        if not isinstance(token, str) or not token:
+            raise SignError("server_error", "token_body", "token endpoint answered without access_token")
+        self._access = token
+        self._access_until = now + self._lifetime(data, "expires_in", opts.access_ttl)
+
+
+def _again(failed: BaseException) -> BaseException:
+    """A fresh exception like ``failed``, for another probe to raise (not the same object in two tasks)."""
+    if isinstance(failed, SignError):
+        return SignError(failed.cls, failed.code, failed.message, failed.http_status, failed.answer)
+    try:
+        return copy.copy(failed)  # its args and attributes (a refused connection's OSError)
+    except Exception:  # noqa: BLE001 - one that cannot be copied is raised again as it is
+        return failed
+
+
 def _fill(template: str, variables: Mapping[str, str]) -> str | None:
     """``template`` with its ``{name}`` variables filled in, or None while one is still unknown."""
     try:
@@ -486,19 +643,10 @@ SIGNERS: dict[str, type[_Stateless]] = {
     "rubiq_hmac": RubiqSigner,
     "bearer_login": BearerLoginSigner,
     "oidc_password": OidcPasswordSigner,
+    "oauth2": OAuth2Signer,
+    "sigv4": SigV4Signer,
 }
 
 
 def make_signer(name: str, ctx: SignerContext) -> Signer:
     return SIGNERS[name](ctx)
-
-
-def secrets_of(target: Target, signer: Signer | None = None) -> list[str]:
-    """Everything of ``target`` that must be redacted wherever it is shown: its credentials, what its
-    signer derives from them (``signer``: the one in use, with its learnt tokens; else a fresh one,
-    which knows the forms derived without a login, such as Basic's encoded pair) and its http_client's
-    proxy passwords and CONNECT header values. The one list, for the prober and the views alike."""
-    if signer is None:
-        signer = make_signer(target.catalog.signer, SignerContext(target.credentials, target.catalog.signer_options,
-                                                                  target.base_url))
-    return [*target.credentials.values(), *signer.secrets(), *client_secrets(target.http_client)]

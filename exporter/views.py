@@ -23,10 +23,10 @@ from typing import Any
 from urllib.parse import quote
 
 from . import __version__
+from .config import secrets_of
 from .httpclient import HttpClient
 from .model import CLASSES, UP
 from .redact import redact
-from .signers import secrets_of
 from .state import HistoryEntry, TargetState
 
 __all__ = ["STYLE_SHA256", "Fault", "Refresh", "RefreshError", "api_target", "api_targets", "default_refresh",

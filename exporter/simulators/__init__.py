@@ -29,14 +29,21 @@ from typing import Any
 
 from .._yamlnode import parse_duration
 from ..clock import Clock
+from .anthropic import AnthropicSimulator
+from .aws_sts import AwsStsSimulator
 from .bannersnack import BannersnackSimulator
 from .base import STATUS_PAGES, ControlError, Simulator
 from .bizwebs import BizwebsSimulator
+from .cloudflare import CloudflareSimulator
+from .datadog import DatadogSimulator
 from .flipsnack import FlipsnackSimulator
 from .github import GithubSimulator
 from .movingimage import MovingimageSimulator
+from .msgraph import MsgraphSimulator
 from .openai import OpenaiSimulator
+from .pagerduty import PagerdutySimulator
 from .rubiq import RubiqSimulator
+from .sendgrid import SendgridSimulator
 from .slack import SlackSimulator
 from .stripe import StripeSimulator
 from .twilio import TwilioSimulator
@@ -46,6 +53,8 @@ __all__ = ["SIMULATORS", "ControlError", "Simulator", "SimulatorSet", "start_sim
 SIMULATORS: tuple[type[Simulator], ...] = (
     BannersnackSimulator, BizwebsSimulator, RubiqSimulator, FlipsnackSimulator, MovingimageSimulator,
     SlackSimulator, GithubSimulator, StripeSimulator, OpenaiSimulator, TwilioSimulator,
+    AwsStsSimulator, MsgraphSimulator, CloudflareSimulator, DatadogSimulator, SendgridSimulator, PagerdutySimulator,
+    AnthropicSimulator,
 )
 
 
@@ -102,14 +111,18 @@ class SimulatorSet:
             # a simulator carries no production traffic: the probes may use the vendor's whole budget
             target["probe_share"] = 1
             targets.append(target)
-        out: dict[str, Any] = {"global": glob, "targets": targets}
+        vendors: dict[str, dict[str, Any]] = {
+            vendor: dict(over) for vendor, sim in self.sims.items() if (over := sim.catalog_override())}
         if status_pages:
-            out["vendors"] = self.status_pages()
-        return out
+            for vendor, page in self.status_pages().items():
+                vendors.setdefault(vendor, {}).update(page)
+        return {"global": glob, "targets": targets, **({"vendors": vendors} if vendors else {})}
 
     def describe(self) -> Mapping[str, Mapping[str, Any]]:
         return {v: {"base_url": s.base_url, "control_url": s.url + "/_control", "credentials": s.credentials(),
-                    **({"check": s.check()} if s.check() else {})} for v, s in self.sims.items()}
+                    **({"check": s.check()} if s.check() else {}),
+                    **({"catalog_override": s.catalog_override()} if s.catalog_override() else {})}
+                for v, s in self.sims.items()}
 
     async def close(self) -> None:
         await asyncio.gather(*(s.close() for s in self.sims.values()), return_exceptions=True)

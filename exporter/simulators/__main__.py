@@ -39,6 +39,8 @@ async def run(host: str, as_json: bool) -> int:
                 print(f"  credentials: {json.dumps(d['credentials'])}")
                 if "check" in d:
                     print(f"  check: {json.dumps(d['check'])}")
+                if "catalog_override" in d:
+                    print(f"  vendors.{vendor}: {json.dumps(d['catalog_override'])}")
             print("switch a condition with e.g.: curl -X POST -d '{\"maintenance\": true}' <control url>",
                   flush=True)
         stop = asyncio.Event()

@@ -127,6 +127,11 @@ class Simulator:
         """The ``check`` override a target needs, if any."""
         return {}
 
+    def catalog_override(self) -> dict[str, Any]:
+        """What a config's ``vendors:`` block must change in the built-in catalog to reach this simulator
+        (a token endpoint on another host, say), if anything."""
+        return {}
+
     # --- state -----------------------------------------------------------------------------------
     def reset(self) -> None:
         """Healthy again; counts are kept (tests compare them across conditions)."""
@@ -366,3 +371,66 @@ class WindowedSimulator(Simulator):
 def json_answer(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     return web.Response(status=status, body=json.dumps(data).encode(), content_type="application/json",
                         headers=dict(headers or {}))
+
+
+class HeaderKeySimulator(WindowedSimulator):
+    """A vendor whose health check is one GET with a static key in a header (Cloudflare, Datadog,
+    SendGrid, PagerDuty, Anthropic). The order is the vendors' own: a forced code, then a vendor-wide
+    condition, then the key, then what is the key's own (disabled, quota, rate limit, the window).
+    A subclass names its path and header, and writes each answer the way its vendor does."""
+
+    #: the health check's path (under ``prefix``), the header carrying the key and the key's prefix in it
+    path: ClassVar[str]
+    key_header: ClassVar[str]
+    key_scheme: ClassVar[str] = ""
+    #: the credential that holds the key
+    key_credential: ClassVar[str] = "api_key"
+    #: the code for a missing and for a wrong key
+    missing_key_code: ClassVar[str]
+    wrong_key_code: ClassVar[str]
+    window_limit = 1_000_000
+    window_seconds = 60.0
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_get(self.prefix + self.path, self.handle)
+        app.router.add_route("*", "/{tail:.*}", self.not_found)
+
+    async def not_found(self, request: web.Request) -> web.Response:
+        return self.answer("404")
+
+    def answer(self, code: str) -> web.Response:
+        """The vendor's answer carrying ``code`` (any code, documented or not)."""
+        raise NotImplementedError
+
+    def healthy(self, request: web.Request) -> web.Response:
+        raise NotImplementedError
+
+    def headers(self) -> dict[str, str]:
+        """Headers every answer carries (rate-limit figures)."""
+        return {}
+
+    def key_of(self, request: web.Request) -> str | None:
+        value = request.headers.get(self.key_header)
+        if value is None or not value.startswith(self.key_scheme):
+            return None
+        return value[len(self.key_scheme):] or None
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.counts["health"] += 1
+        forced = self.settings["code"]
+        if forced is not None:
+            return self.answer(str(forced))
+        for cond in ("maintenance", "server_error"):
+            if self.settings[cond]:
+                return self.answer(self.condition_codes[cond])
+        key = self.key_of(request)
+        if key is None:
+            return self.answer(self.missing_key_code)
+        if key != self.secret(self.creds[self.key_credential]):
+            return self.answer(self.wrong_key_code)
+        for cond in ("disabled", "quota_exceeded", "rate_limited"):
+            if self.settings[cond]:
+                return self.answer(self.condition_codes[cond])
+        if not self.booked():
+            return self.answer(self.condition_codes["rate_limited"])
+        return self.healthy(request)

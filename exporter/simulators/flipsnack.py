@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from ..signing import md5_signature
+from ..signatures import md5_signature
 from .base import Simulator, json_answer
 
 __all__ = ["FlipsnackSimulator"]

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from ..signing import rubiq_token
+from ..signatures import rubiq_token
 from .base import Simulator, json_answer
 
 __all__ = ["RubiqSimulator"]

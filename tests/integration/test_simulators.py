@@ -313,7 +313,11 @@ async def test_simulate_command_prints_addresses_serves_and_stops_on_sigterm() -
         line = await asyncio.wait_for(proc.stdout.readline(), 30)
         info = json.loads(line)
         assert set(info) == {"bannersnack", "bizwebs", "rubiq", "flipsnack", "movingimage",
-                             "slack", "github", "stripe", "openai", "twilio"}
+                             "slack", "github", "stripe", "openai", "twilio",
+                             "aws-sts", "msgraph", "cloudflare", "datadog", "sendgrid", "pagerduty", "anthropic"}
+        # Graph's token endpoint lives on its simulator: the override a config needs is printed
+        assert info["msgraph"]["catalog_override"]["signer"]["options"]["token_url"].startswith(
+            info["msgraph"]["base_url"])
         async with aiohttp.ClientSession() as s:
             status, _, body = await get_json(s, "POST", info["flipsnack"]["control_url"], json={"maintenance": True})
             assert status == 200 and body["settings"]["maintenance"] is True

@@ -330,7 +330,8 @@ async def test_the_demo_shows_every_vendor_on_metrics() -> None:
     try:
         assert {t.vendor for t in demo.config.targets} == {"bannersnack", "bizwebs", "rubiq", "flipsnack",
                                                             "movingimage", "slack", "github", "stripe", "openai",
-                                                            "twilio"}
+                                                            "twilio", "aws-sts", "msgraph", "cloudflare", "datadog",
+                                                            "sendgrid", "pagerduty", "anthropic"}
         async with running_exporter(demo.config) as run:
             for _ in range(1000):  # bounded: the first probes are due within a few seconds
                 text = await run.metrics()
@@ -384,7 +385,7 @@ async def test_rubiq_signature_covers_the_url_exactly_as_sent(sims: tuple[Simula
         assert_class(await probe_text(run, "rubiq"), "rubiq", "ok", "200")
 
 
-async def test_the_first_command_serves_all_five_vendors() -> None:
+async def test_the_first_command_serves_every_vendor() -> None:
     """``apistatus-exporter demo``, as the README's first command runs it."""
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
@@ -400,11 +401,12 @@ async def test_the_first_command_serves_all_five_vendors() -> None:
                         text = await r.text()
                 except aiohttp.ClientConnectionError:
                     continue
-                vendors = set(re.findall(r'apistatus_up\{target="\w+",vendor="(\w+)"', text))
-                if len(vendors) == 10:
+                vendors = set(re.findall(r'apistatus_up\{target="[\w-]+",vendor="([\w-]+)"', text))
+                if len(vendors) == 17:
                     break
         assert vendors == {"bannersnack", "bizwebs", "rubiq", "flipsnack", "movingimage",
-                           "slack", "github", "stripe", "openai", "twilio"}
+                           "slack", "github", "stripe", "openai", "twilio",
+                           "aws-sts", "msgraph", "cloudflare", "datadog", "sendgrid", "pagerduty", "anthropic"}
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
         assert proc.stderr is not None

@@ -19,7 +19,8 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 VENDORS = ["bannersnack", "bizwebs", "rubiq", "flipsnack", "movingimage",
-           "slack", "github", "stripe", "openai", "twilio"]
+           "slack", "github", "stripe", "openai", "twilio",
+           "aws-sts", "msgraph", "cloudflare", "datadog", "sendgrid", "pagerduty", "anthropic"]
 
 
 @contextlib.asynccontextmanager

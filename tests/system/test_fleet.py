@@ -128,7 +128,9 @@ def fleet() -> Iterator[Fleet]:
     need("prometheus")
     f = Fleet(Path(tempfile.mkdtemp(prefix="apistatus-fleet-")))
     try:
-        sims = _simulators(f, 2)
+        # a simulator whose catalog must point at it (Graph's token endpoint) cannot be one group on two
+        # addresses under one catalog: left out
+        sims = [sim for sim in _simulators(f, 2) if "catalog_override" not in sim]
         f.sim_status = [s["control_url"] for s in sims]
         _config(f, sims)
         f.ports = [free_port() for _ in range(SHARDS)]

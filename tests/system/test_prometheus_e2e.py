@@ -44,7 +44,8 @@ from .tls_simulator import TLSSimulator
 PROM_DIR = ROOT / "config" / "prometheus"
 AM_CONFIG = ROOT / "config" / "alertmanager" / "alertmanager.yml"
 VENDORS = ("bannersnack", "bizwebs", "rubiq", "flipsnack", "movingimage",
-           "slack", "github", "stripe", "openai", "twilio")
+           "slack", "github", "stripe", "openai", "twilio",
+           "aws-sts", "msgraph", "cloudflare", "datadog", "sendgrid", "pagerduty", "anthropic")
 #: the condition each simulator is switched into for the whole session, and the alert that must find it
 SCENARIO: dict[str, tuple[dict[str, Any], str]] = {
     "flipsnack": ({"maintenance": True}, "ApistatusVendorMaintenance"),
@@ -225,11 +226,14 @@ def _start_exporter(stack: Stack) -> None:
             target["check"] = sim["check"]
         targets.append(target)
     # the vendors' own status pages from their simulators, and one egress check: the dashboards'
-    # "is it us or them?" panels have data
+    # "is it us or them?" panels have data; and what a simulator needs changed in its catalog (Graph's
+    # token endpoint is on its simulator)
     pages = {"github": "/api/v2/summary.json", "slack": "/api/v2.0.0/current"}
-    vendors = {v: {"status_page": {"url": stack.sims[v]["control_url"].removesuffix("/_control") + path,
-                                   "format": "slack" if v == "slack" else "statuspage", "hosts": ["127.0.0.1"]}}
-               for v, path in pages.items()}
+    vendors = {vendor: dict(sim["catalog_override"]) for vendor, sim in stack.sims.items() if "catalog_override" in sim}
+    for v, path in pages.items():
+        vendors.setdefault(v, {})["status_page"] = {
+            "url": stack.sims[v]["control_url"].removesuffix("/_control") + path,
+            "format": "slack" if v == "slack" else "statuspage", "hosts": ["127.0.0.1"]}
     checks = [{"name": "loopback", "url": stack.sims["github"]["control_url"], "expect_status": [200]}]
     config = stack.tmp / "exporter.yml"
     config.write_text(yaml.safe_dump({"global": {"interval": "1s", "timeout": "1s"}, "targets": targets,

@@ -32,9 +32,10 @@ def test_every_documented_code_has_an_example(vendor: str) -> None:
     assert set(catalog.codes) - shown == set(), f"{vendor}: codes without an example"
 
 
-def test_the_ten_builtin_vendors() -> None:
+def test_the_seventeen_builtin_vendors() -> None:
     assert set(BUILTIN) == {"bannersnack", "bizwebs", "rubiq", "flipsnack", "movingimage",
-                            "slack", "github", "stripe", "openai", "twilio"}
+                            "slack", "github", "stripe", "openai", "twilio",
+                            "aws-sts", "msgraph", "cloudflare", "datadog", "sendgrid", "pagerduty", "anthropic"}
 
 
 def catalog(extra: dict[str, Any], file: str = "acme.yaml") -> Any:

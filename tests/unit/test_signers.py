@@ -23,6 +23,7 @@ from exporter.config import Config
 from exporter.egress import new_session
 from exporter.model import Answer, HttpRequest
 from exporter.probe import Prober
+from exporter.signatures import md5_signature, rubiq_issued_at, rubiq_token
 from exporter.signers import (
     SIGNERS,
     HeaderOptions,
@@ -31,7 +32,6 @@ from exporter.signers import (
     SignerContext,
     make_signer,
 )
-from exporter.signing import md5_signature, rubiq_issued_at, rubiq_token
 
 from ..conftest import config_from
 
@@ -309,7 +309,7 @@ def test_the_wire_url_quotes_every_parameter_exactly_as_urlencode_does() -> None
 
     from yarl import URL
 
-    from exporter.signing import wire_url
+    from exporter.signatures import wire_url
 
     rng = random.Random(15)
     alphabet = string.printable + "éü😀\u00a0"

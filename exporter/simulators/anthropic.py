@@ -1,0 +1,63 @@
+"""Anthropic: ``GET /v1/models`` with ``x-api-key`` (or ``Authorization: Bearer``, as the official Python
+SDK sends it) and ``anthropic-version``; refusals are the envelope
+``{"type": "error", "error": {"type", "message"}, "request_id"}``; overload is HTTP 529
+``overloaded_error``; requests a minute per key are limited on the simulator's clock and reported in
+``anthropic-ratelimit-requests-*`` headers, with ``retry-after`` on a 429."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any, ClassVar
+
+from aiohttp import web
+
+from .base import HeaderKeySimulator, json_answer
+
+__all__ = ["AnthropicSimulator"]
+
+_TYPES = {"invalid_request_error": 400, "authentication_error": 401, "billing_error": 402, "permission_error": 403,
+          "not_found_error": 404, "request_too_large": 413, "rate_limit_error": 429, "api_error": 500,
+          "timeout_error": 504, "overloaded_error": 529}
+
+
+class AnthropicSimulator(HeaderKeySimulator):
+    vendor = "anthropic"
+    path = "/v1/models"
+    key_header = "x-api-key"
+    missing_key_code, wrong_key_code = "authentication_error", "authentication_error"
+    window_limit, window_seconds = 50, 60.0
+    condition_codes: ClassVar[dict[str, str]] = {
+        "server_error": "api_error", "disabled": "permission_error", "quota_exceeded": "billing_error",
+        "rate_limited": "rate_limit_error"}
+    extra_settings: ClassVar[dict[str, Any]] = {"overloaded": False, "burst": 0}
+    default_credentials: ClassVar[dict[str, str]] = {"api_key": "sk-ant-api03-DEMO000000000000000000000000000"}
+
+    def headers(self) -> dict[str, str]:
+        return {"anthropic-ratelimit-requests-limit": str(self.window_limit),
+                "anthropic-ratelimit-requests-remaining": str(max(0, self.window_limit - self.window())),
+                "request-id": "req_" + secrets.token_hex(12)}
+
+    def answer(self, code: str) -> web.Response:
+        status = _TYPES.get(code) or (int(code) if code.isdigit() and 100 <= int(code) <= 599 else 400)
+        extra = {"retry-after": str(self.settings["retry_after"])} if status == 429 else {}
+        return json_answer({"type": "error", "error": {"type": code, "message": code.replace("_", " ")},
+                            "request_id": "req_" + secrets.token_hex(12)}, status, {**self.headers(), **extra})
+
+    def key_of(self, request: web.Request) -> str | None:
+        # the documented x-api-key, or Authorization: Bearer, which the official Python SDK sends a key in
+        scheme, _, bearer = request.headers.get("Authorization", "").partition(" ")
+        return super().key_of(request) or (bearer if scheme == "Bearer" and bearer else None)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if request.headers.get("anthropic-version") is None:
+            return self.answer("invalid_request_error")
+        if self.settings["overloaded"] and self.settings["code"] is None:
+            self.counts["health"] += 1
+            return self.answer("overloaded_error")
+        return await super().handle(request)
+
+    def healthy(self, request: web.Request) -> web.Response:
+        data = [{"type": "model", "id": "claude-sonnet-4-5", "display_name": "Claude Sonnet 4.5",
+                 "created_at": "2025-09-29T00:00:00Z"}]
+        return json_answer({"data": data, "has_more": False, "first_id": data[0]["id"], "last_id": data[0]["id"]},
+                           200, self.headers())

@@ -1,0 +1,40 @@
+"""Datadog: ``GET /api/v1/validate`` with the ``DD-API-KEY`` header answers ``{"valid": true}``, a wrong
+key ``403 {"errors": ["Forbidden"]}``; every answer carries the X-RateLimit-* headers of the endpoint's
+window (on the simulator's clock). One simulator stands for every site (the base URL is per target)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from aiohttp import web
+
+from .base import HeaderKeySimulator, json_answer
+
+__all__ = ["DatadogSimulator"]
+
+_MESSAGES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 429: "Too many requests",
+             500: "Internal Server Error", 503: "Service Unavailable"}
+
+
+class DatadogSimulator(HeaderKeySimulator):
+    vendor = "datadog"
+    path = "/api/v1/validate"
+    key_header = "DD-API-KEY"
+    missing_key_code, wrong_key_code = "403", "403"
+    window_limit, window_seconds = 60, 60.0
+    condition_codes: ClassVar[dict[str, str]] = {"server_error": "500", "disabled": "403", "rate_limited": "429"}
+    extra_settings: ClassVar[dict[str, Any]] = {"burst": 0}
+    default_credentials: ClassVar[dict[str, str]] = {"api_key": "0123456789abcdef0123456789abcdef"}
+
+    def headers(self) -> dict[str, str]:
+        used = self.window()
+        return {"X-RateLimit-Limit": str(self.window_limit), "X-RateLimit-Period": str(int(self.window_seconds)),
+                "X-RateLimit-Remaining": str(max(0, self.window_limit - used)), "X-RateLimit-Reset": "60",
+                "X-RateLimit-Name": "validate"}
+
+    def answer(self, code: str) -> web.Response:
+        status = int(code) if code.isdigit() and 100 <= int(code) <= 599 else 400
+        return json_answer({"errors": [_MESSAGES.get(status, code)]}, status, self.headers())
+
+    def healthy(self, request: web.Request) -> web.Response:
+        return json_answer({"valid": True}, 200, self.headers())
