@@ -178,7 +178,8 @@ class Catalog:
     #: documented answers with the class and code each must get (see CatalogExample)
     examples: tuple[CatalogExample, ...] = ()
     #: ``json``: a 2xx answer is the vendor's only when its body is a JSON object or array (an HTML
-    #: captive portal, a proxy's splash page or an empty body is never ok); ``none``: any body will do
+    #: captive portal, a proxy's splash page or an empty body is never ok); ``xml``: likewise a plain
+    #: XML document (AWS's query APIs); ``none``: any body will do
     envelope: str = "none"
     #: the vendor's public status page, when it has one in a format we read
     status_page: StatusPageSpec | None = None
@@ -414,8 +415,10 @@ def parse_catalog(name: str, node: Node) -> Catalog:
         budget=budget,
         ratelimit_headers=fields["ratelimit_headers"].boolean() if "ratelimit_headers" in fields else True,
         examples=tuple(_example(example) for example in fields.get("examples", Node([], node.file, "examples"))),
-        # a vendor that puts its code in a JSON body answers JSON: anything else on a 2xx is not its answer
-        envelope=(fields["envelope"].choice(("json", "none")) if "envelope" in fields
+        # a vendor that puts its code in a JSON (XML) body answers JSON (XML): anything else on a 2xx is
+        # not its answer; XML first, since a vendor read as XML may also answer its errors in JSON
+        envelope=(fields["envelope"].choice(("json", "xml", "none")) if "envelope" in fields
+                  else "xml" if any(src.kind == "xml" for src in sources)
                   else "json" if any(src.kind == "body" for src in sources) else "none"),
         status_page=(parse_status_page(fields["status_page"], fields.get("base_url")) if "status_page" in fields
                      else None),

@@ -106,12 +106,16 @@ def _by_status(catalog: Catalog, status: int, code: str) -> CodeInfo:
     return CodeInfo(cls, f"code {code} is not in the {catalog.vendor} catalog; HTTP {status} makes it {cls}")
 
 
-def _enveloped(answer: Answer, doc: Any) -> bool:
-    """The body is a JSON object or array: the shape of every answer of a JSON API. A body cut at the
-    cap cannot parse, so its start decides."""
+def _enveloped(answer: Answer, doc: Any, xml_root: Any) -> bool:
+    """The body is a JSON object or array (``doc``), or a plain XML document (``xml_root``, when given):
+    the shape of every answer of the vendor's API. A body cut at the cap cannot parse, so its start
+    decides."""
     if isinstance(doc, dict | list):
         return True
-    return answer.truncated and answer.body.lstrip()[:1] in (b"{", b"[")
+    if xml_root is not False and xml_root is not None:
+        # an HTML page that happens to be well-formed XML is a portal's or proxy's, never the vendor's
+        return bool(xml_root.tag.rsplit("}", 1)[-1].lower() != "html")
+    return answer.truncated and answer.body.lstrip()[:1] in ((b"<",) if xml_root is not False else (b"{", b"["))
 
 
 #: a Retry-After beyond this is taken as this: the scheduler caps every wait at ``max_backoff`` anyway,
@@ -353,14 +357,18 @@ def classify(catalog: Catalog, result: Answer | Failure, now: float) -> Outcome:
     if catalog.envelope == "json" and 200 <= answer.status < 300 and answer.status not in (204, 205):
         if not parsed:
             doc, parsed = _json(answer), True
-        enveloped = _enveloped(answer, doc)
+        enveloped = _enveloped(answer, doc, False)
+    elif catalog.envelope == "xml" and 200 <= answer.status < 300 and answer.status not in (204, 205):
+        if xml_root is False:
+            xml_root = parse_xml(answer.body)
+        enveloped = _enveloped(answer, None, xml_root)
     else:
         enveloped = True
     if not enveloped:
         # docs/vendors.md: an answer we cannot read never counts as ok; the SDKs fail to parse it too
         code, cls = f"http_{answer.status}", "unknown"
-        message = (f"HTTP {answer.status} without the vendor's JSON answer (an HTML or empty body: a proxy, "
-                   "captive portal or wrong base_url?)")
+        message = (f"HTTP {answer.status} without the vendor's {catalog.envelope.upper()} answer (an HTML or "
+                   "empty body: a proxy, captive portal or wrong base_url?)")
 
     quotas: list[QuotaReading] = []
     if catalog.quota and (inline := _inline_quotas(catalog)):

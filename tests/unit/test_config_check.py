@@ -64,8 +64,9 @@ def test_every_bad_field_of_every_target_is_a_line_of_its_own(tmp_path: Path) ->
         "targets[0].probe_share: must be between 0.0001 and 1 (got 7)",
         "targets[1].wat: unknown key (allowed: base_url, budget, check, confirm_failures, credentials, "
         "http_client, interval, labels, max_backoff, name, probe_share, status_components, timeout, vendor)",
-        "targets[1].vendor: unknown vendor (known: bannersnack, bizwebs, flipsnack, github, movingimage, openai, "
-        "rubiq, slack, stripe, twilio) (got 'nope')",
+        "targets[1].vendor: unknown vendor (known: anthropic, aws-sts, bannersnack, bizwebs, cloudflare, datadog, "
+        "flipsnack, github, movingimage, msgraph, openai, pagerduty, rubiq, sendgrid, slack, stripe, twilio) "
+        "(got 'nope')",
         "targets[1].base_url: must be an http:// or https:// URL without query or fragment (got 'ftp://x.example')",
         "targets[3].name: duplicate target name (got 'a')",
         "targets[3].timeout: timeout 300s is longer than the interval 60s (got '5m')",
