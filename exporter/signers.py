@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 from urllib.parse import urlencode
 
 from ._jsonpath import json_path
-from .httpclient import client_secrets
+from .httpconfig import client_secrets
 from .model import Answer, HttpRequest, SignError
 from .signing import md5_of_sorted, md5_signature, rubiq_issued_at, rubiq_token, wire_url
 

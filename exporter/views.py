@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import quote
 
 from . import __version__
-from .httpclient import HttpClient
+from .httpconfig import HttpClient
 from .model import CLASSES, UP
 from .redact import redact
 from .signers import secrets_of

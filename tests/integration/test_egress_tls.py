@@ -17,7 +17,8 @@ import trustme
 from aiohttp import web
 
 from exporter.clock import FakeClock
-from exporter.egress import Egress, new_session
+from exporter.egress import Egress
+from exporter.engine import new_session
 from exporter.probe import Prober
 from exporter.simulators.faults import FaultServer, LoopbackResolver
 
@@ -73,7 +74,8 @@ async def test_plain_http_has_no_expiry_metric() -> None:
         await srv.close()
 
 
-async def test_targets_without_http_client_keep_the_shared_session_and_get_the_expiry(ca: trustme.CA) -> None:
+async def test_targets_without_http_client_keep_the_shared_session_and_get_the_expiry(
+        ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No block: the one shared session, as before; the expiry is read for every HTTPS target."""
     leaf = ca.issue_cert("localhost")
     srv = await FaultServer.start(server_ctx(leaf))
@@ -83,9 +85,10 @@ async def test_targets_without_http_client_keep_the_shared_session_and_get_the_e
                                        flip("b", srv.url("ok", host="localhost")),
                                        flip("c", srv.url("ok", host="localhost"), http_client=skip),
                                        flip("d", srv.url("ok", host="localhost"), http_client=skip)]})
-        trusting = ssl.create_default_context()
-        ca.configure_trust(trusting)  # what SSL_CERT_FILE gives the shipped exporter
-        async with new_session(trusting, resolver=LoopbackResolver()) as session:
+        # the system's roots, as the shipped exporter finds them: here the test CA
+        monkeypatch.setenv("SSL_CERT_FILE", write_ca(ca, tmp_path / "ca.pem"))
+        monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))
+        async with new_session(resolver=LoopbackResolver()) as session:
             egress = Egress(session, new_session)
             prober = Prober(session, FakeClock(), egress=egress)
             results = [await prober.probe(t) for t in cfg.targets]

@@ -17,7 +17,7 @@ import trustme
 
 from exporter import http1
 from exporter.clock import FakeClock
-from exporter.egress import new_session
+from exporter.engine import new_session
 from exporter.model import Answer, HttpRequest
 from exporter.probe import Prober, _failure
 from exporter.simulators.faults import LoopbackResolver
