@@ -108,7 +108,7 @@ class Response:
 class _Transfer:
     """One request in flight: what curl hands us while it runs."""
 
-    __slots__ = ("chunks", "fut", "headers", "key", "last", "max_body", "proxy", "size", "status_lines",
+    __slots__ = ("chunks", "fut", "head", "headers", "key", "last", "max_body", "proxy", "size", "status_lines",
                  "tls", "truncated")
 
     def __init__(self, fut: asyncio.Future[Response], max_body: int, key: tuple[Any, ...], tls: bool,
@@ -124,6 +124,7 @@ class _Transfer:
         self.headers: dict[str, str] = {}
         self.last = ""
         self.status_lines = 0
+        self.head = False  # a HEAD request: no body follows, whatever the headers say
 
     def write(self, data: bytes) -> int | None:
         room = self.max_body - self.size
@@ -150,7 +151,7 @@ class _Transfer:
                 self.headers[self.last] += " " + line.strip().decode("utf-8", "surrogateescape")
             return
         name, sep, value = line.partition(b":")
-        if not sep:
+        if not sep or not line.endswith(b"\n"):  # (a line the close cut: not a header)
             return  # the blank line that ends the head
         key = name.strip().decode("latin-1").lower()
         self.headers[key] = value.strip().decode("utf-8", "surrogateescape")
@@ -395,6 +396,7 @@ class Session:
         c.setopt(pycurl.WRITEFUNCTION, transfer.write)
         c.setopt(pycurl.HEADERFUNCTION, transfer.header)
         if method == "HEAD":
+            transfer.head = True
             c.setopt(pycurl.NOBODY, 1)
         elif body is not None or method in ("POST", "PUT", "PATCH"):
             c.setopt(pycurl.POSTFIELDSIZE, len(body or b""))
@@ -527,6 +529,12 @@ class Session:
                                   proxy_status=c.getinfo(pycurl.HTTP_CONNECTCODE) if t.proxy else 0,
                                   status=status, encoding=t.headers.get("content-encoding", ""))
         status = c.getinfo(pycurl.RESPONSE_CODE)
+        if self._short(t, status):
+            # the connection closed inside the head, after a Content-Length that no body followed: libcurl
+            # takes the close for the end of the head; it is an answer cut short, as curl says once the
+            # head is whole
+            return TransportError(pycurl.E_PARTIAL_FILE, "the connection closed before the answer's body",
+                                  proxy=t.proxy)
         if status == 407 and t.proxy is not None and not t.tls:
             # plain HTTP through a proxy: the proxy's own refusal (inside a tunnel a 407 is the vendor's)
             return TransportError(pycurl.E_RECV_ERROR, "the proxy refused the request", proxy=t.proxy, proxy_status=407)
@@ -545,6 +553,16 @@ class Session:
                 expiry = self._expiry.get(t.key)
         body = b"".join(t.chunks) if len(t.chunks) != 1 else t.chunks[0]
         return Response(status, t.headers, body, t.truncated, expiry, self._phases(c, new))
+
+    @staticmethod
+    def _short(t: _Transfer, status: int) -> bool:
+        """Whether the body is shorter than the Content-Length the head announced (plain bodies only:
+        an encoded one is longer once decoded)."""
+        length = t.headers.get("content-length", "")
+        if t.truncated or t.head or status in (204, 304) or not length.isdigit() or "content-encoding" in t.headers \
+                or "transfer-encoding" in t.headers:
+            return False
+        return t.size < int(length)
 
     @staticmethod
     def _phases(c: pycurl.Curl, new: bool) -> tuple[float, float, float, float, float]:

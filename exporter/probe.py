@@ -28,8 +28,15 @@ from .classify import classify, read_quotas
 from .clock import Clock
 from .config import Credentials, Target
 from .egress import Egress
-from .engine import (E_HTTP2_STREAM, E_PROXY, E_SSL_CLIENTCERT, E_TOO_LARGE, E_WEIRD_SERVER_REPLY, TransportError,
-                     new_session)
+from .engine import (
+    E_HTTP2_STREAM,
+    E_PROXY,
+    E_SSL_CLIENTCERT,
+    E_TOO_LARGE,
+    E_WEIRD_SERVER_REPLY,
+    TransportError,
+    new_session,
+)
 from .engine import Session as Client
 from .httpconfig import HttpClient
 from .model import UP, Answer, Failure, HttpRequest, Outcome, ProbeResult, QuotaReading, SignError
@@ -147,7 +154,9 @@ def _failure(exc: BaseException) -> Failure:
             return Failure("network_error", "proxy_auth", f"the proxy refused our proxy credentials ({status})")
         if status and not 200 <= status < 300:
             return Failure("network_error", "proxy_error", f"the proxy refused to connect us to the vendor ({status})")
-        if code in _CONNECT or code == pycurl.E_COULDNT_RESOLVE_PROXY:
+        if code in _CONNECT or code == pycurl.E_COULDNT_RESOLVE_PROXY or (
+                code in _TLS and exc.proxy.url.startswith("https:") and not status):
+            # (TLS to an https:// proxy fails before any CONNECT is answered)
             return Failure("network_error", "proxy_connect", "could not connect to the proxy")
         if code == E_PROXY:  # a SOCKS proxy's refusal or failure
             return Failure("network_error", "proxy_error", "the proxy could not connect us to the vendor")
@@ -166,8 +175,10 @@ def _failure(exc: BaseException) -> Failure:
         if exc.os_errno == errno.ECONNREFUSED:
             return Failure("network_error", "refused", "connection refused")
         return Failure("network_error", "connect", "could not connect")
-    if code in _RESET:
+    if code in _RESET and "too large" not in str(exc).lower():  # curl says "Too large response headers"
         return Failure("network_error", "reset", "connection closed before a complete answer")
+    if code in _RESET:
+        return Failure("network_error", "protocol", "invalid HTTP answer (malformed or oversized headers)")
     if code in _PROTOCOL:
         return Failure("network_error", "protocol", "invalid HTTP answer (malformed or oversized headers)")
     return Failure("network_error", "other", f"curl error {code}")
