@@ -212,3 +212,34 @@ async def test_a_reused_connection_keeps_the_last_known_expiry(ca: trustme.CA, t
         assert sample(text, EXPIRY, target="shop") == not_after(leaf)
     finally:
         await runner.cleanup()
+
+
+async def test_phase_timings_are_exported_shown_and_zero_where_skipped(ca: trustme.CA, tmp_path: Path) -> None:
+    """apistatus_http_duration_seconds: every phase of the final request, always all five; over a new
+    TLS connection each phase took time, on the reused connection resolve, connect and tls are 0."""
+    srv = await FaultServer.start(server_ctx(ca.issue_cert("localhost")))
+    try:
+        client = {"tls_config": {"ca_file": write_ca(ca, tmp_path / "ca.pem")}}
+        async with exporter_with([flip("t", srv.url("ok", host="localhost"))], client,
+                                 resolver=LoopbackResolver()) as ex:
+            first = await probe(ex, "t")
+            text = await ex.metrics()
+            _, page = await ex.get("/targets/t")
+        phases = ("resolve", "connect", "tls", "processing", "transfer")
+        got = {p: sample(text, "apistatus_http_duration_seconds", target="t", vendor="flipsnack", phase=p)
+               for p in phases}
+        assert first.phases is not None and tuple(got.values()) == pytest.approx(first.phases, abs=1e-6)
+        assert got["connect"] > 0 and got["tls"] > 0 and got["processing"] > 0
+        assert "# TYPE apistatus_http_duration_seconds gauge" in text
+        assert "<dt>phases</dt>" in page and "processing" in page
+    finally:
+        await srv.close()
+    srv = await FaultServer.start()  # plain HTTP: no TLS phase, all five still exported
+    try:
+        async with exporter_with([flip("p", srv.url("ok"))]) as ex:
+            await probe(ex, "p")
+            text = await ex.metrics()
+        assert sample(text, "apistatus_http_duration_seconds", target="p", phase="tls") == 0
+        assert sample(text, "apistatus_http_duration_seconds", target="p", phase="connect") > 0
+    finally:
+        await srv.close()
