@@ -275,7 +275,7 @@ async def test_a_refused_login_is_auth_and_a_dropped_one_goes_through_the_failur
 def test_plugins_and_catalogs_load_without_the_http_client() -> None:
     """Catalog validation and the plug-ins are pure: only the prober brings the HTTP client in."""
     code = ("import sys, exporter.catalog, exporter.signers, exporter.classify; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'httptools')))")
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'pycurl')))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert run.stdout.strip() == "[]"
 
