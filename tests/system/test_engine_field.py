@@ -1,0 +1,253 @@
+"""The engine (libcurl) against the field's own servers and proxies, started by the tests on loopback:
+Debian's nginx and squid, Node.js' ``http`` server. What a new user meets in the field, with no false
+failure: the keep-alive race (a server closing idle connections just as the next probe goes out, over
+a path with latency), Node's trailers, 103 Early Hints and brotli, and a squid in front with CONNECT,
+proxy auth, a denied port and an upstream that is down.
+
+The race runs for a bounded time (a fixed list of idle times around the server's keep-alive timeout)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import trustme
+
+from exporter.clock import FakeClock
+from exporter.engine import Session, new_session
+from exporter.httpconfig import HttpClient, Proxy, TLSConfig
+from exporter.model import Answer, HttpRequest
+from exporter.probe import Prober, _failure
+
+from ..conftest import free_port
+from ..egress_support import TLSVendor, server_ctx
+from ..relay import Relay
+from .test_route_prefix_nginx import nginx
+
+#: one-way latency of the path in the race tests: the server's close reaches the client this much later
+LATENCY = 0.04
+
+
+async def send(prober: Prober, url: str, method: str = "GET", timeout: float = 5.0) -> Answer | str:
+    try:
+        body = b'{"probe": 1}' if method == "POST" else None
+        return await prober._send(HttpRequest(method, url, body=body), time.monotonic() + timeout)
+    except Exception as exc:  # noqa: BLE001 - the code is what the test looks at
+        return _failure(exc).code
+
+
+async def race(url: str, method: str, idles: list[float]) -> list[str]:
+    """A request, then each idle time and the next request on the same session: what each got."""
+    got: list[str] = []
+    async with new_session() as session:
+        prober = Prober(session, FakeClock())
+        for idle in [0.0, *idles]:
+            await asyncio.sleep(idle)
+            answer = await send(prober, url, method)
+            got.append(str(answer.status) if isinstance(answer, Answer) else answer)
+    return got
+
+
+def around(timeout: float, spread: float, steps: int) -> list[float]:
+    """Idle times from ``timeout - spread`` to ``timeout + spread``: the requests land on both sides of
+    the server's close, and some in the window where it is on its way (the race)."""
+    return [round(timeout - spread + 2 * spread * i / (steps - 1), 4) for i in range(steps)]
+
+
+async def test_nginx_keepalive_timeout_race_gives_no_false_failure(tmp_path: Path) -> None:
+    locations = """
+    keepalive_timeout 2s;
+    location / { default_type application/json; return 200 '{"code":20}'; }
+    """
+    async with nginx(tmp_path, locations) as url:
+        relay = await Relay("127.0.0.1", int(url.rsplit(":", 1)[1]), delay=LATENCY).start()
+        try:
+            # the server's idle clock starts when it sends the answer, the client's when the answer
+            # arrives: LATENCY earlier, so the close is on its way when the client's idle time is
+            # 2 s - 2 * LATENCY .. 2 s
+            idles = around(2.0 - LATENCY, 0.08, 9)
+            gets, posts = await asyncio.gather(race(relay.url + "/health", "GET", idles),
+                                               race(relay.url + "/login", "POST", idles))
+        finally:
+            await relay.close()
+    assert gets == posts == ["200"] * (len(idles) + 1), (gets, posts)
+    assert relay.raced > 0  # requests did go out on connections nginx had closed: the race happened
+
+
+NODE_SERVER = r"""
+const http = require('http');
+const zlib = require('zlib');
+const body = JSON.stringify({code: 20});
+const server = http.createServer((req, res) => {
+  let n = 0;
+  req.on('data', (c) => { n += c.length; });
+  req.on('end', () => {
+    if (req.url === '/br') {
+      const packed = zlib.brotliCompressSync(Buffer.from(body));
+      res.writeHead(200, {'Content-Type': 'application/json', 'Content-Encoding': 'br',
+                          'Content-Length': packed.length});
+      return res.end(packed);
+    }
+    if (req.url === '/trailers') {
+      res.writeHead(200, {'Content-Type': 'application/json', 'Trailer': 'X-Checksum'});
+      res.write(body.slice(0, 5));
+      res.write(body.slice(5));
+      res.addTrailers({'X-Checksum': 'abc'});
+      return res.end();
+    }
+    if (req.url === '/early') {
+      res.writeEarlyHints({link: '</style.css>; rel=preload; as=style'});
+    }
+    res.writeHead(200, {'Content-Type': 'application/json'});
+    res.end(body);
+  });
+});
+server.listen(0, '127.0.0.1', () => { console.log(server.address().port); });
+"""
+
+
+@contextlib.asynccontextmanager
+async def node_server(tmp_path: Path) -> AsyncIterator[str]:
+    binary = shutil.which("node") or shutil.which("nodejs")
+    assert binary, "Node.js is required (Debian package nodejs; make deps)"
+    script = tmp_path / "server.js"
+    script.write_text(NODE_SERVER)
+    proc = await asyncio.create_subprocess_exec(binary, str(script), stdout=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 20)
+        yield f"http://127.0.0.1:{int(line)}"
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 10)
+
+
+async def test_node_default_keepalive_trailers_early_hints_and_brotli(tmp_path: Path) -> None:
+    async with node_server(tmp_path) as url:
+        async with new_session() as session:
+            prober = Prober(session, FakeClock())
+            for path in ("/br", "/trailers", "/early"):
+                got = await send(prober, url + path)
+                assert isinstance(got, Answer) and (got.status, json.loads(got.body)) == (200, {"code": 20}), path
+                if path == "/early":
+                    assert "link" not in got.headers  # the 103's header is not the answer's
+        relay = await Relay("127.0.0.1", int(url.rsplit(":", 1)[1]), delay=LATENCY).start()
+        try:
+            # Node closes a connection idle for its default keepAliveTimeout (5 s)
+            idles = around(5.0 - LATENCY, 0.08, 5)
+            gets, posts = await asyncio.gather(race(relay.url + "/", "GET", idles),
+                                               race(relay.url + "/", "POST", idles))
+        finally:
+            await relay.close()
+    assert gets == posts == ["200"] * (len(idles) + 1), (gets, posts)
+    assert relay.raced > 0  # requests did go out on connections Node had closed: the race happened
+
+
+# --- squid ---------------------------------------------------------------------------------------
+
+USER, PASSWORD = "prober", "pr0xy-pass.word"
+
+
+@contextlib.contextmanager
+def squid(allowed_port: int) -> Iterator[str]:
+    """squid on loopback with basic auth; CONNECT only to ``allowed_port``."""
+    binary = shutil.which("squid") or next((p for p in ("/usr/sbin/squid",) if Path(p).exists()), None)
+    helper = Path("/usr/lib/squid/basic_ncsa_auth")
+    assert binary and helper.exists(), "squid is required (Debian package squid; make deps)"
+    openssl = shutil.which("openssl")
+    assert openssl, "openssl is required to write squid's password file"
+    # squid and its auth helper run as the proxy user: pytest's own folders (0700) are closed to it
+    holder = tempfile.TemporaryDirectory(prefix="apistatus-squid-")
+    home = Path(holder.name)
+    hashed = subprocess.run([openssl, "passwd", "-apr1", PASSWORD], capture_output=True, text=True,
+                            check=True, timeout=30).stdout.strip()
+    (home / "passwd").write_text(f"{USER}:{hashed}\n")
+    port = free_port()
+    conf = home / "squid.conf"
+    conf.write_text(f"""
+http_port 127.0.0.1:{port}
+pid_filename {home}/squid.pid
+cache_log {home}/cache.log
+access_log none
+cache deny all
+cache_mem 8 MB
+coredump_dir {home}
+shutdown_lifetime 0 seconds
+dns_nameservers 127.0.0.1
+hosts_file /etc/hosts
+auth_param basic program {helper} {home}/passwd
+auth_param basic children 1
+acl authenticated proxy_auth REQUIRED
+acl allowed_port port {allowed_port}
+acl CONNECT method CONNECT
+http_access deny !authenticated
+http_access deny CONNECT !allowed_port
+http_access allow authenticated
+http_access deny all
+""")
+    for path in (home, home / "passwd", conf):
+        os.chmod(path, 0o777 if path.is_dir() else 0o644)
+    proc = subprocess.Popen([binary, "-N", "-f", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30  # bounded: squid starts in about a second
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log = (home / "cache.log").read_text() if (home / "cache.log").exists() else ""
+                    pytest.fail(f"squid did not start: {log[-2000:]}")
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        holder.cleanup()
+
+
+def through(proxy: str, ca: trustme.CA, user: str = USER, password: str = PASSWORD) -> Session:
+    p = Proxy(proxy, user, password)
+    return new_session(HttpClient(http_proxy=p, https_proxy=p,
+                                  tls=TLSConfig(ca_file="ca.pem", pems=(ca.cert_pem.bytes(), None, None))))
+
+
+async def code_of(session: Session, url: str) -> str:
+    prober = Prober(session, FakeClock())
+    try:
+        got = await send(prober, url, timeout=10)
+    finally:
+        await session.close()
+    return str(got.status) if isinstance(got, Answer) else got
+
+
+async def test_squid_connect_proxy_auth_denied_port_and_upstream_down() -> None:
+    ca = trustme.CA()
+    vendor = TLSVendor(server_ctx(ca.issue_cert("localhost")))
+    try:
+        with squid(vendor.port) as proxy:
+            url = vendor.url()
+            assert await code_of(through(proxy, ca), url) == "200"
+            assert await code_of(through(proxy, ca, password="wrong"), url) == "proxy_auth"
+            assert await code_of(through(proxy, ca, user="", password=""), url) == "proxy_auth"
+            # a port squid does not tunnel to
+            other = url.replace(f":{vendor.port}", f":{free_port()}")
+            assert await code_of(through(proxy, ca), other) == "proxy_error"
+            vendor.close()  # the allowed port with the vendor gone: squid cannot connect and says so
+            assert await code_of(through(proxy, ca), url) == "proxy_error"
+    finally:
+        vendor.close()
