@@ -22,7 +22,7 @@ from exporter.engine import new_session
 from exporter.probe import Prober
 from exporter.simulators.faults import FaultServer, LoopbackResolver
 
-from ..conftest import config_from, sample, wait_for
+from ..conftest import config_from, sample, serve, wait_for
 from ..egress_support import (
     exporter_with,
     flip,
@@ -180,6 +180,31 @@ async def test_min_version_refuses_an_older_server(ca: trustme.CA, tmp_path: Pat
                                      {"tls_config": {"ca_file": ca_file, "min_version": version}},
                                      resolver=LoopbackResolver()) as ex:
                 assert outcome(await probe(ex, "t")) == expected, version
+
+
+async def test_max_version_refuses_a_newer_only_server(ca: trustme.CA, tmp_path: Path) -> None:
+    ctx = server_ctx(ca.issue_cert("localhost"))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3  # a TLS 1.3-only vendor
+    with tls_vendor(ctx) as vendor:
+        ca_file = write_ca(ca, tmp_path / "ca.pem")
+        for version, expected in (("TLS13", ("ok", "20")), ("TLS12", ("network_error", "tls"))):
+            async with exporter_with([flip("t", vendor.url())],
+                                     {"tls_config": {"ca_file": ca_file, "max_version": version}},
+                                     resolver=LoopbackResolver()) as ex:
+                assert outcome(await probe(ex, "t")) == expected, version
+
+
+async def test_follow_redirects_off_by_default_and_on_when_asked() -> None:
+    async def vendor(request: web.Request) -> web.Response:
+        if request.path.startswith("/moved/"):
+            raise web.HTTPFound(request.path.removeprefix("/moved"))
+        return web.json_response({"code": 20})
+
+    async with serve(vendor) as url:
+        async with exporter_with([flip("t", url + "/moved")]) as ex:
+            assert outcome(await probe(ex, "t")) == ("client_error", "http_302")  # a redirect is the answer
+        async with exporter_with([flip("t", url + "/moved")], {"follow_redirects": True}) as ex:
+            assert outcome(await probe(ex, "t")) == ("ok", "20")
 
 
 async def test_a_reused_connection_keeps_the_last_known_expiry(ca: trustme.CA, tmp_path: Path) -> None:

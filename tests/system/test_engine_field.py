@@ -116,13 +116,25 @@ server.listen(0, '127.0.0.1', () => { console.log(server.address().port); });
 """
 
 
+NODE_HTTP2 = r"""
+const http2 = require('http2');
+const fs = require('fs');
+const options = {key: fs.readFileSync(process.argv[2]), cert: fs.readFileSync(process.argv[3]), allowHTTP1: true};
+const server = http2.createSecureServer(options, (req, res) => {
+  res.writeHead(200, {'content-type': 'application/json'});
+  res.end(JSON.stringify({code: 20, version: req.httpVersion}));
+});
+server.listen(0, '127.0.0.1', () => { console.log(server.address().port); });
+"""
+
+
 @contextlib.asynccontextmanager
-async def node_server(tmp_path: Path) -> AsyncIterator[str]:
+async def node_server(tmp_path: Path, source: str = NODE_SERVER, *args: str) -> AsyncIterator[str]:
     binary = shutil.which("node") or shutil.which("nodejs")
     assert binary, "Node.js is required (Debian package nodejs; make deps)"
     script = tmp_path / "server.js"
-    script.write_text(NODE_SERVER)
-    proc = await asyncio.create_subprocess_exec(binary, str(script), stdout=asyncio.subprocess.PIPE)
+    script.write_text(source)
+    proc = await asyncio.create_subprocess_exec(binary, str(script), *args, stdout=asyncio.subprocess.PIPE)
     try:
         assert proc.stdout is not None
         line = await asyncio.wait_for(proc.stdout.readline(), 20)
@@ -151,6 +163,23 @@ async def test_node_default_keepalive_trailers_early_hints_and_brotli(tmp_path: 
             await relay.close()
     assert gets == posts == ["200"] * (len(idles) + 1), (gets, posts)
     assert relay.raced > 0  # requests did go out on connections Node had closed: the race happened
+
+
+async def test_enable_http2_lets_alpn_choose_and_false_keeps_http11(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    leaf.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    leaf.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    tls = TLSConfig(ca_file="ca.pem", pems=(ca.cert_pem.bytes(), None, None))
+    async with node_server(tmp_path, NODE_HTTP2, str(tmp_path / "key.pem"), str(tmp_path / "cert.pem")) as url:
+        url = url.replace("http:", "https:") + "/"
+        versions = []
+        for http2 in (True, False):
+            async with new_session(HttpClient(tls=tls, enable_http2=http2)) as session:
+                got = await send(Prober(session, FakeClock()), url)
+            assert isinstance(got, Answer) and got.status == 200, got
+            versions.append(json.loads(got.body)["version"])
+    assert versions == ["2.0", "1.1"]
 
 
 # --- squid ---------------------------------------------------------------------------------------
