@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import calendar
 import ipaddress
+import logging
 import re
 import socket
 import ssl
@@ -34,6 +35,8 @@ from .httpconfig import TLS_VERSIONS, HttpClient, Proxy, TLSConfig
 from .model import PHASES
 
 __all__ = ["PHASES", "USER_AGENT", "Resolver", "Response", "Session", "TransportError", "new_session"]
+
+log = logging.getLogger(__name__)
 
 USER_AGENT = "apistatus-exporter"
 #: how long a name's addresses from an injected resolver are kept
@@ -312,7 +315,13 @@ class Session:
             return
         if fd == pycurl.SOCKET_TIMEOUT:
             self._timer = None
-        multi.socket_action(fd, events)
+        try:
+            multi.socket_action(fd, events)
+        except pycurl.error as exc:  # curl's own failure (out of memory, a bad socket): no transfer may hang
+            log.error("libcurl failed (%s); failing the requests in flight", exc.args[-1] if exc.args else exc)
+            for handle in list(self._running):
+                self._finish(handle, pycurl.E_RECV_ERROR, "libcurl failed")
+            return
         while True:
             queued, done, failed = multi.info_read()
             for handle in done:
@@ -337,8 +346,7 @@ class Session:
         handle = self._free.pop() if self._free else pycurl.Curl()
         try:
             key = (host, port, client.tls.server_name, proxy)
-            transfer = self._prepare(handle, method, url, scheme, host, port, headers, body, deadline, max_body,
-                                     proxy, key)
+            transfer = self._prepare(handle, method, url, scheme, host, port, headers, body, max_body, proxy, key)
             resolve = await self._resolve(host, port, proxy, deadline)
         except BaseException:
             handle.reset()
@@ -346,6 +354,8 @@ class Session:
             raise
         if resolve:
             handle.setopt(pycurl.RESOLVE, resolve)
+        # the deadline covers everything curl does, waiting for a free connection included
+        handle.setopt(pycurl.TIMEOUT_MS, max(1, int((deadline - time.monotonic()) * 1000)))
         if self._multi is None:
             self._start()
         multi = self._multi
@@ -364,8 +374,8 @@ class Session:
             raise
 
     def _prepare(self, c: pycurl.Curl, method: str, url: str, scheme: str, host: str, port: int,
-                 headers: Mapping[str, str], body: bytes | None, deadline: float, max_body: int,
-                 proxy: Proxy | None, key: tuple[Any, ...]) -> _Transfer:
+                 headers: Mapping[str, str], body: bytes | None, max_body: int, proxy: Proxy | None,
+                 key: tuple[Any, ...]) -> _Transfer:
         loop = asyncio.get_running_loop()
         client, tls = self.client, self.client.tls
         transfer = _Transfer(loop.create_future(), max_body, key, scheme == "https", proxy)
@@ -392,7 +402,6 @@ class Session:
         c.setopt(pycurl.ACCEPT_ENCODING, "")  # every encoding curl decodes; it inflates, the cap applies after
         # bytes: a header value outside ASCII (a token with é) goes as UTF-8, as every client sends it
         c.setopt(pycurl.HTTPHEADER, [line.encode() for line in lines])
-        c.setopt(pycurl.TIMEOUT_MS, max(1, int((deadline - time.monotonic()) * 1000)))
         c.setopt(pycurl.WRITEFUNCTION, transfer.write)
         c.setopt(pycurl.HEADERFUNCTION, transfer.header)
         if method == "HEAD":

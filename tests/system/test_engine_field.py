@@ -1,5 +1,5 @@
 """The engine (libcurl) against the field's own servers and proxies, started by the tests on loopback:
-Debian's nginx and squid, Node.js' ``http`` server. What a new user meets in the field, with no false
+Debian's nginx, squid and dante (SOCKS5), Node.js' ``http`` and ``http2`` servers. What a new user meets in the field, with no false
 failure: the keep-alive race (a server closing idle connections just as the next probe goes out, over
 a path with latency), Node's trailers, 103 Early Hints and brotli, and a squid in front with CONNECT,
 proxy auth, a denied port and an upstream that is down.
@@ -280,3 +280,104 @@ async def test_squid_connect_proxy_auth_denied_port_and_upstream_down() -> None:
             assert await code_of(through(proxy, ca), url) == "proxy_error"
     finally:
         vendor.close()
+
+
+# --- a SOCKS5 proxy (Debian's dante) -------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def danted() -> Iterator[str]:
+    """dante's SOCKS server on loopback, no authentication, CONNECT to loopback (both families: it
+    resolves ``localhost`` itself)."""
+    binary = shutil.which("danted") or next((p for p in ("/usr/sbin/danted",) if Path(p).exists()), None)
+    assert binary, "dante is required (Debian package dante-server; make deps)"
+    holder = tempfile.TemporaryDirectory(prefix="apistatus-danted-")  # read by its unprivileged user
+    home = Path(holder.name)
+    os.chmod(home, 0o755)
+    port = free_port()
+    conf = home / "danted.conf"
+    conf.write_text(f"""
+logoutput: {home}/danted.log
+internal: 127.0.0.1 port = {port}
+external: 127.0.0.1
+external: ::1
+clientmethod: none
+socksmethod: none
+user.privileged: root
+user.unprivileged: nobody
+client pass {{ from: 127.0.0.0/8 to: 0.0.0.0/0 }}
+socks pass {{ from: 127.0.0.0/8 to: 0/0 command: connect }}
+""")
+    proc = subprocess.Popen([binary, "-f", str(conf), "-p", str(home / "danted.pid"), "-N", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30  # bounded: dante starts within a second
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"danted did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
+                time.sleep(0.1)
+        yield f"socks5://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        holder.cleanup()
+
+
+class NoNames:
+    """Resolves nothing: a vendor reached by name went through the proxy, which resolved it."""
+
+    async def resolve(self, host: str, port: int = 0, family: object = None) -> list[dict[str, object]]:
+        raise OSError(f"{host}: no DNS in this test")
+
+    async def close(self) -> None:
+        return None
+
+
+async def _dual_stack_vendor() -> tuple[list[asyncio.Server], int]:
+    """A plain-HTTP vendor answering on ``localhost`` in both families (127.0.0.1 and ::1, one port):
+    whichever address the proxy picks for the name reaches it."""
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"code":20}')
+            await writer.drain()
+        writer.close()
+
+    for _ in range(20):  # a port free in both families
+        six = await asyncio.start_server(answer, "::1", 0)
+        port = six.sockets[0].getsockname()[1]
+        try:
+            four = await asyncio.start_server(answer, "127.0.0.1", port)
+        except OSError:
+            six.close()
+            continue
+        return [six, four], port
+    pytest.fail("no port free on both 127.0.0.1 and ::1")
+
+
+async def test_a_socks5_proxy_is_handed_the_vendors_name() -> None:
+    servers, port = await _dual_stack_vendor()
+    try:
+        with danted() as proxy:
+            p = Proxy(proxy)
+            client = HttpClient(http_proxy=p, https_proxy=p)
+            async with new_session(client, resolver=NoNames()) as session:  # type: ignore[arg-type]
+                prober = Prober(session, FakeClock())
+                got = await send(prober, f"http://localhost:{port}/ok")
+                assert isinstance(got, Answer) and got.status == 200, got
+                # a port nobody listens on: the proxy reports it could not connect
+                assert await send(prober, f"http://localhost:{free_port()}/ok") == "proxy_error"
+            async with new_session(resolver=NoNames()) as direct:  # type: ignore[arg-type]
+                # without the proxy the name goes nowhere: the proxy did resolve it above
+                assert await send(Prober(direct, FakeClock()), f"http://localhost:{port}/ok") == "dns"
+    finally:
+        for srv in servers:
+            srv.close()
