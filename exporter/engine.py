@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import functools
 import ipaddress
 import logging
 import re
@@ -111,8 +112,8 @@ class Response:
 class _Transfer:
     """One request in flight: what curl hands us while it runs."""
 
-    __slots__ = ("chunks", "fut", "head", "headers", "key", "last", "max_body", "proxy", "size", "status_lines",
-                 "tls", "truncated")
+    __slots__ = ("chunks", "fut", "head", "headers", "key", "lines", "max_body", "proxy", "size", "tls",
+                 "truncated")
 
     def __init__(self, fut: asyncio.Future[Response], max_body: int, key: tuple[Any, ...], tls: bool,
                  proxy: Proxy | None) -> None:
@@ -125,8 +126,7 @@ class _Transfer:
         self.size = 0
         self.truncated = False
         self.headers: dict[str, str] = {}
-        self.last = ""
-        self.status_lines = 0
+        self.lines: list[bytes] = []
         self.head = False  # a HEAD request: no body follows, whatever the headers say
 
     def write(self, data: bytes) -> int | None:
@@ -142,23 +142,25 @@ class _Transfer:
         self.size += len(data)
         return None
 
-    def header(self, line: bytes) -> None:
-        if line.startswith(b"HTTP/"):
-            # a new answer: an interim one (100, 103) or a redirect came before; only the last counts
-            self.headers = {}
-            self.last = ""
-            self.status_lines += 1
-            return
-        if line[:1] in (b" ", b"\t"):  # an obsolete folded line continues the header before it
-            if self.last:
-                self.headers[self.last] += " " + line.strip().decode("utf-8", "surrogateescape")
-            return
-        name, sep, value = line.partition(b":")
-        if not sep or not line.endswith(b"\n"):  # (a line the close cut: not a header)
-            return  # the blank line that ends the head
-        key = name.strip().decode("latin-1").lower()
-        self.headers[key] = value.strip().decode("utf-8", "surrogateescape")
-        self.last = key
+    def parse_headers(self) -> None:
+        """The answer's headers from the raw lines curl handed over (collected by ``lines.append``, no
+        Python call per line): only the last answer's count, after any interim (100, 103) or redirect."""
+        headers: dict[str, str] = {}
+        last = ""
+        for line in self.lines:
+            if line.startswith(b"HTTP/"):
+                headers, last = {}, ""
+                continue
+            if line[:1] in (b" ", b"\t"):  # an obsolete folded line continues the header before it
+                if last:
+                    headers[last] += " " + line.strip().decode("utf-8", "surrogateescape")
+                continue
+            name, sep, value = line.partition(b":")
+            if not sep or not line.endswith(b"\n"):  # the blank line, or a line the close cut: not a header
+                continue
+            last = name.strip().decode("latin-1").lower()
+            headers[last] = value.strip().decode("utf-8", "surrogateescape")
+        self.headers = headers
 
 
 def _system_ca() -> tuple[str | None, str | None]:
@@ -176,6 +178,7 @@ def _is_ip(host: str) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=4096)  # a target's URL is the same on every probe
 def _split(url: str) -> tuple[str, str, int]:
     """(scheme, host, port) of an absolute http(s) URL."""
     sep = url.find("://")
@@ -303,11 +306,17 @@ class Session:
 
     def _on_timer(self, ms: int) -> None:
         # never call socket_action from here (curl is inside a call already): the loop calls it back
-        if self._timer is not None:
-            self._timer.cancel()
+        loop, timer = self._loop, self._timer
+        if ms >= 0 and loop is not None:
+            when = loop.time() + ms / 1000.0
+            if timer is not None and abs(timer.when() - when) < 0.001:
+                return  # the same wake-up curl asked for already
+            if timer is not None:
+                timer.cancel()
+            self._timer = loop.call_at(when, self._act, pycurl.SOCKET_TIMEOUT, 0)
+        elif timer is not None:
+            timer.cancel()
             self._timer = None
-        if ms >= 0 and self._loop is not None:
-            self._timer = self._loop.call_later(ms / 1000.0, self._act, pycurl.SOCKET_TIMEOUT, 0)
 
     def _act(self, fd: int, events: int) -> None:
         multi = self._multi
@@ -403,7 +412,7 @@ class Session:
         # bytes: a header value outside ASCII (a token with é) goes as UTF-8, as every client sends it
         c.setopt(pycurl.HTTPHEADER, [line.encode() for line in lines])
         c.setopt(pycurl.WRITEFUNCTION, transfer.write)
-        c.setopt(pycurl.HEADERFUNCTION, transfer.header)
+        c.setopt(pycurl.HEADERFUNCTION, transfer.lines.append)
         if method == "HEAD":
             transfer.head = True
             c.setopt(pycurl.NOBODY, 1)
@@ -532,6 +541,7 @@ class Session:
             transfer.fut.set_exception(result)
 
     def _result(self, c: pycurl.Curl, t: _Transfer, code: int, message: str) -> Response | TransportError:
+        t.parse_headers()
         if code and not (code == pycurl.E_WRITE_ERROR and t.truncated):
             status = c.getinfo(pycurl.RESPONSE_CODE)
             return TransportError(code, message, os_errno=c.getinfo(pycurl.OS_ERRNO), proxy=t.proxy,
