@@ -599,7 +599,7 @@ async def test_an_https_proxy_carries_plain_requests_and_tunnels_tls_inside_tls(
 # --- certificates ---------------------------------------------------------------------------------
 
 
-def _chain(tmp: Path) -> tuple[ssl.SSLContext, bytes, float]:
+def _chain(tmp: Path, name: str = "localhost") -> tuple[ssl.SSLContext, bytes, float]:
     """A root, an intermediate that expires in 10 days and a leaf valid for a year: the server context
     (presenting leaf and intermediate), the root's PEM and the intermediate's notAfter."""
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -619,7 +619,7 @@ def _chain(tmp: Path) -> tuple[ssl.SSLContext, bytes, float]:
     root_key, mid_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
     root = cert("Test Root", "Test Root", root_key, root_key, 3650, True)
     mid = cert("Test Intermediate", "Test Root", mid_key, root_key, 10, True)
-    leaf = cert("localhost", "Test Intermediate", leaf_key, mid_key, 365, False, [x509.DNSName("localhost")])
+    leaf = cert(name, "Test Intermediate", leaf_key, mid_key, 365, False, [x509.DNSName(name)])
     pem = serialization.Encoding.PEM
     (tmp / "chain.pem").write_bytes(leaf.public_bytes(pem) + mid.public_bytes(pem))
     (tmp / "key.pem").write_bytes(leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8,

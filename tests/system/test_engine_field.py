@@ -1,10 +1,11 @@
 """The engine (libcurl) against the field's own servers and proxies, started by the tests on loopback:
-Debian's nginx, squid and dante (SOCKS5), Node.js' ``http`` and ``http2`` servers. What a new user meets in the field, with no false
-failure: the keep-alive race (a server closing idle connections just as the next probe goes out, over
-a path with latency), Node's trailers, 103 Early Hints and brotli, and a squid in front with CONNECT,
-proxy auth, a denied port and an upstream that is down.
+Debian's nginx, squid and dante (SOCKS5), Node.js' ``http`` and ``http2`` servers. What a new user
+meets in the field, with no false failure: the keep-alive race (a server closing idle connections
+just as the next probe goes out, over a path with latency), Node's trailers, 103 Early Hints and
+brotli, ALPN, nginx over TLS (gzip, SNI vhosts, TLS 1.2-only and 1.3-only, an intermediate chain),
+a squid in front with CONNECT, proxy auth, a denied port and an upstream that is down, a SOCKS5 proxy.
 
-The race runs for a bounded time (a fixed list of idle times around the server's keep-alive timeout)."""
+The races run for a bounded time (a fixed list of idle times around the server's keep-alive timeout)."""
 
 from __future__ import annotations
 
@@ -180,6 +181,104 @@ async def test_enable_http2_lets_alpn_choose_and_false_keeps_http11(tmp_path: Pa
             assert isinstance(got, Answer) and got.status == 200, got
             versions.append(json.loads(got.body)["version"])
     assert versions == ["2.0", "1.1"]
+
+
+# --- nginx over TLS: gzip, SNI vhosts, TLS 1.2-only and 1.3-only, an intermediate chain -----------
+
+
+@contextlib.asynccontextmanager
+async def nginx_servers(tmp_path: Path, servers: str, ports: list[int]) -> AsyncIterator[None]:
+    """nginx with these ``server`` blocks, listening on ``ports`` (loopback)."""
+    binary = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
+    assert binary, "nginx is required (Debian package nginx-light; make deps)"
+    temp = tmp_path / "nginx-temp"
+    temp.mkdir()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(f"""
+daemon off;
+worker_processes 1;
+pid {tmp_path}/nginx.pid;
+error_log {tmp_path}/nginx-error.log warn;
+events {{ worker_connections 64; }}
+http {{
+  access_log off;
+  client_body_temp_path {temp}/body; proxy_temp_path {temp}/proxy; fastcgi_temp_path {temp}/fcgi;
+  uwsgi_temp_path {temp}/uwsgi; scgi_temp_path {temp}/scgi;
+  gzip on; gzip_types application/json; gzip_min_length 0;
+  {servers}
+}}
+""")
+    proc = await asyncio.create_subprocess_exec(binary, "-p", str(tmp_path), "-c", str(conf),
+                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        for port in ports:
+            for _ in range(100):  # bounded: nginx starts within a few hundred ms
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                    writer.close()
+                    break
+                except OSError:
+                    assert proc.returncode is None, (tmp_path / "nginx-error.log").read_text()
+                    await asyncio.sleep(0.05)
+            else:
+                pytest.fail("nginx did not start")
+        yield
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            await asyncio.wait_for(proc.wait(), 10)
+
+
+class Names:
+    """The test's names, all on 127.0.0.1 (given to curl as its RESOLVE entries)."""
+
+    async def resolve(self, host: str, port: int = 0, family: object = None) -> list[dict[str, object]]:
+        if not host.endswith(".test"):
+            raise OSError(f"{host}: not a test name")
+        return [{"host": "127.0.0.1", "port": port}]
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_nginx_tls_gzip_sni_vhosts_versions_and_the_chain_expiry(tmp_path: Path) -> None:
+    from ..integration.test_engine import _chain  # the root, an intermediate that expires first, a leaf
+
+    (tmp_path / "a").mkdir()
+    _, root_pem, intermediate_expiry = _chain(tmp_path / "a", "a.test")
+    ca = trustme.CA()
+    other = ca.issue_cert("b.test")
+    other.private_key_pem.write_to_path(str(tmp_path / "b-key.pem"))
+    other.cert_chain_pems[0].write_to_path(str(tmp_path / "b-cert.pem"))
+    body = '{"code":20,"pad":"' + "x" * 2000 + '"}'
+    sni, tls12, tls13 = free_port(), free_port(), free_port()
+    a = f"ssl_certificate {tmp_path}/a/chain.pem; ssl_certificate_key {tmp_path}/a/key.pem;"
+    b = f"ssl_certificate {tmp_path}/b-cert.pem; ssl_certificate_key {tmp_path}/b-key.pem;"
+    answer = f"location / {{ default_type application/json; return 200 '{body}'; }}"
+    servers = f"""
+  server {{ listen 127.0.0.1:{sni} ssl; server_name a.test; {a} {answer} }}
+  server {{ listen 127.0.0.1:{sni} ssl; server_name b.test; {b} {answer} }}
+  server {{ listen 127.0.0.1:{tls12} ssl; server_name a.test; {a} ssl_protocols TLSv1.2; {answer} }}
+  server {{ listen 127.0.0.1:{tls13} ssl; server_name a.test; {a} ssl_protocols TLSv1.3; {answer} }}
+"""
+    trust = root_pem + ca.cert_pem.bytes()
+
+    async def get(url: str, **tls: str) -> Answer | str:
+        config = TLSConfig(ca_file="roots.pem", pems=(trust, None, None), **tls)  # type: ignore[arg-type]
+        async with new_session(config, resolver=Names()) as session:  # type: ignore[arg-type]
+            return await send(Prober(session, FakeClock()), url)
+
+    async with nginx_servers(tmp_path, servers, [sni, tls12, tls13]):
+        for name in ("a.test", "b.test"):  # one address and port, the certificate chosen by SNI
+            got = await get(f"https://{name}:{sni}/")
+            assert isinstance(got, Answer) and got.body == body.encode(), (name, got)
+            assert got.headers.get("content-encoding") == "gzip"  # inflated by curl, as it came
+        got = await get(f"https://a.test:{sni}/")
+        assert isinstance(got, Answer) and got.tls_cert_expiry == intermediate_expiry  # the chain's earliest
+        assert isinstance(await get(f"https://a.test:{tls12}/"), Answer)
+        assert await get(f"https://a.test:{tls12}/", min_version="TLS13") == "tls"
+        assert isinstance(await get(f"https://a.test:{tls13}/"), Answer)
+        assert await get(f"https://a.test:{tls13}/", max_version="TLS12") == "tls"
 
 
 # --- squid ---------------------------------------------------------------------------------------
