@@ -66,6 +66,23 @@ def test_no_block_means_no_settings_and_equal_blocks_are_equal_records() -> None
     assert b.http_client.https_proxy.url == "http://proxy.corp.example:3128"
 
 
+def test_the_keys_libcurl_brings_load_with_their_defaults() -> None:
+    t, = load(None, target(http_client={}))
+    assert t.http_client is not None
+    assert (t.http_client.enable_http2, t.http_client.follow_redirects) == (True, False)
+    t, = load({"proxy_url": f"socks5://bob:{SECRET}@proxy.corp.example", "enable_http2": False,
+               "follow_redirects": True, "tls_config": {"min_version": "TLS12", "max_version": "TLS12"}})
+    client = t.http_client
+    assert client is not None and client.https_proxy is not None
+    assert client.https_proxy.address == ("proxy.corp.example", 1080)  # SOCKS' own default port
+    assert SECRET not in repr(client) and SECRET in client_secrets(client)
+    assert (client.enable_http2, client.follow_redirects) == (False, True)
+    assert (client.tls.min_version, client.tls.max_version) == ("TLS12", "TLS12")
+    assert error({"tls_config": {"max_version": "TLS14"}}) == (
+        "test-config.yml: global.http_client.tls_config.max_version: must be one of TLS10, TLS11, TLS12, TLS13 "
+        "(got 'TLS14')")
+
+
 def test_a_target_overrides_the_global_block_key_by_key(ca: trustme.CA, tmp_path: Path) -> None:
     ca_file = write_ca(ca, tmp_path / "ca.pem")
     cert, key = write_client(ca.issue_cert("client.example"), tmp_path)
