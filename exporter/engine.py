@@ -252,8 +252,9 @@ class Session:
         self.user_agent = user_agent
         self.closed = False
         tls = self.client.tls
-        #: the CA bundle and directory when the system's roots apply (ca_file: its contents, see _tls)
-        self._ca = (None, None) if tls.ca_file else _system_ca()
+        #: the CA bundle and directory when the system's roots apply (ca_file: its contents, see _tls;
+        #: a TLSConfig made by hand without them has curl read the file)
+        self._ca = ((None, None) if tls.pems[0] is not None else (tls.ca_file, None)) if tls.ca_file else _system_ca()
         self._multi: pycurl.CurlMulti | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -444,10 +445,11 @@ class Session:
         c.setopt(pycurl.OPT_CERTINFO, 1)
         ca, cert, key = tls.pems  # read and checked at load (httpconfig): no file is read here
         cafile, capath = self._ca
-        if ca is not None:
+        if tls.ca_file:
             # replaces the system roots, as in Prometheus: curl's built-in default paths go too
             c.unsetopt(pycurl.CAINFO)
             c.unsetopt(pycurl.CAPATH)
+        if ca is not None:
             c.setopt(pycurl.CAINFO_BLOB, ca)
         if cafile:
             c.setopt(pycurl.CAINFO, cafile)
@@ -458,6 +460,9 @@ class Session:
             c.setopt(pycurl.SSLCERTTYPE, "PEM")
             c.setopt(pycurl.SSLKEY_BLOB, key if key is not None else cert)
             c.setopt(pycurl.SSLKEYTYPE, "PEM")
+        elif tls.cert_file:
+            c.setopt(pycurl.SSLCERT, tls.cert_file)
+            c.setopt(pycurl.SSLKEY, tls.key_file or tls.cert_file)
         if tls.insecure_skip_verify:
             c.setopt(pycurl.SSL_VERIFYPEER, 0)
             c.setopt(pycurl.SSL_VERIFYHOST, 0)
