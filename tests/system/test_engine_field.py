@@ -59,6 +59,21 @@ async def race(url: str, method: str, idles: list[float]) -> list[str]:
     return got
 
 
+async def closes_idle_after(port: int) -> float:
+    """How long the server keeps an idle keep-alive connection, measured: a request, its answer (any
+    framing), then the time from the answer's last byte until the server closes (bounded)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        last = time.monotonic()
+        while data := await asyncio.wait_for(reader.read(65536), 20):
+            assert data
+            last = time.monotonic()
+        return time.monotonic() - last
+    finally:
+        writer.close()
+
+
 def around(timeout: float, spread: float, steps: int) -> list[float]:
     """Idle times from ``timeout - spread`` to ``timeout + spread``: the requests land on both sides of
     the server's close, and some in the window where it is on its way (the race)."""
@@ -71,12 +86,15 @@ async def test_nginx_keepalive_timeout_race_gives_no_false_failure(tmp_path: Pat
     location / { default_type application/json; return 200 '{"code":20}'; }
     """
     async with nginx(tmp_path, locations) as url:
-        relay = await Relay("127.0.0.1", int(url.rsplit(":", 1)[1]), delay=LATENCY).start()
+        port = int(url.rsplit(":", 1)[1])
+        keep = await closes_idle_after(port)
+        assert 1.5 < keep < 3  # keepalive_timeout 2s
+        relay = await Relay("127.0.0.1", port, delay=LATENCY).start()
         try:
             # the server's idle clock starts when it sends the answer, the client's when the answer
-            # arrives: LATENCY earlier, so the close is on its way when the client's idle time is
-            # 2 s - 2 * LATENCY .. 2 s
-            idles = around(2.0 - LATENCY, 0.08, 9)
+            # arrives: LATENCY later, so the close is on its way when the client's idle time is
+            # keep - 2 * LATENCY .. keep
+            idles = around(keep - LATENCY, 0.08, 9)
             gets, posts = await asyncio.gather(race(relay.url + "/health", "GET", idles),
                                                race(relay.url + "/login", "POST", idles))
         finally:
@@ -154,10 +172,12 @@ async def test_node_default_keepalive_trailers_early_hints_and_brotli(tmp_path: 
                 assert isinstance(got, Answer) and (got.status, json.loads(got.body)) == (200, {"code": 20}), path
                 if path == "/early":
                     assert "link" not in got.headers  # the 103's header is not the answer's
-        relay = await Relay("127.0.0.1", int(url.rsplit(":", 1)[1]), delay=LATENCY).start()
+        port = int(url.rsplit(":", 1)[1])
+        keep = await closes_idle_after(port)  # Node's default keepAliveTimeout (5 s, and its own slack)
+        assert 4 < keep < 8
+        relay = await Relay("127.0.0.1", port, delay=LATENCY).start()
         try:
-            # Node closes a connection idle for its default keepAliveTimeout (5 s)
-            idles = around(5.0 - LATENCY, 0.08, 5)
+            idles = around(keep - LATENCY, 0.08, 5)
             gets, posts = await asyncio.gather(race(relay.url + "/", "GET", idles),
                                                race(relay.url + "/", "POST", idles))
         finally:
