@@ -256,6 +256,35 @@ async def test_an_http10_answer_without_length_ends_at_close(prober: Prober) -> 
         assert isinstance(got, Answer) and srv.connections == 2
 
 
+async def test_pythons_http10_server_body_until_close(prober: Prober) -> None:
+    """Python's own http.server (HTTP/1.0 by default): a body without a length, ended by the close."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"code":20,' + b'"pad":"' + b"y" * 3000 + b'"}')
+
+        def log_message(self, format: str, *args: object) -> None:
+            return None
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/x"
+        got = await send(prober, url)
+        theirs = await curl_verdict(url)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert isinstance(got, Answer) and got.status == 200 and not got.truncated
+    assert got.body == theirs[2] and len(got.body) == 3000 + 20
+
+
 # --- bodies: decoded by curl, capped after ---------------------------------------------------------
 
 BODY = b'{"code": 20, "pad": "' + b"x" * 1000 + b'"}'
