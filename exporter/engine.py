@@ -46,6 +46,8 @@ DNS_TTL = 60.0
 # curl error codes pycurl does not name (or names after FTP only)
 E_WEIRD_SERVER_REPLY = 8
 E_HTTP2_STREAM = 92
+E_HTTP3 = 95
+E_QUIC_CONNECT = 96
 E_PROXY = 97
 E_SSL_CLIENTCERT = 98
 E_TOO_LARGE = 100

@@ -30,7 +30,9 @@ from .config import Credentials, Target
 from .egress import Egress
 from .engine import (
     E_HTTP2_STREAM,
+    E_HTTP3,
     E_PROXY,
+    E_QUIC_CONNECT,
     E_SSL_CLIENTCERT,
     E_TOO_LARGE,
     E_WEIRD_SERVER_REPLY,
@@ -121,14 +123,15 @@ def build_request(base_url: str, check: CheckSpec, variables: Mapping[str, str] 
 # curl's error codes (pycurl names most; the newer ones are numbers), grouped by what they mean here
 _TIMEOUT = {pycurl.E_OPERATION_TIMEDOUT}
 _DNS = {pycurl.E_COULDNT_RESOLVE_HOST}
-_CONNECT = {pycurl.E_COULDNT_CONNECT}
+_CONNECT = {pycurl.E_COULDNT_CONNECT, pycurl.E_INTERFACE_FAILED, E_QUIC_CONNECT}
 _TLS = {pycurl.E_SSL_CONNECT_ERROR, pycurl.E_PEER_FAILED_VERIFICATION, pycurl.E_SSL_CERTPROBLEM,
         pycurl.E_SSL_CIPHER, pycurl.E_SSL_CACERT_BADFILE, pycurl.E_SSL_SHUTDOWN_FAILED, pycurl.E_SSL_ISSUER_ERROR,
         pycurl.E_SSL_PINNEDPUBKEYNOTMATCH, pycurl.E_SSL_INVALIDCERTSTATUS, pycurl.E_SSL_ENGINE_INITFAILED,
         pycurl.E_USE_SSL_FAILED, E_SSL_CLIENTCERT}
-_RESET = {pycurl.E_GOT_NOTHING, pycurl.E_RECV_ERROR, pycurl.E_SEND_ERROR, pycurl.E_PARTIAL_FILE, E_HTTP2_STREAM}
+_RESET = {pycurl.E_GOT_NOTHING, pycurl.E_RECV_ERROR, pycurl.E_SEND_ERROR, pycurl.E_PARTIAL_FILE, E_HTTP2_STREAM,
+          pycurl.E_SEND_FAIL_REWIND}
 _PROTOCOL = {pycurl.E_UNSUPPORTED_PROTOCOL, E_WEIRD_SERVER_REPLY, pycurl.E_HTTP2, E_TOO_LARGE,
-             pycurl.E_TOO_MANY_REDIRECTS, pycurl.E_CHUNK_FAILED}
+             pycurl.E_TOO_MANY_REDIRECTS, pycurl.E_CHUNK_FAILED, E_HTTP3}
 #: what OpenSSL says when the bytes where a TLS handshake should be are no TLS at all
 _NOT_TLS = ("wrong version number", "packet length too long", "record layer failure", "unexpected eof")
 
