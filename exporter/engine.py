@@ -259,7 +259,8 @@ class Session:
         self._ca = ((None, None) if tls.pems[0] is not None else (tls.ca_file, None)) if tls.ca_file else _system_ca()
         self._multi: pycurl.CurlMulti | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
+        self._now = False  # the pending timer is a call_soon (curl asked for "now")
         self._watched: dict[int, int] = {}  # fd -> 1 (read) | 2 (write)
         self._running: dict[pycurl.Curl, _Transfer] = {}
         self._free: list[pycurl.Curl] = []
@@ -310,13 +311,19 @@ class Session:
     def _on_timer(self, ms: int) -> None:
         # never call socket_action from here (curl is inside a call already): the loop calls it back
         loop, timer = self._loop, self._timer
-        if ms >= 0 and loop is not None:
+        if ms == 0 and loop is not None:  # "now" (a transfer was added): the next loop turn, no timer heap
+            if timer is not None and self._now:
+                return  # already asked for: one call serves every transfer added meanwhile
+            if timer is not None:
+                timer.cancel()
+            self._timer, self._now = loop.call_soon(self._act, pycurl.SOCKET_TIMEOUT, 0), True
+        elif ms > 0 and loop is not None:
             when = loop.time() + ms / 1000.0
-            if timer is not None and abs(timer.when() - when) < 0.001:
+            if isinstance(timer, asyncio.TimerHandle) and abs(timer.when() - when) < 0.001:
                 return  # the same wake-up curl asked for already
             if timer is not None:
                 timer.cancel()
-            self._timer = loop.call_at(when, self._act, pycurl.SOCKET_TIMEOUT, 0)
+            self._timer, self._now = loop.call_at(when, self._act, pycurl.SOCKET_TIMEOUT, 0), False
         elif timer is not None:
             timer.cancel()
             self._timer = None
