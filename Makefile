@@ -5,7 +5,7 @@ PY ?= python3
 APT_NEEDS = promtool:prometheus prometheus:prometheus prometheus-alertmanager:prometheus-alertmanager \
 	amtool:prometheus-alertmanager prometheus-blackbox-exporter:prometheus-blackbox-exporter \
 	chromium:chromium chromedriver:chromium-driver nginx:nginx-light tinyproxy:tinyproxy \
-	kubectl:kubernetes-client wrk:wrk systemd-analyze:systemd
+	kubectl:kubernetes-client wrk:wrk systemd-analyze:systemd squid:squid node:nodejs curl:curl danted:dante-server
 
 .PHONY: deps test test-fast lint bench run mixin
 

@@ -12,7 +12,6 @@ import functools
 import gc
 import logging
 import os
-import ssl as ssl_
 import sys
 import threading
 from collections.abc import Callable
@@ -22,9 +21,11 @@ from typing import Any, cast
 from .clock import Clock, SystemClock, Timer
 from .collector import render_fault, render_target
 from .config import Config, ConfigError, load_config
-from .egress import Egress, new_session
+from .egress import Egress
 from .egresscheck import EgressBook, Suspicion
-from .http1 import Client, Resolver
+from .engine import Resolver, new_session
+from .engine import Session as Client
+from .httpconfig import HttpClient
 from .model import ALL, ExporterStatus, Shard, StartLag
 from .probe import Prober
 from .scheduler import Scheduler
@@ -162,9 +163,9 @@ class Exporter:
         self._fault_tasks: list[asyncio.Task[None]] = []
         self._suspicions: tuple[float, list[Suspicion]] | None = None
 
-    def _new_session(self, ssl: ssl_.SSLContext | bool = True) -> Client:
+    def _new_session(self, client: HttpClient | None = None) -> Client:
         limit, keepalive = self._pool
-        return new_session(ssl, limit=limit, keepalive=keepalive, resolver=self._resolver)
+        return new_session(client, limit=limit, keepalive=keepalive, resolver=self._resolver)
 
     async def start(self) -> None:
         # One shared session for every target without http_client; one more per distinct setting

@@ -16,7 +16,7 @@ from ._yamlnode import Node, load_yaml
 from .budget import budget_warnings
 from .catalog import builtin_raw
 from .config import Config, ConfigError, Target, load_config, parse_config
-from .model import UP, ProbeResult
+from .model import PHASES, UP, ProbeResult
 
 __all__ = ["OneLineParser", "config_example", "config_main", "config_problems", "probe_main", "probe_report"]
 
@@ -240,6 +240,8 @@ def probe_report(target: Target, result: ProbeResult) -> dict[str, Any]:
         "quotas": [{"name": q.name, "remaining": q.remaining, "limit": q.limit, "reset_at": q.reset_at}
                    for q in out.quotas],
         "tls_cert_expiry": result.tls_cert_expiry, "request": result.request_line,
+        # seconds per phase of the final request, as apistatus_http_duration_seconds (None: no answer)
+        "phases": dict(zip(PHASES, result.phases, strict=True)) if result.phases is not None else None,
     }
 
 
@@ -262,6 +264,8 @@ def _text(report: dict[str, Any]) -> str:
         ("quotas", quotas or "-"),
         ("retry-after", _fmt_seconds(report["retry_after_seconds"])),
         ("clock skew", _fmt_seconds(report["clock_skew_seconds"])),
+        ("phases", ", ".join(f"{p} {v * 1000:.1f}ms" for p, v in report["phases"].items())
+         if report["phases"] else "-"),
         ("request", report["request"] or "-"),
     ]
     from .log import escape_control

@@ -25,7 +25,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
 
 from .buildinfo import build_labels
-from .model import CLASSES, UP, ExporterStatus
+from .model import CLASSES, PHASES, UP, ExporterStatus
 from .state import DURATION_BUCKETS, Rendered, TargetState
 
 __all__ = ["CONTENT_TYPE", "FAMILIES", "FAULT_FAMILIES", "Exposition", "exposition", "render_exposition",
@@ -67,8 +67,13 @@ FAMILIES: tuple[Family, ...] = (
     Family("apistatus_consecutive_failures", "gauge", "Probes in a row whose class is not up."),
     Family("apistatus_tls_cert_expiry_timestamp_seconds", "gauge",
            "Earliest notAfter of the certificates the vendor presented on the last TLS handshake."),
+    Family("apistatus_http_duration_seconds", "gauge",
+           "Seconds of each phase of the last probe's final request (resolve, connect, tls, processing, "
+           "transfer), 0 where it was skipped."),
 )
 _IDX = {f.name: i for i, f in enumerate(FAMILIES)}
+_NO_PHASES = (0.0,) * len(PHASES)
+_PHASE_LABELS = {phase: f',phase="{phase}"' for phase in PHASES}
 #: the families kept as shapes, in the order of ``Rendered.shapes``: those whose values most targets
 #: share when healthy (the class, flags, the HTTP status, no backoff, no failures), so that the text of
 #: a target is its one label set between shared pieces. Targets in a row whose shapes are all the same
@@ -206,6 +211,9 @@ def render_target(ts: TargetState) -> Rendered:
     add("apistatus_consecutive_failures", ts.consecutive_failures)
     if ts.tls_cert_expiry is not None:
         add("apistatus_tls_cert_expiry_timestamp_seconds", ts.tls_cert_expiry)
+    # every phase always, as blackbox_exporter: 0 where skipped (a reused connection, plain HTTP, no answer)
+    for phase, seconds in zip(PHASES, last.phases or _NO_PHASES, strict=True):
+        add("apistatus_http_duration_seconds", seconds, _PHASE_LABELS[phase])
     # "replace": a lone surrogate in a config label value must cost one "?", not every probe's record
     parts = tuple(text.encode(errors="replace") for text in out)
     label_bytes = _label_bytes(labels)

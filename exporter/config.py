@@ -41,7 +41,7 @@ from .catalog import (
     parse_catalog,
     parse_check,
 )
-from .httpclient import HttpClient, client_secrets, parse_http_client, target_http_client
+from .httpconfig import HttpClient, client_secrets, parse_http_client, target_http_client
 from .model import Expanded
 from .signers import Signer, SignerContext, make_signer
 from .statuspage import component_id_pattern
@@ -102,7 +102,7 @@ class GlobalConfig:
     max_concurrency: int = 100
     #: the share of a vendor's request budget the probes may spend (the rest is production traffic)
     probe_share: float = DEFAULT_PROBE_SHARE
-    max_body_bytes: int = 65536
+    max_body_bytes: int = 1 << 20  # a healthy answer of a few hundred KiB (model lists) is read whole
     history: int = 50
     #: probe once more right after a failure before the class changes (both answers are counted)
     confirm_failures: bool = False

@@ -16,6 +16,7 @@ __all__ = [
     "BACKOFF",
     "CLASSES",
     "FAILURE",
+    "PHASES",
     "UP",
     "Answer",
     "ConfigError",
@@ -69,6 +70,10 @@ FAILURE: frozenset[str] = frozenset(OutcomeClass) - UP
 # --- records ---------------------------------------------------------------------------------------
 
 
+#: the phases of one HTTP request, as blackbox_exporter names them (``Answer.phases`` in this order)
+PHASES: tuple[str, ...] = ("resolve", "connect", "tls", "processing", "transfer")
+
+
 @dataclass(frozen=True, slots=True)
 class HttpRequest:
     """One request before it is sent. ``url`` has no query string; ``params`` become it."""
@@ -90,6 +95,8 @@ class Answer:
     truncated: bool = False
     #: earliest notAfter of the vendor's certificates on this answer's TLS connection; None for plain HTTP
     tls_cert_expiry: float | None = None
+    #: seconds spent in each of ``PHASES`` (resolve, connect, tls, processing, transfer); None: not timed
+    phases: tuple[float, float, float, float, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +141,8 @@ class ProbeResult:
     requests: int = 1
     #: the check's answer came over TLS: the earliest notAfter the vendor presented (Unix seconds)
     tls_cert_expiry: float | None = None
+    #: the check's final request, seconds in each of ``PHASES``; None when no answer came
+    phases: tuple[float, float, float, float, float] | None = None
 
 
 # --- errors ----------------------------------------------------------------------------------------

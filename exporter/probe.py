@@ -3,31 +3,44 @@ read a capped body and hand the answer to the classifier.
 
 This is the one request path: probes, quota calls and the logins and refreshes of signer plug-ins
 (which get ``send`` from here and never do I/O of their own) all go through ``Prober._send``, with
-the same body cap, decompression and timeout. Transport failures are mapped to a short bounded code
-in exactly one place (``_failure``). A signer that holds a token gets exactly one fresh login after
-an ``auth`` answer before that answer counts.
+the same body cap, decompression and timeout; libcurl does the sending (engine.py). Transport
+failures (curl's error codes) are mapped to a short bounded code in exactly one place
+(``_failure``). A signer that holds a token gets exactly one fresh login after an ``auth`` answer
+before that answer counts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
-import ssl
 import sys
 import time
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
+
+import pycurl
 
 from .catalog import CheckSpec, QuotaSpec
 from .classify import classify, read_quotas
 from .clock import Clock
 from .config import Credentials, Target, secrets_of
-from .egress import Egress, new_session
-from .http1 import Client, ConnectError, DNSError, ProtocolError, ProxyConnectError, ProxyRefused, ResetError, TLSError
-from .httpclient import HttpClient
+from .egress import Egress
+from .engine import (
+    E_HTTP2_STREAM,
+    E_HTTP3,
+    E_PROXY,
+    E_QUIC_CONNECT,
+    E_SSL_CLIENTCERT,
+    E_TOO_LARGE,
+    E_WEIRD_SERVER_REPLY,
+    TransportError,
+    new_session,
+)
+from .engine import Session as Client
+from .httpconfig import HttpClient
 from .model import UP, Answer, Failure, HttpRequest, Outcome, ProbeResult, QuotaReading, SignError
 from .redact import REDACTED, Redactor, redact
 from .signatures import wire_url
@@ -107,45 +120,84 @@ def build_request(base_url: str, check: CheckSpec, variables: Mapping[str, str] 
                        check.body.encode() if check.body is not None else None)
 
 
-def _inflater(encoding: str) -> zlib._Decompress | None:
-    enc = encoding.strip().lower()
-    if enc in ("gzip", "x-gzip"):
-        return zlib.decompressobj(16 + zlib.MAX_WBITS)
-    if enc == "deflate":
-        return zlib.decompressobj(zlib.MAX_WBITS)
-    return None  # identity, or an encoding we did not ask for: the body stays as sent
+# curl's error codes (pycurl names most; the newer ones are numbers), grouped by what they mean here
+_TIMEOUT = {pycurl.E_OPERATION_TIMEDOUT}
+_DNS = {pycurl.E_COULDNT_RESOLVE_HOST}
+_CONNECT = {pycurl.E_COULDNT_CONNECT, pycurl.E_INTERFACE_FAILED, E_QUIC_CONNECT}
+_TLS = {pycurl.E_SSL_CONNECT_ERROR, pycurl.E_PEER_FAILED_VERIFICATION, pycurl.E_SSL_CERTPROBLEM,
+        pycurl.E_SSL_CIPHER, pycurl.E_SSL_CACERT_BADFILE, pycurl.E_SSL_SHUTDOWN_FAILED, pycurl.E_SSL_ISSUER_ERROR,
+        pycurl.E_SSL_PINNEDPUBKEYNOTMATCH, pycurl.E_SSL_INVALIDCERTSTATUS, pycurl.E_SSL_ENGINE_INITFAILED,
+        pycurl.E_USE_SSL_FAILED, E_SSL_CLIENTCERT}
+_RESET = {pycurl.E_GOT_NOTHING, pycurl.E_RECV_ERROR, pycurl.E_SEND_ERROR, pycurl.E_PARTIAL_FILE, E_HTTP2_STREAM,
+          pycurl.E_SEND_FAIL_REWIND}
+_PROTOCOL = {pycurl.E_UNSUPPORTED_PROTOCOL, E_WEIRD_SERVER_REPLY, pycurl.E_HTTP2, E_TOO_LARGE,
+             pycurl.E_TOO_MANY_REDIRECTS, pycurl.E_CHUNK_FAILED, E_HTTP3}
+#: what OpenSSL says when the bytes where a TLS handshake should be are no TLS at all
+_NOT_TLS = ("wrong version number", "packet length too long", "record layer failure", "unexpected eof")
 
 
 def _failure(exc: BaseException) -> Failure:
     """The one map of transport failures to a class and a short bounded code."""
     if isinstance(exc, TimeoutError):
         return Failure("timeout", "timeout", "no complete answer within the timeout")
-    # through a proxy: "our proxy is down" must not read as "the vendor is down"
-    if isinstance(exc, ProxyConnectError):
-        return Failure("network_error", "proxy_connect", "could not connect to the proxy")
-    if isinstance(exc, ProxyRefused):
-        if exc.status in (401, 407):  # 407 is the standard; some proxies (tinyproxy) say 401 to wrong ones
-            return Failure("network_error", "proxy_auth", f"the proxy refused our proxy credentials ({exc.status})")
-        return Failure("network_error", "proxy_error", f"the proxy refused to connect us to the vendor ({exc.status})")
-    if isinstance(exc, TLSError | ssl.SSLError):
+    if not isinstance(exc, TransportError):
+        return Failure("network_error", "other", f"{exc.__class__.__name__}")
+    code = exc.code
+    if code in _TIMEOUT:
+        return Failure("timeout", "timeout", "no complete answer within the timeout")
+    if code == pycurl.E_BAD_CONTENT_ENCODING:
+        # an answer came, but its body cannot be read: what it means is unknown, not a network fault
+        enc = exc.encoding[:40] or "unknown"
+        return Failure("unknown", "undecodable_body",
+                       f"the body could not be decoded (Content-Encoding: {enc})", exc.status)
+    if exc.proxy is not None:
+        # through a proxy: "our proxy is down" must not read as "the vendor is down"
+        status = exc.proxy_status
+        if status in (401, 407):  # 407 is the standard; some proxies (tinyproxy) say 401 to wrong ones
+            return Failure("network_error", "proxy_auth", f"the proxy refused our proxy credentials ({status})")
+        if status and not 200 <= status < 300:
+            return Failure("network_error", "proxy_error", f"the proxy refused to connect us to the vendor ({status})")
+        if code in _CONNECT or code == pycurl.E_COULDNT_RESOLVE_PROXY or (
+                code in _TLS and exc.proxy.url.startswith("https:") and not status):
+            # (TLS to an https:// proxy fails before any CONNECT is answered)
+            return Failure("network_error", "proxy_connect", "could not connect to the proxy")
+        if code == E_PROXY:  # a SOCKS proxy's refusal or failure
+            return Failure("network_error", "proxy_error", "the proxy could not connect us to the vendor")
+        if not status and code in _RESET | _PROTOCOL:
+            # nothing usable came back to CONNECT: garbage, a close, a banner of another protocol
+            return Failure("network_error", "proxy_error", "the proxy's answer to CONNECT was not HTTP")
+        if code in _TLS and any(text in str(exc).lower() for text in _NOT_TLS):
+            return Failure("network_error", "proxy_error", "the proxy sent bytes that are not TLS where the "
+                           "vendor's TLS handshake should be")
+    if code in _TLS or (code in _RESET and " alert " in str(exc).lower()):
+        # a TLS alert read after the handshake is the server's refusal too (TLS 1.3's "certificate required")
         return Failure("network_error", "tls", "TLS handshake or certificate check failed")
-    if isinstance(exc, DNSError):
+    if code in _DNS:
         return Failure("network_error", "dns", "DNS lookup failed")
-    if isinstance(exc, ConnectError):
-        if isinstance(exc.os_error, ConnectionRefusedError):
+    if code in _CONNECT:
+        if exc.os_errno == errno.ECONNREFUSED:
             return Failure("network_error", "refused", "connection refused")
         return Failure("network_error", "connect", "could not connect")
-    if isinstance(exc, ResetError | ConnectionError):
+    if code in _RESET and "too large" not in str(exc).lower():  # curl says "Too large response headers"
         return Failure("network_error", "reset", "connection closed before a complete answer")
-    if isinstance(exc, ProtocolError):
+    if code in _RESET:
         return Failure("network_error", "protocol", "invalid HTTP answer (malformed or oversized headers)")
-    return Failure("network_error", "other", f"{exc.__class__.__name__}")
+    if code in _PROTOCOL:
+        return Failure("network_error", "protocol", "invalid HTTP answer (malformed or oversized headers)")
+    return Failure("network_error", "other", f"curl error {code}")
+
+
+def _cut(outcome: Outcome, max_body: int) -> Outcome:
+    """A body cut at the cap: what it says is not all the vendor said, so it is never ok, and the
+    message says why."""
+    message = f"the body was cut at max_body_bytes ({max_body} bytes); {outcome.message}"
+    return replace(outcome, cls="unknown" if outcome.cls in UP else outcome.cls, message=message)
 
 
 class Prober:
     """Sends probes over one shared HTTP client (its session); keeps one signer per target."""
 
-    def __init__(self, session: Client, clock: Clock, max_body: int = 65536,
+    def __init__(self, session: Client, clock: Clock, max_body: int = 1 << 20,
                  egress: Egress | None = None) -> None:
         self.session = session
         self.clock = clock
@@ -198,41 +250,11 @@ class Prober:
     # --- the one request path ------------------------------------------------------------------
 
     async def _send(self, req: HttpRequest, deadline: float, client: HttpClient | None = None) -> Answer:
-        """Send one request and read its whole body up to the cap, whatever the segmentation."""
-        route = self.egress.route(client, req.url)
-        headers = {"Accept-Encoding": "gzip, deflate", **req.headers, **route.headers}
-        resp = await route.session.request(
-            req.method, wire_url(req), headers, req.body, max(deadline, time.monotonic() + 0.05), self.max_body,
-            server_hostname=route.server_hostname, proxy=route.proxy_addr, proxy_tls=route.proxy_tls,
-            proxy_headers=route.proxy_headers)
-        if resp.status == 407 and route.proxy_addr is not None and req.url.startswith("http:"):
-            # plain HTTP through a proxy: the proxy's own refusal (through a CONNECT tunnel the
-            # client raises it itself, and a 407 inside the tunnel is the vendor's)
-            raise ProxyRefused(407)
-        body, truncated = self._read_body(resp.body, resp.truncated, resp.headers.get("content-encoding", ""))
-        return Answer(resp.status, resp.headers, body, truncated, resp.cert_expiry)
-
-    def _read_body(self, raw: bytes, truncated: bool, encoding: str) -> tuple[bytes, bool]:
-        """The body as the vendor meant it, at most ``max_body`` bytes. Decompression is ours (the
-        client never inflates): inflating stops at the cap, so a gzip bomb costs no more than a
-        capped plain body."""
-        inflater = _inflater(encoding) if encoding else None
-        if inflater is None:
-            return raw, truncated
-        chunks: list[bytes] = []
-        size = 0
-        view = memoryview(raw)
-        for at in range(0, len(raw), 16384):
-            try:
-                chunk = inflater.decompress(view[at:at + 16384], self.max_body - size)
-            except zlib.error:
-                return b"".join(chunks), truncated  # a corrupt stream: what inflated so far is the body
-            chunks.append(chunk)
-            size += len(chunk)
-            if size >= self.max_body:
-                more = bool(inflater.unconsumed_tail) or at + 16384 < len(raw)
-                return b"".join(chunks), truncated or more
-        return b"".join(chunks), truncated
+        """Send one request and read its whole body (decoded by curl) up to the cap."""
+        session = self.egress.session(client)
+        resp = await session.request(req.method, wire_url(req), req.headers, req.body,
+                                     max(deadline, time.monotonic() + 0.05), self.max_body)
+        return Answer(resp.status, resp.headers, resp.body, resp.truncated, resp.cert_expiry, resp.phases)
 
     # --- for the steps that are no probe: status pages and egress checks ------------------------
 
@@ -329,11 +351,17 @@ class Prober:
         so the signer logs in again once before ``auth`` counts. Returns the last attempt, its
         outcome, the number of attempts and the requests they cost."""
         attempt = await self._attempt(target, signer, target.check, deadline)
-        outcome = classify(target.catalog, attempt.result, self.clock.time())
+        outcome = self._classify(target, attempt.result)
         if outcome.cls != "auth" or not signer.invalidate(attempt.request):
             return attempt, outcome, 1, attempt.requests
         retry = await self._attempt(target, signer, target.check, deadline)
-        return retry, classify(target.catalog, retry.result, self.clock.time()), 2, attempt.requests + retry.requests
+        return retry, self._classify(target, retry.result), 2, attempt.requests + retry.requests
+
+    def _classify(self, target: Target, result: Answer | Failure) -> Outcome:
+        outcome = classify(target.catalog, result, self.clock.time())
+        if isinstance(result, Answer) and result.truncated:
+            return _cut(outcome, self.max_body)
+        return outcome
 
     async def probe(self, target: Target) -> ProbeResult:
         signer = self.signer(target)
@@ -368,8 +396,10 @@ class Prober:
         message, code = shown.shown_message(outcome.message), shown.shown_code(outcome.code)
         if message != outcome.message or code != outcome.code:
             outcome = replace(outcome, message=message, code=code)
-        expiry = attempt.result.tls_cert_expiry if isinstance(attempt.result, Answer) else None
-        return ProbeResult(target.name, started, duration, outcome, line, excerpt, attempts, spent, expiry)
+        answer = attempt.result if isinstance(attempt.result, Answer) else None
+        expiry = answer.tls_cert_expiry if answer is not None else None
+        return ProbeResult(target.name, started, duration, outcome, line, excerpt, attempts, spent, expiry,
+                           answer.phases if answer is not None else None)
 
     async def _quota_calls(self, target: Target, signer: Signer,
                            deadline: float) -> tuple[list[QuotaReading], int]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from .catalog import StatusPageSpec
 from .clock import Clock
 from .config import Target
-from .httpclient import HttpClient
+from .httpconfig import HttpClient
 from .model import Answer, HttpRequest
 from .probe import Prober
 from .statuspage import Component, Incident, StatusPageError, VendorStatus, affecting, component_trouble, parse

@@ -24,8 +24,8 @@ from urllib.parse import quote
 
 from . import __version__
 from .config import secrets_of
-from .httpclient import HttpClient
-from .model import CLASSES, UP
+from .httpconfig import HttpClient
+from .model import CLASSES, PHASES, UP
 from .redact import redact
 from .state import HistoryEntry, TargetState
 
@@ -136,6 +136,9 @@ def target_view(ts: TargetState) -> dict[str, Any]:
         "recent_classes": list(ts.classes),
         "probes": ts.probes,
         "tls_cert_expiry": _num(ts.tls_cert_expiry),
+        # the last probe's final request, phase by phase (None: no answer came)
+        "phases": ({p: _num(v, 6) for p, v in zip(PHASES, last.phases, strict=True)}
+                   if last is not None and last.phases is not None else None),
         "http_client": _client_view(target.http_client),
     }
 
@@ -456,6 +459,8 @@ def _facts(view: dict[str, Any], now: float) -> str:
         dl.append(("latency", fmt_latency(view["latency_seconds"])
                    + (f' ({_n(view["attempts"], "attempt")})' if (view["attempts"] or 1) > 1 else "")))
         dl.append(("last probe", f'{fmt_time(view["last_probe"], now)} ({fmt_age(now - view["last_probe"])} ago)'))
+        if view.get("phases"):
+            dl.append(("phases", " · ".join(f"{p} {fmt_latency(v)}" for p, v in view["phases"].items())))
     if view["next_probe"] is not None:
         nxt = f'in {fmt_age(view["next_probe"] - now)}' if view["next_probe"] > now else "due now"
         if view["backoff_seconds"]:

@@ -3,6 +3,10 @@ small MSS, proxies): a reader that assumes one ``read()`` is one answer breaks b
 
 Requests go to the upstream unchanged; answers are cut into pieces of ``min_piece``..``max_piece``
 bytes, each written on its own (TCP_NODELAY, so each is its own segment) after a small random pause.
+
+With ``delay``, it is a network path with that one-way latency instead: every byte in both directions,
+and each side's close, arrive ``delay`` seconds after they were sent, whole (the keep-alive race: a
+server's close reaches the client only after the client may have sent its next request).
 """
 
 from __future__ import annotations
@@ -17,10 +21,14 @@ __all__ = ["Relay"]
 
 class Relay:
     def __init__(self, upstream_host: str, upstream_port: int, *, min_piece: int = 1, max_piece: int = 7,
-                 pause_every: int = 8, pause: float = 0.001, seed: int = 12) -> None:
+                 pause_every: int = 8, pause: float = 0.001, seed: int = 12, delay: float = 0.0) -> None:
         self.upstream = (upstream_host, upstream_port)
         self.min_piece, self.max_piece = min_piece, max_piece
         self.pause_every, self.pause = pause_every, pause
+        self.delay = delay
+        #: with ``delay``: requests that reached the relay's upstream side after the upstream had closed
+        #: its side (the client sent them on a connection already dying: the keep-alive race, happening)
+        self.raced = 0
         self.rng = random.Random(seed)
         self.connections = 0
         #: pieces written towards clients, and the largest one
@@ -64,8 +72,13 @@ class Relay:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
-        forward = asyncio.create_task(self._pipe(client_r, up_w, tiny=False))
-        back = asyncio.create_task(self._pipe(up_r, client_w, tiny=True))
+        if self.delay:
+            closed = asyncio.Event()  # the upstream closed its side
+            forward = asyncio.create_task(self._late(client_r, up_w, closed, forward=True))
+            back = asyncio.create_task(self._late(up_r, client_w, closed, forward=False))
+        else:
+            forward = asyncio.create_task(self._pipe(client_r, up_w, tiny=False))
+            back = asyncio.create_task(self._pipe(up_r, client_w, tiny=True))
         self._pipes.update((forward, back))
         try:
             await asyncio.wait({forward, back}, return_when=asyncio.FIRST_COMPLETED)
@@ -97,3 +110,38 @@ class Relay:
                     # mostly a bare yield (the piece still leaves as a segment of its own), now and
                     # then a real pause, so the reader sees partial answers without slowing the suite
                     await asyncio.sleep(self.pause if self.pieces % self.pause_every == 0 else 0)
+
+    async def _late(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, closed: asyncio.Event,
+                    forward: bool) -> None:
+        """Everything ``delay`` seconds late, in order; the end of the stream too."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def feed() -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await reader.read(65536):
+                    if forward and closed.is_set():
+                        self.raced += 1
+                    queue.put_nowait((loop.time() + self.delay, data))
+            if not forward:
+                closed.set()
+            queue.put_nowait((loop.time() + self.delay, b""))
+
+        async def drain() -> None:
+            while True:
+                due, data = await queue.get()
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                if not data:
+                    return
+                if writer.is_closing():
+                    continue  # (to an upstream that closed: lost, as on a real path)
+                writer.write(data)
+                with contextlib.suppress(ConnectionError):
+                    await writer.drain()
+
+        feeding = asyncio.create_task(feed())
+        try:
+            await drain()
+        finally:
+            feeding.cancel()
+            await asyncio.gather(feeding, return_exceptions=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import cast
 
 from .._yamlnode import FileReadError, Node, decode_utf8, read_regular_file
+from ..httpconfig import TLS_VERSIONS  # Prometheus' names: one table for both sides
 from .goyaml import GoNode, Scalar, WebConfigError, as_bool, as_duration, as_int, as_str, as_strs, parse_yaml
 
 __all__ = ["CIPHER_SUITES", "CLIENT_AUTH", "CURVES", "HEADERS", "TLS_VERSIONS", "WEB_CONFIG_LIMIT", "TLSSettings",
@@ -47,10 +48,6 @@ HTTP2_REQUIRED = {"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH
 GO_DEFAULT_CIPHERS = ":".join(suite for suite in CIPHER_SUITES.values() if suite)
 #: the toolkit's curve names -> the names Python's ``set_ecdh_curve`` takes (OpenSSL's)
 CURVES = {"CurveP256": "prime256v1", "CurveP384": "secp384r1", "CurveP521": "secp521r1", "X25519": "X25519"}
-#: The TLS version names of the web config, defined once here. (exporter/httpclient.py keeps its own
-#: table for the outgoing side's ``tls_config.min_version``, Prometheus' names there.)
-TLS_VERSIONS = {"TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1,
-                "TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
 CLIENT_AUTH = {"": "NoClientCert", "NoClientCert": "NoClientCert", "RequestClientCert": "RequestClientCert",
                "RequireAnyClientCert": "RequireAnyClientCert", "RequireClientCert": "RequireAnyClientCert",
                "VerifyClientCertIfGiven": "VerifyClientCertIfGiven",

@@ -16,8 +16,8 @@ from exporter.classify import RETRY_AFTER_CEILING, Outcome, parse_retry_after
 from exporter.clock import FakeClock
 from exporter.collector import render_target
 from exporter.config import Config, ConfigError
-from exporter.egress import new_session
-from exporter.http1 import Client
+from exporter.engine import Session as Client
+from exporter.engine import new_session
 from exporter.probe import Prober
 from exporter.scheduler import Scheduler, next_delay
 from exporter.state import State

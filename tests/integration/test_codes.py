@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from exporter.clock import SystemClock
-from exporter.egress import new_session
+from exporter.engine import new_session
 from exporter.probe import Prober
 
 from ..conftest import config_from, serve

@@ -6,7 +6,6 @@ matching, notAfter read from DER, and sessions retired after a reload."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import os
 import subprocess
 import sys
@@ -16,13 +15,13 @@ from typing import Any
 import pytest
 import trustme
 from aiohttp import web
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from exporter.clock import FakeClock
 from exporter.config import ConfigError, Target
-from exporter.egress import Egress, new_session
-from exporter.httpclient import bypasses_proxy, cert_not_after, client_secrets
+from exporter.egress import Egress
+from exporter.engine import new_session
+from exporter.httpconfig import bypasses_proxy, client_secrets
 from exporter.probe import Prober
 
 from ..conftest import ROOT, config_from, free_port, running_exporter, serve
@@ -65,6 +64,23 @@ def test_no_block_means_no_settings_and_equal_blocks_are_equal_records() -> None
     assert b.http_client == c.http_client and hash(b.http_client) == hash(c.http_client)
     assert b.http_client is not None and b.http_client.https_proxy is not None
     assert b.http_client.https_proxy.url == "http://proxy.corp.example:3128"
+
+
+def test_the_keys_libcurl_brings_load_with_their_defaults() -> None:
+    t, = load(None, target(http_client={}))
+    assert t.http_client is not None
+    assert (t.http_client.enable_http2, t.http_client.follow_redirects) == (True, False)
+    t, = load({"proxy_url": f"socks5://bob:{SECRET}@proxy.corp.example", "enable_http2": False,
+               "follow_redirects": True, "tls_config": {"min_version": "TLS12", "max_version": "TLS12"}})
+    client = t.http_client
+    assert client is not None and client.https_proxy is not None
+    assert client.https_proxy.address == ("proxy.corp.example", 1080)  # SOCKS' own default port
+    assert SECRET not in repr(client) and SECRET in client_secrets(client)
+    assert (client.enable_http2, client.follow_redirects) == (False, True)
+    assert (client.tls.min_version, client.tls.max_version) == ("TLS12", "TLS12")
+    assert error({"tls_config": {"max_version": "TLS14"}}) == (
+        "test-config.yml: global.http_client.tls_config.max_version: must be one of TLS10, TLS11, TLS12, TLS13 "
+        "(got 'TLS14')")
 
 
 def test_a_target_overrides_the_global_block_key_by_key(ca: trustme.CA, tmp_path: Path) -> None:
@@ -112,9 +128,9 @@ def test_a_proxy_password_is_in_no_error_and_no_repr() -> None:
     for glob in ({"proxy_url": url + "/path"}, {"proxy_url": url, "proxy_from_environment": True},
                  {"proxy_url": url.replace("http:", "ftp:")}):
         assert SECRET not in error(glob)
-    msg = error({"proxy_from_environment": True}, env={"HTTPS_PROXY": f"socks5://bob:{SECRET}@proxy:1080"})
+    msg = error({"proxy_from_environment": True}, env={"HTTPS_PROXY": f"socks4://bob:{SECRET}@proxy:1080"})
     assert msg == ("test-config.yml: global.http_client.proxy_from_environment: environment variable HTTPS_PROXY "
-                   "must be an http:// or https:// URL (got scheme 'socks5')")
+                   "must be an http://, https:// or socks5:// URL (got scheme 'socks4')")
     msg = error({"proxy_connect_header": {"Proxy-Authorization": [f"Basic {SECRET}\r\nX-Evil: 1"]}})
     assert SECRET not in msg and "must not contain a line break" in msg
     t, = load({"proxy_url": url, "proxy_connect_header": {"X-Token": ["t0ken-Value"]}})
@@ -141,20 +157,6 @@ def test_no_proxy_matching(rules: str, host: str, port: int, bypass: bool) -> No
     t, = load({"proxy_url": "http://proxy.corp.example:3128", "no_proxy": rules})
     assert t.http_client is not None
     assert bypasses_proxy(t.http_client.no_proxy, host, port) is bypass
-
-
-def test_not_after_from_der_matches_the_x509_library(ca: trustme.CA) -> None:
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    # UTCTime before 2050, GeneralizedTime from 2050 on (RFC 5280)
-    for until in (now + dt.timedelta(days=90), dt.datetime(2049, 12, 31, 23, 59, 59, tzinfo=dt.UTC),
-                  dt.datetime(2050, 1, 1, tzinfo=dt.UTC), now - dt.timedelta(days=1)):
-        leaf = ca.issue_cert("x.example", not_before=now - dt.timedelta(days=2), not_after=until)
-        der = x509.load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes()).public_bytes(
-            serialization.Encoding.DER)
-        assert cert_not_after(der) == until.timestamp()
-    for broken in (b"", b"\x30", b"\x30\x82\xff\xff" + b"\x00" * 10, b"\x04\x00"):
-        with pytest.raises(ValueError):
-            cert_not_after(broken)
 
 
 async def test_sessions_of_settings_no_target_has_any_more_are_closed() -> None:

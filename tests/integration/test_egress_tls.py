@@ -17,11 +17,12 @@ import trustme
 from aiohttp import web
 
 from exporter.clock import FakeClock
-from exporter.egress import Egress, new_session
+from exporter.egress import Egress
+from exporter.engine import new_session
 from exporter.probe import Prober
 from exporter.simulators.faults import FaultServer, LoopbackResolver
 
-from ..conftest import config_from, sample, wait_for
+from ..conftest import config_from, sample, serve, wait_for
 from ..egress_support import (
     exporter_with,
     flip,
@@ -73,7 +74,8 @@ async def test_plain_http_has_no_expiry_metric() -> None:
         await srv.close()
 
 
-async def test_targets_without_http_client_keep_the_shared_session_and_get_the_expiry(ca: trustme.CA) -> None:
+async def test_targets_without_http_client_keep_the_shared_session_and_get_the_expiry(
+        ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No block: the one shared session, as before; the expiry is read for every HTTPS target."""
     leaf = ca.issue_cert("localhost")
     srv = await FaultServer.start(server_ctx(leaf))
@@ -83,9 +85,10 @@ async def test_targets_without_http_client_keep_the_shared_session_and_get_the_e
                                        flip("b", srv.url("ok", host="localhost")),
                                        flip("c", srv.url("ok", host="localhost"), http_client=skip),
                                        flip("d", srv.url("ok", host="localhost"), http_client=skip)]})
-        trusting = ssl.create_default_context()
-        ca.configure_trust(trusting)  # what SSL_CERT_FILE gives the shipped exporter
-        async with new_session(trusting, resolver=LoopbackResolver()) as session:
+        # the system's roots, as the shipped exporter finds them: here the test CA
+        monkeypatch.setenv("SSL_CERT_FILE", write_ca(ca, tmp_path / "ca.pem"))
+        monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))
+        async with new_session(resolver=LoopbackResolver()) as session:
             egress = Egress(session, new_session)
             prober = Prober(session, FakeClock(), egress=egress)
             results = [await prober.probe(t) for t in cfg.targets]
@@ -179,6 +182,31 @@ async def test_min_version_refuses_an_older_server(ca: trustme.CA, tmp_path: Pat
                 assert outcome(await probe(ex, "t")) == expected, version
 
 
+async def test_max_version_refuses_a_newer_only_server(ca: trustme.CA, tmp_path: Path) -> None:
+    ctx = server_ctx(ca.issue_cert("localhost"))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3  # a TLS 1.3-only vendor
+    with tls_vendor(ctx) as vendor:
+        ca_file = write_ca(ca, tmp_path / "ca.pem")
+        for version, expected in (("TLS13", ("ok", "20")), ("TLS12", ("network_error", "tls"))):
+            async with exporter_with([flip("t", vendor.url())],
+                                     {"tls_config": {"ca_file": ca_file, "max_version": version}},
+                                     resolver=LoopbackResolver()) as ex:
+                assert outcome(await probe(ex, "t")) == expected, version
+
+
+async def test_follow_redirects_off_by_default_and_on_when_asked() -> None:
+    async def vendor(request: web.Request) -> web.Response:
+        if request.path.startswith("/moved/"):
+            raise web.HTTPFound(request.path.removeprefix("/moved"))
+        return web.json_response({"code": 20})
+
+    async with serve(vendor) as url:
+        async with exporter_with([flip("t", url + "/moved")]) as ex:
+            assert outcome(await probe(ex, "t")) == ("client_error", "http_302")  # a redirect is the answer
+        async with exporter_with([flip("t", url + "/moved")], {"follow_redirects": True}) as ex:
+            assert outcome(await probe(ex, "t")) == ("ok", "20")
+
+
 async def test_a_reused_connection_keeps_the_last_known_expiry(ca: trustme.CA, tmp_path: Path) -> None:
     leaf = ca.issue_cert("localhost")
     connections: set[int] = set()
@@ -209,3 +237,34 @@ async def test_a_reused_connection_keeps_the_last_known_expiry(ca: trustme.CA, t
         assert sample(text, EXPIRY, target="shop") == not_after(leaf)
     finally:
         await runner.cleanup()
+
+
+async def test_phase_timings_are_exported_shown_and_zero_where_skipped(ca: trustme.CA, tmp_path: Path) -> None:
+    """apistatus_http_duration_seconds: every phase of the final request, always all five; over a new
+    TLS connection each phase took time, on the reused connection resolve, connect and tls are 0."""
+    srv = await FaultServer.start(server_ctx(ca.issue_cert("localhost")))
+    try:
+        client = {"tls_config": {"ca_file": write_ca(ca, tmp_path / "ca.pem")}}
+        async with exporter_with([flip("t", srv.url("ok", host="localhost"))], client,
+                                 resolver=LoopbackResolver()) as ex:
+            first = await probe(ex, "t")
+            text = await ex.metrics()
+            _, page = await ex.get("/targets/t")
+        phases = ("resolve", "connect", "tls", "processing", "transfer")
+        got = {p: sample(text, "apistatus_http_duration_seconds", target="t", vendor="flipsnack", phase=p)
+               for p in phases}
+        assert first.phases is not None and tuple(got.values()) == pytest.approx(first.phases, abs=1e-6)
+        assert got["connect"] > 0 and got["tls"] > 0 and got["processing"] > 0
+        assert "# TYPE apistatus_http_duration_seconds gauge" in text
+        assert "<dt>phases</dt>" in page and "processing" in page
+    finally:
+        await srv.close()
+    srv = await FaultServer.start()  # plain HTTP: no TLS phase, all five still exported
+    try:
+        async with exporter_with([flip("p", srv.url("ok"))]) as ex:
+            await probe(ex, "p")
+            text = await ex.metrics()
+        assert sample(text, "apistatus_http_duration_seconds", target="p", phase="tls") == 0
+        assert sample(text, "apistatus_http_duration_seconds", target="p", phase="connect") > 0
+    finally:
+        await srv.close()

@@ -155,7 +155,7 @@ async def test_api_lists_every_target_in_the_documented_shape(vendor: tuple[Vend
         "name", "vendor", "vendor_title", "docs_url", "labels", "interval_seconds", "class", "up", "since", "code",
         "message", "http_status", "latency_seconds", "last_probe", "attempts", "next_probe", "backoff_seconds",
         "consecutive_failures", "maintenance", "retry_after_seconds", "clock_skew_seconds", "quotas",
-        "recent_classes", "probes", "tls_cert_expiry", "http_client", "vendor_status"}
+        "recent_classes", "probes", "tls_cert_expiry", "phases", "http_client", "vendor_status"}
     assert a["vendor_status"] is None  # Flipsnack publishes no status page
     assert a["labels"] == {"team": HOSTILE}
     assert (a["vendor"], a["class"], a["up"], a["code"], a["message"], a["http_status"]) == (

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from exporter import redact as redact_module
 from exporter.clock import FakeClock
-from exporter.egress import new_session
+from exporter.engine import new_session
 from exporter.probe import EXCERPT_BYTES, Prober
 from exporter.redact import REDACTED, Redactor, redact
 from tests.conftest import config_from, running_exporter, serve

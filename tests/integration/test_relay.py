@@ -10,7 +10,7 @@ from aiohttp import web
 from yarl import URL
 
 from exporter.clock import FakeClock
-from exporter.egress import new_session
+from exporter.engine import new_session
 from exporter.model import HttpRequest
 from exporter.probe import Prober
 from tests.conftest import serve

@@ -18,8 +18,8 @@ from exporter.classify import Outcome
 from exporter.clock import FakeClock
 from exporter.collector import render_target
 from exporter.config import Config
-from exporter.egress import new_session
-from exporter.http1 import Client
+from exporter.engine import Session as Client
+from exporter.engine import new_session
 from exporter.probe import Prober
 from exporter.scheduler import MAX_BACKOFF, Scheduler, next_delay
 from exporter.state import Rendered, State, TargetState

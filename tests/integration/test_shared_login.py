@@ -10,7 +10,7 @@ from aiohttp import web
 
 from exporter.clock import FakeClock
 from exporter.config import Config
-from exporter.egress import new_session
+from exporter.engine import new_session
 from exporter.probe import Prober
 
 from ..conftest import config_from, serve

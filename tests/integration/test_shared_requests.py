@@ -7,7 +7,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from exporter.clock import FakeClock
-from exporter.egress import new_session
+from exporter.engine import new_session
 from exporter.probe import Prober
 from exporter.signatures import md5_signature
 from tests.conftest import config_from, serve

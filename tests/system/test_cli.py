@@ -323,7 +323,9 @@ async def test_probe_prints_what_the_exporter_makes_of_one_answer(tmp_path: Path
     doc = json.loads(out)
     assert code == 0 and doc["class"] == "ok" and doc["http_status"] == 200 and doc["up"] is True
     assert {"code", "message", "duration_seconds", "quotas", "retry_after_seconds", "clock_skew_seconds",
-            "request"} <= set(doc)
+            "request", "phases"} <= set(doc)
+    assert list(doc["phases"]) == ["resolve", "connect", "tls", "processing", "transfer"]
+    assert doc["phases"]["connect"] > 0 and doc["phases"]["tls"] == 0  # a new plain-HTTP connection
     assert "signature=" in doc["request"] and not any(s in out for s in secrets)
     await sims.control("flipsnack", maintenance=True)
     code, out, _ = await probe_cli("--config.file", str(config), "--json", "flipsnack")

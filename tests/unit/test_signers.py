@@ -20,7 +20,7 @@ import pytest
 from exporter import model
 from exporter.clock import SystemClock
 from exporter.config import Config
-from exporter.egress import new_session
+from exporter.engine import new_session
 from exporter.model import Answer, HttpRequest
 from exporter.probe import Prober
 from exporter.signatures import md5_signature, rubiq_issued_at, rubiq_token
@@ -267,13 +267,15 @@ async def test_a_refused_login_is_auth_and_a_dropped_one_goes_through_the_failur
     assert (refused.outcome.cls, refused.outcome.code, refused.outcome.http_status) == ("auth", "login_401", 401)
     assert refused.request_line == "GET (not sent)"
     assert (dropped.outcome.cls, dropped.outcome.code) == ("network_error", "reset")
-    assert [p for _, p, _, _ in server.seen] == ["/login", "/login"]
+    # only logins were sent, never the check (curl sends a request once more when the reused connection
+    # it went out on closes before any byte of the answer: the dropped login may be seen twice)
+    assert {p for _, p, _, _ in server.seen} == {"/login"}
 
 
 def test_plugins_and_catalogs_load_without_the_http_client() -> None:
     """Catalog validation and the plug-ins are pure: only the prober brings the HTTP client in."""
     code = ("import sys, exporter.catalog, exporter.signers, exporter.classify; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'httptools')))")
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'pycurl')))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert run.stdout.strip() == "[]"
 

@@ -6,41 +6,42 @@ context is built once then, so a broken certificate is a one-line error at load 
 failed probe hours later. The records are frozen and hashable: targets with equal settings share
 one HTTP session (see egress.py), and a target without the block keeps the exporter's shared one.
 
-stdlib only (plus the config node): the aiohttp side lives in egress.py.
+stdlib only (plus the config node): the requests themselves are libcurl's (engine.py), which maps
+these settings onto curl options.
 """
 
 from __future__ import annotations
 
 import base64
-import calendar
 import hashlib
 import ipaddress
 import logging
 import re
 import ssl
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
-from ._der import EncryptedKey as _EncryptedKey
-from ._der import no_password as _no_password
-from ._der import tlv as _tlv
 from ._yamlnode import Node
 
-__all__ = ["TLS_VERSIONS", "HttpClient", "Proxy", "TLSConfig", "bypasses_proxy", "cert_not_after",
-           "client_secrets", "needs_context", "parse_http_client", "ssl_context", "target_http_client"]
+__all__ = ["TLS_VERSIONS", "HttpClient", "Proxy", "TLSConfig", "bypasses_proxy", "client_secrets",
+           "parse_http_client", "target_http_client"]
 
 log = logging.getLogger("exporter.config")
 
-#: Prometheus' names for the TLS versions
+#: Prometheus' names for the TLS versions (the exporter's one table of them)
 TLS_VERSIONS: Mapping[str, ssl.TLSVersion] = {
     "TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1,
     "TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3,
 }
-_KEYS = ("proxy_url", "no_proxy", "proxy_from_environment", "proxy_connect_header", "tls_config")
-_TLS_KEYS = ("ca_file", "cert_file", "key_file", "server_name", "insecure_skip_verify", "min_version")
+_KEYS = ("proxy_url", "no_proxy", "proxy_from_environment", "proxy_connect_header", "tls_config", "enable_http2",
+         "follow_redirects")
+_TLS_KEYS = ("ca_file", "cert_file", "key_file", "server_name", "insecure_skip_verify", "min_version",
+             "max_version")
+#: proxy URL schemes Prometheus accepts; socks5:// hands the vendor's name to the proxy, as Go does
+_PROXY_SCHEMES = ("http", "https", "socks5")
+_DEFAULT_PORTS = {"http": 80, "https": 443, "socks5": 1080}
 #: a CA bundle is a few hundred KB; anything far larger is a wrong path
 _MAX_PEM = 16 << 20
 _HEADER_NAME = r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}"
@@ -65,7 +66,7 @@ class Proxy:
     @property
     def address(self) -> tuple[str, int]:
         parts = urlsplit(self.url)
-        return parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+        return parts.hostname or "", parts.port or _DEFAULT_PORTS.get(parts.scheme, 80)
 
     @property
     def shown(self) -> str:
@@ -84,11 +85,14 @@ class TLSConfig:
     server_name: str | None = None
     insecure_skip_verify: bool = False
     min_version: str | None = None
+    max_version: str | None = None
     #: digest of the files' contents at load: a reload after a certificate rotation gets a new session
     fingerprint: str = ""
-    #: the client context, built while the config loads (in the loader's thread, never on the event
-    #: loop); None when the settings need none of their own (the system's default verification)
-    context: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
+    #: the files' contents (ca_file, cert_file, key_file) read and checked at load: curl gets these
+    #: (its *_BLOB options), so no file is read on the event loop and a file gone later changes nothing
+    #: until the next reload
+    pems: tuple[bytes | None, bytes | None, bytes | None] = field(default=(None, None, None), compare=False,
+                                                                  repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +107,17 @@ class HttpClient:
     #: headers sent to the proxy with CONNECT (values may be secrets, hence out of the repr)
     proxy_connect_header: tuple[tuple[str, tuple[str, ...]], ...] = field(default=(), repr=False)
     tls: TLSConfig = TLSConfig()
+    #: HTTP/2 when the server offers it by ALPN (Prometheus' default); false: HTTP/1.1 only
+    enable_http2: bool = True
+    #: a redirect is followed (up to 10) instead of being the answer (then client_error/redirect)
+    follow_redirects: bool = False
 
     def proxy_for(self, scheme: str, host: str, port: int | None) -> Proxy | None:
         proxy = self.https_proxy if scheme == "https" else self.http_proxy
+        # a URL without a port is on the scheme's default one: "host:443" in no_proxy matches it (as Go's
+        # httpproxy and curl match it)
+        if port is None:
+            port = 443 if scheme == "https" else 80
         if proxy is None or bypasses_proxy(self.no_proxy, host, port):
             return None
         return proxy
@@ -191,14 +203,15 @@ def _no_proxy(text: str, node: Node, what: str) -> tuple[str, ...]:
 
 
 def _proxy(text: str, node: Node, what: str) -> Proxy:
-    """An http:// or https:// proxy URL; the value is never shown in an error (it may hold a password)."""
+    """An http://, https:// or socks5:// proxy URL; the value is never shown in an error (it may hold a
+    password)."""
     try:
         parts = urlsplit(text.strip())
         port = parts.port
     except ValueError:
-        node.fail(f"{what}must be an http:// or https:// URL", show=False)
-    if parts.scheme not in ("http", "https"):
-        node.fail(f"{what}must be an http:// or https:// URL (got scheme {parts.scheme or 'none'!r})",
+        node.fail(f"{what}must be an http://, https:// or socks5:// URL", show=False)
+    if parts.scheme not in _PROXY_SCHEMES:
+        node.fail(f"{what}must be an http://, https:// or socks5:// URL (got scheme {parts.scheme or 'none'!r})",
                   show=False)
     if not parts.hostname or parts.query or parts.fragment or parts.path not in ("", "/"):
         node.fail(f"{what}must be scheme://[user:password@]host[:port] without path, query or fragment",
@@ -224,38 +237,22 @@ def _reason(exc: ssl.SSLError) -> str:
     return str(exc.reason or re.sub(r"\s*\(_ssl\.c:\d+\)", "", str(exc))).lower().replace("_", " ")
 
 
-def ssl_context(tls: TLSConfig) -> ssl.SSLContext:
-    """The client context for these settings. ``ca_file`` replaces the system roots, as in Prometheus.
-    The one built at load when there is one (it reads files: never call this on the event loop)."""
-    if tls.context is not None:
-        return tls.context
-    ctx = ssl.create_default_context(cafile=tls.ca_file) if tls.ca_file else ssl.create_default_context()
-    if tls.cert_file is not None:
-        ctx.load_cert_chain(tls.cert_file, tls.key_file, password=_no_password)
-    return _configured(ctx, tls)
+class _EncryptedKey(Exception):
+    """The key file asked for a password: refused at load rather than prompting on a terminal."""
 
 
-def needs_context(tls: TLSConfig) -> bool:
-    """Whether these settings need a context of their own (else: the system's default verification)."""
-    return bool(tls.ca_file or tls.cert_file or tls.insecure_skip_verify or tls.min_version)
-
-
-def _configured(ctx: ssl.SSLContext, tls: TLSConfig) -> ssl.SSLContext:
-    if tls.min_version is not None:
-        with warnings.catch_warnings():  # TLS 1.0/1.1 are deprecated in Python; asked for, they are allowed
-            warnings.simplefilter("ignore", DeprecationWarning)
-            ctx.minimum_version = TLS_VERSIONS[tls.min_version]
-    if tls.insecure_skip_verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+def _no_password() -> str:
+    raise _EncryptedKey
 
 
 def _checked_tls(tls: TLSConfig, node: Node) -> TLSConfig:
-    """Read every file and build the context once: what fails here would fail every probe."""
+    """Read every file and check it with OpenSSL once (Python's ssl module loads the same files curl
+    will): what fails here would fail every probe."""
     digest = hashlib.sha256()
+    pems: list[bytes | None] = []
     for key in ("ca_file", "cert_file", "key_file"):
         path = getattr(tls, key)
+        pems.append(None)
         if path is None:
             continue
         sub = Node(path, node.file, f"{node.path}.{key}")
@@ -270,9 +267,14 @@ def _checked_tls(tls: TLSConfig, node: Node) -> TLSConfig:
         if len(data) > _MAX_PEM:
             sub.fail(f"{path} is larger than {_MAX_PEM >> 20} MiB: not a PEM file", show=False)
         digest.update(data)
+        pems[-1] = data
     fingerprint = digest.hexdigest()[:32]
-    if not needs_context(tls):
-        return replace(tls, fingerprint=fingerprint, context=None)
+    if tls.min_version and tls.max_version and TLS_VERSIONS[tls.min_version] > TLS_VERSIONS[tls.max_version]:
+        Node(None, node.file, f"{node.path}.min_version").fail(
+            f"min_version {tls.min_version} is above max_version {tls.max_version}", show=False)
+    tls = replace(tls, fingerprint=fingerprint, pems=(pems[0], pems[1], pems[2]))
+    if not (tls.ca_file or tls.cert_file):
+        return tls
     try:
         ctx = ssl.create_default_context(cafile=tls.ca_file) if tls.ca_file else ssl.create_default_context()
     except ssl.SSLError as exc:
@@ -288,8 +290,7 @@ def _checked_tls(tls: TLSConfig, node: Node) -> TLSConfig:
             what = "does not match" if "mismatch" in _reason(exc) else "cannot be loaded with"
             Node(None, node.file, f"{node.path}.cert_file").fail(
                 f"{tls.cert_file} {what} key_file {tls.key_file} ({_reason(exc)})", show=False)
-    # the context probes use, built here in the loader's thread: no file is read on the event loop
-    return replace(tls, fingerprint=fingerprint, context=_configured(ctx, tls))
+    return tls
 
 
 def _tls(node: Node, base: Path, inherited: TLSConfig) -> TLSConfig:
@@ -312,6 +313,8 @@ def _tls(node: Node, base: Path, inherited: TLSConfig) -> TLSConfig:
         out = replace(out, insecure_skip_verify=fields["insecure_skip_verify"].boolean())
     if "min_version" in fields:
         out = replace(out, min_version=fields["min_version"].choice(TLS_VERSIONS))
+    if "max_version" in fields:
+        out = replace(out, max_version=fields["max_version"].choice(TLS_VERSIONS))
     return _checked_tls(out, node)
 
 
@@ -345,6 +348,10 @@ def parse_http_client(node: Node, base: Path, env: Mapping[str, str],
         out = replace(out, proxy_connect_header=_connect_headers(fields["proxy_connect_header"]))
     if "tls_config" in fields:
         out = replace(out, tls=_tls(fields["tls_config"], base, out.tls))
+    if "enable_http2" in fields:
+        out = replace(out, enable_http2=fields["enable_http2"].boolean())
+    if "follow_redirects" in fields:
+        out = replace(out, follow_redirects=fields["follow_redirects"].boolean())
     return out
 
 
@@ -384,36 +391,3 @@ def target_http_client(fields: Mapping[str, Node], name: str, base: Path, env: M
         log.warning("target %s: tls_config.insecure_skip_verify is true: the vendor's certificate is not "
                     "verified, so anyone on the path can read and change this target's traffic", name)
     return client
-
-
-# --- certificates --------------------------------------------------------------------------------
-
-
-def cert_not_after(der: bytes) -> float:
-    """The ``notAfter`` of a DER certificate, Unix seconds. A few lines of DER walking rather than an
-    X.509 library: this one field is all the exporter needs, and with verification off Python gives
-    the certificate only as DER."""
-    _, start, _ = _tlv(der, 0)  # Certificate
-    tag, pos, _ = _tlv(der, start)  # tbsCertificate
-    if tag != 0x30:
-        raise ValueError("not a certificate")
-    tag, _, end = _tlv(der, pos)
-    if tag == 0xA0:  # explicit version
-        pos = end
-    for _ in range(3):  # serialNumber, signature, issuer
-        _, _, pos = _tlv(der, pos)
-    tag, pos, _ = _tlv(der, pos)  # validity
-    if tag != 0x30:
-        raise ValueError("no validity")
-    _, _, pos = _tlv(der, pos)  # notBefore
-    tag, start, end = _tlv(der, pos)
-    text = der[start:end].decode("ascii")
-    if tag == 0x17:  # UTCTime YYMMDDHHMMSSZ: years 50-99 are 19xx
-        year = int(text[:2])
-        text = f"{1900 + year if year >= 50 else 2000 + year}{text[2:]}"
-    elif tag != 0x18:  # GeneralizedTime YYYYMMDDHHMMSSZ
-        raise ValueError("bad time")
-    if not re.fullmatch(r"\d{14}Z", text):
-        raise ValueError("bad time")
-    fields = (int(text[0:4]), int(text[4:6]), int(text[6:8]), int(text[8:10]), int(text[10:12]), int(text[12:14]))
-    return float(calendar.timegm((*fields, 0, 0, 0)))
