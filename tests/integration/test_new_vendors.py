@@ -13,7 +13,7 @@ import pytest
 from exporter._yamlnode import Node
 from exporter.clock import FakeClock
 from exporter.config import Config, parse_config
-from exporter.egress import new_session
+from exporter.engine import new_session
 from exporter.probe import Prober
 from exporter.simulators import SimulatorSet, start_simulators
 

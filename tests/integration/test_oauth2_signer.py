@@ -20,7 +20,7 @@ from aiohttp import web
 
 from exporter.clock import FakeClock
 from exporter.config import Config, Target, secrets_of
-from exporter.egress import new_session
+from exporter.engine import new_session
 from exporter.model import ProbeResult
 from exporter.probe import Prober
 from exporter.simulators.msgraph import TOKEN_TTL, MsgraphSimulator

@@ -23,7 +23,7 @@ import pytest
 from aiohttp import web
 
 from exporter.clock import FakeClock
-from exporter.egress import new_session
+from exporter.engine import new_session
 from exporter.probe import Prober
 from exporter.simulators import SimulatorSet, start_simulators
 from exporter.simulators.base import CONDITIONS

@@ -24,7 +24,7 @@ import trustme
 
 from exporter.catalog import CatalogExample, builtin_catalogs
 from exporter.classify import EXAMPLE_NOW
-from exporter.egress import new_session
+from exporter.engine import new_session
 from exporter.probe import Prober
 from exporter.simulators import start_simulators
 
@@ -153,8 +153,10 @@ def aws_sts(url: str, now: float, key_id: str = "AKIAIOSFODNN7EXAMPLE",
             aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1, "mode": "standard"}))
     try:
         client.get_caller_identity()
-    except ResponseParserError:
-        return "unreadable"  # boto3 asks for XML and reads nothing else
+    except (ResponseParserError, KeyError):
+        # boto3 asks for XML and reads nothing else; an XML page without STS's result (a portal's HTML)
+        # fails inside its parser with a KeyError
+        return "unreadable"
     except ClientError as exc:
         response: Any = exc.response
         code = response.get("Error", {}).get("Code", "")
@@ -382,6 +384,10 @@ def test_the_sdk_agrees_on_every_documented_answer(scripted: dict[str, Scripted]
     extra = {"ca_file": ca[1]} if vendor in HTTPS_ONLY else {}
     verdict = SDKS[vendor](server.url, EXAMPLE_NOW, **extra)
     assert server.requests > before, "the SDK did not call the scripted server"
+    if verdict == "unreadable" and 200 <= example.status < 300:
+        # the SDK cannot read what should be the vendor's success (a portal's page, an empty body): the
+        # call failed for its user and nothing says why, which is our unknown
+        verdict = "unknown"
     if (vendor, index) in OURS_ALONE:
         sdk_verdict, why = OURS_ALONE[(vendor, index)]
         assert (verdict, example.cls != verdict) == (sdk_verdict, True), why
