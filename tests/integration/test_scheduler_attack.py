@@ -14,7 +14,7 @@ import pytest
 from exporter.app import RESTART_PAUSE
 from exporter.clock import FakeClock
 
-from ..conftest import Running, config_from, running_exporter, serve
+from ..conftest import Running, running_exporter, serve
 from . import test_scheduler
 from .test_scheduler import Sim, Vendor, flip_targets, planned_probe_joins_an_on_demand_one, run, settle
 
@@ -151,13 +151,10 @@ async def held_exporter() -> AsyncIterator[tuple[Running, FakeClock, Vendor]]:
     clock = FakeClock()
     vendor = Vendor(clock)
     vendor.hold = asyncio.Event()
-    async with serve(vendor.handle) as url:
-        cfg = config_from({"global": {"interval": "10s", "timeout": "9s", "probe_share": 1}, "targets": [
-            {"name": f"t{i}", "vendor": "flipsnack", "base_url": url,
-             "credentials": {"api_key": f"key{i}", "secret": "s"}} for i in range(2)]})
-        async with running_exporter(cfg, clock=clock) as ex:
-            yield ex, clock, vendor
-            vendor.hold.set()
+    async with serve(vendor.handle) as url, running_exporter(
+            flip_targets(url, n=2, timeout="9s", probe_share=1), clock=clock) as ex:
+        yield ex, clock, vendor
+        vendor.hold.set()
 
 
 async def test_a_loop_restarted_after_a_bug_keeps_the_targets_whose_probes_were_in_flight(

@@ -14,11 +14,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from exporter.clock import SystemClock
-from exporter.config import Config
 from exporter.egress import new_session
 from exporter.probe import Prober
 
-from ..conftest import config_from
+from .test_shared_login import shared
 
 TOKEN = "tok-" + "k" * 40
 
@@ -87,34 +86,22 @@ async def login_server() -> AsyncIterator[tuple[LoginServer, str]]:
         await listener.wait_closed()
 
 
-def _login_config(url: str) -> Config:
-    return config_from({
-        "vendors": {"acme": {
-            "credentials": ["username", "password"],
-            "signer": {"name": "bearer_login", "options": {
-                "login_path": "/login", "access_token_field": "accessToken", "access_ttl": 300}},
-            "check": {"path": "/health"},
-            "codes": {"200": {"class": "ok"}, "401": {"class": "auth"}}}},
-        "targets": [{"name": "t", "vendor": "acme", "base_url": url,
-                     "credentials": {"username": "monitor", "password": "pw-" + "s" * 20}}]})
-
-
 async def test_a_login_answer_in_many_small_segments_is_read_whole(login_server: tuple[LoginServer, str]) -> None:
     server, url = login_server
     async with new_session() as session:
-        result = await Prober(session, SystemClock()).probe(_login_config(url).targets[0])
+        result = await Prober(session, SystemClock()).probe(shared(url, 1).targets[0])
     assert server.pieces > 50
     assert (result.outcome.cls, result.outcome.code, result.requests) == ("ok", "200", 2)
     login, check = server.seen
     assert (login[0], login[1], json.loads(login[3])) == ("POST", "/login", {"username": "monitor",
-                                                                             "password": "pw-" + "s" * 20})
+                                                                             "password": "pw"})
     assert check[2]["authorization"] == f"Bearer {TOKEN}"
 
 
 async def test_a_refused_login_is_auth_and_a_dropped_one_goes_through_the_failure_map(
         login_server: tuple[LoginServer, str]) -> None:
     server, url = login_server
-    target = _login_config(url).targets[0]
+    target = shared(url, 1).targets[0]
     async with new_session() as session:
         prober = Prober(session, SystemClock())
         server.mode = "refuse"
@@ -137,7 +124,7 @@ def test_plugins_and_catalogs_load_without_the_http_client() -> None:
 
 async def test_a_login_answer_is_inflated_and_capped_like_any_answer(login_server: tuple[LoginServer, str]) -> None:
     server, url = login_server
-    target = _login_config(url).targets[0]
+    target = shared(url, 1).targets[0]
     async with new_session() as session:
         server.mode = "gzip"
         inflated = await Prober(session, SystemClock()).probe(target)
