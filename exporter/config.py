@@ -18,7 +18,6 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from ._yamlfast import gc_paused
 from ._yamlnode import (
     SECRET_FILE_LIMIT,
     ConfigError,
@@ -350,7 +349,6 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
     file_path = Path(path)
-    with gc_paused():  # nothing is garbage while a config is built: collecting only costs time
-        root, may_mention_env = load_document(file_path)
-        return parse_config(root, file_path.parent, env, may_mention_env=may_mention_env)
+    root, may_mention_env = load_document(file_path)
+    return parse_config(root, file_path.parent, env, may_mention_env=may_mention_env)
 
