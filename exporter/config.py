@@ -28,6 +28,7 @@ from ._yamlnode import (
     load_yaml,
     read_regular_file,
 )
+from .backoff import DEFAULT_MAX_BACKOFF
 from .catalog import (
     Budget,
     Catalog,
@@ -44,8 +45,6 @@ from .httpclient import HttpClient, parse_http_client, target_http_client
 __all__ = ["DEFAULT_MAX_BACKOFF", "DEFAULT_PROBE_SHARE", "Config", "ConfigError", "Credentials", "GlobalConfig",
            "Target", "load_config", "parse_config"]
 
-#: the default cap on any wait, Retry-After included (``global.max_backoff``)
-DEFAULT_MAX_BACKOFF = 3600.0
 #: the default share of a vendor's request budget the probes may spend (``global.probe_share``)
 DEFAULT_PROBE_SHARE = 0.05
 

@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from exporter import scheduler as scheduler_module
+from exporter.backoff import EXPONENTIAL_CEILING, next_delay
 from exporter.budget import budget_warnings
 from exporter.classify import Outcome
 from exporter.clock import FakeClock
@@ -21,7 +22,7 @@ from exporter.config import Config
 from exporter.egress import new_session
 from exporter.http1 import Client
 from exporter.probe import Prober
-from exporter.scheduler import MAX_BACKOFF, Scheduler, next_delay
+from exporter.scheduler import Scheduler
 from exporter.state import Rendered, State, TargetState
 
 from ..conftest import config_from, serve
@@ -145,7 +146,7 @@ async def test_exponential_backoff_with_cap_then_back_to_normal(sim: Sim) -> Non
 def test_backoff_policy_is_capped_and_retry_after_wins() -> None:
     rng = random.Random(1)
     err = Outcome("server_error", "50", "x", 200)
-    assert next_delay(30, err, 30, rng)[0] <= MAX_BACKOFF * 1.1
+    assert next_delay(30, err, 30, rng)[0] <= EXPONENTIAL_CEILING * 1.1
     assert next_delay(3600, err, 5, rng)[0] >= 3600  # never shorter than the interval
     ra = Outcome("rate_limited", "31", "x", 200, retry_after=300)
     assert next_delay(30, ra, 1, rng) == (300, 270)

@@ -236,3 +236,26 @@ async def test_a_target_removed_by_a_reload_is_not_probed_by_a_caller_that_waite
     await sim.step(120)
     assert [k for _, k in sim.vendor.log if k == f"key{other[1:]}"] == []
     task.cancel()
+
+
+async def test_a_planned_probe_behind_a_callers_place_starts_once_it_frees(sim: Sim) -> None:
+    # one place, taken by a /probe caller before any planned probe: the planned ones due meanwhile stay
+    # in the schedule, and the caller's probe ending (not the loop's next wake-up, up to an hour away)
+    # lets the next one out
+    sim.vendor.hold = asyncio.Event()
+    cfg = flip_targets(sim.url, n=2, interval="60s", timeout="30s", probe_share=1, max_concurrency=1)
+    task = await run(sim, cfg)
+    sched = sim.scheduler
+    assert sched is not None
+    asking = asyncio.create_task(sched.on_demand("t0"))
+    await settle()
+    assert [k for _, k in sim.vendor.log] == ["key0"]
+    await sim.clock.advance(10)  # t1's first probe is due, and t0's planned one
+    await settle()
+    assert [k for _, k in sim.vendor.log] == ["key0"] and sched.in_flight() == 2
+    sim.vendor.hold.set()
+    assert await asyncio.wait_for(asking, 5)
+    await sim.clock.advance(0.1)
+    await settle()
+    assert [k for _, k in sim.vendor.log][:2] == ["key0", "key1"]
+    task.cancel()
