@@ -176,7 +176,9 @@ async def test_three_targets_on_one_flipsnack_key_stay_within_budget_over_an_hou
 
 async def test_no_overlap_and_concurrency_cap(sim: Sim) -> None:
     sim.vendor.hold = asyncio.Event()
-    task = await run(sim, flip_targets(sim.url, n=5, interval="1s", timeout="1s", max_concurrency=2))
+    # the prober's timeout runs on the loop's own clock: 5 s, so that a busy machine (these steps take
+    # real time) does not time the held probes out and let more in beside the vendor's held requests
+    task = await run(sim, flip_targets(sim.url, n=5, interval="5s", timeout="5s", max_concurrency=2))
     assert sim.scheduler is not None
     for _ in range(5):
         await sim.clock.advance(1)
