@@ -234,7 +234,11 @@ def parse_yaml(text: str, file: str) -> Any:
     document whose aliases would expand it beyond MAX_VALUES, refused before anything expands it."""
     _check_stream(text, file)
     try:
-        data = yaml.load(text, Loader=_SAFE_LOADER)
+        try:
+            # an anchor (&) makes values shared: PyYAML's constructor keeps them one object
+            data = yaml.load(text, Loader=_SAFE_LOADER) if "&" in text else _load_plain(text, file)
+        except _Unusual:
+            data = yaml.load(text, Loader=_SAFE_LOADER)
     except yaml.YAMLError as exc:
         raise _refusal(text, file, exc) from None
     except RecursionError:
@@ -250,6 +254,62 @@ def parse_yaml(text: str, file: str) -> Any:
         _check_tree(data, file)
     elif isinstance(data, dict | list):
         _check_depth(data, file)
+    return data
+
+
+_STR, _SEQ, _MAP = "tag:yaml.org,2002:str", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"
+
+
+class _Unusual(Exception):
+    """What ``_load_plain`` leaves to ``yaml.load``: a merge key, a complex key, a tagged collection."""
+
+
+def _load_plain(text: str, file: str) -> Any:
+    """``yaml.load(text)`` for a document without anchors, faster on a large config: PyYAML's documented
+    composer (``yaml.compose``: the node tree, every tag resolved) without the constructor's dispatch per
+    node. Strings, mappings and sequences are built here, without recursion; any other scalar (a number,
+    a boolean, null, a date) is what ``yaml.load`` makes of that node (``yaml.serialize``d back),
+    once per distinct tag and text. Raises _Unusual for anything else, and ConfigError past MAX_DEPTH."""
+    root = yaml.compose(text, Loader=_SAFE_LOADER)
+    others: dict[tuple[str, str], Any] = {}
+
+    def scalar(node: yaml.ScalarNode) -> Any:
+        if node.tag == _STR:
+            return node.value
+        key = (node.tag, node.value)
+        if key not in others:
+            if node.tag in ("tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"):
+                raise _Unusual
+            # inside a sequence: an empty scalar (null) cannot stand alone as a document
+            alone = yaml.serialize(yaml.SequenceNode(_SEQ, [node]), Dumper=yaml.SafeDumper)
+            others[key] = yaml.load(alone, Loader=_SAFE_LOADER)[0]
+        return others[key]
+
+    todo: list[tuple[yaml.Node, Any, int]] = []
+
+    def value(node: yaml.Node, depth: int) -> Any:
+        if type(node) is yaml.ScalarNode:
+            return scalar(node)
+        if depth > MAX_DEPTH:
+            raise ConfigError(file, "", _TOO_DEEP)
+        if node.tag not in (_SEQ, _MAP):
+            raise _Unusual  # !!set, !!omap, !!pairs, an unknown tag: PyYAML's constructor and errors
+        out: Any = [] if node.tag == _SEQ else {}
+        todo.append((node, out, depth))
+        return out
+
+    if root is None:
+        return None
+    data = value(root, 1)
+    while todo:
+        node, out, depth = todo.pop()
+        if type(out) is list:
+            out.extend(value(child, depth + 1) for child in node.value)
+            continue
+        for key_node, value_node in node.value:
+            if type(key_node) is not yaml.ScalarNode:
+                raise _Unusual  # a complex key: PyYAML's error says it is unhashable
+            out[scalar(key_node)] = value(value_node, depth + 1)
     return data
 
 

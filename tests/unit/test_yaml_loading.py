@@ -33,6 +33,71 @@ def loader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
     yield request.param
 
 
+#: every kind of YAML 1.1 document the safe loader reads (the fast path builds some, yaml.load the rest)
+DOCS = [
+    # YAML 1.1 scalars: booleans, nulls, ints in every base, sexagesimal, floats, specials
+    "a: [yes, no, on, off, y, n, true, false, True, FALSE, Yes, NO]",
+    "a: [~, null, Null, '', \"\"]\nb:\nc: !!null ''",
+    "a: [0x1F, 0o17, 017, 0b101, 1_000, -12, +3, 190:20:30, 0]",
+    "a: [1.5, -.5, 6.8523015e+5, 685.230_15e+03, 190:20:30.15, .inf, -.Inf, .NaN, 1e3, 1.]",
+    "a: [2001-12-14t21:59:43.10-05:00, 2002-12-14, !!binary aGVsbG8=]",
+    "a: !!str 12\nb: !!int '7'\nc: !!float '3'\nd: !!bool 'yes'\ne: '012'\nf: \"0x10\"",
+    # anchors, aliases, merge keys (single, list, overridden), the value key
+    "base: &b {x: 1, y: [1, 2]}\nuse: *b\nlist: &l [a, b]\nagain: *l",
+    "d: &d {interval: 15s, timeout: 5s}\nt:\n  <<: *d\n  timeout: 2s\n  name: t1",
+    "a: &a {x: 1}\nb: &b {y: 2}\nc:\n  <<: [*a, *b]\n  z: 3",
+    "a: {=: 1, b: 2}",
+    "a: {1: one, 2.5: x, true: t, null: n, 2001-01-01: d}",
+    "recursive: &r [1, *r]",
+    "m: &m {a: 1}\nn: {k: *m}\no: *m",
+    # other tags PyYAML's safe loader knows
+    "s: !!set {a, b}\no: !!omap [{a: 1}, {b: 2}]\np: !!pairs [{a: 1}, {a: 2}]",
+    # duplicate keys: the last wins, as in PyYAML
+    "a: 1\na: 2",
+    # documents that are not mappings
+    "- 1\n- two\n- [3]", "just text", "", "# only a comment\n", "42",
+    # containers in every position: empty, nested in lists and mappings, null keys and values
+    "a:\n- {b: [], c: {}}\n- - x\n  - {~: 1, k: }\n-\nd: {e: [[], [{}], [[1, [2]]]]}\nf: {g: {h: {i: []}}}\nj: last",
+    "[[], {}, [{a: [b, {c: d}]}], {e: [f]}]", "- - - deep\n    - er\n  - back\n- out",
+    "long: |\n  line one\n  line two\nfolded: >\n  a\n  b\nq: 'it''s'\ndq: \"tab\\there \\u00e9\"",
+]
+
+
+def _reference(text: str) -> Any:
+    """What PyYAML's own safe loader makes of ``text`` (repr: tells 1 from 1.0 from True, keeps key order)."""
+    return repr(yaml.load(text, Loader=_yamlnode._SAFE_LOADER))
+
+
+@pytest.mark.parametrize("text", [d for d in DOCS if "*r" not in d])
+def test_every_document_loads_as_pyyamls_safe_loader_reads_it(text: str, loader: str) -> None:
+    assert repr(parse_yaml(text, "f.yml")) == _reference(text)
+
+
+def _files() -> list[Any]:
+    found = [p for pattern in ("exporter/catalogs/*.yaml", "tests/broken/*.yml", "config/**/*.yml", "deploy/**/*.yaml")
+             for p in ROOT.glob(pattern)]
+    assert len(found) > 10, "the repository's YAML files were not found"
+    return sorted(p for p in found if p.name != "alias_bomb.yml")
+
+
+@pytest.mark.parametrize("path", _files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_yaml_file_of_the_repository_loads_as_pyyamls_safe_loader_reads_it(path: Any) -> None:
+    text = path.read_text(encoding="utf-8")
+    try:
+        want = _reference(text)
+    except yaml.YAMLError:
+        return  # a broken fixture: its refusal is tests/unit/test_config.py's
+    assert repr(parse_yaml(text, str(path))) == want
+
+
+def test_a_large_config_loads_as_pyyamls_safe_loader_reads_it(tmp_path: Any) -> None:
+    from bench.configs import write_config
+
+    text = write_config(tmp_path / "big.yml", ["http://127.0.0.1:1"], 2000, 15.0).read_text(encoding="utf-8")
+    text += "extra: {flag: true, share: 0.5, n: 3, none: ~, when: 2001-12-14, '7': x, 7: y}\n"
+    assert repr(parse_yaml(text, "big.yml")) == _reference(text)
+
+
 def _refusal(text: str) -> str:
     with pytest.raises(ConfigError) as err:
         parse_yaml(text, "f.yml")
