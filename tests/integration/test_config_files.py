@@ -76,10 +76,10 @@ def test_a_surrogate_from_the_environment_is_refused() -> None:
 
 def test_deep_nesting_is_one_line(tmp_path: Path, loader: str) -> None:
     path = tmp_path / "deep.yml"
-    path.write_text("targets: " + "[" * 5000 + "]" * 5000 + "\n")
+    path.write_text("targets:\n" + "- " * 5000 + "x\n")  # block style: the pure-Python scanner is slow on flow
     with pytest.raises(ConfigError) as err:
         load_config(path, env={})
-    assert "\n" not in str(err.value) and str(path) in str(err.value)
+    assert str(err.value) == f"{path}: values are nested more than 100 levels deep"
 
 
 def _bizwebs(tmp_path: Path, token_file: str) -> Path:
