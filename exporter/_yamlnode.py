@@ -234,10 +234,9 @@ def parse_yaml(text: str, file: str) -> Any:
     document whose aliases would expand it beyond MAX_VALUES, refused before anything expands it."""
     _check_stream(text, file)
     try:
-        try:
-            # an anchor (&) makes values shared: PyYAML's constructor keeps them one object
-            data = yaml.load(text, Loader=_SAFE_LOADER) if "&" in text else _load_plain(text, file)
-        except _Unusual:
+        # an anchor (&) makes values shared: PyYAML's constructor keeps them one object
+        data = _UNUSUAL if "&" in text else _load_plain(text, file)
+        if data is _UNUSUAL:
             data = yaml.load(text, Loader=_SAFE_LOADER)
     except yaml.YAMLError as exc:
         raise _refusal(text, file, exc) from None
@@ -261,7 +260,12 @@ _STR, _SEQ, _MAP = "tag:yaml.org,2002:str", "tag:yaml.org,2002:seq", "tag:yaml.o
 
 
 class _Unusual(Exception):
-    """What ``_load_plain`` leaves to ``yaml.load``: a merge key, a complex key, a tagged collection."""
+    """What ``_load_plain`` leaves to ``yaml.load``: a merge key, a complex key, a tagged collection, more
+    distinct numbers (booleans, dates) than a config has."""
+
+
+#: what ``_load_plain`` returns for a document it leaves to ``yaml.load`` (its node tree already gone)
+_UNUSUAL: Any = object()
 
 
 def _load_plain(text: str, file: str) -> Any:
@@ -269,8 +273,14 @@ def _load_plain(text: str, file: str) -> Any:
     composer (``yaml.compose``: the node tree, every tag resolved) without the constructor's dispatch per
     node. Strings, mappings and sequences are built here, without recursion; any other scalar (a number,
     a boolean, null, a date) is what ``yaml.load`` makes of that node (``yaml.serialize``d back),
-    once per distinct tag and text. Raises _Unusual for anything else, and ConfigError past MAX_DEPTH."""
-    root = yaml.compose(text, Loader=_SAFE_LOADER)
+    once per distinct tag and text. _UNUSUAL for anything else; ConfigError past MAX_DEPTH."""
+    try:
+        return _build_plain(yaml.compose(text, Loader=_SAFE_LOADER), file)
+    except _Unusual:
+        return _UNUSUAL
+
+
+def _build_plain(root: yaml.Node | None, file: str) -> Any:
     others: dict[tuple[str, str], Any] = {}
 
     def scalar(node: yaml.ScalarNode) -> Any:
@@ -278,7 +288,8 @@ def _load_plain(text: str, file: str) -> Any:
             return node.value
         key = (node.tag, node.value)
         if key not in others:
-            if node.tag in ("tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"):
+            # a merge key; or more distinct numbers than a config has (each costs a yaml.load here)
+            if node.tag in ("tag:yaml.org,2002:merge", "tag:yaml.org,2002:value") or len(others) >= 256:
                 raise _Unusual
             # inside a sequence: an empty scalar (null) cannot stand alone as a document
             alone = yaml.serialize(yaml.SequenceNode(_SEQ, [node]), Dumper=yaml.SafeDumper)

@@ -200,3 +200,9 @@ def test_deeper_nesting_is_one_clear_line_whatever_pyyaml_allows(name: str, make
     loader recurses (past some 300 levels): the exporter's own bound is what a user sees."""
     monkeypatch.setattr(_yamlnode, "_SAFE_LOADER", LOADERS[name])
     assert _refusal(make(depth)) == f"f.yml: values are nested more than {MAX_DEPTH} levels deep"
+
+
+def test_a_document_of_many_distinct_numbers_loads_as_pyyamls_safe_loader_reads_it(loader: str) -> None:
+    """More distinct numbers than a config has go to yaml.load whole (each would cost a load of its own)."""
+    text = "".join(f"k{i}: [{i}, {i}.5, 0x{i:x}, {'yes' if i % 2 else 'off'}]\n" for i in range(600))
+    assert repr(parse_yaml(text, "f.yml")) == _reference(text)
