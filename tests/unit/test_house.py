@@ -66,3 +66,24 @@ def test_every_relative_doc_link_resolves(doc: Path, target: str) -> None:
     assert dest.exists(), f"{where}: no such file"
     if anchor:
         assert dest.suffix == ".md" and anchor in _anchors(dest), f"{where}: no such heading"
+
+
+def _checklist_items() -> list[str]:
+    text = (ROOT / "docs" / "development.md").read_text(encoding="utf-8")
+    checklists = text.split("## Checklists", 1)[1].split("\n## ", 1)[0]
+    items = re.split(r"\n(?=\d+\. |Steps )", checklists)
+    assert len(items) >= 12, "docs/development.md's checklists were not found"
+    return items
+
+
+@pytest.mark.parametrize("item", _checklist_items(), ids=lambda item: item.strip().splitlines()[0][:50])
+def test_every_test_a_checklist_names_exists(item: str) -> None:
+    """docs/development.md's checklists name the test that catches each missed step: each must exist
+    in the file named with it (a test renamed or moved breaks the checklist, and this says so)."""
+    text = item.replace("\n", " ")
+    files = re.findall(r"`(tests/[\w/]+\.py)(?:::\w+)?`", text)
+    sources = {f: (ROOT / f).read_text(encoding="utf-8") for f in files if (ROOT / f).exists()}
+    assert set(sources) == set(files), f"no such file: {sorted(set(files) - set(sources))}"
+    for name in re.findall(r"`(?:tests/[\w/]+\.py::)?(test_\w+)`", text):
+        assert any(f"def {name}(" in source for source in sources.values()), \
+            f"docs/development.md names {name}, which is in none of {files}"
