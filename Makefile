@@ -1,5 +1,14 @@
 # `make test` is the whole test suite (what CI runs); `make test-fast` the quick tiers; `make bench` the benchmarks.
+# The Python side runs in its own virtual environment, .venv-test: `make test` makes it afresh each time and
+# installs the exporter with its [test] extra into it, so the suite runs on the newest release of every
+# dependency that a user's `pip install` would get, not on whatever the machine's Python happens to hold.
 PY ?= python3
+VENV ?= .venv-test
+VPY = $(VENV)/bin/python
+# written once the install succeeded (bin/python is a symlink to an old binary: its time says nothing)
+VSTAMP = $(VENV)/installed
+# the venv's scripts (apistatus-exporter, hadolint, ...) first on the PATH of everything run from here
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 # binary:Debian package for every program the tests drive for real; only the missing ones are installed
 # (a kubectl from another package satisfies kubernetes-client)
 APT_NEEDS = promtool:prometheus prometheus:prometheus prometheus-alertmanager:prometheus-alertmanager \
@@ -7,9 +16,12 @@ APT_NEEDS = promtool:prometheus prometheus:prometheus prometheus-alertmanager:pr
 	chromium:chromium chromedriver:chromium-driver nginx:nginx-light tinyproxy:tinyproxy \
 	kubectl:kubernetes-client wrk:wrk systemd-analyze:systemd squid:squid node:nodejs curl:curl danted:dante-server
 
-.PHONY: deps test test-fast lint bench run mixin
+.PHONY: deps apt-deps venv fresh-venv test test-fast lint bench run mixin
 
-deps:
+# Debian packages and the venv, as it is if it is there (`make test` starts from a fresh one)
+deps: apt-deps venv
+
+apt-deps:
 	@missing=""; for need in $(APT_NEEDS); do \
 	  PATH="$$PATH:/usr/sbin:/sbin" command -v $${need%%:*} >/dev/null 2>&1 || missing="$$missing $${need#*:}"; \
 	done; \
@@ -19,29 +31,46 @@ deps:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkgs) >/dev/null \
 	    || { echo "error: apt-get install $$pkgs failed (the tests drive these for real)" >&2; exit 1; }; \
 	fi
-	$(PY) -m pip install -q -e '.[test]'
 
-lint:
-	$(PY) -m ruff check exporter tests bench mixin deploy
-	$(PY) -m mypy
+# made when missing, and again when pyproject.toml changes
+$(VSTAMP): pyproject.toml
+	rm -rf $(VENV)
+	$(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e '.[test]' \
+	  || { rm -rf $(VENV); echo "error: pip install -e '.[test]' into $(VENV) failed" >&2; exit 1; }
+	@$(VPY) -m pip list --format=freeze | grep -i -E '^(aiohttp|httptools|prometheus.client|pyyaml|bcrypt|isal|pytest)==' | tr '\n' ' '; echo
+	touch $(VSTAMP)
 
-test: deps lint
-	$(PY) -m pytest -q
+venv: $(VSTAMP)
 
-test-fast:
-	$(PY) -m pytest -q -n 2 tests/unit tests/integration
+fresh-venv:
+	rm -rf $(VENV)
+	$(MAKE) --no-print-directory venv
+
+lint: venv
+	$(VPY) -m ruff check exporter tests bench mixin deploy
+	$(VPY) -m mypy
+
+# the whole suite, in a fresh venv; --durations lists the slowest tests, so the next slow one is seen
+test: apt-deps fresh-venv lint
+	$(VPY) -m pytest -q --durations=15
+
+# unit and integration (no Prometheus, browser or fleet), on both cores: under a minute on a 2-core machine
+test-fast: venv
+	$(VPY) -m pytest -q -n 2 --durations=10 tests/unit tests/integration
 
 bench: deps
-	$(PY) -m bench
+	$(VPY) -m bench
 
-run:
-	$(PY) -m exporter
+run: venv
+	$(VPY) -m exporter
 
 # config/prometheus/*.yml, config/alertmanager/alertmanager.yml and dashboards/*.json from mixin/
-mixin:
-	$(PY) mixin/render.py
+mixin: venv
+	$(VPY) mixin/render.py
 
 # the Prometheus Operator's PrometheusRule is rendered from config/prometheus/*.yml; re-run after changing them
 .PHONY: deploy-rules
-deploy-rules:
-	$(PY) deploy/render_rules.py
+deploy-rules: venv
+	$(VPY) deploy/render_rules.py

@@ -186,8 +186,9 @@ def _startup(results: list[StartupResult]) -> list[str]:
         lines.append(f"| {what} | {len(r.runs)} | {r.median:.2f} s | {min(r.runs):.2f} s | {max(r.runs):.2f} s "
                      f"| {vs} |")
     lines.append("")
-    lines += [f"- Goal: under 1 s ({r.targets} targets): {r.median:.2f} s, {_verdict(r.median <= 1)}."
-              for r in results if r.targets]
+    # issue 15: a small config under 1 s; issue 27 (documented YAML loader only): 10,000 targets under 2 s
+    lines += [f"- Goal: under {goal:g} s ({r.targets} targets): {r.median:.2f} s, {_verdict(r.median <= goal)}."
+              for r in results if r.targets for goal in [2.0 if r.targets >= 10000 else 1.0]]
     return lines
 
 

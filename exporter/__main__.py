@@ -7,8 +7,9 @@ a typo in a service unit must not ship dashboards of fake healthy targets.
 
 from __future__ import annotations
 
-import gc
 import signal
+
+from .gcpolicy import GC
 
 # Before anything slow (imports, a large config): a SIGHUP from a config manager that is quicker than
 # us must not kill the process. This module is the entry point both as `python -m exporter` and as the
@@ -17,10 +18,10 @@ import signal
 if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
-# Run as the program (``python -m exporter``), the cyclic collector is paused before the slow imports
-# (see _StartupGC below, which resumes it)
-if __name__ == "__main__" and gc.isenabled():
-    gc.disable()
+# Run as the program (``python -m exporter``), the start-up's pause of the collector (gcpolicy) begins
+# before the slow imports
+if __name__ == "__main__":
+    GC.pause()
 
 import argparse
 import asyncio
@@ -38,34 +39,6 @@ from .budget import budget_warnings
 from .config import Config, ConfigError, load_config
 from .log import FORMATTERS, LEVELS, setup_logging
 from .shard import ALL, AllShards, Shard, ShardError, compare, describe, distribution, resolve, select, skew_warnings
-
-
-class _StartupGC:
-    """The cyclic collector paused while the exporter starts: imports, the config and the targets'
-    states build hundreds of thousands of objects and free almost none, so each collection would only
-    walk the growing heap again. Once the exporter listens, what start-up built is frozen out of later
-    collections (``gc.freeze``; the first reload unfreezes it, so that what it replaces can be
-    collected) and the collector runs as usual."""
-
-    def __init__(self, paused: bool) -> None:
-        self.paused = paused
-
-    def pause(self) -> None:
-        if not self.paused and gc.isenabled():
-            gc.disable()
-            self.paused = True
-
-    def resume(self, freeze: bool = False) -> None:
-        if self.paused:
-            if freeze:
-                gc.freeze()
-            gc.enable()
-            self.paused = False
-
-
-#: paused already when this module runs as the program (above)
-_STARTUP_GC = _StartupGC(paused=__name__ == "__main__" and not gc.isenabled())
-
 
 DEFAULT_PORT = 9798
 log = logging.getLogger("exporter")
@@ -240,11 +213,11 @@ STOP_GRACE = 1.5
 
 
 async def serve(args: argparse.Namespace, shard: Shard = ALL) -> int:
-    _STARTUP_GC.pause()
+    GC.pause()
     try:
         return await _serve(args, shard)
     finally:
-        _STARTUP_GC.resume()  # a start-up that failed or was stopped
+        GC.resume()  # a start-up that failed or was stopped
 
 
 async def _serve(args: argparse.Namespace, shard: Shard) -> int:
@@ -320,8 +293,8 @@ async def _serve(args: argparse.Namespace, shard: Shard) -> int:
             log.error("%s", exc)
             return 1
         app[WEB_CONFIG_KEY] = app[WATCHER_KEY]  # its re-reads in the exporter's own metrics
-    # what start-up builds is frozen once the exporter listens (_STARTUP_GC); the first round too
-    exp.freeze_after_first_round = _STARTUP_GC.paused
+    # the process follows gcpolicy: what start-up builds is frozen once it listens, the first round too
+    exp.freeze_after_first_round = GC.paused
     await exp.start()
     # in-flight requests get a moment at shutdown, then are cancelled (a /probe may wait on a vendor)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=limits.idle_timeout,
@@ -347,7 +320,7 @@ async def _serve(args: argparse.Namespace, shard: Shard) -> int:
         log.info("apistatus-exporter %s: %d targets; metrics at %s/metrics, status page at %s/ "
                  "(at most %d client connections)", __version__, len(exp.config.targets), base, base, guard.cap())
     exporter = exp
-    _STARTUP_GC.resume(freeze=True)
+    GC.resume(listening=True)
     if reload_queued:
         on_sighup()
     await stop.wait()
@@ -380,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = argv[:1]
     if command in (["simulate"], ["config"], ["probe"]):
-        _STARTUP_GC.resume()  # only serving starts paused (the simulators run for long)
+        GC.resume()  # only serving and the config check run paused (the simulators run for long)
     if command == ["simulate"]:
         from .simulators.__main__ import main as simulate
 
@@ -402,13 +375,18 @@ def main(argv: list[str] | None = None) -> int:
     except ShardError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.check_config or (args.config is None and not demo):
-        _STARTUP_GC.resume()
     if args.check_config:
         if args.config is None:
+            GC.resume()
             print("error: --config.check needs --config.file PATH", file=sys.stderr)
             return 2
-        return check_config(args.config, shard, args.web_config)
+        GC.pause()  # building a config, then exiting
+        try:
+            return check_config(args.config, shard, args.web_config)
+        finally:
+            GC.resume()
+    if args.config is None and not demo:
+        GC.resume()
     if args.config is None and not demo:
         print(NO_CONFIG, file=sys.stderr)
         return 1

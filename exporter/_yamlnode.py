@@ -1,7 +1,11 @@
-"""Validation while loading: a YAML value that knows its file and key path.
+"""Loading and validation: the one YAML loader, careful file reading, and a YAML value that knows its
+file and key path.
 
-Config files and vendor catalogs are read through ``Node`` so that every error is one line naming
-the file, the key path and (unless the key holds a secret) the offending value.
+Config files and vendor catalogs are read here (``load_yaml``; ``parse_yaml`` for text read
+elsewhere) and through ``Node``, so that every error is one line naming the file, the key path and
+(unless the key holds a secret) the offending value. The loader is PyYAML's documented safe loader,
+on libyaml where PyYAML has it, with the exporter's own checks around it: no control characters, no
+alias bomb, no lone surrogate, and the same error message whether or not libyaml is there.
 """
 
 from __future__ import annotations
@@ -19,11 +23,11 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from ._yamlfast import FAST_SAFE_LOADER, load_counted
 from .model import ConfigError
 
-__all__ = ["CONFIG_FILE_LIMIT", "READ_TIMEOUT", "SECRET_FILE_LIMIT", "ConfigError", "FileReadError", "Node",
-           "decode_utf8", "load_document", "load_yaml", "parse_duration", "read_regular_file"]
+__all__ = ["CONFIG_FILE_LIMIT", "MAX_DEPTH", "MAX_VALUES", "READ_TIMEOUT", "SECRET_FILE_LIMIT", "ConfigError",
+           "FileReadError", "Node", "decode_utf8", "load_document", "load_yaml", "parse_duration", "parse_yaml",
+           "read_regular_file"]
 
 _DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
 _UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
@@ -42,9 +46,9 @@ def parse_duration(text: str) -> float | None:
     return total if pos == len(text) else None
 
 
-#: libyaml's safe loader when PyYAML was built with it: a 10,000-target config then loads in well under
-#: a second instead of several (same safe constructor, so the same documents are accepted; _yamlfast)
-_SAFE_LOADER = FAST_SAFE_LOADER
+#: PyYAML's documented safe loader: libyaml's (``yaml.CSafeLoader``) where PyYAML was built with it, a
+#: large config loading several times faster, else the pure-Python one; the same safe types either way
+_SAFE_LOADER: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 # --- careful file reading ---------------------------------------------------------------------------
@@ -155,6 +159,11 @@ def decode_utf8(data: bytes) -> str:
 #: a document may not expand (aliases counted as often as they are used) to more values than this;
 #: an alias bomb of a few hundred bytes would otherwise expand to billions while it is validated
 MAX_VALUES = 2_000_000
+#: deeper nesting is refused: a config or catalog needs a handful of levels, and code that walks the
+#: values (the variables, an error showing one) must not run out of stack. PyYAML's own bounds depend on
+#: its version and build (libyaml refuses some depth, the pure-Python loader recurses): this one does not.
+MAX_DEPTH = 100
+_TOO_DEEP = f"values are nested more than {MAX_DEPTH} levels deep"
 #: characters YAML 1.1 does not allow in a stream; the Python loader checks these, libyaml a different
 #: set: both loaders are given only streams this accepts, so they refuse the same documents
 _NON_PRINTABLE = re.compile("[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]")
@@ -174,13 +183,15 @@ def _check_tree(data: Any, file: str) -> None:
     sizes: dict[int, int] = {}
     open_: set[int] = set()
 
-    def walk(value: Any, path: str) -> int:
+    def walk(value: Any, path: str, depth: int) -> int:
         if isinstance(value, str):
             if _SURROGATE.search(value):
                 raise ConfigError(file, path, "holds an invalid \\u escape (a lone UTF-16 surrogate)")
             return 1
         if not isinstance(value, dict | list):
             return 1
+        if depth > MAX_DEPTH:
+            raise ConfigError(file, "", _TOO_DEEP)
         key = id(value)
         if key in sizes:
             return sizes[key]
@@ -193,7 +204,7 @@ def _check_tree(data: Any, file: str) -> None:
             if isinstance(k, str) and _SURROGATE.search(k):
                 raise ConfigError(file, path, "a key holds an invalid \\u escape (a lone UTF-16 surrogate)")
             sub = f"{path}[{k}]" if isinstance(value, list) else (f"{path}.{k}" if path else str(k))
-            total += walk(v, sub)
+            total += walk(v, sub, depth + 1)
             if total > MAX_VALUES:
                 raise ConfigError(file, "", f"the document expands to more than {MAX_VALUES:,} values "
                                             "(YAML aliases used too often?)")
@@ -201,38 +212,142 @@ def _check_tree(data: Any, file: str) -> None:
         sizes[key] = total
         return total
 
-    walk(data, "")
+    walk(data, "", 1)
 
 
-def _yaml_error(exc: yaml.YAMLError, file: str) -> ConfigError:
+def _check_depth(data: Any, file: str) -> None:
+    """MAX_DEPTH for a tree without aliases (no value reached twice): its containers, without a stack."""
+    todo: list[tuple[Any, int]] = [(data, 1)]
+    while todo:
+        value, depth = todo.pop()
+        if depth > MAX_DEPTH:
+            raise ConfigError(file, "", _TOO_DEEP)
+        depth += 1
+        todo.extend((v, depth) for v in (value.values() if isinstance(value, dict) else value)
+                    if type(v) is dict or type(v) is list)
+
+
+def parse_yaml(text: str, file: str) -> Any:
+    """The one YAML loader of the exporter: ``text`` (read from ``file``) as plain data, through PyYAML's
+    safe loader. Every refusal is a ConfigError of one line naming the file (and the line): a broken
+    document, a control character, a lone surrogate escape, nesting deeper than the loader takes, and a
+    document whose aliases would expand it beyond MAX_VALUES, refused before anything expands it."""
+    _check_stream(text, file)
+    try:
+        # an anchor (&) makes values shared: PyYAML's constructor keeps them one object
+        data = _UNUSUAL if "&" in text else _load_plain(text, file)
+        if data is _UNUSUAL:
+            data = yaml.load(text, Loader=_SAFE_LOADER)
+    except yaml.YAMLError as exc:
+        raise _refusal(text, file, exc) from None
+    except RecursionError:
+        raise ConfigError(file, "", _TOO_DEEP) from None
+    except (ValueError, KeyError, AttributeError, TypeError):
+        # PyYAML's safe constructor converts an explicitly tagged scalar (!!int abc, !!bool maybe,
+        # !!timestamp nope) without checking it first; the value is not shown: it may be a secret
+        raise ConfigError(file, "", "a value does not fit its explicit YAML tag (!!int, !!float, !!bool, "
+                                    "!!timestamp)") from None
+    # an alias needs an anchor (&), a lone surrogate an escape (\\u, \\U), and without aliases a
+    # document has fewer values than half its characters: most files need only the depth checked
+    if "&" in text or "\\u" in text or "\\U" in text or len(text) >= 2 * MAX_VALUES:
+        _check_tree(data, file)
+    elif isinstance(data, dict | list):
+        _check_depth(data, file)
+    return data
+
+
+_STR, _SEQ, _MAP = "tag:yaml.org,2002:str", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"
+
+
+class _Unusual(Exception):
+    """What ``_load_plain`` leaves to ``yaml.load``: a merge key, a complex key, a tagged collection, more
+    distinct numbers (booleans, dates) than a config has."""
+
+
+#: what ``_load_plain`` returns for a document it leaves to ``yaml.load`` (its node tree already gone)
+_UNUSUAL: Any = object()
+
+
+def _load_plain(text: str, file: str) -> Any:
+    """``yaml.load(text)`` for a document without anchors, faster on a large config: PyYAML's documented
+    composer (``yaml.compose``: the node tree, every tag resolved) without the constructor's dispatch per
+    node. Strings, mappings and sequences are built here, without recursion; any other scalar (a number,
+    a boolean, null, a date) is what ``yaml.load`` makes of that node (``yaml.serialize``d back),
+    once per distinct tag and text. _UNUSUAL for anything else; ConfigError past MAX_DEPTH."""
+    try:
+        return _build_plain(yaml.compose(text, Loader=_SAFE_LOADER), file)
+    except _Unusual:
+        return _UNUSUAL
+
+
+def _build_plain(root: yaml.Node | None, file: str) -> Any:
+    others: dict[tuple[str, str], Any] = {}
+
+    def scalar(node: yaml.ScalarNode) -> Any:
+        if node.tag == _STR:
+            return node.value
+        key = (node.tag, node.value)
+        if key not in others:
+            # a merge key; or more distinct numbers than a config has (each costs a yaml.load here)
+            if node.tag in ("tag:yaml.org,2002:merge", "tag:yaml.org,2002:value") or len(others) >= 256:
+                raise _Unusual
+            # inside a sequence: an empty scalar (null) cannot stand alone as a document
+            alone = yaml.serialize(yaml.SequenceNode(_SEQ, [node]), Dumper=yaml.SafeDumper)
+            others[key] = yaml.load(alone, Loader=_SAFE_LOADER)[0]
+        return others[key]
+
+    todo: list[tuple[yaml.Node, Any, int]] = []
+
+    def value(node: yaml.Node, depth: int) -> Any:
+        if type(node) is yaml.ScalarNode:
+            return scalar(node)
+        if depth > MAX_DEPTH:
+            raise ConfigError(file, "", _TOO_DEEP)
+        if node.tag not in (_SEQ, _MAP):
+            raise _Unusual  # !!set, !!omap, !!pairs, an unknown tag: PyYAML's constructor and errors
+        out: Any = [] if node.tag == _SEQ else {}
+        todo.append((node, out, depth))
+        return out
+
+    if root is None:
+        return None
+    data = value(root, 1)
+    while todo:
+        node, out, depth = todo.pop()
+        if type(out) is list:
+            out.extend(value(child, depth + 1) for child in node.value)
+            continue
+        for key_node, value_node in node.value:
+            if type(key_node) is not yaml.ScalarNode:
+                raise _Unusual  # a complex key: PyYAML's error says it is unhashable
+            out[scalar(key_node)] = value(value_node, depth + 1)
+    return data
+
+
+def _refusal(text: str, file: str, exc: yaml.YAMLError) -> ConfigError:
+    """The one-line error for a document PyYAML refused. libyaml words its errors differently from the
+    pure-Python loader, whose messages are the documented ones: a broken file is parsed again by that
+    one, so the message does not depend on how PyYAML was built. Should it accept what libyaml refused,
+    the tree check says why (a lone surrogate); failing that, libyaml's own message stands. Too deep for
+    either is MAX_DEPTH's message, whichever refused it first."""
+    problem = getattr(exc, "problem", None) or "invalid YAML"
+    if "nesting depth" in problem:
+        return ConfigError(file, "", _TOO_DEEP)  # libyaml's own bound (PyYAML 6.0.4), beyond MAX_DEPTH
+    if _SAFE_LOADER is not yaml.SafeLoader:
+        try:
+            data = yaml.load(text, Loader=yaml.SafeLoader)
+        except (ValueError, KeyError, AttributeError, TypeError):
+            data = None  # libyaml refused it first: its message
+        except yaml.YAMLError as python_exc:
+            exc = python_exc
+        except RecursionError:
+            return ConfigError(file, "", _TOO_DEEP)  # it recurses once a level: far deeper than MAX_DEPTH
+        else:
+            _check_tree(data, file)
     mark = getattr(exc, "problem_mark", None)
     line = f"line {mark.line + 1}: " if mark is not None else ""
     problem = getattr(exc, "problem", None) or "invalid YAML"
     return ConfigError(file, "", f"{line}{problem}")
-
-
-def _safe_load(text: str, file: str = "") -> Any:
-    _check_stream(text, file)
-    try:
-        data, values = load_counted(text) if _SAFE_LOADER is FAST_SAFE_LOADER else (
-            yaml.load(text, Loader=_SAFE_LOADER), None)
-    except yaml.YAMLError as exc:
-        if _SAFE_LOADER is yaml.SafeLoader:
-            raise
-        # parse a broken file again with the Python loader: its messages are the documented ones.
-        # Should it accept what libyaml refused, the tree check below must find why, or it is refused anyway.
-        try:
-            data = yaml.load(text, Loader=yaml.SafeLoader)
-        except RecursionError:
-            raise exc from None
-        _check_tree(data, file)
-        raise exc from None
-    # built straight from libyaml's events: no alias (so no blow-up, no cycle), a known size, and no
-    # lone surrogate (libyaml refuses such escapes; none at all in the text is checked anyway): the
-    # walk would find nothing
-    if values is None or values > MAX_VALUES or "\\u" in text or "\\U" in text:
-        _check_tree(data, file)
-    return data
 
 
 def load_yaml(path: Path) -> Node:
@@ -251,12 +366,7 @@ def load_document(path: Path) -> tuple[Node, bool]:
         if not path.exists() and not path.is_symlink():
             raise ConfigError(file, "", "file not found") from None
         raise ConfigError(file, "", f"cannot read: {exc}") from None
-    try:
-        data = _safe_load(text, file)
-    except yaml.YAMLError as exc:
-        raise _yaml_error(exc, file) from None
-    except RecursionError:
-        raise ConfigError(file, "", "values are nested too deeply") from None
+    data = parse_yaml(text, file)
     return Node(data if data is not None else {}, file, ""), "${" in text or "\\" in text
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import gc
 import logging
 import os
 import sys
@@ -25,6 +24,7 @@ from .egress import Egress
 from .egresscheck import EgressBook, Suspicion
 from .engine import Resolver, new_session
 from .engine import Session as Client
+from .gcpolicy import GC
 from .httpconfig import HttpClient
 from .model import ALL, ExporterStatus, Shard, StartLag
 from .probe import Prober
@@ -153,9 +153,8 @@ class Exporter:
         self._loop_down = False
         self._reload_lock = asyncio.Lock()
         self._first_round: Timer | None = None
-        #: the process froze what start-up built out of the collector's full collections (__main__):
-        #: what each first round of probes builds (connections, caches, the history's buffers) lives as
-        #: long as its targets, and is frozen too, until the next reload unfreezes it all
+        #: the process follows gcpolicy (its own process, not a library user's): each first round of
+        #: probes is frozen out of the collector's full collections, until a reload unfreezes it all
         self.freeze_after_first_round = False
         #: the vendors' own status pages and our egress checks (exporter/vendorstatus.py, egresscheck.py)
         self.vendor_status: VendorStatusBook | None = None
@@ -194,9 +193,7 @@ class Exporter:
 
     def _after_first_round(self) -> None:
         if self.freeze_after_first_round:
-            # a full collection walks every object not frozen: at thousands of targets one took well
-            # over 100 ms, a stall of the loop that made every probe due meanwhile start late
-            gc.freeze()
+            GC.first_round_done()
         release_free_memory()
 
     async def _supervise(self, scheduler: Scheduler) -> None:
@@ -312,8 +309,8 @@ class Exporter:
                     self._apply(self.config)  # back to the running config
                 return self._reload_failed(f"internal error while applying the config: {exc.__class__.__name__}")
             self.config = config
-            if gc.get_freeze_count():
-                gc.unfreeze()  # what start-up froze (__main__) and this reload replaced can be collected now
+            if self.freeze_after_first_round:
+                GC.reloaded()
             release_free_memory()  # what the load thread and the replaced config freed
             self._plan_first_round_end()
             self.reload_successful = True

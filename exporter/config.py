@@ -19,7 +19,6 @@ from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ._yamlfast import gc_paused
 from ._yamlnode import (
     SECRET_FILE_LIMIT,
     ConfigError,
@@ -29,6 +28,7 @@ from ._yamlnode import (
     load_document,
     read_regular_file,
 )
+from .backoff import DEFAULT_MAX_BACKOFF
 from .catalog import (
     Budget,
     Catalog,
@@ -49,8 +49,6 @@ from .statuspage import component_id_pattern
 __all__ = ["DEFAULT_MAX_BACKOFF", "DEFAULT_PROBE_SHARE", "Config", "ConfigError", "Credentials", "EgressCheck",
            "GlobalConfig", "Target", "load_config", "parse_config", "secrets_of"]
 
-#: the default cap on any wait, Retry-After included (``global.max_backoff``)
-DEFAULT_MAX_BACKOFF = 3600.0
 #: the default share of a vendor's request budget the probes may spend (``global.probe_share``)
 DEFAULT_PROBE_SHARE = 0.05
 
@@ -510,9 +508,8 @@ def _egress_checks(node: Node, base: Path, env: Mapping[str, str], glob: GlobalC
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
     file_path = Path(path)
-    with gc_paused():  # nothing is garbage while a config is built: collecting only costs time
-        root, may_mention_env = load_document(file_path)
-        return parse_config(root, file_path.parent, env, may_mention_env=may_mention_env)
+    root, may_mention_env = load_document(file_path)
+    return parse_config(root, file_path.parent, env, may_mention_env=may_mention_env)
 
 
 def secrets_of(target: Target, signer: Signer | None = None) -> list[str]:

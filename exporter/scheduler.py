@@ -17,27 +17,24 @@ import itertools
 import logging
 import random
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .backoff import BACKOFF_CLASSES, next_delay, streak_after
 from .budget import Budgets
 from .clock import Clock
-from .config import DEFAULT_MAX_BACKOFF, Target
+from .config import Target
 from .log import log_probe
-from .model import BACKOFF as BACKOFF_CLASSES
 from .model import UP, Outcome, ProbeResult
 from .probe import Prober
 from .state import State, kept
 
-__all__ = ["BACKOFF_CLASSES", "DEFAULT_MAX_BACKOFF", "MAX_BACKOFF", "LagStats", "Scheduler", "next_delay"]
+__all__ = ["COALESCE", "LagStats", "Scheduler"]
 
 log = logging.getLogger(__name__)
 _probe_log = logging.getLogger("exporter.probe")  # log_probe's
 
-#: exponential backoff never waits longer than this (or the interval, when that is longer)
-MAX_BACKOFF = 900.0
-JITTER = 0.05
 #: when the loop wakes for a due probe, it starts with it every probe due within this many seconds,
 #: so one wake-up (a select call, a timer) serves several probes at a high rate: the interpreter's
 #: work per probe is much the same, but done in a burst, with warm caches, it costs markedly less CPU
@@ -45,22 +42,6 @@ JITTER = 0.05
 #: the interval's own jitter), none at the end of a backoff or without budget room (``_early_ok``),
 #: and the start lag records each start as it happened (slightly negative when early)
 COALESCE = 0.02
-
-
-def next_delay(interval: float, outcome: Outcome, streak: int, rng: random.Random,
-               max_backoff: float = DEFAULT_MAX_BACKOFF) -> tuple[float, float]:
-    """(seconds until the next probe, of which backoff). ``streak`` counts back-off answers in a row,
-    this one included. No wait exceeds ``max_backoff`` (or the interval, when that is longer), whatever
-    a vendor's Retry-After says. Pure, so the policy is tested without any clock."""
-    if outcome.cls not in BACKOFF_CLASSES:
-        return interval * (1 + rng.uniform(-JITTER, JITTER)), 0.0
-    if outcome.retry_after is not None:
-        delay = max(interval, outcome.retry_after)
-    else:
-        exp = interval * 2 ** min(streak, 20)  # the first back-off answer already doubles the wait
-        delay = max(interval, min(exp, MAX_BACKOFF)) * (1 + rng.uniform(0, 2 * JITTER))
-    delay = min(delay, max(interval, max_backoff))
-    return delay, max(0.0, delay - interval)
 
 
 @dataclass(slots=True)
@@ -76,19 +57,33 @@ class _Slot:
 
 
 class _Places:
-    """``max_concurrency``'s places, shared by scheduled probes and /probe callers, first come first
-    served. A reload resizes it in place: a new semaphore would let new probes in beside those still
-    holding the old one's places (above the new cap, and above the old one when lowered)."""
+    """``max_concurrency``'s places, the one semaphore of the scheduler: scheduled probes and /probe
+    callers share it, first come first served. The loop takes a place as it starts a probe (``take_now``)
+    and leaves the others due in the heap while none is free; a caller of /probe waits for one in line
+    (``async with``). Unlike ``asyncio.Semaphore`` it is resized in place by a reload: a new semaphore
+    would let new probes in beside those still holding the old one's places (above the new cap, and
+    above the old one when lowered)."""
 
-    __slots__ = ("_waiters", "limit", "used")
+    __slots__ = ("_on_free", "_waiters", "limit", "used")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, on_free: Callable[[], None]) -> None:
         self.limit, self.used = limit, 0
         self._waiters: deque[asyncio.Future[None]] = deque()
+        #: called when a place frees up after none was: the loop sleeps while every place is taken
+        self._on_free = on_free
+
+    def free(self) -> bool:
+        """Whether a place can be taken now, with no one waiting for it first."""
+        return self.used < self.limit and not self._waiters
+
+    def take_now(self) -> bool:
+        if not self.free():
+            return False
+        self.used += 1
+        return True
 
     async def __aenter__(self) -> None:
-        if self.used < self.limit and not self._waiters:
-            self.used += 1
+        if self.take_now():
             return
         fut = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
@@ -96,28 +91,32 @@ class _Places:
             await fut
         except asyncio.CancelledError:
             if not fut.cancelled():
-                self._release()  # given a place just as it was cancelled: hand it on
+                self.release()  # given a place just as it was cancelled: hand it on
             elif fut in self._waiters:
                 self._waiters.remove(fut)
             raise
 
     async def __aexit__(self, *_exc: object) -> None:
-        self._release()
+        self.release()
 
     def resize(self, limit: int) -> None:
+        was_full = not self.free()
         self.limit = limit
-        self._grant()
+        self._grant(was_full)
 
-    def _release(self) -> None:
+    def release(self) -> None:
+        was_full = not self.free()
         self.used -= 1
-        self._grant()
+        self._grant(was_full)
 
-    def _grant(self) -> None:
+    def _grant(self, was_full: bool) -> None:
         while self._waiters and self.used < self.limit:
             fut = self._waiters.popleft()
             if not fut.done():
                 self.used += 1
                 fut.set_result(None)
+        if was_full and self.free():
+            self._on_free()
 
 
 class LagStats:
@@ -141,17 +140,12 @@ class Scheduler:
                  rng: random.Random | None = None) -> None:
         self.prober, self.state, self.clock = prober, state, clock
         self.rng = rng or random.Random()
-        self._places = _Places(max_concurrency)
-        self._max_concurrency = max_concurrency
+        self._places = _Places(max_concurrency, self._poke)
         self._heap: list[tuple[float, int, str, int]] = []
         self._seq = itertools.count()
         self._gen = itertools.count(1)
         self._slots: dict[str, _Slot] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        #: scheduled probes started and not finished: at ``max_concurrency`` the loop leaves the due
-        #: ones in the heap instead of making a task each that would only wait for a place (behind
-        #: schedule, thousands of waiting tasks were megabytes of frames)
-        self._active = 0
         #: what the loop waits on until its next deadline; ``_poke`` sets it to wake the loop early
         self._wake: asyncio.Future[None] | None = None
         #: the probe of each target in flight (its task), which callers asking for one join (single-flight)
@@ -199,10 +193,9 @@ class Scheduler:
             self._heap[:] = [e for e in self._heap if (s := fresh.get(e[2])) is not None and s.generation == e[3]]
             heapq.heapify(self._heap)
         self.budgets.configure(targets)
-        if max_concurrency is not None and max_concurrency != self._max_concurrency:
+        if max_concurrency is not None and max_concurrency != self._places.limit:
             # probes in flight keep their places; no new one starts until fewer than the new limit hold one
             self._places.resize(max_concurrency)
-            self._max_concurrency = max_concurrency
         self.prober.forget(fresh)
         self._poke()
 
@@ -222,8 +215,8 @@ class Scheduler:
             while True:
                 now = self.clock.monotonic()
                 self._start_due(now)
-                full = self._active >= self._max_concurrency
-                # at the cap the next wake-up is a probe finishing (``_poke``), not the heap's head
+                full = not self._places.free()
+                # at the cap the next wake-up is a place freed (``_freed``), not the heap's head
                 await self._sleep_until(self._heap[0][0] if self._heap and not full else now + 3600.0)
         except asyncio.CancelledError:
             # stopped: the probes with it. A loop that dies of a bug leaves them alone instead: each
@@ -239,7 +232,9 @@ class Scheduler:
         heap = self._heap
         horizon = now + COALESCE if heap and heap[0][0] <= now else now
         later: list[tuple[float, int, str, int]] = []
-        while heap and heap[0][0] <= horizon and self._active < self._max_concurrency:
+        # no free place: the due probes stay in the heap instead of becoming a task each that would only
+        # wait for one (behind schedule, thousands of waiting tasks were megabytes of frames)
+        while heap and heap[0][0] <= horizon and self._places.free():
             entry = heapq.heappop(heap)
             due, _, name, gen = entry
             slot = self._slots.get(name)
@@ -259,10 +254,13 @@ class Scheduler:
                 continue
             if admitted:
                 slot.backoff_until = 0.0
+                # a probe of its own takes its place now (the loop runs while one is free); one that joins
+                # a /probe caller's needs none
+                if joined is None:
+                    self._places.take_now()
                 task = asyncio.create_task(self._probe(slot, due, joined), name=f"probe:{name}")
                 if joined is None:
                     self._inflight[name] = task  # from now on, a caller of /probe joins this one
-                    self._active += 1
                     task.add_done_callback(self._freed)  # a callback: it runs even if never started
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
@@ -270,12 +268,9 @@ class Scheduler:
             heapq.heappush(heap, entry)
 
     def _freed(self, _task: asyncio.Task[Any]) -> None:
-        was_full = self._active >= self._max_concurrency
-        self._active -= 1
-        # at the cap the loop sleeps until a place frees; below it, it sleeps until the next plan and
-        # starts with it those due within the slack (a wake-up per finished probe would only cost CPU)
-        if was_full:
-            self._poke()
+        # at the cap the loop sleeps until a place frees (the places poke it); below it, until the next
+        # plan, starting with it those due within the slack (a wake-up per finished probe costs CPU)
+        self._places.release()
 
     def _early_ok(self, slot: _Slot, due: float, now: float) -> bool:
         """Whether a probe due a moment from now may start with those due now: not at the end of a
@@ -330,7 +325,7 @@ class Scheduler:
         target in flight: a planned probe that joined a /probe caller's is not another (its task only
         waits for that one's answer)."""
         flights = self._inflight
-        if self._active < self._max_concurrency:
+        if self._places.free():
             return len(flights)
         now, slots = self.clock.monotonic(), self._slots
         waiting = sum(1 for due, _, name, gen in self._heap
@@ -366,33 +361,29 @@ class Scheduler:
             if self._current(slot) and slot.generation == generation:
                 self._push(max(slot.not_before, self.clock.monotonic()), slot)
             return None
+        # the place the loop took for it is given back when its task ends (``_freed``)
         try:
-            async with self._places:
-                if not self._current(slot):
-                    return None  # a reload removed or replaced the target while this waited for a place
-                started = slot.target  # a reload may change it while the probe is in flight
-                try:
-                    if not self._admit(slot, self.clock.monotonic(), spend=True):
-                        return None  # planned again for when the budget has room
-                except Exception as exc:  # noqa: BLE001 - a bug costs this probe, not the target's schedule
-                    self._replan(slot, "admitting", exc)
-                    return None
-                self.lag.record(self.clock.monotonic() - planned)
-                try:
-                    result = await self._probe_confirmed(slot, started)
-                except Exception as exc:  # noqa: BLE001 - a bug between the two attempts costs this probe,
-                    self.completed += 1  # not the target's schedule (it planned nothing)
-                    self._replan(slot, "confirming", exc)
-                    return None
+            if not self._current(slot):
+                return None  # a reload removed or replaced the target before this task ran
+            started = slot.target  # a reload may change it while the probe is in flight
+            try:
+                if not self._admit(slot, self.clock.monotonic(), spend=True):
+                    return None  # planned again for when the budget has room
+            except Exception as exc:  # noqa: BLE001 - a bug costs this probe, not the target's schedule
+                self._replan(slot, "admitting", exc)
+                return None
+            self.lag.record(self.clock.monotonic() - planned)
+            try:
+                result = await self._probe_confirmed(slot, started)
+            except Exception as exc:  # noqa: BLE001 - a bug between the two attempts costs this probe,
+                self.completed += 1  # not the target's schedule (it planned nothing)
+                self._replan(slot, "confirming", exc)
+                return None
         finally:
             if self._inflight.get(name) is asyncio.current_task():
                 del self._inflight[name]
         self.completed += 1
-        if self._current(slot):
-            try:
-                self._finish(slot, planned, result, started)
-            except Exception as exc:  # noqa: BLE001 - a bug costs this result, not the target's schedule
-                self._replan(slot, "planning after", exc)
+        self._after(slot, result, started, planned)
         return result
 
     async def on_demand(self, name: str) -> bool:
@@ -435,25 +426,8 @@ class Scheduler:
                 budget.spend(now)
             started = slot.target
             result = await self.probe_once(started)
-        try:
-            self._finish_on_demand(slot, result, started)
-        except Exception as exc:  # noqa: BLE001 - the answer stands; a bug costs the plan, not the target
-            self._replan(slot, "planning after", exc)
+        self._after(slot, result, started, None)
         return result
-
-    def _finish_on_demand(self, slot: _Slot, result: ProbeResult, started: Target) -> None:
-        if self._current(slot):
-            now = self.clock.monotonic()
-            self._book(slot.target, now, result.requests - 1)
-            if slot.target is not started and slot.target != started:
-                self._plan_changed(slot, now, result)
-                return
-            slot.streak = slot.streak + 1 if result.outcome.cls in BACKOFF_CLASSES else 0
-            delay, backoff = next_delay(slot.target.interval, result.outcome, slot.streak, self.rng,
-                                        slot.target.max_backoff)
-            slot.not_before = now + delay  # the schedule's next probe waits as if this one were it
-            slot.backoff_until = slot.not_before if backoff > 0 else 0.0
-            self._record(result, self.clock.time() + delay, backoff)
 
     def _current(self, slot: _Slot) -> bool:
         """False once a reload removed or replaced the target while its probe was in flight."""
@@ -476,26 +450,37 @@ class Scheduler:
         if requests > 0 and (budget := self.budgets.limiter(target)) is not None:
             budget.spend(now, requests)
 
-    def _finish(self, slot: _Slot, planned: float, result: ProbeResult, started: Target) -> None:
-        """Plan the next probe (interval, jitter, backoff), book what the probe spent, record it."""
-        now = self.clock.monotonic()
-        if slot.target is not started and slot.target != started:
-            # the first request was booked as the probe went out (_admit)
+    def _after(self, slot: _Slot, result: ProbeResult, started: Target, planned: float | None) -> None:
+        """The one planning step after a probe's answer, scheduled (``planned``: when it was due) or asked
+        for by /probe (None): book what it spent beyond its first request (booked as it went out,
+        ``_admit``), plan the target's next probe (interval, jitter, backoff: ``backoff.next_delay``),
+        record the answer. A scheduled probe's plan goes into the heap; an on-demand one moves
+        ``not_before``, so the schedule's next probe waits as if this one were it. A bug here costs this
+        plan, not the target's schedule."""
+        if not self._current(slot):
+            return  # a reload removed or replaced the target while the probe was in flight
+        try:
+            now = self.clock.monotonic()
             self._book(slot.target, now, result.requests - 1)
-            self._plan_changed(slot, now, result)
+            if slot.target is not started and slot.target != started:
+                self._plan_changed(slot, now, result)
+                return
+            slot.streak = streak_after(slot.streak, result.outcome)
+            delay, backoff = next_delay(slot.target.interval, result.outcome, slot.streak, self.rng,
+                                        slot.target.max_backoff)
+            due = now + delay
+            if planned is not None and backoff == 0:
+                # keep the phase when on time, so probes stay evenly spread; never plan in the past
+                due = max(planned + delay, now + delay * 0.5)
+            slot.not_before = due
+            slot.backoff_until = due if backoff > 0 else 0.0
+            if planned is not None:
+                heapq.heappush(self._heap, (due, next(self._seq), slot.target.name, slot.generation))
+                if self._heap[0][0] == due:
+                    self._poke()  # this target is now the next one due: the loop must wake for it
+        except Exception as exc:  # noqa: BLE001
+            self._replan(slot, "planning after", exc)
             return
-        slot.streak = slot.streak + 1 if result.outcome.cls in BACKOFF_CLASSES else 0
-        delay, backoff = next_delay(slot.target.interval, result.outcome, slot.streak, self.rng,
-                                    slot.target.max_backoff)
-        # keep the phase when on time, so probes stay evenly spread; never plan in the past
-        due = max(planned + delay, now + delay * 0.5) if backoff == 0 else now + delay
-        slot.not_before = due
-        slot.backoff_until = due if backoff > 0 else 0.0
-        # the first request was booked as the probe went out (_admit); the rest are booked now
-        self._book(slot.target, now, result.requests - 1)
-        heapq.heappush(self._heap, (due, next(self._seq), slot.target.name, slot.generation))
-        if self._heap[0][0] == due:
-            self._poke()  # this target is now the next one due: the loop must wake for it
         self._record(result, self.clock.time() + (due - now), backoff)
 
     def _plan_changed(self, slot: _Slot, now: float, result: ProbeResult) -> None:

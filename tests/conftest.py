@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import pytest
+import yaml
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -24,6 +25,7 @@ from exporter.app import Exporter
 from exporter.clock import Clock, FakeClock
 from exporter.config import Config, parse_config
 from exporter.simulators import SimulatorSet, start_simulators
+from exporter.simulators.faults import FaultServer
 from exporter.web import make_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,6 +75,25 @@ def serve(handler: Handler) -> contextlib.AbstractAsyncContextManager[str]:
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handler)
     return serve_app(app)
+
+
+@pytest.fixture
+async def faults() -> AsyncIterator[FaultServer]:
+    """The fault simulator on loopback (one path per fault); a stalled answer ends by itself in 30 s."""
+    srv = await FaultServer.start(max_stall=30)
+    try:
+        yield srv
+    finally:
+        await srv.close()
+
+
+def flipsnack_config_file(path: Path, url: str, name: str, interval: str, timeout: str) -> Path:
+    """``path``, written as the config of one flipsnack target at ``url`` (probe_share 1: a test probes
+    more often than a real key's budget share would allow)."""
+    path.write_text(yaml.safe_dump({"global": {"interval": interval, "timeout": timeout, "probe_share": 1},
+                                    "targets": [{"name": name, "vendor": "flipsnack", "base_url": url,
+                                                 "credentials": {"api_key": "k", "secret": "s"}}]}))
+    return path
 
 
 def free_port() -> int:

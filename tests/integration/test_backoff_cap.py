@@ -12,6 +12,7 @@ from email.utils import formatdate
 import pytest
 from aiohttp import web
 
+from exporter.backoff import next_delay
 from exporter.classify import RETRY_AFTER_CEILING, Outcome, parse_retry_after
 from exporter.clock import FakeClock
 from exporter.collector import render_target
@@ -19,7 +20,7 @@ from exporter.config import Config, ConfigError
 from exporter.engine import Session as Client
 from exporter.engine import new_session
 from exporter.probe import Prober
-from exporter.scheduler import Scheduler, next_delay
+from exporter.scheduler import Scheduler
 from exporter.state import State
 from tests.conftest import config_from, serve
 

@@ -67,15 +67,6 @@ async def exporter_on(targets: list[dict[str, Any]], clock: FakeClock | None = N
         yield ex
 
 
-@pytest.fixture
-async def faults() -> AsyncIterator[FaultServer]:
-    srv = await FaultServer.start(max_stall=20)
-    try:
-        yield srv
-    finally:
-        await srv.close()
-
-
 async def probe(ex: Running, name: str) -> ProbeResult:
     assert ex.exporter.scheduler is not None
     t = ex.exporter.config.target(name)

@@ -15,7 +15,8 @@ from exporter.app import RESTART_PAUSE
 from exporter.clock import FakeClock
 from exporter.config import Target
 
-from ..conftest import Running, config_from, running_exporter, serve
+from ..conftest import Running, running_exporter, serve
+from .test_scheduler import flip_targets
 
 
 class Vendor:
@@ -41,12 +42,8 @@ async def step(ex: Running, clock: FakeClock, seconds: float) -> None:
 @pytest.fixture
 async def setup() -> AsyncIterator[tuple[Running, FakeClock, Vendor]]:
     vendor, clock = Vendor(), FakeClock()
-    async with serve(vendor.handle) as url:
-        cfg = config_from({"global": {"interval": "10s", "timeout": "2s", "probe_share": 1}, "targets": [
-            {"name": f"t{i}", "vendor": "flipsnack", "base_url": url,
-             "credentials": {"api_key": f"key{i}", "secret": "s"}} for i in range(2)]})
-        async with running_exporter(cfg, clock=clock) as ex:
-            yield ex, clock, vendor
+    async with serve(vendor.handle) as url, running_exporter(flip_targets(url, n=2, probe_share=1), clock=clock) as ex:
+        yield ex, clock, vendor
 
 
 def fail_once(obj: Any, name: str, when: Any = lambda *a: True) -> list[int]:

@@ -5,9 +5,8 @@ keeps the running config), never a network fault at probe time."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import contextlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter.__main__ import main
 from exporter.app import Exporter
 from exporter.config import load_config
 from exporter.model import ConfigError
@@ -107,9 +107,19 @@ WHERE = {"override": _override, "catalog_file": _user_catalog}
 PARAMS = [pytest.param(case, where, id=f"{where}-{case.kind}") for case in CASES for where in WHERE]
 
 
-def _check_config(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "exporter", "--config", str(path), "--check-config"],
-                          capture_output=True, text=True, timeout=60, env=dict(os.environ), cwd=ROOT)
+@dataclass(frozen=True)
+class _Run:
+    returncode: int
+    stderr: str
+
+
+def _check_config(path: Path) -> _Run:
+    """``--check-config`` through the command line's own entry point, in this process (the same as a
+    subprocess for what it prints and returns: tests/integration/test_check_config_cli.py runs that)."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(["--config", str(path), "--check-config"])
+    return _Run(code, err.getvalue())
 
 
 @pytest.mark.parametrize(("case", "where"), PARAMS)

@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from exporter import scheduler as scheduler_module
+from exporter.backoff import EXPONENTIAL_CEILING, next_delay
 from exporter.budget import budget_warnings
 from exporter.classify import Outcome
 from exporter.clock import FakeClock
@@ -21,7 +22,7 @@ from exporter.config import Config
 from exporter.engine import Session as Client
 from exporter.engine import new_session
 from exporter.probe import Prober
-from exporter.scheduler import MAX_BACKOFF, Scheduler, next_delay
+from exporter.scheduler import Scheduler
 from exporter.state import Rendered, State, TargetState
 
 from ..conftest import config_from, serve
@@ -145,7 +146,7 @@ async def test_exponential_backoff_with_cap_then_back_to_normal(sim: Sim) -> Non
 def test_backoff_policy_is_capped_and_retry_after_wins() -> None:
     rng = random.Random(1)
     err = Outcome("server_error", "50", "x", 200)
-    assert next_delay(30, err, 30, rng)[0] <= MAX_BACKOFF * 1.1
+    assert next_delay(30, err, 30, rng)[0] <= EXPONENTIAL_CEILING * 1.1
     assert next_delay(3600, err, 5, rng)[0] >= 3600  # never shorter than the interval
     ra = Outcome("rate_limited", "31", "x", 200, retry_after=300)
     assert next_delay(30, ra, 1, rng) == (300, 270)
@@ -175,7 +176,9 @@ async def test_three_targets_on_one_flipsnack_key_stay_within_budget_over_an_hou
 
 async def test_no_overlap_and_concurrency_cap(sim: Sim) -> None:
     sim.vendor.hold = asyncio.Event()
-    task = await run(sim, flip_targets(sim.url, n=5, interval="1s", timeout="1s", max_concurrency=2))
+    # the prober's timeout runs on the loop's own clock: 5 s, so that a busy machine (these steps take
+    # real time) does not time the held probes out and let more in beside the vendor's held requests
+    task = await run(sim, flip_targets(sim.url, n=5, interval="5s", timeout="5s", max_concurrency=2))
     assert sim.scheduler is not None
     for _ in range(5):
         await sim.clock.advance(1)
@@ -374,7 +377,7 @@ async def test_the_flipsnack_simulator_never_limits_the_exporter_alone(share: fl
             await sim.start(cfg, session)
             assert sim.scheduler is not None and sim.state is not None
             task = asyncio.create_task(sim.scheduler.run())
-            await sim.step(1800, every=0.5)
+            await sim.step(600, every=0.5)
             task.cancel()
             await sim.scheduler.stop()
         answers: dict[str, int] = {}
@@ -382,7 +385,7 @@ async def test_the_flipsnack_simulator_never_limits_the_exporter_alone(share: fl
             for (cls, _), n in ts.responses.items():
                 answers[cls] = answers.get(cls, 0) + n
         assert set(answers) == {"ok"}, [ts.responses for ts in sim.state]  # no 31/32, nor anything else
-        allowed = 60 * share * 30  # per minute, for 30 minutes
+        allowed = 60 * share * 10  # per minute, for 10 minutes
         assert 0.9 * allowed <= answers["ok"] <= allowed + 60 * share
     finally:
         await sims.close()

@@ -14,7 +14,7 @@ import pytest
 from exporter.app import RESTART_PAUSE
 from exporter.clock import FakeClock
 
-from ..conftest import Running, config_from, running_exporter, serve
+from ..conftest import Running, running_exporter, serve
 from . import test_scheduler
 from .test_scheduler import Sim, Vendor, flip_targets, planned_probe_joins_an_on_demand_one, run, settle
 
@@ -137,7 +137,7 @@ async def test_reload_churn_over_a_long_run_keeps_the_schedule_bounded(sim: Sim)
     task = await run(sim, cfg)
     sched = sim.scheduler
     assert sched is not None
-    for _ in range(200):
+    for _ in range(40):  # without the clean-up, 40 reloads would leave 800 plans
         sched.apply([])
         sched.apply(cfg.targets)
         await sim.step(10)
@@ -151,13 +151,10 @@ async def held_exporter() -> AsyncIterator[tuple[Running, FakeClock, Vendor]]:
     clock = FakeClock()
     vendor = Vendor(clock)
     vendor.hold = asyncio.Event()
-    async with serve(vendor.handle) as url:
-        cfg = config_from({"global": {"interval": "10s", "timeout": "9s", "probe_share": 1}, "targets": [
-            {"name": f"t{i}", "vendor": "flipsnack", "base_url": url,
-             "credentials": {"api_key": f"key{i}", "secret": "s"}} for i in range(2)]})
-        async with running_exporter(cfg, clock=clock) as ex:
-            yield ex, clock, vendor
-            vendor.hold.set()
+    async with serve(vendor.handle) as url, running_exporter(
+            flip_targets(url, n=2, timeout="9s", probe_share=1), clock=clock) as ex:
+        yield ex, clock, vendor
+        vendor.hold.set()
 
 
 async def test_a_loop_restarted_after_a_bug_keeps_the_targets_whose_probes_were_in_flight(
@@ -238,4 +235,27 @@ async def test_a_target_removed_by_a_reload_is_not_probed_by_a_caller_that_waite
     assert not await asyncio.wait_for(asking, 5)  # answered from its latest result
     await sim.step(120)
     assert [k for _, k in sim.vendor.log if k == f"key{other[1:]}"] == []
+    task.cancel()
+
+
+async def test_a_planned_probe_behind_a_callers_place_starts_once_it_frees(sim: Sim) -> None:
+    # one place, taken by a /probe caller before any planned probe: the planned ones due meanwhile stay
+    # in the schedule, and the caller's probe ending (not the loop's next wake-up, up to an hour away)
+    # lets the next one out
+    sim.vendor.hold = asyncio.Event()
+    cfg = flip_targets(sim.url, n=2, interval="60s", timeout="30s", probe_share=1, max_concurrency=1)
+    task = await run(sim, cfg)
+    sched = sim.scheduler
+    assert sched is not None
+    asking = asyncio.create_task(sched.on_demand("t0"))
+    await settle()
+    assert [k for _, k in sim.vendor.log] == ["key0"]
+    await sim.clock.advance(10)  # t1's first probe is due, and t0's planned one
+    await settle()
+    assert [k for _, k in sim.vendor.log] == ["key0"] and sched.in_flight() == 2
+    sim.vendor.hold.set()
+    assert await asyncio.wait_for(asking, 5)
+    await sim.clock.advance(0.1)
+    await settle()
+    assert [k for _, k in sim.vendor.log][:2] == ["key0", "key1"]
     task.cancel()

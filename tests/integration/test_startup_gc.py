@@ -15,7 +15,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from exporter.__main__ import _STARTUP_GC, build_parser, main, serve
+from exporter.__main__ import build_parser, main, serve
+from exporter.gcpolicy import GC
 
 from ..conftest import free_port
 
@@ -61,7 +62,7 @@ async def test_the_collector_is_on_once_the_exporter_listens_and_a_reload_unfree
     assert gc.get_freeze_count() == 0
     os.kill(os.getpid(), signal.SIGTERM)
     assert await asyncio.wait_for(task, 5) == 0
-    assert gc.isenabled() and not _STARTUP_GC.paused
+    assert gc.isenabled() and not GC.paused
 
 
 async def test_a_start_up_that_fails_hands_the_collector_back(tmp_path: Path) -> None:
@@ -70,7 +71,7 @@ async def test_a_start_up_that_fails_hands_the_collector_back(tmp_path: Path) ->
     args = build_parser().parse_args(["--config.file", str(cfg), "--web.listen-address", f"127.0.0.1:{free_port()}",
                                       "--log.level", "error"])
     assert await serve(args) == 1
-    assert gc.isenabled() and gc.get_freeze_count() == 0 and not _STARTUP_GC.paused
+    assert gc.isenabled() and gc.get_freeze_count() == 0 and not GC.paused
 
 
 def test_other_commands_run_with_the_collector_on(capsys: pytest.CaptureFixture[str],
@@ -79,7 +80,7 @@ def test_other_commands_run_with_the_collector_on(capsys: pytest.CaptureFixture[
     (the simulators run for long)."""
     for argv in (["config", "example", "flipsnack"], ["--config.check", "--config.file", "/nonexistent.yml"]):
         gc.disable()
-        monkeypatch.setattr(_STARTUP_GC, "paused", True)
+        monkeypatch.setattr(GC, "paused", True)
         main(argv)
-        assert gc.isenabled() and not _STARTUP_GC.paused, argv
+        assert gc.isenabled() and not GC.paused, argv
     capsys.readouterr()

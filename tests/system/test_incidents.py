@@ -11,23 +11,18 @@ time, each on its own vendor or exporter, and the webhook's notifications are co
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
-import os
 import select
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,6 +37,7 @@ import render  # noqa: E402
 
 sys.path.pop(0)
 
+from .alerting import Webhook, http, stop_processes  # noqa: E402
 from .tls_simulator import TLSSimulator  # noqa: E402
 
 #: the test's _config: seconds instead of minutes, the burn-rate pair over one minute (so its history
@@ -95,54 +91,6 @@ EXPORTER_INCIDENTS = {
 WAIT = 90.0
 LIFETIME = 600
 T = TypeVar("T")
-_http = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def http(url: str, data: bytes | None = None) -> tuple[int, bytes]:
-    assert url.startswith("http://127.0.0.1:"), url
-    try:
-        with _http.open(urllib.request.Request(url, data=data), timeout=5) as r:
-            return int(r.status), r.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
-class Webhook:
-    """Alertmanager's webhook receiver: every notification, with the receiver (path) it went to."""
-
-    def __init__(self) -> None:
-        self.got: list[tuple[str, dict[str, Any]]] = []
-        lock = self.lock = threading.Lock()
-        got = self.got
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
-                with lock:
-                    got.append((self.path.strip("/"), body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def groups(self) -> dict[str, list[tuple[str, dict[str, Any]]]]:
-        with self.lock:
-            out: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-            for receiver, n in self.got:
-                out.setdefault(n["groupKey"], []).append((receiver, n))
-            return out
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 class Stack:
     def __init__(self) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="apistatus-incidents-"))
@@ -165,18 +113,7 @@ class Stack:
         return path.read_text(errors="replace")[-2000:] if path.exists() else ""
 
     def stop(self, name: str) -> None:
-        proc = self.procs[name]
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        stop_processes([self.procs[name]])
 
     def close(self) -> None:
         for name in reversed(list(self.procs)):
@@ -406,10 +343,8 @@ class Proxy:
         wait_for("tinyproxy to listen", lambda: _listens(self.port) or None, 10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(10)
+        if self.proc is not None:
+            stop_processes([self.proc])
         self.proc = None
 
 

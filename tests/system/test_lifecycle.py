@@ -87,15 +87,6 @@ async def exporter_process(config: Path, *extra: str) -> AsyncIterator[Proc]:
         yield p
 
 
-@pytest.fixture
-async def faults() -> AsyncIterator[FaultServer]:
-    srv = await FaultServer.start(max_stall=30)
-    try:
-        yield srv
-    finally:
-        await srv.close()
-
-
 async def test_sigterm_stops_quickly_and_cancels_probes_in_flight(faults: FaultServer, tmp_path: Path) -> None:
     cfg = tmp_path / "config.yml"
     cfg.write_text(yaml.safe_dump({

@@ -14,23 +14,18 @@ One stack serves this module and test_dashboards.py (session scope, started once
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import select
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,6 +34,7 @@ import yaml
 
 from .. import conftest
 from ..conftest import ROOT, free_port, need
+from .alerting import Webhook, http, stop_processes
 from .tls_simulator import TLSSimulator
 
 PROM_DIR = ROOT / "config" / "prometheus"
@@ -61,58 +57,12 @@ WAIT = 40.0
 #: seconds a process of the stack may live at most: the whole test suite takes less than this
 LIFETIME = 900
 
-# urllib honours *_proxy variables; these requests must stay on loopback, so no proxy handler at all.
-_http = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 T = TypeVar("T")
-
-
-def http(url: str, data: bytes | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
-    assert url.startswith("http://127.0.0.1:"), url
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
-    try:
-        with _http.open(req, timeout=timeout) as r:
-            return int(r.status), r.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = WAIT) -> T:
     """The shared poll, with this stack's own patience as the default."""
     return conftest.wait_for(what, probe, timeout)
-
-
-class Webhook:
-    """Alertmanager's webhook receiver: keeps every notification it is sent."""
-
-    def __init__(self) -> None:
-        self.notifications: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with hook._lock:
-                    hook.notifications.append(json.loads(body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def alerts(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [a for n in self.notifications for a in n.get("alerts", [])]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
 
 
 @dataclass
@@ -179,19 +129,7 @@ class Stack:
         return alerts
 
     def close(self) -> None:
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        for proc in reversed(self.procs):
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-            if proc.stdout is not None:
-                proc.stdout.close()
+        stop_processes(self.procs[::-1])
         if self.webhook is not None:
             self.webhook.close()
         if self.tls is not None:
@@ -253,7 +191,7 @@ def _start_alertmanager(stack: Stack) -> None:
     # the example's inhibit rules as they are; only the delivery is pointed at this test
     config["route"] = {"receiver": "webhook", "group_by": ["alertname", "target", "vendor"],
                        "group_wait": "0s", "group_interval": "1s", "repeat_interval": "1h"}
-    config["receivers"] = [{"name": "webhook", "webhook_configs": [{"url": stack.webhook.url}]}]
+    config["receivers"] = [{"name": "webhook", "webhook_configs": [{"url": f"{stack.webhook.url}/hook"}]}]
     path = stack.tmp / "alertmanager.yml"
     path.write_text(yaml.safe_dump(config))
     stack.alertmanager = _spawn_ready(stack, "alertmanager", [

@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.config import Config
 from exporter.log import EscapingFormatter, RateLimitFilter, escape_control
 from exporter.web import ConnectionGuard, GuardedSite, ServerLimits, make_app, max_connections_for
-from tests.conftest import ROOT, config_from, free_port, serve, spawn_exporter
+from tests.conftest import ROOT, config_from, flipsnack_config_file, free_port, serve, spawn_exporter
 
 FD_LIMIT = 256
 
@@ -301,10 +301,7 @@ async def test_control_characters_from_a_vendor_reach_the_process_log_escaped(tm
             "Retry-After": "\x1b[31m5"})
 
     async with serve(nasty) as vendor:
-        cfg = tmp_path / "config.yml"
-        cfg.write_text(yaml.safe_dump({"global": {"interval": "1s", "timeout": "1s", "probe_share": 1},
-                                       "targets": [{"name": "t", "vendor": "flipsnack", "base_url": vendor,
-                                                    "credentials": {"api_key": "k", "secret": "s"}}]}))
+        cfg = flipsnack_config_file(tmp_path / "config.yml", vendor, "t", interval="1s", timeout="1s")
         port = free_port()
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "exporter", "--config", str(cfg), "--listen", f"127.0.0.1:{port}",

@@ -12,7 +12,7 @@ import aiohttp
 import yaml
 from aiohttp import web
 
-from tests.conftest import free_port, serve, spawn_exporter
+from tests.conftest import flipsnack_config_file, free_port, serve, spawn_exporter
 
 
 async def _until_ready(proc: asyncio.subprocess.Process, port: int, limit: float = 60) -> None:
@@ -38,10 +38,7 @@ async def test_sigterm_with_a_slow_probe_in_flight_exits_within_2s(tmp_path: Pat
         return web.json_response({"code": 20})
 
     async with serve(never) as vendor:
-        cfg = tmp_path / "config.yml"
-        cfg.write_text(yaml.safe_dump({"global": {"interval": "1h", "timeout": "30s", "probe_share": 1},
-                                       "targets": [{"name": "slow", "vendor": "flipsnack", "base_url": vendor,
-                                                    "credentials": {"api_key": "k", "secret": "s"}}]}))
+        cfg = flipsnack_config_file(tmp_path / "config.yml", vendor, "slow", interval="1h", timeout="30s")
         port = free_port()
         sent = asyncio.Event()
 

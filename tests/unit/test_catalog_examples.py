@@ -1,16 +1,13 @@
 """Catalog ``examples:`` and the format features the SaaS catalogs need, through the real parser and
-classifier; ``--check-config`` runs every example of every built-in and user catalog."""
+classifier (``--check-config`` running them as a subprocess: tests/integration/test_check_config_cli.py)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from exporter._yamlnode import ConfigError, Node
 from exporter.catalog import builtin_catalogs, parse_catalog
@@ -150,67 +147,6 @@ def test_bad_format_is_one_line_with_file_and_key_path(extra: dict[str, Any], me
     with pytest.raises(ConfigError) as err:
         catalog(extra)
     assert message in str(err.value) and "\n" not in str(err.value)
-
-
-# --- --check-config -------------------------------------------------------------------------------
-
-def check_config(tmp_path: Path, config: dict[str, Any], catalog_file: dict[str, Any] | None = None,
-                 flag: str = "--check-config") -> subprocess.CompletedProcess[str]:
-    if catalog_file is not None:
-        (tmp_path / "acme.yaml").write_text(yaml.safe_dump(catalog_file), encoding="utf-8")
-    path = tmp_path / "config.yml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return subprocess.run([sys.executable, "-m", "exporter", flag, "--config", str(path)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
-
-
-ACME: dict[str, Any] = {
-    "vendor": "acme", "credentials": ["token"], "check": {"path": "/ping"},
-    "signer": {"name": "header", "options": {"template": "Bearer {token}"}},
-    "code_from": [{"body": "result", "type": "string"}, {"status": True}],
-    "codes": {"fine": {"class": "ok"}, "denied": {"class": "auth"}, "500": {"class": "server_error"}},
-    "examples": [{"status": 200, "body": {"result": "fine"}, "class": "ok", "code": "fine"},
-                 {"status": 200, "body": {"result": "denied"}, "class": "auth", "code": "denied"},
-                 {"status": 500, "body": "<html>", "class": "server_error", "code": "500"}],
-}
-TARGET = {"name": "a", "vendor": "acme", "base_url": "http://127.0.0.1:1", "credentials": {"token": "t"}}
-
-
-def test_check_config_passes_a_user_catalog_whose_examples_hold(tmp_path: Path) -> None:
-    run = check_config(tmp_path, {"catalog_files": ["acme.yaml"], "targets": [TARGET]}, ACME)
-    assert run.returncode == 0, run.stderr
-    assert "OK" in run.stdout
-
-
-def test_check_config_names_the_failing_example(tmp_path: Path) -> None:
-    wrong = {**ACME, "examples": [*ACME["examples"], {"status": 200, "body": {"result": "denied"},
-                                                      "class": "ok", "code": "denied"}]}
-    run = check_config(tmp_path, {"catalog_files": ["acme.yaml"], "targets": [TARGET]}, wrong, "--config.check")
-    assert run.returncode == 1
-    lines = run.stderr.strip().splitlines()
-    assert lines == [f"error: {tmp_path / 'acme.yaml'}: examples[3]: expected class ok code denied, "
-                     "got class auth code denied (denied)"], run.stderr
-    assert "Traceback" not in run.stderr
-
-
-def test_check_config_runs_examples_given_in_the_config_itself(tmp_path: Path) -> None:
-    vendors = {"acme": {k: v for k, v in ACME.items() if k != "vendor"}}
-    vendors["acme"]["examples"] = [{"status": 500, "class": "ok", "code": "500"}]
-    run = check_config(tmp_path, {"vendors": vendors, "targets": [TARGET]})
-    assert run.returncode == 1
-    assert f"{tmp_path / 'config.yml'}: vendors.acme.examples[0]: expected class ok code 500" in run.stderr
-
-
-def test_an_override_does_not_fail_the_builtin_examples_but_its_own_run(tmp_path: Path) -> None:
-    """Reclassifying a built-in code is the point of an override: the built-in file's examples still
-    prove the file as shipped, and the override's own examples prove the merged catalog."""
-    target = {"name": "s", "vendor": "slack", "base_url": "http://127.0.0.1:1", "credentials": {"token": "t"}}
-    override = {"slack": {"codes": {"team_added_to_org": {"class": "ok"}}}}
-    assert check_config(tmp_path, {"vendors": override, "targets": [target]}).returncode == 0
-    override["slack"]["examples"] = [{"status": 200, "body": {"ok": False, "error": "team_added_to_org"},
-                                      "class": "maintenance", "code": "team_added_to_org"}]
-    run = check_config(tmp_path, {"vendors": override, "targets": [target]})
-    assert run.returncode == 1 and "vendors.slack.examples[0]: expected class maintenance" in run.stderr
 
 
 # --- the text-code trap: a text code no source can read is refused at load ---------------------------

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -56,22 +53,6 @@ def test_example_config_is_valid_with_its_environment(tmp_path: Path) -> None:
     assert videos is not None and videos.credentials["password"] == "pw"
 
 
-def _check(path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "exporter", "--config", str(path), "--check-config"],
-                          capture_output=True, text=True, timeout=60, env={**os.environ, **env}, cwd=ROOT)
-
-
-def test_check_config_cli_accepts_the_example_and_rejects_a_broken_one(tmp_path: Path) -> None:
-    ok = _check(example_copy(tmp_path), EXAMPLE_ENV)
-    assert ok.returncode == 0, ok.stderr
-    assert "OK, 5 targets" in ok.stdout
-    bad_path = ROOT / "tests" / "broken" / "duplicate_name.yml"
-    bad = _check(bad_path, {})
-    assert bad.returncode == 1
-    assert bad.stderr.strip() == "error: " + expected_error(bad_path)
-    assert "Traceback" not in bad.stderr
-
-
 def test_secret_files_env_vars_and_path_prefix(tmp_path: Path) -> None:
     (tmp_path / "tok").write_text("from-a-file\n")
     cfg = config_from({"targets": [
@@ -101,18 +82,6 @@ def test_user_defined_vendor_and_catalog_file(tmp_path: Path) -> None:
         base=tmp_path)
     assert cfg.targets[0].catalog.codes["2"].cls == "maintenance"
     assert cfg.targets[0].check.path == "/health"
-
-
-def test_check_config_warns_when_shared_budget_cannot_fit(tmp_path: Path) -> None:
-    path = tmp_path / "c.yml"
-    path.write_text("targets:\n" + "".join(
-        f"  - {{name: fs{i}, vendor: flipsnack, base_url: 'https://api.flipsnack.com/v1', interval: 15s,"
-        f" credentials: {{api_key: k, secret: s}}}}\n" for i in range(2)))
-    out = _check(path, {})
-    assert out.returncode == 0
-    assert out.stderr.strip() == (
-        "warning: targets fs0, fs1 share one flipsnack credential: their intervals make 8 requests per 60s but "
-        "probes may spend 3 (5% of 60 per 60s); an interval of at least 40s each would fit")
 
 
 def test_looking_a_target_up_by_name_does_not_scan_the_targets() -> None:

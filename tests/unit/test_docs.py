@@ -1,11 +1,10 @@
-"""The repository stands on its own, and docs/vendors.md says what the shipped catalogs and the signer
+"""docs/vendors.md says what the shipped catalogs and the signer
 plug-ins do: a code table per vendor equal to its catalog, a worked example catalog that passes its
 own examples, overrides that are valid config, and every signer option with its kind and default."""
 
 from __future__ import annotations
 
 import re
-import subprocess
 from typing import Any
 
 import pytest
@@ -25,26 +24,6 @@ ROW = re.compile(r"^\| `([^`]+)` \| `([a-z_]+)` \| (.*) \|$", re.M)
 DOC = ROOT / "docs" / "vendors.md"
 NUMBERS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
            "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"]
-
-
-def tracked_files() -> list[str]:
-    out = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, f"git ls-files failed: {out.stderr.strip()}"
-    files = [f for f in out.stdout.split("\0") if f]
-    assert "exporter/catalog.py" in files, "not run from a git checkout of the project"
-    return files
-
-
-def test_no_tracked_file_refers_to_material_outside_the_repository() -> None:
-    assert OUTSIDE.search("see " + "vendor-" + "docs/flipsnack.txt"), "the pattern itself is broken"
-    hits = []
-    for name in tracked_files():
-        path = ROOT / name
-        if not path.is_file():
-            continue  # deleted in the work tree, not yet committed
-        text = path.read_bytes().decode("utf-8", "replace")
-        hits += [f"{name}:{text.count(chr(10), 0, m.start()) + 1}: {m.group(0)}" for m in OUTSIDE.finditer(text)]
-    assert not hits, "point these at docs/vendors.md instead:\n" + "\n".join(hits)
 
 
 def vendor_section(vendor: str) -> str:
