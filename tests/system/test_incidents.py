@@ -11,6 +11,7 @@ time, each on its own vendor or exporter, and the webhook's notifications are co
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import select
