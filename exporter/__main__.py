@@ -87,23 +87,51 @@ def parse_seconds(value: str) -> float:
     return seconds
 
 
+def _shown(value: str) -> str:
+    from .log import escape_control
+
+    return escape_control(repr(value[:200] + ("..." if len(value) > 200 else "")))
+
+
 def parse_prefix(value: str) -> str:
-    """``/a/b/`` -> ``/a/b``; ``/`` and empty -> ``""`` (served at the root)."""
+    """``/a/b/`` -> ``/a/b``; ``/`` and empty -> ``""`` (served at the root). Refused: anything a browser
+    or proxy would rewrite before it reaches us (``//``, ``.`` and ``..`` segments, escapes, controls),
+    since the root redirects to the prefix and a rewritten prefix would redirect to itself forever."""
+    original = value
     if not value.startswith("/") and value:
         value = "/" + value
-    if any(c in value for c in "?#%") or "//" in value or any(ord(c) < 0x21 or ord(c) == 0x7F for c in value):
-        raise argparse.ArgumentTypeError(f"--web.route-prefix must be a plain path like /apistatus, got {value!r}")
+    segments = value.strip("/").split("/")
+    if (any(c in value for c in "?#%\\") or "//" in value or any(ord(c) < 0x21 or ord(c) >= 0x7F for c in value)
+            or any(segment in (".", "..") for segment in segments)):
+        raise argparse.ArgumentTypeError(f"must be a plain path like /apistatus (no '.' or '..' segments, '//', "
+                                         f"'%', '?', '#' or spaces), got {_shown(original)}")
     return value.rstrip("/")
 
 
 def parse_external_url(value: str) -> str:
+    """An http(s) URL whose path (the default route prefix) passes ``parse_prefix``."""
     from urllib.parse import urlsplit
 
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise argparse.ArgumentTypeError(f"--web.external-url must be an http(s) URL like "
-                                         f"https://example.com/apistatus/, got {value!r}")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        parts = None
+    if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.query
+            or parts.fragment or parts.username is not None or any(ord(c) < 0x21 or ord(c) >= 0x7F for c in value)):
+        raise argparse.ArgumentTypeError(f"must be an http(s) URL like https://example.com/apistatus/, got "
+                                         f"{_shown(value)}")
+    try:
+        parse_prefix(parts.path)  # the default route prefix
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"its path {exc} (in {_shown(value)})") from None
     return value.rstrip("/")
+
+
+def parse_connections(value: str) -> int:
+    if not value.strip().isdigit() or int(value) > 1_000_000:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 (automatic) to 1000000, got {_shown(value)}")
+    return int(value)
 
 
 SUBCOMMANDS = """\
@@ -121,7 +149,9 @@ Old flag names stay accepted as aliases: --config, --check-config, --listen, --l
 
 
 def build_parser(demo: bool = False) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from .cli import OneLineParser
+
+    p = OneLineParser(
         prog="apistatus-exporter demo" if demo else "apistatus-exporter",
         description=("Run the embedded demo: vendor simulators on loopback and the exporter probing them. "
                      "Fake data, for a first look only." if demo else
@@ -157,7 +187,7 @@ def build_parser(demo: bool = False) -> argparse.ArgumentParser:
                    metavar="DURATION", help="time a client has to send its request headers (default 10s)")
     p.add_argument("--web.idle-timeout", dest="idle_timeout", type=parse_seconds, default=30.0,
                    metavar="DURATION", help="idle keep-alive connections are closed after this (default 30s)")
-    p.add_argument("--web.max-connections", dest="max_connections", type=int, default=0, metavar="N",
+    p.add_argument("--web.max-connections", dest="max_connections", type=parse_connections, default=0, metavar="N",
                    help="cap on client connections (default 0: RLIMIT_NOFILE - 2 x max_concurrency - 64)")
     p.add_argument("--version", action="version", version=f"apistatus-exporter {__version__}")
     p.set_defaults(demo=demo, **({"config": None, "check_config": False} if demo else {}))
@@ -189,7 +219,11 @@ def check_config(path: Path, shard: Shard | AllShards = ALL, web_config: Path | 
         print(f"error: {line}", file=sys.stderr)
     if config is None:
         return 1
-    print(f"{path}: OK, {len(config.targets)} targets, vendors: {', '.join(sorted(config.catalogs))}")
+    # the vendors this file uses, not every catalog the exporter knows
+    used = sorted({target.vendor for target in config.targets})
+    how_many = len(config.targets)
+    print(f"{path}: OK, {how_many} target{'' if how_many == 1 else 's'}"
+          + (f", vendors: {', '.join(used)}" if used else ", no vendors used"))
     count = shard.count if shard != ALL else None
     if count is not None:
         loads = distribution(config.targets, count)
@@ -277,13 +311,15 @@ async def _serve(args: argparse.Namespace, shard: Shard) -> int:
     app[BODY_TIMEOUT_KEY] = limits.body_timeout
     ssl_context = None
     if args.web_config is not None:
-        from .webconfig import WebConfigError, apply_web_config
+        from .web import WEB_CONFIG_KEY
+        from .webconfig import WATCHER_KEY, WebConfigError, apply_web_config
 
         try:
             ssl_context = apply_web_config(app, args.web_config)
         except WebConfigError as exc:
             log.error("%s", exc)
             return 1
+        app[WEB_CONFIG_KEY] = app[WATCHER_KEY]  # its re-reads in the exporter's own metrics
     # what start-up builds is frozen once the exporter listens (_STARTUP_GC); the first round too
     exp.freeze_after_first_round = _STARTUP_GC.paused
     await exp.start()

@@ -323,8 +323,8 @@ class Node:
     # scalars --------------------------------------------------------------------------------
     def text(self, pattern: str | None = None, what: str = "") -> str:
         text = self.value
-        if type(text) is not str:
-            if isinstance(text, bool) or not isinstance(text, str | int | float):
+        if type(text) is not str and not isinstance(text, str):  # an Expanded string stays one (model.py)
+            if isinstance(text, bool) or not isinstance(text, int | float):
                 self.fail("must be a string")
             text = str(text)
         if pattern is not None and not re.fullmatch(pattern, text):

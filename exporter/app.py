@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any, cast
 
 from .clock import Clock, SystemClock, Timer
-from .collector import render_target
+from .collector import render_fault, render_target
 from .config import Config, ConfigError, load_config
 from .egress import Egress
+from .egresscheck import EgressBook, Suspicion
 from .engine import Resolver, new_session
 from .engine import Session as Client
 from .httpconfig import HttpClient
@@ -29,6 +30,7 @@ from .model import ALL, ExporterStatus, Shard, StartLag
 from .probe import Prober
 from .scheduler import Scheduler
 from .state import State, TargetState
+from .vendorstatus import VendorStatusBook, VendorView
 
 __all__ = ["Exporter", "release_free_memory"]
 
@@ -155,6 +157,11 @@ class Exporter:
         #: what each first round of probes builds (connections, caches, the history's buffers) lives as
         #: long as its targets, and is frozen too, until the next reload unfreezes it all
         self.freeze_after_first_round = False
+        #: the vendors' own status pages and our egress checks (exporter/vendorstatus.py, egresscheck.py)
+        self.vendor_status: VendorStatusBook | None = None
+        self.egress_checks: EgressBook | None = None
+        self._fault_tasks: list[asyncio.Task[None]] = []
+        self._suspicions: tuple[float, list[Suspicion]] | None = None
 
     def _new_session(self, client: HttpClient | None = None) -> Client:
         limit, keepalive = self._pool
@@ -166,7 +173,11 @@ class Exporter:
         self.egress = Egress(self.session, self._new_session)
         self.prober = Prober(self.session, self.clock, self.config.global_.max_body_bytes, self.egress)
         self.scheduler = Scheduler(self.prober, self.state, self.clock, self.config.global_.max_concurrency)
+        self.vendor_status = VendorStatusBook(self.prober, self.clock)
+        self.egress_checks = EgressBook(self.prober, self.clock)
         self._apply(self.config)
+        self._fault_tasks = [asyncio.create_task(self.vendor_status.run(), name="vendor-status"),
+                             asyncio.create_task(self.egress_checks.run(), name="egress-checks")]
         self._task = asyncio.create_task(self._supervise(self.scheduler), name="scheduler")
         self._task.add_done_callback(self._loop_ended)
         self._plan_first_round_end()
@@ -222,9 +233,47 @@ class Exporter:
             self._pool = pool
             self.session = self.prober.session = self._new_session()
             self.egress.replace_default(self.session, grace)
+        self._apply_fault(config)
         if self.egress is not None:
-            self.egress.retire({t.http_client for t in config.targets}, grace=grace)
+            self.egress.retire({t.http_client for t in config.targets} | {c.http_client for c in config.egress_checks},
+                               grace=grace)
         self._longest = longest
+
+    # --- is it us or them? (the vendors' status pages, our egress) ---------------------------------
+
+    def _apply_fault(self, config: Config) -> None:
+        if self.vendor_status is not None:
+            self.vendor_status.apply(config.targets)
+        if self.egress_checks is not None:
+            glob = config.global_
+            self.egress_checks.apply(config.egress_checks, config.targets, glob.interval, glob.timeout)
+
+    def vendor_view(self, name: str) -> VendorView | None:
+        """What the target's vendor says on its own status page about what the target depends on."""
+        target = self.config.target(name)
+        if target is None or self.vendor_status is None:
+            return None
+        return self.vendor_status.view(target)
+
+    def suspicions(self) -> list[Suspicion]:
+        """Per egress: how many of the targets behind it fail at the transport level now. Made at most
+        once a second: it walks every target, and several Prometheus servers and pages may ask."""
+        if self.egress_checks is None:
+            return []
+        now = self.clock.monotonic()
+        if self._suspicions is not None and now - self._suspicions[0] < 1.0:
+            return self._suspicions[1]
+        made = self.egress_checks.suspicions(
+            (ts.target.name, ts.target.vendor, ts.last.outcome.cls if ts.last is not None else None)
+            for ts in self.state)
+        self._suspicions = (now, made)
+        return made
+
+    def fault_metrics(self) -> bytes:
+        """The vendor-status and egress families of /metrics."""
+        if self.vendor_status is None or self.egress_checks is None:
+            return b""
+        return render_fault(self.vendor_status, self.egress_checks, self.suspicions(), list(self.state))
 
     def status(self) -> ExporterStatus:
         """The exporter's own figures as of now, for a scrape."""
@@ -294,6 +343,9 @@ class Exporter:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        for task in self._fault_tasks:
+            task.cancel()
+        await asyncio.gather(*self._fault_tasks, return_exceptions=True)
         if self.egress is not None:
             await self.egress.close()
         if self.session is not None:

@@ -12,18 +12,23 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ._yamlnode import ConfigError, Node, load_yaml
 from .model import CLASSES
 from .signers import SIGNERS, OptionSpec, option_specs
+from .statuspage import FORMATS as STATUS_FORMATS
 
 __all__ = [
+    "CATALOG_FILE_LIMIT",
+    "MAX_CODES",
     "Budget",
     "Catalog",
     "CatalogExample",
@@ -31,9 +36,11 @@ __all__ = [
     "CodeInfo",
     "CodeSource",
     "QuotaSpec",
+    "StatusPageSpec",
     "ValueSource",
     "builtin_catalogs",
     "builtin_raw",
+    "load_catalog_file",
     "merge_raw",
     "parse_budget",
     "parse_catalog",
@@ -47,6 +54,9 @@ _METHODS = ("GET", "POST", "PUT", "HEAD", "PATCH", "DELETE", "OPTIONS")
 class CodeInfo:
     cls: str
     message: str
+    #: seconds to wait when the answer carries no Retry-After (GitHub: a secondary limit without one
+    #: means "at least a minute"); None: the scheduler's own backoff
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +75,12 @@ class CodeSource:
     code: str | None = None
     #: a code not listed in the catalog falls through to the next source instead of being ``unknown``
     known_only: bool = False
+    #: a value (text) this regular expression finds yields the fixed code ``code`` (GitHub's secondary
+    #: limit is told only by its message); searched case-insensitively
+    matches: re.Pattern[str] | None = None
+    #: a code not listed in the catalog under a 3xx-5xx answer keeps its label but takes the class of
+    #: its HTTP status (Twilio documents its codes by status: an unlisted code under 401 is still auth)
+    unlisted_by_status: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +123,20 @@ class Budget:
 
 
 @dataclass(frozen=True, slots=True)
+class StatusPageSpec:
+    """The vendor's own public status page (exporter/statuspage.py reads it)."""
+
+    url: str
+    format: str
+    #: the API hosts the page speaks for (a target elsewhere, e.g. GitHub Enterprise Server or a test
+    #: double, is not described by it); empty: every target of the vendor
+    hosts: tuple[str, ...] = ()
+
+    def describes(self, base_url: str) -> bool:
+        return not self.hosts or (urlsplit(base_url).hostname or "") in self.hosts
+
+
+@dataclass(frozen=True, slots=True)
 class CatalogExample:
     """An answer a catalog documents, and the class and code it must get (``--check-config`` runs it)."""
 
@@ -141,6 +171,11 @@ class Catalog:
     ratelimit_headers: bool
     #: documented answers with the class and code each must get (see CatalogExample)
     examples: tuple[CatalogExample, ...] = ()
+    #: ``json``: a 2xx answer is the vendor's only when its body is a JSON object or array (an HTML
+    #: captive portal, a proxy's splash page or an empty body is never ok); ``none``: any body will do
+    envelope: str = "none"
+    #: the vendor's public status page, when it has one in a format we read
+    status_page: StatusPageSpec | None = None
 
 
 # --- raw YAML: built-ins and merging ---------------------------------------------------------------
@@ -205,8 +240,9 @@ def _deep_merge(base: dict[Any, Any], override: dict[Any, Any]) -> dict[Any, Any
 
 _ALLOWED = {
     "vendor", "title", "docs_url", "credentials", "optional_credentials", "signer", "check", "code_from", "codes",
-    "http_fallback", "quota", "budget", "ratelimit_headers", "examples",
+    "http_fallback", "quota", "budget", "ratelimit_headers", "examples", "envelope",
     "base_url",  # the vendor's usual base_url, for `config example` only
+    "status_page",
 }
 
 
@@ -261,6 +297,25 @@ def _when(node: Node) -> frozenset[int]:
     return frozenset(out)
 
 
+#: codes in one vendor's catalog: real ones list tens; this many is a generated file gone wrong
+MAX_CODES = 10_000
+#: a catalog file of MAX_CODES codes with their messages fits well within this; a larger file is refused
+#: from its size, before it is read and parsed (a million codes took seconds and hundreds of MB)
+CATALOG_FILE_LIMIT = 1 << 20
+
+
+def load_catalog_file(path: Path) -> Node:
+    """A ``catalog_files`` entry, refused at once when it is larger than any catalog of MAX_CODES codes."""
+    try:
+        size = path.stat().st_size
+    except (OSError, ValueError):
+        size = 0  # load_yaml says what is wrong with it
+    if size > CATALOG_FILE_LIMIT:
+        raise ConfigError(str(path), "", f"is larger than {CATALOG_FILE_LIMIT >> 20} MiB: a catalog holds at most "
+                          f"{MAX_CODES:,} codes")
+    return load_yaml(path)
+
+
 def parse_catalog(name: str, node: Node) -> Catalog:
     fields = node.mapping(_ALLOWED, required=("credentials", "signer", "check", "codes"))
     if "vendor" in fields and fields["vendor"].text() != name:
@@ -289,16 +344,21 @@ def parse_catalog(name: str, node: Node) -> Catalog:
     codes_node = fields["codes"]
     if not isinstance(codes_node.value, dict):
         codes_node.fail("must be a mapping of code -> {class, message}")
+    if len(codes_node.value) > MAX_CODES:
+        codes_node.fail(f"has {len(codes_node.value):,} codes; a catalog holds at most {MAX_CODES:,}", show=False)
     for key_raw, info in codes_node.value.items():
         entry = Node(info, node.file, f"{codes_node.path}.{key_raw}")
         key = _code_key(Node(key_raw, node.file, entry.path))
-        im = entry.mapping({"class", "message"}, required=("class",))
-        codes[key] = CodeInfo(im["class"].choice(CLASSES), im["message"].text() if "message" in im else key)
+        im = entry.mapping({"class", "message", "retry_after"}, required=("class",))
+        codes[key] = CodeInfo(im["class"].choice(CLASSES), im["message"].text() if "message" in im else key,
+                              im["retry_after"].duration(minimum=1) if "retry_after" in im else None)
     for index, source in enumerate(sources):
         if source.nonempty and source.nonempty not in codes:
             fields["code_from"].fail(f"nonempty code {source.nonempty!r} is not listed in codes")
         if source.code and source.code not in codes:
             Node(source.code, node.file, f"code_from[{index}].code").fail("is not listed in codes")
+
+    _text_codes_readable(fields, sources, codes, node.file)
 
     fallback: dict[str, str] = {}
     if "http_fallback" in fields:
@@ -341,7 +401,53 @@ def parse_catalog(name: str, node: Node) -> Catalog:
         budget=budget,
         ratelimit_headers=fields["ratelimit_headers"].boolean() if "ratelimit_headers" in fields else True,
         examples=tuple(_example(example) for example in fields.get("examples", Node([], node.file, "examples"))),
+        # a vendor that puts its code in a JSON body answers JSON: anything else on a 2xx is not its answer
+        envelope=(fields["envelope"].choice(("json", "none")) if "envelope" in fields
+                  else "json" if any(src.kind == "body" for src in sources) else "none"),
+        status_page=(parse_status_page(fields["status_page"], fields.get("base_url")) if "status_page" in fields
+                     else None),
     )
+
+
+_NUMERIC_CODE = re.compile(r"[0-9]+(\.[0-9]+)?")
+
+
+def _text_codes_readable(fields: dict[str, Node], sources: list[CodeSource], codes: Mapping[str, CodeInfo],
+                         file: str) -> None:
+    """The text-code trap: a catalog that lists ``E_QUOTA`` but reads its body code as a number (the
+    default type) would classify every such answer ``unknown``, silently. A text code must be one some
+    source can yield: a body source of type string or any, a header, or a source's fixed code."""
+    if any(src.kind == "header" and src.code is None and src.nonempty is None for src in sources) or any(
+            src.kind == "body" and src.type != "integer" and src.code is None and src.nonempty is None
+            for src in sources):
+        return
+    fixed = {src.code for src in sources if src.code} | {src.nonempty for src in sources if src.nonempty}
+    for code in codes:
+        if code in fixed or _NUMERIC_CODE.fullmatch(code):
+            continue
+        where = next((index for index, src in enumerate(sources) if src.kind == "body" and src.code is None
+                      and src.nonempty is None), None)
+        hint = (f"code_from[{where}] reads body {sources[where].key} as a number (the default type): "
+                "add type: string (or any) there" if where is not None
+                else "no code_from source reads text: add a body source with type: string")
+        codes_node = fields["codes"]
+        raise ConfigError(file, f"{codes_node.path}.{code}",
+                          f"is a text code, but {hint}")
+
+
+def parse_status_page(node: Node, base_url: Node | None = None) -> StatusPageSpec | None:
+    """``status_page: {url, format, hosts}``; ``null`` says the vendor has none (an override may drop a
+    built-in's). ``hosts`` defaults to the host of the catalog's usual ``base_url``."""
+    if node.is_missing():
+        return None
+    fields = node.mapping({"url", "format", "hosts"}, required=("url", "format"))
+    if "hosts" in fields:
+        hosts = tuple(item.text(r"[A-Za-z0-9.:\[\]-]{1,253}", "a host name or address") for item in fields["hosts"])
+    elif base_url is not None and not base_url.is_missing():
+        hosts = ((urlsplit(base_url.url()).hostname or ""),)
+    else:
+        hosts = ()
+    return StatusPageSpec(fields["url"].url(), fields["format"].choice(STATUS_FORMATS), hosts)
 
 
 _BODY_TYPES = ("integer", "string", "any")
@@ -349,7 +455,7 @@ _BODY_TYPES = ("integer", "string", "any")
 
 def _code_source(src: Node) -> CodeSource:
     sm = src.mapping({"status", "header", "body", "when_status", "nonempty", "type", "equals", "code",
-                      "known_only"})
+                      "known_only", "matches", "unlisted"})
     kinds = [source_kind for source_kind in ("status", "header", "body") if source_kind in sm]
     if len(kinds) != 1:
         src.fail("needs exactly one of status, header, body")
@@ -371,13 +477,35 @@ def _code_source(src: Node) -> CodeSource:
         equals = tuple(item.value for item in items)
         if not equals or kind == "status":
             sm["equals"].fail("needs a value and a body or header source")
+    matches: re.Pattern[str] | None = None
+    if "matches" in sm:
+        if kind == "status":
+            sm["matches"].fail("only applies to a body or header source")
+        pattern = sm["matches"].text()
+        try:
+            matches = re.compile(pattern, re.IGNORECASE)
+        except re.error as exc:
+            sm["matches"].fail(f"is not a regular expression: {exc}", show=False)
+        if equals:
+            src.fail("equals and matches exclude each other: each yields code")
     code = _code_key(sm["code"]) if "code" in sm else None
-    if bool(equals) != (code is not None):
+    if matches is not None and code is None:
+        src.fail("matches and code go together: a value the pattern is found in yields code")
+    if matches is None and bool(equals) != (code is not None):
         src.fail("equals and code go together: a value equal to one of equals yields code")
     if nonempty and code:
         src.fail("nonempty and equals/code exclude each other")
     known_only = sm["known_only"].boolean() if "known_only" in sm else False
-    return CodeSource(kind, key, when, nonempty, body_type, equals, code, known_only)
+    # unlisted: what a code the catalog does not list means: unknown (the default), the next source's
+    # verdict (known_only), or the class of the answer's HTTP status with the code kept as its label
+    unlisted = sm["unlisted"].choice(("unknown", "next", "status")) if "unlisted" in sm else (
+        "next" if known_only else "unknown")
+    if "unlisted" in sm and "known_only" in sm and (unlisted == "next") != known_only:
+        sm["unlisted"].fail("contradicts known_only (known_only: true is unlisted: next)")
+    if unlisted != "unknown" and (code is not None or nonempty):
+        src.fail("known_only and unlisted apply to a source that reads a code, not one that yields a fixed code")
+    return CodeSource(kind, key, when, nonempty, body_type, equals, code, unlisted == "next", matches,
+                      unlisted == "status")
 
 
 def _example(node: Node) -> CatalogExample:

@@ -69,10 +69,17 @@ def _same(value: Any, wanted: str | int | float | bool) -> bool:
     return bool(value == wanted)
 
 
+#: how much of a text value ``matches`` searches (a vendor's message fits many times over)
+_MATCHED_CHARS = 1024
+
+
 def _fixed_code(src: CodeSource, value: Any) -> str | None:
-    """The fixed code of a nonempty or equals source, when the value found qualifies."""
+    """The fixed code of a nonempty, equals or matches source, when the value found qualifies."""
     if src.nonempty is not None:
         return src.nonempty if value else None
+    if src.matches is not None:
+        # the start of the text only: a vendor's long body must not make a catalog's pattern expensive
+        return src.code if isinstance(value, str) and src.matches.search(value[:_MATCHED_CHARS]) else None
     if src.code is not None:
         if isinstance(value, str) and src.kind == "header":
             return src.code if any(value == str(wanted).lower() for wanted in src.equals) else None
@@ -86,8 +93,23 @@ def _lookup(catalog: Catalog, code: str) -> tuple[str, CodeInfo | None]:
         return code, info
     main = code.split(".", 1)[0]
     if main != code and (info := catalog.codes.get(main)) is not None:
-        return main, CodeInfo(info.cls, f"{info.message} (sub-code {code})")
+        return main, CodeInfo(info.cls, f"{info.message} (sub-code {code})", info.retry_after)
     return code, None
+
+
+def _by_status(catalog: Catalog, status: int, code: str) -> CodeInfo:
+    """An unlisted code under an error status: the class that status has in the catalog (or its family)."""
+    listed = catalog.codes.get(str(status))
+    cls = listed.cls if listed is not None else http_family_class(status, catalog.http_fallback)
+    return CodeInfo(cls, f"code {code} is not in the {catalog.vendor} catalog; HTTP {status} makes it {cls}")
+
+
+def _enveloped(answer: Answer, doc: Any) -> bool:
+    """The body is a JSON object or array: the shape of every answer of a JSON API. A body cut at the
+    cap cannot parse, so its start decides."""
+    if isinstance(doc, dict | list):
+        return True
+    return answer.truncated and answer.body.lstrip()[:1] in (b"{", b"[")
 
 
 #: a Retry-After beyond this is taken as this: the scheduler caps every wait at ``max_backoff`` anyway,
@@ -292,7 +314,7 @@ def classify(catalog: Catalog, result: Answer | Failure, now: float) -> Outcome:
         elif src.kind == "header":
             raw = answer.headers.get(src.key.lower(), "").strip()
             plain = raw if raw and _CODE_OK.fullmatch(raw) else None
-            code = _fixed_code(src, raw.lower()) if fixed else plain
+            code = _fixed_code(src, raw if src.matches is not None else raw.lower()) if fixed else plain
         else:
             if not parsed:
                 doc, parsed = _json(answer), True
@@ -303,6 +325,8 @@ def classify(catalog: Catalog, result: Answer | Failure, now: float) -> Outcome:
             if info is None and src.known_only:
                 code = None  # not one of ours: the next source decides (its HTTP status, usually)
                 continue
+            if info is None and src.unlisted_by_status and answer.status >= 300:
+                info = _by_status(catalog, answer.status, code)
             break
 
     if code is None:
@@ -315,6 +339,17 @@ def classify(catalog: Catalog, result: Answer | Failure, now: float) -> Outcome:
         cls, message = "unknown", f"code {code} is not in the {catalog.vendor} catalog"
     else:
         cls, message = info.cls, info.message
+    if catalog.envelope == "json" and 200 <= answer.status < 300 and answer.status not in (204, 205):
+        if not parsed:
+            doc, parsed = _json(answer), True
+        enveloped = _enveloped(answer, doc)
+    else:
+        enveloped = True
+    if not enveloped:
+        # docs/vendors.md: an answer we cannot read never counts as ok; the SDKs fail to parse it too
+        code, cls = f"http_{answer.status}", "unknown"
+        message = (f"HTTP {answer.status} without the vendor's JSON answer (an HTML or empty body: a proxy, "
+                   "captive portal or wrong base_url?)")
 
     quotas: list[QuotaReading] = []
     if catalog.quota and (inline := _inline_quotas(catalog)):
@@ -324,12 +359,15 @@ def classify(catalog: Catalog, result: Answer | Failure, now: float) -> Outcome:
     if catalog.ratelimit_headers and (rl := _ratelimit_headers(answer.headers, now)) is not None:
         quotas.append(rl)
 
+    retry_after = parse_retry_after(answer.headers.get("retry-after"), now)
+    if retry_after is None and info is not None and cls == info.cls:
+        retry_after = info.retry_after  # the vendor documents a wait for this code when it names none
     return Outcome(
         cls=cls,
         code=code if _CODE_OK.fullmatch(code) else "other",
         message=message,
         http_status=answer.status,
-        retry_after=parse_retry_after(answer.headers.get("retry-after"), now),
+        retry_after=retry_after,
         quotas=tuple(quotas),
         clock_skew=_clock_skew(answer.headers, now),
     )

@@ -10,7 +10,7 @@ import re
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ._yamlnode import Node, load_yaml
 from .budget import budget_warnings
@@ -18,7 +18,27 @@ from .catalog import builtin_raw
 from .config import Config, ConfigError, Target, load_config, parse_config
 from .model import PHASES, UP, ProbeResult
 
-__all__ = ["config_example", "config_main", "config_problems", "probe_main", "probe_report"]
+__all__ = ["OneLineParser", "config_example", "config_main", "config_problems", "probe_main", "probe_report"]
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with a bad flag or value said in one line (no usage block), control characters escaped."""
+
+    def error(self, message: str) -> NoReturn:
+        from .log import escape_control
+
+        self.exit(2, f"{self.prog}: error: {escape_control(message)} (see --help)\n")
+
+
+def shown_names(names: list[str], limit: int = 5, width: int = 64) -> str:
+    """Names a user typed, for an error line: control characters escaped, each cut at ``width``, at most
+    ``limit`` of them: a newline cannot forge a second line, ESC or BEL never reach the terminal, and
+    10,000 names do not make a line of 100 KB."""
+    from .log import escape_control
+
+    shown = [escape_control(name[:width]) + ("..." if len(name) > width else "") for name in names[:limit]]
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(shown) + more
 
 #: an error at or below one target of the config's list: ``FILE: targets[12].credentials...``
 _TARGET_PATH = re.compile(r"targets\[(\d+)\]")
@@ -31,11 +51,12 @@ WINDOW = 256
 # --- --config.check: every problem ------------------------------------------------------------------
 
 def config_problems(path: Path, env: Mapping[str, str] | None = None) -> tuple[Config | None, list[str]]:
-    """The config, or None and one line per problem found (at most one per target; at most
-    MAX_PROBLEMS). The loader stops at its first error, so on one the file is checked again part by
-    part: everything outside ``targets`` once, then the targets after each bad one (with the same
-    ``global``, ``vendors`` and ``catalog_files``), then the names across targets. An error in
-    ``vendors`` or ``catalog_files`` stops there: the targets would only repeat it."""
+    """The config, or None and one line per problem found (every bad key of ``global`` and every bad
+    field of a target, each on its own line; at most MAX_PROBLEMS). The loader stops at its first error,
+    so on one the file is checked again part by part, noting each problem and going on: everything
+    outside ``targets`` once, then the targets (after a problem the loader cannot go past, from the next
+    target on, with the same ``global``, ``vendors`` and ``catalog_files``), then the names across
+    targets. An error in ``vendors`` or ``catalog_files`` stops there: the targets would only repeat it."""
     try:
         return load_config(path, env), []
     except ConfigError as exc:
@@ -49,31 +70,49 @@ def config_problems(path: Path, env: Mapping[str, str] | None = None) -> tuple[C
     targets: list[Any] = root.value["targets"]
     shared = {k: v for k, v in root.value.items() if k != "targets"}
     problems: list[str] = []
+    noted: list[ConfigError] = []
     try:
-        parse_config(Node({**shared, "targets": []}, root.file, ""), path.parent, env)
+        parse_config(Node({**shared, "targets": []}, root.file, ""), path.parent, env, problems=noted)
     except ConfigError as exc:
-        problems.append(str(exc))
+        problems += [str(e) for e in noted] + [str(exc)]
         if exc.path.split(".", 1)[0].split("[", 1)[0] != "global":
             return None, problems
+        noted.append(exc)
+    else:
+        problems += [str(e) for e in noted]
+    if noted:
         shared.pop("global", None)  # the targets are checked against the defaults
     prefix = f"{root.file}: "
-    # The targets in windows from ``start`` on: the loader stops at the first bad one, which is noted
-    # and skipped. So each target is parsed about once, and the catalogs once per problem or window.
+
+    def rebased(line: str, offset: int) -> tuple[str, int | None]:
+        """The line with its target's index in the whole list, and that index (None: not a target's)."""
+        m = _TARGET_PATH.match(line[len(prefix):]) if line.startswith(prefix) else None
+        if m is None:
+            return line, None
+        at = offset + int(m.group(1))
+        return prefix + f"targets[{at}]" + line[len(prefix) + m.end():], at
+
+    # The targets in windows from ``start`` on. Problems of a field are noted and the parse goes on; a
+    # problem the loader cannot go past is noted and its target skipped. So each target is parsed about
+    # once, and the catalogs once per such problem or window.
     start = 0
     while start < len(targets) and len(problems) < MAX_PROBLEMS:
+        noted = []
         try:
-            parse_config(Node({**shared, "targets": targets[start:start + WINDOW]}, root.file, ""), path.parent, env)
-            start += WINDOW
+            parse_config(Node({**shared, "targets": targets[start:start + WINDOW]}, root.file, ""), path.parent,
+                         env, problems=noted)
         except ConfigError as exc:
-            line = str(exc)
-            m = _TARGET_PATH.match(line[len(prefix):]) if line.startswith(prefix) else None
-            if m is None:
-                problems.append(line)
+            problems += [rebased(str(e), start)[0] for e in noted]
+            line, at = rebased(str(exc), start)
+            problems.append(line)
+            if at is None:
                 break
-            at = start + int(m.group(1))
-            problems.append(prefix + f"targets[{at}]" + line[len(prefix) + m.end():])
             start = at + 1
+        else:
+            problems += [rebased(str(e), start)[0] for e in noted]
+            start += WINDOW
     if len(problems) >= MAX_PROBLEMS:
+        problems = problems[:MAX_PROBLEMS]
         problems.append(f"{prefix}stopped after {MAX_PROBLEMS} problems")
         return None, problems
     seen: dict[str, int] = {}
@@ -126,7 +165,7 @@ def config_example(vendors: Iterable[str]) -> str:
     names = list(dict.fromkeys(vendors))
     unknown = [v for v in names if v not in raw]
     if unknown:
-        raise ValueError(f"unknown vendor {', '.join(unknown)} (built-in: {', '.join(sorted(raw))})")
+        raise ValueError(f"unknown vendor {shown_names(unknown)} (built-in: {', '.join(sorted(raw))})")
     out = [
         f"# apistatus-exporter starter config for {', '.join(names)}.",
         "# Every ${VAR} is read from the environment when the config loads; instead of KEY: ${VAR} a",
@@ -170,7 +209,7 @@ def config_example(vendors: Iterable[str]) -> str:
 
 
 def config_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="apistatus-exporter config", description="Config helpers.")
+    p = OneLineParser(prog="apistatus-exporter config", description="Config helpers.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     ex = sub.add_parser("example", help="print a commented starter config for the named vendors",
                         description="Print a commented starter config for the named built-in vendors.")
@@ -206,6 +245,10 @@ def probe_report(target: Target, result: ProbeResult) -> dict[str, Any]:
     }
 
 
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def _text(report: dict[str, Any]) -> str:
     def num(v: float | None) -> str:
         return "?" if v is None else f"{v:g}"
@@ -215,9 +258,9 @@ def _text(report: dict[str, Any]) -> str:
         ("target", f"{report['target']} (vendor {report['vendor']})"),
         ("class", f"{report['class']} ({'up' if report['up'] else 'down'})"),
         ("code", report["code"]), ("message", report["message"]),
-        ("http status", str(report["http_status"] or "-")),
-        ("duration", f"{report['duration_seconds']:.3f}s ({report['attempts']} attempts, "
-                     f"{report['requests']} requests)"),
+        ("http status", str(report["http_status"] or "no answer")),
+        ("duration", f"{report['duration_seconds']:.3f}s ({_plural(report['attempts'], 'attempt')}, "
+                     f"{_plural(report['requests'], 'request')})"),
         ("quotas", quotas or "-"),
         ("retry-after", _fmt_seconds(report["retry_after_seconds"])),
         ("clock skew", _fmt_seconds(report["clock_skew_seconds"])),
@@ -247,7 +290,7 @@ async def _probe_once(config: Config, target: Target) -> ProbeResult:
 
 
 def probe_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="apistatus-exporter probe",
         description="Probe one configured target once and print what the exporter makes of the answer. "
                     "Exit 0 when the class counts as up (ok, degraded, processing), else 1.")

@@ -20,6 +20,7 @@ import operator
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from operator import attrgetter, itemgetter
+from typing import Any
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
 
@@ -27,8 +28,8 @@ from .buildinfo import build_labels
 from .model import CLASSES, PHASES, UP, ExporterStatus
 from .state import DURATION_BUCKETS, Rendered, TargetState
 
-__all__ = ["CONTENT_TYPE", "FAMILIES", "Exposition", "exposition", "render_exposition",
-           "render_probe", "render_target"]
+__all__ = ["CONTENT_TYPE", "FAMILIES", "FAULT_FAMILIES", "Exposition", "exposition", "render_exposition",
+           "render_fault", "render_probe", "render_target"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -267,7 +268,23 @@ def _own(info: ExporterStatus) -> str:
         "# HELP apistatus_shard_info The shard of the fleet this replica runs (--shard); always 1.\n"
         "# TYPE apistatus_shard_info gauge\n"
         f'apistatus_shard_info{{index="{info.shard.index}",count="{info.shard.count}"}} 1\n'
-    ) + _start_lag(info) + _load(info)
+    ) + _start_lag(info) + _load(info) + _web_config(info)
+
+
+def _web_config(info: ExporterStatus) -> str:
+    if info.web_config is None:
+        return ""
+    ok, failures = info.web_config
+    return (
+        "# HELP apistatus_web_config_last_reload_successful Whether the latest re-read of --web.config.file "
+        "succeeded (else the previous settings stay in force).\n"
+        f"# TYPE apistatus_web_config_last_reload_successful gauge\napistatus_web_config_last_reload_successful "
+        f"{1 if ok else 0}\n"
+        "# HELP apistatus_web_config_reload_failures_total Re-reads of --web.config.file refused (broken, "
+        "empty or unreadable); the previous settings were kept.\n"
+        f"# TYPE apistatus_web_config_reload_failures_total counter\napistatus_web_config_reload_failures_total "
+        f"{failures}\n"
+    )
 
 
 #: quantiles of the start lag over the scheduler's window of recent probes
@@ -280,7 +297,9 @@ def _start_lag(info: ExporterStatus) -> str:
         return ""
     recent, total, count = info.start_lag.recent, info.start_lag.total, info.start_lag.count
     name = "apistatus_probe_start_lag_seconds"
-    out = [f"# HELP {name} Planned-to-actual start of probes; quantiles over the last {len(recent)} probes.\n"
+    # the HELP text stays the same from scrape to scrape; docs/metrics.md says the same window
+    out = [f"# HELP {name} Planned-to-actual start of probes; quantiles over the latest 10000 probes (every probe "
+           "until 10000 have started).\n"
            f"# TYPE {name} summary\n"]
     if recent:
         ordered = sorted(recent)
@@ -403,11 +422,11 @@ class Exposition:
 
 
 def exposition(states: Iterable[TargetState], info: ExporterStatus | None = None,
-               process: bool = True) -> Exposition:
+               process: bool = True, extra: bytes = b"") -> Exposition:
     """The /metrics answer (or, with ``info=None`` and ``process=False``, just the targets' families
-    for /probe), as a snapshot of the targets' text now."""
+    for /probe), as a snapshot of the targets' text now; ``extra``: more families (render_fault)."""
     fragments = [ts.rendered for ts in states if ts.rendered is not None]
-    tail = (_own(info) if info is not None else "").encode()
+    tail = (_own(info) if info is not None else "").encode() + extra
     if process:
         tail += generate_latest(_process_registry)
     return Exposition(fragments, tail)
@@ -425,3 +444,113 @@ def render_exposition(states: Iterable[TargetState], info: ExporterStatus | None
                       process: bool = True) -> bytes:
     """The whole /metrics answer (or, with ``info=None``, just the targets' families for /probe)."""
     return b"".join(exposition(states, info, process))
+
+
+# --- is it us or them? The vendors' own status pages and our egress (exporter/vendorstatus.py and
+# exporter/egresscheck.py). Bounded: a page keeps at most statuspage.MAX_COMPONENTS components and
+# MAX_INCIDENTS incidents and maintenances; two gauges per target whose vendor has a page, one info
+# series per target when egress checks are configured.
+
+#: a component's status as a number (0 is operational; docs/metrics.md)
+COMPONENT_STATUS_VALUES = {"operational": 0, "under_maintenance": 1, "degraded_performance": 2, "partial_outage": 3,
+                           "major_outage": 4, "unknown": -1}
+
+FAULT_FAMILIES: tuple[Family, ...] = (
+    Family("apistatus_vendor_status_fetch_success", "gauge",
+           "1 when the last read of the vendor's own status page worked (a 304 included)."),
+    Family("apistatus_vendor_status_last_success_timestamp_seconds", "gauge",
+           "When the vendor's status page was last read successfully."),
+    Family("apistatus_vendor_component_status", "gauge",
+           "A watched component's status on the vendor's page: 0 operational, 1 under maintenance, 2 degraded "
+           "performance, 3 partial outage, 4 major outage, -1 unknown."),
+    Family("apistatus_vendor_incident_info", "gauge", "An unresolved incident the vendor declares; always 1."),
+    Family("apistatus_vendor_incident_started_timestamp_seconds", "gauge", "When the vendor's incident started."),
+    Family("apistatus_vendor_incident_updated_timestamp_seconds", "gauge",
+           "When the vendor last updated the incident."),
+    Family("apistatus_vendor_maintenance_info", "gauge",
+           "A maintenance the vendor has scheduled or is carrying out; always 1."),
+    Family("apistatus_vendor_maintenance_start_timestamp_seconds", "gauge", "When the vendor's maintenance starts."),
+    Family("apistatus_vendor_maintenance_end_timestamp_seconds", "gauge", "When the vendor's maintenance ends."),
+    Family("apistatus_vendor_incident_active", "gauge",
+           "1 when the vendor declares an incident on a component this target watches."),
+    Family("apistatus_vendor_maintenance", "gauge",
+           "1 when the vendor declares a maintenance in progress on a component this target watches."),
+    Family("apistatus_egress_up", "gauge", "1 when the egress check got the answer it expects."),
+    Family("apistatus_egress_http_status_code", "gauge", "HTTP status of the egress check's last answer, 0 if none."),
+    Family("apistatus_egress_duration_seconds", "gauge", "Duration of the egress check's last request."),
+    Family("apistatus_egress_targets", "gauge", "Targets behind this egress with a latest answer."),
+    Family("apistatus_egress_targets_transport_failing", "gauge",
+           "Targets behind this egress whose latest answer is a network error or a timeout."),
+    Family("apistatus_egress_suspected_down", "gauge",
+           "1 when most targets behind this egress fail at the transport level, across at least three vendors."),
+    Family("apistatus_target_egress_info", "gauge", "The egress a target's requests go out through; always 1."),
+)
+
+
+def _labels_text(pairs: Iterable[tuple[str, str]]) -> str:
+    return "{" + ",".join(f'{k}="{_esc(v)}"' for k, v in pairs) + "}"
+
+
+def render_fault(book: Any, egress: Any, suspicions: Iterable[Any], states: Iterable[TargetState]) -> bytes:
+    """The vendor-status and egress families; ``book`` a VendorStatusBook, ``egress`` an EgressBook,
+    ``suspicions`` its Suspicion records (typed loosely: the collector imports no I/O module)."""
+    lines: dict[str, list[str]] = {f.name: [] for f in FAULT_FAMILIES}
+
+    def add(name: str, pairs: Iterable[tuple[str, str]], value: float) -> None:
+        lines[name].append(f"{name}{_labels_text(pairs)} {_num(value)}\n")
+
+    now = book.clock.time()
+    for vendor, page in book.pages.items():
+        v = (("vendor", vendor),)
+        add("apistatus_vendor_status_fetch_success", v, 1 if page.ok else 0)
+        if page.success_at:
+            add("apistatus_vendor_status_last_success_timestamp_seconds", v, page.success_at)
+        status = page.current(now)
+        if status is None:
+            continue
+        watched = book.watched(vendor)
+        for comp in status.components:
+            if watched is None or comp.id in watched:
+                add("apistatus_vendor_component_status", (*v, ("component", comp.id), ("name", comp.name)),
+                    COMPONENT_STATUS_VALUES.get(comp.status, -1))
+        for inc in status.incidents:
+            ident = (*v, ("incident", inc.id))
+            add("apistatus_vendor_incident_info",
+                (*ident, ("name", inc.name), ("impact", inc.impact), ("status", inc.status)), 1)
+            if inc.started is not None:
+                add("apistatus_vendor_incident_started_timestamp_seconds", ident, inc.started)
+            if inc.updated is not None:
+                add("apistatus_vendor_incident_updated_timestamp_seconds", ident, inc.updated)
+        for mnt in status.maintenances:
+            ident = (*v, ("maintenance", mnt.id))
+            add("apistatus_vendor_maintenance_info", (*ident, ("name", mnt.name), ("status", mnt.status)), 1)
+            if mnt.started is not None:
+                add("apistatus_vendor_maintenance_start_timestamp_seconds", ident, mnt.started)
+            if mnt.ends is not None:
+                add("apistatus_vendor_maintenance_end_timestamp_seconds", ident, mnt.ends)
+    checked = bool(egress.checks)
+    for ts in states if book.pages or checked else ():  # most configs have neither: no walk over targets
+        target = ts.target
+        if book.pages:
+            view = book.view(target)
+            if view is not None:
+                pairs = (("target", target.name), ("vendor", target.vendor))
+                add("apistatus_vendor_incident_active", pairs, 1 if view.known and view.incident_active else 0)
+                add("apistatus_vendor_maintenance", pairs, 1 if view.known and view.maintenance else 0)
+        if checked:
+            add("apistatus_target_egress_info",
+                (("target", target.name), ("vendor", target.vendor), ("egress", egress.egress_of(target.name))), 1)
+    for state in egress.checks.values():
+        if state.up is None:
+            continue
+        pairs = (("egress", state.egress), ("check", state.check.name))
+        add("apistatus_egress_up", pairs, 1 if state.up else 0)
+        add("apistatus_egress_http_status_code", pairs, state.http_status)
+        add("apistatus_egress_duration_seconds", pairs, state.duration)
+    for sus in suspicions:
+        e = (("egress", sus.egress),)
+        add("apistatus_egress_targets", e, sus.targets)
+        add("apistatus_egress_targets_transport_failing", e, sus.failing)
+        add("apistatus_egress_suspected_down", e, 1 if sus.down else 0)
+    return "".join(f.header + "".join(lines[f.name]) for f in FAULT_FAMILIES if lines[f.name]).encode(
+        errors="replace")

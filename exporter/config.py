@@ -5,18 +5,19 @@ Layout::
     global:    {interval, timeout, max_concurrency, probe_share, max_body_bytes, history, keepalive}
     catalog_files: [extra vendor catalogs, relative to this file]
     vendors:   {name: catalog or override of a built-in}
-    targets:   [{name, vendor, base_url, interval, timeout, credentials, check, labels, budget}]
+    targets:   [{name, vendor, base_url, interval, timeout, credentials, check, labels, budget, status_components}]
+    egress_checks: [{name, url, expect_status, http_client}]  (our own way out, exporter/egresscheck.py)
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ._yamlfast import gc_paused
 from ._yamlnode import (
@@ -26,7 +27,6 @@ from ._yamlnode import (
     Node,
     decode_utf8,
     load_document,
-    load_yaml,
     read_regular_file,
 )
 from .catalog import (
@@ -35,21 +35,25 @@ from .catalog import (
     CheckSpec,
     builtin_raw,
     check_name,
+    load_catalog_file,
     merge_raw,
     parse_budget,
     parse_catalog,
     parse_check,
 )
 from .httpconfig import HttpClient, parse_http_client, target_http_client
+from .model import Expanded
+from .statuspage import component_id_pattern
 
-__all__ = ["DEFAULT_MAX_BACKOFF", "DEFAULT_PROBE_SHARE", "Config", "ConfigError", "Credentials", "GlobalConfig",
-           "Target", "load_config", "parse_config"]
+__all__ = ["DEFAULT_MAX_BACKOFF", "DEFAULT_PROBE_SHARE", "Config", "ConfigError", "Credentials", "EgressCheck",
+           "GlobalConfig", "Target", "load_config", "parse_config"]
 
 #: the default cap on any wait, Retry-After included (``global.max_backoff``)
 DEFAULT_MAX_BACKOFF = 3600.0
 #: the default share of a vendor's request budget the probes may spend (``global.probe_share``)
 DEFAULT_PROBE_SHARE = 0.05
 
+_T = TypeVar("_T")
 _RESERVED_LABELS = {"target", "vendor", "class", "code", "quota", "le", "version", "job", "instance"}
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -127,6 +131,8 @@ class Target:
     #: egress settings (proxy, TLS client); None: the shared default session
     http_client: HttpClient | None = None
     max_backoff: float = DEFAULT_MAX_BACKOFF
+    #: ids of the vendor status page's components this target depends on; None: all of them
+    status_components: tuple[str, ...] | None = None
 
     @property
     def budget_key(self) -> tuple[str, str, tuple[tuple[str, str], ...]]:
@@ -135,11 +141,24 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True)
+class EgressCheck:
+    """One URL of our own way out (a proxy's health endpoint, a company canary): never a vendor."""
+
+    name: str
+    url: str
+    #: the statuses that count as reachable; None: any HTTP answer does
+    expect_status: frozenset[int] | None
+    #: egress settings: its own block over the global one (None: direct, the shared session)
+    http_client: HttpClient | None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     source: str
     global_: GlobalConfig
     targets: tuple[Target, ...]
     catalogs: Mapping[str, Catalog]
+    egress_checks: tuple[EgressCheck, ...] = ()
     #: targets by name, made once: /probe and the pages look one up on every request
     _by_name: Mapping[str, Target] = field(init=False, repr=False, compare=False)
 
@@ -191,7 +210,9 @@ def _expand(value: Any, env: Mapping[str, str], file: str, path: str) -> Any:
                 raise ConfigError(file, path, f"environment variable {match.group(1)} is not valid UTF-8") from None
             return got
 
-        return _ENV.sub(sub, value)
+        out = Expanded(_ENV.sub(sub, value))
+        out.sources = tuple(dict.fromkeys(f"${{{name}}}" for name in _ENV.findall(value)))
+        return out
     return value
 
 
@@ -202,26 +223,36 @@ def _credential_names(catalog: Catalog) -> tuple[tuple[str, ...], frozenset[str]
 
 
 def _credentials(node: Node, catalog: Catalog, base: Path,
-                 known: tuple[tuple[str, ...], frozenset[str]] | None = None) -> Credentials:
+                 known: tuple[tuple[str, ...], frozenset[str]] | None = None,
+                 problems: _Problems | None = None) -> Credentials:
+    """The target's credentials; with ``problems`` collecting, every unknown, unreadable or missing one
+    is noted (the result is then incomplete), else the first raises."""
     node.secret = True  # no credential value ever appears in an error
+    noted = problems or _Problems(None)
     out: dict[str, str] = {}
+    unreadable: set[str] = set()
     names, allowed = known or _credential_names(catalog)
     for key, val in node.mapping().items():
         if key not in allowed:
-            val.fail(f"unknown credential for vendor {catalog.vendor} (allowed: {', '.join(names)}"
-                     f" or NAME_file)", show=False)
+            noted.value(lambda val=val: val.fail(  # type: ignore[misc]
+                f"unknown credential for vendor {catalog.vendor} (allowed: {', '.join(names)} or NAME_file)",
+                show=False), None)
+            continue
         if key.endswith("_file"):
             path = base / val.text()
             try:
-                out[key[:-5]] = decode_utf8(read_regular_file(path, SECRET_FILE_LIMIT)).rstrip("\r\n")
+                secret = Expanded(decode_utf8(read_regular_file(path, SECRET_FILE_LIMIT)).rstrip("\r\n"))
+                secret.sources = (key,)  # should an error ever hold it: where from, never what
+                out[key[:-5]] = secret
             except FileReadError as exc:
-                raise ConfigError(val.file, val.path, f"cannot read {path}: {exc}") from None
+                unreadable.add(key[:-5])  # said once: not also "needs credential" below
+                noted.note(ConfigError(val.file, val.path, f"cannot read {path}: {exc}"))
         else:
             out[key] = val.text()
     for cred in catalog.credentials:
-        if not out.get(cred):
-            Node(None, node.file, f"{node.path}.{cred}").fail(
-                f"vendor {catalog.vendor} needs credential {cred} (or {cred}_file)", show=False)
+        if not out.get(cred) and cred not in unreadable:
+            noted.value(lambda cred=cred: Node(None, node.file, f"{node.path}.{cred}").fail(  # type: ignore[misc]
+                f"vendor {catalog.vendor} needs credential {cred} (or {cred}_file)", show=False), None)
     return Credentials(out)
 
 
@@ -264,7 +295,7 @@ def _catalogs(root: dict[str, Node], base: Path) -> dict[str, Catalog]:
     raw = builtin_raw()
     layers: list[tuple[str, Node]] = []
     for entry in root.get("catalog_files", Node([], "", "catalog_files")):
-        doc = load_yaml(base / entry.text())
+        doc = load_catalog_file(base / entry.text())
         vendor = doc.mapping().get("vendor")
         if vendor is None:
             raise ConfigError(doc.file, "vendor", "is required in a catalog file")
@@ -277,75 +308,203 @@ def _catalogs(root: dict[str, Node], base: Path) -> dict[str, Catalog]:
     return {name: parse_catalog(name, node) for name, node in raw.items()}
 
 
+class _Problems:
+    """Where parse_config puts what is wrong: at the first problem it raises (loading), or, given a list
+    (``--config.check``), it notes each one and goes on with a default, so every bad key of ``global``
+    and every bad field of a target is reported, not only the first of each block."""
+
+    __slots__ = ("sink",)
+
+    def __init__(self, sink: list[ConfigError] | None) -> None:
+        self.sink = sink
+
+    def note(self, exc: ConfigError) -> None:
+        if self.sink is None:
+            raise exc
+        self.sink.append(exc)
+
+    def value(self, parse: Callable[[], _T], default: _T) -> _T:
+        try:
+            return parse()
+        except ConfigError as exc:
+            self.note(exc)
+            return default
+
+    def mapping(self, node: Node, allowed: set[str], required: tuple[str, ...] = ()) -> dict[str, Node]:
+        """``node.mapping(allowed, required)``, with every unknown and missing key noted, not only the
+        first; what remains are the known keys."""
+        if self.sink is None:
+            return node.mapping(allowed, required)
+        fields = node.mapping()
+        for key in [key for key in fields if key not in allowed]:
+            try:  # the loader's own wording, for this one key
+                Node({key: fields.pop(key).value}, node.file, node.path, node.secret).mapping(allowed)
+            except ConfigError as exc:
+                self.note(exc)
+        for key in required:
+            if key not in fields or fields[key].value is None:
+                try:
+                    Node({}, node.file, node.path).mapping(required=(key,))
+                except ConfigError as exc:
+                    self.note(exc)
+        return fields
+
+
+_GLOBAL_KEYS = {"interval", "timeout", "max_concurrency", "probe_share", "max_body_bytes", "history",
+                "confirm_failures", "keepalive", "http_client", "max_backoff"}
+_TARGET_KEYS = {"name", "vendor", "base_url", "interval", "timeout", "credentials", "check", "labels", "budget",
+                "probe_share", "confirm_failures", "http_client", "max_backoff", "status_components"}
+
+
+def _global(node: Node | None, base: Path, env: Mapping[str, str], problems: _Problems) -> GlobalConfig:
+    defaults = GlobalConfig()
+    if node is None:
+        return defaults
+    section = problems.mapping(node, _GLOBAL_KEYS)
+
+    def get(key: str, parse: Callable[[Node], _T], default: _T) -> _T:
+        return problems.value(lambda: parse(section[key]), default) if key in section else default
+
+    glob = GlobalConfig(
+        interval=get("interval", lambda n: n.duration(minimum=1), defaults.interval),
+        timeout=get("timeout", lambda n: n.duration(minimum=0.1), defaults.timeout),
+        max_concurrency=get("max_concurrency", lambda n: n.integer(1, 100000), defaults.max_concurrency),
+        probe_share=get("probe_share", lambda n: n.number(0.0001, 1), defaults.probe_share),
+        max_body_bytes=get("max_body_bytes", lambda n: n.integer(1024, 16 << 20), defaults.max_body_bytes),
+        history=get("history", lambda n: n.integer(1, 10000), defaults.history),
+        confirm_failures=get("confirm_failures", lambda n: n.boolean(), defaults.confirm_failures),
+        keepalive=get("keepalive", lambda n: n.boolean(), defaults.keepalive),
+        http_client=get("http_client", lambda n: parse_http_client(n, base, env), None),
+        max_backoff=get("max_backoff", _max_backoff, defaults.max_backoff),
+    )
+    if glob.timeout > glob.interval:
+        # the global block's own mistake: blamed there, not on the first target that inherits it
+        problems.value(lambda: (section.get("timeout") or section["interval"]).fail(
+            f"timeout {glob.timeout:g}s is longer than the interval {glob.interval:g}s"), None)
+    return glob
+
+
 def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = None, *,
-                 may_mention_env: bool = True) -> Config:
-    """``may_mention_env``: False when the text is known to hold no ``${`` (load_document)."""
+                 may_mention_env: bool = True, problems: list[ConfigError] | None = None) -> Config:
+    """``may_mention_env``: False when the text is known to hold no ``${`` (load_document).
+    ``problems``: note every problem of the global block and of each target there and go on (the
+    config returned is then incomplete whenever the list grew); without it the first one raises."""
     env = os.environ if env is None else env
+    noted = _Problems(problems)
     if may_mention_env and _mentions_env(root_node.value):
         root_node = Node(_expand(root_node.value, env, root_node.file, ""), root_node.file, "")
-    root = root_node.mapping({"global", "targets", "vendors", "catalog_files"}, required=("targets",))
-    global_keys = {"interval", "timeout", "max_concurrency", "probe_share", "max_body_bytes", "history",
-                   "confirm_failures", "keepalive", "http_client", "max_backoff"}
-    section = root["global"].mapping(global_keys) if "global" in root else {}
-    defaults = GlobalConfig()
-    glob = GlobalConfig(
-        interval=section["interval"].duration(minimum=1) if "interval" in section else defaults.interval,
-        timeout=section["timeout"].duration(minimum=0.1) if "timeout" in section else defaults.timeout,
-        max_concurrency=(section["max_concurrency"].integer(1, 100000) if "max_concurrency" in section
-                         else defaults.max_concurrency),
-        probe_share=section["probe_share"].number(0.0001, 1) if "probe_share" in section else defaults.probe_share,
-        max_body_bytes=(section["max_body_bytes"].integer(1024, 16 << 20) if "max_body_bytes" in section
-                        else defaults.max_body_bytes),
-        history=section["history"].integer(1, 10000) if "history" in section else defaults.history,
-        confirm_failures=(section["confirm_failures"].boolean() if "confirm_failures" in section
-                          else defaults.confirm_failures),
-        keepalive=section["keepalive"].boolean() if "keepalive" in section else defaults.keepalive,
-        http_client=parse_http_client(section["http_client"], base, env) if "http_client" in section else None,
-        max_backoff=_max_backoff(section["max_backoff"]) if "max_backoff" in section else defaults.max_backoff,
-    )
+    root = root_node.mapping({"global", "targets", "vendors", "catalog_files", "egress_checks"}, required=("targets",))
+    glob = _global(root.get("global"), base, env, noted)
     catalogs = _catalogs(root, base)
     targets: list[Target] = []
     seen: set[str] = set()
     cred_names: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {}
     label_sets: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
-    allowed = {"name", "vendor", "base_url", "interval", "timeout", "credentials", "check", "labels", "budget",
-               "probe_share", "confirm_failures", "http_client", "max_backoff"}
     for tnode in root["targets"]:
-        fields = tnode.mapping(allowed, required=("name", "vendor", "base_url"))
-        # not only dots: a browser rewrites /targets/.. before it is sent, so such a page is unreachable
-        name = fields["name"].text(r"(?!\.+$)[A-Za-z0-9_.:-]{1,128}",
-                              "letters, digits, '.', ':', '_' or '-' (at most 128, not only dots)")
-        if name in seen:
-            fields["name"].fail("duplicate target name")
-        seen.add(name)
-        vendor = fields["vendor"].text()
+        target = _target(tnode, glob, catalogs, base, env, seen, cred_names, label_sets, noted)
+        if target is not None:
+            targets.append(target)
+    no_checks: tuple[EgressCheck, ...] = ()
+    egress = (noted.value(lambda: _egress_checks(root["egress_checks"], base, env, glob), no_checks)
+              if "egress_checks" in root else no_checks)
+    return Config(root_node.file, glob, tuple(targets), catalogs, egress)
+
+
+def _target(tnode: Node, glob: GlobalConfig, catalogs: Mapping[str, Catalog], base: Path, env: Mapping[str, str],
+            seen: set[str], cred_names: dict[str, tuple[tuple[str, ...], frozenset[str]]],
+            label_sets: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]],
+            problems: _Problems) -> Target | None:
+    """One target, or None when a problem was noted (``--config.check`` goes on with the next field)."""
+    before = len(problems.sink) if problems.sink is not None else 0
+    fields = problems.mapping(tnode, _TARGET_KEYS, required=("name", "vendor", "base_url"))
+
+    def get(key: str, parse: Callable[[Node], _T], default: _T) -> _T:
+        return problems.value(lambda: parse(fields[key]), default) if key in fields else default
+
+    # not only dots: a browser rewrites /targets/.. before it is sent, so such a page is unreachable
+    name = get("name", lambda n: n.text(r"(?!\.+$)[A-Za-z0-9_.:-]{1,128}",
+                                        "letters, digits, '.', ':', '_' or '-' (at most 128, not only dots)"), "")
+    if name and name in seen:
+        problems.value(lambda: fields["name"].fail("duplicate target name"), None)
+    seen.add(name)
+
+    def known_vendor(node: Node) -> str:
+        vendor = node.text()
         if vendor not in catalogs:
-            fields["vendor"].fail(f"unknown vendor (known: {', '.join(sorted(catalogs))})")
-        catalog = catalogs[vendor]
-        base_url = fields["base_url"].url()
-        interval = fields["interval"].duration(minimum=1) if "interval" in fields else glob.interval
-        timeout = fields["timeout"].duration(minimum=0.1) if "timeout" in fields else glob.timeout
-        if timeout > interval:
-            (fields.get("timeout") or fields.get("interval") or tnode).fail(
-                f"timeout {timeout:g}s is longer than the interval {interval:g}s")
+            node.fail(f"unknown vendor (known: {', '.join(sorted(catalogs))})")
+        return vendor
+
+    vendor = get("vendor", known_vendor, "")
+    catalog = catalogs.get(vendor)
+    base_url = get("base_url", lambda n: n.url(), "")
+    interval = get("interval", lambda n: n.duration(minimum=1), glob.interval)
+    timeout = get("timeout", lambda n: n.duration(minimum=0.1), glob.timeout)
+    if timeout > interval and ("timeout" in fields or "interval" in fields):
+        # neither set here: the global block's own problem, reported there
+        problems.value(lambda: (fields.get("timeout") or fields["interval"]).fail(
+            f"timeout {timeout:g}s is longer than the interval {interval:g}s"), None)
+    creds = Credentials({})
+    check = catalog.check if catalog is not None else CheckSpec("GET", "", (), (), None)
+    budget = catalog.budget if catalog is not None else ()
+    if catalog is not None:
         if vendor not in cred_names:
             cred_names[vendor] = _credential_names(catalog)
-        creds = _credentials(fields["credentials"] if "credentials" in fields
-                             else Node({}, tnode.file, f"{tnode.path}.credentials"), catalog, base, cred_names[vendor])
-        check = parse_check(fields["check"], catalog.check) if "check" in fields else catalog.check
-        _require(check, fields.get("check"), catalog, tnode)
-        budget = parse_budget(fields["budget"]) if "budget" in fields else catalog.budget
-        targets.append(Target(
-            name=name, vendor=vendor, catalog=catalog, base_url=base_url, interval=interval, timeout=timeout,
-            credentials=creds, check=check, labels=_labels(fields["labels"], label_sets) if "labels" in fields else (),
-            budget=budget,
-            probe_share=fields["probe_share"].number(0.0001, 1) if "probe_share" in fields else glob.probe_share,
-            confirm_failures=(fields["confirm_failures"].boolean() if "confirm_failures" in fields
-                              else glob.confirm_failures),
-            http_client=target_http_client(fields, name, base, env, glob.http_client),
-            max_backoff=_max_backoff(fields["max_backoff"]) if "max_backoff" in fields else glob.max_backoff,
-        ))
-    return Config(root_node.file, glob, tuple(targets), catalogs)
+        creds = problems.value(lambda: _credentials(
+            fields["credentials"] if "credentials" in fields else Node({}, tnode.file, f"{tnode.path}.credentials"),
+            catalog, base, cred_names[vendor], problems), creds)
+        check = get("check", lambda n: parse_check(n, catalog.check), catalog.check)
+        problems.value(lambda: _require(check, fields.get("check"), catalog, tnode), None)
+        budget = get("budget", parse_budget, catalog.budget)
+    no_labels: tuple[tuple[str, str], ...] = ()
+    labels = get("labels", lambda n: _labels(n, label_sets), no_labels)
+    probe_share = get("probe_share", lambda n: n.number(0.0001, 1), glob.probe_share)
+    confirm = get("confirm_failures", lambda n: n.boolean(), glob.confirm_failures)
+    client = problems.value(lambda: target_http_client(fields, name, base, env, glob.http_client), None)
+    max_backoff = get("max_backoff", _max_backoff, glob.max_backoff)
+    components = (get("status_components", lambda n: _status_components(n, catalog, base_url), None)
+                  if catalog is not None else None)
+    if catalog is None or (problems.sink is not None and len(problems.sink) > before):
+        return None
+    return Target(
+        name=name, vendor=vendor, catalog=catalog, base_url=base_url, interval=interval, timeout=timeout,
+        credentials=creds, check=check, labels=labels, budget=budget, probe_share=probe_share,
+        confirm_failures=confirm, http_client=client, max_backoff=max_backoff, status_components=components)
+
+
+def _status_components(node: Node, catalog: Catalog, base_url: str) -> tuple[str, ...] | None:
+    """Component ids of the vendor's status page (docs/vendors.md says how to find them); null: all."""
+    if node.is_missing():
+        return None
+    if catalog.status_page is None:
+        node.fail(f"vendor {catalog.vendor} has no status_page in its catalog", show=False)
+    if not catalog.status_page.describes(base_url):
+        node.fail(f"the status page of {catalog.vendor} speaks for {', '.join(catalog.status_page.hosts)}, not for "
+                  "this target's base_url (status_page.hosts names the hosts it describes)", show=False)
+    pattern, what = component_id_pattern(catalog.status_page.format)
+    ids = tuple(dict.fromkeys(item.text(pattern, what) for item in node))
+    if not ids:
+        node.fail("must name at least one component id (leave it out to watch all)", show=False)
+    return ids
+
+
+def _egress_checks(node: Node, base: Path, env: Mapping[str, str], glob: GlobalConfig) -> tuple[EgressCheck, ...]:
+    out: list[EgressCheck] = []
+    seen: set[str] = set()
+    for item in node:
+        fields = item.mapping({"name", "url", "expect_status", "http_client"}, required=("name", "url"))
+        name = fields["name"].text(r"[A-Za-z0-9_.:-]{1,64}", "letters, digits, '.', ':', '_' or '-' (at most 64)")
+        if name in seen:
+            fields["name"].fail("duplicate egress check name")
+        seen.add(name)
+        expect: frozenset[int] | None = None
+        if "expect_status" in fields and not fields["expect_status"].is_missing():
+            expect = frozenset(status.integer(100, 599) for status in fields["expect_status"])
+            if not expect:
+                fields["expect_status"].fail("must list at least one HTTP status (leave it out for any)")
+        client = (parse_http_client(fields["http_client"], base, env, glob.http_client) if "http_client" in fields
+                  else glob.http_client)
+        out.append(EgressCheck(name, fields["url"].url(), expect, client))
+    return tuple(out)
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:

@@ -97,6 +97,19 @@ SCENARIO: tuple[Step, ...] = (
     Step(125, "slack", {"maintenance": True}, "Slack: the workspace is in an enterprise migration"),
     Step(130, "twilio", {"account_status": "active"}),
     Step(140, "slack", {"maintenance": False}),
+    # The vendors' own status pages, lining up with what the probes see (is it us or them?). A page is
+    # read once a minute at most, so each declaration starts a little before its failure and what was
+    # read stands until the next read.
+    Step(75, "openai", {"overloaded": True, "status_incident": "Elevated error rates on Chat Completions",
+                        "status_component": "01J00000000000000000000A01"},
+         "OpenAI: overloaded (503), and its status page declares an incident"),
+    Step(100, "openai", {"overloaded": False, "status_incident": None}),
+    Step(110, "github", {"status_incident": "Incident with API Requests"}),
+    Step(115, "github", {"server_error": True}, "GitHub: API errors; githubstatus.com declares an incident"),
+    Step(130, "github", {"server_error": False}),
+    Step(140, "github", {"status_incident": None}),
+    Step(118, "slack", {"status_maintenance": "Scheduled maintenance", "status_component": "Login/SSO"}),
+    Step(145, "slack", {"status_maintenance": None}),
 )
 CYCLE = 150.0
 #: how often the slowly moving figures (uploads left, storage used, traffic) change
@@ -156,9 +169,12 @@ async def start_demo(clock: Clock | None = None, interval: str = "5s", timeout: 
     clock = clock or SystemClock()
     sims = await start_simulators(clock=clock)
     try:
-        raw = sims.targets_config(interval, timeout=timeout)
+        raw = sims.targets_config(interval, status_pages=True, timeout=timeout)
         for target in raw["targets"]:
             target["labels"] = {"env": "demo"}
+        # our own way out, as a site would check it (a canary it trusts): here a simulator's control URL
+        raw["egress_checks"] = [{"name": "demo-egress", "url": next(iter(sims.control_urls.values())),
+                                 "expect_status": [200]}]
         config = parse_config(Node(raw, "<embedded demo>", ""), Path("."), env={})
     except BaseException:
         await sims.close()

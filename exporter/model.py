@@ -20,6 +20,7 @@ __all__ = [
     "UP",
     "Answer",
     "ConfigError",
+    "Expanded",
     "ExporterError",
     "ExporterStatus",
     "Failure",
@@ -154,20 +155,93 @@ class ExporterError(Exception):
 _UNSET: Any = object()
 
 
+class Expanded(str):
+    """A config string with something from outside the file in it (``${VAR}``, a ``*_file``): an error
+    may say where it came from (``sources``: ``${VAR}``, ``KEY_file``), never what it holds, whatever
+    the type of the value it sits in."""
+
+    sources: tuple[str, ...] = ()
+
+
+def _expanded_sources(value: Any) -> tuple[str, ...] | None:
+    """The ``${VAR}`` names held anywhere in ``value`` (a list or mapping too); None when it holds none.
+    A value too large to search is treated as holding some."""
+    found: dict[str, None] = {}
+    stack, seen = [value], 0
+    while stack:
+        item = stack.pop()
+        seen += 1
+        if seen > 10_000:
+            return tuple(found) or ("?",)
+        if isinstance(item, Expanded):
+            found.update(dict.fromkeys(item.sources))
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            stack.extend(item)
+    return tuple(found) if found else None
+
+
 class ConfigError(ExporterError):
     """A bad config or catalog value. ``str()`` is the one line a user sees."""
 
     def __init__(self, file: str, path: str, reason: str, value: Any = _UNSET) -> None:
         self.file, self.path, self.reason = file, path, reason
+        sources = None if value is _UNSET else _expanded_sources(value)
+        if sources is not None:  # expanded from the environment: where from, never what
+            value = _UNSET
+            shown = f" (value not shown: it comes from {', '.join(sources)})"
+        else:
+            shown = "" if value is _UNSET else f" (got {_short(value)})"
         self.value = None if value is _UNSET else value
-        shown = "" if value is _UNSET else f" (got {_short(value)})"
         where = f"{file}: {path}" if path else file
         super().__init__(f"{where}: {reason}{shown}")
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    text = _flow(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _flow(value: Any, depth: int = 0) -> str:
+    """A value as the user would write it in YAML (flow style), never a Python repr: ``true`` not
+    ``True``, ``{a: 1}`` not ``{'a': 1}``; text quoted so blanks and empty strings show."""
+    if depth > 4:
+        return "..."
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        # single quotes are YAML's literal quoting; text that needs escapes gets YAML's double quotes
+        return "'" + value.replace("'", "''") + "'" if value.isprintable() else _double(value)
+    if isinstance(value, Mapping):
+        items = [f"{_key(key)}: {_flow(item, depth + 1)}" for key, item in list(value.items())[:20]]
+        return "{" + ", ".join(items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_flow(item, depth + 1) for item in list(value)[:20]) + "]"
+    return _flow(str(value), depth)
+
+
+def _key(key: Any) -> str:
+    text = str(key)
+    return text if text and all(c.isalnum() or c in "_-." for c in text) else _flow(text)
+
+
+def _double(text: str) -> str:
+    out = []
+    for char in text:
+        if char in "\\\"":
+            out.append("\\" + char)
+        elif char.isprintable():
+            out.append(char)
+        else:
+            code = ord(char)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    return '"' + "".join(out) + '"'
 
 
 class SignError(ExporterError):
@@ -220,3 +294,5 @@ class ExporterStatus:
     in_flight: int = 0
     #: (vendor, probes held back because the credential's request budget was spent), by vendor
     budget_delays: tuple[tuple[str, int], ...] = ()
+    #: the web config's re-reads: (whether the latest succeeded, how many failed); None without one
+    web_config: tuple[bool, int] | None = None

@@ -256,6 +256,17 @@ class Prober:
                                      max(deadline, time.monotonic() + 0.05), self.max_body)
         return Answer(resp.status, resp.headers, resp.body, resp.truncated, resp.cert_expiry, resp.phases)
 
+    # --- for the steps that are no probe: status pages and egress checks ------------------------
+
+    async def fetch(self, req: HttpRequest, timeout: float, client: HttpClient | None = None) -> Answer | Failure:
+        """One unsigned request through the one request path (its cap, decompression, egress routes and
+        transport-failure map): exporter/vendorstatus.py and exporter/egresscheck.py call this."""
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._send(req, time.monotonic() + timeout, client)
+        except Exception as exc:  # noqa: BLE001 - every transport failure is an outcome, never a crash
+            return _failure(exc)
+
     # --- one probe, step by step ---------------------------------------------------------------
 
     def _shown_table(self) -> dict[str, _Shown]:

@@ -103,6 +103,10 @@ class ShardLoad:
     largest_group: int  # targets of the largest credential group placed here
 
 
+#: shards listed one a line by the config check; the rest are summed up in one line
+MAX_LISTED = 20
+
+
 def distribution(targets: Iterable[Target], count: int) -> list[ShardLoad]:
     per_shard = [0] * count
     rate = [0.0] * count
@@ -127,23 +131,43 @@ def skew_warnings(loads: list[ShardLoad]) -> list[str]:
         return []
     mean = total / len(loads)
     out = []
-    for load in loads:
-        if load.targets == 0:
-            out.append(f"shard {load.shard} gets no targets: fewer credential groups than shards, or an unlucky "
-                       "hash; a smaller shard count would do")
-        elif load.probes_per_s > SKEW_FACTOR * mean and load.targets > 1:
-            why = (f"; its largest credential group alone has {load.largest_group} targets (targets sharing a "
-                   "credential always share a shard)" if load.largest_group * 2 > load.targets else "")
-            out.append(f"shard {load.shard} is skewed: {load.targets} targets, {load.probes_per_s:.3g} probes/s, "
-                       f"{load.probes_per_s / mean:.1f}x the mean{why}")
+    empty = [load.shard for load in loads if load.targets == 0]
+    if len(empty) == 1:
+        out.append(f"shard {empty[0]} gets no targets: fewer credential groups than shards, or an unlucky "
+                   "hash; a smaller shard count would do")
+    elif empty:  # one line, whatever the count: --shard 0/100000 must not print 100,000 warnings
+        listed = ", ".join(str(shard.index) for shard in empty[:MAX_LISTED])
+        more = f" and {len(empty) - MAX_LISTED} more" if len(empty) > MAX_LISTED else ""
+        out.append(f"{len(empty)} of {len(loads)} shards get no targets (shards {listed}{more}): fewer credential "
+                   "groups than shards, or an unlucky hash; a smaller shard count would do")
+    skewed = [load for load in loads if load.targets > 1 and load.probes_per_s > SKEW_FACTOR * mean]
+    for load in skewed[:MAX_LISTED]:
+        why = (f"; its largest credential group alone has {load.largest_group} targets (targets sharing a "
+               "credential always share a shard)" if load.largest_group * 2 > load.targets else "")
+        out.append(f"shard {load.shard} is skewed: {load.targets} targets, {load.probes_per_s:.3g} probes/s, "
+                   f"{load.probes_per_s / mean:.1f}x the mean{why}")
+    if len(skewed) > MAX_LISTED:
+        out.append(f"{len(skewed) - MAX_LISTED} more shards are skewed")
     return out
 
 
 def describe(loads: list[ShardLoad], mine: Shard | None = None) -> list[str]:
-    """One line per shard for the config check."""
+    """One line per shard with targets (the MAX_LISTED busiest when there are more, and this replica's),
+    then one line for the rest, so the output stays short whatever the shard count."""
     width = len(str(max(load.targets for load in loads)))
-    return [f"shard {load.shard}: {load.targets:{width}d} targets, {load.probes_per_s:.3g} probes/s"
-            + ("  <- this replica" if load.shard == mine else "") for load in loads]
+    busy = [load for load in loads if load.targets or load.shard == mine]
+    if len(busy) > MAX_LISTED:
+        keep = {id(load) for load in sorted(busy, key=lambda load: -load.probes_per_s)[:MAX_LISTED]}
+        busy = [load for load in busy if id(load) in keep or load.shard == mine]
+    out = [f"shard {load.shard}: {load.targets:{width}d} targets, {load.probes_per_s:.3g} probes/s"
+           + ("  <- this replica" if load.shard == mine else "") for load in busy]
+    with_targets = sum(1 for load in loads if load.targets)
+    listed = sum(1 for load in busy if load.targets)
+    if listed < with_targets:
+        out.append(f"... {with_targets - listed} more shards with targets (the {listed} busiest are listed)")
+    if (empty := len(loads) - with_targets):
+        out.append(f"{empty} of {len(loads)} shards get no targets")
+    return out
 
 
 def compare(targets: Iterable[Target], counts: Iterable[int] = CANDIDATES) -> list[str]:

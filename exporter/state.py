@@ -215,6 +215,8 @@ class TargetState:
     probes: int = 0
     consecutive_failures: int = 0
     quotas: dict[str, QuotaReading] = field(default_factory=dict)
+    #: per quota, when an answer last reported it (the pages show a figure's age); None until one did
+    quota_seen: dict[str, float] | None = None
     clock_skew: float | None = None
     #: earliest notAfter of the vendor's certificates on the last TLS answer; None: never over TLS
     tls_cert_expiry: float | None = None
@@ -258,8 +260,12 @@ class TargetState:
         self.duration_sum += result.duration
         self.probes += 1
         self.consecutive_failures = 0 if out.cls in UP else self.consecutive_failures + 1
-        for quota in out.quotas:
-            self.quotas[quota.name] = quota
+        if out.quotas:
+            reported = self.quota_seen if self.quota_seen is not None else {}
+            for quota in out.quotas:
+                self.quotas[quota.name] = quota
+                reported[quota.name] = result.started
+            self.quota_seen = reported
         if out.clock_skew is not None:
             self.clock_skew = out.clock_skew
         if result.tls_cert_expiry is not None:

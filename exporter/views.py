@@ -15,7 +15,7 @@ import html
 import json
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from string import Template
@@ -29,9 +29,9 @@ from .redact import redact
 from .signers import secrets_of
 from .state import HistoryEntry, TargetState
 
-__all__ = ["STYLE_SHA256", "Refresh", "RefreshError", "api_target", "api_targets", "default_refresh", "escape",
-           "history_view", "parse_refresh", "render_status", "render_target_page", "status_page", "target_page",
-           "target_view", "unknown_target"]
+__all__ = ["STYLE_SHA256", "Fault", "Refresh", "RefreshError", "api_target", "api_targets", "default_refresh",
+           "egress_rows", "escape", "history_view", "parse_refresh", "render_status", "render_target_page",
+           "status_page", "target_page", "target_view", "unknown_target", "vendor_status_view"]
 
 #: the words next to each class colour: what it means for the person reading the page
 CLASS_WORDS: Mapping[str, str] = {
@@ -48,6 +48,22 @@ CLASS_WORDS: Mapping[str, str] = {
     "timeout": "timeout",
     "network_error": "network error",
     "unknown": "unknown answer",
+}
+#: the letter in each cell of the recent-results strip: the class is readable without hover or colour
+CLASS_GLYPHS: Mapping[str, str] = {
+    "ok": "\u2713",  # a check mark
+    "degraded": "d",
+    "processing": "p",
+    "maintenance": "M",
+    "auth": "A",
+    "clock_skew": "C",
+    "rate_limited": "R",
+    "quota_exceeded": "Q",
+    "client_error": "E",
+    "server_error": "S",
+    "timeout": "T",
+    "network_error": "N",
+    "unknown": "?",
 }
 PENDING = "pending"
 #: auto-refresh bounds, seconds: faster than 2 s only costs CPU, slower than 10 min is not "live"
@@ -114,9 +130,9 @@ def target_view(ts: TargetState) -> dict[str, Any]:
         "consecutive_failures": ts.consecutive_failures,
         "maintenance": bool(out and out.cls == "maintenance"),
         "retry_after_seconds": _num(out.retry_after) if out else None,
-        "clock_skew_seconds": _num(ts.clock_skew),
-        "quotas": [{"name": q.name, "remaining": q.remaining, "limit": q.limit, "reset_at": q.reset_at}
-                   for q in ts.quotas.values()],
+        # the Date header the skew is read from counts whole seconds: more digits would be noise
+        "clock_skew_seconds": None if ts.clock_skew is None else float(round(ts.clock_skew)),
+        "quotas": quota_views(ts),
         "recent_classes": list(ts.classes),
         "probes": ts.probes,
         "tls_cert_expiry": _num(ts.tls_cert_expiry),
@@ -125,6 +141,19 @@ def target_view(ts: TargetState) -> dict[str, Any]:
                    if last is not None and last.phases is not None else None),
         "http_client": _client_view(target.http_client),
     }
+
+
+def quota_views(ts: TargetState) -> list[dict[str, Any]]:
+    """The last known quota figures, each with when an answer reported it (``as_of``) and whether a later
+    answer failed or left it out (``stale``): a figure from before a failure must not pass for today's."""
+    seen = ts.quota_seen or {}
+    latest = ts.last.started if ts.last is not None else None
+    out = []
+    for q in ts.quotas.values():
+        as_of = seen.get(q.name)
+        out.append({"name": q.name, "remaining": q.remaining, "limit": q.limit, "reset_at": q.reset_at,
+                    "as_of": _num(as_of), "stale": as_of is not None and latest is not None and as_of < latest})
+    return out
 
 
 def _client_view(client: HttpClient | None) -> dict[str, Any] | None:
@@ -169,14 +198,19 @@ def _json(doc: Mapping[str, Any]) -> bytes:
     return json.dumps(doc, ensure_ascii=True).encode()
 
 
-def api_targets(targets: Iterable[TargetState], now: float) -> bytes:
-    """``/api/v1/targets``: every target, in config order."""
-    return _json({"generated_at": _num(now), "targets": [target_view(ts) for ts in targets]})
+def api_targets(targets: Iterable[TargetState], now: float, fault: Fault | None = None) -> bytes:
+    """``/api/v1/targets``: every target, in config order (and our egress checks, with ``fault``)."""
+    doc: dict[str, Any] = {"generated_at": _num(now),
+                           "targets": [_with_fault(target_view(ts), fault) for ts in targets]}
+    if fault is not None:
+        doc["egress"] = list(fault.egress)
+    return _json(doc)
 
 
-def api_target(ts: TargetState, now: float) -> bytes:
+def api_target(ts: TargetState, now: float, fault: Fault | None = None) -> bytes:
     """``/api/v1/targets/NAME``: one target and its history."""
-    return _json({"generated_at": _num(now), "target": target_view(ts), "history": history_view(ts)})
+    return _json({"generated_at": _num(now), "target": _with_fault(target_view(ts), fault),
+                  "history": history_view(ts)})
 
 
 def unknown_target(name: str, api: bool) -> str:
@@ -184,6 +218,102 @@ def unknown_target(name: str, api: bool) -> str:
     # escaped although served as text: a reflected name must never become markup anywhere
     msg = f"unknown target {html.escape(name[:64])!r}: the configured targets are listed at /"
     return _json({"error": msg}).decode() if api else msg + "\n"
+
+
+# --- is it us or them? What the vendor's own status page says, and our egress ------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """What the pages show beside the measured class: the vendor's own word per target (a
+    vendorstatus.VendorView or None, by target name) and our egress (egress_rows)."""
+
+    vendor: Callable[[str], Any]
+    egress: tuple[dict[str, Any], ...] = ()
+
+
+def vendor_status_view(view: Any) -> dict[str, Any] | None:
+    """A vendorstatus.VendorView as the API shows it; None when the vendor has no status page for the target."""
+    if view is None:
+        return None
+
+    def event(e: Any) -> dict[str, Any]:
+        return {"id": e.id, "name": e.name, "impact": e.impact, "status": e.status, "started": _num(e.started),
+                "updated": _num(e.updated), "ends": _num(e.ends), "components": list(e.components)}
+
+    return {
+        "summary": view.summary(),
+        "fetch_ok": view.fetch_ok,
+        "error": view.error or None,
+        "as_of": _num(view.as_of) if view.as_of else None,
+        "known": view.known,
+        "incident": view.known and view.incident_active,
+        "maintenance": view.known and view.maintenance,
+        "incidents": [event(e) for e in view.incidents],
+        "maintenances": [event(e) for e in view.maintenances],
+        "components": [{"id": c.id, "name": c.name, "status": c.status} for c in view.troubled],
+    }
+
+
+def egress_rows(checks: Iterable[Any], suspicions: Iterable[Any]) -> tuple[dict[str, Any], ...]:
+    """egresscheck.CheckState and Suspicion records as the API and the page show them, one row an egress."""
+    rows: dict[str, dict[str, Any]] = {}
+    for sus in suspicions:
+        rows[sus.egress] = {"egress": sus.egress, "targets": sus.targets, "targets_transport_failing": sus.failing,
+                            "vendors_failing": sus.vendors, "suspected_down": sus.down, "checks": []}
+    for state in checks:
+        row = rows.setdefault(state.egress, {"egress": state.egress, "targets": 0, "targets_transport_failing": 0,
+                                             "vendors_failing": 0, "suspected_down": False, "checks": []})
+        row["checks"].append({"name": state.check.name, "url": state.check.url, "up": state.up,
+                              "http_status": state.http_status or None, "code": state.code or None,
+                              "message": state.message or None,
+                              "checked_at": _num(state.checked_at) if state.checked_at else None})
+    return tuple(row for row in rows.values() if row["checks"] or row["targets"])
+
+
+def _with_fault(view: dict[str, Any], fault: Fault | None) -> dict[str, Any]:
+    if fault is not None:
+        view["vendor_status"] = vendor_status_view(fault.vendor(view["name"]))
+    return view
+
+
+def _vendor_words(view: dict[str, Any]) -> str:
+    vendor = view.get("vendor_status")
+    return f' <span class="muted vendor-says">&middot; {escape(vendor["summary"])}</span>' if vendor else ""
+
+
+def _vendor_note(view: dict[str, Any]) -> str:
+    """Beside a failing target (or one the vendor declares trouble for): the vendor's own word."""
+    vendor = view.get("vendor_status")
+    if not vendor or (view["up"] is not False and not vendor["incident"] and not vendor["maintenance"]):
+        return ""
+    cls = "maintenance" if vendor["maintenance"] and not vendor["incident"] else (
+        "server_error" if vendor["incident"] else "ok" if vendor["known"] else "unknown")
+    return f'<p class="note c-{cls} vendor-status">{escape(vendor["summary"])}</p>'
+
+
+def _egress_section(rows: list[dict[str, Any]], now: float) -> str:
+    """Our own way out, above the vendors: when it is down, no vendor is to blame. Shown when egress
+    checks are configured, or when the targets themselves point at it."""
+    if not any(row["checks"] or row["suspected_down"] for row in rows):
+        return ""
+    items = []
+    for row in rows:
+        checks = ", ".join(
+            f'{escape(c["name"])} '
+            + ("not checked yet" if c["up"] is None else "up" if c["up"] else
+               f'DOWN ({escape(c["code"] or "")}{": " + escape(c["message"]) if c["message"] else ""})')
+            for c in row["checks"])
+        derived = (f'{row["targets_transport_failing"]} of {row["targets"]} targets fail at the transport level '
+                   f'across {row["vendors_failing"]} vendors')
+        # every check of it failing (one canary down alone may be that host's trouble)
+        down = row["suspected_down"] or (bool(row["checks"]) and all(c["up"] is False for c in row["checks"]))
+        cls = "network_error" if down else "ok"
+        verdict = "our egress looks DOWN: it is us, not them" if down else "our egress looks fine"
+        name = escape(row["egress"])
+        items.append(f'<li class="c-{cls}" data-egress="{name}"><strong>{name}</strong>'
+                     f': {verdict}; {derived}' + (f"; checks: {checks}" if checks else "") + "</li>")
+    return f'<section class="summary egress" id="egress"><strong>Our egress</strong><ul>{"".join(items)}</ul></section>'
 
 
 # --- formatting ------------------------------------------------------------------------------------
@@ -217,9 +347,10 @@ def fmt_latency(seconds: float | None) -> str:
 def fmt_num(value: float | None) -> str:
     if value is None:
         return "?"
-    for bound, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e4, "k")):
+    # thousands from 10,000 on (4,500 reads better as it is); each suffix divides by its own power
+    for bound, scale, suffix in ((1e12, 1e12, "T"), (1e9, 1e9, "G"), (1e6, 1e6, "M"), (1e4, 1e3, "k")):
         if abs(value) >= bound:
-            return f"{value / bound:.3g}{suffix}"
+            return f"{value / scale:.3g}{suffix}"
     return f"{value:g}"
 
 
@@ -244,23 +375,44 @@ def _labels(labels: Mapping[str, str]) -> str:
 
 
 def _strip(classes: list[str]) -> str:
+    """The recent results, oldest first: a coloured cell with its class's letter each, and a legend of the
+    letters shown, so the strip reads on a phone (no hover) and without colour."""
     if not classes:
         return ""
     cells = "".join(_CELLS.get(c) or _cell(c) for c in classes)
     words = ", ".join(classes)
-    return (f'<div class="strip" role="img" aria-label="last {len(classes)} outcomes, oldest first: '
-            f'{escape(words)}">{cells}</div>')
+    legend = " ".join(_LEGEND.get(c) or _legend(c) for c in dict.fromkeys(sorted(classes, key=_class_order)))
+    return (f'<div class="strip" role="img" aria-label="last {_n(len(classes), "outcome")}, oldest first: '
+            f'{escape(words)}">{cells}</div><p class="legend">{legend}</p>')
+
+
+def _class_order(cls: str) -> int:
+    return CLASSES.index(cls) if cls in CLASSES else len(CLASSES)
 
 
 def _cell(cls: str) -> str:
-    return f'<span class="c-{escape(cls)}" title="{escape(cls)}"></span>'
+    glyph = CLASS_GLYPHS.get(cls, "?")
+    return f'<span class="c-{escape(cls)}" title="{escape(cls)}">{escape(glyph)}</span>'
+
+
+def _legend(cls: str) -> str:
+    return (f'<span class="c-{escape(cls)}"><b>{escape(CLASS_GLYPHS.get(cls, "?"))}</b> '
+            f'{escape(CLASS_WORDS.get(cls, cls))}</span>')
+
+
+def _n(count: int, word: str) -> str:
+    """``1 target``, ``2 targets``: a count with its noun."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 # escaped once: the strip is the page's most repeated element (20 cells a target)
 _CELLS = {c: _cell(c) for c in CLASSES}
+_LEGEND = {c: _legend(c) for c in CLASSES}
 
 
-def _quotas(quotas: list[dict[str, Any]], now: float) -> str:
+def _quotas(quotas: list[dict[str, Any]], now: float, up: bool | None = True) -> str:
+    """One row per quota: its bar and figures, and their age; a figure a later answer did not confirm is
+    drawn stale (grey, and said so in words), with why: the failure since, or an answer without it."""
     rows = []
     for quota in quotas:
         rem, lim = quota["remaining"], quota["limit"]
@@ -273,8 +425,25 @@ def _quotas(quotas: list[dict[str, Any]], now: float) -> str:
             bar, text = "<span></span>", f"{fmt_num(rem)} left" if rem is not None else f"limit {fmt_num(lim)}"
         if quota["reset_at"] is not None:
             text += f", resets in {fmt_age(quota['reset_at'] - now)}"
-        rows.append(f'<span>{escape(quota["name"])}</span>{bar}<span>{text}</span>')
+        stale = ""
+        if quota.get("as_of") is not None:
+            why = ""
+            if quota.get("stale"):
+                why = ", before the failure" if up is False else ", not in the latest answer"
+                stale = " stale"
+            when = fmt_clock(quota["as_of"], now)
+            text += f' <span class="asof">({"stale: " if stale else ""}as of {when}{why})</span>'
+        rows.append(f'<span class="qname{stale}">{escape(quota["name"])}</span><span class="qbar{stale}">{bar}</span>'
+                    f'<span class="qtext{stale}">{text}</span>')
     return f'<div class="quota">{"".join(rows)}</div>' if rows else ""
+
+
+def fmt_clock(ts: float, now: float) -> str:
+    """A <time> element with the clock time to the minute (UTC; the date too when it is not today)."""
+    iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    same_day = time.gmtime(ts)[:3] == time.gmtime(now)[:3]
+    shown = time.strftime("%H:%M" if same_day else "%Y-%m-%d %H:%M", time.gmtime(ts)) + " UTC"
+    return f'<time datetime="{iso}" title="{iso}">{shown}</time>'
 
 
 def _facts(view: dict[str, Any], now: float) -> str:
@@ -288,7 +457,7 @@ def _facts(view: dict[str, Any], now: float) -> str:
         dl.append(("last code", code))
         dl.append(("HTTP", escape(view["http_status"]) if view["http_status"] else "no answer"))
         dl.append(("latency", fmt_latency(view["latency_seconds"])
-                   + (f' ({view["attempts"]} attempts)' if (view["attempts"] or 1) > 1 else "")))
+                   + (f' ({_n(view["attempts"], "attempt")})' if (view["attempts"] or 1) > 1 else "")))
         dl.append(("last probe", f'{fmt_time(view["last_probe"], now)} ({fmt_age(now - view["last_probe"])} ago)'))
         if view.get("phases"):
             dl.append(("phases", " · ".join(f"{p} {fmt_latency(v)}" for p, v in view["phases"].items())))
@@ -299,7 +468,7 @@ def _facts(view: dict[str, Any], now: float) -> str:
         dl.append(("next probe", nxt))
     skew = view["clock_skew_seconds"]
     if skew is not None and (abs(skew) >= 1 or view["class"] == "clock_skew"):
-        dl.append(("clock skew", f'{skew:+.1f}&nbsp;s (vendor minus us)'))
+        dl.append(("clock skew", _skew(skew)))
     expiry = view["tls_cert_expiry"]
     if expiry is not None:
         left = f"in {fmt_age(expiry - now)}" if expiry > now else f"expired {fmt_age(now - expiry)} ago"
@@ -309,6 +478,11 @@ def _facts(view: dict[str, Any], now: float) -> str:
     if proxy:
         dl.append(("proxy", escape(proxy) + (" (from the environment)" if client["proxy_from_environment"] else "")))
     return "<dl class=\"kv\">" + "".join(f"<dt>{k}</dt><dd>{val}</dd>" for k, val in dl) + "</dl>"
+
+
+def _skew(skew: float) -> str:
+    # whole seconds: the vendor's Date header counts no finer, so a tenth would be noise
+    return f'{round(skew):+d}&nbsp;s (vendor minus us, to the second of its Date header)'
 
 
 def _notes(view: dict[str, Any]) -> str:
@@ -325,7 +499,7 @@ def _notes(view: dict[str, Any]) -> str:
         notes.append('<p class="note c-degraded insecure">TLS certificate verification is off for this target '
                      '(<code>insecure_skip_verify</code>).</p>')
     if view["consecutive_failures"] > 1:
-        notes.append(f'<p class="note c-{escape(view["class"])}">{view["consecutive_failures"]} failed probes '
+        notes.append(f'<p class="note c-{escape(view["class"])}">{_n(view["consecutive_failures"], "failed probe")} '
                      'in a row.</p>')
     return "".join(notes)
 
@@ -335,8 +509,8 @@ def _card(view: dict[str, Any], now: float, link: str | None) -> str:
     cls = escape(view["class"] or PENDING)
     return (f'<article class="card c-{cls}" id="t-{escape(quote(view["name"], safe=""))}" '
             f'data-target="{escape(view["name"])}" data-class="{cls}">'
-            f'<h3>{name} {_badge(view["class"])}</h3>{_labels(view["labels"])}{_notes(view)}'
-            f'{_facts(view, now)}{_quotas(view["quotas"], now)}{_strip(view["recent_classes"])}</article>')
+            f'<h3>{name} {_badge(view["class"])}</h3>{_labels(view["labels"])}{_notes(view)}{_vendor_note(view)}'
+            f'{_facts(view, now)}{_quotas(view["quotas"], now, view["up"])}{_strip(view["recent_classes"])}</article>')
 
 
 # --- pages -----------------------------------------------------------------------------------------
@@ -362,29 +536,32 @@ def _page(title: str, body: str, now: float, root: str, api: str, refresh: Refre
                             refresh_link=refresh.link())
 
 
-def status_page(targets: Iterable[TargetState], now: float, refresh: Refresh) -> bytes:
-    """``/``: the overview of every target."""
-    return render_status([target_view(ts) for ts in targets], now, refresh).encode()
+def status_page(targets: Iterable[TargetState], now: float, refresh: Refresh, fault: Fault | None = None) -> bytes:
+    """``/``: the overview of every target (and, with ``fault``, what the vendors and our egress say)."""
+    views = [_with_fault(target_view(ts), fault) for ts in targets]
+    return render_status(views, now, refresh, fault.egress if fault else ()).encode()
 
 
-def target_page(ts: TargetState, now: float, refresh: Refresh) -> bytes:
+def target_page(ts: TargetState, now: float, refresh: Refresh, fault: Fault | None = None) -> bytes:
     """``/targets/NAME``: one target's card and its recent probes."""
-    return render_target_page(target_view(ts), history_view(ts), now, refresh).encode()
+    return render_target_page(_with_fault(target_view(ts), fault), history_view(ts), now, refresh).encode()
 
 
-def render_status(views: list[dict[str, Any]], now: float, refresh: Refresh) -> str:
+def render_status(views: list[dict[str, Any]], now: float, refresh: Refresh,
+                  egress: Iterable[dict[str, Any]] = ()) -> str:
     """The overview: a summary of what needs attention, then every target grouped by vendor."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for view in views:
         groups.setdefault(view["vendor"], []).append(view)
     down = [view for view in views if view["class"] is not None and not view["up"]]
     pending = sum(1 for view in views if view["class"] is None)
-    head = (f'{len(views)} targets: {len(views) - len(down) - pending} up, {len(down)} down'
+    head = (f'{_n(len(views), "target")}: {len(views) - len(down) - pending} up, {len(down)} down'
             + (f", {pending} not probed yet" if pending else ""))
     attention = "".join(f'<li><a href="targets/{escape(quote(view["name"], safe=""))}">{escape(view["name"])}</a> '
-                        f'{_badge(view["class"])} {escape(view["message"])}</li>' for view in down)
+                        f'{_badge(view["class"])} {escape(view["message"])}{_vendor_words(view)}</li>'
+                        for view in down)
     summary = (f'<section class="summary" id="summary"><strong>{head}</strong>'
-               + (f"<ul>{attention}</ul>" if attention else "") + "</section>")
+               + (f"<ul>{attention}</ul>" if attention else "") + "</section>") + _egress_section(list(egress), now)
     sections = []
     for vendor, group in groups.items():
         first = group[0]
@@ -405,7 +582,7 @@ def render_target_page(view: dict[str, Any], history: list[dict[str, Any]], now:
     rows = []
     for entry in history:
         retry = f' &middot; retry after {fmt_age(entry["retry_after_seconds"])}' if entry["retry_after_seconds"] else ""
-        attempts = f' &middot; {entry["attempts"]} attempts' if entry["attempts"] > 1 else ""
+        attempts = f' &middot; {_n(entry["attempts"], "attempt")}' if entry["attempts"] > 1 else ""
         # a failure's answer is what the reader came for: shown unfolded; successes stay folded
         unfold = "" if entry["class"] in UP else " open"
         excerpt = (f'<details{unfold}><summary>response excerpt</summary><pre>{escape(entry["excerpt"])}</pre>'
@@ -416,7 +593,7 @@ def render_target_page(view: dict[str, Any], history: list[dict[str, Any]], now:
             f'<div class="row">{fmt_time(entry["time"], now)} {_badge(entry["class"])} '
             f'<code>{escape(entry["code"])}</code> '
             f'<span>{escape(entry["message"])}</span></div>'
-            f'<div class="row muted">HTTP {escape(entry["http_status"] or "none")} &middot; '
+            f'<div class="row muted">HTTP {escape(entry["http_status"] or "no answer")} &middot; '
             f'{fmt_latency(entry["latency_seconds"])}{attempts}{retry}</div>'
             f'<pre class="request">{escape(entry["request_line"])}</pre>{excerpt}</li>')
     hist = (f'<ol class="history">{"".join(rows)}</ol>' if rows else "<p>No probes yet.</p>")

@@ -10,9 +10,9 @@ import html
 import logging
 import resource
 import ssl
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -35,6 +35,16 @@ log = logging.getLogger(__name__)
 EXPORTER_KEY = web.AppKey("exporter", Exporter)
 BODY_TIMEOUT_KEY = web.AppKey("body_timeout", float)
 BANNER_KEY = web.AppKey("banner", str)
+
+
+class WebConfigStatus(Protocol):
+    """What the exporter's metrics show of the web config's re-reads (webconfig.watcher.Watcher)."""
+
+    last_successful: bool
+    failures: int
+
+
+WEB_CONFIG_KEY = web.AppKey("web_config_status", WebConfigStatus)
 #: requests to the exporter are small; anything larger is refused with 413 before it is read
 MAX_REQUEST_BYTES = 16 * 1024
 #: on /probe answers: "1" when answered from the target's latest result, "0" after a probe made for it
@@ -125,7 +135,11 @@ async def _respond(request: web.Request, body: bytes, headers: Mapping[str, str]
 
 async def metrics(request: web.Request) -> web.StreamResponse:
     exp = request.app[EXPORTER_KEY]
-    answer = exposition(exp.state, exp.status())
+    status = exp.status()
+    web_config = request.app.get(WEB_CONFIG_KEY)
+    if web_config is not None:
+        status = replace(status, web_config=(web_config.last_successful, web_config.failures))
+    answer = exposition(exp.state, status, extra=exp.fault_metrics())
     headers = {"Content-Type": CONTENT_TYPE, "Vary": "Accept-Encoding"}
     if _wants_gzip(request):
         # the compressed answer is small enough to be held whole, and then its length is known
@@ -307,7 +321,7 @@ async def status_page(request: web.Request) -> web.Response:
     exp = request.app[EXPORTER_KEY]
     targets = list(exp.state)
     refresh = _refresh(request, views.default_refresh(targets))
-    body = views.with_banner(views.status_page(targets, exp.clock.time(), refresh),
+    body = views.with_banner(views.status_page(targets, exp.clock.time(), refresh, _fault(exp)),
                              request.app.get(BANNER_KEY, ""))
     return await _respond(request, body, _PAGE_HEADERS)
 
@@ -317,18 +331,25 @@ async def target_page(request: web.Request) -> web.Response:
     refresh = _refresh(request, views.default_refresh([ts]))
     if "refresh" not in request.query:
         refresh = views.Refresh(0, refresh.default)  # off by default: a reload would fold the excerpt being read
-    body = views.target_page(ts, request.app[EXPORTER_KEY].clock.time(), refresh)
+    body = views.target_page(ts, request.app[EXPORTER_KEY].clock.time(), refresh, _fault(request.app[EXPORTER_KEY]))
     return await _respond(request, views.with_banner(body, request.app.get(BANNER_KEY, "")), _PAGE_HEADERS)
 
 
 async def api_targets(request: web.Request) -> web.Response:
     exp = request.app[EXPORTER_KEY]
-    return await _respond(request, views.api_targets(exp.state, exp.clock.time()), _JSON_HEADERS)
+    return await _respond(request, views.api_targets(exp.state, exp.clock.time(), _fault(exp)), _JSON_HEADERS)
 
 
 async def api_target(request: web.Request) -> web.Response:
     ts = _target(request, api=True)
-    return await _respond(request, views.api_target(ts, request.app[EXPORTER_KEY].clock.time()), _JSON_HEADERS)
+    exp = request.app[EXPORTER_KEY]
+    return await _respond(request, views.api_target(ts, exp.clock.time(), _fault(exp)), _JSON_HEADERS)
+
+
+def _fault(exp: Exporter) -> views.Fault:
+    """Is it us or them: the vendors' own status pages and our egress, for the pages."""
+    checks = exp.egress_checks.checks.values() if exp.egress_checks is not None else ()
+    return views.Fault(exp.vendor_view, views.egress_rows(checks, exp.suspicions()))
 
 
 def _add_pages(app: web.Application, prefix: str = "") -> None:
@@ -453,6 +474,43 @@ class _GuardedHandler(RequestHandler):
         super().connection_lost(exc)
 
 
+class _TLSWhenCurrent(asyncio.Protocol):
+    """A TLS connection whose handshake waits until the web config is current: the context is awaited
+    (a changed file is re-read off the event loop), then ``loop.start_tls`` does the handshake. The
+    request handler sees the connection once the handshake is done, as with a plain TLS server."""
+
+    def __init__(self, make_handler: Callable[[], _GuardedHandler],
+                 context: Callable[[], Awaitable[ssl.SSLContext]]) -> None:
+        self._make_handler = make_handler
+        self._context = context
+        self._transport: asyncio.Transport | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        transport.pause_reading()  # the ClientHello waits for the context
+        self._task = asyncio.get_running_loop().create_task(self._start(transport))
+
+    async def _start(self, transport: asyncio.Transport) -> None:
+        try:
+            ctx = await self._context()
+            handler = self._make_handler()
+            tls_transport = await asyncio.get_running_loop().start_tls(transport, handler, ctx, server_side=True)
+        except Exception:  # noqa: BLE001 - a failed handshake or a client gone: the connection ends here
+            transport.abort()
+            return
+        if tls_transport is None:
+            transport.abort()
+            return
+        handler.connection_made(tls_transport)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        # only before start_tls took the transport over: the client left while the config was read
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+
 class GuardedSite(web.TCPSite):
     """A TCPSite whose connections go through a ConnectionGuard."""
 
@@ -473,7 +531,16 @@ class GuardedSite(web.TCPSite):
             # keepalive_timeout, access log, line and field size limits)
             return _GuardedHandler(server, guard, loop=loop, **server._kwargs)
 
-        self._server = await loop.create_server(factory, self._host, self._port, ssl=self._ssl_context,
-                                                backlog=self._backlog, reuse_address=self._reuse_address,
-                                                reuse_port=self._reuse_port)
+        ssl_context: ssl.SSLContext | None = self._ssl_context
+        for_connection = getattr(ssl_context, "for_connection", None)  # the web config's (webconfig.watcher)
+        if for_connection is not None:
+            def tls_factory() -> _TLSWhenCurrent:
+                return _TLSWhenCurrent(factory, for_connection)
+
+            self._server = await loop.create_server(tls_factory, self._host, self._port, backlog=self._backlog,
+                                                    reuse_address=self._reuse_address, reuse_port=self._reuse_port)
+        else:
+            self._server = await loop.create_server(factory, self._host, self._port, ssl=ssl_context,
+                                                    backlog=self._backlog, reuse_address=self._reuse_address,
+                                                    reuse_port=self._reuse_port)
         self._bound_port = self._server.sockets[0].getsockname()[1] if self._server.sockets else self._port

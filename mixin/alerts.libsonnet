@@ -10,15 +10,27 @@ local util = import 'lib/util.libsonnet';
     alert: name,
     expr: expr,
     'for': c['for'][name],
-  } + extra + {
     labels: { severity: severity },
     annotations: {
       summary: summary,
       description: description,
       runbook_url: c.runbookURLPattern % std.asciiLower(name),
     },
-  },
+  } + extra,
   local onTarget = '{{ $labels.target }} ({{ $labels.vendor }})',
+  // Is it us or them: what the vendor's own status page says about what the target depends on, as an
+  // annotation (information on the page, never a second one). Empty when the vendor has no status page.
+  local q(metric, cond) = 'printf `%s{target="%%s",vendor="%%s"}%s` $labels.target $labels.vendor | query' % [metric, cond],
+  local onVendor(metric, cond) = 'printf `%s{vendor="%%s"}%s` $labels.vendor | query' % [metric, cond],
+  local vendorSays =
+    '{{ with %s }}The vendor confirms an incident: ' % q('apistatus_vendor_incident_active', ' == 1') +
+    '{{ range %s }}{{ .Labels.name }} ({{ .Labels.impact }}, {{ .Labels.status }}); {{ end }}' % onVendor('apistatus_vendor_incident_info', '') +
+    '{{ range %s }}{{ .Labels.name }} is not operational; {{ end }}' % onVendor('apistatus_vendor_component_status', ' > 0') +
+    '{{ else }}{{ with %s }}The vendor declares a maintenance.' % q('apistatus_vendor_maintenance', ' == 1') +
+    '{{ else }}{{ with %s }}The vendor reports operational: it declares no incident on what this target uses.' % q('apistatus_vendor_incident_active', ' == 0') +
+    '{{ else }}No status page of the vendor speaks for this target.{{ end }}{{ end }}{{ end }}',
+  local g0 = c.groupLabels,
+  local by(labels) = std.join(', ', g0 + labels),
   // a burn-rate window pair, with its history guard: data from the oldest twelfth of the long window
   local burn(w) =
     local long = util.seconds(w.long);
@@ -41,7 +53,8 @@ local util = import 'lib/util.libsonnet';
               'max without (class) (apistatus_outcome{%s,class=~"%s"}) == 1' % [sel, util.classes(c.downClasses)],
               onTarget + ' is down',
               ('The health check of {{ $labels.target }} ({{ $labels.vendor }}) has ended in %s for %s, ' +
-               'and the vendor does not say it is in maintenance.') % [std.join(', ', c.downClasses), c['for'].ApistatusTargetDown]),
+               'and the vendor does not say it is in maintenance.') % [std.join(', ', c.downClasses), c['for'].ApistatusTargetDown],
+              { annotations+: { vendor_status: vendorSays } }),
 
         alert('ApistatusCheckRejected', 'warning',
               'max without (class) (apistatus_outcome{%s,class="client_error"}) == 1' % sel,
@@ -56,6 +69,57 @@ local util = import 'lib/util.libsonnet';
               ('{{ $labels.vendor }} answers the health check of {{ $labels.target }} with its maintenance ' +
                'code. Outage alerts for this target are inhibited until %s after it ends.') % c.maintenanceKeepFiringFor,
               { keep_firing_for: c.maintenanceKeepFiringFor }),
+
+        // The vendor's own status page declares a maintenance in progress on a component the target
+        // watches while its check fails with a server error or a timeout: the outage alerts of that
+        // target are inhibited (context for chat, never a page).
+        alert('ApistatusVendorDeclaredMaintenance', 'info',
+              |||
+                apistatus_vendor_maintenance{%(sel)s} == 1
+                and on (%(on)s)
+                (max without (class) (apistatus_outcome{%(sel)s,class=~"server_error|timeout"}) == 1)
+              ||| % { sel: sel, on: by(['target', 'vendor']) },
+              '{{ $labels.vendor }} declares a maintenance on what {{ $labels.target }} depends on',
+              ('The status page of {{ $labels.vendor }} declares a maintenance in progress on a component ' +
+               '{{ $labels.target }} watches, and its health check fails with a server error or a timeout. Its ' +
+               'outage alerts are inhibited until %s after the maintenance.') % c.maintenanceKeepFiringFor,
+              { keep_firing_for: c.maintenanceKeepFiringFor }),
+
+        // Our own way out: every egress check of it fails, or most targets behind it fail at the
+        // transport level across at least three vendors at once (the exporter derives that signal).
+        alert('ApistatusEgressDown', 'critical',
+              |||
+                (max by (%(by)s) (apistatus_egress_up{%(sel)s}) == 0)
+                or
+                (max by (%(by)s) (apistatus_egress_suspected_down{%(sel)s}) == 1)
+              ||| % { sel: c.exporterSelector, by: by(['egress']) },
+              'Our egress {{ $labels.egress }} is down: it is us, not the vendors',
+              ('The egress {{ $labels.egress }} of apistatus-exporter is down: its egress checks fail, or most ' +
+               'targets behind it fail at the transport level across at least three vendors at once. The vendor ' +
+               'alerts for network errors and timeouts behind it are inhibited: check the proxy, firewall, DNS ' +
+               'and NAT first.')),
+
+        // A target that fails at the transport level behind an egress that is down: the cause is ours
+        // (ApistatusEgressDown pages once). Severity none: it is routed nowhere; it only inhibits.
+        alert('ApistatusTargetBehindEgressDown', 'none',
+              |||
+                (max without (class) (apistatus_outcome{%(sel)s,class=~"network_error|timeout"}) == 1)
+                and on (%(tv)s)
+                (
+                  max by (%(tve)s) (apistatus_target_egress_info{%(exp)s})
+                  * on (%(e)s) group_left ()
+                  (
+                    (max by (%(e)s) (apistatus_egress_up{%(exp)s}) == 0)
+                    or
+                    (max by (%(e)s) (apistatus_egress_suspected_down{%(exp)s}) == 1)
+                  )
+                )
+              ||| % { sel: sel, exp: c.exporterSelector, tv: by(['target', 'vendor']),
+                      tve: by(['target', 'vendor', 'egress']), e: by(['egress']) },
+              '{{ $labels.target }} ({{ $labels.vendor }}) is unreachable behind an egress that is down',
+              'The health check of {{ $labels.target }} ({{ $labels.vendor }}) fails at the transport level while the egress it goes ' +
+              'out through is down (ApistatusEgressDown): its outage alerts are inhibited.',
+              { keep_firing_for: c.egressKeepFiringFor }),
 
         alert('ApistatusAuthFailing', 'critical',
               'max without (class) (apistatus_outcome{%s,class="auth"}) == 1' % sel,
@@ -213,6 +277,12 @@ local util = import 'lib/util.libsonnet';
   alertmanagerInhibitRules:: [
     // A vendor in maintenance never pages as down, nor on its way back (the alert is held).
     rule(['ApistatusVendorMaintenance'], ['ApistatusTargetDown', 'ApistatusCheckRejected'] + burns, ['target', 'vendor']),
+    // A maintenance the vendor declares on its status page mutes the server errors and timeouts of the
+    // targets that depend on it (the alert fires only for those classes).
+    rule(['ApistatusVendorDeclaredMaintenance'], ['ApistatusTargetDown'] + burns, ['target', 'vendor']),
+    // Our egress is down: ApistatusEgressDown pages once; every target unreachable behind it is its
+    // symptom, whatever its vendor.
+    rule(['ApistatusTargetBehindEgressDown'], ['ApistatusTargetDown'] + burns, ['target', 'vendor']),
     // A cause with a page or ticket of its own: an outage or burn alert of the same target at the
     // same time (another job, a flapping answer) is its symptom. Clock skew and rate limiting are not
     // sources: their conditions can hold while the vendor is really down.

@@ -47,6 +47,10 @@
       ApistatusTargetDown: '5m',
       ApistatusCheckRejected: '15m',
       ApistatusVendorMaintenance: '1m',
+      ApistatusVendorDeclaredMaintenance: '1m',
+      // shorter than ApistatusTargetDown: the cause is there before its symptoms would page
+      ApistatusEgressDown: '2m',
+      ApistatusTargetBehindEgressDown: '1m',
       ApistatusAuthFailing: '5m',
       ApistatusClockSkew: '5m',
       ApistatusRateLimited: '10m',
@@ -65,6 +69,9 @@
     },
     // Held after the maintenance ends: vendors often answer with errors on their way back.
     maintenanceKeepFiringFor: '15m',
+    // ApistatusTargetBehindEgressDown is held this long after the egress is back: its targets' own
+    // alerts resolve meanwhile (their next probes), instead of paging in the moment between the two.
+    egressKeepFiringFor: '5m',
     // Least stale time the next probe may be overdue by (the target's own spacing when larger).
     staleMinSeconds: 60,
 

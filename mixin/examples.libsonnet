@@ -35,6 +35,8 @@
       group_interval: c.alertmanager.groupInterval,
       repeat_interval: c.alertmanager.repeatInterval,
       routes: [
+        // alerts that only inhibit others (ApistatusTargetBehindEgressDown): never sent
+        { matchers: ['severity="none"'], receiver: 'null' },
         { matchers: ['severity="critical"'], receiver: 'pager' },
         { matchers: ['severity="warning"'], receiver: 'ticket' },
         // a vendor's announced maintenance is context for the people on call, never a page
@@ -45,6 +47,7 @@
       { name: 'pager', webhook_configs: [{ url: 'http://127.0.0.1:5001/pager' }] },
       { name: 'ticket', webhook_configs: [{ url: 'http://127.0.0.1:5001/ticket' }] },
       { name: 'chat', webhook_configs: [{ url: 'http://127.0.0.1:5001/chat' }] },
+      { name: 'null' },
     ],
     inhibit_rules: $.alertmanagerInhibitRules,
   },

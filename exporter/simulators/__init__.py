@@ -7,7 +7,9 @@ Control settings (``await sims.control(vendor, **settings)``, or ``POST /_contro
 object on the simulator): ``reset`` (back to healthy), ``code`` (answer with this code),
 ``maintenance``, ``rotated`` (the vendor now expects other credentials), ``disabled``,
 ``rate_limited``, ``quota_exceeded``, ``server_error``, ``delay`` (seconds), ``down`` (close the
-connection without an answer), ``clock_offset`` (seconds), ``retry_after`` (seconds); and per vendor:
+connection without an answer), ``clock_offset`` (seconds), ``retry_after`` (seconds),
+``status_incident``, ``status_maintenance`` and ``status_component`` (what the vendor declares on its
+own status page, for the vendors that have one: base.STATUS_PAGES); and per vendor:
 bannersnack ``banner_missing``, ``banner_pending``; bizwebs ``partial``, ``partner_required``; rubiq
 ``nonstandard``, ``busy``; flipsnack ``uploads_left``, ``burst``; movingimage ``storage_used``,
 ``storage_max``, ``traffic_used``, ``traffic_max``, ``revoke_tokens``; slack ``revoked``, ``expired``,
@@ -28,7 +30,7 @@ from typing import Any
 from .._yamlnode import parse_duration
 from ..clock import Clock
 from .bannersnack import BannersnackSimulator
-from .base import ControlError, Simulator
+from .base import STATUS_PAGES, ControlError, Simulator
 from .bizwebs import BizwebsSimulator
 from .flipsnack import FlipsnackSimulator
 from .github import GithubSimulator
@@ -77,9 +79,16 @@ class SimulatorSet:
             raise ControlError(f"unknown simulator {vendor!r} (known: {', '.join(self.sims)})")
         return self.sims[vendor].control(**settings)
 
-    def targets_config(self, interval: str = "5s", **kw: Any) -> dict[str, Any]:
+    def status_pages(self) -> dict[str, dict[str, Any]]:
+        """``vendors:`` overrides that point each catalog's status_page at its simulator's own."""
+        return {v: {"status_page": {"url": s.url + STATUS_PAGES[v].path, "format": STATUS_PAGES[v].format,
+                                    "hosts": ["127.0.0.1"]}}
+                for v, s in self.sims.items() if v in STATUS_PAGES}
+
+    def targets_config(self, interval: str = "5s", status_pages: bool = False, **kw: Any) -> dict[str, Any]:
         """A config dict with one target per vendor, named after the vendor. ``kw`` goes into
-        ``global`` (e.g. ``timeout="2s"``); the timeout defaults to the interval, capped at 10s."""
+        ``global`` (e.g. ``timeout="2s"``); the timeout defaults to the interval, capped at 10s.
+        ``status_pages``: the vendors' status pages are read from the simulators too."""
         seconds = parse_duration(interval)
         if seconds is None:
             raise ValueError(f"interval must be a duration like 5s, got {interval!r}")
@@ -93,7 +102,10 @@ class SimulatorSet:
             # a simulator carries no production traffic: the probes may use the vendor's whole budget
             target["probe_share"] = 1
             targets.append(target)
-        return {"global": glob, "targets": targets}
+        out: dict[str, Any] = {"global": glob, "targets": targets}
+        if status_pages:
+            out["vendors"] = self.status_pages()
+        return out
 
     def describe(self) -> Mapping[str, Mapping[str, Any]]:
         return {v: {"base_url": s.base_url, "control_url": s.url + "/_control", "credentials": s.credentials(),

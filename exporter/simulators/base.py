@@ -9,19 +9,23 @@ for (Rubiq documents no maintenance) are refused with a one-line error instead o
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import math
 import re
 import ssl
 from collections import Counter, deque
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from aiohttp import web
 
 from ..clock import Clock, SystemClock
 
-__all__ = ["COMMON_SETTINGS", "CONDITIONS", "ControlError", "Simulator", "WindowedSimulator", "json_answer"]
+__all__ = ["COMMON_SETTINGS", "CONDITIONS", "STATUS_PAGES", "ControlError", "Simulator", "StatusPageSim",
+           "WindowedSimulator", "json_answer"]
 
 #: settings every simulator takes, with their healthy values
 COMMON_SETTINGS: dict[str, Any] = {
@@ -36,6 +40,39 @@ COMMON_SETTINGS: dict[str, Any] = {
     "down": False,  # accept the connection, then close it without an answer
     "clock_offset": 0.0,  # seconds added to the simulator's clock: skews timestamps it checks
     "retry_after": 30,  # the Retry-After seconds sent where the vendor sends one
+    # the vendor's own status page (STATUS_PAGES): an incident or a maintenance it declares, by title,
+    # on one component (its id; None: the first one listed)
+    "status_incident": None,
+    "status_maintenance": None,
+    "status_component": None,
+}
+#: the status-page settings: text or None
+_STATUS_TEXT = ("status_incident", "status_maintenance", "status_component")
+
+
+@dataclass(frozen=True, slots=True)
+class StatusPageSim:
+    """A vendor's public status page as the simulator serves it: where, in which format
+    (exporter/statuspage.py), and the components it lists, (id, name) each."""
+
+    path: str
+    format: str
+    components: tuple[tuple[str, str], ...]
+
+
+#: the status pages of the vendors that have one (their catalogs' status_page), on the simulator's port;
+#: ids shaped like the real ones (GitHub's are its real component ids)
+STATUS_PAGES: Mapping[str, StatusPageSim] = {
+    "github": StatusPageSim("/api/v2/summary.json", "statuspage", (
+        ("brv1bkgrwx7q", "API Requests"), ("8l4ygp009s5s", "Git Operations"), ("4230lsnqdsld", "Webhooks"))),
+    "twilio": StatusPageSim("/api/v2/summary.json", "statuspage", (
+        ("tw0restapi01", "REST API"), ("tw0messaging", "Programmable Messaging"), ("tw0voice0001", "Voice"))),
+    "openai": StatusPageSim("/api/v2/summary.json", "incidentio", (
+        ("01J00000000000000000000A01", "Chat Completions"), ("01J00000000000000000000A02", "Responses"),
+        ("01J00000000000000000000A03", "Login"), ("01J00000000000000000000A04", "Login"))),
+    "slack": StatusPageSim("/api/v2.0.0/current", "slack", (
+        ("Apps/Integrations/APIs", "Apps/Integrations/APIs"), ("Messaging", "Messaging"),
+        ("Login/SSO", "Login/SSO"))),
 }
 #: the condition settings, in the order they win when several are on
 CONDITIONS = ("maintenance", "server_error", "disabled", "quota_exceeded", "rate_limited")
@@ -94,6 +131,8 @@ class Simulator:
     def reset(self) -> None:
         """Healthy again; counts are kept (tests compare them across conditions)."""
         self.settings = {**COMMON_SETTINGS, **self.extra_settings}
+        #: when the status page last changed: its updated_at, so an unchanged page keeps its ETag
+        self.status_since = self.clock.time()
         self.on_reset()
 
     def on_reset(self) -> None:
@@ -126,10 +165,22 @@ class Simulator:
             self.reset()
         for key, value in checked.items():
             self.settings[key] = value
+            if key in _STATUS_TEXT:
+                self.status_since = self.now()
             self.on_control(key)
         return self.status()
 
     def _coerce(self, key: str, value: Any, default: Any) -> Any:
+        if key in _STATUS_TEXT:
+            page = STATUS_PAGES.get(self.vendor)
+            if page is None:
+                raise ControlError(f"{self.vendor}: the vendor has no status page to declare anything on")
+            if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 200):
+                raise ControlError(f"{self.vendor}: {key} must be a text of 1 to 200 characters or null")
+            if key == "status_component" and value is not None and value not in dict(page.components):
+                known = ", ".join(cid for cid, _ in page.components)
+                raise ControlError(f"{self.vendor}: status_component {_show(value)} is not listed (known: {known})")
+            return value
         if key == "code":
             if value is None:
                 return None
@@ -174,12 +225,61 @@ class Simulator:
         app = web.Application(middlewares=[self._middleware])
         app.router.add_get("/_control", self._get_control)
         app.router.add_post("/_control", self._post_control)
+        page = STATUS_PAGES.get(self.vendor)
+        if page is not None:  # before the vendor's routes: some end in a catch-all
+            app.router.add_get(page.path, self._status_page)
         self.routes(app)
         return app
 
+    # --- the vendor's own status page (conditional GETs answered as a CDN would) ------------------
+
+    def status_document(self) -> dict[str, Any]:
+        """The page as its format lays it out, with the declared incident or maintenance."""
+        page = STATUS_PAGES[self.vendor]
+        stamp = datetime.fromtimestamp(self.status_since, UTC).isoformat().replace("+00:00", "Z")
+        target = self.settings["status_component"] or page.components[0][0]
+        incident, maint = self.settings["status_incident"], self.settings["status_maintenance"]
+        names = dict(page.components)
+        if page.format == "slack":
+            events = [{"id": n, "date_created": stamp, "date_updated": stamp, "title": title, "type": kind,
+                       "status": "active", "url": "https://status.slack.com/", "services": [target], "notes": []}
+                      for n, (title, kind) in enumerate(((incident, "incident"), (maint, "maintenance")), 1) if title]
+            return {"status": "active" if events else "ok", "active_incidents": events,
+                    "date_created": stamp, "date_updated": stamp}
+        worst = "major_outage" if incident else "under_maintenance" if maint else "operational"
+        components = [{"id": cid, "name": name, "status": worst if cid == target else "operational",
+                       "updated_at": stamp, "group": False} for cid, name in page.components]
+        doc: dict[str, Any] = {
+            "page": {"id": "simulated", "name": self.vendor, "url": self.url, "updated_at": stamp},
+            "status": {"indicator": "major" if incident else "maintenance" if maint else "none",
+                       "description": "Partial System Outage" if incident else "All Systems Operational"},
+            "components": components,
+            "scheduled_maintenances": [{
+                "id": "simmaint0001", "name": maint, "status": "in_progress", "impact": "maintenance",
+                "scheduled_for": stamp, "scheduled_until": stamp, "updated_at": stamp,
+                "components": [{"id": target, "name": names[target]}]}] if maint else [],
+        }
+        if page.format == "statuspage":  # incident.io's summary has no incidents key
+            doc["incidents"] = [{
+                "id": "simincident1", "name": incident, "status": "investigating", "impact": "major",
+                "created_at": stamp, "started_at": stamp, "updated_at": stamp,
+                "components": [{"id": target, "name": names[target]}]}] if incident else []
+        return doc
+
+    async def _status_page(self, request: web.Request) -> web.Response:
+        self.counts["status_page"] += 1
+        body = json.dumps(self.status_document(), sort_keys=True).encode()
+        etag = f'"{hashlib.sha256(body).hexdigest()[:16]}"'
+        if request.headers.get("If-None-Match") == etag:
+            self.counts["status_page_not_modified"] += 1
+            return web.Response(status=304, headers={"ETag": etag})
+        return web.Response(body=body, content_type="application/json", headers={"ETag": etag})
+
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path == "/_control":
+        page = STATUS_PAGES.get(self.vendor)
+        if request.path == "/_control" or (page is not None and request.path == page.path):
+            # the status page is another service of the vendor's: its conditions do not touch it
             response: web.StreamResponse = await handler(request)
             return response
         self.counts["requests"] += 1

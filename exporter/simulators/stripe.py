@@ -1,13 +1,15 @@
 """Stripe: ``GET /v1/balance`` with the secret key as ``Authorization: Bearer`` (or as the basic-auth
 user name); the status is the HTTP status with an error object ``{"error": {"type", "code",
 "message"}}``; requests a second per key are limited on the simulator's clock (429, code
-``rate_limit``), and a locked object answers 429 ``lock_timeout``.
+``rate_limit``), and a locked object answers 429 ``lock_timeout``. A ``Stripe-Version`` header that is
+not an API version (``YYYY-MM-DD``, optionally with a release name) is refused with 400, as Stripe does.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Any, ClassVar
 
 from aiohttp import web
@@ -18,6 +20,8 @@ __all__ = ["StripeSimulator"]
 
 #: requests a second per key: the per-endpoint default, and a sandbox's whole limit
 PER_SECOND = 25
+#: what an API version looks like: 2024-06-20, 2025-03-31.basil
+_VERSION = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(\.[a-z]+)?")
 
 
 class StripeSimulator(WindowedSimulator):
@@ -69,6 +73,9 @@ class StripeSimulator(WindowedSimulator):
             return self.error(400, "invalid_request_error", "forced", text)
         if self.settings["server_error"]:
             return self.error(500, "api_error", "An unknown error occurred")
+        version = request.headers.get("Stripe-Version")
+        if version is not None and not _VERSION.fullmatch(version):
+            return self.error(400, "invalid_request_error", f"Invalid Stripe API version: {version[:40]}")
         key = self.key(request)
         if not key:
             return self.error(401, "invalid_request_error", "You did not provide an API key.")

@@ -1,7 +1,8 @@
 """Twilio REST: ``GET /2010-04-01/Accounts/{AccountSid}.json`` with HTTP basic auth (Account SID and Auth
 Token); errors are ``{"code", "message", "more_info", "status"}`` with Twilio's own integer code
 (20003 authentication, 20403 suspended or closed, 20404, 20429 too many concurrent requests, 20500),
-and a 200 carries the account's ``status``.
+and a 200 carries the account's ``status``. ``test_credentials``: the test Account SID and token, which
+may not read the account resource (403, 20008, a code the catalog does not list).
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ __all__ = ["TwilioSimulator"]
 #: concurrent requests an account may have in flight (the simulator's figure; Twilio sets it per account)
 CONCURRENCY = 100
 _STATUS = {"20003": 401, "20005": 401, "10001": 403, "20403": 403, "20404": 404, "20429": 429, "20500": 500,
-           "20503": 503}
+           "20503": 503, "20008": 403}
 _TEXT = {"20003": "Authenticate", "20005": "Account not active", "10001": "Account is not active",
          "20403": "Forbidden", "20404": "The requested resource was not found", "20429": "Too Many Requests",
-         "20500": "Internal Server Error", "20503": "Service Unavailable"}
+         "20500": "Internal Server Error", "20503": "Service Unavailable",
+         "20008": "Resource not accessible with Test Account Credentials"}
 
 
 class TwilioSimulator(Simulator):
@@ -33,6 +35,7 @@ class TwilioSimulator(Simulator):
     extra_settings: ClassVar[dict[str, Any]] = {
         "in_flight": 0,  # concurrent requests of the account's production traffic, now
         "account_status": "active",  # what the account resource reports: active, suspended, closed
+        "test_credentials": False,  # the credentials are the account's test credentials: 403, 20008
     }
     default_credentials: ClassVar[dict[str, str]] = {"account_sid": "AC0000000000000000000000000000demo",
                                                      "auth_token": "demo-twilio-auth-token-0000000"}
@@ -76,6 +79,8 @@ class TwilioSimulator(Simulator):
             return self.error("20003")
         if self.settings["disabled"]:
             return self.error("20403")
+        if self.settings["test_credentials"]:
+            return self.error("20008")
         if self.settings["rate_limited"] or self.settings["in_flight"] + 1 > CONCURRENCY:
             return self.error("20429")
         sid = request.match_info["sid"]

@@ -47,6 +47,13 @@ local g = import '../lib/grafana.libsonnet';
   },
   local upMap = g.valueMap({ '0': { text: 'DOWN', color: 'red' }, '1': { text: 'UP', color: 'green' } }),
   local redGreen = [{ color: 'red', value: null }, { color: 'green', value: 1 }],
+  // Is it us or them: the vendor's own status page (per target: what it declares on the components
+  // the target watches, 2 an incident, 1 a maintenance, 0 operational) and our egress
+  local vendorWord(sel) = '2 * max by (%(k)s, target) (apistatus_vendor_incident_active{%(s)s}) + max by (%(k)s, target) (apistatus_vendor_maintenance{%(s)s})' % { k: keep, s: sel },
+  local vendorMap = g.valueMap({ '0': { text: 'operational', color: 'green' }, '1': { text: 'MAINTENANCE', color: 'purple' },
+                                 '2': { text: 'INCIDENT', color: 'red' }, '3': { text: 'INCIDENT', color: 'red' } }),
+  local vendorSteps = [{ color: 'green', value: null }, { color: 'purple', value: 1 }, { color: 'red', value: 2 }],
+  local vendorSel = exporters + ',vendor=~"$vendor"',
 
   local overviewSel = fleet + ',vendor=~"$vendor",target=~"$target"',
   local overview = g.dashboard(
@@ -54,6 +61,24 @@ local g = import '../lib/grafana.libsonnet';
     'Every third-party API target probed by apistatus-exporter: class, availability, maintenance, credentials, quotas, rate limits, latency, and the exporters\' own health.',
     d, variables(true),
     [
+      g.row('Is it us or them?'),
+      g.stat('Our egress', 'Each egress of the exporters: DOWN when an egress check fails or most targets behind it fail at the transport level at once across three vendors (ApistatusEgressDown pages once and mutes the vendors\' network-error and timeout alerts behind it).',
+             [g.target('1 - max by (%s, egress) (apistatus_egress_suspected_down{%s} or (1 - apistatus_egress_up{%s}))' % [keep, exporters, exporters], '{{egress}} ({{job}})', instant=true)],
+             upMap, redGreen, w=8) { links: [runbook('ApistatusEgressDown')] },
+      g.stat('What the vendor says', 'What each vendor\'s own status page declares on the components each target watches (status_components): an incident, a maintenance, or operational. Beside the class we measure: DOWN here and operational there means the vendor may not know yet.',
+             [g.target(vendorWord(fleet + ',vendor=~"$vendor",target=~"$target"'), '{{target}} ({{job}})', instant=true)],
+             vendorMap, vendorSteps, w=16) { links: [runbook('ApistatusTargetDown'), runbook('ApistatusVendorDeclaredMaintenance')] },
+      g.panel('table', 'Incidents and maintenances the vendors declare', 'Unresolved incidents and scheduled or running maintenances on the vendors\' own status pages, with whether the last read of each page worked.', [
+        g.target('max by (%s, vendor, name, impact, status) (apistatus_vendor_incident_info{%s})' % [keep, vendorSel], instant=true, format='table'),
+        g.target('max by (%s, vendor, name, status) (apistatus_vendor_maintenance_info{%s})' % [keep, vendorSel], instant=true, format='table'),
+      ], w=16, h=6) {
+        options: { showHeader: true, cellHeight: 'sm', footer: { show: false, reducer: ['sum'], countRows: false, fields: '' } },
+        transformations: [{ id: 'merge', options: {} }, { id: 'organize', options: { excludeByName: { Time: true, 'Value #A': true, 'Value #B': true } } }],
+      },
+      g.stat('Status page read', 'Whether the last read of each vendor\'s status page worked (one conditional request a minute at most).',
+             [g.target('max by (%s, vendor) (apistatus_vendor_status_fetch_success{%s})' % [keep, vendorSel], '{{vendor}}', instant=true)],
+             g.valueMap({ '0': { text: 'FAILED', color: 'orange' }, '1': { text: 'ok', color: 'green' } }),
+             [{ color: 'orange', value: null }, { color: 'green', value: 1 }], w=8, h=6),
       g.row('Targets'),
       classTimeline('Class of each target over time',
                     'The class of the last answer of each target (classes: %s).' % std.join(', ', [k[0] for k in classes]), overviewSel),
@@ -162,6 +187,10 @@ local g = import '../lib/grafana.libsonnet';
         fieldConfig+: { defaults+: { links: [{ title: 'Target page on the exporter', url: (if c.exporterURL != '' then c.exporterURL else 'http://${__field.labels.instance}') + '/targets/${__field.labels.target}', targetBlank: true }] } },
         links: [runbook('ApistatusTargetDown')],
       },
+      g.timeseries('Ours beside the vendor\'s word', 'Our check (1 up, 0 down) beside what the vendor\'s own status page declares on the components this target watches (2 an incident, 1 a maintenance, 0 operational).', [
+        g.target('max by (%s) (apistatus_up{%s})' % [keep, targetSel], 'our check ({{job}})'),
+        g.target(vendorWord(targetSel), 'the vendor says ({{job}})', refId='B'),
+      ], w=24) { links: [runbook('ApistatusTargetDown'), runbook('ApistatusVendorDeclaredMaintenance')] },
       g.timeseries('Codes over time', 'Answers by class and vendor code.',
                    [g.target('sum by (%s, class, code) (increase(apistatus_responses_total{%s}[$__rate_interval]))' % [keep, targetSel], '{{class}} {{code}} ({{job}})')]),
       g.timeseries('Latency', 'Duration of a probe, all attempts included.', [

@@ -17,6 +17,7 @@ import yaml
 
 from exporter.app import Exporter
 from exporter.config import load_config
+from exporter.model import ConfigError
 
 from ..conftest import ROOT
 
@@ -73,7 +74,8 @@ CASES = [
 
 def _expected(file: Path, path: str, case: Case, vendor: str, creds: list[str]) -> str:
     reason = case.reason.format(vendor=vendor, creds=", ".join(creds))
-    return f"{file}: {path}: {reason} (got {case.value!r})"
+    # the value as the error shows any value: as YAML, never a Python repr
+    return str(ConfigError(str(file), path, reason, case.value))
 
 
 def _override(tmp_path: Path, case: Case) -> tuple[Path, str]:

@@ -148,21 +148,24 @@ async def test_api_lists_every_target_in_the_documented_shape(vendor: tuple[Vend
         await wait_for(ex, probed("flip-a", "shop:1", "flip-b"))
         status, doc = await get_json(ex, "/api/v1/targets")
     assert status == 200
-    assert set(doc) == {"generated_at", "targets"}
+    assert set(doc) == {"generated_at", "targets", "egress"}
     assert [t["name"] for t in doc["targets"]] == ["flip-a", "shop:1", "flip-b"]
     a = doc["targets"][0]
     assert set(a) == {
         "name", "vendor", "vendor_title", "docs_url", "labels", "interval_seconds", "class", "up", "since", "code",
         "message", "http_status", "latency_seconds", "last_probe", "attempts", "next_probe", "backoff_seconds",
         "consecutive_failures", "maintenance", "retry_after_seconds", "clock_skew_seconds", "quotas",
-        "recent_classes", "probes", "tls_cert_expiry", "phases", "http_client"}
+        "recent_classes", "probes", "tls_cert_expiry", "phases", "http_client", "vendor_status"}
+    assert a["vendor_status"] is None  # Flipsnack publishes no status page
     assert a["labels"] == {"team": HOSTILE}
     assert (a["vendor"], a["class"], a["up"], a["code"], a["message"], a["http_status"]) == (
         "flipsnack", "ok", True, "20", "OK", 200)
     # Flipsnack's upload quota resets monthly: reset_at is the start of the next month (UTC)
     from exporter.classify import next_reset
     assert a["quotas"] == [{"name": "uploads", "remaining": 900.0, "limit": 1000.0,
-                            "reset_at": next_reset("monthly", a["last_probe"])}]
+                            "reset_at": next_reset("monthly", a["last_probe"]),
+                            # reported by the latest answer: its age, and not stale
+                            "as_of": a["last_probe"], "stale": False}]
     assert a["recent_classes"][-1] == "ok" and a["maintenance"] is False and a["latency_seconds"] >= 0
     assert a["next_probe"] >= a["last_probe"]
     shop = doc["targets"][1]

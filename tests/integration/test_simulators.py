@@ -364,3 +364,60 @@ async def test_hostile_requests_get_the_vendors_error_never_a_crash() -> None:
             assert (status, body["code"]) == (200, 514)  # a signed request with a `t` that is not a number
     finally:
         await sims.close()
+
+
+# --- the SaaS simulators answer as the real APIs do --------------------------------------------------
+
+async def test_github_anonymous_rate_limit_says_60_in_the_body_and_the_headers_alike() -> None:
+    from exporter.simulators.github import GithubSimulator
+
+    async with running(lambda clock: GithubSimulator(clock)) as (sim, _, session):
+        status, headers, body = await get_json(session, "GET", sim.base_url + "/rate_limit")
+        lower = {name.lower(): value for name, value in headers.items()}
+        assert status == 200
+        assert body["resources"]["core"]["limit"] == body["rate"]["limit"] == 60
+        assert (lower["x-ratelimit-limit"], lower["x-ratelimit-remaining"]) == ("60", "60")
+        auth = {"Authorization": "Bearer " + sim.credentials()["token"]}
+        status, headers, body = await get_json(session, "GET", sim.base_url + "/rate_limit", headers=auth)
+        lower = {name.lower(): value for name, value in headers.items()}
+        assert body["resources"]["core"]["limit"] == 5000 and lower["x-ratelimit-limit"] == "5000"
+
+
+async def test_github_enterprise_without_rate_limiting_and_a_secondary_limit_without_retry_after() -> None:
+    from exporter.simulators.github import GithubSimulator
+
+    async with running(lambda clock: GithubSimulator(clock)) as (sim, _, session):
+        auth = {"Authorization": "Bearer " + sim.credentials()["token"]}
+        sim.control(enterprise=True)
+        status, headers, body = await get_json(session, "GET", sim.base_url + "/rate_limit", headers=auth)
+        assert (status, body["message"]) == (404, "Rate limiting is not enabled.")
+        assert not any(name.lower().startswith("x-ratelimit") for name in headers)
+        sim.control(reset=True, secondary=True, retry_after=0)
+        status, headers, body = await get_json(session, "GET", sim.base_url + "/rate_limit", headers=auth)
+        assert status == 403 and "secondary rate limit" in body["message"]
+        assert "retry-after" not in {name.lower() for name in headers}
+
+
+async def test_stripe_refuses_a_stripe_version_that_is_not_one() -> None:
+    from exporter.simulators.stripe import StripeSimulator
+
+    async with running(lambda clock: StripeSimulator(clock)) as (sim, _, session):
+        auth = {"Authorization": "Bearer " + sim.credentials()["secret_key"]}
+        for version, want in (("2024-06-20", 200), ("2025-03-31.basil", 200), ("latest", 400)):
+            status, _, body = await get_json(session, "GET", sim.base_url + "/v1/balance",
+                                             headers={**auth, "Stripe-Version": version})
+            assert status == want, (version, body)
+        assert body["error"]["message"] == "Invalid Stripe API version: latest"
+
+
+async def test_twilio_test_credentials_get_20008() -> None:
+    from exporter.simulators.twilio import TwilioSimulator
+
+    async with running(lambda clock: TwilioSimulator(clock)) as (sim, _, session):
+        creds = sim.credentials()
+        sim.control(test_credentials=True)
+        status, _, body = await get_json(session, "GET", f"{sim.base_url}/2010-04-01/Accounts/"
+                                         f"{creds['account_sid']}.json",
+                                         headers={"Authorization": aiohttp.encode_basic_auth(
+                                             creds["account_sid"], creds["auth_token"])})
+        assert (status, body["code"], body["status"]) == (403, 20008, 403)

@@ -248,12 +248,12 @@ async def test_movingimage_one_relogin_on_a_401_before_auth_counts(sims: tuple[S
         assert (after["health"] - before["health"], after["login"] - before["login"]) == (0, 1)
 
 
-# --- a sixth vendor, in YAML only --------------------------------------------------------------------
+# --- a vendor of your own, in YAML only---------------------------------------------------------------
 
 def docs_example() -> dict[str, Any]:
     """The worked example catalog of docs/vendors.md, so the docs and this test cannot drift apart."""
     text = (ROOT / "docs/vendors.md").read_text(encoding="utf-8")
-    section = text.split("## Adding a sixth vendor in YAML", 1)[1]
+    section = text.split("## Adding a vendor of your own in YAML", 1)[1]
     block = re.search(r"```yaml\n(.*?)```", section, re.S)
     assert block is not None, "docs/vendors.md lost its example catalog"
     doc = yaml.safe_load(block.group(1))

@@ -32,7 +32,7 @@ from exporter._yamlnode import ConfigError
 from exporter.app import Exporter
 from exporter.clock import FakeClock
 from exporter.simulators.faults import FaultServer, LoopbackResolver
-from exporter.web import make_app
+from exporter.web import ConnectionGuard, GuardedSite, ServerLimits, make_app
 from exporter.webconfig import (
     BasicAuth,
     WebConfigError,
@@ -75,6 +75,7 @@ def certs(tmp_path: Path, ca: trustme.CA) -> Path:
     server.private_key_pem.write_to_path(str(tmp_path / "server.key"))
     server.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    (tmp_path / "empty.pem").write_bytes(b"")
     return tmp_path
 
 
@@ -147,7 +148,9 @@ async def serving(web_yml: Path, text: str | None = None, clock: FakeClock | Non
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=ctx).start()
+    # the exporter's own site: it waits for a changed web config to be re-read before each handshake
+    guard = ConnectionGuard(ServerLimits(), lambda: 10)
+    await GuardedSite(runner, "127.0.0.1", port, guard=guard, ssl_context=ctx).start()
     try:
         yield port
     finally:
@@ -244,20 +247,16 @@ async def test_all_toolkit_cipher_names_are_accepted_and_tls13_is_unaffected(cer
         assert r is not None and r.cipher == "ECDHE-RSA-AES128-SHA"  # Go's CBC-SHA suite, mapped
 
 
-async def test_curve_preferences_one_and_several(certs: Path, ca: trustme.CA) -> None:
+async def test_curve_preferences_one_curve(certs: Path, ca: trustme.CA) -> None:
     async with serving(certs / "web.yml", TLS + "  min_version: TLS13\n  curve_preferences: [CurveP521]\n") as port:
         assert await get(port, client_ctx(ca, curve="secp384r1")) is None
         r = await get(port, client_ctx(ca, curve="secp521r1"))
         assert r is not None and r.status == 200
-    async with serving(certs / "web.yml", TLS + "  curve_preferences: [CurveP384, X25519]\n") as port:
-        for curve in ("secp384r1", "X25519"):
+    # no list: OpenSSL's defaults, every curve the toolkit names among them
+    async with serving(certs / "web.yml", TLS) as port:
+        for curve in ("prime256v1", "secp384r1", "secp521r1", "X25519"):
             r = await get(port, client_ctx(ca, curve=curve))
             assert r is not None and r.status == 200, curve
-        assert await get(port, client_ctx(ca, curve="prime256v1")) is None
-    async with serving(certs / "web.yml", TLS + "  curve_preferences: [CurveP256, CurveP384, CurveP521, X25519]\n"
-                       ) as port:
-        r = await get(port, client_ctx(ca, curve="prime256v1"))
-        assert r is not None and r.status == 200
 
 
 async def test_http2_is_accepted_and_http11_is_offered(certs: Path, ca: trustme.CA) -> None:
@@ -274,7 +273,8 @@ async def test_http2_is_accepted_and_http11_is_offered(certs: Path, ca: trustme.
 # --- client certificates --------------------------------------------------------------------------------
 
 
-def self_signed(tmp: Path, *, uri: str | None = None, dns: str | None = None) -> ssl.SSLContext:
+def self_signed(tmp: Path, *, uri: str | None = None, dns: str | None = None) -> tuple[ssl.SSLContext, Path]:
+    """A client context with a self-signed certificate, and its PEM file (a client CA of its own)."""
     """A self-signed client certificate no CA vouches for (cryptography, for a URI SAN trustme cannot make)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "self-signed client")])
@@ -295,7 +295,7 @@ def self_signed(tmp: Path, *, uri: str | None = None, dns: str | None = None) ->
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     ctx = ssl.create_default_context()
     ctx.load_cert_chain(str(pem))
-    return ctx
+    return ctx, pem
 
 
 def with_trust(ctx: ssl.SSLContext, ca: trustme.CA) -> ssl.SSLContext:
@@ -303,25 +303,17 @@ def with_trust(ctx: ssl.SSLContext, ca: trustme.CA) -> ssl.SSLContext:
     return ctx
 
 
-async def test_require_any_client_cert_takes_an_unverified_certificate_without_a_ca(
-        certs: Path, ca: trustme.CA, other_ca: trustme.CA) -> None:
-    async with serving(certs / "web.yml", TLS + "  client_auth_type: RequireAnyClientCert\n") as port:
-        assert await get(port, client_ctx(ca)) is None  # no certificate: refused
-        r = await get(port, with_trust(self_signed(certs), ca))
-        assert r is not None and r.status == 200
-        r = await get(port, client_ctx(ca, other_ca.issue_cert("someone")))
-        assert r is not None and r.status == 200
-    # the old name the toolkit keeps for it
-    async with serving(certs / "web.yml", TLS + "  client_auth_type: RequireClientCert\n") as port:
-        assert await get(port, client_ctx(ca)) is None
-
-
-async def test_request_client_cert_asks_but_needs_nothing(certs: Path, ca: trustme.CA) -> None:
-    async with serving(certs / "web.yml", TLS + "  client_auth_type: RequestClientCert\n") as port:
-        r = await get(port, client_ctx(ca))
-        assert r is not None and r.status == 200
-        r = await get(port, with_trust(self_signed(certs), ca))
-        assert r is not None and r.status == 200
+@pytest.mark.parametrize("mode", ["RequireAnyClientCert", "RequireClientCert", "RequestClientCert"])
+def test_an_unverified_client_certificate_mode_is_refused_with_the_reason(certs: Path, mode: str) -> None:
+    # the toolkit takes these (its testdata tls_config_noAuth.requireanyclientcert.good.yml); Python's ssl
+    # has no way to ask for a certificate without verifying it, so this refuses them instead of faking it
+    wc = certs / "web.yml"
+    wc.write_text(TLS + f"  client_auth_type: {mode}\n  client_ca_file: ca.pem\n")
+    with pytest.raises(WebConfigError) as err:
+        validate_web_config(wc)
+    msg = str(err.value)
+    assert msg.startswith(f"{wc}: tls_server_config.client_auth_type: {mode} takes a client certificate without "
+                          "verifying it, which Python's ssl module cannot do"), msg
 
 
 async def test_verify_client_cert_if_given(certs: Path, ca: trustme.CA, other_ca: trustme.CA) -> None:
@@ -351,9 +343,17 @@ async def test_require_and_verify_client_cert(certs: Path, ca: trustme.CA, other
     async with serving(certs / "web.yml", inline) as port:
         r = await get(port, client_ctx(ca, ca.issue_cert("prometheus")))
         assert r is not None and r.status == 200
-    # without a CA file: accepted, and a private CA's certificate does not verify against system roots
-    async with serving(certs / "web.yml", TLS + "  client_auth_type: RequireAndVerifyClientCert\n") as port:
-        assert await get(port, client_ctx(ca, ca.issue_cert("prometheus"))) is None
+
+
+def test_require_and_verify_client_cert_needs_a_client_ca(certs: Path) -> None:
+    # the toolkit's testdata pairs RequireAndVerifyClientCert with client_ca_file; without one Go would
+    # verify client certificates against the system's public roots: anyone with a public certificate
+    wc = certs / "web.yml"
+    wc.write_text(TLS + "  client_auth_type: RequireAndVerifyClientCert\n")
+    with pytest.raises(WebConfigError) as err:
+        validate_web_config(wc)
+    assert str(err.value).startswith(f"{wc}: tls_server_config.client_auth_type: RequireAndVerifyClientCert needs "
+                                     "client_ca_file (or client_ca)"), err.value
 
 
 @pytest.mark.parametrize(("allowed", "identities", "ok"), [
@@ -376,11 +376,15 @@ async def test_client_allowed_sans_with_verified_certificates(
 
 async def test_client_allowed_sans_uri_and_a_client_without_certificate(certs: Path, ca: trustme.CA) -> None:
     uri = "spiffe://cluster.local/ns/monitoring/sa/prometheus"
-    cfg = TLS + f"  client_auth_type: RequireAnyClientCert\n  client_allowed_sans: ['{uri}']\n"
+    good, good_pem = self_signed(certs, uri=uri)
+    bad, bad_pem = self_signed(certs, uri=uri + "x")
+    (certs / "clients.pem").write_bytes(good_pem.read_bytes() + bad_pem.read_bytes())
+    cfg = TLS + f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: clients.pem\n" \
+        f"  client_allowed_sans: ['{uri}']\n"
     async with serving(certs / "web.yml", cfg) as port:
-        r = await get(port, with_trust(self_signed(certs, uri=uri), ca))
+        r = await get(port, with_trust(good, ca))
         assert r is not None and r.status == 200
-        assert await get(port, with_trust(self_signed(certs, uri=uri + "x"), ca)) is None
+        assert await get(port, with_trust(bad, ca)) is None  # verified, but its SAN is not allowed
     # VerifyClientCertIfGiven with an allow-list: a client without certificate is refused too (as the toolkit)
     cfg = TLS + "  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: ca.pem\n  client_allowed_sans: [x]\n"
     async with serving(certs / "web.yml", cfg) as port:
@@ -466,7 +470,9 @@ async def test_tls_and_basic_auth_guard_every_endpoint(certs: Path, ca: trustme.
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=ctx).start()
+    # the exporter's own site: it waits for a changed web config to be re-read before each handshake
+    guard = ConnectionGuard(ServerLimits(), lambda: 10)
+    await GuardedSite(runner, "127.0.0.1", port, guard=guard, ssl_context=ctx).start()
     cctx = client_ctx(ca)
     try:
         right = basic("prometheus", PASSWORD)
@@ -526,8 +532,10 @@ async def test_go_bcrypt_quirks(hashed: str) -> None:
     auth = BasicAuth()
     long_pw = "x" * 72
     h = bcrypt.hashpw(long_pw.encode(), bcrypt.gensalt(4)).decode()
-    # Go's bcrypt uses the first 72 bytes; a longer password with the same start is accepted
-    assert await auth.check({"u": h}, basic("u", long_pw + "tail"))
+    assert await auth.check({"u": h}, basic("u", long_pw))  # 72 bytes: bcrypt's whole input
+    # Go's bcrypt refuses a longer password (it would compare only its first 72 bytes): so does this
+    assert not await auth.check({"u": h}, basic("u", long_pw + "tail"))
+    assert not await auth.check({"u": h}, basic("u", long_pw + "\u00e9"))  # 74 bytes in UTF-8
     # $2a$/$2y$/$2x$ prefixes are all the same algorithm to Go
     for prefix in ("$2a$", "$2y$", "$2x$"):
         assert await auth.check({"u": prefix + hashed[4:]}, basic("u", PASSWORD)), prefix
@@ -600,8 +608,11 @@ async def test_users_and_headers_are_re_read_per_request(certs: Path, hashed: st
         touch_later(wc, "basic_auth_users: [broken\n")
         caplog.clear()
         for _ in range(5):
+            # the previous settings stay in force (the toolkit would answer 500 until the file is fixed)
             r = await get(port, auth=basic("prometheus", PASSWORD))
-            assert r is not None and r.status == 500  # as the toolkit, until the file is fixed
+            assert r is not None and r.status == 200
+            r = await get(port)
+            assert r is not None and r.status == 401
         errors = [rec.getMessage() for rec in caplog.records if rec.levelname == "ERROR"]
         assert len(errors) == 1 and "web.yml: invalid YAML" in errors[0]  # once per change, not per request
         touch_later(wc, "{}\n")
@@ -621,15 +632,19 @@ async def test_certificates_are_re_read_per_connection(certs: Path, ca: trustme.
         assert await get(port, client_ctx(ca)) is None
         r = await get(port, client_ctx(other_ca))
         assert r is not None and r.status == 200
-        # a broken key: new handshakes fail (as Go's GetConfigForClient), until it is fixed
+        # a broken key: the certificate that works stays in use until the files are fixed (the toolkit
+        # would fail every handshake meanwhile)
         (certs / "server.key").write_text("not a key\n")
-        assert await get(port, client_ctx(other_ca)) is None
+        r = await get(port, client_ctx(other_ca))
+        assert r is not None and r.status == 200
         renewed.private_key_pem.write_to_path(str(certs / "server.key"))
         r = await get(port, client_ctx(other_ca))
         assert r is not None and r.status == 200
         # client_auth_type changed in the file: applies to the next connection
-        touch_later(wc, TLS + "  client_auth_type: RequireAnyClientCert\n")
+        touch_later(wc, TLS + "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n")
         assert await get(port, client_ctx(other_ca)) is None
+        r = await get(port, client_ctx(other_ca, ca.issue_cert("prometheus")))
+        assert r is not None and r.status == 200
 
 
 # --- what the toolkit accepts, and what it refuses ---------------------------------------------------------
@@ -640,14 +655,13 @@ GOOD = [
     "tls_server_config:\n",
     "tls_server_config: {}\nbasic_auth_users: {}\n",
     TLS + "  client_auth_type: VerifyClientCertIfGiven\n",
-    TLS + "  client_auth_type: RequireAndVerifyClientCert\n",
-    TLS + "  client_auth_type: RequireAnyClientCert\n",
+    TLS + "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n",
     TLS + "  client_auth_type: ''\n",
-    TLS + "  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: /dev/null\n",  # an empty CA pool
+    TLS + "  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: empty.pem\n",  # an empty CA pool
     TLS + "  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384]\n  max_version: TLS12\n"
           "http_server_config:\n  http2: false\n",
     TLS + "  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384]\n  min_version: TLS13\n",
-    TLS + "  curve_preferences: [CurveP256, CurveP384, CurveP521, X25519]\n",
+    TLS + "  curve_preferences: [X25519]\n",
     TLS + "  min_version: ~\n  max_version: ~\n",
     TLS + "  prefer_server_cipher_suites: no\n",
     TLS + "  client_allowed_sans: []\n",
@@ -694,6 +708,9 @@ BAD = [
      "tls_server_config.cert_file: the key does not belong to the certificate"),
     ("tls_server_config: {cert_file: server.crt, key_file: server.key, client_ca_file: /dev/null}\n",
      "tls_server_config.client_auth_type: a client CA is configured without a client auth policy"),
+    # read as the main config's files are: a device, a FIFO or a directory is refused from its stat
+    (TLS + "  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: /dev/zero\n",
+     "tls_server_config.client_ca_file: cannot read /dev/zero: is a character device, not a regular file"),
     ("tls_server_config: {cert_file: server.crt, key_file: server.key, client_auth_type: VerifyClientCertIfGiven, "
      "client_ca_file: somefile}\n", "tls_server_config.client_ca_file: cannot read"),
     ("tls_server_config: {cert_file: server.crt, key_file: server.key, client_auth_type: Sometimes}\n",
@@ -708,6 +725,14 @@ BAD = [
      "[TLS_RSA_WITH_AES_128_GCM_SHA256]}\n", "tls_server_config.cipher_suites[0]: unknown"),  # Go: insecure list
     ("tls_server_config: {cert_file: server.crt, key_file: server.key, curve_preferences: [CurveP257]}\n",
      "tls_server_config.curve_preferences[0]: unknown curve"),
+    # the toolkit's testdata web_config_noAuth_allCurves.good.yml: several curves in order, which Python's
+    # ssl cannot set (one curve only)
+    (TLS + "  curve_preferences: [CurveP256, CurveP384, CurveP521, X25519]\n",
+     "tls_server_config.curve_preferences: lists more than one curve, and Python's ssl module can set only one"),
+    (TLS + "  client_auth_type: RequireAndVerifyClientCert\n",
+     "tls_server_config.client_auth_type: RequireAndVerifyClientCert needs client_ca_file"),
+    (TLS + "  client_auth_type: RequireAnyClientCert\n",
+     "tls_server_config.client_auth_type: RequireAnyClientCert takes a client certificate without verifying it"),
     ("tls_server_config: {cert_file: server.crt, key_file: server.key, cipher_suites: "
      "[TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384], max_version: TLS12}\n",
      "tls_server_config.cipher_suites: with http2 on"),  # Go's HTTP/2 server refuses it
@@ -846,3 +871,54 @@ async def test_probe_accepts_only_configured_target_names(tmp_path: Path) -> Non
             await exp.close()
     finally:
         await faults.close()
+
+
+async def test_a_request_whose_password_check_cannot_start_in_time_gets_503(
+        certs: Path, hashed: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from exporter.webconfig import auth as auth_module
+
+    monkeypatch.setattr(auth_module, "CHECK_DEADLINE", 0.3)
+    release = threading.Event()
+
+    def slow(password: bytes, h: bytes) -> bool:
+        release.wait(10)  # a check that holds the only slot (a costly hash, a flood)
+        return bool(bcrypt.checkpw(password, h))
+
+    checker = BasicAuth(slow)
+    users = {"prometheus": hashed}
+    first = asyncio.create_task(checker.check(users, basic("prometheus", "wrong-1")))
+    await asyncio.sleep(0.05)
+    with pytest.raises(auth_module.AuthBusy):
+        await checker.check(users, basic("prometheus", "wrong-2"))
+    release.set()
+    assert not await first
+    # served over HTTP: 503 with Retry-After, not 401 and not a wait without end
+    release.clear()
+    import exporter.webconfig as webconfig_package
+
+    monkeypatch.setattr(webconfig_package, "BasicAuth", lambda: checker)  # the one apply_web_config makes
+    async with serving(certs / "web.yml", f"basic_auth_users: {{prometheus: '{hashed}'}}\n") as port:
+        holding = asyncio.create_task(get(port, auth=basic("prometheus", "wrong-3")))
+        await asyncio.sleep(0.1)
+        r = await get(port, auth=basic("prometheus", "wrong-4"))
+        assert r is not None and r.status == 503 and r.headers["retry-after"] == "1"
+        release.set()
+        held = await holding
+        assert held is not None and held.status == 401
+
+
+async def test_a_fifo_in_place_of_the_key_keeps_the_working_certificate_and_the_loop_free(
+        certs: Path, ca: trustme.CA, caplog: pytest.LogCaptureFixture) -> None:
+    async with serving(certs / "web.yml", TLS) as port:
+        r = await get(port, client_ctx(ca))
+        assert r is not None and r.status == 200
+        (certs / "server.key").unlink()
+        os.mkfifo(certs / "server.key")  # an open of it would wait for a writer forever
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        r = await get(port, client_ctx(ca))
+        assert r is not None and r.status == 200  # the certificate that worked is still served
+        assert loop.time() - started < 2
+    assert any("server.key: is a FIFO, not a regular file" in rec.getMessage() for rec in caplog.records)

@@ -241,7 +241,7 @@ def test_config_example_passes_the_check_once_its_variables_are_set(tmp_path: Pa
     env = {n: ("/monitoring/check" if n.endswith("_PATH") else "x1") for n in names}
     ok = run("--config.file", str(path), "--config.check", env=env)
     assert ok.returncode == 0, ok.stderr
-    assert "OK, 1 targets" in ok.stdout
+    assert "OK, 1 target, vendors: " in ok.stdout
 
 
 def test_config_example_takes_several_vendors_and_refuses_an_unknown_one_in_one_line() -> None:

@@ -52,8 +52,10 @@ TEST_CONFIG = """{_config+:: {
            ApistatusQuotaExhaustionPredicted: '1h', ApistatusQuotaExceeded: '4s', ApistatusProbesStale: '6s',
            ApistatusConfigReloadFailed: '4s', ApistatusExporterAbsent: '4s', ApistatusExporterOverloaded: '4s',
            ApistatusProbeScrapeFailed: '4s', ApistatusCertificateExpiringSoon: '4s',
-           ApistatusErrorBudgetBurnFast: '6s', ApistatusErrorBudgetBurnSlow: '6s', ApistatusBudgetDelayingProbes: '4s'},
+           ApistatusErrorBudgetBurnFast: '6s', ApistatusErrorBudgetBurnSlow: '6s', ApistatusBudgetDelayingProbes: '4s',
+           ApistatusVendorDeclaredMaintenance: '2s', ApistatusEgressDown: '2s', ApistatusTargetBehindEgressDown: '1s'},
   maintenanceKeepFiringFor: '30s',
+  egressKeepFiringFor: '15s',
   staleMinSeconds: 5,
   thresholds+: {rateLimitedWindow: '10s', startLagSeconds: 1, startLagWindow: '10s', budgetDelayWindow: '10s'},
   slo+: {fast: [{long: '60s', short: '10s', factor: 14.4}], slow: [{long: '1h', short: '10m', factor: 3}]},
@@ -258,7 +260,8 @@ def start(stack: Stack) -> None:
     # the shipped routes and inhibit rules; delivery to this test, and fast enough for a test
     am["route"].update(group_wait="1s", group_interval="2s", repeat_interval="1h")
     for r in am["receivers"]:
-        r["webhook_configs"] = [{"url": f"{stack.webhook.url}/{r['name']}", "send_resolved": False}]
+        if r["name"] != "null":  # routed nowhere, as shipped
+            r["webhook_configs"] = [{"url": f"{stack.webhook.url}/{r['name']}", "send_resolved": False}]
     (stack.tmp / "alertmanager.yml").write_text(yaml.safe_dump(am))
     url = f"http://127.0.0.1:{free_port()}"
     stack.spawn("alertmanager", [need("prometheus-alertmanager"), f"--config.file={stack.tmp / 'alertmanager.yml'}",
@@ -373,3 +376,154 @@ def test_each_incident_sends_exactly_one_notification_at_its_severity(stack: Sta
     assert float(cert["value"][1]) == stack.tls.not_after()
     assert stack.query('apistatus_tls_cert_expiry_timestamp_seconds{job="apistatus",target!="tls-openai"}') == []
     print(f"\n{len(got)} incidents, one notification each, in {time.monotonic() - started:.0f}s")
+
+
+# --- our own egress: one page for an egress outage, none per vendor ---------------------------------
+
+EGRESS_VENDORS = ("bannersnack", "bizwebs", "rubiq", "flipsnack", "movingimage")
+
+
+class Proxy:
+    """Debian's tinyproxy at a fixed port, stopped and started again by the test (our egress)."""
+
+    def __init__(self, directory: Path) -> None:
+        from tests.egress_support import tinyproxy_binary
+
+        self.binary = tinyproxy_binary()
+        self.port = free_port()
+        self.conf = directory / "tinyproxy.conf"
+        self.conf.write_text("\n".join([f"Port {self.port}", "Listen 127.0.0.1", "Timeout 20", "MaxClients 64",
+                                         "Allow 127.0.0.1", "LogLevel Critical", "DisableViaHeader Yes"]) + "\n")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(["timeout", "-k", "5", str(LIFETIME), self.binary, "-d", "-c", str(self.conf)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        wait_for("tinyproxy to listen", lambda: _listens(self.port) or None, 10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(10)
+        self.proc = None
+
+
+def _listens(port: int) -> bool:
+    import socket
+
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        return True
+    return False
+
+
+@pytest.fixture(scope="module")
+def egress_stack() -> Iterator[tuple[Stack, Proxy]]:
+    need("prometheus")
+    need("prometheus-alertmanager")
+    s = Stack()
+    proxy = Proxy(s.tmp)
+    try:
+        proxy.start()
+        proc = s.spawn("sims", [sys.executable, "-m", "exporter", "simulate", "--json"], stdout=subprocess.PIPE)
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 40)
+        assert ready, s.log("sims")
+        s.sims["a"] = sims = json.loads(proc.stdout.readline())
+        # ten targets of five vendors, every request through the proxy; the egress check too
+        targets = [{**target("a", v, sims[v], f"{v}-{i}"), "interval": "4s" if v == "flipsnack" else "2s"}
+                   for v in EGRESS_VENDORS for i in (1, 2)]
+        config = {"global": {"interval": "2s", "timeout": "1s", "http_client": {"proxy_url": proxy.url}},
+                  "egress_checks": [{"name": "corp-proxy", "url": sims["bannersnack"]["control_url"],
+                                     "expect_status": [200]}],
+                  "targets": targets}
+        path = s.tmp / "egress.yml"
+        path.write_text(yaml.safe_dump(config))
+        port = free_port()
+        s.spawn("exporter", [sys.executable, "-m", "exporter", "--config", str(path), "--listen", f"127.0.0.1:{port}",
+                             "--log-level", "error"])
+        s.exporters["exporter"] = f"127.0.0.1:{port}"
+        s.ready("exporter", f"http://127.0.0.1:{port}")
+
+        m = render.evaluate(TEST_CONFIG)
+        am = m["alertmanager"]
+        am["route"].update(group_wait="1s", group_interval="2s", repeat_interval="1h")
+        for r in am["receivers"]:
+            if r["name"] != "null":
+                r["webhook_configs"] = [{"url": f"{s.webhook.url}/{r['name']}", "send_resolved": False}]
+        (s.tmp / "alertmanager.yml").write_text(yaml.safe_dump(am))
+        url = f"http://127.0.0.1:{free_port()}"
+        s.spawn("alertmanager", [need("prometheus-alertmanager"), f"--config.file={s.tmp / 'alertmanager.yml'}",
+                                 f"--storage.path={s.tmp / 'am'}", "--cluster.listen-address=", "--log.level=warn",
+                                 f"--web.listen-address={url.removeprefix('http://')}"])
+        s.alertmanager = s.ready("alertmanager", url)
+        (s.tmp / "alerts.yml").write_text(yaml.safe_dump(m["alerts"]))
+        (s.tmp / "rules.yml").write_text(yaml.safe_dump(m["rules"]))
+        prom = m["prometheus"]
+        prom["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+        prom["rule_files"] = [str(s.tmp / "rules.yml"), str(s.tmp / "alerts.yml")]
+        prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [s.alertmanager.removeprefix("http://")]
+        prom["scrape_configs"] = [j for j in prom["scrape_configs"] if j["job_name"] == "apistatus"]
+        prom["scrape_configs"][0]["static_configs"][0]["targets"] = [s.exporters["exporter"]]
+        # a scrape may take up to 2 s on a loaded machine: a missed one must not read as the exporter down
+        prom["scrape_configs"][0].update(scrape_interval="2s", scrape_timeout="2s")
+        (s.tmp / "prometheus.yml").write_text(yaml.safe_dump(prom))
+        url = f"http://127.0.0.1:{free_port()}"
+        s.spawn("prometheus", [need("prometheus"), f"--config.file={s.tmp / 'prometheus.yml'}",
+                               f"--storage.tsdb.path={s.tmp / 'tsdb'}", "--log.level=warn",
+                               "--rules.alert.resend-delay=1s", f"--web.listen-address={url.removeprefix('http://')}"])
+        s.prometheus = s.ready("prometheus", url)
+        yield s, proxy
+    finally:
+        proxy.stop()
+        s.close()
+
+
+def _notifications(s: Stack) -> list[tuple[str, str, str]]:
+    """Every notification sent: (receiver, alertname, vendor) of its group."""
+    with s.webhook.lock:
+        return [(receiver, n["groupLabels"].get("alertname", ""), n["groupLabels"].get("vendor", ""))
+                for receiver, n in s.webhook.got]
+
+
+def test_an_egress_outage_pages_once_and_no_vendor_a_vendor_outage_still_pages(
+        egress_stack: tuple[Stack, Proxy]) -> None:
+    s, proxy = egress_stack
+    wait_for("all ten targets up through the proxy", lambda: len(s.query(
+        'apistatus_up{job="apistatus"} == 1')) == 10 or None)
+    wait_for("the egress check up", lambda: s.query('apistatus_egress_up{egress="corp-proxy"} == 1'))
+    time.sleep(3)
+    # what a loaded machine's start-up may have sent (a first scrape late enough for
+    # ApistatusExporterAbsent's 4 s): never about a vendor or the egress, and not part of the incident
+    before = _notifications(s)
+    assert [n for n in before if n[2] or n[1] == "ApistatusEgressDown"] == [], before
+
+    # the proxy goes away: every target of every vendor fails at the transport level at once
+    proxy.stop()
+    wait_for("the egress page", lambda: ("pager", "ApistatusEgressDown", "") in _notifications(s) or None)
+    wait_for("every target down in Prometheus, its page held by Alertmanager", lambda: len(s.query(
+        'ALERTS{alertname="ApistatusTargetDown",alertstate="firing"}')) == 10 or None)
+    wait_for("the targets' pages inhibited", lambda: sum(
+        a["labels"]["alertname"] == "ApistatusTargetDown" and a["status"]["state"] == "suppressed"
+        for a in s.am_alerts()) == 10 or None)
+    assert s.query('apistatus_egress_suspected_down{egress="corp-proxy"} == 1')  # the derived signal agrees
+    time.sleep(6)  # quiet time: a late vendor page (group_interval 2 s) would arrive in it
+    assert _notifications(s)[len(before):] == [("pager", "ApistatusEgressDown", "")], (
+        [(a["labels"], a["startsAt"]) for _, n in s.webhook.got for a in n["alerts"]])
+
+    # the egress is back; once its hold is over, a real vendor outage pages once, for that vendor
+    proxy.start()
+    wait_for("all ten targets up again", lambda: len(s.query('apistatus_up{job="apistatus"} == 1')) == 10 or None)
+    wait_for("the egress alerts resolved and their hold over", lambda: not s.query(
+        'ALERTS{alertname=~"ApistatusEgressDown|ApistatusTargetBehindEgressDown"}') or None)
+    assert _notifications(s)[len(before):] == [("pager", "ApistatusEgressDown", "")]  # nothing on the way back
+    s.control("a", "rubiq", server_error=True)
+    wait_for("the rubiq page", lambda: ("pager", "ApistatusTargetDown", "rubiq") in _notifications(s) or None)
+    time.sleep(5)
+    assert _notifications(s)[len(before):] == [("pager", "ApistatusEgressDown", ""),
+                                               ("pager", "ApistatusTargetDown", "rubiq")]
+    assert not s.query('ALERTS{alertname="ApistatusEgressDown"}')  # a vendor outage is not ours

@@ -224,8 +224,16 @@ def _start_exporter(stack: Stack) -> None:
         if "check" in sim:
             target["check"] = sim["check"]
         targets.append(target)
+    # the vendors' own status pages from their simulators, and one egress check: the dashboards'
+    # "is it us or them?" panels have data
+    pages = {"github": "/api/v2/summary.json", "slack": "/api/v2.0.0/current"}
+    vendors = {v: {"status_page": {"url": stack.sims[v]["control_url"].removesuffix("/_control") + path,
+                                   "format": "slack" if v == "slack" else "statuspage", "hosts": ["127.0.0.1"]}}
+               for v, path in pages.items()}
+    checks = [{"name": "loopback", "url": stack.sims["github"]["control_url"], "expect_status": [200]}]
     config = stack.tmp / "exporter.yml"
-    config.write_text(yaml.safe_dump({"global": {"interval": "1s", "timeout": "1s"}, "targets": targets}))
+    config.write_text(yaml.safe_dump({"global": {"interval": "1s", "timeout": "1s"}, "targets": targets,
+                                      "vendors": vendors, "egress_checks": checks}))
     port = free_port()
     stack.spawn("exporter", [sys.executable, "-m", "exporter", "--config", str(config),
                              "--listen", f"127.0.0.1:{port}", "--log-level", "warning"])
@@ -298,6 +306,9 @@ def start_stack() -> Stack:
     stack = Stack(Path(tempfile.mkdtemp(prefix="apistatus-e2e-")))
     try:
         _start_simulators(stack)
+        # what the vendors declare on their own status pages, before the exporter's first read of them
+        stack.control("github", status_incident="Incident with API Requests")
+        stack.control("slack", status_maintenance="Scheduled maintenance")
         _start_exporter(stack)
         _start_alertmanager(stack)
         _start_prometheus(stack)

@@ -29,6 +29,8 @@ RUNBOOK_URL = "https://github.com/apistatus-exporter/apistatus-exporter/blob/mai
 #: alerts about the exporter itself: they have no target or vendor label to name
 EXPORTER_WIDE = {"ApistatusConfigReloadFailed", "ApistatusExporterAbsent", "ApistatusExporterOverloaded",
                  "ApistatusProbeScrapeFailed", "ApistatusBudgetDelayingProbes"}
+#: alerts about our own egress (issue 26): they name it, never a vendor
+EGRESS_WIDE = {"ApistatusEgressDown"}
 #: the alerts the issue asks for, by what they are about
 REQUIRED = {
     "ApistatusTargetDown", "ApistatusVendorMaintenance", "ApistatusAuthFailing", "ApistatusClockSkew",
@@ -37,6 +39,8 @@ REQUIRED = {
     "ApistatusErrorBudgetBurnFast", "ApistatusErrorBudgetBurnSlow",
     # issue 17: client_error as a ticket, the exporter's own load and /probe; issue 13: certificates
     "ApistatusCheckRejected", "ApistatusExporterOverloaded", "ApistatusProbeScrapeFailed",
+    # issue 26: the vendor's own word and our egress
+    "ApistatusVendorDeclaredMaintenance", "ApistatusEgressDown", "ApistatusTargetBehindEgressDown",
     "ApistatusCertificateExpiringSoon",
     # issue 17: probes held back by request budgets (the exporter-health row's budget panel)
     "ApistatusBudgetDelayingProbes",
@@ -90,11 +94,14 @@ def test_every_alert_has_severity_summary_description_and_runbook() -> None:
     runbook = RUNBOOK.read_text()
     sections = dict(re.findall(r"^## (\w+)\n(.*?)(?=^## |\Z)", runbook, re.S | re.M))
     for name, rule in alerts().items():
-        assert rule["labels"]["severity"] in {"critical", "warning", "info"}, name
+        # none: an alert that only inhibits others, routed nowhere (ApistatusTargetBehindEgressDown)
+        assert rule["labels"]["severity"] in {"critical", "warning", "info", "none"}, name
         ann = rule["annotations"]
         assert ann["summary"].strip(), name
         if name in EXPORTER_WIDE:
             assert "$labels.instance" in ann["description"] or "$labels.job" in ann["description"], name
+        elif name in EGRESS_WIDE:
+            assert "{{ $labels.egress }}" in ann["description"], name
         else:
             for label in ("{{ $labels.target }}", "{{ $labels.vendor }}"):
                 assert label in ann["description"], f"{name}: description does not name {label}"
@@ -228,6 +235,8 @@ def test_amtool_checks_the_alertmanager_example() -> None:
     (["alertname=ApistatusQuotaLow", "severity=warning"], "ticket"),
     (["alertname=ApistatusCheckRejected", "severity=warning"], "ticket"),
     (["alertname=ApistatusVendorMaintenance", "severity=info"], "chat"),
+    (["alertname=ApistatusEgressDown", "severity=critical"], "pager"),
+    (["alertname=ApistatusTargetBehindEgressDown", "severity=none"], "null"),
 ])
 def test_alertmanager_example_pages_only_for_critical(labels: list[str], receiver: str) -> None:
     out = run(tool("amtool"), "config", "routes", "test", f"--config.file={AM_CONFIG}", *labels)

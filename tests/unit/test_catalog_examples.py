@@ -63,8 +63,10 @@ def test_a_failing_example_is_one_line_naming_the_file_and_index() -> None:
 
 def test_string_body_codes_only_when_the_catalog_says_so() -> None:
     codes = {"200": {"class": "ok"}, "invalid_auth": {"class": "auth"}}
-    strict = catalog({"code_from": [{"body": "error"}, {"status": True}], "codes": codes})
+    strict = catalog({"code_from": [{"body": "error"}, {"status": True}], "codes": {"200": {"class": "ok"},
+                                                                                  "7": {"class": "auth"}}})
     assert outcome(strict, 200, {"error": "invalid_auth"}) == ("ok", "200")  # integers only, as before
+    assert outcome(strict, 200, {"error": 7}) == ("auth", "7")
     named = catalog({"code_from": [{"body": "error", "type": "string"}, {"status": True}], "codes": codes})
     assert outcome(named, 200, {"error": "invalid_auth"}) == ("auth", "invalid_auth")
     assert outcome(named, 200, {"error": 7}) == ("ok", "200")
@@ -208,3 +210,94 @@ def test_an_override_does_not_fail_the_builtin_examples_but_its_own_run(tmp_path
                                       "class": "maintenance", "code": "team_added_to_org"}]
     run = check_config(tmp_path, {"vendors": override, "targets": [target]})
     assert run.returncode == 1 and "vendors.slack.examples[0]: expected class maintenance" in run.stderr
+
+
+# --- the text-code trap: a text code no source can read is refused at load ---------------------------
+
+
+def test_a_text_code_read_as_a_number_is_a_load_time_error_naming_the_key() -> None:
+    with pytest.raises(ConfigError) as caught:
+        catalog({"code_from": [{"body": "error_code"}, {"status": True}],
+                 "codes": {"200": {"class": "ok"}, "E_QUOTA": {"class": "quota_exceeded"}}}, file="/x/acme.yaml")
+    assert str(caught.value) == ("/x/acme.yaml: codes.E_QUOTA: is a text code, but code_from[0] reads body "
+                                 "error_code as a number (the default type): add type: string (or any) there")
+    # said how the error asks, the catalog loads and the text code is read
+    cat = catalog({"code_from": [{"body": "error_code", "type": "string"}, {"status": True}],
+                   "codes": {"200": {"class": "ok"}, "E_QUOTA": {"class": "quota_exceeded"}}})
+    assert outcome(cat, 200, {"error_code": "E_QUOTA"}) == ("quota_exceeded", "E_QUOTA")
+
+
+def test_text_codes_are_fine_where_a_source_yields_them() -> None:
+    # a fixed code (equals, nonempty, matches) and a header source both yield text
+    catalog({"code_from": [{"body": "ok", "equals": False, "code": "refused"}, {"status": True}],
+             "codes": {"200": {"class": "ok"}, "refused": {"class": "auth"}}})
+    catalog({"code_from": [{"header": "X-Error"}, {"body": "code"}],
+             "codes": {"200": {"class": "ok"}, "E_AUTH": {"class": "auth"}}})
+    # dotted numeric codes (Rubiq's 401.10) are numbers
+    catalog({"code_from": [{"body": "code"}], "codes": {"401.10": {"class": "auth"}}})
+    with pytest.raises(ConfigError, match="no code_from source reads text"):
+        catalog({"code_from": [{"status": True}], "codes": {"E_AUTH": {"class": "auth"}}})
+
+
+# --- message matching, unlisted codes by status, the JSON envelope -----------------------------------
+
+
+def test_matches_yields_its_code_when_the_pattern_is_found() -> None:
+    cat = catalog({"code_from": [{"body": "message", "when_status": [403], "matches": "secondary rate limit",
+                                  "code": "slow"}, {"status": True}],
+                   "codes": {"403": {"class": "auth"}, "slow": {"class": "rate_limited"}, "200": {"class": "ok"}}})
+    assert outcome(cat, 403, {"message": "You have exceeded a SECONDARY rate limit."}) == ("rate_limited", "slow")
+    assert outcome(cat, 403, {"message": "Resource protected by SAML"}) == ("auth", "403")
+    assert outcome(cat, 403, {"message": 7}) == ("auth", "403")  # not text: no match
+    with pytest.raises(ConfigError, match=r"code_from\[0\]\.matches: is not a regular expression"):
+        catalog({"code_from": [{"body": "m", "matches": "(", "code": "200"}]})
+    with pytest.raises(ConfigError, match="matches and code go together"):
+        catalog({"code_from": [{"body": "m", "matches": "x"}]})
+
+
+def test_an_unlisted_code_takes_the_class_of_its_http_status_and_keeps_its_label() -> None:
+    cat = catalog({"code_from": [{"body": "code", "unlisted": "status"}, {"status": True}],
+                   "codes": {"200": {"class": "ok"}, "401": {"class": "auth"}, "20003": {"class": "auth"}}})
+    assert outcome(cat, 401, {"code": 20008}) == ("auth", "20008")
+    assert outcome(cat, 403, {"code": 20008}) == ("auth", "20008")  # 403 is not listed: its family says auth
+    assert outcome(cat, 503, {"code": 20599}) == ("server_error", "20599")
+    # under a 2xx an unlisted code never counts as ok
+    assert outcome(cat, 200, {"code": 20008}) == ("unknown", "20008")
+    with pytest.raises(ConfigError, match="contradicts known_only"):
+        catalog({"code_from": [{"body": "code", "unlisted": "status", "known_only": True}]})
+
+
+@pytest.mark.parametrize("body", ["<html><body>Captive portal</body></html>", "", "null", "\"ok\"", "{not json"])
+def test_a_2xx_without_the_json_envelope_is_never_ok_for_a_body_coded_vendor(body: str) -> None:
+    cat = catalog({"code_from": [{"body": "code"}, {"status": True}]})
+    assert cat.envelope == "json"  # the default where a body source exists
+    assert outcome(cat, 200, body) == ("unknown", "http_200")
+    assert outcome(cat, 200, {"data": 1}) == ("ok", "200")
+    assert outcome(cat, 200, [1]) == ("ok", "200")
+    assert outcome(cat, 204, "") == ("unknown", "204")  # no body by definition: the catalog decides (unlisted)
+
+
+def test_a_status_coded_vendor_takes_any_body_unless_it_says_json() -> None:
+    plain = catalog({"code_from": [{"status": True}]})
+    assert plain.envelope == "none" and outcome(plain, 200, "<html></html>") == ("ok", "200")
+    strict = catalog({"code_from": [{"status": True}], "envelope": "json"})
+    assert outcome(strict, 200, "<html></html>") == ("unknown", "http_200")
+
+
+def test_a_body_cut_at_the_cap_still_counts_when_it_starts_like_json() -> None:
+    cat = catalog({"code_from": [{"status": True}], "envelope": "json"})
+    cut = classify(cat, Answer(200, {}, b'{"data": [1, 2, 3', truncated=True), 0.0)
+    assert (cut.cls, cut.code) == ("ok", "200")
+    html = classify(cat, Answer(200, {}, b"<html>" + b"x" * 100, truncated=True), 0.0)
+    assert (html.cls, html.code) == ("unknown", "http_200")
+
+
+def test_a_code_may_name_the_wait_its_vendor_documents_when_the_answer_names_none() -> None:
+    github = BUILTIN["github"]
+    message = json.dumps({"message": "You have exceeded a secondary rate limit."}).encode()
+    bare = classify(github, Answer(403, {"x-ratelimit-remaining": "4000"}, message), 0.0)
+    assert (bare.cls, bare.code, bare.retry_after) == ("rate_limited", "secondary_rate_limit", 60.0)
+    told = classify(github, Answer(403, {"retry-after": "30"}, message), 0.0)
+    assert told.retry_after == 30.0  # the vendor's own figure wins
+    with pytest.raises(ConfigError, match=r"codes\.slow\.retry_after: must be a duration"):
+        catalog({"codes": {"200": {"class": "ok"}, "slow": {"class": "rate_limited", "retry_after": "soon"}}})

@@ -170,3 +170,18 @@ def test_every_option_kind_is_explained() -> None:
     kinds = {spec.kind for plugin in SIGNERS.values() for spec in option_specs(plugin.Options)}
     explained = set(re.findall(r"^\| ([a-z_]+) \| ", text, re.M))
     assert kinds <= explained
+
+
+def test_the_start_lag_help_and_the_docs_name_the_same_window() -> None:
+    from exporter.collector import _start_lag
+    from exporter.model import ExporterStatus, StartLag
+    from exporter.scheduler import LagStats
+
+    window = LagStats().recent.maxlen
+    helps = {_start_lag(ExporterStatus(start_lag=StartLag(tuple([0.01] * n), 0.01 * n, n))).splitlines()[0]
+             for n in (1, 37)}
+    assert len(helps) == 1, "the HELP text must not change from scrape to scrape"
+    assert f"latest {window} probes" in helps.pop()
+    metrics = (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8")
+    row = next(line for line in metrics.splitlines() if line.startswith("| `apistatus_probe_start_lag_seconds`"))
+    assert f"latest {window:,} probes" in row

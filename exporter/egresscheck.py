@@ -1,0 +1,153 @@
+"""Our own way out: the ``egress_checks`` of the config, probed through the prober's one request path
+with their egress settings, and the signal derived from the targets themselves when most of those
+behind one egress fail at the transport level at once, across at least ``MIN_VENDORS`` vendors.
+
+An egress is named after the first check whose effective ``http_client`` a target shares (the same
+proxy and TLS settings); targets that share no check's settings are behind ``default``. An egress
+check is never a vendor: it has no catalog, no class and no budget; it is reachable or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .clock import Clock
+from .config import EgressCheck, Target
+from .model import Answer, HttpRequest
+from .probe import Prober
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_EGRESS", "MIN_VENDORS", "TRANSPORT", "CheckState", "EgressBook", "Suspicion", "suspicion"]
+
+#: the egress of targets that share no egress check's settings
+DEFAULT_EGRESS = "default"
+#: the derived signal needs transport failures of targets of at least this many vendors
+MIN_VENDORS = 3
+#: classes that mean the request never got an answer from the vendor
+TRANSPORT = frozenset({"network_error", "timeout"})
+
+
+@dataclass(slots=True)
+class CheckState:
+    check: EgressCheck
+    egress: str
+    up: bool | None = None  # None: not checked yet
+    http_status: int = 0
+    code: str = ""  # the transport failure's code, or http_NNN for an unexpected status
+    message: str = ""
+    duration: float = 0.0
+    checked_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Suspicion:
+    """The targets behind one egress, as of their latest probes."""
+
+    egress: str
+    targets: int
+    failing: int  # of them, whose latest answer is a transport failure
+    vendors: int  # distinct vendors among the failing ones
+
+    @property
+    def down(self) -> bool:
+        return self.vendors >= MIN_VENDORS and self.failing * 2 > self.targets
+
+
+def suspicion(egress: str, latest: Iterable[tuple[str, str | None]]) -> Suspicion:
+    """``latest``: (vendor, class of the latest answer or None) of each target behind ``egress``."""
+    total = failing = 0
+    vendors: set[str] = set()
+    for vendor, cls in latest:
+        if cls is None:
+            continue  # not probed yet: neither for nor against
+        total += 1
+        if cls in TRANSPORT:
+            failing += 1
+            vendors.add(vendor)
+    return Suspicion(egress, total, failing, len(vendors))
+
+
+class EgressBook:
+    """The checks of the running config, their latest results, and which egress each target is behind."""
+
+    def __init__(self, prober: Prober, clock: Clock) -> None:
+        self.prober = prober
+        self.clock = clock
+        self.checks: dict[str, CheckState] = {}
+        self.of_target: dict[str, str] = {}
+        self.interval = 60.0
+        self.timeout = 10.0
+        self._wake = asyncio.Event()
+
+    def apply(self, checks: Iterable[EgressCheck], targets: Iterable[Target], interval: float, timeout: float) -> None:
+        named: dict[object, str] = {}
+        states: dict[str, CheckState] = {}
+        for check in checks:
+            egress = named.setdefault(check.http_client, check.name)
+            old = self.checks.get(check.name)
+            states[check.name] = old if old is not None and old.check == check and old.egress == egress else \
+                CheckState(check, egress)
+        self.checks = states
+        self.of_target = {t.name: named.get(t.http_client, DEFAULT_EGRESS) for t in targets} if states else {}
+        self.interval, self.timeout = interval, min(timeout, interval)
+        self._wake.set()
+
+    def egresses(self) -> list[str]:
+        """Every egress name, checked ones first in config order."""
+        out = list(dict.fromkeys(state.egress for state in self.checks.values()))
+        return out + ([DEFAULT_EGRESS] if DEFAULT_EGRESS not in out else [])
+
+    def egress_of(self, target: str) -> str:
+        return self.of_target.get(target, DEFAULT_EGRESS)
+
+    def suspicions(self, latest: Iterable[tuple[str, str, str | None]]) -> list[Suspicion]:
+        """``latest``: (target name, vendor, class of its latest answer or None) of every target."""
+        if not self.of_target:  # no egress checks: every target is behind the default egress
+            return [suspicion(DEFAULT_EGRESS, ((vendor, cls) for _, vendor, cls in latest))]
+        groups: dict[str, list[tuple[str, str | None]]] = defaultdict(list)
+        of_target = self.of_target
+        for name, vendor, cls in latest:
+            groups[of_target.get(name, DEFAULT_EGRESS)].append((vendor, cls))
+        return [suspicion(egress, groups.get(egress, ())) for egress in self.egresses()]
+
+    async def run(self) -> None:
+        while True:
+            if self.checks:
+                states = list(self.checks.values())
+                for state, outcome in zip(states, await asyncio.gather(*(self.check(s) for s in states),
+                                                                      return_exceptions=True), strict=True):
+                    if isinstance(outcome, Exception):  # a bug: one line, and the check runs again next time
+                        log.error("egress check %s failed internally (%s)", state.check.name,
+                                  outcome.__class__.__name__)
+            self._wake.clear()
+            sleeper = asyncio.ensure_future(self.clock.sleep(self.interval))
+            waker = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (sleeper, waker):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+
+    async def check(self, state: CheckState) -> None:
+        check = state.check
+        t0 = time.perf_counter()
+        result = await self.prober.fetch(HttpRequest("GET", check.url), self.timeout, check.http_client)
+        state.duration = time.perf_counter() - t0
+        state.checked_at = self.clock.time()
+        if isinstance(result, Answer):
+            state.http_status = result.status
+            state.up = check.expect_status is None or result.status in check.expect_status
+            state.code = "" if state.up else f"http_{result.status}"
+            state.message = "" if state.up else f"HTTP {result.status} is not an expected status"
+        else:
+            state.http_status, state.up, state.code, state.message = result.http_status, False, result.code, \
+                result.message
