@@ -17,7 +17,7 @@ from typing import Any
 
 from ._jsonpath import json_path
 from .catalog import Catalog, CodeInfo, CodeSource, QuotaSpec, ValueSource
-from .model import Answer, Failure, Outcome, QuotaReading
+from .model import Answer, Explanation, Failure, Outcome, QuotaReading
 
 __all__ = ["Answer", "Failure", "Outcome", "QuotaReading", "classify", "example_failures", "http_family_class",
            "next_reset", "read_quotas"]
@@ -387,3 +387,94 @@ def example_failures(catalog: Catalog) -> list[str]:
             out.append(f"{ex.where}: expected class {ex.cls} code {ex.code}, got class {got.cls} code {got.code}"
                        f" ({got.message})")
     return out
+
+
+# --- why: the classifier's decision, told -------------------------------------------------------------
+
+__all__ += ["explain"]
+
+
+def _source_words(src: CodeSource) -> str:
+    where = {"status": "the HTTP status", "header": f"header {src.key}"}.get(src.kind, f"body {src.key}")
+    if src.nonempty is not None:
+        where += f" (non-empty: code {src.nonempty})"
+    elif src.matches is not None:
+        where += f" (matching /{src.matches.pattern[:60]}/: code {src.code})"
+    elif src.code is not None:
+        where += f" (equal to {', '.join(map(str, src.equals))[:60]}: code {src.code})"
+    elif src.kind == "body" and src.type != "integer":
+        where += f" (type {src.type})"
+    if src.when_status is not None:
+        where += f", when HTTP {', '.join(map(str, sorted(src.when_status)))[:60]}"
+    return where
+
+
+def _fallback_words(catalog: Catalog, status: int) -> str:
+    for key in (str(status), f"{status // 100}xx"):
+        if key in catalog.http_fallback:
+            return f"the catalog's http_fallback[{key}] -> {catalog.http_fallback[key]}"
+    return f"the HTTP family rule for {status} -> {http_family_class(status, {})}"
+
+
+def explain(catalog: Catalog, result: Answer | Failure, now: float) -> Explanation:
+    """Which ``code_from`` source and which catalog entry decided the class of ``result``: the walk of
+    ``classify`` told step by step. Pure; the class and code are ``classify``'s own (it is called), so
+    the explanation never disagrees with what was recorded."""
+    outcome = classify(catalog, result, now)
+    if isinstance(result, Failure):
+        return Explanation("no answer: the prober's transport-failure map", f"{result.code}: {result.message}",
+                           outcome.cls, outcome.code)
+    answer = result
+    doc: Any = None
+    parsed = False
+    notes: list[str] = []
+    source, entry = "", ""
+    for index, src in enumerate(catalog.code_from):
+        where = f"code_from[{index}] ({_source_words(src)})"
+        if src.when_status is not None and answer.status not in src.when_status:
+            notes.append(f"{where}: passed over, HTTP {answer.status} is not in its when_status")
+            continue
+        fixed = src.nonempty is not None or src.code is not None
+        code: str | None
+        if src.kind == "status":
+            code = str(answer.status)
+        elif src.kind == "header":
+            raw = answer.headers.get(src.key.lower(), "").strip()
+            plain = raw if raw and _CODE_OK.fullmatch(raw) else None
+            code = _fixed_code(src, raw if src.matches is not None else raw.lower()) if fixed else plain
+        else:
+            if not parsed:
+                doc, parsed = _json(answer), True
+            code = _fixed_code(src, json_path(doc, src.key)) if fixed else _body_code(json_path(doc, src.key),
+                                                                                      src.type)
+        if code is None:
+            notes.append(f"{where}: no code there")
+            continue
+        found, info = _lookup(catalog, code)
+        if info is None and src.known_only:
+            notes.append(f"{where}: code {code} is not in the catalog and the source is known_only: next source")
+            continue
+        source = f"{where} gave code {code}"
+        if info is None and src.unlisted_by_status and answer.status >= 300:
+            listed = catalog.codes.get(str(answer.status))
+            entry = (f"code {code} is not in the {catalog.vendor} catalog; unlisted_by_status: "
+                     + (f"the catalog's codes[{answer.status}] -> {listed.cls}" if listed is not None
+                        else _fallback_words(catalog, answer.status)))
+        elif info is None:
+            entry = f"code {code} is not in the {catalog.vendor} catalog -> unknown"
+        else:
+            main = f" (the main code of {code})" if found != code else ""
+            entry = f"the catalog's codes[{found}]{main} -> {info.cls}: {catalog.codes[found].message}"
+        break
+    else:
+        source = "no code_from source gave a code" if catalog.code_from else "the catalog has no code_from"
+        entry = f"HTTP {answer.status} without the vendor's code: {_fallback_words(catalog, answer.status)}"
+    if (catalog.envelope == "json" and 200 <= answer.status < 300 and answer.status not in (204, 205)
+            and not _enveloped(answer, _json(answer) if not parsed else doc)):
+        entry += "; overruled by envelope: json (the 2xx body is no JSON object or array) -> unknown"
+    if answer.truncated:
+        notes.append("the body was cut at max_body_bytes: an up class counts as unknown")
+    if outcome.retry_after is not None:
+        told = "the Retry-After header" if answer.headers.get("retry-after") else "the catalog's retry_after"
+        notes.append(f"wait {outcome.retry_after:g}s before the next call ({told})")
+    return Explanation(source, entry, outcome.cls, outcome.code, tuple(notes))

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .config import Target
-from .model import CLASSES, FAILURE, UP, Outcome, ProbeResult, QuotaReading
+from .model import BACKOFF, CLASSES, FAILURE, UP, Outcome, ProbeResult, QuotaReading
+from .trace import cap, decision
 
 __all__ = ["DURATION_BUCKETS", "MAX_FOREIGN_CODES", "HistoryEntry", "Rendered", "State", "TargetState", "kept"]
 
@@ -232,6 +233,10 @@ class TargetState:
     #: failures pushed out of the recent ring, newest last; see ``history`` for how many are shown
     _older_failures: _Ring | None = field(default=None, repr=False)
     _recent_failures: int = field(default=0, repr=False)  # rows of the recent ring whose class is a failure
+    #: the traces of the last failure and of the last traced success (the prober traces a success after a
+    #: failure, else every few minutes): (probe start, redacted text with what the scheduler did next)
+    trace_failure: tuple[float, str] | None = field(default=None, repr=False)
+    trace_success: tuple[float, str] | None = field(default=None, repr=False)
 
     def bounded_code(self, code: str) -> str:
         if code in self.target.catalog.codes or code in self.foreign_codes:
@@ -328,6 +333,24 @@ class TargetState:
         cls, code, message, status, retry, line, excerpt = self._answers.get(slot)
         return HistoryEntry(started, duration, cls, code, message, status, retry, attempts, line, excerpt)
 
+    def keep_trace(self, result: ProbeResult, next_probe_at: float, backoff: float) -> None:
+        """Keep the probe's trace (when it has one) as the last failure's or success's, with the
+        scheduler's decision after it; at most ``TRACE_MAX_CHARS`` each, so two per target stay small."""
+        if result.trace is None:
+            return
+        out, target = result.outcome, self.target
+        ended = result.started + result.duration
+        # the scheduler records the first of a confirmation at once, planning the re-probe for now
+        confirming = (target.confirm_failures and out.cls not in UP | BACKOFF
+                      and next_probe_at - ended < min(1.0, target.interval / 4))
+        follows = decision(out, target.interval, max(0.0, next_probe_at - ended), backoff, confirming=confirming,
+                           requests=result.requests)
+        entry = (result.started, cap(result.trace + follows))
+        if out.cls in UP:
+            self.trace_success = entry
+        else:
+            self.trace_failure = entry
+
     def resize(self, size: int) -> None:
         """A new history size, keeping the newest probes and failures."""
         if size == self.history_size:
@@ -387,8 +410,10 @@ class State:
         ts = self._targets.get(result.target)
         if ts is None:
             return None  # removed by a reload while its probe was in flight
-        ts.record(result)
+        # the trace is kept apart (keep_trace), with what follows: ``last`` need not hold a second copy
+        ts.record(replace(result, trace=None) if result.trace is not None else result)
         ts.next_probe_at, ts.backoff = next_probe_at, backoff
+        ts.keep_trace(result, next_probe_at, backoff)
         self._refresh(ts)
         return ts
 
