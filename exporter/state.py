@@ -237,6 +237,8 @@ class TargetState:
     #: failure, else every few minutes): (probe start, redacted text with what the scheduler did next)
     trace_failure: tuple[float, str] | None = field(default=None, repr=False)
     trace_success: tuple[float, str] | None = field(default=None, repr=False)
+    #: the last traced probe was a failure that ``confirm_failures`` re-probes at once
+    _confirming: bool = field(default=False, repr=False)
 
     def bounded_code(self, code: str) -> str:
         if code in self.target.catalog.codes or code in self.foreign_codes:
@@ -345,6 +347,11 @@ class TargetState:
                       and next_probe_at - ended < min(1.0, target.interval / 4))
         follows = decision(out, target.interval, max(0.0, next_probe_at - ended), backoff, confirming=confirming,
                            requests=result.requests)
+        if self._confirming:
+            verdict = "not confirmed, the target counts as up" if out.cls in UP else "confirmed"
+            follows = ("confirmation: this probe re-checked the failure of the probe just before it "
+                       f"(confirm_failures): {verdict}\n" + follows)
+        self._confirming = confirming
         entry = (result.started, cap(result.trace + follows))
         if out.cls in UP:
             self.trace_success = entry
