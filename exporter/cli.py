@@ -339,7 +339,7 @@ def debug_trace(target: Target, result: ProbeResult) -> str:
     delay, backoff = next_delay(target.interval, out, 1, random.Random(), target.max_backoff)
     follows = decision(out, target.interval, delay, backoff, confirming=confirming, requests=result.requests,
                        hypothetical=True)
-    return cap((result.trace or "no trace was made\n") + follows)
+    return cap(result.trace or "no trace was made\n", tail=follows)
 
 
 def _debug_text(report: dict[str, Any]) -> str:

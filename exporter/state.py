@@ -352,7 +352,7 @@ class TargetState:
             follows = ("confirmation: this probe re-checked the failure of the probe just before it "
                        f"(confirm_failures): {verdict}\n" + follows)
         self._confirming = confirming
-        entry = (result.started, cap(result.trace + follows))
+        entry = (result.started, cap(result.trace, tail=follows))
         if out.cls in UP:
             self.trace_success = entry
         else:

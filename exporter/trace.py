@@ -20,6 +20,8 @@ __all__ = ["TraceStep", "cap", "decision", "render_trace", "stamp"]
 #: answer headers shown per request, and characters of each value
 MAX_HEADERS = 24
 MAX_HEADER_VALUE = 160
+#: characters of one answer's header line in all (so several requests fit in ``TRACE_MAX_CHARS``)
+MAX_HEADER_LINE = 1024
 #: characters of a transport error's own words (curl's message)
 MAX_ERROR = 240
 #: answer headers whose values are credentials by nature, whoever's they are
@@ -81,7 +83,8 @@ def _headers(headers: Mapping[str, str]) -> str:
             break
         value = "<hidden>" if name in _HIDDEN_HEADERS else value[:MAX_HEADER_VALUE]
         shown.append(f"{name}: {value}")
-    return " | ".join(shown) or "(none)"
+    line = " | ".join(shown) or "(none)"
+    return line if len(line) <= MAX_HEADER_LINE else line[:MAX_HEADER_LINE - 5] + " ..."
 
 
 def render_trace(target: str, vendor: str, started: float, duration: float, outcome: Outcome,
@@ -94,7 +97,10 @@ def render_trace(target: str, vendor: str, started: float, duration: float, outc
              f"result: {outcome.cls} ({up}), code {outcome.code}, HTTP {outcome.http_status or 'no answer'}: "
              f"{outcome.message}",
              f"cost: {attempts} attempt{'s' * (attempts != 1)}, {requests} request{'s' * (requests != 1)}, "
-             f"{_ms(duration)}"]
+             f"{_ms(duration)}",
+             f"classified by: {why.source}",
+             f"catalog entry: {why.entry}"]
+    lines += [f"  note: {note}" for note in why.notes]
     if not steps:
         lines.append("requests: none sent")
     for number, step in enumerate(steps, 1):
@@ -103,18 +109,16 @@ def render_trace(target: str, vendor: str, started: float, duration: float, outc
             lines.append("    sent headers: " + ", ".join(f"{name}: {value}" for name, value in step.sent_headers))
         lines.append(f"    proxy: {step.proxy or 'none (direct)'}")
         lines += _answer_lines(step, started, excerpt)
-    lines.append(f"classified by: {why.source}")
-    lines.append(f"catalog entry: {why.entry}")
-    lines += [f"  note: {note}" for note in why.notes]
     return cap(redact("\n".join(lines) + "\n"))
 
 
-def cap(text: str, limit: int = TRACE_MAX_CHARS) -> str:
-    """``text`` cut to ``limit`` characters, saying so."""
+def cap(text: str, limit: int = TRACE_MAX_CHARS, tail: str = "") -> str:
+    """``text`` cut so that with ``tail`` (kept whole) it has at most ``limit`` characters, saying so."""
+    limit -= len(tail)
     if len(text) <= limit:
-        return text
-    tail = _CUT.format(limit)
-    return text[:limit - len(tail)] + tail
+        return text + tail
+    cut = _CUT.format(limit)
+    return text[:limit - len(cut)] + cut + tail
 
 
 def decision(outcome: Outcome, interval: float, next_in: float, backoff: float, *, confirming: bool = False,
