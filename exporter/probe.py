@@ -58,13 +58,14 @@ _Step = tuple[str, HttpRequest, Answer | BaseException, HttpClient | None]
 #: the requests of the probe under way in this task; None outside a probe. A context variable: a
 #: signer's login goes through ``send`` without knowing it
 _STEPS: contextvars.ContextVar[list[_Step] | None] = contextvars.ContextVar("apistatus_trace_steps", default=None)
-#: set (to True) by a caller that wants the probe it starts traced whatever ``TRACE_OK_EVERY`` says: the
+#: set (to True) by a caller that wants the probe it starts traced whatever ``TRACE_EVERY`` says: the
 #: CLI's ``probe --debug`` and ``/probe?debug=true`` (a task made meanwhile, the scheduler's on-demand
 #: probe, inherits it)
 FORCE_TRACE: contextvars.ContextVar[bool] = contextvars.ContextVar("apistatus_force_trace", default=False)
-#: a success is traced when it follows a failure (or is the target's first), else at most this often:
-#: rendering costs a noticeable share of a healthy probe, and healthy traces differ little
-TRACE_OK_EVERY = 300.0
+#: a probe is traced when its class or code differs from the target's last traced probe, else when that
+#: trace is older than this (seconds; successes, failures): rendering a trace costs a large share of a
+#: probe, and a repeat of the same answer tells little more (a fleet-wide outage must not pay it per probe)
+TRACE_EVERY = (300.0, 60.0)
 #: request headers whose values a trace shows (the whole trace is redacted too); any other header's value
 #: is shown only when the catalog's check sets it, since a signer's headers carry keys and signatures
 _PLAIN_HEADERS = frozenset({"accept", "accept-encoding", "content-type", "content-length", "user-agent"})
@@ -459,12 +460,12 @@ class Prober:
 
     # --- the trace of a probe (exporter/trace.py renders it) ----------------------------------------
 
-    def _traced_table(self) -> dict[str, tuple[float, bool]]:
-        """Per target: when its last success was traced, and whether its last traced probe was up."""
+    def _traced_table(self) -> dict[str, tuple[Target, float, str, str]]:
+        """Per target: its config, when its last traced probe was traced, and that one's class and code."""
         try:
             return self._traced_by_target
         except AttributeError:  # made here, not in the constructor
-            self._traced_by_target: dict[str, tuple[float, bool]] = {}
+            self._traced_by_target: dict[str, tuple[Target, float, str, str]] = {}
             return self._traced_by_target
 
 
@@ -483,17 +484,18 @@ class Prober:
 
     def _trace(self, target: Target, shown: _Shown, started: float, duration: float, outcome: Outcome,
                attempt: _Attempt, attempts: int, spent: int) -> str | None:
-        """The probe's trace, or None when it is a success traced recently enough (``TRACE_OK_EVERY``)."""
+        """The probe's trace, or None when it repeats the last traced one's class and code (``TRACE_EVERY``)."""
         steps = _STEPS.get()
         if steps is None:
             return None
         table = self._traced_table()
-        up = outcome.cls in UP
         now = self.clock.time()
         held = table.get(target.name)
-        if up and held is not None and held[1] and now - held[0] < TRACE_OK_EVERY and not FORCE_TRACE.get():
+        # (a reload makes new Target objects: the first probe after one is traced, its state may be new)
+        if (held is not None and held[0] is target and held[2] == outcome.cls and held[3] == outcome.code
+                and now - held[1] < TRACE_EVERY[outcome.cls not in UP] and not FORCE_TRACE.get()):
             return None
-        table[target.name] = (now if up else held[0] if held is not None else 0.0, up)
+        table[target.name] = (target, now, outcome.cls, outcome.code)
         if attempt.request is None and isinstance(attempt.result, Failure):
             why = Explanation("the signer: the check was not sent", f"{attempt.result.code}: {attempt.result.message}",
                               outcome.cls, outcome.code)

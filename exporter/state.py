@@ -19,6 +19,7 @@ import contextlib
 import logging
 import struct
 import sys
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -233,10 +234,10 @@ class TargetState:
     #: failures pushed out of the recent ring, newest last; see ``history`` for how many are shown
     _older_failures: _Ring | None = field(default=None, repr=False)
     _recent_failures: int = field(default=0, repr=False)  # rows of the recent ring whose class is a failure
-    #: the traces of the last failure and of the last traced success (the prober traces a success after a
-    #: failure, else every few minutes): (probe start, redacted text with what the scheduler did next)
-    trace_failure: tuple[float, str] | None = field(default=None, repr=False)
-    trace_success: tuple[float, str] | None = field(default=None, repr=False)
+    #: the traces of the last traced failure and success (see ``traces``): (probe start, the redacted text
+    #: with what the scheduler did next, zlib-compressed: two per target, at thousands of targets)
+    _trace_failure: tuple[float, bytes] | None = field(default=None, repr=False)
+    _trace_success: tuple[float, bytes] | None = field(default=None, repr=False)
     #: the last traced probe was a failure that ``confirm_failures`` re-probes at once
     _confirming: bool = field(default=False, repr=False)
 
@@ -352,11 +353,16 @@ class TargetState:
             follows = ("confirmation: this probe re-checked the failure of the probe just before it "
                        f"(confirm_failures): {verdict}\n" + follows)
         self._confirming = confirming
-        entry = (result.started, cap(result.trace, tail=follows))
+        entry = (result.started, zlib.compress(cap(result.trace, tail=follows).encode()))
         if out.cls in UP:
-            self.trace_success = entry
+            self._trace_success = entry
         else:
-            self.trace_failure = entry
+            self._trace_failure = entry
+
+    def traces(self) -> dict[str, tuple[float, str] | None]:
+        """The kept traces, ``failure`` and ``success``: (probe start, text), None when there is none."""
+        return {kind: None if held is None else (held[0], zlib.decompress(held[1]).decode())
+                for kind, held in (("failure", self._trace_failure), ("success", self._trace_success))}
 
     def resize(self, size: int) -> None:
         """A new history size, keeping the newest probes and failures."""

@@ -647,7 +647,7 @@ def trace_views(ts: TargetState) -> dict[str, Any]:
     and once more here with the target's credentials, so a new leak path cannot reach a page."""
     secrets = secrets_of(ts.target)
     out: dict[str, Any] = {}
-    for kind, held in (("failure", ts.trace_failure), ("success", ts.trace_success)):
+    for kind, held in ts.traces().items():
         out[kind] = None if held is None else {"time": _num(held[0]), "text": redact(held[1], secrets)}
     return out
 
@@ -670,7 +670,7 @@ def trace_section(ts: TargetState, now: float) -> str:
 
 def latest_trace(ts: TargetState) -> tuple[float, str] | None:
     """The newest of the kept traces."""
-    held = [t for t in (ts.trace_failure, ts.trace_success) if t is not None]
+    held = [t for t in ts.traces().values() if t is not None]
     return max(held, key=lambda t: t[0]) if held else None
 
 

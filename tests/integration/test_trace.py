@@ -14,12 +14,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trustme
 import yaml
 from aiohttp import web
 
+from exporter import probe as probe_module
 from exporter.clock import FakeClock
+from exporter.engine import new_session
 from exporter.model import TRACE_MAX_CHARS
+from exporter.probe import Prober
 from exporter.simulators.faults import FaultServer, LoopbackResolver
 
 from ..conftest import Running, config_from, idle, running_exporter, serve
@@ -41,6 +45,17 @@ class RecordingEcho(EchoVendor):
         out = super()._tokens()
         self.tokens += [self.access, self.refresh]
         return out
+
+    async def handle(self, request: web.Request) -> web.Response:
+        response = await super().handle(request)
+        if not request.path.startswith("/auth/"):
+            # the headers echo them too, in the encoding of this answer's body (ASCII forms only)
+            encode = ENCODINGS[self.served[-1]]
+            token = request.headers["Authorization"].removeprefix("Bearer ")
+            values = [encode(v) for v in (token, self.login["password"], self.login["username"])]
+            if all(v.isascii() and v.isprintable() for v in values):
+                response.headers["X-Echo"] = " ".join(values)
+        return response
 
 
 async def _debug(run: Running, name: str, method: str = "GET") -> tuple[int, str, str]:
@@ -66,7 +81,9 @@ async def _cli(config: Path, *args: str) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
-async def test_debug_traces_tell_logins_requests_proxy_and_class_and_hide_every_secret(tmp_path: Path) -> None:
+async def test_debug_traces_tell_logins_requests_proxy_and_class_and_hide_every_secret(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(probe_module, "TRACE_EVERY", (0.0, 0.0))  # every probe traced: each encoding meets one
     vendor = RecordingEcho()
     clock = FakeClock()
     password = 'pw/Zq+ r&é😀"\\' + secrets.token_hex(4)
@@ -95,17 +112,26 @@ async def test_debug_traces_tell_logins_requests_proxy_and_class_and_hide_every_
                 assert "sent headers: Authorization: <redacted>" in first
                 assert "next: next probe in" in first
                 # every later probe echoes the secrets in another encoding; each trace is kept redacted
+                traced: set[float] = set()
                 for _ in range(len(ENCODINGS) + 2):
-                    await clock.advance(61)
+                    ts = run.exporter.state.get("echo")
+                    assert ts is not None
+                    await clock.advance(max(0.0, ts.next_probe_at - clock.time()) + 0.01)
                     await idle(run)
                     texts.append((await _debug(run, "echo"))[1])
+                    kept = ts.traces()["failure"]
+                    assert kept is not None and "<redacted>" in kept[1]
+                    traced.add(kept[0])
+                    texts.append(kept[1])
+                assert len(traced) == len(ENCODINGS) + 2  # a trace of each probe, so of each encoding
                 status, page = await run.get("/targets/echo")
                 assert status == 200
                 texts += [page, html.unescape(page)]
                 assert 'id="trace-failure"' in page and "Last success traced: none yet" in page
                 ts = run.exporter.state.get("echo")
-                assert ts is not None and ts.trace_failure is not None
-                assert len(ts.trace_failure[1]) <= TRACE_MAX_CHARS
+                assert ts is not None
+                kept = ts.traces()["failure"]
+                assert kept is not None and len(kept[1]) <= TRACE_MAX_CHARS
             assert len(vendor.served) >= len(ENCODINGS) + 2
             # the CLI, text and JSON, through the same proxy
             config = tmp_path / "config.yml"
@@ -169,9 +195,10 @@ async def test_target_page_keeps_the_last_failure_and_the_last_success() -> None
         async with running_exporter(config_from(raw), clock=clock) as run:
             status, text, _ = await _debug(run, "chat")
             assert "codes[invalid_auth] -> auth" in text and " ..." in text and len(text) < 4096
-            await clock.advance(61)
-            await idle(run)
             ts = run.exporter.state.get("chat")
+            assert ts is not None
+            await clock.advance(ts.next_probe_at - clock.time() + 0.01)  # the next planned probe
+            await idle(run)
             assert ts is not None and ts.last is not None and ts.last.outcome.cls == "ok"
             status, page = await run.get("/targets/chat")
     assert status == 200
@@ -181,8 +208,9 @@ async def test_target_page_keeps_the_last_failure_and_the_last_success() -> None
     assert "result: ok (up)" in success and "code_from[1] (body ok (equal to True: code ok)) gave code ok" in success
     assert '<details open class="trace" id="trace-failure">' in page  # the failure unfolded, the success folded
     assert '<details class="trace" id="trace-success">' in page
-    assert ts.trace_failure is not None and ts.trace_success is not None
-    assert all(len(t[1]) <= TRACE_MAX_CHARS for t in (ts.trace_failure, ts.trace_success))
+    kept = ts.traces()
+    assert kept["failure"] is not None and kept["success"] is not None
+    assert all(len(t[1]) <= TRACE_MAX_CHARS for t in kept.values() if t is not None)
 
 
 async def test_trace_shows_the_certificate_expiry_over_tls(tmp_path: Path) -> None:
@@ -201,3 +229,27 @@ async def test_trace_shows_the_certificate_expiry_over_tls(tmp_path: Path) -> No
     assert f"tls: certificate chain expires {expires}" in text
     assert "TLS version not reported by the engine" in text
     assert "proxy: none (direct)" in text
+
+
+async def test_a_repeated_answer_is_traced_again_only_after_a_while_a_new_one_at_once() -> None:
+    answers = ["invalid_auth"]
+
+    async def slack(request: web.Request) -> web.Response:
+        return web.json_response({"ok": False, "error": answers[-1]})
+
+    clock = FakeClock()
+    async with serve(slack) as url, new_session() as session:
+        target = config_from({"targets": [{"name": "chat", "vendor": "slack", "base_url": url,
+                                           "credentials": {"token": "xoxb-" + "3" * 20}}]}).targets[0]
+        prober = Prober(session, clock)
+        assert (await prober.probe(target)).trace is not None
+        await clock.advance(30)
+        assert (await prober.probe(target)).trace is None  # the same failure, traced 30 s ago
+        forced = probe_module.FORCE_TRACE.set(True)
+        assert (await prober.probe(target)).trace is not None  # asked for (debug)
+        probe_module.FORCE_TRACE.reset(forced)
+        answers.append("account_inactive")
+        assert (await prober.probe(target)).trace is not None  # another code: told at once
+        await clock.advance(probe_module.TRACE_EVERY[1] + 1)
+        answers.append("account_inactive")
+        assert (await prober.probe(target)).trace is not None  # the same again, a minute on

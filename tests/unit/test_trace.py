@@ -89,13 +89,14 @@ def test_state_keeps_the_last_failure_and_success_traces_apart_bounded_and_once(
     state.record(_result("ok", 360.0, None), 420.0, 0.0)  # a success the prober did not trace
     ts = state.get("t")
     assert ts is not None and ts.last is not None
-    assert ts.trace_failure is not None and ts.trace_failure[0] == 100.0
-    assert "first failure" in ts.trace_failure[1] and "backoff after server_error" in ts.trace_failure[1]
-    assert ts.trace_success is not None and ts.trace_success[0] == 300.0
-    assert len(ts.trace_success[1]) <= TRACE_MAX_CHARS
+    failure, success = ts.traces()["failure"], ts.traces()["success"]
+    assert failure is not None and failure[0] == 100.0
+    assert "first failure" in failure[1] and "backoff after server_error" in failure[1]
+    assert success is not None and success[0] == 300.0 and success[1].startswith("a success\nyyy")
+    assert len(success[1]) == TRACE_MAX_CHARS and "next: next probe in" in success[1]  # cut, the decision kept
     assert ts.last.trace is None  # the kept text is not held a second time by the latest result
     # confirm_failures: the first failure is re-probed at once, and the next trace says how that went
     state.record(_result("client_error", 500.0, "to confirm\n"), 500.1, 0.0)
-    assert "confirm_failures: the failure (client_error) is re-probed at once" in ts.trace_failure[1]
+    assert "confirm_failures: the failure (client_error) is re-probed at once" in str(ts.traces()["failure"])
     state.record(_result("ok", 500.2, "fine again\n"), 560.0, 0.0)
-    assert "(confirm_failures): not confirmed, the target counts as up" in ts.trace_success[1]
+    assert "(confirm_failures): not confirmed, the target counts as up" in str(ts.traces()["success"])
