@@ -664,7 +664,8 @@ def trace_section(ts: TargetState, now: float) -> str:
         parts.append(f'<details{unfold} class="trace" id="trace-{kind}"><summary>{title}, '
                      f'{fmt_time(view["time"], now)}</summary><pre>{escape(view["text"])}</pre></details>')
     return ('<h2 id="traces">Traces <small>every request and login, the answer, what decided the class and '
-            'what followed; a success is traced after a failure, then every few minutes</small></h2>'
+            'what followed; the same answer again is traced at most every minute (failures) or 5 minutes '
+            '(successes)</small></h2>'
             + "".join(parts))
 
 

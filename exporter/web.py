@@ -222,12 +222,12 @@ def _why_cached(exp: Exporter, ts: TargetState) -> str:
     if ts.backoff and ts.next_probe_at > now:
         return f"the target is in backoff for {ts.next_probe_at - now:.0f}s more (after {ts.last.outcome.cls})" \
             if ts.last is not None else f"the target is in backoff for {ts.next_probe_at - now:.0f}s more"
-    if ts.next_probe_at > now:
-        return (f"the next planned probe is due in {ts.next_probe_at - now:.0f}s, and /probe never probes sooner "
-                "than the schedule")
     budget = exp.scheduler.budgets.limiter(ts.target) if exp.scheduler is not None else None
     if budget is not None and (wait := budget.wait(exp.clock.monotonic())) > 0:
         return f"the credential's request budget has no room for {wait:.1f}s"
+    if ts.next_probe_at > now:
+        return (f"the next planned probe is due in {ts.next_probe_at - now:.1f}s, and /probe never probes sooner "
+                "than the schedule")
     return "the probe in flight sent nothing (its budget had no room after all, or a reload removed it)"
 
 

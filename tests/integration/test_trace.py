@@ -253,3 +253,25 @@ async def test_a_repeated_answer_is_traced_again_only_after_a_while_a_new_one_at
         await clock.advance(probe_module.TRACE_EVERY[1] + 1)
         answers.append("account_inactive")
         assert (await prober.probe(target)).trace is not None  # the same again, a minute on
+
+
+async def test_debug_probe_without_budget_room_sends_nothing_and_says_so() -> None:
+    # two targets on one Flipsnack key share its budget; a share of it allows one request a minute
+    srv = await FaultServer.start()
+    try:
+        same_key = {"api_key": "shared-key-1234", "secret": "shared-secret-1234"}
+        targets = [{**flip(name, srv.url("ok")), "credentials": same_key} for name in ("a", "b")]
+        raw = {"global": {"interval": "10m", "timeout": "3s", "probe_share": 0.01}, "targets": targets}
+        clock = FakeClock()
+        async with running_exporter(config_from(raw), clock=clock) as run:
+            status, first, cached = await _debug(run, "a")
+            assert status == 200 and cached == "0" and "result: ok (up)" in first
+            sent = srv.requests["ok"]
+            await clock.advance(6)  # b's first planned probe is due (and held back: no budget room)
+            await idle(run)
+            status, second, cached = await _debug(run, "b")
+    finally:
+        await srv.close()
+    assert status == 200 and cached == "1" and srv.requests["ok"] == sent == 1
+    assert second.startswith("no probe was made now: the credential's request budget has no room for ")
+    assert "no trace is kept yet" in second
