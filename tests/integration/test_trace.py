@@ -275,3 +275,28 @@ async def test_debug_probe_without_budget_room_sends_nothing_and_says_so() -> No
     assert status == 200 and cached == "1" and srv.requests["ok"] == sent == 1
     assert second.startswith("no probe was made now: the credential's request budget has no room for ")
     assert "no trace is kept yet" in second
+
+
+async def test_a_refused_token_and_a_refused_login_are_each_a_step_of_the_trace() -> None:
+    logins: list[int] = []
+
+    async def vendor(request: web.Request) -> web.Response:
+        if request.path == "/auth/login":
+            logins.append(1)
+            if len(logins) > 1:  # the fresh login after the refused token is refused too
+                return web.json_response({"code": "LOGIN_FAILED"}, status=401)
+            return web.json_response({"accessToken": "tok-" + secrets.token_hex(8),
+                                      "refreshToken": "ref-" + secrets.token_hex(8), "videoManagerList": [{"id": 7}]})
+        return web.json_response({"code": "TOKEN_EXPIRED"}, status=401)
+
+    async with serve(vendor) as url, new_session() as session:
+        target = config_from({"targets": [{"name": "mi", "vendor": "movingimage", "base_url": url,
+                                           "credentials": {"username": "someone", "password": "pw-0123456789"}}]}
+                             ).targets[0]
+        result = await Prober(session, FakeClock()).probe(target)
+    assert result.trace is not None and result.outcome.cls == "auth"
+    steps = [line.split(":", 1)[0] for line in result.trace.splitlines() if line.startswith("[")]
+    assert steps == ["[1] login", "[2] check", "[3] login"], result.trace
+    assert "cost: 2 attempts, 3 requests" in result.trace
+    assert "classified by: the signer: the check was not sent" in result.trace
+    assert result.trace.count("answer: HTTP 401") == 2
