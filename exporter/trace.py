@@ -9,6 +9,7 @@ certificate chain; it does not report the TLS version, so the trace says so rath
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,15 @@ MAX_ERROR = 240
 #: answer headers whose values are credentials by nature, whoever's they are
 _HIDDEN_HEADERS = frozenset({"set-cookie", "authorization", "proxy-authorization", "www-authenticate"})
 _CUT = "\n[trace cut at {} characters]\n"
+#: written out in a trace (a vendor's text, on a terminal or a page): C0 and C1 controls but the trace's
+#: own line breaks, DEL, the invisible bidi and format controls, lone surrogates
+_UNSEEN = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff"
+                     "\ud800-\udfff]")
+
+
+def _written_out(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +79,8 @@ def _answer_lines(step: TraceStep, now: float, excerpt: Callable[[bytes], str]) 
     if step.kind == "login":
         lines.append("    body: not shown (a login's answer carries tokens)")
     elif result.body:
-        lines.append("    body: " + excerpt(result.body).replace("\n", "\n          "))
+        # the vendor's line breaks written out too: a body cannot forge a line of the trace
+        lines.append("    body: " + excerpt(result.body).replace("\n", "\\n"))
     else:
         lines.append("    body: (empty)")
     return lines
@@ -109,7 +120,7 @@ def render_trace(target: str, vendor: str, started: float, duration: float, outc
             lines.append("    sent headers: " + ", ".join(f"{name}: {value}" for name, value in step.sent_headers))
         lines.append(f"    proxy: {step.proxy or 'none (direct)'}")
         lines += _answer_lines(step, started, excerpt)
-    return cap(redact("\n".join(lines) + "\n"))
+    return cap(_UNSEEN.sub(_written_out, redact("\n".join(lines) + "\n")))
 
 
 def cap(text: str, limit: int = TRACE_MAX_CHARS, tail: str = "") -> str:

@@ -300,3 +300,26 @@ async def test_a_refused_token_and_a_refused_login_are_each_a_step_of_the_trace(
     assert "cost: 2 attempts, 3 requests" in result.trace
     assert "classified by: the signer: the check was not sent" in result.trace
     assert result.trace.count("answer: HTTP 401") == 2
+
+
+async def test_control_characters_of_an_answer_reach_no_trace_output_raw(tmp_path: Path) -> None:
+    hostile = "boom \x1b[2J\x07 \u202eevil\u202c \x00 end\r\nforged: line"
+
+    async def slack(request: web.Request) -> web.Response:
+        return web.Response(status=503, text=hostile, content_type="text/plain")
+
+    async with serve(slack) as url:
+        raw = {"global": {"interval": "60s", "timeout": "5s"}, "targets": [
+            {"name": "chat", "vendor": "slack", "base_url": url, "credentials": {"token": "xoxb-" + "4" * 20}}]}
+        async with running_exporter(config_from(raw), clock=FakeClock()) as run:
+            status, text, _ = await _debug(run, "chat")
+            _, page = await run.get("/targets/chat")
+        config = tmp_path / "config.yml"
+        config.write_text(yaml.safe_dump(raw))
+        _, out, _ = await _cli(config, "--debug", "chat")
+    assert status == 200 and "\\x1b[2J\\x07" in text and "\\x1b[2J\\x07" in out
+    traces = page.split('id="traces"', 1)[1].split("<h2>Recent probes", 1)[0]
+    for shown in (text, out, traces):
+        assert not any(c in shown for c in "\x1b\x07\x00\u202e\r"), repr(shown)
+    # the vendor's line break is written out, so it cannot forge a line of the trace
+    assert not any(line.startswith("forged") for line in (text + out).splitlines())
