@@ -468,7 +468,6 @@ class Prober:
             self._traced_by_target: dict[str, tuple[Target, float, str, str]] = {}
             return self._traced_by_target
 
-
     async def _send_traced(self, steps: list[_Step],
                            kind: str, req: HttpRequest, deadline: float, client: HttpClient | None) -> Answer:
         try:
@@ -480,7 +479,6 @@ class Prober:
         if len(steps) < 16:  # a signer looping on logins must not grow a trace without end
             steps.append((kind, req, answer, client))
         return answer
-
 
     def _trace(self, target: Target, shown: _Shown, started: float, duration: float, outcome: Outcome,
                attempt: _Attempt, attempts: int, spent: int) -> str | None:
@@ -505,13 +503,16 @@ class Prober:
                                               for k, v in check.headers}
         out = []
         for kind, req, result, client in steps:
-            session_client = self.egress.session(client).client
+            # the settings the request went out with (no session is looked up: that could make one)
+            settings = client if client is not None else self.egress.default.client
             parts = urlsplit(req.url)
-            proxy = session_client.proxy_for(parts.scheme, (parts.hostname or "").lower(), parts.port)
+            proxy = settings.proxy_for(parts.scheme, (parts.hostname or "").lower(), parts.port)
             sent = tuple((name, value if (name, value) in public or name.lower() in _PLAIN_HEADERS else REDACTED)
                      for name, value in req.headers.items())
             if isinstance(result, BaseException):
-                out.append(TraceStep(kind, _request_line(req, target.check), sent, _failure(result),
+                # cancelled: the probe's timeout ran out while signing (asyncio.timeout cancels the call)
+                failed = _failure(TimeoutError() if isinstance(result, asyncio.CancelledError) else result)
+                out.append(TraceStep(kind, _request_line(req, target.check), sent, failed,
                                      f"{result.__class__.__name__}: {result}", proxy.shown if proxy else ""))
             else:
                 out.append(TraceStep(kind, _request_line(req, target.check), sent, result, "",

@@ -323,3 +323,19 @@ async def test_control_characters_of_an_answer_reach_no_trace_output_raw(tmp_pat
         assert not any(c in shown for c in "\x1b\x07\x00\u202e\r"), repr(shown)
     # the vendor's line break is written out, so it cannot forge a line of the trace
     assert not any(line.startswith("forged") for line in (text + out).splitlines())
+
+
+async def test_a_login_that_outlasts_the_timeout_is_a_step_without_answer() -> None:
+    async def vendor(request: web.Request) -> web.Response:
+        await asyncio.sleep(2)  # the login never answers within the target's timeout (1 s)
+        return web.json_response({})
+
+    async with serve(vendor) as url, new_session() as session:
+        target = config_from({"global": {"timeout": "1s"}, "targets": [
+            {"name": "mi", "vendor": "movingimage", "base_url": url,
+             "credentials": {"username": "someone", "password": "pw-0123456789"}}]}).targets[0]
+        result = await Prober(session, FakeClock()).probe(target)
+    assert result.trace is not None and result.outcome.cls == "timeout", result.trace
+    assert "[1] login: POST " + url + "/auth/login" in result.trace
+    assert "no answer: timeout/timeout: no complete answer within the timeout" in result.trace
+    assert "[2]" not in result.trace
