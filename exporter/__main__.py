@@ -113,8 +113,9 @@ subcommands:
                                     listening on 127.0.0.1:9798 unless --web.listen-address says otherwise
   simulate [--listen-host HOST]     run the vendor simulators alone
   config example VENDOR...          print a commented starter config for the named built-in vendors
-  probe --config.file PATH NAME [--json]
-                                    probe one target once; exit 0 when its class counts as up, else 1
+  probe --config.file PATH NAME [--json] [--debug]
+                                    probe one target once; exit 0 when its class counts as up, else 1;
+                                    --debug prints its trace (requests, logins, answers, the decision)
 
 Old flag names stay accepted as aliases: --config, --check-config, --listen, --log-level,
 --log-format (and the values warning and text).

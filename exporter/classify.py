@@ -19,7 +19,7 @@ from typing import Any
 from ._jsonpath import json_path
 from ._xmlpath import parse_xml, xml_path
 from .catalog import Catalog, CodeInfo, CodeSource, QuotaSpec, ValueSource
-from .model import Answer, Failure, Outcome, QuotaReading
+from .model import Answer, Explanation, Failure, Outcome, QuotaReading
 
 __all__ = ["Answer", "Failure", "Outcome", "QuotaReading", "classify", "example_failures", "http_family_class",
            "next_reset", "read_quotas"]
@@ -106,16 +106,59 @@ def _by_status(catalog: Catalog, status: int, code: str) -> CodeInfo:
     return CodeInfo(cls, f"code {code} is not in the {catalog.vendor} catalog; HTTP {status} makes it {cls}")
 
 
-def _enveloped(answer: Answer, doc: Any, xml_root: Any) -> bool:
-    """The body is a JSON object or array (``doc``), or a plain XML document (``xml_root``, when given):
-    the shape of every answer of the vendor's API. A body cut at the cap cannot parse, so its start
-    decides."""
-    if isinstance(doc, dict | list):
+class _Body:
+    """The answer's body, parsed on first use as JSON or as XML, once per classification."""
+
+    __slots__ = ("answer", "doc", "parsed", "xml")
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+        self.doc: Any = None
+        self.parsed = False
+        self.xml: Any = False  # False until parsed, None when not a plain XML document
+
+    def json(self) -> Any:
+        if not self.parsed:
+            self.doc, self.parsed = _json(self.answer), True
+        return self.doc
+
+    def xml_root(self) -> Any:
+        if self.xml is False:
+            self.xml = parse_xml(self.answer.body)
+        return self.xml
+
+
+def _source_code(src: CodeSource, body: _Body) -> str | None:
+    """The code ``src`` reads in the answer, or None: the one reading that classify and explain share."""
+    answer = body.answer
+    fixed = src.nonempty is not None or src.code is not None
+    if src.kind == "status":
+        return str(answer.status)
+    if src.kind == "header":
+        raw = answer.headers.get(src.key.lower(), "").strip()
+        if not fixed:
+            return raw if raw and _CODE_OK.fullmatch(raw) else None
+        return _fixed_code(src, raw if src.matches is not None else raw.lower())
+    value = xml_path(body.xml_root(), src.key) if src.kind == "xml" else json_path(body.json(), src.key)
+    return _fixed_code(src, value) if fixed else _body_code(value, src.type)
+
+
+def _in_envelope(catalog: Catalog, body: _Body) -> bool:
+    """A 2xx answer is in the envelope the catalog asks for (always true for other statuses, for 204
+    and 205, and for ``envelope: none``): a JSON object or array, or a plain XML document that is not an
+    HTML page. A body cut at the cap cannot parse, so its start decides."""
+    answer = body.answer
+    if catalog.envelope == "none" or not 200 <= answer.status < 300 or answer.status in (204, 205):
         return True
-    if xml_root is not False and xml_root is not None:
+    if catalog.envelope == "json":
+        if isinstance(body.json(), dict | list):
+            return True
+        return answer.truncated and answer.body.lstrip()[:1] in (b"{", b"[")
+    root = body.xml_root()
+    if root is not None:
         # an HTML page that happens to be well-formed XML is a portal's or proxy's, never the vendor's
-        return bool(xml_root.tag.rsplit("}", 1)[-1].lower() != "html")
-    return answer.truncated and answer.body.lstrip()[:1] in ((b"<",) if xml_root is not False else (b"{", b"["))
+        return bool(root.tag.rsplit("}", 1)[-1].lower() != "html")
+    return answer.truncated and answer.body.lstrip()[:1] == b"<"
 
 
 #: a Retry-After beyond this is taken as this: the scheduler caps every wait at ``max_backoff`` anyway,
@@ -307,31 +350,13 @@ def classify(catalog: Catalog, result: Answer | Failure, now: float) -> Outcome:
         return Outcome(result.cls, result.code, result.message, result.http_status)
 
     answer = result
-    doc: Any = None
-    parsed = False
+    body = _Body(answer)
     code: str | None = None
     info: CodeInfo | None = None
-    xml_root: Any = False  # parsed on first use: False until then, None when not XML
     for src in catalog.code_from:
         if src.when_status is not None and answer.status not in src.when_status:
             continue
-        fixed = src.nonempty is not None or src.code is not None
-        if src.kind == "status":
-            code = str(answer.status)
-        elif src.kind == "header":
-            raw = answer.headers.get(src.key.lower(), "").strip()
-            plain = raw if raw and _CODE_OK.fullmatch(raw) else None
-            code = _fixed_code(src, raw if src.matches is not None else raw.lower()) if fixed else plain
-        elif src.kind == "xml":
-            if xml_root is False:
-                xml_root = parse_xml(answer.body)
-            value = xml_path(xml_root, src.key)
-            code = _fixed_code(src, value) if fixed else _body_code(value, src.type)
-        else:
-            if not parsed:
-                doc, parsed = _json(answer), True
-            value = json_path(doc, src.key)
-            code = _fixed_code(src, value) if fixed else _body_code(value, src.type)
+        code = _source_code(src, body)
         if code is not None:
             code, info = _lookup(catalog, code)
             if info is None and src.known_only:
@@ -354,17 +379,7 @@ def classify(catalog: Catalog, result: Answer | Failure, now: float) -> Outcome:
         if info.skewed_class is not None and (skew := _clock_skew(answer.headers, now)) is not None \
                 and abs(skew) > info.skewed_over:
             cls, message = info.skewed_class, f"{info.skewed_message} (the vendor's clock minus ours: {skew:+.0f} s)"
-    if catalog.envelope == "json" and 200 <= answer.status < 300 and answer.status not in (204, 205):
-        if not parsed:
-            doc, parsed = _json(answer), True
-        enveloped = _enveloped(answer, doc, False)
-    elif catalog.envelope == "xml" and 200 <= answer.status < 300 and answer.status not in (204, 205):
-        if xml_root is False:
-            xml_root = parse_xml(answer.body)
-        enveloped = _enveloped(answer, None, xml_root)
-    else:
-        enveloped = True
-    if not enveloped:
+    if not _in_envelope(catalog, body):
         # docs/vendors.md: an answer we cannot read never counts as ok; the SDKs fail to parse it too
         code, cls = f"http_{answer.status}", "unknown"
         message = (f"HTTP {answer.status} without the vendor's {catalog.envelope.upper()} answer (an HTML or "
@@ -372,9 +387,7 @@ def classify(catalog: Catalog, result: Answer | Failure, now: float) -> Outcome:
 
     quotas: list[QuotaReading] = []
     if catalog.quota and (inline := _inline_quotas(catalog)):
-        if not parsed:
-            doc = _json(answer)
-        quotas.extend(read_quotas(inline, answer, doc, now))
+        quotas.extend(read_quotas(inline, answer, body.json(), now))
     if catalog.ratelimit_headers and (rl := _ratelimit_headers(answer.headers, now)) is not None:
         quotas.append(rl)
 
@@ -406,3 +419,80 @@ def example_failures(catalog: Catalog) -> list[str]:
             out.append(f"{ex.where}: expected class {ex.cls} code {ex.code}, got class {got.cls} code {got.code}"
                        f" ({got.message})")
     return out
+
+
+# --- why: the classifier's decision, told -------------------------------------------------------------
+
+__all__ += ["explain"]
+
+
+def _source_words(src: CodeSource) -> str:
+    where = {"status": "the HTTP status", "header": f"header {src.key}"}.get(src.kind, f"body {src.key}")
+    if src.nonempty is not None:
+        where += f" (non-empty: code {src.nonempty})"
+    elif src.matches is not None:
+        where += f" (matching /{src.matches.pattern[:60]}/: code {src.code})"
+    elif src.code is not None:
+        where += f" (equal to {', '.join(map(str, src.equals))[:60]}: code {src.code})"
+    elif src.kind == "body" and src.type != "integer":
+        where += f" (type {src.type})"
+    if src.when_status is not None:
+        where += f", when HTTP {', '.join(map(str, sorted(src.when_status)))[:60]}"
+    return where
+
+
+def _fallback_words(catalog: Catalog, status: int) -> str:
+    for key in (str(status), f"{status // 100}xx"):
+        if key in catalog.http_fallback:
+            return f"the catalog's http_fallback[{key}] -> {catalog.http_fallback[key]}"
+    return f"the HTTP family rule for {status} -> {http_family_class(status, {})}"
+
+
+def explain(catalog: Catalog, result: Answer | Failure, now: float) -> Explanation:
+    """Which ``code_from`` source and which catalog entry decided the class of ``result``: the walk of
+    ``classify`` told step by step. Pure; the class and code are ``classify``'s own (it is called), so
+    the explanation never disagrees with what was recorded."""
+    outcome = classify(catalog, result, now)
+    if isinstance(result, Failure):
+        return Explanation("no answer: the prober's transport-failure map", f"{result.code}: {result.message}",
+                           outcome.cls, outcome.code)
+    answer = result
+    body = _Body(answer)
+    notes: list[str] = []
+    source, entry = "", ""
+    for index, src in enumerate(catalog.code_from):
+        where = f"code_from[{index}] ({_source_words(src)})"
+        if src.when_status is not None and answer.status not in src.when_status:
+            notes.append(f"{where}: passed over, HTTP {answer.status} is not in its when_status")
+            continue
+        code = _source_code(src, body)
+        if code is None:
+            notes.append(f"{where}: no code there")
+            continue
+        found, info = _lookup(catalog, code)
+        if info is None and src.known_only:
+            notes.append(f"{where}: code {code} is not in the catalog and the source is known_only: next source")
+            continue
+        source = f"{where} gave code {code}"
+        if info is None and src.unlisted_by_status and answer.status >= 300:
+            listed = catalog.codes.get(str(answer.status))
+            entry = (f"code {code} is not in the {catalog.vendor} catalog; unlisted_by_status: "
+                     + (f"the catalog's codes[{answer.status}] -> {listed.cls}" if listed is not None
+                        else _fallback_words(catalog, answer.status)))
+        elif info is None:
+            entry = f"code {code} is not in the {catalog.vendor} catalog -> unknown"
+        else:
+            main = f" (the main code of {code})" if found != code else ""
+            entry = f"the catalog's codes[{found}]{main} -> {info.cls}: {catalog.codes[found].message}"
+        break
+    else:
+        source = "no code_from source gave a code" if catalog.code_from else "the catalog has no code_from"
+        entry = f"HTTP {answer.status} without the vendor's code: {_fallback_words(catalog, answer.status)}"
+    if not _in_envelope(catalog, body):
+        entry += f"; overruled by envelope: {catalog.envelope} (the 2xx body is not the vendor's answer) -> unknown"
+    if answer.truncated:
+        notes.append("the body was cut at max_body_bytes: an up class counts as unknown")
+    if outcome.retry_after is not None:
+        told = "the Retry-After header" if answer.headers.get("retry-after") else "the catalog's retry_after"
+        notes.append(f"wait {outcome.retry_after:g}s before the next call ({told})")
+    return Explanation(source, entry, outcome.cls, outcome.code, tuple(notes))

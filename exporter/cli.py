@@ -273,10 +273,12 @@ def _text(report: dict[str, Any]) -> str:
     return "".join(f"{k + ':':13}{escape_control(str(v))}\n" for k, v in rows)
 
 
-async def _probe_once(config: Config, target: Target) -> ProbeResult:
+async def _probe_once(config: Config, target: Target, debug: bool = False) -> ProbeResult:
     from .app import Exporter
     from .egress import Egress
-    from .probe import Prober
+    from .probe import FORCE_TRACE, Prober
+
+    FORCE_TRACE.set(debug)  # this run's own context (asyncio.run's): nothing else sees it
 
     exp = Exporter(config)
     exp.session = exp._new_session()
@@ -297,6 +299,9 @@ def probe_main(argv: list[str]) -> int:
     p.add_argument("--config.file", "--config", dest="config", type=Path, required=True, metavar="PATH",
                    help="the config file (--config is an alias)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--debug", action="store_true",
+                   help="print the probe's trace: every request and login, the answers (redacted), what decided "
+                        "the class and what a running exporter would do next")
     p.add_argument("name", metavar="NAME", help="the target's name")
     args = p.parse_args(argv)
     try:
@@ -310,9 +315,36 @@ def probe_main(argv: list[str]) -> int:
         print(f"error: {args.config}: no target named {args.name[:128]!r} (targets: {known})", file=sys.stderr)
         return 2
     try:
-        result = asyncio.run(_probe_once(config, target))
+        result = asyncio.run(_probe_once(config, target, args.debug))
     except KeyboardInterrupt:
         return 130
     report = probe_report(target, result)
-    sys.stdout.write(json.dumps(report) + "\n" if args.json else _text(report))
+    if args.debug:
+        report["trace"] = debug_trace(target, result)
+    sys.stdout.write(json.dumps(report) + "\n" if args.json else _text(report) + _debug_text(report))
     return 0 if report["up"] else 1
+
+
+def debug_trace(target: Target, result: ProbeResult) -> str:
+    """The probe's trace (redacted by the prober) and what a running exporter would do next: the
+    scheduler's own policy (``next_delay``, ``confirm_failures``), with no state behind it."""
+    import random
+
+    from .backoff import next_delay
+    from .model import BACKOFF
+    from .trace import cap, decision
+
+    out = result.outcome
+    confirming = target.confirm_failures and out.cls not in UP | BACKOFF
+    delay, backoff = next_delay(target.interval, out, 1, random.Random(), target.max_backoff)
+    follows = decision(out, target.interval, delay, backoff, confirming=confirming, requests=result.requests,
+                       hypothetical=True)
+    return cap(result.trace or "no trace was made\n", tail=follows)
+
+
+def _debug_text(report: dict[str, Any]) -> str:
+    if "trace" not in report:
+        return ""
+    from .log import escape_control
+
+    return "\n" + "".join(escape_control(line) + "\n" for line in report["trace"].splitlines())

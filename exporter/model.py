@@ -17,10 +17,12 @@ __all__ = [
     "CLASSES",
     "FAILURE",
     "PHASES",
+    "TRACE_MAX_CHARS",
     "UP",
     "Answer",
     "ConfigError",
     "Expanded",
+    "Explanation",
     "ExporterError",
     "ExporterStatus",
     "Failure",
@@ -143,6 +145,25 @@ class ProbeResult:
     tls_cert_expiry: float | None = None
     #: the check's final request, seconds in each of ``PHASES``; None when no answer came
     phases: tuple[float, float, float, float, float] | None = None
+    #: a readable account of the probe (every request, login and answer, what decided the class),
+    #: redacted and at most ``TRACE_MAX_CHARS``; None when the prober did not trace this probe
+    trace: str | None = None
+
+
+#: a stored or printed trace is cut at this many characters (the target page keeps two per target)
+TRACE_MAX_CHARS = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Why an answer got its class: which ``code_from`` source gave the code and which catalog entry
+    (or HTTP fallback) turned it into the class; ``notes`` are the sources passed over, and why."""
+
+    source: str
+    entry: str
+    cls: str
+    code: str
+    notes: tuple[str, ...] = ()
 
 
 # --- errors ----------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import errno
 import json
 import sys
@@ -20,11 +21,12 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
+from urllib.parse import urlsplit
 
 import pycurl
 
 from .catalog import CheckSpec, QuotaSpec
-from .classify import classify, read_quotas
+from .classify import classify, explain, read_quotas
 from .clock import Clock
 from .config import Credentials, Target, secrets_of
 from .egress import Egress
@@ -41,14 +43,32 @@ from .engine import (
 )
 from .engine import Session as Client
 from .httpconfig import HttpClient
-from .model import UP, Answer, Failure, HttpRequest, Outcome, ProbeResult, QuotaReading, SignError
+from .model import UP, Answer, Explanation, Failure, HttpRequest, Outcome, ProbeResult, QuotaReading, SignError
 from .redact import REDACTED, Redactor, redact
 from .signatures import wire_url
 from .signers import Signer, SignerContext, make_signer
+from .trace import TraceStep, render_trace
 
 __all__ = ["ProbeResult", "Prober", "build_request", "redact"]
 
 EXCERPT_BYTES = 512
+
+#: one request of a probe, for its trace: (kind, request, answer or exception, the target's HTTP client)
+_Step = tuple[str, HttpRequest, Answer | BaseException, HttpClient | None]
+#: the requests of the probe under way in this task; None outside a probe. A context variable: a
+#: signer's login goes through ``send`` without knowing it
+_STEPS: contextvars.ContextVar[list[_Step] | None] = contextvars.ContextVar("apistatus_trace_steps", default=None)
+#: set (to True) by a caller that wants the probe it starts traced whatever ``TRACE_EVERY`` says: the
+#: CLI's ``probe --debug`` and ``/probe?debug=true`` (a task made meanwhile, the scheduler's on-demand
+#: probe, inherits it)
+FORCE_TRACE: contextvars.ContextVar[bool] = contextvars.ContextVar("apistatus_force_trace", default=False)
+#: a probe is traced when its class or code differs from the target's last traced probe, else when that
+#: trace is older than this (seconds; successes, failures): rendering a trace costs a large share of a
+#: probe, and a repeat of the same answer tells little more (a fleet-wide outage must not pay it per probe)
+TRACE_EVERY = (300.0, 60.0)
+#: request headers whose values a trace shows (the whole trace is redacted too); any other header's value
+#: is shown only when the catalog's check sets it, since a signer's headers carry keys and signatures
+_PLAIN_HEADERS = frozenset({"accept", "accept-encoding", "content-type", "content-length", "user-agent"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +262,9 @@ class Prober:
         shown = self._shown_table()
         for name in [n for n in shown if n not in keep_set]:
             del shown[name]
+        traced = self._traced_table()
+        for name in [n for n in traced if n not in keep_set]:
+            del traced[name]
         self._requests.clear()
         used = {id(signer) for _, signer in self._signers.values()}
         for key in [k for k, signer in self._by_credential.items() if id(signer) not in used]:
@@ -322,10 +345,14 @@ class Prober:
         else:
             request = build_request(target.base_url, check)
         sent = 0
+        signing = True  # a request sent while signing is the signer's login or refresh (for the trace)
 
         async def send(req: HttpRequest) -> Answer:
             nonlocal sent
             sent += 1
+            if (steps := _STEPS.get()) is not None:
+                kind = "login" if signing else "check" if check is target.check else "quota"
+                return await self._send_traced(steps, kind, req, deadline, target.http_client)
             return await self._send(req, deadline, target.http_client)
 
         try:
@@ -339,6 +366,7 @@ class Prober:
             return _Attempt(None, exc.answer or Failure(exc.cls, exc.code, exc.message, exc.http_status), sent)
         except Exception as exc:  # noqa: BLE001 - a login call failed in transport: the same map
             return _Attempt(None, _failure(exc), max(1, sent))
+        signing = False
         try:
             answer: Answer | Failure = await send(signed)
         except Exception as exc:  # noqa: BLE001 - every transport failure is an outcome, never a crash
@@ -364,6 +392,13 @@ class Prober:
         return outcome
 
     async def probe(self, target: Target) -> ProbeResult:
+        steps = _STEPS.set([])  # this probe's requests, for its trace (see ``_trace``)
+        try:
+            return await self._probe(target)
+        finally:
+            _STEPS.reset(steps)
+
+    async def _probe(self, target: Target) -> ProbeResult:
         signer = self.signer(target)
         started_wall = self.clock.time()
         t0 = time.perf_counter()
@@ -399,7 +434,8 @@ class Prober:
         answer = attempt.result if isinstance(attempt.result, Answer) else None
         expiry = answer.tls_cert_expiry if answer is not None else None
         return ProbeResult(target.name, started, duration, outcome, line, excerpt, attempts, spent, expiry,
-                           answer.phases if answer is not None else None)
+                           answer.phases if answer is not None else None,
+                           self._trace(target, shown, started, duration, outcome, attempt, attempts, spent))
 
     async def _quota_calls(self, target: Target, signer: Signer,
                            deadline: float) -> tuple[list[QuotaReading], int]:
@@ -421,6 +457,68 @@ class Prober:
                     continue
                 readings.extend(read_quotas(tuple(specs), result, doc, self.clock.time()))
         return readings, spent
+
+    # --- the trace of a probe (exporter/trace.py renders it) ----------------------------------------
+
+    def _traced_table(self) -> dict[str, tuple[Target, float, str, str]]:
+        """Per target: its config, when its last traced probe was traced, and that one's class and code."""
+        try:
+            return self._traced_by_target
+        except AttributeError:  # made here, not in the constructor
+            self._traced_by_target: dict[str, tuple[Target, float, str, str]] = {}
+            return self._traced_by_target
+
+    async def _send_traced(self, steps: list[_Step],
+                           kind: str, req: HttpRequest, deadline: float, client: HttpClient | None) -> Answer:
+        try:
+            answer = await self._send(req, deadline, client)
+        except BaseException as exc:
+            if len(steps) < 16:
+                steps.append((kind, req, exc, client))
+            raise
+        if len(steps) < 16:  # a signer looping on logins must not grow a trace without end
+            steps.append((kind, req, answer, client))
+        return answer
+
+    def _trace(self, target: Target, shown: _Shown, started: float, duration: float, outcome: Outcome,
+               attempt: _Attempt, attempts: int, spent: int) -> str | None:
+        """The probe's trace, or None when it repeats the last traced one's class and code (``TRACE_EVERY``)."""
+        steps = _STEPS.get()
+        if steps is None:
+            return None
+        table = self._traced_table()
+        now = self.clock.time()
+        held = table.get(target.name)
+        # (a reload makes new Target objects: the first probe after one is traced, its state may be new)
+        if (held is not None and held[0] is target and held[2] == outcome.cls and held[3] == outcome.code
+                and now - held[1] < TRACE_EVERY[outcome.cls not in UP] and not FORCE_TRACE.get()):
+            return None
+        table[target.name] = (target, now, outcome.cls, outcome.code)
+        if attempt.request is None and isinstance(attempt.result, Failure):
+            why = Explanation("the signer: the check was not sent", f"{attempt.result.code}: {attempt.result.message}",
+                              outcome.cls, outcome.code)
+        else:
+            why = explain(target.catalog, attempt.result, now)
+        public = set(target.check.headers) | {(k, v) for check in (q.request for q in target.catalog.quota) if check
+                                              for k, v in check.headers}
+        out = []
+        for kind, req, result, client in steps:
+            # the settings the request went out with (no session is looked up: that could make one)
+            settings = client if client is not None else self.egress.default.client
+            parts = urlsplit(req.url)
+            proxy = settings.proxy_for(parts.scheme, (parts.hostname or "").lower(), parts.port)
+            sent = tuple((name, value if (name, value) in public or name.lower() in _PLAIN_HEADERS else REDACTED)
+                     for name, value in req.headers.items())
+            if isinstance(result, BaseException):
+                # cancelled: the probe's timeout ran out while signing (asyncio.timeout cancels the call)
+                failed = _failure(TimeoutError() if isinstance(result, asyncio.CancelledError) else result)
+                out.append(TraceStep(kind, _request_line(req, target.check), sent, failed,
+                                     f"{result.__class__.__name__}: {result}", proxy.shown if proxy else ""))
+            else:
+                out.append(TraceStep(kind, _request_line(req, target.check), sent, result, "",
+                                     proxy.shown if proxy else ""))
+        return render_trace(target.name, target.vendor, started, duration, outcome, attempts, spent, out, why,
+                            shown.redact, lambda body: _excerpt(body, shown.redact))
 
 
 def _excerpt(body: bytes, secrets: Sequence[str] | Redactor) -> str:

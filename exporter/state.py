@@ -19,12 +19,14 @@ import contextlib
 import logging
 import struct
 import sys
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .config import Target
-from .model import CLASSES, FAILURE, UP, Outcome, ProbeResult, QuotaReading
+from .model import BACKOFF, CLASSES, FAILURE, UP, Outcome, ProbeResult, QuotaReading
+from .trace import cap, decision
 
 __all__ = ["DURATION_BUCKETS", "MAX_FOREIGN_CODES", "HistoryEntry", "Rendered", "State", "TargetState", "kept"]
 
@@ -232,6 +234,12 @@ class TargetState:
     #: failures pushed out of the recent ring, newest last; see ``history`` for how many are shown
     _older_failures: _Ring | None = field(default=None, repr=False)
     _recent_failures: int = field(default=0, repr=False)  # rows of the recent ring whose class is a failure
+    #: the traces of the last traced failure and success (see ``traces``): (probe start, the redacted text
+    #: with what the scheduler did next, zlib-compressed: two per target, at thousands of targets)
+    _trace_failure: tuple[float, bytes] | None = field(default=None, repr=False)
+    _trace_success: tuple[float, bytes] | None = field(default=None, repr=False)
+    #: the last traced probe was a failure that ``confirm_failures`` re-probes at once
+    _confirming: bool = field(default=False, repr=False)
 
     def bounded_code(self, code: str) -> str:
         if code in self.target.catalog.codes or code in self.foreign_codes:
@@ -328,6 +336,34 @@ class TargetState:
         cls, code, message, status, retry, line, excerpt = self._answers.get(slot)
         return HistoryEntry(started, duration, cls, code, message, status, retry, attempts, line, excerpt)
 
+    def keep_trace(self, result: ProbeResult, next_probe_at: float, backoff: float) -> None:
+        """Keep the probe's trace (when it has one) as the last failure's or success's, with the
+        scheduler's decision after it; at most ``TRACE_MAX_CHARS`` each, so two per target stay small."""
+        if result.trace is None:
+            return
+        out, target = result.outcome, self.target
+        ended = result.started + result.duration
+        # the scheduler records the first of a confirmation at once, planning the re-probe for now
+        confirming = (target.confirm_failures and out.cls not in UP | BACKOFF
+                      and next_probe_at - ended < min(1.0, target.interval / 4))
+        follows = decision(out, target.interval, max(0.0, next_probe_at - ended), backoff, confirming=confirming,
+                           requests=result.requests)
+        if self._confirming:
+            verdict = "not confirmed, the target counts as up" if out.cls in UP else "confirmed"
+            follows = ("confirmation: this probe re-checked the failure of the probe just before it "
+                       f"(confirm_failures): {verdict}\n" + follows)
+        self._confirming = confirming
+        entry = (result.started, zlib.compress(cap(result.trace, tail=follows).encode()))
+        if out.cls in UP:
+            self._trace_success = entry
+        else:
+            self._trace_failure = entry
+
+    def traces(self) -> dict[str, tuple[float, str] | None]:
+        """The kept traces, ``failure`` and ``success``: (probe start, text), None when there is none."""
+        return {kind: None if held is None else (held[0], zlib.decompress(held[1]).decode())
+                for kind, held in (("failure", self._trace_failure), ("success", self._trace_success))}
+
     def resize(self, size: int) -> None:
         """A new history size, keeping the newest probes and failures."""
         if size == self.history_size:
@@ -387,8 +423,10 @@ class State:
         ts = self._targets.get(result.target)
         if ts is None:
             return None  # removed by a reload while its probe was in flight
-        ts.record(result)
+        # the trace is kept apart (keep_trace), with what follows: ``last`` need not hold a second copy
+        ts.record(replace(result, trace=None) if result.trace is not None else result)
         ts.next_probe_at, ts.backoff = next_probe_at, backoff
+        ts.keep_trace(result, next_probe_at, backoff)
         self._refresh(ts)
         return ts
 

@@ -544,7 +544,8 @@ def status_page(targets: Iterable[TargetState], now: float, refresh: Refresh, fa
 
 def target_page(ts: TargetState, now: float, refresh: Refresh, fault: Fault | None = None) -> bytes:
     """``/targets/NAME``: one target's card and its recent probes."""
-    return render_target_page(_with_fault(target_view(ts), fault), history_view(ts), now, refresh).encode()
+    return render_target_page(_with_fault(target_view(ts), fault), history_view(ts), now, refresh,
+                              trace_section(ts, now)).encode()
 
 
 def render_status(views: list[dict[str, Any]], now: float, refresh: Refresh,
@@ -578,7 +579,8 @@ def render_status(views: list[dict[str, Any]], now: float, refresh: Refresh,
     return _page("API status", body, now, "./", "api/v1/targets", refresh)
 
 
-def render_target_page(view: dict[str, Any], history: list[dict[str, Any]], now: float, refresh: Refresh) -> str:
+def render_target_page(view: dict[str, Any], history: list[dict[str, Any]], now: float, refresh: Refresh,
+                       traces: str = "") -> str:
     rows = []
     for entry in history:
         retry = f' &middot; retry after {fmt_age(entry["retry_after_seconds"])}' if entry["retry_after_seconds"] else ""
@@ -601,7 +603,7 @@ def render_target_page(view: dict[str, Any], history: list[dict[str, Any]], now:
     body = (f'<p><a href="../">&larr; all targets</a></p><h1>{escape(view["name"])}</h1>'
             f'<p class="muted">{_safe_link(view["docs_url"], view["vendor_title"])} ({escape(view["vendor"])}), '
             f'probed every {fmt_age(view["interval_seconds"])}</p>'
-            f'<div class="cards">{_card(view, now, None)}</div>'
+            f'<div class="cards">{_card(view, now, None)}</div>{traces}'
             f'<h2>Recent probes <small>newest first; failures are kept longer than successes</small></h2>{hist}')
     return _page(f'{view["name"]} - API status', body, now, "../", f"../api/v1/targets/{name_q}", refresh)
 
@@ -635,3 +637,59 @@ def with_banner(page: bytes, text: str) -> bytes:
         return page
     notice = f'<p class="note c-degraded demo-banner" role="alert"><strong>{escape(text)}</strong></p>\n'
     return page.replace(b"<main>\n", b"<main>\n" + notice.encode(), 1)
+
+
+# --- traces: the last failure and the last success, told (exporter/trace.py) ----------------------------
+
+
+def trace_views(ts: TargetState) -> dict[str, Any]:
+    """The target's kept traces, as the pages and ``/probe?debug=true`` show them: redacted by the prober,
+    and once more here with the target's credentials, so a new leak path cannot reach a page."""
+    secrets = secrets_of(ts.target)
+    out: dict[str, Any] = {}
+    for kind, held in ts.traces().items():
+        out[kind] = None if held is None else {"time": _num(held[0]), "text": redact(held[1], secrets)}
+    return out
+
+
+def trace_section(ts: TargetState, now: float) -> str:
+    """The target page's "Traces" section: the last failure's trace unfolded, the last success's folded."""
+    views = trace_views(ts)
+    parts = []
+    for kind, title, unfold in (("failure", "Last failure", " open"), ("success", "Last success traced", "")):
+        view = views[kind]
+        if view is None:
+            parts.append(f'<p class="muted">{title}: none yet</p>')
+            continue
+        parts.append(f'<details{unfold} class="trace" id="trace-{kind}"><summary>{title}, '
+                     f'{fmt_time(view["time"], now)}</summary><pre>{escape(view["text"])}</pre></details>')
+    return ('<h2 id="traces">Traces <small>every request and login, the answer, what decided the class and '
+            'what followed; the same answer again is traced at most every minute (failures) or 5 minutes '
+            '(successes)</small></h2>'
+            + "".join(parts))
+
+
+def latest_trace(ts: TargetState) -> tuple[float, str] | None:
+    """The newest of the kept traces."""
+    held = [t for t in ts.traces().values() if t is not None]
+    return max(held, key=lambda t: t[0]) if held else None
+
+
+def probe_debug_text(ts: TargetState, fresh: bool, why_not: str) -> str:
+    """``/probe?debug=true``: the trace of the probe just made, or, when none could be made (``why_not``),
+    the latest kept trace, saying so. Plain text, control characters escaped, secrets redacted."""
+    from .log import escape_control
+
+    secrets = secrets_of(ts.target)
+    held = latest_trace(ts)
+    last = ts.last
+    if fresh and held is not None and last is not None and held[0] == last.started:
+        head = "a probe was made now for this request; its trace:\n"
+    elif fresh:
+        head = ("a probe was made now (it joined one already in flight) but it was not traced; the latest "
+                "kept trace:\n" if held is not None else "a probe was made now but it was not traced\n")
+    else:
+        head = (f"no probe was made now: {why_not}; the latest kept trace:\n" if held is not None
+                else f"no probe was made now: {why_not}; no trace is kept yet\n")
+    text = head + (held[1] if held is not None else "")
+    return "".join(escape_control(line) + "\n" for line in redact(text, secrets).splitlines())

@@ -175,6 +175,8 @@ async def probe(request: web.Request) -> web.Response:
         # Only configured target names: /probe must never become a proxy to arbitrary URLs.
         shown = html.escape(name[:64])
         raise web.HTTPBadRequest(text=f"unknown target {shown!r}: /probe takes a configured target name\n")
+    if _debug(request):
+        return await _probe_debug(request, exp, name)
     # HEAD sends nothing upstream: it answers what a GET would answer from the latest result
     done = await exp.probe_now(name, call=request.method != "HEAD")
     if done is None:  # removed by a reload meanwhile
@@ -182,6 +184,51 @@ async def probe(request: web.Request) -> web.Response:
     ts, cached = done
     return await _respond(request, render_probe(ts, cached), {
         "Content-Type": CONTENT_TYPE, "Cache-Control": "no-store", PROBE_CACHED_HEADER: "1" if cached else "0"})
+
+
+def _debug(request: web.Request) -> bool:
+    """blackbox_exporter's ``debug=true`` (Go's strconv.ParseBool spellings)."""
+    value = request.query.get("debug", "")
+    if value.lower() in ("", "0", "f", "false"):
+        return False
+    if value.lower() in ("1", "t", "true"):
+        return True
+    raise web.HTTPBadRequest(text=f"debug={html.escape(value[:16])!r}: debug takes true or false\n")
+
+
+async def _probe_debug(request: web.Request, exp: Exporter, name: str) -> web.Response:
+    """``/probe?target=NAME&debug=true``: the trace of a probe made now, under the same rules as any
+    /probe (backoff, schedule, budget); when it may not call, the latest kept trace and why."""
+    from .probe import FORCE_TRACE
+
+    forced = FORCE_TRACE.set(True)  # the scheduler's on-demand task, made below, inherits it
+    try:
+        done = await exp.probe_now(name, call=request.method != "HEAD")
+    finally:
+        FORCE_TRACE.reset(forced)
+    if done is None:
+        raise web.HTTPNotFound(text=f"target {html.escape(name[:64])!r} is no longer configured\n")
+    ts, cached = done
+    why = "a HEAD request never calls the vendor" if request.method == "HEAD" else _why_cached(exp, ts)
+    text = views.probe_debug_text(ts, not cached, why if cached else "")
+    return await _respond(request, text.encode(), {"Content-Type": "text/plain; charset=utf-8",
+                                                   "Cache-Control": "no-store",
+                                                   PROBE_CACHED_HEADER: "1" if cached else "0"})
+
+
+def _why_cached(exp: Exporter, ts: TargetState) -> str:
+    """Why an on-demand probe did not call, as far as the state and the budget tell."""
+    now = exp.clock.time()
+    if ts.backoff and ts.next_probe_at > now:
+        return f"the target is in backoff for {ts.next_probe_at - now:.0f}s more (after {ts.last.outcome.cls})" \
+            if ts.last is not None else f"the target is in backoff for {ts.next_probe_at - now:.0f}s more"
+    budget = exp.scheduler.budgets.limiter(ts.target) if exp.scheduler is not None else None
+    if budget is not None and (wait := budget.wait(exp.clock.monotonic())) > 0:
+        return f"the credential's request budget has no room for {wait:.1f}s"
+    if ts.next_probe_at > now:
+        return (f"the next planned probe is due in {ts.next_probe_at - now:.1f}s, and /probe never probes sooner "
+                "than the schedule")
+    return "the probe in flight sent nothing (its budget had no room after all, or a reload removed it)"
 
 
 async def healthy(request: web.Request) -> web.Response:
