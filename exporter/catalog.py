@@ -15,13 +15,15 @@ import math
 import re
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import re2
+
 from ._yamlnode import ConfigError, Node, load_yaml
-from .model import CLASSES
+from .model import CLASSES, Expanded
 from .signers import SIGNERS, OptionSpec, option_specs
 
 __all__ = [
@@ -57,6 +59,25 @@ class CodeInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class TextPattern:
+    """A ``matches:`` pattern, searched case-insensitively. RE2 syntax, as Prometheus' own regexes: RE2
+    matches in time linear in the text whatever the pattern, so a catalog's pattern cannot turn a
+    vendor's (or a proxy's) answer into a stalled event loop; backreferences and lookaround, which only
+    a backtracking engine runs, are refused at load."""
+
+    pattern: str
+    compiled: Any = field(compare=False, repr=False)
+
+    def found_in(self, text: str) -> bool:
+        return self.compiled.search(text) is not None
+
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.case_sensitive = False
+_RE2_OPTIONS.log_errors = False  # RE2 would print the refused pattern to stderr: it may come from ${VAR}
+
+
+@dataclass(frozen=True, slots=True)
 class CodeSource:
     """Where a code may be found. ``kind`` is status, header or body (a dotted JSON path)."""
 
@@ -74,7 +95,7 @@ class CodeSource:
     known_only: bool = False
     #: a value (text) this regular expression finds yields the fixed code ``code`` (GitHub's secondary
     #: limit is told only by its message); searched case-insensitively
-    matches: re.Pattern[str] | None = None
+    matches: TextPattern | None = None
     #: a code not listed in the catalog under a 3xx-5xx answer keeps its label but takes the class of
     #: its HTTP status (Twilio documents its codes by status: an unlisted code under 401 is still auth)
     unlisted_by_status: bool = False
@@ -440,15 +461,18 @@ def _code_source(src: Node) -> CodeSource:
         equals = tuple(item.value for item in items)
         if not equals or kind == "status":
             sm["equals"].fail("needs a value and a body or header source")
-    matches: re.Pattern[str] | None = None
+    matches: TextPattern | None = None
     if "matches" in sm:
         if kind == "status":
             sm["matches"].fail("only applies to a body or header source")
         pattern = sm["matches"].text()
         try:
-            matches = re.compile(pattern, re.IGNORECASE)
-        except re.error as exc:
-            sm["matches"].fail(f"is not a regular expression: {exc}", show=False)
+            matches = TextPattern(pattern, re2.compile(pattern, _RE2_OPTIONS))
+        except re2.error as exc:
+            # RE2's reason quotes the offending part of the pattern: not when it came from outside the file
+            why = "" if isinstance(pattern, Expanded) else ": " + _re2_reason(exc)
+            sm["matches"].fail(f"is not an RE2 regular expression (Prometheus' syntax: no backreferences or "
+                               f"lookaround){why}")
         if equals:
             src.fail("equals and matches exclude each other: each yields code")
     code = _code_key(sm["code"]) if "code" in sm else None
@@ -469,6 +493,11 @@ def _code_source(src: Node) -> CodeSource:
         src.fail("known_only and unlisted apply to a source that reads a code, not one that yields a fixed code")
     return CodeSource(kind, key, when, nonempty, body_type, equals, code, unlisted == "next", matches,
                       unlisted == "status")
+
+
+def _re2_reason(exc: Exception) -> str:
+    reason = exc.args[0] if exc.args else ""
+    return reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
 
 
 def _example(node: Node) -> CatalogExample:

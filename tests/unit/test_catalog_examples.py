@@ -249,7 +249,7 @@ def test_matches_yields_its_code_when_the_pattern_is_found() -> None:
     assert outcome(cat, 403, {"message": "You have exceeded a SECONDARY rate limit."}) == ("rate_limited", "slow")
     assert outcome(cat, 403, {"message": "Resource protected by SAML"}) == ("auth", "403")
     assert outcome(cat, 403, {"message": 7}) == ("auth", "403")  # not text: no match
-    with pytest.raises(ConfigError, match=r"code_from\[0\]\.matches: is not a regular expression"):
+    with pytest.raises(ConfigError, match=r"code_from\[0\]\.matches: is not an RE2 regular expression"):
         catalog({"code_from": [{"body": "m", "matches": "(", "code": "200"}]})
     with pytest.raises(ConfigError, match="matches and code go together"):
         catalog({"code_from": [{"body": "m", "matches": "x"}]})
