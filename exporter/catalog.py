@@ -426,12 +426,14 @@ def _text_codes_readable(fields: dict[str, Node], sources: list[CodeSource], cod
             continue
         where = next((index for index, src in enumerate(sources) if src.kind == "body" and src.code is None
                       and src.nonempty is None), None)
-        hint = (f"code_from[{where}] reads body {sources[where].key} as a number (the default type): "
+        # the key is named unless it came from ${VAR} (the error says where from then)
+        key = "" if where is None or isinstance(sources[where].key, Expanded) else f" {sources[where].key}"
+        hint = (f"code_from[{where}] reads body{key} as a number (the default type): "
                 "add type: string (or any) there" if where is not None
                 else "no code_from source reads text: add a body source with type: string")
         codes_node = fields["codes"]
-        raise ConfigError(file, f"{codes_node.path}.{code}",
-                          f"is a text code, but {hint}")
+        raise ConfigError(file, f"{codes_node.path}.{code}", f"is a text code, but {hint}",
+                          *((sources[where].key,) if key == "" and where is not None else ()))
 
 
 _BODY_TYPES = ("integer", "string", "any")
