@@ -403,8 +403,9 @@ def parse_catalog(name: str, node: Node) -> Catalog:
         ratelimit_headers=fields["ratelimit_headers"].boolean() if "ratelimit_headers" in fields else True,
         examples=tuple(_example(example) for example in fields.get("examples", Node([], node.file, "examples"))),
         # a vendor that puts its code in a JSON body answers JSON: anything else on a 2xx is not its answer
+        # (but a HEAD answer has no body at all)
         envelope=(fields["envelope"].choice(("json", "none")) if "envelope" in fields
-                  else "json" if any(src.kind == "body" for src in sources) else "none"),
+                  else "json" if check.method != "HEAD" and any(src.kind == "body" for src in sources) else "none"),
     )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
@@ -383,8 +383,9 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
     seen: set[str] = set()
     cred_names: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {}
     label_sets: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
+    headless: dict[str, Catalog] = {}
     for tnode in root["targets"]:
-        target = _target(tnode, glob, catalogs, base, env, seen, cred_names, label_sets, noted)
+        target = _target(tnode, glob, catalogs, base, env, seen, cred_names, label_sets, noted, headless)
         if target is not None:
             targets.append(target)
     return Config(root_node.file, glob, tuple(targets), catalogs)
@@ -393,7 +394,7 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
 def _target(tnode: Node, glob: GlobalConfig, catalogs: Mapping[str, Catalog], base: Path, env: Mapping[str, str],
             seen: set[str], cred_names: dict[str, tuple[tuple[str, ...], frozenset[str]]],
             label_sets: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]],
-            problems: _Problems) -> Target | None:
+            problems: _Problems, headless: dict[str, Catalog]) -> Target | None:
     """One target, or None when a problem was noted (``--config.check`` goes on with the next field)."""
     before = len(problems.sink) if problems.sink is not None else 0
     fields = problems.mapping(tnode, _TARGET_KEYS, required=("name", "vendor", "base_url"))
@@ -443,8 +444,12 @@ def _target(tnode: Node, glob: GlobalConfig, catalogs: Mapping[str, Catalog], ba
     max_backoff = get("max_backoff", _max_backoff, glob.max_backoff)
     if catalog is None or (problems.sink is not None and len(problems.sink) > before):
         return None
+    classified_by = catalog
+    if check.method == "HEAD" and catalog.envelope == "json":
+        # a HEAD answer never has a body (RFC 9110): no JSON envelope to ask of it; one catalog per vendor
+        classified_by = headless.setdefault(vendor, replace(catalog, envelope="none"))
     return Target(
-        name=name, vendor=vendor, catalog=catalog, base_url=base_url, interval=interval, timeout=timeout,
+        name=name, vendor=vendor, catalog=classified_by, base_url=base_url, interval=interval, timeout=timeout,
         credentials=creds, check=check, labels=labels, budget=budget, probe_share=probe_share,
         confirm_failures=confirm, http_client=client, max_backoff=max_backoff)
 
