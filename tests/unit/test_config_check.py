@@ -126,3 +126,12 @@ def test_a_key_with_control_characters_or_of_any_length_stays_one_short_line(tmp
     assert "bad\\x0aerror: forged line\\x1b[31m\\x07" in problems[0]
     assert "global.kkkk" in problems[1] and "unknown key" in problems[1]
     assert "targets[0].zz\\x85\\x9b: unknown key" in problems[2]
+
+
+@pytest.mark.parametrize("key, value", [("interval", "9" * 400 + "s"), ("probe_share", "9" * 400),
+                                        ("timeout", "1" + "0" * 30 + "y")])
+def test_an_absurdly_large_number_is_one_line_not_a_traceback(tmp_path: Path, key: str, value: str) -> None:
+    text = (f"global:\n  {key}: {value}\ntargets:\n"
+            "  - {name: a, vendor: slack, base_url: 'https://slack.com/api', credentials: {token: t}}\n")
+    problems = problems_of(tmp_path, text)
+    assert len(problems) == 1 and problems[0].startswith(f"global.{key}: "), problems
