@@ -68,8 +68,9 @@ class TextPattern:
     pattern: str
     compiled: Any = field(compare=False, repr=False)
 
-    def found_in(self, text: str) -> bool:
-        return self.compiled.search(text) is not None
+    def search(self, text: str) -> Any:
+        """The first match in ``text``, or None (``re.Pattern.search``'s contract)."""
+        return self.compiled.search(text)
 
 
 _RE2_OPTIONS = re2.Options()

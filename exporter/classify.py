@@ -78,8 +78,8 @@ def _fixed_code(src: CodeSource, value: Any) -> str | None:
     if src.nonempty is not None:
         return src.nonempty if value else None
     if src.matches is not None:
-        # RE2 is linear in the text; the start of it is where a vendor's message is
-        return src.code if isinstance(value, str) and src.matches.found_in(value[:_MATCHED_CHARS]) else None
+        # the start of the text only: a vendor's long body must not make a catalog's pattern expensive
+        return src.code if isinstance(value, str) and src.matches.search(value[:_MATCHED_CHARS]) else None
     if src.code is not None:
         if isinstance(value, str) and src.kind == "header":
             return src.code if any(value == str(wanted).lower() for wanted in src.equals) else None

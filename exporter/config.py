@@ -445,7 +445,7 @@ def _target(tnode: Node, glob: GlobalConfig, catalogs: Mapping[str, Catalog], ba
     if catalog is None or (problems.sink is not None and len(problems.sink) > before):
         return None
     classified_by = catalog
-    if check.method == "HEAD" and catalog.envelope == "json":
+    if check.method == "HEAD" and catalog.envelope != "none":
         # a HEAD answer never has a body (RFC 9110): no JSON envelope to ask of it; one catalog per vendor
         classified_by = headless.setdefault(vendor, replace(catalog, envelope="none"))
     return Target(
