@@ -229,7 +229,11 @@ def _credentials(node: Node, catalog: Catalog, base: Path,
                 out[key[:-5]] = secret
             except FileReadError as exc:
                 unreadable.add(key[:-5])  # said once: not also "needs credential" below
-                noted.note(ConfigError(val.file, val.path, f"cannot read {path}: {exc}"))
+                # a path from ${VAR} is not shown (token_file: ${TOKEN}, where token: was meant, is the
+                # usual slip: the "path" is then the secret itself); the error says where it came from
+                hidden = isinstance(val.value, Expanded)
+                noted.note(ConfigError(val.file, val.path, f"cannot read {'the file' if hidden else path}: {exc}",
+                                       *((val.value,) if hidden else ())))
         else:
             out[key] = val.text()
     for cred in catalog.credentials:

@@ -46,3 +46,11 @@ def test_a_body_key_from_the_environment_is_not_named_by_the_text_code_check(tmp
                      "targets": [TARGET]}, tmp_path)
     assert "is a text code" in line and "code_from[0]" in line
     assert_hidden(line)
+
+
+@pytest.mark.parametrize("value", ["${SECRET}", "/run/secrets/${SECRET}"])
+def test_a_credential_file_named_from_the_environment_is_not_shown(value: str, tmp_path: Path) -> None:
+    # the usual slip: token_file: ${GITHUB_TOKEN} where token: was meant puts the token in the path
+    line = error_of({"targets": [{**TARGET, "credentials": {"token_file": value}}]}, tmp_path)
+    assert "credentials.token_file: cannot read" in line
+    assert_hidden(line)
