@@ -112,7 +112,14 @@ def parse_yaml(file: Path, text: str) -> Any:
         line = f"line {mark.line + 1}: " if mark is not None else ""
         raise WebConfigError(str(file), "", f"invalid YAML: {line}{getattr(exc, 'problem', None) or 'syntax error'}"
                              ) from None
-    return None if root is None else _tree(str(file), root)
+    except RecursionError:  # the composer recurses per level, as the main config's loader does
+        raise WebConfigError(str(file), "", "values are nested too deeply") from None
+    if root is None:
+        return None
+    try:
+        return _tree(str(file), root)
+    except RecursionError:
+        raise WebConfigError(str(file), "", "values are nested too deeply") from None
 
 
 def _scalar(node: Node) -> Scalar | None:
