@@ -26,3 +26,11 @@ def test_max_connections_bad_value_is_the_documented_line(capsys: pytest.Capture
 @pytest.mark.parametrize("value, expected", [("0", 0), ("64", 64), (" 5 ", 5), ("1000000", 1_000_000)])
 def test_max_connections_good_values(value: str, expected: int) -> None:
     assert parse_connections(value) == expected
+
+
+def test_two_thousand_unknown_flags_make_one_short_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([f"--x{index}\x1b[2J" for index in range(2_000)])
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and len(err) < 1000 and "\x1b" not in err
+    assert "unrecognized arguments: --x0\\x1b[2J" in err
