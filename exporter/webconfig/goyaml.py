@@ -61,6 +61,17 @@ class Scalar:
         return repr(self.text)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _no_surrogate(file: str, path: str, text: str, what: str = "") -> None:
+    """YAML's ``"\\ud800"`` escape makes a string no encoder can write (bcrypt, a header, a path would
+    raise on it): refused here, as the main config's loader refuses it."""
+    if _SURROGATE.search(text):
+        raise WebConfigError(file, path, f"{what + ' ' if what else ''}holds an invalid \\u escape "
+                             "(a lone UTF-16 surrogate)")
+
+
 def _tree(file: str, root: yaml.Node) -> Any:
     """The composed document as dicts, lists and ``Scalar``; nulls as None; duplicate keys refused."""
     count = 0
@@ -74,6 +85,7 @@ def _tree(file: str, root: yaml.Node) -> Any:
         if isinstance(node, yaml.ScalarNode):
             if (node.tag == _PLAIN and node.value in _NULLS) or node.tag == "tag:yaml.org,2002:null":
                 return None
+            _no_surrogate(file, path, node.value)
             return Scalar(node.value, node.tag)
         if isinstance(node, yaml.SequenceNode):
             return [conv(child, f"{path}[{index}]", stack) for index, child in enumerate(node.value)]
@@ -91,6 +103,7 @@ def _tree(file: str, root: yaml.Node) -> Any:
                 continue
             if not isinstance(key_node, yaml.ScalarNode):
                 raise WebConfigError(file, path, "a key must be a string, not a list or mapping")
+            _no_surrogate(file, path, key_node.value, "a key")
             key = "" if key_node.tag == _PLAIN and key_node.value in _NULLS else key_node.value
             sub_path = f"{path}.{key}" if path else key
             if key in out:

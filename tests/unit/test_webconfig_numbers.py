@@ -3,11 +3,13 @@ the key, never an OverflowError or ValueError traceback at start, and never a re
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from exporter.webconfig import WebConfigError, parse_web_config
+from exporter.webconfig.auth import validate_users
 
 HUGE = "9" * 400
 ENORMOUS = "9" * 5000  # past Python's int_max_str_digits
@@ -41,3 +43,15 @@ def test_the_largest_go_values_still_load() -> None:
 def test_a_deeply_nested_file_is_one_line_not_a_recursion_error(text: str) -> None:
     with pytest.raises(WebConfigError, match=r"^web\.yml: values are nested too deeply"):
         parse_web_config(Path("web.yml"), text + "\n")
+
+
+@pytest.mark.parametrize("text, key", [('basic_auth_users:\n  u: "\\ud800"', "basic_auth_users.u"),
+                                       ('basic_auth_users:\n  "\\udfff": x', "basic_auth_users"),
+                                       ('http_server_config: {headers: {X-Frame-Options: "\\ud800"}}',
+                                        "http_server_config.headers.X-Frame-Options")],
+                         ids=["hash", "user", "header"])
+def test_a_lone_surrogate_escape_is_one_line_not_a_unicode_error(text: str, key: str) -> None:
+    # YAML's "\ud800" makes a string no encoder can write: refused as the main config's loader refuses it
+    with pytest.raises(WebConfigError, match=rf"^web\.yml: {re.escape(key)}: .*lone UTF-16 surrogate"):
+        cfg = parse_web_config(Path("web.yml"), text + "\n")
+        validate_users(cfg)
