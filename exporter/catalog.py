@@ -302,7 +302,7 @@ def _when(node: Node) -> frozenset[int]:
 #: codes in one vendor's catalog: real ones list tens; this many is a generated file gone wrong
 MAX_CODES = 10_000
 #: a catalog file of MAX_CODES codes with their messages fits well within this; a larger file is refused
-#: from its size, before it is read and parsed (a million codes took seconds and hundreds of MB)
+#: from its size, before it is read and parsed (parsing a file of a million codes costs far more)
 CATALOG_FILE_LIMIT = 1 << 20
 
 
