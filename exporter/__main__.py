@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,8 @@ def parse_external_url(value: str) -> str:
 
 
 def parse_connections(value: str) -> int:
-    if not value.strip().isdigit() or int(value) > 1_000_000:
+    # ASCII digits only: str.isdigit() also takes '²' (int() then fails) and other scripts' digits
+    if not re.fullmatch(r"[0-9]{1,7}", value.strip()) or int(value) > 1_000_000:
         raise argparse.ArgumentTypeError(f"must be a whole number from 0 (automatic) to 1000000, got {_shown(value)}")
     return int(value)
 

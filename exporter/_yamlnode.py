@@ -29,7 +29,7 @@ __all__ = ["CONFIG_FILE_LIMIT", "MAX_DEPTH", "MAX_VALUES", "READ_TIMEOUT", "SECR
            "FileReadError", "Node", "decode_utf8", "load_document", "load_yaml", "parse_duration", "parse_yaml",
            "read_regular_file"]
 
-_DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+_DURATION = re.compile(r"(\d{1,300})(ms|s|m|h|d|w|y)")
 _UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 
 
@@ -43,7 +43,8 @@ def parse_duration(text: str) -> float | None:
             return None
         total += int(m.group(1)) * _UNIT[m.group(2)]
         pos = m.end()
-    return total if pos == len(text) else None
+    # digits beyond any float (1e400s) are no duration: one line from the caller, not an OverflowError
+    return total if pos == len(text) and math.isfinite(total) else None
 
 
 #: PyYAML's documented safe loader: libyaml's (``yaml.CSafeLoader``) where PyYAML was built with it, a
@@ -451,7 +452,10 @@ class Node:
     def number(self, minimum: float | None = None, maximum: float | None = None) -> float:
         if isinstance(self.value, bool) or not isinstance(self.value, int | float):
             self.fail("must be a number")
-        val = float(self.value)
+        try:
+            val = float(self.value)
+        except OverflowError:  # an integer of hundreds of digits
+            val = math.inf
         if not math.isfinite(val):
             # NaN passes every range check (its comparisons are all false) and then breaks arithmetic
             self.fail("must be a finite number")

@@ -15,14 +15,16 @@ import math
 import re
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import re2
+
 from ._yamlnode import ConfigError, Node, load_yaml
-from .model import CLASSES
+from .model import CLASSES, Expanded
 from .signers import SIGNERS, OptionSpec, option_specs
 from .statuspage import FORMATS as STATUS_FORMATS
 
@@ -65,6 +67,26 @@ class CodeInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class TextPattern:
+    """A ``matches:`` pattern, searched case-insensitively. RE2 syntax, as Prometheus' own regexes: RE2
+    matches in time linear in the text whatever the pattern, so a catalog's pattern cannot turn a
+    vendor's (or a proxy's) answer into a stalled event loop; backreferences and lookaround, which only
+    a backtracking engine runs, are refused at load."""
+
+    pattern: str
+    compiled: Any = field(compare=False, repr=False)
+
+    def search(self, text: str) -> Any:
+        """The first match in ``text``, or None (``re.Pattern.search``'s contract)."""
+        return self.compiled.search(text)
+
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.case_sensitive = False
+_RE2_OPTIONS.log_errors = False  # RE2 would print the refused pattern to stderr: it may come from ${VAR}
+
+
+@dataclass(frozen=True, slots=True)
 class CodeSource:
     """Where a code may be found. ``kind`` is status, header, body (a dotted JSON path) or xml (a dotted
     path of element names from the root, namespaces ignored: AWS's ``ErrorResponse.Error.Code``)."""
@@ -83,7 +105,7 @@ class CodeSource:
     known_only: bool = False
     #: a value (text) this regular expression finds yields the fixed code ``code`` (GitHub's secondary
     #: limit is told only by its message); searched case-insensitively
-    matches: re.Pattern[str] | None = None
+    matches: TextPattern | None = None
     #: a code not listed in the catalog under a 3xx-5xx answer keeps its label but takes the class of
     #: its HTTP status (Twilio documents its codes by status: an unlisted code under 401 is still auth)
     unlisted_by_status: bool = False
@@ -307,7 +329,7 @@ def _when(node: Node) -> frozenset[int]:
 #: codes in one vendor's catalog: real ones list tens; this many is a generated file gone wrong
 MAX_CODES = 10_000
 #: a catalog file of MAX_CODES codes with their messages fits well within this; a larger file is refused
-#: from its size, before it is read and parsed (a million codes took seconds and hundreds of MB)
+#: from its size, before it is read and parsed (parsing a file of a million codes costs far more)
 CATALOG_FILE_LIMIT = 1 << 20
 
 
@@ -416,8 +438,10 @@ def parse_catalog(name: str, node: Node) -> Catalog:
         ratelimit_headers=fields["ratelimit_headers"].boolean() if "ratelimit_headers" in fields else True,
         examples=tuple(_example(example) for example in fields.get("examples", Node([], node.file, "examples"))),
         # a vendor that puts its code in a JSON (XML) body answers JSON (XML): anything else on a 2xx is
-        # not its answer; XML first, since a vendor read as XML may also answer its errors in JSON
+        # not its answer; XML first, since a vendor read as XML may also answer its errors in JSON (but a
+        # HEAD answer has no body at all)
         envelope=(fields["envelope"].choice(("json", "xml", "none")) if "envelope" in fields
+                  else "none" if check.method == "HEAD"
                   else "xml" if any(src.kind == "xml" for src in sources)
                   else "json" if any(src.kind == "body" for src in sources) else "none"),
         status_page=(parse_status_page(fields["status_page"], fields.get("base_url")) if "status_page" in fields
@@ -443,12 +467,14 @@ def _text_codes_readable(fields: dict[str, Node], sources: list[CodeSource], cod
             continue
         where = next((index for index, src in enumerate(sources) if src.kind == "body" and src.code is None
                       and src.nonempty is None), None)
-        hint = (f"code_from[{where}] reads body {sources[where].key} as a number (the default type): "
+        # the key is named unless it came from ${VAR} (the error says where from then)
+        key = "" if where is None or isinstance(sources[where].key, Expanded) else f" {sources[where].key}"
+        hint = (f"code_from[{where}] reads body{key} as a number (the default type): "
                 "add type: string (or any) there" if where is not None
                 else "no code_from source reads text: add a body source with type: string")
         codes_node = fields["codes"]
-        raise ConfigError(file, f"{codes_node.path}.{code}",
-                          f"is a text code, but {hint}")
+        raise ConfigError(file, f"{codes_node.path}.{code}", f"is a text code, but {hint}",
+                          *((sources[where].key,) if key == "" and where is not None else ()))
 
 
 def parse_status_page(node: Node, base_url: Node | None = None) -> StatusPageSpec | None:
@@ -494,15 +520,18 @@ def _code_source(src: Node) -> CodeSource:
         equals = tuple(item.value for item in items)
         if not equals or kind == "status":
             sm["equals"].fail("needs a value and a body, xml or header source")
-    matches: re.Pattern[str] | None = None
+    matches: TextPattern | None = None
     if "matches" in sm:
         if kind == "status":
             sm["matches"].fail("only applies to a body, xml or header source")
         pattern = sm["matches"].text()
         try:
-            matches = re.compile(pattern, re.IGNORECASE)
-        except re.error as exc:
-            sm["matches"].fail(f"is not a regular expression: {exc}", show=False)
+            matches = TextPattern(pattern, re2.compile(pattern, _RE2_OPTIONS))
+        except re2.error as exc:
+            # RE2's reason quotes the offending part of the pattern: not when it came from outside the file
+            why = "" if isinstance(pattern, Expanded) else ": " + _re2_reason(exc)
+            sm["matches"].fail(f"is not an RE2 regular expression (Prometheus' syntax: no backreferences or "
+                               f"lookaround){why}")
         if equals:
             src.fail("equals and matches exclude each other: each yields code")
     code = _code_key(sm["code"]) if "code" in sm else None
@@ -523,6 +552,11 @@ def _code_source(src: Node) -> CodeSource:
         src.fail("known_only and unlisted apply to a source that reads a code, not one that yields a fixed code")
     return CodeSource(kind, key, when, nonempty, body_type, equals, code, unlisted == "next", matches,
                       unlisted == "status")
+
+
+def _re2_reason(exc: Exception) -> str:
+    reason = exc.args[0] if exc.args else ""
+    return reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
 
 
 def _example(node: Node) -> CatalogExample:

@@ -27,7 +27,14 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         from .log import escape_control
 
-        self.exit(2, f"{self.prog}: error: {escape_control(message)} (see --help)\n")
+        # argparse quotes what was typed: 10,000 unknown flags would make one line of some 80 KB
+        shown = escape_control(message)
+        shown = shown if len(shown) <= _ERROR_SHOWN else shown[:_ERROR_SHOWN - 3] + "..."
+        self.exit(2, f"{self.prog}: error: {shown} (see --help)\n")
+
+
+#: characters of an argparse error shown
+_ERROR_SHOWN = 400
 
 
 def shown_names(names: list[str], limit: int = 5, width: int = 64) -> str:

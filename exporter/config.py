@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
@@ -245,7 +245,11 @@ def _credentials(node: Node, catalog: Catalog, base: Path,
                 out[key[:-5]] = secret
             except FileReadError as exc:
                 unreadable.add(key[:-5])  # said once: not also "needs credential" below
-                noted.note(ConfigError(val.file, val.path, f"cannot read {path}: {exc}"))
+                # a path from ${VAR} is not shown (token_file: ${TOKEN}, where token: was meant, is the
+                # usual slip: the "path" is then the secret itself); the error says where it came from
+                hidden = isinstance(val.value, Expanded)
+                noted.note(ConfigError(val.file, val.path, f"cannot read {'the file' if hidden else path}: {exc}",
+                                       *((val.value,) if hidden else ())))
         else:
             out[key] = val.text()
     for cred in catalog.credentials:
@@ -399,8 +403,9 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
     seen: set[str] = set()
     cred_names: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {}
     label_sets: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
+    headless: dict[str, Catalog] = {}
     for tnode in root["targets"]:
-        target = _target(tnode, glob, catalogs, base, env, seen, cred_names, label_sets, noted)
+        target = _target(tnode, glob, catalogs, base, env, seen, cred_names, label_sets, noted, headless)
         if target is not None:
             targets.append(target)
     no_checks: tuple[EgressCheck, ...] = ()
@@ -412,7 +417,7 @@ def parse_config(root_node: Node, base: Path, env: Mapping[str, str] | None = No
 def _target(tnode: Node, glob: GlobalConfig, catalogs: Mapping[str, Catalog], base: Path, env: Mapping[str, str],
             seen: set[str], cred_names: dict[str, tuple[tuple[str, ...], frozenset[str]]],
             label_sets: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]],
-            problems: _Problems) -> Target | None:
+            problems: _Problems, headless: dict[str, Catalog]) -> Target | None:
     """One target, or None when a problem was noted (``--config.check`` goes on with the next field)."""
     before = len(problems.sink) if problems.sink is not None else 0
     fields = problems.mapping(tnode, _TARGET_KEYS, required=("name", "vendor", "base_url"))
@@ -464,8 +469,12 @@ def _target(tnode: Node, glob: GlobalConfig, catalogs: Mapping[str, Catalog], ba
                   if catalog is not None else None)
     if catalog is None or (problems.sink is not None and len(problems.sink) > before):
         return None
+    classified_by = catalog
+    if check.method == "HEAD" and catalog.envelope != "none":
+        # a HEAD answer never has a body (RFC 9110): no JSON envelope to ask of it; one catalog per vendor
+        classified_by = headless.setdefault(vendor, replace(catalog, envelope="none"))
     return Target(
-        name=name, vendor=vendor, catalog=catalog, base_url=base_url, interval=interval, timeout=timeout,
+        name=name, vendor=vendor, catalog=classified_by, base_url=base_url, interval=interval, timeout=timeout,
         credentials=creds, check=check, labels=labels, budget=budget, probe_share=probe_share,
         confirm_failures=confirm, http_client=client, max_backoff=max_backoff, status_components=components)
 

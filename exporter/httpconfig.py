@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
 from ._yamlnode import Node
+from .model import Expanded
 
 __all__ = ["TLS_VERSIONS", "HttpClient", "Proxy", "TLSConfig", "bypasses_proxy", "client_secrets",
            "parse_http_client", "target_http_client"]
@@ -177,24 +178,26 @@ def _split_port(rule: str) -> tuple[str, int | None]:
 
 def _no_proxy(text: str, node: Node, what: str) -> tuple[str, ...]:
     rules = []
-    for raw in text.split(","):
+    # from ${VAR}: the rule is named by its place, and the error says where the value came from
+    hidden = isinstance(text, Expanded)
+    for index, raw in enumerate(text.split(",")):
         rule = raw.strip().lower()
         if not rule:
             continue
         name, _ = _split_port(rule)
+        shown = f"rule {index + 1}" if hidden else repr(raw.strip())
         if rule == "*":
             pass
         elif "/" in name:
             try:
                 ipaddress.ip_network(name, strict=False)
             except ValueError:
-                node.fail(f"{what}{raw.strip()!r} is not a CIDR range", show=False)
+                node.fail(f"{what}{shown} is not a CIDR range", show=hidden)
         elif not re.fullmatch(r"\.?" + _HOST, name):
             try:
                 ipaddress.ip_address(name)
             except ValueError:
-                node.fail(f"{what}{raw.strip()!r} is not a host name, domain, IP address or CIDR range",
-                          show=False)
+                node.fail(f"{what}{shown} is not a host name, domain, IP address or CIDR range", show=hidden)
         rules.append(rule)
     return tuple(rules)
 

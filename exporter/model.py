@@ -216,8 +216,18 @@ class ConfigError(ExporterError):
         else:
             shown = "" if value is _UNSET else f" (got {_short(value)})"
         self.value = None if value is _UNSET else value
-        where = f"{file}: {path}" if path else file
-        super().__init__(f"{where}: {reason}{shown}")
+        # a key path echoes key names as written: YAML's "\n" or "\e" escapes must not forge a second line
+        # or reach a terminal, and a key of 100,000 characters must not make a line of that size
+        where = f"{_visible(file)}: {_visible(_cut(path, _PATH_SHOWN))}" if path else _visible(file)
+        super().__init__(f"{where}: {_visible(reason)}{shown}")
+
+
+#: characters of a key path an error shows: a real one is far shorter
+_PATH_SHOWN = 256
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 def _short(value: Any) -> str:
@@ -253,16 +263,21 @@ def _key(key: Any) -> str:
 
 
 def _double(text: str) -> str:
+    return '"' + _visible(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
+
+
+def _visible(text: str) -> str:
+    """``text`` with every character that is not printable as a YAML-style escape (``\\x1b``)."""
+    if text.isprintable():
+        return text
     out = []
     for char in text:
-        if char in "\\\"":
-            out.append("\\" + char)
-        elif char.isprintable():
+        if char.isprintable():
             out.append(char)
         else:
             code = ord(char)
             out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
-    return '"' + "".join(out) + '"'
+    return "".join(out)
 
 
 class SignError(ExporterError):

@@ -32,8 +32,8 @@ from .schema import WebConfig
 __all__ = ["CHECK_DEADLINE", "MAX_CHECKS", "MAX_COST", "MAX_PASSWORD_BYTES", "AuthBusy", "BasicAuth",
            "bcrypt_parts", "validate_users"]
 
-#: bcrypt's cost is a power of two: 10 (Go's default) takes some tens of ms, each step doubles it, so
-#: 14 is around a second a check and anything above is a mistake or a way to stall the exporter
+#: bcrypt's cost is a power of two: each step above 10 (Go's default) doubles the time of every check,
+#: so 14 is sixteen times Go's default and anything above is a mistake or a way to stall the exporter
 MAX_COST = 14
 #: bcrypt checks running at once (each holds a core for its whole duration)
 MAX_CHECKS = 1

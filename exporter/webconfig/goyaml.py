@@ -4,6 +4,7 @@ a duration is Go's (a bare number is nanoseconds), unknown and duplicate keys ar
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,17 @@ class Scalar:
         return repr(self.text)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _no_surrogate(file: str, path: str, text: str, what: str = "") -> None:
+    """YAML's ``"\\ud800"`` escape makes a string no encoder can write (bcrypt, a header, a path would
+    raise on it): refused here, as the main config's loader refuses it."""
+    if _SURROGATE.search(text):
+        raise WebConfigError(file, path, f"{what + ' ' if what else ''}holds an invalid \\u escape "
+                             "(a lone UTF-16 surrogate)")
+
+
 def _tree(file: str, root: yaml.Node) -> Any:
     """The composed document as dicts, lists and ``Scalar``; nulls as None; duplicate keys refused."""
     count = 0
@@ -73,6 +85,7 @@ def _tree(file: str, root: yaml.Node) -> Any:
         if isinstance(node, yaml.ScalarNode):
             if (node.tag == _PLAIN and node.value in _NULLS) or node.tag == "tag:yaml.org,2002:null":
                 return None
+            _no_surrogate(file, path, node.value)
             return Scalar(node.value, node.tag)
         if isinstance(node, yaml.SequenceNode):
             return [conv(child, f"{path}[{index}]", stack) for index, child in enumerate(node.value)]
@@ -90,6 +103,7 @@ def _tree(file: str, root: yaml.Node) -> Any:
                 continue
             if not isinstance(key_node, yaml.ScalarNode):
                 raise WebConfigError(file, path, "a key must be a string, not a list or mapping")
+            _no_surrogate(file, path, key_node.value, "a key")
             key = "" if key_node.tag == _PLAIN and key_node.value in _NULLS else key_node.value
             sub_path = f"{path}.{key}" if path else key
             if key in out:
@@ -111,7 +125,14 @@ def parse_yaml(file: Path, text: str) -> Any:
         line = f"line {mark.line + 1}: " if mark is not None else ""
         raise WebConfigError(str(file), "", f"invalid YAML: {line}{getattr(exc, 'problem', None) or 'syntax error'}"
                              ) from None
-    return None if root is None else _tree(str(file), root)
+    except RecursionError:  # the composer recurses per level, as the main config's loader does
+        raise WebConfigError(str(file), "", "values are nested too deeply") from None
+    if root is None:
+        return None
+    try:
+        return _tree(str(file), root)
+    except RecursionError:
+        raise WebConfigError(str(file), "", "values are nested too deeply") from None
 
 
 def _scalar(node: Node) -> Scalar | None:
@@ -138,15 +159,27 @@ def as_bool(node: Node) -> bool:
     node.fail("must be true or false")
 
 
+#: Go's int and time.Duration (nanoseconds) are int64: yaml.v2 refuses a value outside
+_INT64 = range(-(1 << 63), 1 << 63)
+
+
 def _go_int(text: str) -> int | None:
     plain = text.replace("_", "")
     match = re.fullmatch(r"([-+]?)(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0[0-7]*|[1-9][0-9]*)", plain)
     if match is None:
         return None
     digits = match.group(2)
+    if len(digits) > 70:  # past int64 in any base, and short of Python's limit on digits it converts
+        return 1 << 63
     base = 8 if len(digits) > 1 and digits[0] == "0" and digits[1] in "01234567" else 0
     value = int(digits, base)
     return -value if match.group(1) == "-" else value
+
+
+def _truncated_float(text: str) -> int | None:
+    """A YAML float truncated into an int field, as yaml.v2 does; None past int64 (inf included)."""
+    value = float(text.replace("_", ""))
+    return int(value) if math.isfinite(value) and int(value) in _INT64 else None
 
 
 def as_int(node: Node) -> int:
@@ -155,10 +188,14 @@ def as_int(node: Node) -> int:
         return 0
     if scalar.tag in (_PLAIN, "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"):
         value = _go_int(scalar.text)
+        if value is None and _YAML_FLOAT.fullmatch(scalar.text.replace("_", "")):
+            value = _truncated_float(scalar.text)  # yaml.v2 truncates a float into an int field
+            if value is None:
+                node.fail("is out of range (Go's int64)")
         if value is not None:
+            if value not in _INT64:
+                node.fail("is out of range (Go's int64)")
             return value
-        if _YAML_FLOAT.fullmatch(scalar.text.replace("_", "")):
-            return int(float(scalar.text.replace("_", "")))  # yaml.v2 truncates a float into an int field
     node.fail("must be a whole number")
 
 
@@ -188,14 +225,20 @@ def as_duration(node: Node) -> float:
     if scalar is None:
         return 0.0
     if scalar.tag == _PLAIN:
-        as_int = _go_int(scalar.text)
-        if as_int is not None:
-            return as_int * 1e-9
-        if _YAML_FLOAT.fullmatch(scalar.text.replace("_", "")):
-            return int(float(scalar.text.replace("_", ""))) * 1e-9
+        nanos = _go_int(scalar.text)
+        if nanos is None and _YAML_FLOAT.fullmatch(scalar.text.replace("_", "")):
+            nanos = _truncated_float(scalar.text)
+            if nanos is None:
+                node.fail("is out of range (Go's time.Duration: int64 nanoseconds, about 292 years)")
+        if nanos is not None:
+            if nanos not in _INT64:
+                node.fail("is out of range (Go's time.Duration: int64 nanoseconds, about 292 years)")
+            return nanos * 1e-9
     seconds = _go_duration(scalar.text)
     if seconds is None:
         node.fail("must be a duration like 1s, 500ms or 1m30s (Go syntax)")
+    if not math.isfinite(seconds) or abs(seconds) * 1e9 >= 1 << 63:
+        node.fail("is out of range (Go's time.Duration: int64 nanoseconds, about 292 years)")
     return seconds
 
 

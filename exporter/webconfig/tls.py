@@ -116,6 +116,15 @@ def _no_password() -> NoReturn:
 
 
 _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----\r?\n.*?-----END CERTIFICATE-----", re.S)
+_PEM_END = b"-----END CERTIFICATE-----"
+
+
+def _pem_certs(data: bytes) -> list[bytes]:
+    """The PEM certificate blocks of ``data``, in time linear in its size: the scan stops at the last END
+    line, since from each BEGIN line no END follows the pattern would search to the end again (a file of
+    such lines took hours, holding the interpreter)."""
+    last = data.rfind(_PEM_END)
+    return [] if last < 0 else _PEM_CERT.findall(data, 0, last + len(_PEM_END))
 
 
 def _pem_source(data: bytes, stack: list[Any]) -> str:
@@ -159,7 +168,7 @@ def _load_pair(cfg: WebConfig, ctx: ssl.SSLContext) -> None:
     key_key = f"{base}.key_file" if tls.key_file else f"{base}.key"
     cert = _read_bytes(file, cert_key, tls.cert_file) if tls.cert_file else tls.cert.encode()
     key = _read_bytes(file, key_key, tls.key_file) if tls.key_file else tls.key.encode()
-    if not _PEM_CERT.search(cert):
+    if not _pem_certs(cert):
         raise WebConfigError(file, cert_key, "holds no PEM certificate")
     if b"PRIVATE KEY-----" not in key:
         raise WebConfigError(file, key_key, "holds no PEM private key")
@@ -188,7 +197,7 @@ def _load_client_cas(cfg: WebConfig, ctx: ssl.SSLContext) -> int:
     else:
         data = tls.client_ca.encode()
     loaded = 0
-    for block in _PEM_CERT.findall(data):
+    for block in _pem_certs(data):
         try:
             ctx.load_verify_locations(cadata=block.decode("ascii"))
             loaded += 1

@@ -108,6 +108,9 @@ class Watcher:
                 snap = read_snapshot(self.path, self._with_tls, allow_empty=False)
             except WebConfigError as exc:
                 return exc, sig
+            except Exception as exc:  # noqa: BLE001 - a bug here must not turn every request into a 500
+                # the class only: the exception's text may quote the file (a hash, an inline key)
+                return WebConfigError(str(self.path), "", f"cannot be re-read ({exc.__class__.__name__})"), sig
             return snap, (sig[0], *_signature(snap.config.tls.files()))
 
         result, sig = await in_daemon_thread(work, "web-config-read")

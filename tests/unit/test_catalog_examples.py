@@ -186,7 +186,7 @@ def test_matches_yields_its_code_when_the_pattern_is_found() -> None:
     assert outcome(cat, 403, {"message": "You have exceeded a SECONDARY rate limit."}) == ("rate_limited", "slow")
     assert outcome(cat, 403, {"message": "Resource protected by SAML"}) == ("auth", "403")
     assert outcome(cat, 403, {"message": 7}) == ("auth", "403")  # not text: no match
-    with pytest.raises(ConfigError, match=r"code_from\[0\]\.matches: is not a regular expression"):
+    with pytest.raises(ConfigError, match=r"code_from\[0\]\.matches: is not an RE2 regular expression"):
         catalog({"code_from": [{"body": "m", "matches": "(", "code": "200"}]})
     with pytest.raises(ConfigError, match="matches and code go together"):
         catalog({"code_from": [{"body": "m", "matches": "x"}]})
@@ -238,3 +238,18 @@ def test_a_code_may_name_the_wait_its_vendor_documents_when_the_answer_names_non
     assert told.retry_after == 30.0  # the vendor's own figure wins
     with pytest.raises(ConfigError, match=r"codes\.slow\.retry_after: must be a duration"):
         catalog({"codes": {"200": {"class": "ok"}, "slow": {"class": "rate_limited", "retry_after": "soon"}}})
+
+
+def test_a_head_check_of_a_json_vendor_is_ok_on_its_empty_200(tmp_path: Path) -> None:
+    # a HEAD answer never has a body (RFC 9110): the envelope rule cannot apply to it; before the rule a
+    # GitHub target checked with HEAD was ok, and it must stay so, while a GET target still needs JSON
+    from exporter.config import parse_config
+
+    tree = {"targets": [{"name": "head", "vendor": "github", "base_url": "https://api.github.com",
+                         "credentials": {"token": "t"}, "check": {"method": "HEAD"}},
+                        {"name": "get", "vendor": "github", "base_url": "https://api.github.com",
+                         "credentials": {"token": "t"}}]}
+    head, get = parse_config(Node(tree, "config.yml", ""), tmp_path, {}).targets
+    assert classify(head.catalog, Answer(200, {}, b""), 0.0).cls == "ok"
+    assert classify(get.catalog, Answer(200, {}, b""), 0.0).cls == "unknown"
+    assert classify(head.catalog, Answer(401, {}, b""), 0.0).cls == "auth"

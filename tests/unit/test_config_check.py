@@ -112,3 +112,27 @@ def test_every_bad_credential_of_a_target_is_a_line_of_its_own(tmp_path: Path) -
         "targets[0].credentials.secret: vendor flipsnack needs credential secret (or secret_file)",
     ]
     assert not any("hunter2" in line for line in lines)
+
+
+def test_a_key_with_control_characters_or_of_any_length_stays_one_short_line(tmp_path: Path) -> None:
+    # YAML's "\n" and "\e" escapes put control characters in a key name: the key is echoed in the path
+    text = ('global:\n  "bad\\nerror: forged line\\e[31m\\a": 1\n  ? "' + "k" * 100_000 + '"\n  : 1\n'
+            'targets:\n  - {name: a, vendor: slack, base_url: "https://slack.com/api", credentials: {token: t},\n'
+            '     "zz\\u0085\\u009b": 1}\n')
+    problems = problems_of(tmp_path, text)
+    assert len(problems) == 3, problems
+    for line in problems:
+        assert line.isprintable(), repr(line)  # no newline to forge a line, no ESC/BEL for the terminal
+        assert len(line) < 1000
+    assert "bad\\x0aerror: forged line\\x1b[31m\\x07" in problems[0]
+    assert "global.kkkk" in problems[1] and "unknown key" in problems[1]
+    assert "targets[0].zz\\x85\\x9b: unknown key" in problems[2]
+
+
+@pytest.mark.parametrize("key, value", [("interval", "9" * 400 + "s"), ("probe_share", "9" * 400),
+                                        ("timeout", "1" + "0" * 30 + "y")])
+def test_an_absurdly_large_number_is_one_line_not_a_traceback(tmp_path: Path, key: str, value: str) -> None:
+    text = (f"global:\n  {key}: {value}\ntargets:\n"
+            "  - {name: a, vendor: slack, base_url: 'https://slack.com/api', credentials: {token: t}}\n")
+    problems = problems_of(tmp_path, text)
+    assert len(problems) == 1 and problems[0].startswith(f"global.{key}: "), problems
