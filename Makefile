@@ -39,7 +39,7 @@ $(VSTAMP): pyproject.toml
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -e '.[test]' \
 	  || { rm -rf $(VENV); echo "error: pip install -e '.[test]' into $(VENV) failed" >&2; exit 1; }
-	@$(VPY) -m pip list --format=freeze | grep -i -E '^(aiohttp|httptools|prometheus.client|pyyaml|bcrypt|isal|pytest)==' | tr '\n' ' '; echo
+	@$(VPY) -m pip list --format=freeze | grep -i -E '^(aiohttp|pycurl|prometheus.client|pyyaml|bcrypt|isal|google.re2|pytest)==' | tr '\n' ' '; echo
 	touch $(VSTAMP)
 
 venv: $(VSTAMP)
@@ -56,7 +56,7 @@ lint: venv
 test: apt-deps fresh-venv lint
 	$(VPY) -m pytest -q --durations=15
 
-# unit and integration (no Prometheus, browser or fleet), on both cores: under a minute on a 2-core machine
+# unit and integration (no Prometheus, browser or fleet), on both cores; the goal is under a minute (docs/development.md)
 test-fast: venv
 	$(VPY) -m pytest -q -n 2 --durations=10 tests/unit tests/integration
 
