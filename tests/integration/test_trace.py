@@ -28,7 +28,7 @@ from exporter.simulators.faults import FaultServer, LoopbackResolver
 
 from ..conftest import Running, config_from, idle, running_exporter, serve
 from ..egress_support import exporter_with, flip, not_after, server_ctx, tinyproxy, write_ca
-from .test_redaction import ENCODINGS, EchoVendor
+from .test_redaction import ENCODINGS, EchoVendor, no_secret_shown
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,15 +61,6 @@ class RecordingEcho(EchoVendor):
 async def _debug(run: Running, name: str, method: str = "GET") -> tuple[int, str, str]:
     async with run.session.request(method, run.url + "/probe", params={"target": name, "debug": "true"}) as r:
         return r.status, await r.text(), r.headers.get("X-Apistatus-Cached", "")
-
-
-def _no_secret(texts: list[str], values: list[str]) -> None:
-    for text in texts:
-        for value in values:
-            for name, encode in ENCODINGS.items():
-                form = encode(value)
-                assert form not in text, f"{name} form of a secret shown"
-                assert form[: max(6, len(form) // 2)] not in text, f"start of the {name} form of a secret shown"
 
 
 async def _cli(config: Path, *args: str) -> tuple[int, str, str]:
@@ -146,7 +137,7 @@ async def test_debug_traces_tell_logins_requests_proxy_and_class_and_hide_every_
             assert "[2] check: GET" in doc["trace"] and doc["class"] == "unknown"
             texts += [out, doc["trace"]]
     assert len(vendor.tokens) >= 4
-    _no_secret(texts, [password, username, proxy_password, *vendor.tokens])
+    no_secret_shown(texts, [password, username, proxy_password, *vendor.tokens])
 
 
 async def test_debug_probe_obeys_backoff_and_shows_the_latest_trace_instead() -> None:
