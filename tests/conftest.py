@@ -236,8 +236,9 @@ async def sims() -> AsyncIterator[tuple[SimulatorSet, FakeClock]]:
         await started.close()
 
 
-def sample(text: str, name: str, **labels: str) -> float | None:
-    """The value of the first sample of ``name`` whose labels include ``labels``."""
+def sample(text: str, name: str, /, **labels: str) -> float | None:
+    """The value of the first sample of ``name`` whose labels include ``labels`` (which may hold a
+    ``name`` label: the metric's name is positional)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     for fam in text_string_to_metric_families(text):
