@@ -9,7 +9,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -223,6 +223,27 @@ async def next_probe_text(run: Running, clock: FakeClock, name: str) -> str:
     await clock.advance(max(0.0, ts.next_probe_at - clock.time()) + 0.01)
     await idle(run)
     return await probe_text(run, name)
+
+
+async def demo_outcomes(vendors: Collection[str]) -> tuple[set[str], dict[str, set[tuple[str, str]]]]:
+    """The demo run for one cycle on a fake clock, with an exporter probing it: the vendors the demo
+    configures, and every (class, code) each of ``vendors`` showed on its way through its trouble."""
+    from exporter.demo import CYCLE, start_demo
+
+    clock = FakeClock()
+    demo = await start_demo(clock=clock, timeout="200ms")
+    try:
+        async with running_exporter(demo.config, clock=clock) as run:
+            seen: dict[str, set[tuple[str, str]]] = {v: set() for v in vendors}
+            for _ in range(int(CYCLE)):
+                await clock.advance(1.0)
+                await idle(run)
+                for ts in run.exporter.state:
+                    if ts.target.vendor in seen and ts.last is not None:
+                        seen[ts.target.vendor].add((ts.last.outcome.cls, ts.last.outcome.code))
+    finally:
+        await demo.close()
+    return {t.vendor for t in demo.config.targets}, seen
 
 
 @pytest.fixture
