@@ -58,6 +58,12 @@ class RecordingEcho(EchoVendor):
         return response
 
 
+def _chat(url: str, digit: str) -> dict[str, Any]:
+    """A config of one Slack target, ``chat``, at ``url``, probed every minute (its own token each test)."""
+    return {"global": {"interval": "60s", "timeout": "5s"}, "targets": [
+        {"name": "chat", "vendor": "slack", "base_url": url, "credentials": {"token": "xoxb-" + digit * 20}}]}
+
+
 async def _debug(run: Running, name: str, method: str = "GET") -> tuple[int, str, str]:
     async with run.session.request(method, run.url + "/probe", params={"target": name, "debug": "true"}) as r:
         return r.status, await r.text(), r.headers.get("X-Apistatus-Cached", "")
@@ -149,8 +155,7 @@ async def test_debug_probe_obeys_backoff_and_shows_the_latest_trace_instead() ->
 
     clock = FakeClock()
     async with serve(slack) as url:
-        raw = {"global": {"interval": "60s", "timeout": "5s"}, "targets": [
-            {"name": "chat", "vendor": "slack", "base_url": url, "credentials": {"token": "xoxb-" + "1" * 20}}]}
+        raw = _chat(url, "1")
         async with running_exporter(config_from(raw), clock=clock) as run:
             status, first, cached = await _debug(run, "chat")
             assert status == 200 and cached == "0" and len(calls) == 1
@@ -181,8 +186,7 @@ async def test_target_page_keeps_the_last_failure_and_the_last_success() -> None
 
     clock = FakeClock()
     async with serve(slack) as url:
-        raw = {"global": {"interval": "60s", "timeout": "5s"}, "targets": [
-            {"name": "chat", "vendor": "slack", "base_url": url, "credentials": {"token": "xoxb-" + "2" * 20}}]}
+        raw = _chat(url, "2")
         async with running_exporter(config_from(raw), clock=clock) as run:
             status, text, _ = await _debug(run, "chat")
             assert "codes[invalid_auth] -> auth" in text and " ..." in text and len(text) < 4096
@@ -300,8 +304,7 @@ async def test_control_characters_of_an_answer_reach_no_trace_output_raw(tmp_pat
         return web.Response(status=503, text=hostile, content_type="text/plain")
 
     async with serve(slack) as url:
-        raw = {"global": {"interval": "60s", "timeout": "5s"}, "targets": [
-            {"name": "chat", "vendor": "slack", "base_url": url, "credentials": {"token": "xoxb-" + "4" * 20}}]}
+        raw = _chat(url, "4")
         async with running_exporter(config_from(raw), clock=FakeClock()) as run:
             status, text, _ = await _debug(run, "chat")
             _, page = await run.get("/targets/chat")
