@@ -33,7 +33,7 @@ from exporter.probe import Prober, _failure
 from ..conftest import free_port
 from ..egress_support import TLSVendor, server_ctx
 from ..relay import Relay
-from .test_route_prefix_nginx import nginx
+from .test_route_prefix_nginx import nginx, nginx_servers
 
 #: one-way latency of the path in the race tests: the server's close reaches the client this much later
 LATENCY = 0.04
@@ -206,49 +206,6 @@ async def test_enable_http2_lets_alpn_choose_and_false_keeps_http11(tmp_path: Pa
 # --- nginx over TLS: gzip, SNI vhosts, TLS 1.2-only and 1.3-only, an intermediate chain -----------
 
 
-@contextlib.asynccontextmanager
-async def nginx_servers(tmp_path: Path, servers: str, ports: list[int]) -> AsyncIterator[None]:
-    """nginx with these ``server`` blocks, listening on ``ports`` (loopback)."""
-    binary = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
-    assert binary, "nginx is required (Debian package nginx-light; make deps)"
-    temp = tmp_path / "nginx-temp"
-    temp.mkdir()
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(f"""
-daemon off;
-worker_processes 1;
-pid {tmp_path}/nginx.pid;
-error_log {tmp_path}/nginx-error.log warn;
-events {{ worker_connections 64; }}
-http {{
-  access_log off;
-  client_body_temp_path {temp}/body; proxy_temp_path {temp}/proxy; fastcgi_temp_path {temp}/fcgi;
-  uwsgi_temp_path {temp}/uwsgi; scgi_temp_path {temp}/scgi;
-  gzip on; gzip_types application/json; gzip_min_length 0;
-  {servers}
-}}
-""")
-    proc = await asyncio.create_subprocess_exec(binary, "-p", str(tmp_path), "-c", str(conf),
-                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-    try:
-        for port in ports:
-            for _ in range(100):  # bounded: nginx starts within a few hundred ms
-                try:
-                    _, writer = await asyncio.open_connection("127.0.0.1", port)
-                    writer.close()
-                    break
-                except OSError:
-                    assert proc.returncode is None, (tmp_path / "nginx-error.log").read_text()
-                    await asyncio.sleep(0.05)
-            else:
-                pytest.fail("nginx did not start")
-        yield
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            await asyncio.wait_for(proc.wait(), 10)
-
-
 class Names:
     """The test's names, all on 127.0.0.1 (given to curl as its RESOLVE entries)."""
 
@@ -276,6 +233,7 @@ async def test_nginx_tls_gzip_sni_vhosts_versions_and_the_chain_expiry(tmp_path:
     b = f"ssl_certificate {tmp_path}/b-cert.pem; ssl_certificate_key {tmp_path}/b-key.pem;"
     answer = f"location / {{ default_type application/json; return 200 '{body}'; }}"
     servers = f"""
+  gzip on; gzip_types application/json; gzip_min_length 0;
   server {{ listen 127.0.0.1:{sni} ssl; server_name a.test; {a} {answer} }}
   server {{ listen 127.0.0.1:{sni} ssl; server_name b.test; {b} {answer} }}
   server {{ listen 127.0.0.1:{tls12} ssl; server_name a.test; {a} ssl_protocols TLSv1.2; {answer} }}
