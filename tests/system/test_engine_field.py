@@ -27,24 +27,17 @@ import trustme
 from exporter.clock import FakeClock
 from exporter.engine import Session, new_session
 from exporter.httpconfig import HttpClient, Proxy, TLSConfig
-from exporter.model import Answer, HttpRequest
-from exporter.probe import Prober, _failure
+from exporter.model import Answer
+from exporter.probe import Prober
 
 from ..conftest import free_port
 from ..egress_support import TLSVendor, server_ctx
+from ..integration.test_engine import send
 from ..relay import Relay
 from .test_route_prefix_nginx import nginx, nginx_servers
 
 #: one-way latency of the path in the race tests: the server's close reaches the client this much later
 LATENCY = 0.04
-
-
-async def send(prober: Prober, url: str, method: str = "GET", timeout: float = 5.0) -> Answer | str:
-    try:
-        body = b'{"probe": 1}' if method == "POST" else None
-        return await prober._send(HttpRequest(method, url, body=body), time.monotonic() + timeout)
-    except Exception as exc:  # noqa: BLE001 - the code is what the test looks at
-        return _failure(exc).code
 
 
 async def race(url: str, method: str, idles: list[float]) -> list[str]:
@@ -80,6 +73,21 @@ def around(timeout: float, spread: float, steps: int) -> list[float]:
     return [round(timeout - spread + 2 * spread * i / (steps - 1), 4) for i in range(steps)]
 
 
+async def race_over_latency(port: int, get_path: str, post_path: str,
+                            idles: list[float]) -> tuple[list[str], list[str], int]:
+    """A GET race and a POST race at once against ``port``, through a relay that adds LATENCY each way:
+    what each got, and how many requests the relay saw go out on a connection the server had closed.
+    The server's idle clock starts when it sends the answer, the client's when the answer arrives:
+    LATENCY later, so the close is on its way when the client's idle time is keep - 2 * LATENCY .. keep."""
+    relay = await Relay("127.0.0.1", port, delay=LATENCY).start()
+    try:
+        gets, posts = await asyncio.gather(race(relay.url + get_path, "GET", idles),
+                                           race(relay.url + post_path, "POST", idles))
+    finally:
+        await relay.close()
+    return gets, posts, relay.raced
+
+
 async def test_nginx_keepalive_timeout_race_gives_no_false_failure(tmp_path: Path) -> None:
     locations = """
     keepalive_timeout 2s;
@@ -89,18 +97,10 @@ async def test_nginx_keepalive_timeout_race_gives_no_false_failure(tmp_path: Pat
         port = int(url.rsplit(":", 1)[1])
         keep = await closes_idle_after(port)
         assert 1.5 < keep < 3  # keepalive_timeout 2s
-        relay = await Relay("127.0.0.1", port, delay=LATENCY).start()
-        try:
-            # the server's idle clock starts when it sends the answer, the client's when the answer
-            # arrives: LATENCY later, so the close is on its way when the client's idle time is
-            # keep - 2 * LATENCY .. keep
-            idles = around(keep - LATENCY, 0.08, 9)
-            gets, posts = await asyncio.gather(race(relay.url + "/health", "GET", idles),
-                                               race(relay.url + "/login", "POST", idles))
-        finally:
-            await relay.close()
+        idles = around(keep - LATENCY, 0.08, 9)
+        gets, posts, raced = await race_over_latency(port, "/health", "/login", idles)
     assert gets == posts == ["200"] * (len(idles) + 1), (gets, posts)
-    assert relay.raced > 0  # requests did go out on connections nginx had closed: the race happened
+    assert raced > 0  # requests did go out on connections nginx had closed: the race happened
 
 
 NODE_SERVER = r"""
@@ -175,15 +175,10 @@ async def test_node_default_keepalive_trailers_early_hints_and_brotli(tmp_path: 
         port = int(url.rsplit(":", 1)[1])
         keep = await closes_idle_after(port)  # Node's default keepAliveTimeout (5 s, and its own slack)
         assert 4 < keep < 8
-        relay = await Relay("127.0.0.1", port, delay=LATENCY).start()
-        try:
-            idles = around(keep - LATENCY, 0.08, 5)
-            gets, posts = await asyncio.gather(race(relay.url + "/", "GET", idles),
-                                               race(relay.url + "/", "POST", idles))
-        finally:
-            await relay.close()
+        idles = around(keep - LATENCY, 0.08, 5)
+        gets, posts, raced = await race_over_latency(port, "/", "/", idles)
     assert gets == posts == ["200"] * (len(idles) + 1), (gets, posts)
-    assert relay.raced > 0  # requests did go out on connections Node had closed: the race happened
+    assert raced > 0  # requests did go out on connections Node had closed: the race happened
 
 
 async def test_enable_http2_lets_alpn_choose_and_false_keeps_http11(tmp_path: Path) -> None:
