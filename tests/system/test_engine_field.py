@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -31,7 +30,7 @@ from exporter.model import Answer
 from exporter.probe import Prober
 
 from ..conftest import free_port
-from ..egress_support import TLSVendor, server_ctx
+from ..egress_support import TLSVendor, running, server_ctx
 from ..integration.test_engine import send
 from ..relay import Relay
 from .test_route_prefix_nginx import nginx, nginx_servers
@@ -298,26 +297,14 @@ http_access deny all
 """)
     for path in (home, home / "passwd", conf):
         os.chmod(path, 0o777 if path.is_dir() else 0o644)
-    proc = subprocess.Popen([binary, "-N", "-f", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    def why(_: subprocess.Popen[bytes]) -> str:
+        log = (home / "cache.log").read_text() if (home / "cache.log").exists() else ""
+        return f"squid did not start: {log[-2000:]}"
+
     try:
-        deadline = time.monotonic() + 30  # bounded: squid starts in about a second
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log = (home / "cache.log").read_text() if (home / "cache.log").exists() else ""
-                    pytest.fail(f"squid did not start: {log[-2000:]}")
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
+        with running([binary, "-N", "-f", str(conf)], port, 30, why):  # squid starts in about a second
+            yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
         holder.cleanup()
 
 
@@ -380,26 +367,11 @@ user.unprivileged: nobody
 client pass {{ from: 127.0.0.0/8 to: 0.0.0.0/0 }}
 socks pass {{ from: 127.0.0.0/8 to: 0/0 command: connect }}
 """)
-    proc = subprocess.Popen([binary, "-f", str(conf), "-p", str(home / "danted.pid"), "-N", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 30  # bounded: dante starts within a second
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"danted did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
-                time.sleep(0.1)
-        yield f"socks5://127.0.0.1:{port}"
+        with running([binary, "-f", str(conf), "-p", str(home / "danted.pid"), "-N", "1"], port, 30,
+                     lambda proc: f"danted did not start: {proc.stderr.read().decode() if proc.stderr else ''}"):
+            yield f"socks5://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
         holder.cleanup()
 
 
