@@ -7,13 +7,14 @@ probe by 120 s" is tested by advancing a FakeClock, never by sleeping.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-__all__ = ["Clock", "FakeClock", "SystemClock", "Timer"]
+__all__ = ["Clock", "FakeClock", "SystemClock", "Timer", "sleep_or_wake"]
 
 
 class Timer(Protocol):
@@ -37,6 +38,22 @@ class Clock(Protocol):
         """Call ``callback`` from the event loop once ``monotonic()`` reaches ``deadline``: a wake-up
         without a task or a coroutine of its own (the scheduler's loop waits this way)."""
         ...
+
+
+async def sleep_or_wake(clock: Clock, seconds: float, wake: asyncio.Event) -> None:
+    """Sleep ``seconds`` on ``clock``, or less if ``wake`` is set meanwhile (it is cleared first, so only a
+    wake-up that comes after this call ends the sleep early): the pause of a background loop that a reload
+    can cut short."""
+    wake.clear()
+    sleeper = asyncio.ensure_future(clock.sleep(seconds))
+    waker = asyncio.ensure_future(wake.wait())
+    try:
+        await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (sleeper, waker):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 class SystemClock:

@@ -10,14 +10,13 @@ check is never a vendor: it has no catalog, no class and no budget; it is reacha
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .clock import Clock
+from .clock import Clock, sleep_or_wake
 from .config import EgressCheck, Target
 from .model import Answer, HttpRequest
 from .probe import Prober
@@ -126,16 +125,7 @@ class EgressBook:
                     if isinstance(outcome, Exception):  # a bug: one line, and the check runs again next time
                         log.error("egress check %s failed internally (%s)", state.check.name,
                                   outcome.__class__.__name__)
-            self._wake.clear()
-            sleeper = asyncio.ensure_future(self.clock.sleep(self.interval))
-            waker = asyncio.ensure_future(self._wake.wait())
-            try:
-                await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in (sleeper, waker):
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+            await sleep_or_wake(self.clock, self.interval, self._wake)
 
     async def check(self, state: CheckState) -> None:
         check = state.check

@@ -416,19 +416,25 @@ class _TokenSigner(_Stateless):
     def _can_refresh(self, now: float, renew_before: float) -> bool:
         return self._refresh is not None and now < self._refresh_until - renew_before
 
-    async def _token_call(self, send: Send, request: HttpRequest, token_field: str) -> Mapping[str, Any]:
-        """One call to a token endpoint; the answer must be JSON carrying ``token_field``."""
-        answer = await send(request)
+    @staticmethod
+    def _token_answer(answer: Answer, code: str, catalog_reads: bool = False) -> Any:
+        """The JSON of a token endpoint's answer; a refusal, a cut or invalid body is a SignError whose code
+        starts with ``code``. With ``catalog_reads`` the refusal carries the answer, for the vendor's
+        catalog to classify (AADSTS codes, OAuth's error field, Retry-After)."""
         if answer.status != 200:
             cls = "auth" if answer.status in (400, 401, 403) else "server_error"
-            raise SignError(cls, f"login_{answer.status}", f"token endpoint answered HTTP {answer.status}",
-                            answer.status)
+            raise SignError(cls, f"{code}_{answer.status}", f"token endpoint answered HTTP {answer.status}",
+                            answer.status, answer if catalog_reads else None)
         if answer.truncated:
-            raise SignError("server_error", "login_body", "token endpoint answer is larger than the body cap")
+            raise SignError("server_error", f"{code}_body", "token endpoint answer is larger than the body cap")
         try:
-            data = json.loads(answer.body)
+            return json.loads(answer.body)
         except (ValueError, RecursionError) as exc:
-            raise SignError("server_error", "login_body", "token endpoint answered invalid JSON") from exc
+            raise SignError("server_error", f"{code}_body", "token endpoint answered invalid JSON") from exc
+
+    async def _token_call(self, send: Send, request: HttpRequest, token_field: str) -> Mapping[str, Any]:
+        """One call to a token endpoint; the answer must be JSON carrying ``token_field``."""
+        data = self._token_answer(await send(request), "login")
         if not isinstance(data, dict) or not isinstance(data.get(token_field), str):
             raise SignError("server_error", "login_body", f"token endpoint answered without {token_field}")
         return data
@@ -599,17 +605,7 @@ class OAuth2Signer(_TokenSigner):
 
     async def _renew(self, now: float, send: Send) -> None:
         opts: OAuth2Options = self.ctx.options
-        answer = await send(self.token_request())
-        if answer.status != 200:
-            # the vendor's catalog reads the refusal (AADSTS codes, OAuth's error field, Retry-After)
-            raise SignError("auth" if answer.status in (400, 401, 403) else "server_error", f"token_{answer.status}",
-                            f"token endpoint answered HTTP {answer.status}", answer.status, answer)
-        if answer.truncated:
-            raise SignError("server_error", "token_body", "token endpoint answer is larger than the body cap")
-        try:
-            data = json.loads(answer.body)
-        except (ValueError, RecursionError) as exc:
-            raise SignError("server_error", "token_body", "token endpoint answered invalid JSON") from exc
+        data = self._token_answer(await send(self.token_request()), "token", catalog_reads=True)
         token = data.get("access_token") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token:
             raise SignError("server_error", "token_body", "token endpoint answered without access_token")

@@ -10,13 +10,12 @@ keeps what it read and its validators, so a reload never costs an extra request.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from .catalog import StatusPageSpec
-from .clock import Clock
+from .clock import Clock, sleep_or_wake
 from .config import Target
 from .httpconfig import HttpClient
 from .model import Answer, HttpRequest
@@ -187,16 +186,7 @@ class VendorStatusBook:
                         page.due = max(page.due, self.clock.monotonic() + FETCH_EVERY)
                 continue
             nxt = min((page.due for page in self.pages.values()), default=now + FETCH_EVERY)
-            self._wake.clear()
-            sleeper = asyncio.ensure_future(self.clock.sleep(max(0.0, nxt - now)))
-            waker = asyncio.ensure_future(self._wake.wait())
-            try:
-                await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in (sleeper, waker):
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+            await sleep_or_wake(self.clock, max(0.0, nxt - now), self._wake)
 
     async def read(self, page: PageState) -> None:
         """One conditional GET of ``page``; whatever happens, the next one is FETCH_EVERY later."""

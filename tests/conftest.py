@@ -9,7 +9,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -225,6 +225,27 @@ async def next_probe_text(run: Running, clock: FakeClock, name: str) -> str:
     return await probe_text(run, name)
 
 
+async def demo_outcomes(vendors: Collection[str]) -> tuple[set[str], dict[str, set[tuple[str, str]]]]:
+    """The demo run for one cycle on a fake clock, with an exporter probing it: the vendors the demo
+    configures, and every (class, code) each of ``vendors`` showed on its way through its trouble."""
+    from exporter.demo import CYCLE, start_demo
+
+    clock = FakeClock()
+    demo = await start_demo(clock=clock, timeout="200ms")
+    try:
+        async with running_exporter(demo.config, clock=clock) as run:
+            seen: dict[str, set[tuple[str, str]]] = {v: set() for v in vendors}
+            for _ in range(int(CYCLE)):
+                await clock.advance(1.0)
+                await idle(run)
+                for ts in run.exporter.state:
+                    if ts.target.vendor in seen and ts.last is not None:
+                        seen[ts.target.vendor].add((ts.last.outcome.cls, ts.last.outcome.code))
+    finally:
+        await demo.close()
+    return {t.vendor for t in demo.config.targets}, seen
+
+
 @pytest.fixture
 async def sims() -> AsyncIterator[tuple[SimulatorSet, FakeClock]]:
     """Every vendor simulator, on loopback, with the FakeClock they share with the exporter under test."""
@@ -236,8 +257,9 @@ async def sims() -> AsyncIterator[tuple[SimulatorSet, FakeClock]]:
         await started.close()
 
 
-def sample(text: str, name: str, **labels: str) -> float | None:
-    """The value of the first sample of ``name`` whose labels include ``labels``."""
+def sample(text: str, name: str, /, **labels: str) -> float | None:
+    """The value of the first sample of ``name`` whose labels include ``labels`` (which may hold a
+    ``name`` label: the metric's name is positional)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     for fam in text_string_to_metric_families(text):

@@ -11,7 +11,7 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -226,6 +226,30 @@ def tinyproxy_binary() -> str:
 
 
 @contextlib.contextmanager
+def running(argv: list[str], port: int, seconds: float, why: Callable[[subprocess.Popen[bytes]], str],
+            stderr: int = subprocess.PIPE) -> Iterator[subprocess.Popen[bytes]]:
+    """A server started from ``argv``, once it accepts connections on 127.0.0.1:``port`` (bounded by
+    ``seconds``; else the test fails with ``why(proc)``); stopped at the end, killed if it lingers."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        deadline = time.monotonic() + seconds
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(why(proc))
+            time.sleep(0.05)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@contextlib.contextmanager
 def tinyproxy(directory: Path, auth: tuple[str, str] | None = None,
               connect_ports: tuple[int, ...] = ()) -> Iterator[Tinyproxy]:
     """Start tinyproxy in the foreground; wait (bounded) until it accepts connections."""
@@ -240,20 +264,7 @@ def tinyproxy(directory: Path, auth: tuple[str, str] | None = None,
         lines.append(f"BasicAuth {auth[0]} {auth[1]}")
     conf = directory / "tinyproxy.conf"
     conf.write_text("\n".join(lines) + "\n")
-    proc = subprocess.Popen([binary, "-d", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            assert proc.poll() is None, f"tinyproxy exited with {proc.returncode}; config {conf}"
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-            assert time.monotonic() < deadline, "tinyproxy did not listen within 10 s"
-            time.sleep(0.05)
+    with running([binary, "-d", "-c", str(conf)], port, 10,
+                 lambda proc: f"tinyproxy did not listen within 10 s (exit code {proc.returncode}); config {conf}",
+                 stderr=subprocess.DEVNULL) as proc:
         yield Tinyproxy(port, log, proc, auth)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from aiohttp import web
 
 from .base import HeaderKeySimulator, json_answer
+from .codes import http_status
 
 __all__ = ["AnthropicSimulator"]
 
@@ -38,7 +39,7 @@ class AnthropicSimulator(HeaderKeySimulator):
                 "request-id": "req_" + secrets.token_hex(12)}
 
     def answer(self, code: str) -> web.Response:
-        status = _TYPES.get(code) or (int(code) if code.isdigit() and 100 <= int(code) <= 599 else 400)
+        status = _TYPES.get(code) or http_status(code, 400)
         extra = {"retry-after": str(self.settings["retry_after"])} if status == 429 else {}
         return json_answer({"type": "error", "error": {"type": code, "message": code.replace("_", " ")},
                             "request_id": "req_" + secrets.token_hex(12)}, status, {**self.headers(), **extra})

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from aiohttp import web
 
 from .base import Simulator, json_answer
+from .codes import http_status
 
 __all__ = ["BizwebsSimulator"]
 
@@ -40,7 +41,7 @@ class BizwebsSimulator(Simulator):
         app.router.add_route("*", PATH, self.handle)
 
     def answer(self, code: str) -> web.Response:
-        status = int(code) if code.isdigit() and 100 <= int(code) <= 599 else 500
+        status = http_status(code, 500)
         headers = {"Retry-After": str(int(self.settings["retry_after"]))} if code in _RETRY else {}
         if status in (301, 302, 307, 308):
             headers["Location"] = "/moved" + PATH  # relative: a followed redirect stays here

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from aiohttp import web
 
 from .base import HeaderKeySimulator, json_answer
+from .codes import http_status
 
 __all__ = ["CloudflareSimulator"]
 
@@ -39,8 +40,7 @@ class CloudflareSimulator(HeaderKeySimulator):
         if code in ("active", "disabled", "expired"):
             return json_answer({"result": {"id": self.token_id, "status": code}, "success": True, "errors": [],
                                 "messages": []})
-        status, message = _ERRORS.get(code, (int(code) if code.isdigit() and 100 <= int(code) <= 599 else 400,
-                                             "error"))
+        status, message = _ERRORS.get(code, (http_status(code, 400), "error"))
         headers = {"Retry-After": str(self.settings["retry_after"])} if status == 429 else {}
         errors = [{"code": int(code), "message": message}] if code.isdigit() else [{"code": 1234, "message": code}]
         return json_answer({"success": False, "errors": errors, "messages": [], "result": None}, status,

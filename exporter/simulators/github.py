@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from aiohttp import web
 
 from .base import WindowedSimulator, json_answer
+from .codes import http_status
 
 __all__ = ["GithubSimulator"]
 
@@ -76,7 +77,7 @@ class GithubSimulator(WindowedSimulator):
         self.counts["health"] += 1
         forced = self.settings["code"]
         if forced is not None:
-            status = int(forced) if str(forced).isdigit() and 100 <= int(forced) <= 599 else 500
+            status = http_status(str(forced), 500)
             return self.error(status, "forced")
         if self.settings["server_error"]:
             return web.Response(status=500, text="<html><body>Server Error</body></html>", content_type="text/html")

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from aiohttp import web
 
 from .base import WindowedSimulator, json_answer
+from .codes import http_status
 
 __all__ = ["OpenaiSimulator"]
 
@@ -59,7 +60,7 @@ class OpenaiSimulator(WindowedSimulator):
         if forced is not None:
             text = str(forced)
             if text.isdigit():
-                return self.error(int(text) if 100 <= int(text) <= 599 else 500, "server_error", "forced")
+                return self.error(http_status(text, 500), "server_error", "forced")
             return self.error(429 if text == "insufficient_quota" else 400, "invalid_request_error", "forced", text)
         if self.settings["server_error"]:
             return self.error(500, "server_error", "The server had an error while processing your request.")

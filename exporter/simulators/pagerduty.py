@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from aiohttp import web
 
 from .base import HeaderKeySimulator, json_answer
+from .codes import http_status
 
 __all__ = ["PagerdutySimulator"]
 
@@ -35,8 +36,7 @@ class PagerdutySimulator(HeaderKeySimulator):
     def answer(self, code: str) -> web.Response:
         if code == "429":
             return json_answer({"error": {"message": "Rate Limit Exceeded"}}, 429)
-        status, message = _ERRORS.get(code, (int(code) if code.isdigit() and 100 <= int(code) <= 599 else 400,
-                                             "error"))
+        status, message = _ERRORS.get(code, (http_status(code, 400), "error"))
         error: dict[str, Any] = {"message": message}
         if code in _ERRORS or not code.isdigit():
             error["code"] = int(code) if code.isdigit() else code

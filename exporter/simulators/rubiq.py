@@ -17,6 +17,7 @@ from aiohttp import web
 
 from ..signatures import rubiq_token
 from .base import Simulator, json_answer
+from .codes import http_status
 
 __all__ = ["RubiqSimulator"]
 
@@ -71,7 +72,7 @@ class RubiqSimulator(Simulator):
 
     def answer(self, code: str, data: Any = None) -> web.Response:
         main_text, _, _sub = code.partition(".")
-        main = int(main_text) if main_text.isdigit() and 100 <= int(main_text) <= 599 else 500
+        main = http_status(main_text, 500)
         headers = {"ApiStatusSubCode": code} if "." in code else {}
         if self.settings["nonstandard"]:
             body = {"status": {"statusCode": main, "statusText": _TEXT.get(str(main), "Error")}, "data": data or {}}

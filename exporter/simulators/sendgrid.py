@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from aiohttp import web
 
 from .base import HeaderKeySimulator, json_answer
+from .codes import http_status
 
 __all__ = ["SendgridSimulator"]
 
@@ -32,7 +33,7 @@ class SendgridSimulator(HeaderKeySimulator):
                 "X-RateLimit-Reset": str(int(self.now()) + 60)}
 
     def answer(self, code: str) -> web.Response:
-        status = int(code) if code.isdigit() and 100 <= int(code) <= 599 else 400
+        status = http_status(code, 400)
         return json_answer({"errors": [{"field": None, "message": _MESSAGES.get(status, code)}]}, status,
                            self.headers())
 

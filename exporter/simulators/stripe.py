@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from aiohttp import web
 
 from .base import WindowedSimulator, json_answer
+from .codes import http_status
 
 __all__ = ["StripeSimulator"]
 
@@ -69,7 +70,7 @@ class StripeSimulator(WindowedSimulator):
         if forced is not None:
             text = str(forced)
             if text.isdigit():
-                return self.error(int(text) if 100 <= int(text) <= 599 else 500, "api_error", "forced")
+                return self.error(http_status(text, 500), "api_error", "forced")
             return self.error(400, "invalid_request_error", "forced", text)
         if self.settings["server_error"]:
             return self.error(500, "api_error", "An unknown error occurred")

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from aiohttp import web
 
 from .base import ControlError, Simulator, json_answer
+from .codes import http_status
 
 __all__ = ["TwilioSimulator"]
 
@@ -50,7 +51,7 @@ class TwilioSimulator(Simulator):
         app.router.add_route("*", "/{tail:.*}", self.not_found)
 
     def error(self, code: str) -> web.Response:
-        status = _STATUS.get(code, int(code) if code.isdigit() and 100 <= int(code) <= 599 else 400)
+        status = _STATUS.get(code, http_status(code, 400))
         body: dict[str, Any] = {"code": int(code) if code.isdigit() else code, "message": _TEXT.get(code, "Error"),
                                 "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status}
         return json_answer(body, status)

@@ -172,24 +172,20 @@ async def test_expired_certificate_is_a_tls_error_and_skip_verify_shows_its_past
     assert view["tls_cert_expiry"] == not_after(leaf)
 
 
-async def test_min_version_refuses_an_older_server(ca: trustme.CA, tmp_path: Path) -> None:
-    with tls_vendor(server_ctx(ca.issue_cert("localhost"), max_version=ssl.TLSVersion.TLSv1_2)) as vendor:
-        ca_file = write_ca(ca, tmp_path / "ca.pem")
-        for version, expected in (("TLS12", ("ok", "20")), ("TLS13", ("network_error", "tls"))):
-            async with exporter_with([flip("t", vendor.url())],
-                                     {"tls_config": {"ca_file": ca_file, "min_version": version}},
-                                     resolver=LoopbackResolver()) as ex:
-                assert outcome(await probe(ex, "t")) == expected, version
-
-
-async def test_max_version_refuses_a_newer_only_server(ca: trustme.CA, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("option", "server", "allowed", "refused"), [
+    ("min_version", "maximum_version", "TLS12", "TLS13"),  # a vendor stuck at TLS 1.2: min_version refuses it
+    ("max_version", "minimum_version", "TLS13", "TLS12"),  # a TLS 1.3-only vendor: max_version refuses it
+])
+async def test_a_version_bound_refuses_a_server_outside_it(ca: trustme.CA, tmp_path: Path, option: str,
+                                                           server: str, allowed: str, refused: str) -> None:
     ctx = server_ctx(ca.issue_cert("localhost"))
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3  # a TLS 1.3-only vendor
+    # the vendor's own bound is the version the option allows: one side of it ok, the other refused
+    setattr(ctx, server, ssl.TLSVersion.TLSv1_2 if allowed == "TLS12" else ssl.TLSVersion.TLSv1_3)
     with tls_vendor(ctx) as vendor:
         ca_file = write_ca(ca, tmp_path / "ca.pem")
-        for version, expected in (("TLS13", ("ok", "20")), ("TLS12", ("network_error", "tls"))):
+        for version, expected in ((allowed, ("ok", "20")), (refused, ("network_error", "tls"))):
             async with exporter_with([flip("t", vendor.url())],
-                                     {"tls_config": {"ca_file": ca_file, "max_version": version}},
+                                     {"tls_config": {"ca_file": ca_file, option: version}},
                                      resolver=LoopbackResolver()) as ex:
                 assert outcome(await probe(ex, "t")) == expected, version
 

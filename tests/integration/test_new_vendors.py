@@ -159,24 +159,10 @@ def test_the_config_example_of_the_seven_passes_the_check(tmp_path: Path) -> Non
 
 
 async def test_the_demo_walks_the_new_vendors_through_their_trouble() -> None:
-    from exporter.demo import CYCLE, start_demo
+    from ..conftest import demo_outcomes
 
-    from ..conftest import idle, running_exporter
-
-    clock = FakeClock()
-    demo = await start_demo(clock=clock, timeout="200ms")
-    try:
-        assert set(NEW) <= {t.vendor for t in demo.config.targets}
-        async with running_exporter(demo.config, clock=clock) as run:
-            seen: dict[str, set[tuple[str, str]]] = {v: set() for v in NEW}
-            for _ in range(int(CYCLE)):
-                await clock.advance(1.0)
-                await idle(run)
-                for ts in run.exporter.state:
-                    if ts.target.vendor in seen and ts.last is not None:
-                        seen[ts.target.vendor].add((ts.last.outcome.cls, ts.last.outcome.code))
-    finally:
-        await demo.close()
+    configured, seen = await demo_outcomes(NEW)
+    assert set(NEW) <= configured
     assert {("ok", "200"), ("clock_skew", "SignatureDoesNotMatch"), ("rate_limited", "Throttling"),
             ("auth", "ExpiredToken")} <= seen["aws-sts"], seen["aws-sts"]
     assert {("ok", "200"), ("auth", "7000222"), ("rate_limited", "activityLimitReached"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
 
 import pytest
@@ -28,21 +28,36 @@ from exporter.simulators.msgraph import TOKEN_TTL, MsgraphSimulator
 from ..conftest import config_from, serve
 
 
+class Graph(NamedTuple):
+    sim: MsgraphSimulator
+    clock: FakeClock
+    prober: Prober
+
+
 @pytest.fixture
-async def graph() -> AsyncIterator[tuple[MsgraphSimulator, FakeClock]]:
+async def graph() -> AsyncIterator[Graph]:
+    """The Graph simulator on a fake clock, and a prober (with its own session) on the same clock."""
     clock = FakeClock()
     sim = MsgraphSimulator(clock)
     await sim.start()
     try:
-        yield sim, clock
+        async with new_session() as session:
+            yield Graph(sim, clock, Prober(session, clock))
     finally:
         await sim.close()
 
 
-def graph_config(sim: MsgraphSimulator, n: int = 1, **credentials: str) -> Config:
+#: a token endpoint on a port nobody listens on
+NOWHERE = "http://127.0.0.1:1/{tenant_id}/oauth2/v2.0/token"
+
+
+def graph_config(sim: MsgraphSimulator, n: int = 1, token_url: str | None = None, name: str = "graph",
+                 **credentials: str) -> Config:
+    """``n`` targets of the simulator; with ``token_url``, the signer fetches its tokens there instead."""
+    vendor = sim.catalog_override() if token_url is None else {"signer": {"options": {"token_url": token_url}}}
     return config_from({
-        "vendors": {"msgraph": sim.catalog_override()},
-        "targets": [{"name": f"graph{i}", "vendor": "msgraph", "base_url": sim.base_url,
+        "vendors": {"msgraph": vendor},
+        "targets": [{"name": f"{name}{i}", "vendor": "msgraph", "base_url": sim.base_url,
                      "credentials": {**sim.credentials(), **credentials}} for i in range(n)]})
 
 
@@ -51,55 +66,49 @@ def shown(result: ProbeResult) -> str:
 
 
 async def test_the_token_is_fetched_once_and_kept_until_shortly_before_it_expires(
-        graph: tuple[MsgraphSimulator, FakeClock]) -> None:
-    sim, clock = graph
+        graph: Graph) -> None:
+    sim, clock, prober = graph
     target = graph_config(sim).targets[0]
-    async with new_session() as session:
-        prober = Prober(session, clock)
-        first = await prober.probe(target)
-        assert (first.outcome.cls, first.requests) == ("ok", 2)  # the token request counts as a request
-        for _ in range(3):
-            await clock.advance(600)
-            again = await prober.probe(target)
-            assert (again.outcome.cls, again.requests) == ("ok", 1)
-        assert sim.counts["token"] == 1
-        # renew_before (30 s) ahead of expires_in: a new token before the vendor would refuse the old one
-        await clock.advance(TOKEN_TTL - 1800 - 30)
-        renewed = await prober.probe(target)
+    first = await prober.probe(target)
+    assert (first.outcome.cls, first.requests) == ("ok", 2)  # the token request counts as a request
+    for _ in range(3):
+        await clock.advance(600)
+        again = await prober.probe(target)
+        assert (again.outcome.cls, again.requests) == ("ok", 1)
+    assert sim.counts["token"] == 1
+    # renew_before (30 s) ahead of expires_in: a new token before the vendor would refuse the old one
+    await clock.advance(TOKEN_TTL - 1800 - 30)
+    renewed = await prober.probe(target)
     assert (renewed.outcome.cls, renewed.requests) == ("ok", 2)
     assert sim.counts["token"] == 2
     assert sim.counts["health"] == 5
 
 
-async def test_targets_sharing_a_credential_share_one_token_fetch(graph: tuple[MsgraphSimulator, FakeClock]) -> None:
-    sim, clock = graph
+async def test_targets_sharing_a_credential_share_one_token_fetch(graph: Graph) -> None:
+    sim, clock, prober = graph
     targets = graph_config(sim, 20).targets
-    async with new_session() as session:
-        prober = Prober(session, clock)
-        results = await asyncio.gather(*(prober.probe(t) for t in targets))
-        assert [r.outcome.cls for r in results] == ["ok"] * 20
-        assert sim.counts["token"] == 1  # single flight: nineteen probes waited for the first one's fetch
-        assert sorted(r.requests for r in results) == [1] * 19 + [2]
-        await clock.advance(TOKEN_TTL)
-        await asyncio.gather(*(prober.probe(t) for t in targets))
+    results = await asyncio.gather(*(prober.probe(t) for t in targets))
+    assert [r.outcome.cls for r in results] == ["ok"] * 20
+    assert sim.counts["token"] == 1  # single flight: nineteen probes waited for the first one's fetch
+    assert sorted(r.requests for r in results) == [1] * 19 + [2]
+    await clock.advance(TOKEN_TTL)
+    await asyncio.gather(*(prober.probe(t) for t in targets))
     assert sim.counts["token"] == 2
 
 
 async def test_a_refused_token_is_replaced_once_then_the_answer_counts(
-        graph: tuple[MsgraphSimulator, FakeClock]) -> None:
-    sim, clock = graph
+        graph: Graph) -> None:
+    sim, prober = graph.sim, graph.prober
     target = graph_config(sim).targets[0]
-    async with new_session() as session:
-        prober = Prober(session, clock)
-        assert (await prober.probe(target)).outcome.cls == "ok"
-        sim.control(revoke_tokens=True)  # the vendor ends every session: our cached token is refused
-        recovered = await prober.probe(target)
-        assert (recovered.outcome.cls, recovered.attempts, recovered.requests) == ("ok", 2, 3)
-        assert sim.counts["token"] == 2
-        # a token the vendor refuses even fresh: one new fetch, then the 401 counts
-        sim.control(revoke_tokens=True)
-        sim.tokens = _Forgetful()  # issued tokens are never accepted
-        refused = await prober.probe(target)
+    assert (await prober.probe(target)).outcome.cls == "ok"
+    sim.control(revoke_tokens=True)  # the vendor ends every session: our cached token is refused
+    recovered = await prober.probe(target)
+    assert (recovered.outcome.cls, recovered.attempts, recovered.requests) == ("ok", 2, 3)
+    assert sim.counts["token"] == 2
+    # a token the vendor refuses even fresh: one new fetch, then the 401 counts
+    sim.control(revoke_tokens=True)
+    sim.tokens = _Forgetful()  # issued tokens are never accepted
+    refused = await prober.probe(target)
     assert (refused.outcome.cls, refused.outcome.code, refused.attempts) == ("auth", "InvalidAuthenticationToken", 2)
     assert sim.counts["token"] == 3
 
@@ -110,18 +119,16 @@ class _Forgetful(dict[str, float]):
 
 
 async def test_an_expired_client_secret_is_auth_with_the_aadsts_code_and_shows_no_secret(
-        graph: tuple[MsgraphSimulator, FakeClock]) -> None:
-    sim, clock = graph
+        graph: Graph) -> None:
+    sim, prober = graph.sim, graph.prober
     target = graph_config(sim).targets[0]
     sim.control(secret_expired=True)
-    async with new_session() as session:
-        prober = Prober(session, clock)
-        expired = await prober.probe(target)
-        sim.control(reset=True, rotated=True)
-        wrong = await prober.probe(target)
-        sim.control(reset=True)
-        ok = await prober.probe(target)
-        token = prober.signer(target).secrets()[0]
+    expired = await prober.probe(target)
+    sim.control(reset=True, rotated=True)
+    wrong = await prober.probe(target)
+    sim.control(reset=True)
+    ok = await prober.probe(target)
+    token = prober.signer(target).secrets()[0]
     assert (expired.outcome.cls, expired.outcome.code, expired.outcome.http_status) == ("auth", "7000222", 401)
     assert "expired" in expired.outcome.message
     assert (wrong.outcome.cls, wrong.outcome.code) == ("auth", "7000215")
@@ -135,20 +142,13 @@ async def test_an_expired_client_secret_is_auth_with_the_aadsts_code_and_shows_n
 
 
 async def test_the_token_endpoint_down_or_unreachable_is_not_the_apis_fault(
-        graph: tuple[MsgraphSimulator, FakeClock]) -> None:
-    sim, clock = graph
+        graph: Graph) -> None:
+    sim, prober = graph.sim, graph.prober
     target = graph_config(sim).targets[0]
-    async with new_session() as session:
-        prober = Prober(session, clock)
-        sim.control(token_down=True)
-        down = await prober.probe(target)
-        assert sim.counts["health"] == 0  # no token, no call to Graph
-        # a token endpoint on a port nobody listens on
-        config = config_from({"vendors": {"msgraph": {"signer": {"options": {
-            "token_url": "http://127.0.0.1:1/{tenant_id}/oauth2/v2.0/token"}}}},
-            "targets": [{"name": "gone", "vendor": "msgraph", "base_url": sim.base_url,
-                         "credentials": sim.credentials()}]})
-        unreachable = await prober.probe(config.targets[0])
+    sim.control(token_down=True)
+    down = await prober.probe(target)
+    assert sim.counts["health"] == 0  # no token, no call to Graph
+    unreachable = await prober.probe(graph_config(sim, token_url=NOWHERE, name="gone").targets[0])
     assert (down.outcome.cls, down.outcome.code, down.outcome.http_status) == (
         "server_error", "temporarily_unavailable", 503)
     assert (unreachable.outcome.cls, unreachable.outcome.code) == ("network_error", "refused")
@@ -250,33 +250,26 @@ async def test_a_rate_limited_token_endpoint_is_classified_with_its_retry_after(
 
 
 async def test_a_failed_fetch_answers_every_probe_that_waited_for_it(
-        graph: tuple[MsgraphSimulator, FakeClock]) -> None:
-    sim, clock = graph
+        graph: Graph) -> None:
+    sim, prober = graph.sim, graph.prober
     targets = graph_config(sim, 20).targets
     sim.control(secret_expired=True)
-    async with new_session() as session:
-        prober = Prober(session, clock)
-        refused = await asyncio.gather(*(prober.probe(t) for t in targets))
-        assert sim.counts["token"] == 1  # one request to the token endpoint, not one per target
-        assert {(r.outcome.cls, r.outcome.code) for r in refused} == {("auth", "7000222")}
-        assert sorted(r.requests for r in refused) == [0] * 19 + [1]
-        # the next round asks again (once), and once the secret is renewed every target is up
-        sim.control(reset=True)
-        recovered = await asyncio.gather(*(prober.probe(t) for t in targets))
+    refused = await asyncio.gather(*(prober.probe(t) for t in targets))
+    assert sim.counts["token"] == 1  # one request to the token endpoint, not one per target
+    assert {(r.outcome.cls, r.outcome.code) for r in refused} == {("auth", "7000222")}
+    assert sorted(r.requests for r in refused) == [0] * 19 + [1]
+    # the next round asks again (once), and once the secret is renewed every target is up
+    sim.control(reset=True)
+    recovered = await asyncio.gather(*(prober.probe(t) for t in targets))
     assert [r.outcome.cls for r in recovered] == ["ok"] * 20
     assert sim.counts["token"] == 2
 
 
 async def test_an_unreachable_token_endpoint_is_one_attempt_for_all_waiting_probes(
-        graph: tuple[MsgraphSimulator, FakeClock]) -> None:
-    sim, clock = graph
-    config = config_from({"vendors": {"msgraph": {"signer": {"options": {
-        "token_url": "http://127.0.0.1:1/{tenant_id}/oauth2/v2.0/token"}}}},
-        "targets": [{"name": f"t{i}", "vendor": "msgraph", "base_url": sim.base_url,
-                     "credentials": sim.credentials()} for i in range(5)]})
-    async with new_session() as session:
-        prober = Prober(session, clock)
-        shared = await asyncio.gather(*(prober.probe(t) for t in config.targets))
+        graph: Graph) -> None:
+    sim, prober = graph.sim, graph.prober
+    targets = graph_config(sim, 5, token_url=NOWHERE, name="t").targets
+    shared = await asyncio.gather(*(prober.probe(t) for t in targets))
     # the waiting probes get the same failure, mapped the same way (a refused connection, not "other")
     assert [(r.outcome.cls, r.outcome.code) for r in shared] == [("network_error", "refused")] * 5
     assert sim.counts["health"] == 0
@@ -306,10 +299,10 @@ async def test_an_echoed_client_secret_is_redacted_from_what_is_shown() -> None:
 
 
 async def test_an_expired_secret_is_counted_and_no_page_or_metric_shows_a_secret(
-        graph: tuple[MsgraphSimulator, FakeClock]) -> None:
+        graph: Graph) -> None:
     from ..conftest import idle, running_exporter, sample
 
-    sim, clock = graph
+    sim, clock = graph.sim, graph.clock
     config = graph_config(sim)
     target = config.targets[0]
     async with running_exporter(config, clock=clock) as run:
@@ -336,17 +329,15 @@ async def test_an_expired_secret_is_counted_and_no_page_or_metric_shows_a_secret
 
 
 async def test_a_cached_token_serves_while_the_token_endpoint_is_down(
-        graph: tuple[MsgraphSimulator, FakeClock]) -> None:
-    sim, clock = graph
+        graph: Graph) -> None:
+    sim, clock, prober = graph
     target = graph_config(sim).targets[0]
-    async with new_session() as session:
-        prober = Prober(session, clock)
-        assert (await prober.probe(target)).outcome.cls == "ok"
-        sim.control(token_down=True)
-        await clock.advance(600)
-        cached = await prober.probe(target)
-        await clock.advance(TOKEN_TTL)  # now the token is due: the endpoint's outage shows
-        due = await prober.probe(target)
+    assert (await prober.probe(target)).outcome.cls == "ok"
+    sim.control(token_down=True)
+    await clock.advance(600)
+    cached = await prober.probe(target)
+    await clock.advance(TOKEN_TTL)  # now the token is due: the endpoint's outage shows
+    due = await prober.probe(target)
     assert (cached.outcome.cls, cached.requests) == ("ok", 1)
     assert (due.outcome.cls, due.outcome.code) == ("server_error", "temporarily_unavailable")
     assert sim.counts["token"] == 2

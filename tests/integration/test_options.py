@@ -93,14 +93,20 @@ def _override(tmp_path: Path, case: Case) -> tuple[Path, str]:
 def _user_catalog(tmp_path: Path, case: Case) -> tuple[Path, str]:
     """A config reading a catalog file whose signer has the bad option."""
     creds, options = VALID[case.signer]
+    signer = {"name": case.signer, "options": {**options, case.option: case.value}}
+    catalog, config = _acme_catalog(tmp_path, creds, signer)
+    return config, _expected(catalog, f"signer.options.{case.option}", case, "acme", creds)
+
+
+def _acme_catalog(tmp_path: Path, credentials: list[str], signer: dict[str, Any]) -> tuple[Path, Path]:
+    """A catalog file for a vendor ``acme`` with this signer, and a config that reads it: their paths."""
     catalog = tmp_path / "acme.yaml"
     catalog.write_text(yaml.safe_dump({
-        "vendor": "acme", "credentials": creds,
-        "signer": {"name": case.signer, "options": {**options, case.option: case.value}},
+        "vendor": "acme", "credentials": credentials, "signer": signer,
         "check": {"path": "/health"}, "codes": {"200": {"class": "ok"}}}))
     config = tmp_path / "user.yml"
     config.write_text(yaml.safe_dump({"catalog_files": ["acme.yaml"], "targets": []}))
-    return config, _expected(catalog, f"signer.options.{case.option}", case, "acme", creds)
+    return catalog, config
 
 
 WHERE = {"override": _override, "catalog_file": _user_catalog}
@@ -145,13 +151,8 @@ async def test_reload_rejects_the_option_and_keeps_the_running_config(tmp_path: 
 
 
 def test_a_required_option_missing_is_named_without_a_value(tmp_path: Path) -> None:
-    catalog = tmp_path / "acme.yaml"
-    catalog.write_text(yaml.safe_dump({
-        "vendor": "acme", "credentials": ["username", "password"],
-        "signer": {"name": "bearer_login", "options": {"login_path": "/login", "access_ttl": 60}},
-        "check": {"path": "/health"}, "codes": {"200": {"class": "ok"}}}))
-    config = tmp_path / "user.yml"
-    config.write_text(yaml.safe_dump({"catalog_files": ["acme.yaml"], "targets": []}))
+    catalog, config = _acme_catalog(tmp_path, ["username", "password"], {
+        "name": "bearer_login", "options": {"login_path": "/login", "access_ttl": 60}})
     run = _check_config(config)
     assert (run.returncode, run.stderr.splitlines()) == (
         1, [f"error: {catalog}: signer.options.access_token_field: is required by signer bearer_login"])
@@ -160,14 +161,8 @@ def test_a_required_option_missing_is_named_without_a_value(tmp_path: Path) -> N
 def test_a_default_credential_the_catalog_lacks_is_named(tmp_path: Path) -> None:
     """The login signers read ``username`` unless told otherwise: a catalog calling it ``user`` must
     say so, and is told at load which option to set."""
-    catalog = tmp_path / "acme.yaml"
-    catalog.write_text(yaml.safe_dump({
-        "vendor": "acme", "credentials": ["user", "password"],
-        "signer": {"name": "oidc_password", "options": {"token_url": "https://login.invalid/token",
-                                                        "client_id": "x"}},
-        "check": {"path": "/health"}, "codes": {"200": {"class": "ok"}}}))
-    config = tmp_path / "user.yml"
-    config.write_text(yaml.safe_dump({"catalog_files": ["acme.yaml"], "targets": []}))
+    catalog, config = _acme_catalog(tmp_path, ["user", "password"], {
+        "name": "oidc_password", "options": {"token_url": "https://login.invalid/token", "client_id": "x"}})
     run = _check_config(config)
     assert (run.returncode, run.stderr.splitlines()) == (
         1, [f"error: {catalog}: signer.options.username_credential: is required: acme.credentials has no 'username'"])

@@ -17,7 +17,7 @@ from exporter.clock import FakeClock
 from exporter.model import UP as UP_CLASSES
 from exporter.simulators import ControlError, SimulatorSet
 
-from ..conftest import config_from, idle, next_probe_text, probe_text, running_exporter, sample
+from ..conftest import config_from, demo_outcomes, next_probe_text, probe_text, running_exporter, sample
 
 SAAS = ("slack", "github", "stripe", "openai", "twilio")
 
@@ -222,21 +222,7 @@ async def test_a_bad_control_setting_changes_nothing(sims: tuple[SimulatorSet, F
 
 
 async def test_the_demo_walks_the_saas_vendors_through_their_dialects() -> None:
-    from exporter.demo import CYCLE, start_demo
-
-    clock = FakeClock()
-    demo = await start_demo(clock=clock, timeout="200ms")
-    try:
-        async with running_exporter(demo.config, clock=clock) as run:
-            seen: dict[str, set[tuple[str, str]]] = {v: set() for v in SAAS}
-            for _ in range(int(CYCLE)):
-                await clock.advance(1.0)
-                await idle(run)
-                for ts in run.exporter.state:
-                    if ts.target.vendor in seen and ts.last is not None:
-                        seen[ts.target.vendor].add((ts.last.outcome.cls, ts.last.outcome.code))
-    finally:
-        await demo.close()
+    _, seen = await demo_outcomes(SAAS)
     assert {("ok", "ok"), ("rate_limited", "ratelimited"), ("auth", "token_revoked"),
             ("maintenance", "org_login_required")} <= seen["slack"], seen["slack"]
     assert {("ok", "200"), ("rate_limited", "secondary_rate_limit"), ("auth", "403")} <= seen["github"]

@@ -25,7 +25,7 @@ from aiohttp import web
 from exporter.clock import FakeClock
 from exporter.engine import new_session
 from exporter.probe import Prober
-from exporter.simulators import SimulatorSet, start_simulators
+from exporter.simulators import SimulatorSet
 from exporter.simulators.base import CONDITIONS
 
 from ..conftest import config_from, serve
@@ -350,16 +350,6 @@ STATES: dict[str, list[tuple[dict[str, Any], str | None]]] = {
 # the status_* settings change the vendor's status page, never an API answer the SDK could see
 NOT_STATES = {"delay", "clock_offset", "retry_after", "code", "reset", "status_incident", "status_maintenance",
               "status_component"}
-
-
-@pytest.fixture
-async def sims() -> AsyncIterator[tuple[SimulatorSet, FakeClock]]:
-    clock = FakeClock()
-    started = await start_simulators(clock=clock)
-    try:
-        yield started, clock
-    finally:
-        await started.close()
 
 
 @pytest.mark.parametrize("vendor", VENDORS)

@@ -28,7 +28,7 @@ from exporter.simulators.faults import FaultServer, LoopbackResolver
 
 from ..conftest import Running, config_from, idle, running_exporter, serve
 from ..egress_support import exporter_with, flip, not_after, server_ctx, tinyproxy, write_ca
-from .test_redaction import ENCODINGS, EchoVendor
+from .test_redaction import ENCODINGS, EchoVendor, no_secret_shown
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,18 +58,15 @@ class RecordingEcho(EchoVendor):
         return response
 
 
+def _chat(url: str, digit: str) -> dict[str, Any]:
+    """A config of one Slack target, ``chat``, at ``url``, probed every minute (its own token each test)."""
+    return {"global": {"interval": "60s", "timeout": "5s"}, "targets": [
+        {"name": "chat", "vendor": "slack", "base_url": url, "credentials": {"token": "xoxb-" + digit * 20}}]}
+
+
 async def _debug(run: Running, name: str, method: str = "GET") -> tuple[int, str, str]:
     async with run.session.request(method, run.url + "/probe", params={"target": name, "debug": "true"}) as r:
         return r.status, await r.text(), r.headers.get("X-Apistatus-Cached", "")
-
-
-def _no_secret(texts: list[str], values: list[str]) -> None:
-    for text in texts:
-        for value in values:
-            for name, encode in ENCODINGS.items():
-                form = encode(value)
-                assert form not in text, f"{name} form of a secret shown"
-                assert form[: max(6, len(form) // 2)] not in text, f"start of the {name} form of a secret shown"
 
 
 async def _cli(config: Path, *args: str) -> tuple[int, str, str]:
@@ -146,7 +143,7 @@ async def test_debug_traces_tell_logins_requests_proxy_and_class_and_hide_every_
             assert "[2] check: GET" in doc["trace"] and doc["class"] == "unknown"
             texts += [out, doc["trace"]]
     assert len(vendor.tokens) >= 4
-    _no_secret(texts, [password, username, proxy_password, *vendor.tokens])
+    no_secret_shown(texts, [password, username, proxy_password, *vendor.tokens])
 
 
 async def test_debug_probe_obeys_backoff_and_shows_the_latest_trace_instead() -> None:
@@ -158,8 +155,7 @@ async def test_debug_probe_obeys_backoff_and_shows_the_latest_trace_instead() ->
 
     clock = FakeClock()
     async with serve(slack) as url:
-        raw = {"global": {"interval": "60s", "timeout": "5s"}, "targets": [
-            {"name": "chat", "vendor": "slack", "base_url": url, "credentials": {"token": "xoxb-" + "1" * 20}}]}
+        raw = _chat(url, "1")
         async with running_exporter(config_from(raw), clock=clock) as run:
             status, first, cached = await _debug(run, "chat")
             assert status == 200 and cached == "0" and len(calls) == 1
@@ -190,8 +186,7 @@ async def test_target_page_keeps_the_last_failure_and_the_last_success() -> None
 
     clock = FakeClock()
     async with serve(slack) as url:
-        raw = {"global": {"interval": "60s", "timeout": "5s"}, "targets": [
-            {"name": "chat", "vendor": "slack", "base_url": url, "credentials": {"token": "xoxb-" + "2" * 20}}]}
+        raw = _chat(url, "2")
         async with running_exporter(config_from(raw), clock=clock) as run:
             status, text, _ = await _debug(run, "chat")
             assert "codes[invalid_auth] -> auth" in text and " ..." in text and len(text) < 4096
@@ -309,8 +304,7 @@ async def test_control_characters_of_an_answer_reach_no_trace_output_raw(tmp_pat
         return web.Response(status=503, text=hostile, content_type="text/plain")
 
     async with serve(slack) as url:
-        raw = {"global": {"interval": "60s", "timeout": "5s"}, "targets": [
-            {"name": "chat", "vendor": "slack", "base_url": url, "credentials": {"token": "xoxb-" + "4" * 20}}]}
+        raw = _chat(url, "4")
         async with running_exporter(config_from(raw), clock=FakeClock()) as run:
             status, text, _ = await _debug(run, "chat")
             _, page = await run.get("/targets/chat")

@@ -16,17 +16,6 @@ from ..conftest import config_from, idle, running_exporter, sample
 WITH_PAGES = ("github", "twilio", "openai", "slack")
 
 
-def labelled(text: str, metric: str, **labels: str) -> float | None:
-    """``sample`` for label sets that hold a ``name`` label."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            if s.name == metric and all(s.labels.get(k) == v for k, v in labels.items()):
-                return float(s.value)
-    return None
-
-
 def config(s: SimulatorSet, copies: int = 1, **target_extra: Any) -> dict[str, Any]:
     raw = s.targets_config("30s", status_pages=True)
     targets = []
@@ -81,7 +70,7 @@ async def test_a_declared_incident_shows_beside_the_failing_target_and_in_metric
         await idle(run)
         text = await run.metrics()
         assert sample(text, "apistatus_vendor_incident_active", target="github-0") == 1
-        assert labelled(text, "apistatus_vendor_incident_info", vendor="github", name="Degraded API performance",
+        assert sample(text, "apistatus_vendor_incident_info", vendor="github", name="Degraded API performance",
                         impact="major") == 1
         assert sample(text, "apistatus_vendor_component_status", vendor="github", component="brv1bkgrwx7q") == 4
         # a maintenance on a component: every component watched (the default), so it counts
@@ -89,9 +78,9 @@ async def test_a_declared_incident_shows_beside_the_failing_target_and_in_metric
         assert sample(text, "apistatus_vendor_incident_active", target="twilio-0") == 0
         # incident.io: no incidents list; the component's own status is the vendor's word
         assert sample(text, "apistatus_vendor_incident_active", target="openai-0") == 1
-        assert labelled(text, "apistatus_vendor_component_status", vendor="openai",
+        assert sample(text, "apistatus_vendor_component_status", vendor="openai",
                         component="01J00000000000000000000A04", name="Login") == 4
-        assert labelled(text, "apistatus_vendor_component_status", vendor="openai",
+        assert sample(text, "apistatus_vendor_component_status", vendor="openai",
                         component="01J00000000000000000000A03", name="Login") == 0
         assert sample(text, "apistatus_vendor_incident_active", target="slack-0") == 1
         _, body = await run.get("/api/v1/targets")
@@ -196,7 +185,7 @@ async def test_hostile_text_on_a_status_page_keeps_metrics_and_pages_valid(
         check = promtool_check(text)
         assert check.returncode == 0, check.stdout + check.stderr
         shown = 'He said "down" \\ now [31m  evil <script>alert(1)</script> \U0001f642'
-        assert labelled(text, "apistatus_vendor_incident_info", vendor="github", name=shown) == 1
+        assert sample(text, "apistatus_vendor_incident_info", vendor="github", name=shown) == 1
         page = (await run.get("/"))[1]
         assert "<script>alert" not in page and "\x1b" not in page and "\u202e" not in page
         _, body = await run.get("/api/v1/targets")

@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -27,24 +26,17 @@ import trustme
 from exporter.clock import FakeClock
 from exporter.engine import Session, new_session
 from exporter.httpconfig import HttpClient, Proxy, TLSConfig
-from exporter.model import Answer, HttpRequest
-from exporter.probe import Prober, _failure
+from exporter.model import Answer
+from exporter.probe import Prober
 
 from ..conftest import free_port
-from ..egress_support import TLSVendor, server_ctx
+from ..egress_support import TLSVendor, running, server_ctx
+from ..integration.test_engine import send
 from ..relay import Relay
-from .test_route_prefix_nginx import nginx
+from .test_route_prefix_nginx import nginx, nginx_servers
 
 #: one-way latency of the path in the race tests: the server's close reaches the client this much later
 LATENCY = 0.04
-
-
-async def send(prober: Prober, url: str, method: str = "GET", timeout: float = 5.0) -> Answer | str:
-    try:
-        body = b'{"probe": 1}' if method == "POST" else None
-        return await prober._send(HttpRequest(method, url, body=body), time.monotonic() + timeout)
-    except Exception as exc:  # noqa: BLE001 - the code is what the test looks at
-        return _failure(exc).code
 
 
 async def race(url: str, method: str, idles: list[float]) -> list[str]:
@@ -80,6 +72,21 @@ def around(timeout: float, spread: float, steps: int) -> list[float]:
     return [round(timeout - spread + 2 * spread * i / (steps - 1), 4) for i in range(steps)]
 
 
+async def race_over_latency(port: int, get_path: str, post_path: str,
+                            idles: list[float]) -> tuple[list[str], list[str], int]:
+    """A GET race and a POST race at once against ``port``, through a relay that adds LATENCY each way:
+    what each got, and how many requests the relay saw go out on a connection the server had closed.
+    The server's idle clock starts when it sends the answer, the client's when the answer arrives:
+    LATENCY later, so the close is on its way when the client's idle time is keep - 2 * LATENCY .. keep."""
+    relay = await Relay("127.0.0.1", port, delay=LATENCY).start()
+    try:
+        gets, posts = await asyncio.gather(race(relay.url + get_path, "GET", idles),
+                                           race(relay.url + post_path, "POST", idles))
+    finally:
+        await relay.close()
+    return gets, posts, relay.raced
+
+
 async def test_nginx_keepalive_timeout_race_gives_no_false_failure(tmp_path: Path) -> None:
     locations = """
     keepalive_timeout 2s;
@@ -89,18 +96,10 @@ async def test_nginx_keepalive_timeout_race_gives_no_false_failure(tmp_path: Pat
         port = int(url.rsplit(":", 1)[1])
         keep = await closes_idle_after(port)
         assert 1.5 < keep < 3  # keepalive_timeout 2s
-        relay = await Relay("127.0.0.1", port, delay=LATENCY).start()
-        try:
-            # the server's idle clock starts when it sends the answer, the client's when the answer
-            # arrives: LATENCY later, so the close is on its way when the client's idle time is
-            # keep - 2 * LATENCY .. keep
-            idles = around(keep - LATENCY, 0.08, 9)
-            gets, posts = await asyncio.gather(race(relay.url + "/health", "GET", idles),
-                                               race(relay.url + "/login", "POST", idles))
-        finally:
-            await relay.close()
+        idles = around(keep - LATENCY, 0.08, 9)
+        gets, posts, raced = await race_over_latency(port, "/health", "/login", idles)
     assert gets == posts == ["200"] * (len(idles) + 1), (gets, posts)
-    assert relay.raced > 0  # requests did go out on connections nginx had closed: the race happened
+    assert raced > 0  # requests did go out on connections nginx had closed: the race happened
 
 
 NODE_SERVER = r"""
@@ -175,15 +174,10 @@ async def test_node_default_keepalive_trailers_early_hints_and_brotli(tmp_path: 
         port = int(url.rsplit(":", 1)[1])
         keep = await closes_idle_after(port)  # Node's default keepAliveTimeout (5 s, and its own slack)
         assert 4 < keep < 8
-        relay = await Relay("127.0.0.1", port, delay=LATENCY).start()
-        try:
-            idles = around(keep - LATENCY, 0.08, 5)
-            gets, posts = await asyncio.gather(race(relay.url + "/", "GET", idles),
-                                               race(relay.url + "/", "POST", idles))
-        finally:
-            await relay.close()
+        idles = around(keep - LATENCY, 0.08, 5)
+        gets, posts, raced = await race_over_latency(port, "/", "/", idles)
     assert gets == posts == ["200"] * (len(idles) + 1), (gets, posts)
-    assert relay.raced > 0  # requests did go out on connections Node had closed: the race happened
+    assert raced > 0  # requests did go out on connections Node had closed: the race happened
 
 
 async def test_enable_http2_lets_alpn_choose_and_false_keeps_http11(tmp_path: Path) -> None:
@@ -204,49 +198,6 @@ async def test_enable_http2_lets_alpn_choose_and_false_keeps_http11(tmp_path: Pa
 
 
 # --- nginx over TLS: gzip, SNI vhosts, TLS 1.2-only and 1.3-only, an intermediate chain -----------
-
-
-@contextlib.asynccontextmanager
-async def nginx_servers(tmp_path: Path, servers: str, ports: list[int]) -> AsyncIterator[None]:
-    """nginx with these ``server`` blocks, listening on ``ports`` (loopback)."""
-    binary = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
-    assert binary, "nginx is required (Debian package nginx-light; make deps)"
-    temp = tmp_path / "nginx-temp"
-    temp.mkdir()
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(f"""
-daemon off;
-worker_processes 1;
-pid {tmp_path}/nginx.pid;
-error_log {tmp_path}/nginx-error.log warn;
-events {{ worker_connections 64; }}
-http {{
-  access_log off;
-  client_body_temp_path {temp}/body; proxy_temp_path {temp}/proxy; fastcgi_temp_path {temp}/fcgi;
-  uwsgi_temp_path {temp}/uwsgi; scgi_temp_path {temp}/scgi;
-  gzip on; gzip_types application/json; gzip_min_length 0;
-  {servers}
-}}
-""")
-    proc = await asyncio.create_subprocess_exec(binary, "-p", str(tmp_path), "-c", str(conf),
-                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-    try:
-        for port in ports:
-            for _ in range(100):  # bounded: nginx starts within a few hundred ms
-                try:
-                    _, writer = await asyncio.open_connection("127.0.0.1", port)
-                    writer.close()
-                    break
-                except OSError:
-                    assert proc.returncode is None, (tmp_path / "nginx-error.log").read_text()
-                    await asyncio.sleep(0.05)
-            else:
-                pytest.fail("nginx did not start")
-        yield
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            await asyncio.wait_for(proc.wait(), 10)
 
 
 class Names:
@@ -276,6 +227,7 @@ async def test_nginx_tls_gzip_sni_vhosts_versions_and_the_chain_expiry(tmp_path:
     b = f"ssl_certificate {tmp_path}/b-cert.pem; ssl_certificate_key {tmp_path}/b-key.pem;"
     answer = f"location / {{ default_type application/json; return 200 '{body}'; }}"
     servers = f"""
+  gzip on; gzip_types application/json; gzip_min_length 0;
   server {{ listen 127.0.0.1:{sni} ssl; server_name a.test; {a} {answer} }}
   server {{ listen 127.0.0.1:{sni} ssl; server_name b.test; {b} {answer} }}
   server {{ listen 127.0.0.1:{tls12} ssl; server_name a.test; {a} ssl_protocols TLSv1.2; {answer} }}
@@ -345,26 +297,14 @@ http_access deny all
 """)
     for path in (home, home / "passwd", conf):
         os.chmod(path, 0o777 if path.is_dir() else 0o644)
-    proc = subprocess.Popen([binary, "-N", "-f", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    def why(_: subprocess.Popen[bytes]) -> str:
+        log = (home / "cache.log").read_text() if (home / "cache.log").exists() else ""
+        return f"squid did not start: {log[-2000:]}"
+
     try:
-        deadline = time.monotonic() + 30  # bounded: squid starts in about a second
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log = (home / "cache.log").read_text() if (home / "cache.log").exists() else ""
-                    pytest.fail(f"squid did not start: {log[-2000:]}")
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
+        with running([binary, "-N", "-f", str(conf)], port, 30, why):  # squid starts in about a second
+            yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
         holder.cleanup()
 
 
@@ -427,26 +367,11 @@ user.unprivileged: nobody
 client pass {{ from: 127.0.0.0/8 to: 0.0.0.0/0 }}
 socks pass {{ from: 127.0.0.0/8 to: 0/0 command: connect }}
 """)
-    proc = subprocess.Popen([binary, "-f", str(conf), "-p", str(home / "danted.pid"), "-N", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 30  # bounded: dante starts within a second
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"danted did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
-                time.sleep(0.1)
-        yield f"socks5://127.0.0.1:{port}"
+        with running([binary, "-f", str(conf), "-p", str(home / "danted.pid"), "-N", "1"], port, 30,
+                     lambda proc: f"danted did not start: {proc.stderr.read().decode() if proc.stderr else ''}"):
+            yield f"socks5://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
         holder.cleanup()
 
 

@@ -145,6 +145,40 @@ class Stack:
         wait_for(f"{name} to be ready: {self.log(name)}", lambda: http(url + "/-/ready")[0] == 200, 40)
         return url
 
+    def start_alertmanager(self, mixin: dict[str, Any]) -> dict[str, Any]:
+        """Alertmanager with the mixin's routes and inhibit rules, delivering to this test's webhook, fast
+        enough for a test; the rest of the mixin's Prometheus config (rules, alerts, the Alertmanager) is
+        returned for the caller to point at its exporters and start."""
+        am = mixin["alertmanager"]
+        am["route"].update(group_wait="1s", group_interval="2s", repeat_interval="1h")
+        for r in am["receivers"]:
+            if r["name"] != "null":  # routed nowhere, as shipped
+                r["webhook_configs"] = [{"url": f"{self.webhook.url}/{r['name']}", "send_resolved": False}]
+        (self.tmp / "alertmanager.yml").write_text(yaml.safe_dump(am))
+        self.alertmanager = self.serve("alertmanager", [
+            need("prometheus-alertmanager"), f"--config.file={self.tmp / 'alertmanager.yml'}",
+            f"--storage.path={self.tmp / 'am'}", "--cluster.listen-address=", "--log.level=warn"])
+        (self.tmp / "alerts.yml").write_text(yaml.safe_dump(mixin["alerts"]))
+        (self.tmp / "rules.yml").write_text(yaml.safe_dump(mixin["rules"]))
+        prom: dict[str, Any] = mixin["prometheus"]
+        prom["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+        prom["rule_files"] = [str(self.tmp / "rules.yml"), str(self.tmp / "alerts.yml")]
+        prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [
+            self.alertmanager.removeprefix("http://")]
+        return prom
+
+    def start_prometheus(self, prom: dict[str, Any]) -> None:
+        (self.tmp / "prometheus.yml").write_text(yaml.safe_dump(prom))
+        self.prometheus = self.serve("prometheus", [
+            need("prometheus"), f"--config.file={self.tmp / 'prometheus.yml'}",
+            f"--storage.tsdb.path={self.tmp / 'tsdb'}", "--log.level=warn", "--rules.alert.resend-delay=1s"])
+
+    def serve(self, name: str, args: list[str]) -> str:
+        """A Prometheus-style server (``--web.listen-address``) on a free loopback port; its URL once ready."""
+        url = f"http://127.0.0.1:{free_port()}"
+        self.spawn(name, [*args, f"--web.listen-address={url.removeprefix('http://')}"])
+        return self.ready(name, url)
+
 
 def target(sims: str, vendor: str, sim: dict[str, Any], name: str | None = None, **extra: Any) -> dict[str, Any]:
     t = {"name": name or f"{sims}-{vendor}", "vendor": vendor, "base_url": sim["base_url"],
@@ -193,38 +227,14 @@ def start(stack: Stack) -> None:
     for name, addr in stack.exporters.items():
         wait_for(f"exporter {name}: {stack.log(name)}", lambda a=addr: http(f"http://{a}/-/ready")[0] == 200, 40)
 
-    m = render.evaluate(TEST_CONFIG)
-    am = m["alertmanager"]
-    # the shipped routes and inhibit rules; delivery to this test, and fast enough for a test
-    am["route"].update(group_wait="1s", group_interval="2s", repeat_interval="1h")
-    for r in am["receivers"]:
-        if r["name"] != "null":  # routed nowhere, as shipped
-            r["webhook_configs"] = [{"url": f"{stack.webhook.url}/{r['name']}", "send_resolved": False}]
-    (stack.tmp / "alertmanager.yml").write_text(yaml.safe_dump(am))
-    url = f"http://127.0.0.1:{free_port()}"
-    stack.spawn("alertmanager", [need("prometheus-alertmanager"), f"--config.file={stack.tmp / 'alertmanager.yml'}",
-                                 f"--storage.path={stack.tmp / 'am'}", "--cluster.listen-address=", "--log.level=warn",
-                                 f"--web.listen-address={url.removeprefix('http://')}"])
-    stack.alertmanager = stack.ready("alertmanager", url)
-
-    (stack.tmp / "alerts.yml").write_text(yaml.safe_dump(m["alerts"]))
-    (stack.tmp / "rules.yml").write_text(yaml.safe_dump(m["rules"]))
-    prom = m["prometheus"]
-    prom["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
-    prom["rule_files"] = [str(stack.tmp / "rules.yml"), str(stack.tmp / "alerts.yml")]
-    prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [stack.alertmanager.removeprefix("http://")]
+    prom = stack.start_alertmanager(render.evaluate(TEST_CONFIG))
     jobs = {j["job_name"]: j for j in prom["scrape_configs"]}
     jobs["apistatus"]["static_configs"][0]["targets"] = list(stack.exporters.values())
     probe = jobs["apistatus-probe"]
     probe["static_configs"][0]["targets"] = ["b-movingimage", "no-such-target"]
     probe["scrape_interval"] = probe["scrape_timeout"] = "2s"
     probe["relabel_configs"][-1]["replacement"] = stack.exporters["e1"]
-    (stack.tmp / "prometheus.yml").write_text(yaml.safe_dump(prom))
-    url = f"http://127.0.0.1:{free_port()}"
-    stack.spawn("prometheus", [need("prometheus"), f"--config.file={stack.tmp / 'prometheus.yml'}",
-                               f"--storage.tsdb.path={stack.tmp / 'tsdb'}", "--log.level=warn",
-                               "--rules.alert.resend-delay=1s", f"--web.listen-address={url.removeprefix('http://')}"])
-    stack.prometheus = stack.ready("prometheus", url)
+    stack.start_prometheus(prom)
 
 
 @pytest.fixture(scope="module")
@@ -385,34 +395,12 @@ def egress_stack() -> Iterator[tuple[Stack, Proxy]]:
         s.exporters["exporter"] = f"127.0.0.1:{port}"
         s.ready("exporter", f"http://127.0.0.1:{port}")
 
-        m = render.evaluate(TEST_CONFIG)
-        am = m["alertmanager"]
-        am["route"].update(group_wait="1s", group_interval="2s", repeat_interval="1h")
-        for r in am["receivers"]:
-            if r["name"] != "null":
-                r["webhook_configs"] = [{"url": f"{s.webhook.url}/{r['name']}", "send_resolved": False}]
-        (s.tmp / "alertmanager.yml").write_text(yaml.safe_dump(am))
-        url = f"http://127.0.0.1:{free_port()}"
-        s.spawn("alertmanager", [need("prometheus-alertmanager"), f"--config.file={s.tmp / 'alertmanager.yml'}",
-                                 f"--storage.path={s.tmp / 'am'}", "--cluster.listen-address=", "--log.level=warn",
-                                 f"--web.listen-address={url.removeprefix('http://')}"])
-        s.alertmanager = s.ready("alertmanager", url)
-        (s.tmp / "alerts.yml").write_text(yaml.safe_dump(m["alerts"]))
-        (s.tmp / "rules.yml").write_text(yaml.safe_dump(m["rules"]))
-        prom = m["prometheus"]
-        prom["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
-        prom["rule_files"] = [str(s.tmp / "rules.yml"), str(s.tmp / "alerts.yml")]
-        prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [s.alertmanager.removeprefix("http://")]
+        prom = s.start_alertmanager(render.evaluate(TEST_CONFIG))
         prom["scrape_configs"] = [j for j in prom["scrape_configs"] if j["job_name"] == "apistatus"]
         prom["scrape_configs"][0]["static_configs"][0]["targets"] = [s.exporters["exporter"]]
         # a scrape may take up to 2 s on a loaded machine: a missed one must not read as the exporter down
         prom["scrape_configs"][0].update(scrape_interval="2s", scrape_timeout="2s")
-        (s.tmp / "prometheus.yml").write_text(yaml.safe_dump(prom))
-        url = f"http://127.0.0.1:{free_port()}"
-        s.spawn("prometheus", [need("prometheus"), f"--config.file={s.tmp / 'prometheus.yml'}",
-                               f"--storage.tsdb.path={s.tmp / 'tsdb'}", "--log.level=warn",
-                               "--rules.alert.resend-delay=1s", f"--web.listen-address={url.removeprefix('http://')}"])
-        s.prometheus = s.ready("prometheus", url)
+        s.start_prometheus(prom)
         yield s, proxy
     finally:
         proxy.stop()

@@ -21,13 +21,14 @@ __all__ = ["sims"]  # the fixture, imported for this module's tests
 
 
 @asynccontextmanager
-async def nginx(tmp_path: Path, locations: str) -> AsyncIterator[str]:
+async def nginx_servers(tmp_path: Path, http: str, ports: list[int]) -> AsyncIterator[None]:
+    """nginx with ``http`` in its ``http`` block (``server`` blocks and options), once it listens on all of
+    ``ports`` (loopback)."""
     binary = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
     assert binary, "nginx is required (Debian package nginx-light; make deps)"
-    port = free_port()
-    conf = tmp_path / "nginx.conf"
     temp = tmp_path / "nginx-temp"
     temp.mkdir()
+    conf = tmp_path / "nginx.conf"
     conf.write_text(f"""
 daemon off;
 worker_processes 1;
@@ -38,32 +39,36 @@ http {{
   access_log off;
   client_body_temp_path {temp}/body; proxy_temp_path {temp}/proxy; fastcgi_temp_path {temp}/fcgi;
   uwsgi_temp_path {temp}/uwsgi; scgi_temp_path {temp}/scgi;
-  server {{
-    listen 127.0.0.1:{port};
-    {locations}
-  }}
+  {http}
 }}
 """)
     proc = await asyncio.create_subprocess_exec(binary, "-p", str(tmp_path), "-c", str(conf),
-                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     try:
-        for _ in range(100):  # bounded: nginx starts within a few hundred ms
-            await asyncio.sleep(0.05)
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.close()
-                break
-            except OSError:
-                if proc.returncode is not None:
+        for port in ports:
+            for _ in range(100):  # bounded: nginx starts within a few hundred ms
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                    writer.close()
                     break
-        else:
-            pytest.fail("nginx did not start")
-        assert proc.returncode is None, (tmp_path / "nginx-error.log").read_text()
-        yield f"http://127.0.0.1:{port}"
+                except OSError:
+                    assert proc.returncode is None, (tmp_path / "nginx-error.log").read_text()
+                    await asyncio.sleep(0.05)
+            else:
+                pytest.fail("nginx did not start")
+        yield
     finally:
         if proc.returncode is None:
             proc.terminate()
             await asyncio.wait_for(proc.wait(), 10)
+
+
+@asynccontextmanager
+async def nginx(tmp_path: Path, locations: str) -> AsyncIterator[str]:
+    """nginx with one plain-HTTP server of these ``location`` blocks; yields its URL."""
+    port = free_port()
+    async with nginx_servers(tmp_path, f"server {{ listen 127.0.0.1:{port}; {locations} }}", [port]):
+        yield f"http://127.0.0.1:{port}"
 
 
 async def test_behind_nginx_under_a_path_passed_through(tmp_path: Path, sims: SimulatorSet) -> None:
