@@ -101,10 +101,13 @@ SCENARIO: tuple[Step, ...] = (
     # The vendors' own status pages, lining up with what the probes see (is it us or them?). A page is
     # read once a minute at most, so each declaration starts a little before its failure and what was
     # read stands until the next read.
-    Step(75, "openai", {"overloaded": True, "status_incident": "Elevated error rates on Chat Completions",
-                        "status_component": "01J00000000000000000000A01"},
-         "OpenAI: overloaded (503), and its status page declares an incident"),
-    Step(100, "openai", {"overloaded": False, "status_incident": None}),
+    # OpenAI's overload comes after its rate-limit spell: the backoff after a run of 503s would otherwise
+    # carry its next probe past that spell
+    Step(118, "openai", {"status_incident": "Elevated error rates on Chat Completions",
+                         "status_component": "01J00000000000000000000A01"}),
+    Step(125, "openai", {"overloaded": True}, "OpenAI: overloaded (503), and its status page declares an incident"),
+    Step(138, "openai", {"overloaded": False}),
+    Step(145, "openai", {"status_incident": None}),
     Step(110, "github", {"status_incident": "Incident with API Requests"}),
     Step(115, "github", {"server_error": True}, "GitHub: API errors; githubstatus.com declares an incident"),
     Step(130, "github", {"server_error": False}),
