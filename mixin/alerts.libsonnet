@@ -57,7 +57,7 @@ local util = import 'lib/util.libsonnet';
               confirmed('max without (class) (apistatus_outcome{%s,class=~"%s"}) == 1' % [sel, util.classes(c.downClasses)]),
               onTarget + ' is down',
               ('The health check of {{ $labels.target }} ({{ $labels.vendor }}) has ended in %s, confirmed by the ' +
-               'probe after it, for %s, and the vendor does not say it is in maintenance.') % [std.join(', ', c.downClasses), c['for'].ApistatusTargetDown],
+               'probe after it, and the vendor does not say it is in maintenance.') % [std.join(', ', c.downClasses)],
               { annotations+: { vendor_status: vendorSays } }),
 
         alert('ApistatusCheckRejected', 'warning',
@@ -129,7 +129,7 @@ local util = import 'lib/util.libsonnet';
               confirmed('max without (class) (apistatus_outcome{%s,class="auth"}) == 1' % sel),
               '{{ $labels.vendor }} refuses the credentials of {{ $labels.target }}',
               ('{{ $labels.vendor }} has refused the credentials, signature or token of {{ $labels.target }}, ' +
-               'confirmed by the probe after it, for %s. The API itself answers: the credentials need checking or rotating.') % c['for'].ApistatusAuthFailing),
+               'confirmed by the probe after it. The API itself answers: the credentials need checking or rotating.')),
 
         alert('ApistatusClockSkew', 'warning',
               |||

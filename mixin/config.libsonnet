@@ -47,9 +47,10 @@
     confirmedFailures: 2,
 
     // `for` of each alert: 5m for a state a person must act on, longer where one answer proves little;
-    // 30s (one evaluation more) where the state is already confirmed by a second answer.
+    // none where the state is already confirmed by a second answer (it holds until the next probe:
+    // a longer `for` would only delay the page, never screen out a confirmed flake).
     'for': {
-      ApistatusTargetDown: '30s',
+      ApistatusTargetDown: '0s',
       ApistatusCheckRejected: '15m',
       ApistatusVendorMaintenance: '1m',
       ApistatusVendorDeclaredMaintenance: '1m',
@@ -57,7 +58,7 @@
       // must fire before a confirmed ApistatusTargetDown is notified (its for + group_wait): no for
       ApistatusEgressDown: '30s',
       ApistatusTargetBehindEgressDown: '0s',
-      ApistatusAuthFailing: '30s',
+      ApistatusAuthFailing: '0s',
       ApistatusClockSkew: '5m',
       ApistatusRateLimited: '10m',
       ApistatusQuotaLow: '15m',

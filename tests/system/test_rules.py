@@ -144,8 +144,9 @@ def test_unit_tests_notice_every_alert_firing_before_its_for(tmp_path: Path) -> 
     assert out.returncode != 0
     failed = set(re.findall(r"alertname: (\w+)", out.stdout + out.stderr))
     with_for = {name for name, rule in alerts().items() if rule.get("for") not in (None, "0s")}
-    # the one alert with no for: it only inhibits, and must do so before a confirmed TargetDown is sent
-    assert set(alerts()) - with_for == {"ApistatusTargetBehindEgressDown"}
+    # the alerts with no for: those on a confirmed failure (the confirmation is their guard, proven
+    # by the unconfirmed target of their unit tests), and the one that only inhibits TargetDown
+    assert set(alerts()) - with_for == {"ApistatusTargetDown", "ApistatusAuthFailing", "ApistatusTargetBehindEgressDown"}
     assert failed == with_for, f"no unit test catches these firing early: {sorted(with_for - failed)}"
 
 
@@ -197,10 +198,10 @@ def _render(overrides: str) -> dict[str, str]:
      re.escape("(time() - apistatus_next_probe_timestamp_seconds{"),
      "(time() - apistatus_last_probe_timestamp_seconds{"),
     ("auth severity lowered", "{}",
-     r'class="auth"\}\) == 1\n\s+and\n\s+apistatus_consecutive_failures\{[^}]*\} >= 2\n\s+for: 30s\n\s+labels:\n'
+     r'class="auth"\}\) == 1\n\s+and\n\s+apistatus_consecutive_failures\{[^}]*\} >= 2\n\s+for: 0s\n\s+labels:\n'
      r"\s+severity: critical",
      "class=\"auth\"}) == 1\n      and\n      apistatus_consecutive_failures{job=~\"apistatus|apistatus-probe\"} >= 2\n"
-     "    for: 30s\n    labels:\n      severity: warning"),
+     "    for: 0s\n    labels:\n      severity: warning"),
     # a single failed answer pages: the confirmation dropped
     ("unconfirmed failures page", "{_config+:: {confirmedFailures: 1}}", "", ""),
     ("informational quotas page", "{}",
