@@ -59,7 +59,10 @@ def seconds(text: str) -> float:
 
 
 def scaled(text: str, factor: float) -> str:
-    """A Prometheus duration divided by ``factor``, in whole milliseconds (at least 1)."""
+    """A Prometheus duration divided by ``factor``, in whole milliseconds (at least 1; 0 stays 0: a
+    ``for: 0s`` made 1 ms would wait for one more evaluation)."""
+    if seconds(text) == 0:
+        return "0s"
     return f"{max(1, round(seconds(text) * 1000 / factor))}ms"
 
 
