@@ -258,7 +258,7 @@ def render_detect(r: DetectResult) -> str:
              f"({sum(d is not None for *_, d in r.incidents)} of {len(r.incidents)} incidents notified)"]
     for cls, vendor, d in r.incidents:
         lines.append(f"    {cls:14} {vendor:12} {'-' if d is None else f'{d:.1f}'}")
-    lines.append(f"  healthy run: {r.healthy_intervals:g} intervals x {len(INCIDENTS)}+ targets, {r.flaky:.0%} of "
+    lines.append(f"  healthy run: {r.healthy_intervals:g} intervals of every target, {r.flaky:.0%} of "
                  f"answers failing at random ({r.flaky_answers} such answers): {r.false_pages} false pages, "
                  f"{len(r.false_notifications)} notifications in all {r.false_notifications or ''}")
     return "\n".join(lines)
