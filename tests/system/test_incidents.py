@@ -408,10 +408,18 @@ def egress_stack() -> Iterator[tuple[Stack, Proxy]]:
 
 
 def _notifications(s: Stack) -> list[tuple[str, str, str]]:
-    """Every notification sent: (receiver, alertname, vendor) of its group."""
+    """Every page sent: (receiver, alertname, vendor) of its group, once per group. Alertmanager sends a
+    group again when a second alert joins it after group_wait (a vendor's second target failing a probe
+    later): that is an update of the same page, which the pager integrations deduplicate by group key,
+    not a second page."""
     with s.webhook.lock:
-        return [(receiver, n["groupLabels"].get("alertname", ""), n["groupLabels"].get("vendor", ""))
-                for receiver, n in s.webhook.got]
+        seen: set[str] = set()
+        out = []
+        for receiver, n in s.webhook.got:
+            if n["groupKey"] not in seen:
+                seen.add(n["groupKey"])
+                out.append((receiver, n["groupLabels"].get("alertname", ""), n["groupLabels"].get("vendor", "")))
+        return out
 
 
 def test_an_egress_outage_pages_once_and_no_vendor_a_vendor_outage_still_pages(
