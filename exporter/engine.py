@@ -65,6 +65,10 @@ _PROXY_TYPES = {"http": pycurl.PROXYTYPE_HTTP, "https": 2,  # CURLPROXY_HTTPS
 _EXPIRE = re.compile(r"([A-Z][a-z]{2})\s+(\d{1,2})\s+(\d{2}):(\d{2}):(\d{2})\s+(\d{4})")
 _MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
                                        "Nov", "Dec"), 1)}
+#: the one line of curl's verbose text a detailed request keeps (curl's OpenSSL backend writes it after
+#: every handshake): the protocol version and the cipher, nothing else of it
+_TLS_LINE = re.compile(rb"SSL connection using (TLSv1(?:\.[0-3])?|SSLv3) / ([A-Za-z0-9_-]{1,64})")
+_TLS_NAMES = {b"TLSv1": "1.0", b"TLSv1.1": "1.1", b"TLSv1.2": "1.2", b"TLSv1.3": "1.3", b"SSLv3": "SSL 3"}
 
 
 class TransportError(Exception):
@@ -97,25 +101,30 @@ class Resolver(Protocol):
 
 class Response:
     """One answer: status, headers (lower-case names, the last of repeated ones), the body as curl
-    decoded it up to the cap and whether it was cut, the certificate expiry and the phase timings."""
+    decoded it up to the cap and whether it was cut, the certificate expiry and the phase timings; for a
+    ``detail`` request also the TLS version and cipher ("" when not seen) and the vendor's certificate's
+    (notBefore, notAfter)."""
 
-    __slots__ = ("body", "cert_expiry", "headers", "phases", "status", "truncated")
+    __slots__ = ("body", "cert_expiry", "cert_validity", "headers", "phases", "status", "tls", "truncated")
 
     def __init__(self, status: int, headers: dict[str, str], body: bytes, truncated: bool,
-                 cert_expiry: float | None, phases: tuple[float, float, float, float, float]) -> None:
+                 cert_expiry: float | None, phases: tuple[float, float, float, float, float], *,
+                 tls: str = "", cert_validity: tuple[float, float] | None = None) -> None:
         self.status = status
         self.headers = headers
         self.body = body
         self.truncated = truncated
         self.cert_expiry = cert_expiry
         self.phases = phases
+        self.tls = tls
+        self.cert_validity = cert_validity
 
 
 class _Transfer:
     """One request in flight: what curl hands us while it runs."""
 
     __slots__ = ("chunks", "fut", "head", "headers", "key", "lines", "max_body", "proxy", "size", "tls",
-                 "truncated")
+                 "tls_seen", "truncated")
 
     def __init__(self, fut: asyncio.Future[Response], max_body: int, key: tuple[Any, ...], tls: bool,
                  proxy: Proxy | None) -> None:
@@ -130,6 +139,15 @@ class _Transfer:
         self.headers: dict[str, str] = {}
         self.lines: list[bytes] = []
         self.head = False  # a HEAD request: no body follows, whatever the headers say
+        self.tls_seen = ""  # a detail request: "1.3 TLS_AES_256_GCM_SHA384" from curl's verbose text
+
+    def debug(self, kind: int, data: bytes) -> None:
+        """curl's verbose output of a detail request: only the handshake's line is kept (the last one,
+        the vendor's after a proxy's; nothing else: header lines, sent ones included, carry secrets)."""
+        if kind == pycurl.INFOTYPE_TEXT and b"SSL connection using" in data:
+            m = _TLS_LINE.search(data[:512])
+            if m is not None:
+                self.tls_seen = f"{_TLS_NAMES[m.group(1)]} {m.group(2).decode('ascii')}"
 
     def write(self, data: bytes) -> int | None:
         room = self.max_body - self.size
@@ -223,6 +241,15 @@ def _expire_date(text: str) -> float | None:
                                   int(m.group(4)), int(m.group(5)), 0, 0, 0)))
 
 
+def leaf_validity(certinfo: Sequence[Sequence[tuple[str, str]]]) -> tuple[float, float] | None:
+    """(notBefore, notAfter) of the first certificate the peer presented (its own; curl's CERTINFO)."""
+    if not certinfo:
+        return None
+    fields = dict(certinfo[0])
+    start, end = _expire_date(fields.get("Start date", "")), _expire_date(fields.get("Expire date", ""))
+    return (start, end) if start is not None and end is not None else None
+
+
 def chain_expiry(certinfo: Sequence[Sequence[tuple[str, str]]]) -> float | None:
     """The earliest ``notAfter`` over every certificate the peer presented (curl's CERTINFO)."""
     found = [_expire_date(value) for cert in certinfo for name, value in cert if name == "Expire date"]
@@ -265,8 +292,9 @@ class Session:
         self._running: dict[pycurl.Curl, _Transfer] = {}
         self._free: list[pycurl.Curl] = []
         #: the earliest expiry of the chain each (host, port, TLS name, proxy) presented on its last
-        #: full handshake: a reused connection or a resumed TLS session has no certificate info of its own
-        self._expiry: dict[tuple[Any, ...], float | None] = {}
+        #: full handshake, and the (notBefore, notAfter) of its own certificate: a reused connection or a
+        #: resumed TLS session has no certificate info of its own
+        self._expiry: dict[tuple[Any, ...], tuple[float | None, tuple[float, float] | None]] = {}
         self._dns: dict[tuple[str, int], tuple[float, str]] = {}
 
     async def __aenter__(self) -> Session:
@@ -353,10 +381,11 @@ class Session:
     # --- one request ----------------------------------------------------------------------------
 
     async def request(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None,
-                      deadline: float, max_body: int) -> Response:
+                      deadline: float, max_body: int, *, detail: bool = False) -> Response:
         """Send ``method url`` (``url`` exactly as it goes on the wire) and read the answer; the
         deadline (``time.monotonic()``) covers everything: waiting for a connection, the name, the
-        connection, TLS, the headers and the body."""
+        connection, TLS, the headers and the body. ``detail`` (a debug trace's request): on a new
+        connection, so that the answer tells the TLS version and the certificate as of now."""
         if self.closed:
             raise RuntimeError("the HTTP client is closed")
         scheme, host, port = _split(url)
@@ -366,6 +395,12 @@ class Session:
         try:
             key = (host, port, client.tls.server_name, proxy)
             transfer = self._prepare(handle, method, url, scheme, host, port, headers, body, max_body, proxy, key)
+            if detail:
+                # libcurl has no getinfo for the TLS version: its verbose text says it (curl -v's
+                # "SSL connection using"); a Python call per verbose line, so only when asked
+                handle.setopt(pycurl.VERBOSE, 1)
+                handle.setopt(pycurl.DEBUGFUNCTION, transfer.debug)
+                handle.setopt(pycurl.FRESH_CONNECT, 1)  # a reused connection has no handshake to tell
             resolve = await self._resolve(host, port, proxy, deadline)
         except BaseException:
             handle.reset()
@@ -572,20 +607,21 @@ class Session:
             # plain HTTP through a proxy: the proxy's own refusal (inside a tunnel a 407 is the vendor's)
             return TransportError(pycurl.E_RECV_ERROR, "the proxy refused the request", proxy=t.proxy, proxy_status=407)
         new = c.getinfo(pycurl.NUM_CONNECTS) > 0
-        expiry = None
+        expiry = validity = None
         if t.tls:
             # a reused connection, or a new one that resumed a TLS session, saw no certificate: the
             # chain is then the one this host presented on its last full handshake
             chain = c.getinfo(pycurl.INFO_CERTINFO) if new else None
             if chain:
-                expiry = chain_expiry(chain)
+                expiry, validity = chain_expiry(chain), leaf_validity(chain)
                 if len(self._expiry) > 10000:
                     self._expiry.clear()
-                self._expiry[t.key] = expiry
+                self._expiry[t.key] = (expiry, validity)
             else:
-                expiry = self._expiry.get(t.key)
+                expiry, validity = self._expiry.get(t.key, (None, None))
         body = b"".join(t.chunks) if len(t.chunks) != 1 else t.chunks[0]
-        return Response(status, t.headers, body, t.truncated, expiry, self._phases(c, new))
+        return Response(status, t.headers, body, t.truncated, expiry, self._phases(c, new), tls=t.tls_seen,
+                        cert_validity=validity)
 
     @staticmethod
     def _short(t: _Transfer, status: int) -> bool:

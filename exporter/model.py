@@ -99,6 +99,10 @@ class Answer:
     tls_cert_expiry: float | None = None
     #: seconds spent in each of ``PHASES`` (resolve, connect, tls, processing, transfer); None: not timed
     phases: tuple[float, float, float, float, float] | None = None
+    #: TLS version and cipher ("1.3 TLS_AES_128_GCM_SHA256"), told for a debug trace's requests only; "" otherwise
+    tls_version: str = ""
+    #: (notBefore, notAfter) of the vendor's own certificate (the first of its chain); None for plain HTTP
+    tls_cert_validity: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -272,12 +272,15 @@ class Prober:
 
     # --- the one request path ------------------------------------------------------------------
 
-    async def _send(self, req: HttpRequest, deadline: float, client: HttpClient | None = None) -> Answer:
-        """Send one request and read its whole body (decoded by curl) up to the cap."""
+    async def _send(self, req: HttpRequest, deadline: float, client: HttpClient | None = None, *,
+                    detail: bool = False) -> Answer:
+        """Send one request and read its whole body (decoded by curl) up to the cap; ``detail``: a debug
+        trace's request, on a new connection and with its TLS version (engine.Session.request)."""
         session = self.egress.session(client)
         resp = await session.request(req.method, wire_url(req), req.headers, req.body,
-                                     max(deadline, time.monotonic() + 0.05), self.max_body)
-        return Answer(resp.status, resp.headers, resp.body, resp.truncated, resp.cert_expiry, resp.phases)
+                                     max(deadline, time.monotonic() + 0.05), self.max_body, detail=detail)
+        return Answer(resp.status, resp.headers, resp.body, resp.truncated, resp.cert_expiry, resp.phases,
+                      resp.tls, resp.cert_validity)
 
     # --- for the steps that are no probe: status pages and egress checks ------------------------
 
@@ -471,7 +474,7 @@ class Prober:
     async def _send_traced(self, steps: list[_Step],
                            kind: str, req: HttpRequest, deadline: float, client: HttpClient | None) -> Answer:
         try:
-            answer = await self._send(req, deadline, client)
+            answer = await self._send(req, deadline, client, detail=FORCE_TRACE.get())
         except BaseException as exc:
             if len(steps) < 16:
                 steps.append((kind, req, exc, client))

@@ -3,8 +3,9 @@ scheduler does next. The prober hands the steps in (it alone sees the secrets, a
 text with them); the state keeps the text of the last failure and the last success; the CLI, ``/probe``
 with ``debug=true`` and the target page show it. Pure: records in, text out.
 
-The engine reports, per answer, the phases' timings and the earliest notAfter of the vendor's
-certificate chain; it does not report the TLS version, so the trace says so rather than guess.
+The engine reports, per answer, the phases' timings, the vendor's certificate's notBefore and notAfter
+and the earliest notAfter of its chain; the TLS version only for a debug trace's requests (made on a new
+connection, with curl's verbose text read): a trace kept from a scheduled probe says so rather than guess.
 """
 
 from __future__ import annotations
@@ -71,10 +72,8 @@ def _answer_lines(step: TraceStep, now: float, excerpt: Callable[[bytes], str]) 
     if result.phases is not None:
         lines.append("    timings: " + ", ".join(f"{name} {_ms(value)}" for name, value in zip(PHASES, result.phases,
                                                                                                strict=True)))
-    if result.tls_cert_expiry is not None:
-        days = (result.tls_cert_expiry - now) / 86400
-        lines.append(f"    tls: certificate chain expires {stamp(result.tls_cert_expiry)} (in {days:.0f} days, the "
-                     "earliest notAfter); TLS version not reported by the engine")
+    if result.tls_cert_expiry is not None or result.tls_version or result.tls_cert_validity is not None:
+        lines.append("    tls: " + _tls(result, now))
     lines.append("    headers: " + _headers(result.headers))
     if step.kind == "login":
         lines.append("    body: not shown (a login's answer carries tokens)")
@@ -84,6 +83,31 @@ def _answer_lines(step: TraceStep, now: float, excerpt: Callable[[bytes], str]) 
     else:
         lines.append("    body: (empty)")
     return lines
+
+
+def _tls(answer: Answer, now: float) -> str:
+    """``TLS 1.3 (cipher), certificate valid 2026-01-01 .. 2027-01-01 (...)``: what on call checks first
+    of a TLS failure."""
+    version, _, cipher = answer.tls_version.partition(" ")
+    parts = [f"TLS {version} ({cipher})" if version else
+             "TLS version not recorded (a debug trace records it: probe --debug, /probe?debug=true)"]
+    validity, chain = answer.tls_cert_validity, answer.tls_cert_expiry
+    if validity is not None:
+        start, end = validity
+        when = (f"not valid for {(start - now) / 86400:.0f} more days" if start > now else
+                f"expires in {(end - now) / 86400:.0f} days" if end >= now else
+                f"expired {(now - end) / 86400:.0f} days ago")
+        parts.append(f"certificate valid {_day(start)} .. {_day(end)} (notBefore {stamp(start)}, notAfter "
+                     f"{stamp(end)}, {when})")
+    if chain is not None and (validity is None or chain < validity[1]):
+        # an intermediate that expires first is what breaks the chain
+        parts.append(f"certificate chain expires {stamp(chain)} (in {(chain - now) / 86400:.0f} days, the "
+                     "earliest notAfter)")
+    return ", ".join(parts)
+
+
+def _day(when: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(when))
 
 
 def _headers(headers: Mapping[str, str]) -> str:

@@ -6,9 +6,11 @@ signer's learnt tokens, the proxy's password) is in any of them."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import html
 import json
 import secrets
+import ssl
 import sys
 import time
 from pathlib import Path
@@ -18,16 +20,17 @@ import pytest
 import trustme
 import yaml
 from aiohttp import web
+from cryptography import x509
 
 from exporter import probe as probe_module
 from exporter.clock import FakeClock
 from exporter.engine import new_session
 from exporter.model import TRACE_MAX_CHARS
 from exporter.probe import Prober
-from exporter.simulators.faults import FaultServer, LoopbackResolver
+from exporter.simulators.faults import FaultServer
 
 from ..conftest import Running, config_from, idle, running_exporter, serve
-from ..egress_support import exporter_with, flip, not_after, server_ctx, tinyproxy, write_ca
+from ..egress_support import FLIP_CREDS, flip, server_ctx, tinyproxy, write_ca
 from .test_redaction import ENCODINGS, EchoVendor, no_secret_shown
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -208,22 +211,78 @@ async def test_target_page_keeps_the_last_failure_and_the_last_success() -> None
     assert all(len(t[1]) <= TRACE_MAX_CHARS for t in kept.values() if t is not None)
 
 
-async def test_trace_shows_the_certificate_expiry_over_tls(tmp_path: Path) -> None:
+def _day_cert(ca: trustme.CA, version: str) -> tuple[trustme.LeafCert, ssl.SSLContext]:
+    """A certificate for 127.0.0.1 valid from 30 days ago to a year on (whole days, so the trace's dates
+    are known), served with TLS ``version`` only."""
+    today = datetime.datetime.now(datetime.UTC).replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
+    leaf = ca.issue_cert("127.0.0.1", not_before=today - datetime.timedelta(days=30),
+                         not_after=today + datetime.timedelta(days=365))
+    ctx = server_ctx(leaf)
+    ctx.minimum_version = ctx.maximum_version = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}[version]
+    return leaf, ctx
+
+
+@pytest.mark.parametrize("version", ["1.2", "1.3"])
+async def test_debug_traces_tell_the_tls_version_and_the_certificate_dates(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: str) -> None:
+    monkeypatch.setattr(probe_module, "TRACE_EVERY", (0.0, 0.0))  # the scheduled probe's trace is kept too
     ca = trustme.CA()
-    leaf = ca.issue_cert("localhost")
-    srv = await FaultServer.start(server_ctx(leaf))
+    leaf, ctx = _day_cert(ca, version)
+    cert = x509.load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes())  # an independent reading
+    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    valid = (f"certificate valid {start:%Y-%m-%d} .. {end:%Y-%m-%d} (notBefore {start:%Y-%m-%d %H:%M:%S} UTC, "
+             f"notAfter {end:%Y-%m-%d %H:%M:%S} UTC, expires in ")
+    srv = await FaultServer.start(ctx)
     try:
-        client = {"tls_config": {"ca_file": write_ca(ca, tmp_path / "ca.pem")}}
-        async with exporter_with([flip("t", srv.url("ok", host="localhost"))], client,
-                                 resolver=LoopbackResolver()) as run:
+        raw = {"global": {"interval": "60s", "timeout": "5s",
+                          "http_client": {"tls_config": {"ca_file": write_ca(ca, tmp_path / "ca.pem")}}},
+               "targets": [flip("t", srv.url("ok"))]}
+        clock = FakeClock(time.time())
+        async with running_exporter(config_from(raw), clock=clock) as run:
             status, text, _ = await _debug(run, "t")
+            ts = run.exporter.state.get("t")
+            assert ts is not None
+            await clock.advance(ts.next_probe_at - clock.time() + 0.01)  # a scheduled probe, no debug
+            await idle(run)
+            kept = ts.traces()["success"]
+        config = tmp_path / "config.yml"
+        config.write_text(yaml.safe_dump(raw))
+        code, out, err = await _cli(config, "--debug", "t")
     finally:
         await srv.close()
     assert status == 200 and "result: ok (up)" in text
-    expires = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(not_after(leaf)))
-    assert f"tls: certificate chain expires {expires}" in text
-    assert "TLS version not reported by the engine" in text
-    assert "proxy: none (direct)" in text
+    assert code == 0 and not err, err
+    for shown in (text, out):  # /probe?debug=true and probe --debug alike
+        line = next(line for line in shown.splitlines() if line.startswith("    tls: "))
+        assert line.startswith(f"    tls: TLS {version} (") and valid in line, line
+        assert "proxy: none (direct)" in shown
+    # a scheduled probe's trace: the dates (its connection was reused: the ones of the last handshake),
+    # and no version it did not read
+    assert kept is not None and kept[1] != text
+    assert "tls: TLS version not recorded (a debug trace records it" in kept[1] and valid in kept[1], kept[1]
+    # curl's verbose text saw the signed request's headers: none of it reaches a trace
+    no_secret_shown([text, out, kept[1]], [v + "-t" for v in FLIP_CREDS.values()])
+
+
+async def test_a_chain_whose_intermediate_expires_first_says_so(tmp_path: Path) -> None:
+    # trustme's intermediate ends in 3000: a leaf made to outlive it (OpenSSL accepts such a chain)
+    root = trustme.CA()
+    intermediate = root.create_child_ca()
+    leaf = intermediate.issue_cert("127.0.0.1", not_after=datetime.datetime(3001, 1, 1))
+    srv = await FaultServer.start(server_ctx(leaf))
+    try:
+        raw = {"global": {"interval": "60s", "timeout": "5s",
+                          "http_client": {"tls_config": {"ca_file": write_ca(root, tmp_path / "ca.pem")}}},
+               "targets": [flip("t", srv.url("ok"))]}
+        async with running_exporter(config_from(raw), clock=FakeClock(time.time())) as run:
+            status, text, _ = await _debug(run, "t")
+    finally:
+        await srv.close()
+    chain = [x509.load_pem_x509_certificate(pem.bytes()) for pem in leaf.cert_chain_pems]
+    first = min(c.not_valid_after_utc for c in chain)
+    assert status == 200 and first < chain[0].not_valid_after_utc
+    assert f"certificate chain expires {first:%Y-%m-%d %H:%M:%S} UTC (in " in text, text
+    assert "certificate valid " in text and "notAfter 3001-01-01 00:00:00 UTC" in text
 
 
 async def test_a_repeated_answer_is_traced_again_only_after_a_while_a_new_one_at_once() -> None:

@@ -240,6 +240,14 @@ async def test_nginx_tls_gzip_sni_vhosts_versions_and_the_chain_expiry(tmp_path:
         async with new_session(config, resolver=Names()) as session:  # type: ignore[arg-type]
             return await send(Prober(session, FakeClock()), url)
 
+    async def version(url: str) -> tuple[str, str]:
+        """A debug trace's request: the TLS version curl told, that of a plain request (none read)."""
+        config = TLSConfig(ca_file="roots.pem", pems=(trust, None, None))
+        async with new_session(config, resolver=Names()) as session:  # type: ignore[arg-type]
+            told = [(await session.request("GET", url, {}, None, time.monotonic() + 5, 1 << 16, detail=detail)).tls
+                    for detail in (True, False)]
+        return told[0], told[1]
+
     async with nginx_servers(tmp_path, servers, [sni, tls12, tls13]):
         for name in ("a.test", "b.test"):  # one address and port, the certificate chosen by SNI
             got = await get(f"https://{name}:{sni}/")
@@ -251,6 +259,10 @@ async def test_nginx_tls_gzip_sni_vhosts_versions_and_the_chain_expiry(tmp_path:
         assert await get(f"https://a.test:{tls12}/", min_version="TLS13") == "tls"
         assert isinstance(await get(f"https://a.test:{tls13}/"), Answer)
         assert await get(f"https://a.test:{tls13}/", max_version="TLS12") == "tls"
+        # what `probe --debug` tells of each: read from curl's verbose text, for a detail request only
+        assert (await version(f"https://a.test:{tls12}/"))[0].startswith("1.2 ")
+        detailed, plain = await version(f"https://a.test:{tls13}/")
+        assert detailed.startswith("1.3 TLS_") and plain == ""
 
 
 # --- squid ---------------------------------------------------------------------------------------

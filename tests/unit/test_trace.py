@@ -4,11 +4,14 @@ and the last success's trace apart and small."""
 
 from __future__ import annotations
 
+import calendar
+
 from exporter.catalog import builtin_catalogs
 from exporter.classify import EXAMPLE_NOW, classify, explain
-from exporter.model import TRACE_MAX_CHARS, Answer, Failure, Outcome, ProbeResult
+from exporter.engine import chain_expiry, leaf_validity
+from exporter.model import TRACE_MAX_CHARS, Answer, Explanation, Failure, Outcome, ProbeResult
 from exporter.state import State
-from exporter.trace import cap, decision
+from exporter.trace import TraceStep, cap, decision, render_trace
 from tests.conftest import config_from
 
 
@@ -100,3 +103,41 @@ def test_state_keeps_the_last_failure_and_success_traces_apart_bounded_and_once(
     assert "confirm_failures: the failure (client_error) is re-probed at once" in str(ts.traces()["failure"])
     state.record(_result("ok", 500.2, "fine again\n"), 560.0, 0.0)
     assert "(confirm_failures): not confirmed, the target counts as up" in str(ts.traces()["success"])
+
+
+def _day(text: str) -> float:
+    return float(calendar.timegm((*map(int, text.split("-")), 0, 0, 0, 0, 0, 0)))
+
+
+def _tls_line(answer: Answer, now: float) -> str:
+    text = render_trace("t", "slack", now, 0.1, Outcome("ok", "ok", "fine", 200), 1, 1,
+                        [TraceStep("check", "GET https://x/", (), answer)],
+                        Explanation("s", "e", "ok", "ok"), lambda text: text, lambda body: "")
+    return next(line for line in text.splitlines() if line.startswith("    tls: "))
+
+
+def test_the_tls_line_tells_version_and_certificate_dates_and_what_is_wrong_with_them() -> None:
+    # curl's CERTINFO of a leaf and an intermediate (OpenSSL's date text): the leaf is the first
+    chain = [[("Subject", "CN=api.example"), ("Start date", "Jan  1 00:00:00 2026 GMT"),
+              ("Expire date", "Jan  1 00:00:00 2027 GMT")],
+             [("Subject", "CN=Intermediate"), ("Start date", "Jun  1 00:00:00 2020 GMT"),
+              ("Expire date", "Sep 30 12:00:00 2026 GMT")]]
+    validity, expiry = leaf_validity(chain), chain_expiry(chain)
+    assert validity == (_day("2026-01-01"), _day("2027-01-01")) and expiry == _day("2026-09-30") + 43200
+    line = _tls_line(Answer(200, {}, b"", tls_version="1.3 TLS_AES_256_GCM_SHA384", tls_cert_validity=validity,
+                            tls_cert_expiry=expiry), _day("2026-03-01"))
+    assert line.startswith("    tls: TLS 1.3 (TLS_AES_256_GCM_SHA384), certificate valid 2026-01-01 .. 2027-01-01 "
+                           "(notBefore 2026-01-01 00:00:00 UTC, notAfter 2027-01-01 00:00:00 UTC, expires in 306 days)")
+    assert line.endswith("certificate chain expires 2026-09-30 12:00:00 UTC (in 214 days, the earliest notAfter)")
+    # a scheduled probe's answer: dates, and no version it did not read; the chain ends with the leaf
+    line = _tls_line(Answer(200, {}, b"", tls_cert_validity=validity, tls_cert_expiry=validity[1]),
+                     _day("2027-01-11"))
+    assert "TLS version not recorded" in line and "expired 10 days ago" in line and "chain" not in line
+    line = _tls_line(Answer(200, {}, b"", tls_version="1.2 ECDHE-RSA-AES128-GCM-SHA256", tls_cert_validity=validity),
+                     _day("2025-12-27"))
+    assert line.startswith("    tls: TLS 1.2 (ECDHE-RSA-AES128-GCM-SHA256)") and "not valid for 5 more days" in line
+    # plain HTTP: no tls line at all
+    assert "tls:" not in render_trace("t", "slack", 0.0, 0.1, Outcome("ok", "ok", "fine", 200), 1, 1,
+                                      [TraceStep("check", "GET http://x/", (), Answer(200, {}, b""))],
+                                      Explanation("s", "e", "ok", "ok"), lambda text: text, lambda body: "")
+    assert leaf_validity([]) is None and leaf_validity([[("Start date", "garbage")]]) is None
