@@ -620,8 +620,9 @@ class Session:
             else:
                 expiry, validity = self._expiry.get(t.key, (None, None))
         body = b"".join(t.chunks) if len(t.chunks) != 1 else t.chunks[0]
-        return Response(status, t.headers, body, t.truncated, expiry, self._phases(c, new), tls=t.tls_seen,
-                        cert_validity=validity)
+        # plain HTTP through an HTTPS proxy: the handshake seen was the proxy's, not the vendor's
+        return Response(status, t.headers, body, t.truncated, expiry, self._phases(c, new),
+                        tls=t.tls_seen if t.tls else "", cert_validity=validity)
 
     @staticmethod
     def _short(t: _Transfer, status: int) -> bool:

@@ -611,12 +611,20 @@ async def test_an_https_proxy_carries_plain_requests_and_tunnels_tls_inside_tls(
         finally:
             up_w.close()
 
-    async with raw(answering(OK), server) as vendor, raw(proxy, server) as srv:
+    # the proxy speaks TLS 1.2 only, the vendor 1.3: a debug trace's request names the vendor's handshake
+    proxy_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(proxy_tls)
+    proxy_tls.maximum_version = ssl.TLSVersion.TLSv1_2
+    server.minimum_version = ssl.TLSVersion.TLSv1_3
+
+    async with raw(answering(OK), server) as vendor, raw(proxy, proxy_tls) as srv:
         async with new_session(via(f"https://localhost:{srv.port}", ca), resolver=LoopbackResolver()) as session:
-            plain = await session.request("GET", "http://vendor.example/x", {}, None, time.monotonic() + 5, 4096)
+            plain = await session.request("GET", "http://vendor.example/x", {}, None, time.monotonic() + 5, 4096,
+                                          detail=True)
             tunnelled = await session.request("GET", f"https://localhost:{vendor.port}/x", {}, None,
-                                              time.monotonic() + 5, 4096)
+                                              time.monotonic() + 5, 4096, detail=True)
         assert (plain.status, plain.body) == (tunnelled.status, tunnelled.body) == (200, b'{"code":20}')
+        assert plain.tls == "" and tunnelled.tls.startswith("1.3 "), (plain.tls, tunnelled.tls)
         assert srv.heads[0].startswith(b"GET http://vendor.example/x HTTP/1.1\r\n")
         assert srv.heads[1].startswith(b"CONNECT localhost:%d HTTP/1.1\r\n" % vendor.port)
         assert vendor.heads[0].startswith(b"GET /x HTTP/1.1\r\n")  # the vendor saw the request, not the proxy
