@@ -208,9 +208,12 @@ def api_targets(targets: Iterable[TargetState], now: float, fault: Fault | None 
 
 
 def api_target(ts: TargetState, now: float, fault: Fault | None = None) -> bytes:
-    """``/api/v1/targets/NAME``: one target and its history."""
+    """``/api/v1/targets/NAME``: one target, its history and its kept traces (the list leaves the traces
+    out: two of up to 4 KB per target would make it many times larger)."""
+    traces = trace_views(ts)
     return _json({"generated_at": _num(now), "target": _with_fault(target_view(ts), fault),
-                  "history": history_view(ts)})
+                  "history": history_view(ts),
+                  "traces": {"last_failure": traces["failure"], "last_success": traces["success"]}})
 
 
 def unknown_target(name: str, api: bool) -> str:

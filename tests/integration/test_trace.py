@@ -123,6 +123,12 @@ async def test_debug_traces_tell_logins_requests_proxy_and_class_and_hide_every_
                     assert kept is not None and "<redacted>" in kept[1]
                     traced.add(kept[0])
                     texts.append(kept[1])
+                    # the JSON API carries the same trace: its raw bytes and the decoded text are checked
+                    status, raw_api = await run.get("/api/v1/targets/echo")
+                    assert status == 200
+                    api = json.loads(raw_api)["traces"]
+                    assert api["last_failure"] == {"time": round(kept[0], 3), "text": kept[1]}
+                    texts += [raw_api, api["last_failure"]["text"]]
                 assert len(traced) == len(ENCODINGS) + 2  # a trace of each probe, so of each encoding
                 status, page = await run.get("/targets/echo")
                 assert status == 200
@@ -191,6 +197,7 @@ async def test_target_page_keeps_the_last_failure_and_the_last_success() -> None
     async with serve(slack) as url:
         raw = _chat(url, "2")
         async with running_exporter(config_from(raw), clock=clock) as run:
+            before = json.loads((await run.get("/api/v1/targets/chat"))[1])["traces"]
             status, text, _ = await _debug(run, "chat")
             assert "codes[invalid_auth] -> auth" in text and " ..." in text and len(text) < 4096
             ts = run.exporter.state.get("chat")
@@ -199,6 +206,9 @@ async def test_target_page_keeps_the_last_failure_and_the_last_success() -> None
             await idle(run)
             assert ts is not None and ts.last is not None and ts.last.outcome.cls == "ok"
             status, page = await run.get("/targets/chat")
+            api_status, raw_api = await run.get("/api/v1/targets/chat")
+            api = json.loads(raw_api)
+            listing = json.loads((await run.get("/api/v1/targets"))[1])
     assert status == 200
     failure = page.split('id="trace-failure"', 1)[1].split("</details>", 1)[0]
     success = page.split('id="trace-success"', 1)[1].split("</details>", 1)[0]
@@ -208,6 +218,13 @@ async def test_target_page_keeps_the_last_failure_and_the_last_success() -> None
     assert '<details class="trace" id="trace-success">' in page
     kept = ts.traces()
     assert kept["failure"] is not None and kept["success"] is not None
+    # the JSON API: both, as kept; the list of targets leaves them out
+    assert api_status == 200 and api["traces"] == {
+        "last_failure": {"time": round(kept["failure"][0], 3), "text": kept["failure"][1]},
+        "last_success": {"time": round(kept["success"][0], 3), "text": kept["success"][1]}}
+    assert "result: auth (down)" in api["traces"]["last_failure"]["text"]
+    assert "traces" not in listing and all("traces" not in t for t in listing["targets"])
+    assert before == {"last_failure": None, "last_success": None}
     assert all(len(t[1]) <= TRACE_MAX_CHARS for t in kept.values() if t is not None)
 
 
