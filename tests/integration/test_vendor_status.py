@@ -4,14 +4,25 @@ page and /api/v1 show beside each target what the vendor declares."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from typing import Any
 
-from exporter.clock import FakeClock
-from exporter.simulators import SimulatorSet
-from exporter.vendorstatus import FETCH_EVERY
+from aiohttp import web
+from yarl import URL
 
-from ..conftest import config_from, idle, running_exporter, sample
+from exporter.catalog import StatusPageSpec
+from exporter.clock import FakeClock
+from exporter.engine import new_session
+from exporter.probe import Prober
+from exporter.simulators import SimulatorSet
+from exporter.simulators.faults import FaultServer
+from exporter.statuspage import parse
+from exporter.vendorstatus import FETCH_EVERY, PageState, VendorStatusBook
+
+from ..conftest import config_from, idle, running_exporter, sample, serve
+from ..relay import Relay
 
 WITH_PAGES = ("github", "twilio", "openai", "slack")
 
@@ -190,3 +201,66 @@ async def test_hostile_text_on_a_status_page_keeps_metrics_and_pages_valid(
         assert "<script>alert" not in page and "\x1b" not in page and "\u202e" not in page
         _, body = await run.get("/api/v1/targets")
         assert "\\u202e" not in body and "\\u001b" not in body
+
+
+GOOD_PAGE = json.dumps({"page": {"id": "p"}, "status": {"indicator": "minor"}, "components": [
+    {"id": "c00000000001", "name": "API", "status": "partial_outage"}], "incidents": [
+    {"id": "i00000000001", "name": "Slow API", "status": "investigating", "impact": "minor",
+     "components": [{"id": "c00000000001"}]}]}).encode()
+
+
+async def test_a_status_page_cut_into_tiny_segments_is_read_whole() -> None:
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(body=GOOD_PAGE, content_type="application/json", headers={"ETag": '"v2"'})
+
+    clock = FakeClock()
+    async with serve(page) as url, new_session() as session:
+        upstream = URL(url)
+        relay = await Relay(upstream.host or "127.0.0.1", upstream.port or 80).start()
+        try:
+            book = VendorStatusBook(Prober(session, clock), clock)
+            state = PageState("github", StatusPageSpec(relay.url + "/api/v2/summary.json", "statuspage"), None, 5.0)
+            await book.read(state)
+        finally:
+            await relay.close()
+    assert state.ok and state.error == "" and state.etag == '"v2"'
+    assert relay.pieces > 50  # it really came in pieces
+    current = state.current(clock.time())
+    assert current is not None and [i.name for i in current.incidents] == ["Slow API"]
+
+
+async def test_a_hostile_status_page_server_is_one_line_within_the_timeout_and_keeps_the_last_good_read(
+        ) -> None:
+    """A status page is untrusted input on the wire too: the probe's path (its timeout, body cap, decoding
+    limits and failure map) reads it. Each fault of the fault server ends within the timeout as a failed
+    read with a one-line reason, and what an earlier good read said still stands."""
+    good = GOOD_PAGE
+    faults = ["no_answer", "slow_headers", "trickle", "reset", "big_body", "gzip_bomb", "invalid_json",
+              "wrong_content_type", "huge_header", "redirect_loop"]
+    srv = await FaultServer.start(drip_interval=0.05)
+    clock = FakeClock()
+    try:
+        async with new_session() as session:
+            book = VendorStatusBook(Prober(session, clock, max_body=1 << 20), clock)
+            pages = {f: PageState("github", StatusPageSpec(srv.url(f), "statuspage"), None, 1.0) for f in faults}
+            for page in pages.values():  # what an earlier read said (its validators too)
+                page.status, page.ok, page.success_at = parse("statuspage", good), True, clock.time()
+                page.etag = '"v1"'
+            started = time.monotonic()
+            await asyncio.gather(*(book.read(page) for page in pages.values()))
+            took = time.monotonic() - started
+    finally:
+        await srv.close()
+    assert took < 5.0, took  # every read ended by the 1 s timeout (with slack for a loaded machine)
+    for fault, page in pages.items():
+        assert not page.ok and page.error and "\n" not in page.error and len(page.error) <= 200, (fault, page.error)
+        assert page.fetches == 1 and page.due >= clock.monotonic() + FETCH_EVERY - 1
+        # the last good read still stands (until STALE_AFTER), and the next read is conditional on it
+        current = page.current(clock.time())
+        assert current is not None and [i.name for i in current.incidents] == ["Slow API"], fault
+        assert page.etag == '"v1"'
+    reasons = {fault: page.error for fault, page in pages.items()}
+    assert reasons["big_body"] == reasons["gzip_bomb"] == "the status page is larger than max_body_bytes"
+    assert reasons["invalid_json"] == "the status page is not valid JSON"
+    assert reasons["wrong_content_type"] == "the status page is not valid JSON"
+    assert reasons["no_answer"].startswith("timeout") and reasons["trickle"].startswith("timeout"), reasons

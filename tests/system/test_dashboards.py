@@ -131,6 +131,18 @@ def test_dashboards_cover_what_the_issue_asks_for() -> None:
                    "apistatus_tls_cert_expiry_timestamp_seconds"):
         assert needle in target, needle
     assert "apistatus_tls_cert_expiry_timestamp_seconds" in overview  # a column of the state table
+    # is it us or them (issue 26): the overview opens with our egress and the vendors' own word; the
+    # drill-down draws the vendor's word in the same panel as our check
+    first = boards["apistatus-overview"]["panels"]
+    assert first[0]["type"] == "row" and first[0]["title"] == "Is it us or them?"
+    for needle in ("apistatus_egress_up", "apistatus_egress_suspected_down", "apistatus_vendor_incident_active",
+                   "apistatus_vendor_maintenance{", "apistatus_vendor_incident_info",
+                   "apistatus_vendor_maintenance_info", "apistatus_vendor_status_fetch_success"):
+        assert needle in overview, needle
+    beside = [p["title"] for p in panels(boards["apistatus-target"])
+              if {"apistatus_up{", "apistatus_vendor_incident_active{"} <= {n for t in p["targets"] for n in
+                                                                          re.findall(r"apistatus_\w+\{", t["expr"])}]
+    assert beside, "no drill-down panel shows the vendor's word beside our check"
     # every series a query names exists: a typo would otherwise show as an empty panel
     known = known_series()
     for uid, board in boards.items():
