@@ -68,7 +68,8 @@ _MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun",
 #: the one line of curl's verbose text a detailed request keeps (curl's OpenSSL backend writes it after
 #: every handshake): the protocol version and the cipher, nothing else of it
 _TLS_LINE = re.compile(rb"SSL connection using (TLSv1(?:\.[0-3])?|SSLv3) / ([A-Za-z0-9_-]{1,64})")
-_TLS_NAMES = {b"TLSv1": "1.0", b"TLSv1.1": "1.1", b"TLSv1.2": "1.2", b"TLSv1.3": "1.3", b"SSLv3": "SSL 3"}
+_TLS_NAMES = {b"TLSv1": "1.0", b"TLSv1.0": "1.0", b"TLSv1.1": "1.1", b"TLSv1.2": "1.2", b"TLSv1.3": "1.3",
+              b"SSLv3": "SSLv3"}
 
 
 class TransportError(Exception):

@@ -89,7 +89,8 @@ def _tls(answer: Answer, now: float) -> str:
     """``TLS 1.3 (cipher), certificate valid 2026-01-01 .. 2027-01-01 (...)``: what on call checks first
     of a TLS failure."""
     version, _, cipher = answer.tls_version.partition(" ")
-    parts = [f"TLS {version} ({cipher})" if version else
+    named = f"TLS {version}" if version[:1].isdigit() else version  # "1.3", or SSLv3 as it is
+    parts = [f"{named} ({cipher})" if version else
              "TLS version not recorded (a debug trace records it: probe --debug, /probe?debug=true)"]
     validity, chain = answer.tls_cert_validity, answer.tls_cert_expiry
     if validity is not None:

@@ -136,6 +136,7 @@ def test_the_tls_line_tells_version_and_certificate_dates_and_what_is_wrong_with
     line = _tls_line(Answer(200, {}, b"", tls_version="1.2 ECDHE-RSA-AES128-GCM-SHA256", tls_cert_validity=validity),
                      _day("2025-12-27"))
     assert line.startswith("    tls: TLS 1.2 (ECDHE-RSA-AES128-GCM-SHA256)") and "not valid for 5 more days" in line
+    assert _tls_line(Answer(200, {}, b"", tls_version="SSLv3 RC4-MD5"), 0.0) == "    tls: SSLv3 (RC4-MD5)"
     # plain HTTP: no tls line at all
     assert "tls:" not in render_trace("t", "slack", 0.0, 0.1, Outcome("ok", "ok", "fine", 200), 1, 1,
                                       [TraceStep("check", "GET http://x/", (), Answer(200, {}, b""))],
