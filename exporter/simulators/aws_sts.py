@@ -111,12 +111,11 @@ class AwsStsSimulator(Simulator):
         return None
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.counts["health"] += 1
+        forced = self.health_check()
         as_json = "application/json" in request.headers.get("Accept", "")
         body = await request.read()
-        forced = self.settings["code"]
         if forced is not None:
-            return self.error(400, str(forced), "forced", as_json)
+            return self.error(400, forced, "forced", as_json)
         if self.settings["server_error"]:
             return self.error(503, "ServiceUnavailable", "Service is unavailable.", as_json, "Receiver")
         refused = self._verify(request, body, as_json)

@@ -70,16 +70,12 @@ class BannersnackSimulator(Simulator):
         return None
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.counts["health"] += 1
-        forced = self.condition()
-        if forced in ("511", "521") or self.settings["code"] is not None:
-            assert forced is not None
-            return self.answer(forced)
-        query = list(request.query.items())
-        if (err := self.verify(query)) is not None:
-            return self.answer(err)
+        forced = self.health_check() or self.vendor_condition()
         if forced is not None:
             return self.answer(forced)
+        query = list(request.query.items())
+        if (err := self.verify(query) or self.account_condition()) is not None:
+            return self.answer(err)
         params = dict(query)
         if params["action"] != "get-banner-urls":
             return self.answer("514")

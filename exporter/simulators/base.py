@@ -222,6 +222,26 @@ class Simulator:
                 return self.condition_codes[cond]
         return None
 
+    def health_check(self) -> str | None:
+        """Count one health-check request; the code a test forced on it (it wins over everything), if any."""
+        self.counts["health"] += 1
+        forced = self.settings["code"]
+        return None if forced is None else str(forced)
+
+    def vendor_condition(self) -> str | None:
+        """The code of a switched-on condition of the whole vendor (maintenance, an outage), which it
+        answers before looking at the credentials, if any."""
+        return self._condition_among(("maintenance", "server_error"))
+
+    def account_condition(self) -> str | None:
+        """The code of a switched-on condition of our account (disabled, quota, rate limited), which
+        the vendor answers once it has accepted the credentials, if any."""
+        return self._condition_among(("disabled", "quota_exceeded", "rate_limited"))
+
+    def _condition_among(self, conditions: tuple[str, ...]) -> str | None:
+        return next((self.condition_codes[c] for c in conditions if self.settings[c] and c in self.condition_codes),
+                    None)
+
     # --- HTTP ------------------------------------------------------------------------------------
     def routes(self, app: web.Application) -> None:
         raise NotImplementedError
@@ -416,21 +436,16 @@ class HeaderKeySimulator(WindowedSimulator):
         return value[len(self.key_scheme):] or None
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.counts["health"] += 1
-        forced = self.settings["code"]
+        forced = self.health_check() or self.vendor_condition()
         if forced is not None:
-            return self.answer(str(forced))
-        for cond in ("maintenance", "server_error"):
-            if self.settings[cond]:
-                return self.answer(self.condition_codes[cond])
+            return self.answer(forced)
         key = self.key_of(request)
         if key is None:
             return self.answer(self.missing_key_code)
         if key != self.secret(self.creds[self.key_credential]):
             return self.answer(self.wrong_key_code)
-        for cond in ("disabled", "quota_exceeded", "rate_limited"):
-            if self.settings[cond]:
-                return self.answer(self.condition_codes[cond])
+        if (refused := self.account_condition()) is not None:
+            return self.answer(refused)
         if not self.booked():
             return self.answer(self.condition_codes["rate_limited"])
         return self.healthy(request)

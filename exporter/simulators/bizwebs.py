@@ -50,10 +50,8 @@ class BizwebsSimulator(Simulator):
         return json_answer({"data": {"getOrderList": {"pageInfo": {"totalPages": 3}}}}, status, headers)
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.counts["health"] += 1
-        forced = self.condition()
-        if forced in ("501", "500") or self.settings["code"] is not None:
-            assert forced is not None
+        forced = self.health_check() or self.vendor_condition()
+        if forced is not None:
             return self.answer(forced)
         if request.method != "POST":
             return self.answer("400")
@@ -61,8 +59,8 @@ class BizwebsSimulator(Simulator):
             return self.answer("401")
         if self.settings["partner_required"]:
             return self.answer("412")
-        if forced is not None:
-            return self.answer(forced)
+        if (refused := self.account_condition()) is not None:
+            return self.answer(refused)
         try:
             doc = json.loads(await request.read())
         except (ValueError, RecursionError):  # hostile nesting is bad JSON too

@@ -76,9 +76,9 @@ class FlipsnackSimulator(Simulator):
         return None
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.counts["health"] += 1
-        if self.settings["code"] is not None:
-            return self.answer(str(self.settings["code"]))
+        forced = self.health_check()
+        if forced is not None:
+            return self.answer(forced)
         if self.settings["maintenance"]:
             return self.answer("22")
         query = list(request.query.items())

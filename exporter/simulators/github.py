@@ -74,11 +74,9 @@ class GithubSimulator(WindowedSimulator):
         return self.error(404, "Not Found")
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.counts["health"] += 1
-        forced = self.settings["code"]
+        forced = self.health_check()
         if forced is not None:
-            status = http_status(str(forced), 500)
-            return self.error(status, "forced")
+            return self.error(http_status(forced, 500), "forced")
         if self.settings["server_error"]:
             return web.Response(status=500, text="<html><body>Server Error</body></html>", content_type="text/html")
         auth = request.headers.get("Authorization", "")

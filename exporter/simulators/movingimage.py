@@ -142,15 +142,13 @@ class MovingimageSimulator(Simulator):
         return scheme == "Bearer" and self.access.get(token, 0.0) > self.now()
 
     async def health(self, request: web.Request) -> web.Response:
-        self.counts["health"] += 1
-        forced = self.condition()
-        if forced == "500" or self.settings["code"] is not None:
-            assert forced is not None
+        forced = self.health_check() or self.vendor_condition()
+        if forced is not None:
             return self.answer(forced)
         if not self._authorized(request):
             return json_answer({"message": "token invalid or expired"}, 401)
-        if forced is not None:
-            return self.answer(forced)
+        if (refused := self.account_condition()) is not None:
+            return self.answer(refused)
         return json_answer([{"id": VIDEO_MANAGER_ID, "name": "Demo VideoManager"}])
 
     async def usage(self, request: web.Request) -> web.Response:

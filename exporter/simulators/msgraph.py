@@ -130,10 +130,9 @@ class MsgraphSimulator(Simulator):
         return self.graph_error(400, "BadRequest", f"Resource not found for the segment '{request.path[:40]}'.")
 
     async def organization(self, request: web.Request) -> web.Response:
-        self.counts["health"] += 1
-        forced = self.settings["code"]
+        forced = self.health_check()
         if forced is not None:
-            return self.graph_error(400, str(forced), "forced")
+            return self.graph_error(400, forced, "forced")
         if self.settings["server_error"]:
             return self.graph_error(503, "serviceNotAvailable", "The service is temporarily unavailable.",
                                     {"Retry-After": str(self.settings["retry_after"])})

@@ -55,13 +55,11 @@ class OpenaiSimulator(WindowedSimulator):
         return self.error(404, "invalid_request_error", f"Invalid URL ({request.method} {request.path})")
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.counts["health"] += 1
-        forced = self.settings["code"]
+        forced = self.health_check()
         if forced is not None:
-            text = str(forced)
-            if text.isdigit():
-                return self.error(http_status(text, 500), "server_error", "forced")
-            return self.error(429 if text == "insufficient_quota" else 400, "invalid_request_error", "forced", text)
+            if forced.isdigit():
+                return self.error(http_status(forced, 500), "server_error", "forced")
+            return self.error(429 if forced == "insufficient_quota" else 400, "invalid_request_error", "forced", forced)
         if self.settings["server_error"]:
             return self.error(500, "server_error", "The server had an error while processing your request.")
         if self.settings["overloaded"]:

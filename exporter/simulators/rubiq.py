@@ -116,11 +116,9 @@ class RubiqSimulator(Simulator):
         return None
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.counts["health"] += 1
-        if self.settings["code"] is not None:
-            return self.answer(str(self.settings["code"]))
-        if self.settings["server_error"]:
-            return self.answer("500")
+        forced = self.health_check() or self.vendor_condition()
+        if forced is not None:
+            return self.answer(forced)
         if (err := self.verify(request)) is not None:
             return self.answer(err)
         if self.blocked_until > self.now():

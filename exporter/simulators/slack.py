@@ -51,9 +51,9 @@ class SlackSimulator(WindowedSimulator):
         return json_answer({"ok": False, "error": "unknown_method"}, 404)
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.counts["health"] += 1
-        if self.settings["code"] is not None:
-            return self.answer(str(self.settings["code"]))
+        forced = self.health_check()
+        if forced is not None:
+            return self.answer(forced)
         if self.settings["server_error"]:
             return json_answer({"ok": False, "error": "fatal_error"}, 500)
         if self.settings["maintenance"]:

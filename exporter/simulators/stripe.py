@@ -65,13 +65,11 @@ class StripeSimulator(WindowedSimulator):
         return self.error(404, "invalid_request_error", f"Unrecognized request URL ({request.method}: {request.path})")
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.counts["health"] += 1
-        forced = self.settings["code"]
+        forced = self.health_check()
         if forced is not None:
-            text = str(forced)
-            if text.isdigit():
-                return self.error(http_status(text, 500), "api_error", "forced")
-            return self.error(400, "invalid_request_error", "forced", text)
+            if forced.isdigit():
+                return self.error(http_status(forced, 500), "api_error", "forced")
+            return self.error(400, "invalid_request_error", "forced", forced)
         if self.settings["server_error"]:
             return self.error(500, "api_error", "An unknown error occurred")
         version = request.headers.get("Stripe-Version")

@@ -70,11 +70,9 @@ class TwilioSimulator(Simulator):
         return self.error("20404")
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.counts["health"] += 1
-        if self.settings["code"] is not None:
-            return self.error(str(self.settings["code"]))
-        if self.settings["server_error"]:
-            return self.error("20500")
+        forced = self.health_check() or self.vendor_condition()
+        if forced is not None:
+            return self.error(forced)
         pair = self.user(request)
         if pair is None or pair != (self.creds["account_sid"], self.secret(self.creds["auth_token"])):
             return self.error("20003")
