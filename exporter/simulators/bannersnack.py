@@ -70,9 +70,8 @@ class BannersnackSimulator(Simulator):
         return None
 
     async def handle(self, request: web.Request) -> web.Response:
-        forced = self.health_check() or self.vendor_condition()
-        if forced is not None:
-            return self.answer(forced)
+        if (early := self.before_credentials()) is not None:
+            return self.answer(early)
         query = list(request.query.items())
         if (err := self.verify(query) or self.account_condition()) is not None:
             return self.answer(err)

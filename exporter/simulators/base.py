@@ -228,10 +228,10 @@ class Simulator:
         forced = self.settings["code"]
         return None if forced is None else str(forced)
 
-    def vendor_condition(self) -> str | None:
-        """The code of a switched-on condition of the whole vendor (maintenance, an outage), which it
-        answers before looking at the credentials, if any."""
-        return self._condition_among(("maintenance", "server_error"))
+    def before_credentials(self) -> str | None:
+        """Count one health check; the code the vendor answers it with before looking at the credentials,
+        if any: a forced one, or that of a switched-on condition of the whole vendor (maintenance, an outage)."""
+        return self.health_check() or self._condition_among(("maintenance", "server_error"))
 
     def account_condition(self) -> str | None:
         """The code of a switched-on condition of our account (disabled, quota, rate limited), which
@@ -436,9 +436,8 @@ class HeaderKeySimulator(WindowedSimulator):
         return value[len(self.key_scheme):] or None
 
     async def handle(self, request: web.Request) -> web.Response:
-        forced = self.health_check() or self.vendor_condition()
-        if forced is not None:
-            return self.answer(forced)
+        if (early := self.before_credentials()) is not None:
+            return self.answer(early)
         key = self.key_of(request)
         if key is None:
             return self.answer(self.missing_key_code)

@@ -50,9 +50,8 @@ class BizwebsSimulator(Simulator):
         return json_answer({"data": {"getOrderList": {"pageInfo": {"totalPages": 3}}}}, status, headers)
 
     async def handle(self, request: web.Request) -> web.Response:
-        forced = self.health_check() or self.vendor_condition()
-        if forced is not None:
-            return self.answer(forced)
+        if (early := self.before_credentials()) is not None:
+            return self.answer(early)
         if request.method != "POST":
             return self.answer("400")
         if request.headers.get("BW-API-Key", "") != "Token " + self.secret(self.creds["token"]):

@@ -142,9 +142,8 @@ class MovingimageSimulator(Simulator):
         return scheme == "Bearer" and self.access.get(token, 0.0) > self.now()
 
     async def health(self, request: web.Request) -> web.Response:
-        forced = self.health_check() or self.vendor_condition()
-        if forced is not None:
-            return self.answer(forced)
+        if (early := self.before_credentials()) is not None:
+            return self.answer(early)
         if not self._authorized(request):
             return json_answer({"message": "token invalid or expired"}, 401)
         if (refused := self.account_condition()) is not None:

@@ -116,9 +116,8 @@ class RubiqSimulator(Simulator):
         return None
 
     async def handle(self, request: web.Request) -> web.Response:
-        forced = self.health_check() or self.vendor_condition()
-        if forced is not None:
-            return self.answer(forced)
+        if (early := self.before_credentials()) is not None:
+            return self.answer(early)
         if (err := self.verify(request)) is not None:
             return self.answer(err)
         if self.blocked_until > self.now():

@@ -70,9 +70,8 @@ class TwilioSimulator(Simulator):
         return self.error("20404")
 
     async def handle(self, request: web.Request) -> web.Response:
-        forced = self.health_check() or self.vendor_condition()
-        if forced is not None:
-            return self.error(forced)
+        if (early := self.before_credentials()) is not None:
+            return self.error(early)
         pair = self.user(request)
         if pair is None or pair != (self.creds["account_sid"], self.secret(self.creds["auth_token"])):
             return self.error("20003")
