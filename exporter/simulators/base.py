@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 from aiohttp import web
 
 from ..clock import Clock, SystemClock
+from .vendors import vendor_settings
 
 __all__ = ["COMMON_SETTINGS", "CONDITIONS", "STATUS_PAGES", "ControlError", "Simulator", "StatusPageSim",
            "WindowedSimulator", "json_answer"]
@@ -93,7 +94,8 @@ class ControlError(ValueError):
 
 
 class Simulator:
-    """One vendor on 127.0.0.1. Subclasses add routes and say which code each condition gives."""
+    """One vendor on 127.0.0.1. Subclasses add routes and answer; what they know of their vendor (which code
+    each condition gives, its own settings, the demo credentials) is its entry in vendors.yaml."""
 
     vendor: ClassVar[str]
     #: the path prefix a target's base_url carries (e.g. ``/v1`` for Flipsnack)
@@ -104,6 +106,19 @@ class Simulator:
     extra_settings: ClassVar[Mapping[str, Any]] = {}
     #: the demo credentials this simulator accepts unless others are given
     default_credentials: ClassVar[Mapping[str, str]] = {}
+    #: the keys of its vendor's entry in vendors.yaml a simulator of this kind reads, each becoming the
+    #: class attribute of that name; one without a default in the class is required
+    settings_keys: ClassVar[tuple[str, ...]] = ("prefix", "condition_codes", "extra_settings", "default_credentials")
+
+    def __init_subclass__(cls, vendor: str = "", **kwargs: Any) -> None:
+        """``class XSimulator(Simulator, vendor="x")``: the class simulates vendor x, with the settings of
+        x's entry in vendors.yaml (checked against what a simulator of its kind reads and needs)."""
+        super().__init_subclass__(**kwargs)
+        if vendor:
+            needs = [key for key in cls.settings_keys if not hasattr(cls, key)]
+            for key, value in vendor_settings(vendor, cls.settings_keys, needs, CONDITIONS, COMMON_SETTINGS).items():
+                setattr(cls, key, value)
+            cls.vendor = vendor
 
     def __init__(self, clock: Clock | None = None, credentials: Mapping[str, str] | None = None) -> None:
         self.clock: Clock = clock or SystemClock()
@@ -360,6 +375,7 @@ class WindowedSimulator(Simulator):
     #: requests the window holds, and its length in seconds
     window_limit: ClassVar[int]
     window_seconds: ClassVar[float]
+    settings_keys = (*Simulator.settings_keys, "window_limit", "window_seconds")
 
     def on_reset(self) -> None:
         self.calls: deque[float] = deque()
@@ -397,7 +413,8 @@ class HeaderKeySimulator(WindowedSimulator):
     """A vendor whose health check is one GET with a static key in a header (Cloudflare, Datadog,
     SendGrid, PagerDuty, Anthropic). The order is the vendors' own: a forced code, then a vendor-wide
     condition, then the key, then what is the key's own (disabled, quota, rate limit, the window).
-    A subclass names its path and header, and writes each answer the way its vendor does."""
+    Its path, header and codes are the vendor's entry in vendors.yaml; a subclass writes each answer the
+    way its vendor does."""
 
     #: the health check's path (under ``prefix``), the header carrying the key and the key's prefix in it
     path: ClassVar[str]
@@ -410,6 +427,8 @@ class HeaderKeySimulator(WindowedSimulator):
     wrong_key_code: ClassVar[str]
     window_limit = 1_000_000
     window_seconds = 60.0
+    settings_keys = (*WindowedSimulator.settings_keys, "path", "key_header", "key_scheme", "key_credential",
+                     "missing_key_code", "wrong_key_code")
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get(self.prefix + self.path, self.handle)

@@ -5,7 +5,6 @@ HTTP status, and 429, 509 and 501 come with ``Retry-After`` (docs/vendors.md, "B
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar
 
 from aiohttp import web
 
@@ -24,19 +23,7 @@ _TEXT = {
 }
 
 
-class BizwebsSimulator(Simulator):
-    vendor = "bizwebs"
-    condition_codes: ClassVar[dict[str, str]] = {
-        "maintenance": "501", "server_error": "500", "disabled": "403", "quota_exceeded": "509",
-        "rate_limited": "429",
-    }
-    extra_settings: ClassVar[dict[str, Any]] = {
-        "partial": False,  # the token may read only part of the data: 206
-        "partner_required": False,  # an extension needs a partner token we do not send: 412
-    }
-
-    default_credentials: ClassVar[dict[str, str]] = {"token": "d3m0b1zw3bst0k3n0123456789abcdef"}
-
+class BizwebsSimulator(Simulator, vendor="bizwebs"):
     def routes(self, app: web.Application) -> None:
         app.router.add_route("*", PATH, self.handle)
 
