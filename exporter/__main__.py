@@ -224,7 +224,8 @@ async def serve(args: argparse.Namespace, shard: Shard = ALL) -> int:
 
 
 async def _serve(args: argparse.Namespace, shard: Shard) -> int:
-    from .app import Exporter, _in_daemon_thread
+    from .app import Exporter
+    from .offloop import in_daemon_thread
     from .web import BODY_TIMEOUT_KEY, ConnectionGuard, GuardedSite, ServerLimits, make_app
 
     # Signals first: SIGTERM stops even a start-up that is still loading a large config, and a
@@ -262,7 +263,7 @@ async def _serve(args: argparse.Namespace, shard: Shard) -> int:
     if args.config is not None:
         path = args.config
         try:
-            config: Config | None = await unless_stopped(_in_daemon_thread(lambda: load_config(path)))
+            config: Config | None = await unless_stopped(in_daemon_thread(lambda: load_config(path), "config-load"))
         except ConfigError as exc:
             log.error("%s", exc)
             return 1

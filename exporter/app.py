@@ -12,10 +12,9 @@ import functools
 import logging
 import os
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 from .clock import Clock, SystemClock, Timer
 from .collector import render_fault, render_target
@@ -27,6 +26,7 @@ from .engine import Session as Client
 from .gcpolicy import GC
 from .httpconfig import HttpClient
 from .model import ALL, ExporterStatus, Shard, StartLag
+from .offloop import in_daemon_thread
 from .probe import Prober
 from .scheduler import Scheduler
 from .state import State, TargetState
@@ -98,29 +98,6 @@ def _one_malloc_arena() -> None:
 
 _M_ARENA_MAX = -8  # glibc's malloc.h
 _one_malloc_arena()
-
-
-def _in_daemon_thread(fn: Callable[[], Config]) -> asyncio.Future[Config]:
-    """``fn()`` in a daemon thread: unlike the default executor's, interpreter exit does not wait for it."""
-    loop = asyncio.get_running_loop()
-    fut: asyncio.Future[Config] = loop.create_future()
-
-    def settle(ok: bool, value: Any) -> None:
-        if not fut.done():
-            (fut.set_result if ok else fut.set_exception)(value)
-
-    def work() -> None:
-        try:
-            result = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
-            with contextlib.suppress(RuntimeError):  # the loop may be closed by then
-                loop.call_soon_threadsafe(settle, False, exc)
-        else:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(settle, True, result)
-
-    threading.Thread(target=work, name="config-load", daemon=True).start()
-    return fut
 
 
 class Exporter:
@@ -295,7 +272,7 @@ class Exporter:
             if self._loader is None:
                 return True, "nothing to reload: running the embedded demo config"
             try:
-                config = await asyncio.wait_for(_in_daemon_thread(self._loader), RELOAD_TIMEOUT)
+                config = await asyncio.wait_for(in_daemon_thread(self._loader, "config-load"), RELOAD_TIMEOUT)
             except ConfigError as exc:
                 return self._reload_failed(str(exc))
             except TimeoutError:

@@ -28,12 +28,13 @@ import socket
 import ssl
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass
 from typing import Any, Protocol
 
 import pycurl
 
 from .httpconfig import TLS_VERSIONS, HttpClient, Proxy, TLSConfig
-from .model import PHASES
+from .model import PHASES, RecordError
 
 __all__ = ["PHASES", "USER_AGENT", "Resolver", "Response", "Session", "TransportError", "new_session"]
 
@@ -72,21 +73,21 @@ _TLS_NAMES = {b"TLSv1": "1.0", b"TLSv1.0": "1.0", b"TLSv1.1": "1.1", b"TLSv1.2":
               b"SSLv3": "SSLv3"}
 
 
-class TransportError(Exception):
+@dataclass(eq=False, repr=False)
+class TransportError(RecordError):
     """No usable answer: curl's error code and what the prober needs to name the cause."""
 
-    def __init__(self, code: int, message: str, *, os_errno: int = 0, proxy: Proxy | None = None,
-                 proxy_status: int = 0, status: int = 0, encoding: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.os_errno = os_errno
-        #: the proxy the request went through (None: direct)
-        self.proxy = proxy
-        #: the proxy's own refusal: its answer to CONNECT, or its 407 to a plain-HTTP request
-        self.proxy_status = proxy_status
-        #: the vendor's HTTP status when one had arrived (a body that could not be decoded)
-        self.status = status
-        self.encoding = encoding
+    code: int
+    message: str
+    _: KW_ONLY
+    os_errno: int = 0
+    #: the proxy the request went through (None: direct)
+    proxy: Proxy | None = None
+    #: the proxy's own refusal: its answer to CONNECT, or its 407 to a plain-HTTP request
+    proxy_status: int = 0
+    #: the vendor's HTTP status when one had arrived (a body that could not be decoded)
+    status: int = 0
+    encoding: str = ""
 
 
 class Resolver(Protocol):

@@ -31,6 +31,7 @@ __all__ = [
     "OutcomeClass",
     "ProbeResult",
     "QuotaReading",
+    "RecordError",
     "Shard",
     "SignError",
     "StartLag",
@@ -177,6 +178,16 @@ class ExporterError(Exception):
     """The root of the exporter's own errors."""
 
 
+class RecordError(ExporterError):
+    """An error that carries fields for the step that handles it, declared as a dataclass (``eq=False``
+    and ``repr=False``: compared and shown as an exception); its text is its ``message`` field."""
+
+    message: str
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
+
+
 _UNSET: Any = object()
 
 
@@ -284,18 +295,17 @@ def _visible(text: str) -> str:
     return "".join(out)
 
 
-class SignError(ExporterError):
+@dataclass(eq=False, repr=False)
+class SignError(RecordError):
     """Signing failed (e.g. the login call was refused); carries a class and a short code."""
 
-    def __init__(self, cls: str, code: str, message: str, http_status: int = 0, answer: Answer | None = None) -> None:
-        super().__init__(message)
-        self.cls = cls
-        self.code = code
-        self.message = message
-        self.http_status = http_status
-        #: the token endpoint's refusal, when the vendor's catalog is to classify it (oauth2): the
-        #: prober then classifies this answer instead of taking ``cls`` and ``code``
-        self.answer = answer
+    cls: str
+    code: str
+    message: str
+    http_status: int = 0
+    #: the token endpoint's refusal, when the vendor's catalog is to classify it (oauth2): the
+    #: prober then classifies this answer instead of taking ``cls`` and ``code``
+    answer: Answer | None = None
 
 
 # --- the exporter's own status -----------------------------------------------------------------------

@@ -9,14 +9,10 @@ object on the simulator): ``reset`` (back to healthy), ``code`` (answer with thi
 ``rate_limited``, ``quota_exceeded``, ``server_error``, ``delay`` (seconds), ``down`` (close the
 connection without an answer), ``clock_offset`` (seconds), ``retry_after`` (seconds),
 ``status_incident``, ``status_maintenance`` and ``status_component`` (what the vendor declares on its
-own status page, for the vendors that have one: base.STATUS_PAGES); and per vendor:
-bannersnack ``banner_missing``, ``banner_pending``; bizwebs ``partial``, ``partner_required``; rubiq
-``nonstandard``, ``busy``; flipsnack ``uploads_left``, ``burst``; movingimage ``storage_used``,
-``storage_max``, ``traffic_used``, ``traffic_max``, ``revoke_tokens``; slack ``revoked``, ``expired``,
-``burst``; github ``core_used``, ``secondary``, ``burst``; stripe ``restricted``, ``locked``, ``burst``;
-openai ``region_blocked``, ``overloaded``, ``burst``; twilio ``in_flight``, ``account_status``. A
-condition the vendor has no documented signal for (e.g. rubiq maintenance) is refused with a
-ControlError.
+own status page, for the vendors that have one: base.STATUS_PAGES); and each vendor's own, its
+``extra_settings`` in vendors.yaml (e.g. bannersnack ``banner_missing``, slack ``revoked``, ``burst``).
+A condition the vendor has no documented signal for (no code for it in its ``condition_codes``, e.g.
+rubiq maintenance) is refused with a ControlError.
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ SDK sends it) and ``anthropic-version``; refusals are the envelope
 from __future__ import annotations
 
 import secrets
-from typing import Any, ClassVar
 
 from aiohttp import web
 
@@ -21,18 +20,7 @@ _TYPES = {"invalid_request_error": 400, "authentication_error": 401, "billing_er
           "timeout_error": 504, "overloaded_error": 529}
 
 
-class AnthropicSimulator(HeaderKeySimulator):
-    vendor = "anthropic"
-    path = "/v1/models"
-    key_header = "x-api-key"
-    missing_key_code, wrong_key_code = "authentication_error", "authentication_error"
-    window_limit, window_seconds = 50, 60.0
-    condition_codes: ClassVar[dict[str, str]] = {
-        "server_error": "api_error", "disabled": "permission_error", "quota_exceeded": "billing_error",
-        "rate_limited": "rate_limit_error"}
-    extra_settings: ClassVar[dict[str, Any]] = {"overloaded": False, "burst": 0}
-    default_credentials: ClassVar[dict[str, str]] = {"api_key": "sk-ant-api03-DEMO000000000000000000000000000"}
-
+class AnthropicSimulator(HeaderKeySimulator, vendor="anthropic"):
     def headers(self) -> dict[str, str]:
         return {"anthropic-ratelimit-requests-limit": str(self.window_limit),
                 "anthropic-ratelimit-requests-remaining": str(max(0, self.window_limit - self.window())),

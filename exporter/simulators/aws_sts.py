@@ -12,7 +12,7 @@ import json
 import secrets
 import time
 from email.utils import formatdate
-from typing import Any, ClassVar
+from typing import ClassVar
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
@@ -29,18 +29,7 @@ TOLERANCE = 300.0
 NS = "https://sts.amazonaws.com/doc/2011-06-15/"
 
 
-class AwsStsSimulator(Simulator):
-    vendor = "aws-sts"
-    condition_codes: ClassVar[dict[str, str]] = {
-        "server_error": "ServiceUnavailable", "disabled": "InvalidClientTokenId", "rate_limited": "Throttling",
-    }
-    extra_settings: ClassVar[dict[str, Any]] = {
-        "token_expired": False,  # the session token of temporary credentials has expired
-        "region_disabled": False,  # STS is not activated in the region for the account
-    }
-    default_credentials: ClassVar[dict[str, str]] = {
-        "access_key_id": "AKIAIOSFODNN7EXAMPLE", "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-    }
+class AwsStsSimulator(Simulator, vendor="aws-sts"):
     region: ClassVar[str] = "us-east-1"
 
     def routes(self, app: web.Application) -> None:
@@ -111,12 +100,11 @@ class AwsStsSimulator(Simulator):
         return None
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.counts["health"] += 1
+        forced = self.health_check()
         as_json = "application/json" in request.headers.get("Accept", "")
         body = await request.read()
-        forced = self.settings["code"]
         if forced is not None:
-            return self.error(400, str(forced), "forced", as_json)
+            return self.error(400, forced, "forced", as_json)
         if self.settings["server_error"]:
             return self.error(503, "ServiceUnavailable", "Service is unavailable.", as_json, "Receiver")
         refused = self._verify(request, body, as_json)

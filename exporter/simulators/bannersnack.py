@@ -7,7 +7,7 @@ Flipsnack), and ``t`` must be within 300 s of the simulator's clock (510 otherwi
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from aiohttp import web
 
@@ -26,19 +26,7 @@ MESSAGES = {
 }
 
 
-class BannersnackSimulator(Simulator):
-    vendor = "bannersnack"
-    prefix = "/wapi/2.0"
-    condition_codes: ClassVar[dict[str, str]] = {
-        "maintenance": "511", "server_error": "521", "disabled": "516",
-    }
-    extra_settings: ClassVar[dict[str, Any]] = {
-        "banner_missing": False,  # the configured banner was deleted: 531
-        "banner_pending": False,  # the banner is still being generated: 532
-    }
-
-    default_credentials: ClassVar[dict[str, str]] = {"client_id": "demo-client", "secret": "demo-bannersnack-secret"}
-
+class BannersnackSimulator(Simulator, vendor="bannersnack"):
     def check(self) -> dict[str, Any]:
         return {"params": {"hash": BANNER_HASH}}
 
@@ -70,16 +58,11 @@ class BannersnackSimulator(Simulator):
         return None
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.counts["health"] += 1
-        forced = self.condition()
-        if forced in ("511", "521") or self.settings["code"] is not None:
-            assert forced is not None
-            return self.answer(forced)
+        if (early := self.before_credentials()) is not None:
+            return self.answer(early)
         query = list(request.query.items())
-        if (err := self.verify(query)) is not None:
+        if (err := self.verify(query) or self.account_condition()) is not None:
             return self.answer(err)
-        if forced is not None:
-            return self.answer(forced)
         params = dict(query)
         if params["action"] != "get-banner-urls":
             return self.answer("514")

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 from aiohttp import web
 
 from ..clock import Clock, SystemClock
+from .vendors import vendor_settings
 
 __all__ = ["COMMON_SETTINGS", "CONDITIONS", "STATUS_PAGES", "ControlError", "Simulator", "StatusPageSim",
            "WindowedSimulator", "json_answer"]
@@ -93,7 +94,8 @@ class ControlError(ValueError):
 
 
 class Simulator:
-    """One vendor on 127.0.0.1. Subclasses add routes and say which code each condition gives."""
+    """One vendor on 127.0.0.1. Subclasses add routes and answer; what they know of their vendor (which code
+    each condition gives, its own settings, the demo credentials) is its entry in vendors.yaml."""
 
     vendor: ClassVar[str]
     #: the path prefix a target's base_url carries (e.g. ``/v1`` for Flipsnack)
@@ -104,6 +106,19 @@ class Simulator:
     extra_settings: ClassVar[Mapping[str, Any]] = {}
     #: the demo credentials this simulator accepts unless others are given
     default_credentials: ClassVar[Mapping[str, str]] = {}
+    #: the keys of its vendor's entry in vendors.yaml a simulator of this kind reads, each becoming the
+    #: class attribute of that name; one without a default in the class is required
+    settings_keys: ClassVar[tuple[str, ...]] = ("prefix", "condition_codes", "extra_settings", "default_credentials")
+
+    def __init_subclass__(cls, vendor: str = "", **kwargs: Any) -> None:
+        """``class XSimulator(Simulator, vendor="x")``: the class simulates vendor x, with the settings of
+        x's entry in vendors.yaml (checked against what a simulator of its kind reads and needs)."""
+        super().__init_subclass__(**kwargs)
+        if vendor:
+            needs = [key for key in cls.settings_keys if not hasattr(cls, key)]
+            for key, value in vendor_settings(vendor, cls.settings_keys, needs, CONDITIONS, COMMON_SETTINGS).items():
+                setattr(cls, key, value)
+            cls.vendor = vendor
 
     def __init__(self, clock: Clock | None = None, credentials: Mapping[str, str] | None = None) -> None:
         self.clock: Clock = clock or SystemClock()
@@ -221,6 +236,26 @@ class Simulator:
             if self.settings[cond] and cond in self.condition_codes:
                 return self.condition_codes[cond]
         return None
+
+    def health_check(self) -> str | None:
+        """Count one health-check request; the code a test forced on it (it wins over everything), if any."""
+        self.counts["health"] += 1
+        forced = self.settings["code"]
+        return None if forced is None else str(forced)
+
+    def before_credentials(self) -> str | None:
+        """Count one health check; the code the vendor answers it with before looking at the credentials,
+        if any: a forced one, or that of a switched-on condition of the whole vendor (maintenance, an outage)."""
+        return self.health_check() or self._condition_among(("maintenance", "server_error"))
+
+    def account_condition(self) -> str | None:
+        """The code of a switched-on condition of our account (disabled, quota, rate limited), which
+        the vendor answers once it has accepted the credentials, if any."""
+        return self._condition_among(("disabled", "quota_exceeded", "rate_limited"))
+
+    def _condition_among(self, conditions: tuple[str, ...]) -> str | None:
+        return next((self.condition_codes[c] for c in conditions if self.settings[c] and c in self.condition_codes),
+                    None)
 
     # --- HTTP ------------------------------------------------------------------------------------
     def routes(self, app: web.Application) -> None:
@@ -340,6 +375,7 @@ class WindowedSimulator(Simulator):
     #: requests the window holds, and its length in seconds
     window_limit: ClassVar[int]
     window_seconds: ClassVar[float]
+    settings_keys = (*Simulator.settings_keys, "window_limit", "window_seconds")
 
     def on_reset(self) -> None:
         self.calls: deque[float] = deque()
@@ -377,7 +413,8 @@ class HeaderKeySimulator(WindowedSimulator):
     """A vendor whose health check is one GET with a static key in a header (Cloudflare, Datadog,
     SendGrid, PagerDuty, Anthropic). The order is the vendors' own: a forced code, then a vendor-wide
     condition, then the key, then what is the key's own (disabled, quota, rate limit, the window).
-    A subclass names its path and header, and writes each answer the way its vendor does."""
+    Its path, header and codes are the vendor's entry in vendors.yaml; a subclass writes each answer the
+    way its vendor does."""
 
     #: the health check's path (under ``prefix``), the header carrying the key and the key's prefix in it
     path: ClassVar[str]
@@ -390,6 +427,8 @@ class HeaderKeySimulator(WindowedSimulator):
     wrong_key_code: ClassVar[str]
     window_limit = 1_000_000
     window_seconds = 60.0
+    settings_keys = (*WindowedSimulator.settings_keys, "path", "key_header", "key_scheme", "key_credential",
+                     "missing_key_code", "wrong_key_code")
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get(self.prefix + self.path, self.handle)
@@ -416,21 +455,15 @@ class HeaderKeySimulator(WindowedSimulator):
         return value[len(self.key_scheme):] or None
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.counts["health"] += 1
-        forced = self.settings["code"]
-        if forced is not None:
-            return self.answer(str(forced))
-        for cond in ("maintenance", "server_error"):
-            if self.settings[cond]:
-                return self.answer(self.condition_codes[cond])
+        if (early := self.before_credentials()) is not None:
+            return self.answer(early)
         key = self.key_of(request)
         if key is None:
             return self.answer(self.missing_key_code)
         if key != self.secret(self.creds[self.key_credential]):
             return self.answer(self.wrong_key_code)
-        for cond in ("disabled", "quota_exceeded", "rate_limited"):
-            if self.settings[cond]:
-                return self.answer(self.condition_codes[cond])
+        if (refused := self.account_condition()) is not None:
+            return self.answer(refused)
         if not self.booked():
             return self.answer(self.condition_codes["rate_limited"])
         return self.healthy(request)

@@ -5,7 +5,6 @@ HTTP status, and 429, 509 and 501 come with ``Retry-After`` (docs/vendors.md, "B
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar
 
 from aiohttp import web
 
@@ -24,19 +23,7 @@ _TEXT = {
 }
 
 
-class BizwebsSimulator(Simulator):
-    vendor = "bizwebs"
-    condition_codes: ClassVar[dict[str, str]] = {
-        "maintenance": "501", "server_error": "500", "disabled": "403", "quota_exceeded": "509",
-        "rate_limited": "429",
-    }
-    extra_settings: ClassVar[dict[str, Any]] = {
-        "partial": False,  # the token may read only part of the data: 206
-        "partner_required": False,  # an extension needs a partner token we do not send: 412
-    }
-
-    default_credentials: ClassVar[dict[str, str]] = {"token": "d3m0b1zw3bst0k3n0123456789abcdef"}
-
+class BizwebsSimulator(Simulator, vendor="bizwebs"):
     def routes(self, app: web.Application) -> None:
         app.router.add_route("*", PATH, self.handle)
 
@@ -50,19 +37,16 @@ class BizwebsSimulator(Simulator):
         return json_answer({"data": {"getOrderList": {"pageInfo": {"totalPages": 3}}}}, status, headers)
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.counts["health"] += 1
-        forced = self.condition()
-        if forced in ("501", "500") or self.settings["code"] is not None:
-            assert forced is not None
-            return self.answer(forced)
+        if (early := self.before_credentials()) is not None:
+            return self.answer(early)
         if request.method != "POST":
             return self.answer("400")
         if request.headers.get("BW-API-Key", "") != "Token " + self.secret(self.creds["token"]):
             return self.answer("401")
         if self.settings["partner_required"]:
             return self.answer("412")
-        if forced is not None:
-            return self.answer(forced)
+        if (refused := self.account_condition()) is not None:
+            return self.answer(refused)
         try:
             doc = json.loads(await request.read())
         except (ValueError, RecursionError):  # hostile nesting is bad JSON too

@@ -6,7 +6,6 @@ token's ``result.status`` says active, disabled or expired; 1200 requests per 5 
 from __future__ import annotations
 
 import secrets
-from typing import Any, ClassVar
 
 from aiohttp import web
 
@@ -23,17 +22,7 @@ _ERRORS = {"1000": (401, "Invalid API Token"), "9106": (400, "Missing X-Auth-Key
            "1101": (500, "Internal error")}
 
 
-class CloudflareSimulator(HeaderKeySimulator):
-    vendor = "cloudflare"
-    prefix = "/client/v4"
-    path = "/user/tokens/verify"
-    key_header, key_scheme, key_credential = "Authorization", "Bearer ", "api_token"
-    missing_key_code, wrong_key_code = "9106", "1000"
-    window_limit, window_seconds = 1200, 300.0
-    condition_codes: ClassVar[dict[str, str]] = {
-        "server_error": "1101", "disabled": "disabled", "quota_exceeded": "expired", "rate_limited": "971"}
-    extra_settings: ClassVar[dict[str, Any]] = {"burst": 0}
-    default_credentials: ClassVar[dict[str, str]] = {"api_token": "DemoCloudflareToken0123456789abcdefABCDEF"}
+class CloudflareSimulator(HeaderKeySimulator, vendor="cloudflare"):
     token_id = "f267e341f3dd4697bd3b9f71dd96247f"
 
     def answer(self, code: str) -> web.Response:

@@ -4,8 +4,6 @@ window (on the simulator's clock). One simulator stands for every site (the base
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 from aiohttp import web
 
 from .base import HeaderKeySimulator, json_answer
@@ -17,16 +15,7 @@ _MESSAGES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "No
              500: "Internal Server Error", 503: "Service Unavailable"}
 
 
-class DatadogSimulator(HeaderKeySimulator):
-    vendor = "datadog"
-    path = "/api/v1/validate"
-    key_header = "DD-API-KEY"
-    missing_key_code, wrong_key_code = "403", "403"
-    window_limit, window_seconds = 60, 60.0
-    condition_codes: ClassVar[dict[str, str]] = {"server_error": "500", "disabled": "403", "rate_limited": "429"}
-    extra_settings: ClassVar[dict[str, Any]] = {"burst": 0}
-    default_credentials: ClassVar[dict[str, str]] = {"api_key": "0123456789abcdef0123456789abcdef"}
-
+class DatadogSimulator(HeaderKeySimulator, vendor="datadog"):
     def headers(self) -> dict[str, str]:
         used = self.window()
         return {"X-RateLimit-Limit": str(self.window_limit), "X-RateLimit-Period": str(int(self.window_seconds)),

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, ClassVar
+from typing import Any
 
 from aiohttp import web
 
@@ -15,7 +15,6 @@ from .base import Simulator, json_answer
 
 __all__ = ["FlipsnackSimulator"]
 
-UPLOADS_PER_MONTH = 1000
 PER_SECOND, PER_MINUTE = 5, 60
 #: uploads really go to upload.flipsnack.com as POST; the simulator takes them on its one address
 UPLOAD_ACTION = "collection.uploadFile"
@@ -27,17 +26,7 @@ _TEXT = {
 }
 
 
-class FlipsnackSimulator(Simulator):
-    vendor = "flipsnack"
-    prefix = "/v1"
-    condition_codes: ClassVar[dict[str, str]] = {
-        "maintenance": "22", "server_error": "50", "disabled": "41", "rate_limited": "32", "quota_exceeded": "33",
-    }
-    extra_settings: ClassVar[dict[str, Any]] = {
-        "uploads_left": UPLOADS_PER_MONTH,
-        "burst": 0,  # an action: N calls on our key by someone else (production traffic), now
-    }
-
+class FlipsnackSimulator(Simulator, vendor="flipsnack"):
     def on_reset(self) -> None:
         self.calls: deque[float] = deque()
 
@@ -47,10 +36,10 @@ class FlipsnackSimulator(Simulator):
             self.settings["burst"] = 0
         elif key == "quota_exceeded" and self.settings[key]:
             self.settings["uploads_left"] = 0
-        elif key == "uploads_left" and not 0 <= self.settings[key] <= UPLOADS_PER_MONTH:
-            self.settings[key] = max(0, min(UPLOADS_PER_MONTH, int(self.settings[key])))
-
-    default_credentials: ClassVar[dict[str, str]] = {"api_key": "DEMO-FLIP-KEY-0001", "secret": "demo-flipsnack-secret"}
+        elif key == "uploads_left":
+            # between none and the month's whole allowance: the healthy value
+            allowance = int(self.extra_settings[key])
+            self.settings[key] = max(0, min(allowance, int(self.settings[key])))
 
     def routes(self, app: web.Application) -> None:
         app.router.add_route("*", self.prefix + "/", self.handle)
@@ -76,9 +65,9 @@ class FlipsnackSimulator(Simulator):
         return None
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.counts["health"] += 1
-        if self.settings["code"] is not None:
-            return self.answer(str(self.settings["code"]))
+        forced = self.health_check()
+        if forced is not None:
+            return self.answer(forced)
         if self.settings["maintenance"]:
             return self.answer("22")
         query = list(request.query.items())

@@ -11,7 +11,6 @@ and no answer carries ``x-ratelimit-*`` headers.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
 
 from aiohttp import web
 
@@ -24,26 +23,10 @@ CORE_LIMIT = 5000
 #: the primary limit of unauthenticated requests, per address and hour
 ANONYMOUS_LIMIT = 60
 SEARCH_LIMIT, GRAPHQL_LIMIT = 30, 5000
-#: secondary limit: REST points a minute (a GET costs one)
-POINTS_PER_MINUTE = 900
 _DOCS = "https://docs.github.com/rest"
 
 
-class GithubSimulator(WindowedSimulator):
-    vendor = "github"
-    window_limit = POINTS_PER_MINUTE
-    window_seconds = 60
-    condition_codes: ClassVar[dict[str, str]] = {
-        "server_error": "500", "disabled": "403", "rate_limited": "primary_rate_limit",
-    }
-    extra_settings: ClassVar[dict[str, Any]] = {
-        "core_used": 0,  # primary quota used this hour by the token's other traffic
-        "secondary": False,  # a secondary rate limit hit by other traffic: 403 with retry-after
-        "burst": 0,  # an action: N requests with our token by someone else, now (secondary window)
-        "enterprise": False,  # GitHub Enterprise Server with rate limiting off
-    }
-    default_credentials: ClassVar[dict[str, str]] = {"token": "github_pat_11DEMO0000000000000000"}
-
+class GithubSimulator(WindowedSimulator, vendor="github"):
     def on_control(self, key: str) -> None:
         super().on_control(key)
         if key == "core_used":
@@ -74,11 +57,9 @@ class GithubSimulator(WindowedSimulator):
         return self.error(404, "Not Found")
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.counts["health"] += 1
-        forced = self.settings["code"]
+        forced = self.health_check()
         if forced is not None:
-            status = http_status(str(forced), 500)
-            return self.error(status, "forced")
+            return self.error(http_status(forced, 500), "forced")
         if self.settings["server_error"]:
             return web.Response(status=500, text="<html><body>Server Error</body></html>", content_type="text/html")
         auth = request.headers.get("Authorization", "")

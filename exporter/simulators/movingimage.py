@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import Any, ClassVar
+from typing import Any
 
 from aiohttp import web
 
@@ -19,21 +19,9 @@ VIDEO_MANAGER_ID = 4711
 ACCESS_TTL, REFRESH_TTL = 300.0, 3600.0
 #: the OpenID Connect token endpoint (the newer login route; really on login.movingimage.com)
 OIDC_PATH = "/oidc/token"
-GB = 1024**3
 
 
-class MovingimageSimulator(Simulator):
-    vendor = "movingimage"
-    prefix = "/v1/vms"
-    condition_codes: ClassVar[dict[str, str]] = {
-        "server_error": "500", "disabled": "403", "quota_exceeded": "1101",
-    }
-    extra_settings: ClassVar[dict[str, Any]] = {
-        "storage_used": 412 * GB, "storage_max": 1000 * GB,
-        "traffic_used": 1800 * GB, "traffic_max": 5000 * GB,
-        "revoke_tokens": False,  # an action: every issued token stops working now
-    }
-
+class MovingimageSimulator(Simulator, vendor="movingimage"):
     def on_reset(self) -> None:
         self.access: dict[str, float] = {}
         self.refresh: dict[str, float] = {}
@@ -47,9 +35,6 @@ class MovingimageSimulator(Simulator):
             self.settings[key] = False
         if key == "quota_exceeded" and self.settings[key]:
             self.settings["storage_used"] = self.settings["storage_max"]
-
-    default_credentials: ClassVar[dict[str, str]] = {
-        "username": "demo@movingimage.example", "password": "demo-movingimage-password"}
 
     def routes(self, app: web.Application) -> None:
         p = self.prefix
@@ -142,15 +127,12 @@ class MovingimageSimulator(Simulator):
         return scheme == "Bearer" and self.access.get(token, 0.0) > self.now()
 
     async def health(self, request: web.Request) -> web.Response:
-        self.counts["health"] += 1
-        forced = self.condition()
-        if forced == "500" or self.settings["code"] is not None:
-            assert forced is not None
-            return self.answer(forced)
+        if (early := self.before_credentials()) is not None:
+            return self.answer(early)
         if not self._authorized(request):
             return json_answer({"message": "token invalid or expired"}, 401)
-        if forced is not None:
-            return self.answer(forced)
+        if (refused := self.account_condition()) is not None:
+            return self.answer(refused)
         return json_answer([{"id": VIDEO_MANAGER_ID, "name": "Demo VideoManager"}])
 
     async def usage(self, request: web.Request) -> web.Response:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import secrets
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import unquote_plus
 
 from aiohttp import web
@@ -26,23 +26,7 @@ TOKEN_TTL = 3599
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 
 
-class MsgraphSimulator(Simulator):
-    vendor = "msgraph"
-    condition_codes: ClassVar[dict[str, str]] = {
-        "server_error": "serviceNotAvailable", "disabled": "7000112", "rate_limited": "activityLimitReached",
-    }
-    extra_settings: ClassVar[dict[str, Any]] = {
-        "secret_expired": False,  # the client secret passed its end date: AADSTS7000222
-        "token_down": False,  # the token endpoint answers 503 temporarily_unavailable
-        "no_permission": False,  # the app lacks Organization.Read.All: 403 Authorization_RequestDenied
-        "revoke_tokens": False,  # an action: every issued token stops working now
-    }
-    default_credentials: ClassVar[dict[str, str]] = {
-        "tenant_id": "aaaabbbb-0000-cccc-1111-dddd2222eeee",
-        "client_id": "00001111-aaaa-2222-bbbb-3333cccc4444",
-        "client_secret": "Demo~Secret.0123456789abcdefghijABCDEFGHIJ",
-    }
-
+class MsgraphSimulator(Simulator, vendor="msgraph"):
     def on_reset(self) -> None:
         self.tokens: dict[str, float] = {}
 
@@ -130,10 +114,9 @@ class MsgraphSimulator(Simulator):
         return self.graph_error(400, "BadRequest", f"Resource not found for the segment '{request.path[:40]}'.")
 
     async def organization(self, request: web.Request) -> web.Response:
-        self.counts["health"] += 1
-        forced = self.settings["code"]
+        forced = self.health_check()
         if forced is not None:
-            return self.graph_error(400, str(forced), "forced")
+            return self.graph_error(400, forced, "forced")
         if self.settings["server_error"]:
             return self.graph_error(503, "serviceNotAvailable", "The service is temporarily unavailable.",
                                     {"Retry-After": str(self.settings["retry_after"])})

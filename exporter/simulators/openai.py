@@ -6,8 +6,6 @@ a minute per key are limited on the simulator's clock and reported in ``x-rateli
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 from aiohttp import web
 
 from .base import WindowedSimulator, json_answer
@@ -15,34 +13,20 @@ from .codes import http_status
 
 __all__ = ["OpenaiSimulator"]
 
-#: requests a minute per key (the simulator's figure: real limits depend on the usage tier)
-RPM = 500
 TPM = 200_000
 _MODELS = ("gpt-4o-mini", "gpt-4.1", "text-embedding-3-small")
 
 
-class OpenaiSimulator(WindowedSimulator):
-    vendor = "openai"
-    window_limit = RPM
-    window_seconds = 60
-    condition_codes: ClassVar[dict[str, str]] = {
-        "server_error": "500", "quota_exceeded": "insufficient_quota", "rate_limited": "rate_limit_exceeded",
-    }
-    extra_settings: ClassVar[dict[str, Any]] = {
-        "region_blocked": False,  # a request from an unsupported country, region or territory: 403
-        "overloaded": False,  # 503, the engine is overloaded
-        "burst": 0,  # an action: N requests with our key by someone else, now
-    }
-    default_credentials: ClassVar[dict[str, str]] = {"api_key": "sk-proj-DEMO0000000000000000000000000000"}
-
+class OpenaiSimulator(WindowedSimulator, vendor="openai"):
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/models", self.handle)
         app.router.add_route("*", "/{tail:.*}", self.not_found)
 
     def limit_headers(self) -> dict[str, str]:
-        remaining = max(0, RPM - self.window())
-        return {"x-ratelimit-limit-requests": str(RPM), "x-ratelimit-remaining-requests": str(remaining),
-                "x-ratelimit-reset-requests": "120ms" if remaining < RPM else "0s",
+        limit = self.window_limit  # requests a minute per key
+        remaining = max(0, limit - self.window())
+        return {"x-ratelimit-limit-requests": str(limit), "x-ratelimit-remaining-requests": str(remaining),
+                "x-ratelimit-reset-requests": "120ms" if remaining < limit else "0s",
                 "x-ratelimit-limit-tokens": str(TPM), "x-ratelimit-remaining-tokens": str(TPM),
                 "x-ratelimit-reset-tokens": "0s"}
 
@@ -55,13 +39,11 @@ class OpenaiSimulator(WindowedSimulator):
         return self.error(404, "invalid_request_error", f"Invalid URL ({request.method} {request.path})")
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.counts["health"] += 1
-        forced = self.settings["code"]
+        forced = self.health_check()
         if forced is not None:
-            text = str(forced)
-            if text.isdigit():
-                return self.error(http_status(text, 500), "server_error", "forced")
-            return self.error(429 if text == "insufficient_quota" else 400, "invalid_request_error", "forced", text)
+            if forced.isdigit():
+                return self.error(http_status(forced, 500), "server_error", "forced")
+            return self.error(429 if forced == "insufficient_quota" else 400, "invalid_request_error", "forced", forced)
         if self.settings["server_error"]:
             return self.error(500, "server_error", "The server had an error while processing your request.")
         if self.settings["overloaded"]:
@@ -80,7 +62,8 @@ class OpenaiSimulator(WindowedSimulator):
             return self.error(429, "insufficient_quota", "You exceeded your current quota, please check your plan "
                               "and billing details.", "insufficient_quota")
         if self.settings["rate_limited"] or not self.booked():
-            return self.error(429, "requests", f"Rate limit reached for requests: limit {RPM}, used {RPM}.",
+            return self.error(429, "requests", f"Rate limit reached for requests: limit {self.window_limit}, "
+                              f"used {self.window_limit}.",
                               "rate_limit_exceeded", {**self.limit_headers(), "retry-after": "1"})
         data = [{"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "system"} for m in _MODELS]
         return json_answer({"object": "list", "data": data}, 200, self.limit_headers())

@@ -5,7 +5,7 @@ locked, 2012 account expired); requests a minute per key are limited on the simu
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from aiohttp import web
 
@@ -19,17 +19,7 @@ _ERRORS = {"2006": (401, "Authentication failed"), "2008": (403, "Account Locked
            "2100": (404, "Not Found"), "2010": (403, "Access Denied")}
 
 
-class PagerdutySimulator(HeaderKeySimulator):
-    vendor = "pagerduty"
-    path = "/abilities"
-    key_header, key_scheme = "Authorization", "Token token="
-    missing_key_code, wrong_key_code = "2006", "2006"
-    window_limit, window_seconds = 960, 60.0
-    condition_codes: ClassVar[dict[str, str]] = {
-        "server_error": "2000", "disabled": "2008", "quota_exceeded": "2012", "rate_limited": "429"}
-    extra_settings: ClassVar[dict[str, Any]] = {"burst": 0}
-    default_credentials: ClassVar[dict[str, str]] = {"api_key": "u+DemoPagerDutyKey01"}
-
+class PagerdutySimulator(HeaderKeySimulator, vendor="pagerduty"):
     async def not_found(self, request: web.Request) -> web.Response:
         return self.answer("2100")
 

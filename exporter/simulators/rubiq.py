@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from aiohttp import web
 
@@ -41,16 +41,7 @@ def _nonstandard_status(main: int) -> int:
     return 500 if main >= 500 else 200
 
 
-class RubiqSimulator(Simulator):
-    vendor = "rubiq"
-    condition_codes: ClassVar[dict[str, str]] = {
-        "server_error": "500", "disabled": "401.10", "rate_limited": "403.30",
-    }
-    extra_settings: ClassVar[dict[str, Any]] = {
-        "nonstandard": False,  # the real status in the body's status.statusCode
-        "busy": False,  # an earlier request for the same entity is still being processed: 409.1
-    }
-
+class RubiqSimulator(Simulator, vendor="rubiq"):
     def on_reset(self) -> None:
         self.misses = 0
         self.blocked_until = 0.0
@@ -60,8 +51,6 @@ class RubiqSimulator(Simulator):
             self.blocked_until = self.now() + IAP_BLOCK
         elif key == "rate_limited":
             self.blocked_until, self.misses = 0.0, 0
-
-    default_credentials: ClassVar[dict[str, str]] = {"app_key": "32767", "app_secret": "d3m0RUB1QS3CR3T0AB12"}
 
     def check(self) -> dict[str, Any]:
         return {"path": f"/entity/id/{ENTITY}/data"}
@@ -116,11 +105,8 @@ class RubiqSimulator(Simulator):
         return None
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.counts["health"] += 1
-        if self.settings["code"] is not None:
-            return self.answer(str(self.settings["code"]))
-        if self.settings["server_error"]:
-            return self.answer("500")
+        if (early := self.before_credentials()) is not None:
+            return self.answer(early)
         if (err := self.verify(request)) is not None:
             return self.answer(err)
         if self.blocked_until > self.now():

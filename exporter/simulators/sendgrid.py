@@ -4,8 +4,6 @@ count the endpoint's window (on the simulator's clock)."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 from aiohttp import web
 
 from .base import HeaderKeySimulator, json_answer
@@ -17,16 +15,7 @@ _MESSAGES = {400: "bad request", 401: "authorization required", 403: "access for
              429: "too many requests", 500: "internal error", 503: "service not available"}
 
 
-class SendgridSimulator(HeaderKeySimulator):
-    vendor = "sendgrid"
-    path = "/v3/scopes"
-    key_header, key_scheme = "Authorization", "Bearer "
-    missing_key_code, wrong_key_code = "401", "401"
-    window_limit, window_seconds = 500, 60.0
-    condition_codes: ClassVar[dict[str, str]] = {"server_error": "503", "disabled": "403", "rate_limited": "429"}
-    extra_settings: ClassVar[dict[str, Any]] = {"burst": 0}
-    default_credentials: ClassVar[dict[str, str]] = {"api_key": "SG.demo-key-id.demo-secret-0123456789abcdefghij"}
-
+class SendgridSimulator(HeaderKeySimulator, vendor="sendgrid"):
     def headers(self) -> dict[str, str]:
         return {"X-RateLimit-Limit": str(self.window_limit),
                 "X-RateLimit-Remaining": str(max(0, self.window_limit - self.window())),

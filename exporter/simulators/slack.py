@@ -5,34 +5,14 @@ every answer is HTTP 200 with ``{"ok": ..., "error": ...}`` except a rate limit,
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 from aiohttp import web
 
 from .base import WindowedSimulator, json_answer
 
 __all__ = ["SlackSimulator"]
 
-#: calls a minute per token the simulator allows (Slack publishes no figure for auth.test)
-PER_MINUTE = 50
 
-
-class SlackSimulator(WindowedSimulator):
-    vendor = "slack"
-    window_limit = PER_MINUTE
-    window_seconds = 60
-    prefix = "/api"
-    condition_codes: ClassVar[dict[str, str]] = {
-        "maintenance": "org_login_required", "server_error": "fatal_error", "disabled": "account_inactive",
-        "rate_limited": "ratelimited",
-    }
-    extra_settings: ClassVar[dict[str, Any]] = {
-        "revoked": False,  # the app was removed from the workspace: token_revoked
-        "expired": False,  # token rotation is on and the token was not refreshed: token_expired
-        "burst": 0,  # an action: N calls with our token by someone else, now
-    }
-    default_credentials: ClassVar[dict[str, str]] = {"token": "xoxb-0000000000-demo-slack-token"}
-
+class SlackSimulator(WindowedSimulator, vendor="slack"):
     def routes(self, app: web.Application) -> None:
         app.router.add_route("*", self.prefix + "/auth.test", self.handle)
         app.router.add_route("*", self.prefix + "/{method}", self.unknown_method)
@@ -51,9 +31,9 @@ class SlackSimulator(WindowedSimulator):
         return json_answer({"ok": False, "error": "unknown_method"}, 404)
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.counts["health"] += 1
-        if self.settings["code"] is not None:
-            return self.answer(str(self.settings["code"]))
+        forced = self.health_check()
+        if forced is not None:
+            return self.answer(forced)
         if self.settings["server_error"]:
             return json_answer({"ok": False, "error": "fatal_error"}, 500)
         if self.settings["maintenance"]:

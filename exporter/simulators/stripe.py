@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import Any, ClassVar
+from typing import Any
 
 from aiohttp import web
 
@@ -19,26 +19,11 @@ from .codes import http_status
 
 __all__ = ["StripeSimulator"]
 
-#: requests a second per key: the per-endpoint default, and a sandbox's whole limit
-PER_SECOND = 25
 #: what an API version looks like: 2024-06-20, 2025-03-31.basil
 _VERSION = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(\.[a-z]+)?")
 
 
-class StripeSimulator(WindowedSimulator):
-    vendor = "stripe"
-    window_limit = PER_SECOND
-    window_seconds = 1
-    condition_codes: ClassVar[dict[str, str]] = {
-        "server_error": "500", "disabled": "api_key_expired", "rate_limited": "rate_limit",
-    }
-    extra_settings: ClassVar[dict[str, Any]] = {
-        "restricted": False,  # a restricted key without the Balance read permission: 403
-        "locked": False,  # another request holds the balance object: 429 lock_timeout
-        "burst": 0,  # an action: N requests with our key by someone else, now
-    }
-    default_credentials: ClassVar[dict[str, str]] = {"secret_key": "sk_test_51DEMO0000000000000000000000"}
-
+class StripeSimulator(WindowedSimulator, vendor="stripe"):
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/balance", self.handle)
         app.router.add_route("*", "/{tail:.*}", self.not_found)
@@ -65,13 +50,11 @@ class StripeSimulator(WindowedSimulator):
         return self.error(404, "invalid_request_error", f"Unrecognized request URL ({request.method}: {request.path})")
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.counts["health"] += 1
-        forced = self.settings["code"]
+        forced = self.health_check()
         if forced is not None:
-            text = str(forced)
-            if text.isdigit():
-                return self.error(http_status(text, 500), "api_error", "forced")
-            return self.error(400, "invalid_request_error", "forced", text)
+            if forced.isdigit():
+                return self.error(http_status(forced, 500), "api_error", "forced")
+            return self.error(400, "invalid_request_error", "forced", forced)
         if self.settings["server_error"]:
             return self.error(500, "api_error", "An unknown error occurred")
         version = request.headers.get("Stripe-Version")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any, ClassVar
+from typing import Any
 
 from aiohttp import web
 
@@ -28,19 +28,7 @@ _TEXT = {"20003": "Authenticate", "20005": "Account not active", "10001": "Accou
          "20008": "Resource not accessible with Test Account Credentials"}
 
 
-class TwilioSimulator(Simulator):
-    vendor = "twilio"
-    condition_codes: ClassVar[dict[str, str]] = {
-        "server_error": "20500", "disabled": "20403", "rate_limited": "20429",
-    }
-    extra_settings: ClassVar[dict[str, Any]] = {
-        "in_flight": 0,  # concurrent requests of the account's production traffic, now
-        "account_status": "active",  # what the account resource reports: active, suspended, closed
-        "test_credentials": False,  # the credentials are the account's test credentials: 403, 20008
-    }
-    default_credentials: ClassVar[dict[str, str]] = {"account_sid": "AC0000000000000000000000000000demo",
-                                                     "auth_token": "demo-twilio-auth-token-0000000"}
-
+class TwilioSimulator(Simulator, vendor="twilio"):
     def _coerce(self, key: str, value: Any, default: Any) -> Any:
         if key == "account_status" and value not in ("active", "suspended", "closed"):
             raise ControlError(f"twilio: account_status must be active, suspended or closed, got {value!r}"[:120])
@@ -70,11 +58,8 @@ class TwilioSimulator(Simulator):
         return self.error("20404")
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.counts["health"] += 1
-        if self.settings["code"] is not None:
-            return self.error(str(self.settings["code"]))
-        if self.settings["server_error"]:
-            return self.error("20500")
+        if (early := self.before_credentials()) is not None:
+            return self.error(early)
         pair = self.user(request)
         if pair is None or pair != (self.creds["account_sid"], self.secret(self.creds["auth_token"])):
             return self.error("20003")

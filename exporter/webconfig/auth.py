@@ -25,8 +25,8 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
+from ..offloop import in_daemon_thread
 from .goyaml import WebConfigError
-from .offloop import in_daemon_thread
 from .schema import WebConfig
 
 __all__ = ["CHECK_DEADLINE", "MAX_CHECKS", "MAX_COST", "MAX_PASSWORD_BYTES", "AuthBusy", "BasicAuth",

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..offloop import in_daemon_thread
 from .auth import validate_users
 from .goyaml import WebConfigError
-from .offloop import in_daemon_thread
 from .schema import WebConfig, load_web_config
 from .tls import ServerContext, build_tls_context
 

@@ -1,4 +1,4 @@
-"""Blocking work (a file read, a bcrypt check) done in a daemon thread and awaited on the event loop.
+"""Blocking work (a config load, a file read, a bcrypt check) done in a daemon thread and awaited on the event loop.
 
 Not the loop's default executor: ``asyncio.run`` waits for that executor's threads at exit, so one
 slow job there would hold up SIGTERM. A daemon thread is simply left behind when the process ends."""
