@@ -17,6 +17,7 @@ from exporter.clock import FakeClock
 from exporter.engine import new_session
 from exporter.probe import Prober
 from exporter.simulators import SimulatorSet
+from exporter.simulators.base import STATUS_PAGES
 from exporter.simulators.faults import FaultServer
 from exporter.statuspage import parse
 from exporter.vendorstatus import FETCH_EVERY, PageState, VendorStatusBook
@@ -24,7 +25,8 @@ from exporter.vendorstatus import FETCH_EVERY, PageState, VendorStatusBook
 from ..conftest import config_from, idle, running_exporter, sample, serve
 from ..relay import Relay
 
-WITH_PAGES = ("github", "twilio", "openai", "slack")
+#: every vendor whose simulator serves a status page (each built-in catalog that names one)
+WITH_PAGES = tuple(STATUS_PAGES)
 
 
 def config(s: SimulatorSet, copies: int = 1, **target_extra: Any) -> dict[str, Any]:
@@ -127,7 +129,7 @@ async def test_the_demo_declares_incidents_that_line_up_with_its_failures() -> N
             seen: dict[str, set[str]] = {}
             for _ in range(300):  # two cycles, a second at a time (a page is read once a minute)
                 await clock.advance(1.0)
-                for name in ("github", "openai", "slack"):
+                for name in ("github", "openai", "slack", "anthropic", "datadog"):
                     ts, view = run.exporter.state.get(name), run.exporter.vendor_view(name)
                     if ts is not None and ts.last is not None and view is not None:
                         seen.setdefault(name, set()).add(f"{ts.last.outcome.cls}: {view.summary()}")
@@ -137,6 +139,10 @@ async def test_the_demo_declares_incidents_that_line_up_with_its_failures() -> N
                        for s in seen["openai"]), seen["openai"]
             assert any(s.startswith("maintenance: vendor confirms maintenance: Scheduled maintenance")
                        for s in seen["slack"]), seen["slack"]
+            assert any(s.startswith("server_error: vendor confirms: Elevated errors on Claude API")
+                       for s in seen["anthropic"]), seen["anthropic"]
+            assert any(s.startswith("server_error: vendor confirms maintenance: Scheduled API maintenance")
+                       for s in seen["datadog"]), seen["datadog"]
             assert any(s == "ok: vendor reports operational" for s in seen["github"])
             # and our own egress, checked beside them
             text = await run.metrics()
