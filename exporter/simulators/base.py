@@ -80,8 +80,6 @@ STATUS_PAGES: Mapping[str, StatusPageSim] = {
         ("dd0api000001", "API"), ("dd0webapp001", "Web App"), ("dd0logs00001", "Logs"))),
     "sendgrid": StatusPageSim("/api/v2/summary.json", "statuspage", (
         ("sg0api000001", "API"), ("sg0mailsend1", "Mail Sending"), ("sg0webhook01", "Event Webhook"))),
-    "pagerduty": StatusPageSim("/api/v2/summary.json", "statuspage", (
-        ("pd0restapi01", "REST API"), ("pd0events001", "Events API"), ("pd0notify001", "Notification Delivery"))),
     "anthropic": StatusPageSim("/api/v2/summary.json", "statuspage", (
         ("an0api000001", "Claude API (api.anthropic.com)"), ("an0claudeai1", "claude.ai"),
         ("an0console01", "Claude Console"))),
