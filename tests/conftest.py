@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import pytest
+import trustme
 import yaml
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -267,6 +268,20 @@ def sample(text: str, name: str, /, **labels: str) -> float | None:
             if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
                 return float(s.value)
     return None
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    """A private CA (trustme) for a module's TLS servers; none of the tests trusts it unless told to."""
+    return trustme.CA()
+
+
+@pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
+    """``ca``'s certificate as a PEM file: what a ``tls_config``'s ``ca_file`` names to trust it."""
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
 
 
 @pytest.fixture
