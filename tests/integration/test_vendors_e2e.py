@@ -324,27 +324,6 @@ async def test_a_vendor_defined_only_in_yaml_works_end_to_end() -> None:
             assert_class(await probe_text(run, "acme-prod"), "acme-prod", "auth", "2001")
 
 
-def test_docs_override_examples_are_valid_config() -> None:
-    """Every ``vendors:`` override shown in docs/vendors.md loads with the built-in catalogs."""
-    text = (ROOT / "docs/vendors.md").read_text(encoding="utf-8")
-    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", text, re.S)]
-    overrides = [b for b in blocks if isinstance(b, dict) and "vendors" in b]
-    assert len(overrides) >= 5
-    for block in overrides:
-        vendors = block["vendors"]
-        targets = []
-        for name in vendors:
-            if name in ("bannersnack", "bizwebs", "rubiq", "flipsnack", "movingimage"):
-                creds = {"bannersnack": {"client_id": "c", "secret": "s"}, "bizwebs": {"token": "t"},
-                         "rubiq": {"app_key": "1", "app_secret": "s"}, "flipsnack": {"api_key": "k", "secret": "s"},
-                         "movingimage": {"username": "u", "password": "p"}}[name]
-                check = {"bannersnack": {"params": {"hash": "h"}},
-                         "rubiq": {"path": "/entity/id/1/data"}}.get(name)
-                targets.append({"name": name, "vendor": name, "base_url": "http://127.0.0.1:1",
-                                "credentials": creds, **({"check": check} if check else {})})
-        config_from({"vendors": vendors, "targets": targets})
-
-
 # --- the embedded demo -------------------------------------------------------------------------------
 
 async def test_the_demo_shows_every_vendor_on_metrics() -> None:
