@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
@@ -95,6 +97,19 @@ def flipsnack_config_file(path: Path, url: str, name: str, interval: str, timeou
                                     "targets": [{"name": name, "vendor": "flipsnack", "base_url": url,
                                                  "credentials": {"api_key": "k", "secret": "s"}}]}))
     return path
+
+
+def run_cli_here(*args: str) -> subprocess.CompletedProcess[str]:
+    """``apistatus-exporter ARGS`` through the command line's own entry point, in this process, for a
+    command that ends by itself (a config check): what it prints and the code it returns are the
+    program's, without a fresh interpreter to start. A test of the program as a process runs it as one
+    (tests/integration/test_check_config_cli.py)."""
+    from exporter.__main__ import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return subprocess.CompletedProcess(["apistatus-exporter", *args], code, out.getvalue(), err.getvalue())
 
 
 def free_port() -> int:
