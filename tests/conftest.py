@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import logging
 import shutil
 import signal
 import socket
@@ -101,14 +102,20 @@ def flipsnack_config_file(path: Path, url: str, name: str, interval: str, timeou
 
 def run_cli_here(*args: str) -> subprocess.CompletedProcess[str]:
     """``apistatus-exporter ARGS`` through the command line's own entry point, in this process, for a
-    command that ends by itself (a config check): what it prints and the code it returns are the
-    program's, without a fresh interpreter to start. A test of the program as a process runs it as one
-    (tests/integration/test_check_config_cli.py)."""
+    command that ends by itself (a config check): what it prints (its log lines too) and the code it
+    returns are the program's, without a fresh interpreter to start. The logging it sets up is undone
+    after it. A test of the program as a process runs it as one (tests/integration/test_check_config_cli.py)."""
     from exporter.__main__ import main
 
+    root = logging.getLogger()
+    level, handlers = root.level, root.handlers[:]
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(args))
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        root.setLevel(level)
+        root.handlers[:] = handlers
     return subprocess.CompletedProcess(["apistatus-exporter", *args], code, out.getvalue(), err.getvalue())
 
 
