@@ -150,7 +150,7 @@ def aws_sts(url: str, now: float, key_id: str = "AKIAIOSFODNN7EXAMPLE",
     if client is None:  # making a client costs more than the call: one per server and key
         client = _STS_CLIENTS[(url, key_id, secret)] = boto3.client(
             "sts", region_name="us-east-1", endpoint_url=url, aws_access_key_id=key_id,
-            aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1, "mode": "standard"}))
+            aws_secret_access_key=secret, config=Config(retries={"total_max_attempts": 1, "mode": "standard"}))
     try:
         client.get_caller_identity()
     except (ResponseParserError, KeyError):
