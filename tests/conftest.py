@@ -221,13 +221,17 @@ async def running_exporter(config: Config, clock: Clock | None = None, **kw: Any
 
 
 async def idle(run: Running) -> None:
-    """Wait (bounded, real time) until no probe is in flight."""
+    """Wait (bounded, real time) until no probe is in flight: a few turns of the loop first, so a probe
+    just woken (FakeClock.advance lets woken tasks run) has started, then a real wait only while one is
+    in flight (most steps of a fake clock start none)."""
     sched = run.exporter.scheduler
     assert sched is not None
+    for _ in range(5):
+        await asyncio.sleep(0)
     for _ in range(1000):
-        await asyncio.sleep(0.005)
         if sched.in_flight() == 0:
             return
+        await asyncio.sleep(0.005)
     raise AssertionError("probes still in flight")
 
 
