@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import logging
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
@@ -16,6 +19,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import pytest
+import trustme
 import yaml
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -94,6 +98,25 @@ def flipsnack_config_file(path: Path, url: str, name: str, interval: str, timeou
                                     "targets": [{"name": name, "vendor": "flipsnack", "base_url": url,
                                                  "credentials": {"api_key": "k", "secret": "s"}}]}))
     return path
+
+
+def run_cli_here(*args: str) -> subprocess.CompletedProcess[str]:
+    """``apistatus-exporter ARGS`` through the command line's own entry point, in this process, for a
+    command that ends by itself (a config check): what it prints (its log lines too) and the code it
+    returns are the program's, without a fresh interpreter to start. The logging it sets up is undone
+    after it. A test of the program as a process runs it as one (tests/integration/test_check_config_cli.py)."""
+    from exporter.__main__ import main
+
+    root = logging.getLogger()
+    level, handlers = root.level, root.handlers[:]
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        root.setLevel(level)
+        root.handlers[:] = handlers
+    return subprocess.CompletedProcess(["apistatus-exporter", *args], code, out.getvalue(), err.getvalue())
 
 
 def free_port() -> int:
@@ -198,13 +221,17 @@ async def running_exporter(config: Config, clock: Clock | None = None, **kw: Any
 
 
 async def idle(run: Running) -> None:
-    """Wait (bounded, real time) until no probe is in flight."""
+    """Wait (bounded, real time) until no probe is in flight: a few turns of the loop first, so a probe
+    just woken (FakeClock.advance lets woken tasks run) has started, then a real wait only while one is
+    in flight (most steps of a fake clock start none)."""
     sched = run.exporter.scheduler
     assert sched is not None
+    for _ in range(5):
+        await asyncio.sleep(0)
     for _ in range(1000):
-        await asyncio.sleep(0.005)
         if sched.in_flight() == 0:
             return
+        await asyncio.sleep(0.005)
     raise AssertionError("probes still in flight")
 
 
@@ -267,6 +294,20 @@ def sample(text: str, name: str, /, **labels: str) -> float | None:
             if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
                 return float(s.value)
     return None
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    """A private CA (trustme) for a module's TLS servers; none of the tests trusts it unless told to."""
+    return trustme.CA()
+
+
+@pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
+    """``ca``'s certificate as a PEM file: what a ``tls_config``'s ``ca_file`` names to trust it."""
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
 
 
 @pytest.fixture

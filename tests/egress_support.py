@@ -23,9 +23,11 @@ from cryptography import x509
 from exporter.clock import FakeClock
 from exporter.model import ProbeResult
 
-from .conftest import Running, config_from, free_port, running_exporter
+from .conftest import Running, config_from, free_port, running_exporter, sample
 
 FLIP_CREDS = {"api_key": "egress-key", "secret": "egress-secret"}
+#: the metric that carries the vendor certificate's notAfter
+EXPIRY = "apistatus_tls_cert_expiry_timestamp_seconds"
 
 
 def flip(name: str, url: str, **extra: Any) -> dict[str, Any]:
@@ -93,6 +95,11 @@ def not_after(leaf: trustme.LeafCert) -> float:
     """The certificate's notAfter as the cryptography package reads it (an independent parser)."""
     cert = x509.load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes())
     return cert.not_valid_after_utc.timestamp()
+
+
+def shows_expiry_of(metrics: str, leaf: trustme.LeafCert, **labels: str) -> bool:
+    """Whether the expiry metric of ``labels`` in a /metrics text is the certificate's own notAfter."""
+    return sample(metrics, EXPIRY, **labels) == not_after(leaf)
 
 
 def write_ca(ca: trustme.CA, path: Path) -> str:

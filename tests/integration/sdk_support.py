@@ -144,11 +144,17 @@ def _by_status(status: int | None) -> str:
 
 
 def _common(verdict: Verdict) -> str | None:
+    """What a verdict means whichever the SDK: no answer at all, or one it could not read."""
     if verdict.kind == "no_answer":
         return "network_error"
     if verdict.kind == "unreadable":
         return "unknown"  # every SDK fails to parse it: never ok (docs/vendors.md)
     return None
+
+
+def _after_common(vendor_class: Callable[[Verdict], str]) -> Callable[[Verdict], str]:
+    """``vendor_class`` (the vendor's own mapping, below) for the verdicts :func:`_common` leaves to it."""
+    return lambda verdict: _common(verdict) or vendor_class(verdict)
 
 
 # Slack's error names by family (https://docs.slack.dev/reference/methods/auth.test, the Web API's
@@ -169,8 +175,6 @@ _SLACK = {name: cls for cls, names in SLACK_FAMILIES.items() for name in names}
 
 
 def slack_class(verdict: Verdict) -> str:
-    if (common := _common(verdict)) is not None:
-        return common
     if verdict.kind == "success":
         return "ok"
     if verdict.code is not None:
@@ -180,8 +184,6 @@ def slack_class(verdict: Verdict) -> str:
 
 
 def github_class(verdict: Verdict) -> str:
-    if (common := _common(verdict)) is not None:
-        return common
     if verdict.kind == "success":
         return "ok"
     if verdict.kind == "RateLimitExceededException":
@@ -194,8 +196,6 @@ def github_class(verdict: Verdict) -> str:
 
 
 def stripe_class(verdict: Verdict) -> str:
-    if (common := _common(verdict)) is not None:
-        return common
     if verdict.kind == "success":
         return "ok" if verdict.detail == "balance" else "unknown"
     # https://docs.stripe.com/api/errors/handling: the SDK's class is the family
@@ -210,8 +210,6 @@ def stripe_class(verdict: Verdict) -> str:
 
 
 def openai_class(verdict: Verdict) -> str:
-    if (common := _common(verdict)) is not None:
-        return common
     if verdict.kind == "success":
         return "ok"
     if verdict.kind == "RateLimitError":
@@ -227,8 +225,6 @@ def openai_class(verdict: Verdict) -> str:
 
 
 def twilio_class(verdict: Verdict) -> str:
-    if (common := _common(verdict)) is not None:
-        return common
     if verdict.kind == "success":
         # https://www.twilio.com/docs/iam/api/account: a suspended or closed account cannot use the API
         return "auth" if verdict.detail in ("suspended", "closed") else "ok"
@@ -237,5 +233,6 @@ def twilio_class(verdict: Verdict) -> str:
 
 
 SDK_CLASS: dict[str, Callable[[Verdict], str]] = {
-    "slack": slack_class, "github": github_class, "stripe": stripe_class, "openai": openai_class,
-    "twilio": twilio_class}
+    vendor: _after_common(vendor_class) for vendor, vendor_class in (
+        ("slack", slack_class), ("github", github_class), ("stripe", stripe_class), ("openai", openai_class),
+        ("twilio", twilio_class))}

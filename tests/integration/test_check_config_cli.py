@@ -1,5 +1,6 @@
-"""``--check-config`` as a user runs it: the exporter as a subprocess accepts the example, refuses a
-broken config with its one-line error, warns about a shared budget, and runs every catalog example."""
+"""``--check-config`` as a user runs it: the exporter as a subprocess accepts the example and refuses a
+broken config with its one-line error; through the same entry point in this process, it warns about a
+shared budget and runs every catalog example."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from ..conftest import ROOT
+from ..conftest import ROOT, run_cli_here
 from ..unit.test_config import EXAMPLE_ENV, example_copy, expected_error
 
 
@@ -36,7 +37,7 @@ def test_check_config_warns_when_shared_budget_cannot_fit(tmp_path: Path) -> Non
     path.write_text("targets:\n" + "".join(
         f"  - {{name: fs{i}, vendor: flipsnack, base_url: 'https://api.flipsnack.com/v1', interval: 15s,"
         f" credentials: {{api_key: k, secret: s}}}}\n" for i in range(2)))
-    out = _check(path, {})
+    out = run_cli_here("--config", str(path), "--check-config")
     assert out.returncode == 0
     assert out.stderr.strip() == (
         "warning: targets fs0, fs1 share one flipsnack credential: their intervals make 8 requests per 60s but "
@@ -51,8 +52,7 @@ def check_config(tmp_path: Path, config: dict[str, Any], catalog_file: dict[str,
         (tmp_path / "acme.yaml").write_text(yaml.safe_dump(catalog_file), encoding="utf-8")
     path = tmp_path / "config.yml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return subprocess.run([sys.executable, "-m", "exporter", flag, "--config", str(path)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
+    return run_cli_here(flag, "--config", str(path))
 
 
 ACME: dict[str, Any] = {

@@ -25,7 +25,7 @@ from exporter.httpconfig import bypasses_proxy, client_secrets
 from exporter.probe import Prober
 
 from ..conftest import ROOT, config_from, free_port, running_exporter, serve
-from ..egress_support import NoDNS, probe, write_ca, write_client
+from ..egress_support import NoDNS, probe, write_client
 
 SECRET = "pr0xy-secret-Pw"
 
@@ -50,11 +50,6 @@ def error(glob: dict[str, Any] | None, *targets: dict[str, Any], base: Path | No
     text = str(err.value)
     assert "\n" not in text
     return text
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
 
 
 def test_no_block_means_no_settings_and_equal_blocks_are_equal_records() -> None:
@@ -83,8 +78,7 @@ def test_the_keys_libcurl_brings_load_with_their_defaults() -> None:
         "(got 'TLS14')")
 
 
-def test_a_target_overrides_the_global_block_key_by_key(ca: trustme.CA, tmp_path: Path) -> None:
-    ca_file = write_ca(ca, tmp_path / "ca.pem")
+def test_a_target_overrides_the_global_block_key_by_key(ca: trustme.CA, ca_file: str, tmp_path: Path) -> None:
     cert, key = write_client(ca.issue_cert("client.example"), tmp_path)
     glob = {"proxy_url": "http://proxy.corp.example:3128", "no_proxy": ".internal.example",
             "tls_config": {"ca_file": "ca.pem", "min_version": "TLS12"}}

@@ -16,18 +16,17 @@ from exporter.config import Config
 from exporter.simulators.faults import FaultServer, LoopbackResolver
 
 from ..conftest import config_from, running_exporter, serve
-from ..egress_support import exporter_with, flip, outcome, probe, server_ctx, write_ca
+from ..egress_support import exporter_with, flip, outcome, probe, server_ctx
 
 
-async def test_the_tls_context_comes_from_the_load_not_from_the_files_at_probe_time(tmp_path: Path) -> None:
-    ca = trustme.CA()
+async def test_the_tls_context_comes_from_the_load_not_from_the_files_at_probe_time(
+        ca: trustme.CA, ca_file: str) -> None:
     srv = await FaultServer.start(server_ctx(ca.issue_cert("localhost")))
     try:
-        ca_file = Path(write_ca(ca, tmp_path / "ca.pem"))
-        client = {"tls_config": {"ca_file": str(ca_file)}}
+        client = {"tls_config": {"ca_file": ca_file}}
         async with exporter_with([flip("t", srv.url("ok", host="localhost"))], client,
                                  resolver=LoopbackResolver()) as ex:
-            ca_file.unlink()  # read at load: the first probe must not need it again
+            Path(ca_file).unlink()  # read at load: the first probe must not need it again
             assert outcome(await probe(ex, "t")) == ("ok", "20")
     finally:
         await srv.close()

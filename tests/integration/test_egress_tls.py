@@ -24,26 +24,20 @@ from exporter.simulators.faults import FaultServer, LoopbackResolver
 
 from ..conftest import config_from, sample, serve, wait_for
 from ..egress_support import (
+    EXPIRY,
     exporter_with,
     flip,
     not_after,
     outcome,
     probe,
     server_ctx,
+    shows_expiry_of,
     tls_vendor,
-    write_ca,
     write_client,
 )
 
-EXPIRY = "apistatus_tls_cert_expiry_timestamp_seconds"
 
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-async def test_private_ca_via_ca_file_and_the_expiry_metric(ca: trustme.CA, tmp_path: Path) -> None:
+async def test_private_ca_via_ca_file_and_the_expiry_metric(ca: trustme.CA, ca_file: str) -> None:
     leaf = ca.issue_cert("localhost")
     srv = await FaultServer.start(server_ctx(leaf))
     try:
@@ -52,11 +46,11 @@ async def test_private_ca_via_ca_file_and_the_expiry_metric(ca: trustme.CA, tmp_
         async with exporter_with([flip("t", url)], resolver=LoopbackResolver()) as ex:
             assert outcome(await probe(ex, "t")) == ("network_error", "tls")
             assert sample(await ex.metrics(), EXPIRY, target="t") is None  # no successful handshake
-        client = {"tls_config": {"ca_file": write_ca(ca, tmp_path / "ca.pem")}}
+        client = {"tls_config": {"ca_file": ca_file}}
         async with exporter_with([flip("t", url)], client, resolver=LoopbackResolver()) as ex:
             assert outcome(await probe(ex, "t")) == ("ok", "20")
             text = await ex.metrics()
-        assert sample(text, EXPIRY, target="t", vendor="flipsnack") == not_after(leaf)
+        assert shows_expiry_of(text, leaf, target="t", vendor="flipsnack")
         assert f"# TYPE {EXPIRY} gauge" in text
     finally:
         await srv.close()
@@ -75,7 +69,7 @@ async def test_plain_http_has_no_expiry_metric() -> None:
 
 
 async def test_targets_without_http_client_keep_the_shared_session_and_get_the_expiry(
-        ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        ca: trustme.CA, ca_file: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No block: the one shared session, as before; the expiry is read for every HTTPS target."""
     leaf = ca.issue_cert("localhost")
     srv = await FaultServer.start(server_ctx(leaf))
@@ -86,7 +80,7 @@ async def test_targets_without_http_client_keep_the_shared_session_and_get_the_e
                                        flip("c", srv.url("ok", host="localhost"), http_client=skip),
                                        flip("d", srv.url("ok", host="localhost"), http_client=skip)]})
         # the system's roots, as the shipped exporter finds them: here the test CA
-        monkeypatch.setenv("SSL_CERT_FILE", write_ca(ca, tmp_path / "ca.pem"))
+        monkeypatch.setenv("SSL_CERT_FILE", ca_file)
         monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))
         async with new_session(resolver=LoopbackResolver()) as session:
             egress = Egress(session, new_session)
@@ -103,10 +97,9 @@ async def test_targets_without_http_client_keep_the_shared_session_and_get_the_e
 
 
 async def test_mtls_vendor_refuses_without_client_certificate_and_accepts_with_it(
-        ca: trustme.CA, tmp_path: Path) -> None:
+        ca: trustme.CA, ca_file: str, tmp_path: Path) -> None:
     client_ca = trustme.CA()
     with tls_vendor(server_ctx(ca.issue_cert("localhost"), client_ca=client_ca)) as vendor:
-        ca_file = write_ca(ca, tmp_path / "ca.pem")
         async with exporter_with([flip("t", vendor.url())], {"tls_config": {"ca_file": ca_file}},
                                  resolver=LoopbackResolver()) as ex:
             assert outcome(await probe(ex, "t")) == ("network_error", "tls")
@@ -125,10 +118,9 @@ async def test_mtls_vendor_refuses_without_client_certificate_and_accepts_with_i
             assert outcome(await probe(ex, "t")) == ("ok", "20")
 
 
-async def test_server_name_overrides_the_host_for_sni_and_verification(ca: trustme.CA, tmp_path: Path) -> None:
+async def test_server_name_overrides_the_host_for_sni_and_verification(ca: trustme.CA, ca_file: str) -> None:
     with tls_vendor(server_ctx(ca.issue_cert("api.vendor.example"))) as vendor:
         url = vendor.url("127.0.0.1")  # reached by address: the certificate names a host
-        ca_file = write_ca(ca, tmp_path / "ca.pem")
         async with exporter_with([flip("t", url)], {"tls_config": {"ca_file": ca_file}}) as ex:
             assert outcome(await probe(ex, "t")) == ("network_error", "tls")
         vendor.sni.clear()
@@ -142,11 +134,10 @@ async def test_server_name_overrides_the_host_for_sni_and_verification(ca: trust
 
 
 async def test_expired_certificate_is_a_tls_error_and_skip_verify_shows_its_past_expiry(
-        ca: trustme.CA, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        ca: trustme.CA, ca_file: str, caplog: pytest.LogCaptureFixture) -> None:
     now = dt.datetime.now(dt.UTC)
     leaf = ca.issue_cert("localhost", not_before=now - dt.timedelta(days=30), not_after=now - dt.timedelta(days=2))
     with tls_vendor(server_ctx(leaf)) as vendor:
-        ca_file = write_ca(ca, tmp_path / "ca.pem")
         async with exporter_with([flip("t", vendor.url())], {"tls_config": {"ca_file": ca_file}},
                                  resolver=LoopbackResolver()) as ex:
             result = await probe(ex, "t")
@@ -176,13 +167,12 @@ async def test_expired_certificate_is_a_tls_error_and_skip_verify_shows_its_past
     ("min_version", "maximum_version", "TLS12", "TLS13"),  # a vendor stuck at TLS 1.2: min_version refuses it
     ("max_version", "minimum_version", "TLS13", "TLS12"),  # a TLS 1.3-only vendor: max_version refuses it
 ])
-async def test_a_version_bound_refuses_a_server_outside_it(ca: trustme.CA, tmp_path: Path, option: str,
+async def test_a_version_bound_refuses_a_server_outside_it(ca: trustme.CA, ca_file: str, option: str,
                                                            server: str, allowed: str, refused: str) -> None:
     ctx = server_ctx(ca.issue_cert("localhost"))
     # the vendor's own bound is the version the option allows: one side of it ok, the other refused
     setattr(ctx, server, ssl.TLSVersion.TLSv1_2 if allowed == "TLS12" else ssl.TLSVersion.TLSv1_3)
     with tls_vendor(ctx) as vendor:
-        ca_file = write_ca(ca, tmp_path / "ca.pem")
         for version, expected in ((allowed, ("ok", "20")), (refused, ("network_error", "tls"))):
             async with exporter_with([flip("t", vendor.url())],
                                      {"tls_config": {"ca_file": ca_file, option: version}},
@@ -203,7 +193,7 @@ async def test_follow_redirects_off_by_default_and_on_when_asked() -> None:
             assert outcome(await probe(ex, "t")) == ("ok", "20")
 
 
-async def test_a_reused_connection_keeps_the_last_known_expiry(ca: trustme.CA, tmp_path: Path) -> None:
+async def test_a_reused_connection_keeps_the_last_known_expiry(ca: trustme.CA, ca_file: str) -> None:
     leaf = ca.issue_cert("localhost")
     connections: set[int] = set()
 
@@ -222,7 +212,7 @@ async def test_a_reused_connection_keeps_the_last_known_expiry(ca: trustme.CA, t
     try:
         target = {"name": "shop", "vendor": "bizwebs", "base_url": f"https://localhost:{port}",
                   "credentials": {"token": "egress-token"}}
-        async with exporter_with([target], {"tls_config": {"ca_file": write_ca(ca, tmp_path / "ca.pem")}},
+        async with exporter_with([target], {"tls_config": {"ca_file": ca_file}},
                                  resolver=LoopbackResolver()) as ex:
             first = await probe(ex, "shop")
             second = await probe(ex, "shop")
@@ -230,17 +220,17 @@ async def test_a_reused_connection_keeps_the_last_known_expiry(ca: trustme.CA, t
         assert outcome(first)[0] == outcome(second)[0] == "ok"
         assert len(connections) == 1  # the second probe reused the first one's connection
         assert first.tls_cert_expiry == second.tls_cert_expiry == not_after(leaf)
-        assert sample(text, EXPIRY, target="shop") == not_after(leaf)
+        assert shows_expiry_of(text, leaf, target="shop")
     finally:
         await runner.cleanup()
 
 
-async def test_phase_timings_are_exported_shown_and_zero_where_skipped(ca: trustme.CA, tmp_path: Path) -> None:
+async def test_phase_timings_are_exported_shown_and_zero_where_skipped(ca: trustme.CA, ca_file: str) -> None:
     """apistatus_http_duration_seconds: every phase of the final request, always all five; over a new
     TLS connection each phase took time, on the reused connection resolve, connect and tls are 0."""
     srv = await FaultServer.start(server_ctx(ca.issue_cert("localhost")))
     try:
-        client = {"tls_config": {"ca_file": write_ca(ca, tmp_path / "ca.pem")}}
+        client = {"tls_config": {"ca_file": ca_file}}
         async with exporter_with([flip("t", srv.url("ok", host="localhost"))], client,
                                  resolver=LoopbackResolver()) as ex:
             first = await probe(ex, "t")

@@ -12,10 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import ssl
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +27,7 @@ from exporter.simulators.faults import FaultServer, LoopbackResolver
 from exporter.state import MAX_FOREIGN_CODES
 
 from ..conftest import Running, config_from, running_exporter, sample
+from ..egress_support import server_ctx
 
 CREDS = {"flipsnack": {"api_key": "fault-key", "secret": "fault-secret"}, "bizwebs": {"token": "fault-token"}}
 
@@ -102,7 +101,9 @@ MATRIX = [
 @pytest.mark.parametrize(("fault", "vendor", "cls", "code"), MATRIX, ids=[f"{m[0]}-{m[1]}" for m in MATRIX])
 async def test_each_fault_gets_its_class_and_code(faults: FaultServer, fault: str, vendor: str, cls: str,
                                                   code: str) -> None:
-    async with exporter_on([target("t", faults.url(fault), vendor)]) as ex:
+    # a fault that ends in a timeout waits it out in real time: a short one, still far beyond loopback's
+    timeout = "300ms" if cls == "timeout" else "1s"
+    async with exporter_on([target("t", faults.url(fault), vendor, timeout=timeout)]) as ex:
         result = await probe(ex, "t")
         assert (result.outcome.cls, result.outcome.code) == (cls, code), result.outcome
         assert len(result.excerpt) <= 512 * 4  # an excerpt, never the body
@@ -119,30 +120,17 @@ async def test_unreachable_vendor_is_a_network_error(faults: FaultServer, url: s
     assert faults.connections == 0
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-def server_ctx(ca: trustme.CA, *names: str) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert(*names).configure_cert(ctx)
-    return ctx
-
-
-async def test_certificate_for_another_name_is_a_tls_error(ca: trustme.CA, tmp_path: Path) -> None:
-    wrong = await FaultServer.start(server_ctx(ca, "wrong.example"))
-    right = await FaultServer.start(server_ctx(ca, "localhost"))
+async def test_certificate_for_another_name_is_a_tls_error(ca: trustme.CA, ca_file: str) -> None:
+    wrong = await FaultServer.start(server_ctx(ca.issue_cert("wrong.example")))
+    right = await FaultServer.start(server_ctx(ca.issue_cert("localhost")))
     try:
         # the exporter as shipped: the test CA is not trusted at all
         async with exporter_on([target("t", wrong.url("ok", host="localhost"))]) as ex:
             assert (await probe(ex, "t")).outcome.code == "tls"
         # a client that trusts the CA still refuses a certificate issued for another name
-        ca_file = tmp_path / "ca.pem"
-        ca.cert_pem.write_to_path(ca_file)
         cfg = config_from({"targets": [target("wrong", wrong.url("ok", host="localhost")),
                                        target("right", right.url("ok", host="localhost"))]})
-        async with new_session(TLSConfig(ca_file=str(ca_file)), resolver=LoopbackResolver()) as session:
+        async with new_session(TLSConfig(ca_file=ca_file), resolver=LoopbackResolver()) as session:
             prober = Prober(session, FakeClock())
             bad = await prober.probe(cfg.targets[0])
             good = await prober.probe(cfg.targets[1])

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncIterator
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl
 
 import pytest
@@ -28,21 +29,30 @@ from exporter.simulators.msgraph import TOKEN_TTL, MsgraphSimulator
 from ..conftest import config_from, serve
 
 
-class Graph(NamedTuple):
+@dataclass(frozen=True)
+class Graph:
+    """The Graph simulator on a fake clock, a prober (with its own session) on the same clock, and a
+    target of the simulator."""
+
     sim: MsgraphSimulator
     clock: FakeClock
     prober: Prober
+    target: Target
+
+    async def probe_when(self, **settings: Any) -> ProbeResult:
+        """One probe of ``target``, the simulator switched to ``settings`` first (none: as it is)."""
+        self.sim.control(**settings)
+        return await self.prober.probe(self.target)
 
 
 @pytest.fixture
 async def graph() -> AsyncIterator[Graph]:
-    """The Graph simulator on a fake clock, and a prober (with its own session) on the same clock."""
     clock = FakeClock()
     sim = MsgraphSimulator(clock)
     await sim.start()
     try:
         async with new_session() as session:
-            yield Graph(sim, clock, Prober(session, clock))
+            yield Graph(sim, clock, Prober(session, clock), graph_config(sim).targets[0])
     finally:
         await sim.close()
 
@@ -67,8 +77,7 @@ def shown(result: ProbeResult) -> str:
 
 async def test_the_token_is_fetched_once_and_kept_until_shortly_before_it_expires(
         graph: Graph) -> None:
-    sim, clock, prober = graph
-    target = graph_config(sim).targets[0]
+    sim, clock, prober, target = graph.sim, graph.clock, graph.prober, graph.target
     first = await prober.probe(target)
     assert (first.outcome.cls, first.requests) == ("ok", 2)  # the token request counts as a request
     for _ in range(3):
@@ -85,7 +94,7 @@ async def test_the_token_is_fetched_once_and_kept_until_shortly_before_it_expire
 
 
 async def test_targets_sharing_a_credential_share_one_token_fetch(graph: Graph) -> None:
-    sim, clock, prober = graph
+    sim, clock, prober = graph.sim, graph.clock, graph.prober
     targets = graph_config(sim, 20).targets
     results = await asyncio.gather(*(prober.probe(t) for t in targets))
     assert [r.outcome.cls for r in results] == ["ok"] * 20
@@ -98,17 +107,15 @@ async def test_targets_sharing_a_credential_share_one_token_fetch(graph: Graph) 
 
 async def test_a_refused_token_is_replaced_once_then_the_answer_counts(
         graph: Graph) -> None:
-    sim, prober = graph.sim, graph.prober
-    target = graph_config(sim).targets[0]
-    assert (await prober.probe(target)).outcome.cls == "ok"
-    sim.control(revoke_tokens=True)  # the vendor ends every session: our cached token is refused
-    recovered = await prober.probe(target)
+    sim = graph.sim
+    assert (await graph.probe_when()).outcome.cls == "ok"
+    recovered = await graph.probe_when(revoke_tokens=True)  # the vendor ends every session: ours is refused
     assert (recovered.outcome.cls, recovered.attempts, recovered.requests) == ("ok", 2, 3)
     assert sim.counts["token"] == 2
     # a token the vendor refuses even fresh: one new fetch, then the 401 counts
     sim.control(revoke_tokens=True)
     sim.tokens = _Forgetful()  # issued tokens are never accepted
-    refused = await prober.probe(target)
+    refused = await graph.probe_when()
     assert (refused.outcome.cls, refused.outcome.code, refused.attempts) == ("auth", "InvalidAuthenticationToken", 2)
     assert sim.counts["token"] == 3
 
@@ -120,14 +127,10 @@ class _Forgetful(dict[str, float]):
 
 async def test_an_expired_client_secret_is_auth_with_the_aadsts_code_and_shows_no_secret(
         graph: Graph) -> None:
-    sim, prober = graph.sim, graph.prober
-    target = graph_config(sim).targets[0]
-    sim.control(secret_expired=True)
-    expired = await prober.probe(target)
-    sim.control(reset=True, rotated=True)
-    wrong = await prober.probe(target)
-    sim.control(reset=True)
-    ok = await prober.probe(target)
+    prober, target = graph.prober, graph.target
+    expired = await graph.probe_when(secret_expired=True)
+    wrong = await graph.probe_when(reset=True, rotated=True)
+    ok = await graph.probe_when(reset=True)
     token = prober.signer(target).secrets()[0]
     assert (expired.outcome.cls, expired.outcome.code, expired.outcome.http_status) == ("auth", "7000222", 401)
     assert "expired" in expired.outcome.message
@@ -143,12 +146,10 @@ async def test_an_expired_client_secret_is_auth_with_the_aadsts_code_and_shows_n
 
 async def test_the_token_endpoint_down_or_unreachable_is_not_the_apis_fault(
         graph: Graph) -> None:
-    sim, prober = graph.sim, graph.prober
-    target = graph_config(sim).targets[0]
-    sim.control(token_down=True)
-    down = await prober.probe(target)
+    sim = graph.sim
+    down = await graph.probe_when(token_down=True)
     assert sim.counts["health"] == 0  # no token, no call to Graph
-    unreachable = await prober.probe(graph_config(sim, token_url=NOWHERE, name="gone").targets[0])
+    unreachable = await graph.prober.probe(graph_config(sim, token_url=NOWHERE, name="gone").targets[0])
     assert (down.outcome.cls, down.outcome.code, down.outcome.http_status) == (
         "server_error", "temporarily_unavailable", 503)
     assert (unreachable.outcome.cls, unreachable.outcome.code) == ("network_error", "refused")
@@ -216,28 +217,19 @@ async def test_the_lifetime_comes_from_expires_in_else_from_the_options() -> Non
     async with serve(endpoint.handle) as url, new_session() as session:
         prober = Prober(session, clock)
         target = acme(url, "basic", access_ttl=1000)
-        await prober.probe(target)
-        await clock.advance(120 - 30 - 1)
-        await prober.probe(target)
-        assert len(endpoint.seen) == 1
-        await clock.advance(1)
-        await prober.probe(target)
-        assert len(endpoint.seen) == 2
+
+        async def fetched_after(seconds: float) -> int:
+            """A probe ``seconds`` after the last one: how many tokens have been fetched by its end."""
+            await clock.advance(seconds)
+            await prober.probe(target)
+            return len(endpoint.seen)
+
+        # the endpoint's expires_in (120 s), renewed 30 s before it ends
+        assert [await fetched_after(s) for s in (0, 120 - 30 - 1, 1)] == [1, 1, 2]
         endpoint.expires_in = "3600"  # some token endpoints send it as a string of digits
-        await clock.advance(120)
-        await prober.probe(target)
-        await clock.advance(3000)
-        await prober.probe(target)
-        assert len(endpoint.seen) == 3
+        assert [await fetched_after(s) for s in (120, 3000)] == [3, 3]
         endpoint.expires_in = None  # none at all: access_ttl
-        await clock.advance(600)
-        await prober.probe(target)
-        await clock.advance(1000 - 30 - 1)
-        await prober.probe(target)
-        assert len(endpoint.seen) == 4
-        await clock.advance(1)
-        await prober.probe(target)
-    assert len(endpoint.seen) == 5
+        assert [await fetched_after(s) for s in (600, 1000 - 30 - 1, 1)] == [4, 4, 5]
 
 
 async def test_a_rate_limited_token_endpoint_is_classified_with_its_retry_after() -> None:
@@ -330,8 +322,7 @@ async def test_an_expired_secret_is_counted_and_no_page_or_metric_shows_a_secret
 
 async def test_a_cached_token_serves_while_the_token_endpoint_is_down(
         graph: Graph) -> None:
-    sim, clock, prober = graph
-    target = graph_config(sim).targets[0]
+    sim, clock, prober, target = graph.sim, graph.clock, graph.prober, graph.target
     assert (await prober.probe(target)).outcome.cls == "ok"
     sim.control(token_down=True)
     await clock.advance(600)

@@ -5,6 +5,7 @@ running while a large answer is compressed or goes out, to a slow reader or a fa
 from __future__ import annotations
 
 import asyncio
+import functools
 import gzip
 import logging
 import random
@@ -34,6 +35,7 @@ from .test_endpoints import promtool_check
 T0 = 1_764_590_000.0
 
 
+@functools.cache  # a Config is frozen: the tests that read the same n targets share one load
 def _config(n: int) -> Config:
     return config_from({
         "global": {"interval": "15s", "timeout": "5s"},

@@ -23,6 +23,7 @@ import pytest
 from aiohttp import web
 
 from exporter.clock import FakeClock
+from exporter.config import Target
 from exporter.engine import new_session
 from exporter.probe import Prober
 from exporter.simulators import SimulatorSet
@@ -271,16 +272,28 @@ async def scripted() -> AsyncIterator[tuple[Scripted, str]]:
         yield server, url
 
 
-def target(vendor: str, base_url: str, creds: dict[str, str]) -> Any:
-    return config_from({"targets": [{"name": vendor, "vendor": vendor, "base_url": base_url,
-                                     "credentials": creds}]}).targets[0]
+@dataclass(frozen=True)
+class Pair:
+    """The SDK and the exporter, set up once for one vendor at ``base_url`` (a config is loaded once, not
+    per answer): :meth:`both` puts the answer the server gives now to each of them."""
 
+    vendor: str
+    base_url: str
+    creds: dict[str, str]
+    prober: Prober
+    target: Target
 
-async def both(vendor: str, base_url: str, creds: dict[str, str], prober: Prober) -> tuple[Verdict, str, str]:
-    """The SDK's verdict, its class by the docs' mapping, and the exporter's class, on one answer each."""
-    verdict = await asyncio.to_thread(sdk_verdict, vendor, base_url, creds)
-    result = await prober.probe(target(vendor, base_url, creds))
-    return verdict, SDK_CLASS[vendor](verdict), result.outcome.cls
+    @classmethod
+    def of(cls, vendor: str, base_url: str, creds: dict[str, str], prober: Prober) -> Pair:
+        target = config_from({"targets": [{"name": vendor, "vendor": vendor, "base_url": base_url,
+                                           "credentials": creds}]}).targets[0]
+        return cls(vendor, base_url, creds, prober, target)
+
+    async def both(self) -> tuple[Verdict, str, str]:
+        """The SDK's verdict, its class by the docs' mapping, and the exporter's class, on one answer each."""
+        verdict = await asyncio.to_thread(sdk_verdict, self.vendor, self.base_url, self.creds)
+        result = await self.prober.probe(self.target)
+        return verdict, SDK_CLASS[self.vendor](verdict), result.outcome.cls
 
 
 @pytest.mark.parametrize("vendor", VENDORS)
@@ -305,10 +318,10 @@ async def test_the_exporter_agrees_with_the_sdk_on_every_scripted_answer(
     disagreements = []
     families = set()
     async with new_session() as session:
-        prober = Prober(session, FakeClock())
+        pair = Pair.of(vendor, base, CREDS[vendor], Prober(session, FakeClock()))
         for row in TABLES[vendor]:
             server.answer = row.wire()
-            verdict, expected, got = await both(vendor, base, CREDS[vendor], prober)
+            verdict, expected, got = await pair.both()
             families.add(expected)
             want = row.decided or expected
             if got != want:
@@ -369,11 +382,11 @@ async def test_the_exporter_agrees_with_the_sdk_on_every_simulator_state(
     sim = started.sims[vendor]
     disagreements = []
     async with new_session() as session:
-        prober = Prober(session, clock)
+        pair = Pair.of(vendor, sim.base_url, sim.credentials(), Prober(session, clock))
         for state, decided in STATES[vendor]:
             await clock.advance(3600)  # every window of the previous state has passed
             sim.control(reset=True, **state)
-            verdict, expected, got = await both(vendor, sim.base_url, sim.credentials(), prober)
+            verdict, expected, got = await pair.both()
             if got != (decided or expected):
                 disagreements.append(f"{state}: SDK {verdict} -> {expected}, exporter {got}")
     assert disagreements == []
@@ -412,7 +425,7 @@ async def test_the_exporter_sends_what_the_vendor_needs_as_the_sdk_does(
     base = url + PREFIX.get(vendor, "")
     server.answer = TABLES[vendor][0].wire()
     async with new_session() as session:
-        verdict, _, got = await both(vendor, base, CREDS[vendor], Prober(session, FakeClock()))
+        verdict, _, got = await Pair.of(vendor, base, CREDS[vendor], Prober(session, FakeClock())).both()
     assert verdict.kind == "success" and got == "ok"
     (sdk_method, sdk_path, sdk_headers, _), (our_method, our_path, our_headers, our_body) = server.seen
     assert (our_method, our_path) == (sdk_method, sdk_path)

@@ -150,7 +150,7 @@ def aws_sts(url: str, now: float, key_id: str = "AKIAIOSFODNN7EXAMPLE",
     if client is None:  # making a client costs more than the call: one per server and key
         client = _STS_CLIENTS[(url, key_id, secret)] = boto3.client(
             "sts", region_name="us-east-1", endpoint_url=url, aws_access_key_id=key_id,
-            aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1, "mode": "standard"}))
+            aws_secret_access_key=secret, config=Config(retries={"total_max_attempts": 1, "mode": "standard"}))
     try:
         client.get_caller_identity()
     except (ResponseParserError, KeyError):
@@ -184,23 +184,31 @@ class _Status:
         self.status_code = status
 
 
+#: our class -> the exception classes of an SDK that mean it (the SDK's own hierarchy, from its docs)
+Families = dict[str, tuple[type[BaseException], ...]]
+
+
+def family_of(exc: BaseException, families: Families) -> str:
+    """The first class of ``families`` that ``exc`` is an instance of; ``unmapped`` when none is."""
+    return next((cls for cls, kinds in families.items() if isinstance(exc, kinds)), "unmapped")
+
+
 def anthropic_sdk(url: str, now: float, key: str = KEY) -> str:
     import anthropic
 
     client = anthropic.Anthropic(api_key=key, base_url=url, max_retries=0)
-    table: list[tuple[type[BaseException], str]] = [
-        (anthropic.AuthenticationError, "auth"), (anthropic.PermissionDeniedError, "auth"),
-        (anthropic.RateLimitError, "rate_limited"), (anthropic.PaymentRequiredError, "quota_exceeded"),
-        (anthropic.OverloadedError, "server_error"), (anthropic.InternalServerError, "server_error"),
-        (anthropic.BadRequestError, "client_error"), (anthropic.NotFoundError, "client_error"),
-        (anthropic.RequestTooLargeError, "client_error"), (anthropic.APIStatusError, "unmapped"),
-    ]
+    families: Families = {
+        "auth": (anthropic.AuthenticationError, anthropic.PermissionDeniedError),
+        "rate_limited": (anthropic.RateLimitError,), "quota_exceeded": (anthropic.PaymentRequiredError,),
+        "server_error": (anthropic.OverloadedError, anthropic.InternalServerError),
+        "client_error": (anthropic.BadRequestError, anthropic.NotFoundError, anthropic.RequestTooLargeError),
+    }
     try:
         client.models.list(limit=1)
     except anthropic.APIStatusError as exc:
         if exc.status_code >= 500:  # the SDK retries every 5xx: the vendor's trouble, not ours
             return "server_error"
-        return next(cls for kind, cls in table if isinstance(exc, kind))
+        return family_of(exc, families)
     return "ok"
 
 
@@ -208,11 +216,11 @@ def cloudflare_sdk(url: str, now: float, key: str = KEY) -> str:
     import cloudflare
 
     client = cloudflare.Cloudflare(api_token=key, base_url=url + "/client/v4", max_retries=0)
-    table: list[tuple[type[BaseException], str]] = [
-        (cloudflare.AuthenticationError, "auth"), (cloudflare.PermissionDeniedError, "auth"),
-        (cloudflare.RateLimitError, "rate_limited"), (cloudflare.InternalServerError, "server_error"),
-        (cloudflare.BadRequestError, "client_error"), (cloudflare.NotFoundError, "client_error"),
-    ]
+    families: Families = {
+        "auth": (cloudflare.AuthenticationError, cloudflare.PermissionDeniedError),
+        "rate_limited": (cloudflare.RateLimitError,), "server_error": (cloudflare.InternalServerError,),
+        "client_error": (cloudflare.BadRequestError, cloudflare.NotFoundError),
+    }
     try:
         token = client.user.tokens.verify()
     except cloudflare.APIStatusError as exc:
@@ -221,7 +229,7 @@ def cloudflare_sdk(url: str, now: float, key: str = KEY) -> str:
             return "rate_limited"
         if codes and codes[0] in (1000, 6003, 9106, 9109, 10000):  # the docs' authentication errors
             return "auth"
-        return next(cls for kind, cls in table if isinstance(exc, kind))
+        return family_of(exc, families)
     status = getattr(token, "status", None)
     return "auth" if status in ("disabled", "expired") else "ok"
 
@@ -257,19 +265,17 @@ def sendgrid_sdk(url: str, now: float, key: str = KEY) -> str:
     import python_http_client.exceptions as errors
     from sendgrid import SendGridAPIClient
 
-    table: list[tuple[type[BaseException], str]] = [
-        (errors.UnauthorizedError, "auth"), (errors.ForbiddenError, "auth"),
-        (errors.TooManyRequestsError, "rate_limited"), (errors.InternalServerError, "server_error"),
-        (errors.ServiceUnavailableError, "server_error"), (errors.GatewayTimeoutError, "server_error"),
-        (errors.BadRequestsError, "client_error"), (errors.NotFoundError, "client_error"),
-        (errors.MethodNotAllowedError, "client_error"), (errors.PayloadTooLargeError, "client_error"),
-        (errors.UnsupportedMediaTypeError, "client_error"), (errors.HTTPError, "unmapped"),
-    ]
+    families: Families = {
+        "auth": (errors.UnauthorizedError, errors.ForbiddenError), "rate_limited": (errors.TooManyRequestsError,),
+        "server_error": (errors.InternalServerError, errors.ServiceUnavailableError, errors.GatewayTimeoutError),
+        "client_error": (errors.BadRequestsError, errors.NotFoundError, errors.MethodNotAllowedError,
+                         errors.PayloadTooLargeError, errors.UnsupportedMediaTypeError),
+    }
     try:
         SendGridAPIClient(api_key=key, host=url).client.scopes.get()
     except errors.HTTPError as exc:
         status = exc.status_code  # type: ignore[attr-defined]
-        found = next(cls for kind, cls in table if isinstance(exc, kind))
+        found = family_of(exc, families)
         if found == "unmapped":  # python_http_client has no class for these: the status says it
             return "server_error" if status >= 500 else "client_error"
         return found

@@ -29,10 +29,11 @@ import bcrypt
 import pytest
 import yaml
 
+from exporter.clock import Clock, FakeClock
 from exporter.config import ConfigError, load_config
 from exporter.simulators import ControlError, SimulatorSet, start_simulators
 
-from ..conftest import ROOT, free_port, running_exporter
+from ..conftest import ROOT, Running, free_port, idle, run_cli_here, running_exporter
 
 _RUN = secrets.token_hex(4)
 
@@ -48,8 +49,9 @@ def markers_for(sims: SimulatorSet) -> dict[str, dict[str, str]]:
 
 
 @contextlib.asynccontextmanager
-async def marked_simulators() -> AsyncIterator[tuple[SimulatorSet, dict[str, dict[str, str]]]]:
-    sims = await start_simulators()
+async def marked_simulators(
+        clock: Clock | None = None) -> AsyncIterator[tuple[SimulatorSet, dict[str, dict[str, str]]]]:
+    sims = await start_simulators(clock=clock)
     try:
         creds = markers_for(sims)
         for vendor, sim in sims.sims.items():
@@ -93,12 +95,15 @@ async def fetch(session: aiohttp.ClientSession, method: str, url: str, **kw: Any
         return f"{method} {url} -> {r.status} {dict(r.headers)}\n{await r.text(errors='replace')}\n"
 
 
-async def wait_until(pred: Any, limit: float = 20.0, what: Any = None) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + limit
-    while not pred():
-        assert loop.time() < end, f"condition not reached: {what() if what else ''}"
-        await asyncio.sleep(0.05)
+async def advance_until(clock: FakeClock, run: Running, pred: Any, what: Any = None) -> None:
+    """Move the clock on a second at a time (bounded: ten minutes of it), each probe that lets start run
+    to its end, until ``pred`` holds."""
+    for _ in range(600):
+        if pred():
+            return
+        await clock.advance(1.0)
+        await idle(run)
+    raise AssertionError(f"condition not reached: {what() if what else ''}")
 
 
 ENDPOINTS = ["/metrics", "/", "/-/healthy", "/-/ready", "/api/v1/targets", "/targets/nope", "/api/v1/targets/nope",
@@ -109,11 +114,12 @@ async def test_no_secret_in_any_endpoint_page_log_or_error(tmp_path: Path, caplo
     caplog.set_level(logging.DEBUG)
     cfg_path = tmp_path / "config.yml"
     out: list[str] = []
-    async with marked_simulators() as (sims, creds):
+    clock = FakeClock()
+    async with marked_simulators(clock) as (sims, creds):
         write_config(cfg_path, sims, creds)
         config = load_config(cfg_path)
         out += [repr(config), str(config.targets), repr(config.targets[0].credentials)]
-        async with running_exporter(config, config_path=cfg_path) as ex:
+        async with running_exporter(config, clock=clock, config_path=cfg_path) as ex:
             state = ex.exporter.state
             names = [t.name for t in config.targets]
 
@@ -124,7 +130,8 @@ async def test_no_secret_in_any_endpoint_page_log_or_error(tmp_path: Path, caplo
             def classes() -> dict[str, str | None]:
                 return {ts.target.name: ts.last.outcome.cls if ts.last else None for ts in state}
 
-            await wait_until(lambda: all_are("ok"), what=classes)  # the markers work: every vendor accepted them
+            # the markers work: every vendor accepted them
+            await advance_until(clock, ex, lambda: all_are("ok"), what=classes)
 
             async def read_everything() -> None:
                 for path in ENDPOINTS + [f"/targets/{n}" for n in names] + [f"/api/v1/targets/{n}" for n in names]:
@@ -136,7 +143,7 @@ async def test_no_secret_in_any_endpoint_page_log_or_error(tmp_path: Path, caplo
             # refused credentials and failed logins: the failure paths keep excerpts and messages
             for vendor in sims.sims:
                 await sims.control(vendor, rotated=True)
-            await wait_until(lambda: all_are("auth"), what=classes)
+            await advance_until(clock, ex, lambda: all_are("auth"), what=classes)
             await read_everything()
             # a login again after revoked tokens, and maintenance where the vendor has a signal for it
             before = {n: state.get(n).probes for n in names}  # type: ignore[union-attr]
@@ -145,7 +152,8 @@ async def test_no_secret_in_any_endpoint_page_log_or_error(tmp_path: Path, caplo
                 with contextlib.suppress(ControlError):
                     await sims.control(vendor, maintenance=True)
             await sims.control("movingimage", revoke_tokens=True)
-            await wait_until(lambda: all(state.get(n).probes > before[n] for n in names))  # type: ignore[union-attr]
+            await advance_until(clock, ex, lambda: all(state.get(n).probes > before[n]  # type: ignore[union-attr]
+                                                       for n in names))
             await read_everything()
             # failed reloads: a broken value next to the credentials, and an unknown credential key
             good = cfg_path.read_text()
@@ -210,16 +218,13 @@ async def test_config_errors_and_check_config_show_no_secret(tmp_path: Path) -> 
         with pytest.raises(ConfigError) as err:
             load_config(path)
         out.append(str(err.value))
-        # the command line, for a good and a broken file
+        # the command line's check, for a good and a broken file, logging at debug (a process of its own
+        # logging at debug: test_a_debug_logging_process_with_basic_auth_leaks_nothing)
         good = tmp_path / "good.yml"
         write_config(good, sims, creds)
         for file in (good, tmp_path / "unknown_credential_key.yml", path):
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "exporter", "--config", str(file), "--check-config", "--log-level", "debug",
-                cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-            stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
-            out.append(f"{file}: rc={proc.returncode}\n{stdout.decode()}{stderr.decode()}")
+            run = run_cli_here("--config", str(file), "--check-config", "--log-level", "debug")
+            out.append(f"{file}: rc={run.returncode}\n{run.stdout}{run.stderr}")
         markers = all_markers(sims, creds)
     assert "rc=0" in out[-3] and "rc=1" in out[-2] and "rc=1" in out[-1], out[-3:]
     assert all(len(o.strip().splitlines()) == 1 for o in out[:len(BROKEN_CONFIGS) + 1]), out

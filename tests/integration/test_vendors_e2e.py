@@ -13,6 +13,7 @@ import copy
 import re
 import signal
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -132,8 +133,25 @@ CASES: list[tuple[str, dict[str, Any], str | None, str, str, float]] = [
 ]
 
 
-@pytest.mark.parametrize(("vendor", "settings", "bad", "cls", "code", "retry"), CASES,
-                         ids=[f"{c[0]}-{c[3]}-{c[4]}" + ("-" + "-".join(c[1]) if c[1] else "") for c in CASES])
+def ways(cases: list[tuple[str, dict[str, Any], str | None, str, str, float]]) -> list[tuple[str, ...]]:
+    """How each case reaches its simulator: every case directly, and each vendor's first two (its
+    healthy answer, whose login and signing flow the other cases share, and its first refusal) through
+    the relay too; the rest would repeat those reads, the class being taken from the whole answer
+    however it arrived."""
+    seen: Counter[str] = Counter()
+    out = []
+    for vendor, *_ in cases:
+        seen[vendor] += 1
+        out.append(("direct", "tiny_segments") if seen[vendor] <= 2 else ("direct",))
+    return out
+
+
+CASE_RUNS = [(way, *case) for case, case_ways in zip(CASES, ways(CASES), strict=True) for way in case_ways]
+
+
+@pytest.mark.parametrize(("sims", "vendor", "settings", "bad", "cls", "code", "retry"), CASE_RUNS, indirect=["sims"],
+                         ids=[f"{c[0]}-{c[1]}-{c[4]}-{c[5]}" + ("-" + "-".join(c[2]) if c[2] else "")
+                              for c in CASE_RUNS])
 async def test_each_vendor_condition_gets_its_class(sims: tuple[SimulatorSet, FakeClock], vendor: str,
                                                     settings: dict[str, Any], bad: str | None, cls: str, code: str,
                                                     retry: float) -> None:
@@ -306,49 +324,7 @@ async def test_a_vendor_defined_only_in_yaml_works_end_to_end() -> None:
             assert_class(await probe_text(run, "acme-prod"), "acme-prod", "auth", "2001")
 
 
-def test_docs_override_examples_are_valid_config() -> None:
-    """Every ``vendors:`` override shown in docs/vendors.md loads with the built-in catalogs."""
-    text = (ROOT / "docs/vendors.md").read_text(encoding="utf-8")
-    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", text, re.S)]
-    overrides = [b for b in blocks if isinstance(b, dict) and "vendors" in b]
-    assert len(overrides) >= 5
-    for block in overrides:
-        vendors = block["vendors"]
-        targets = []
-        for name in vendors:
-            if name in ("bannersnack", "bizwebs", "rubiq", "flipsnack", "movingimage"):
-                creds = {"bannersnack": {"client_id": "c", "secret": "s"}, "bizwebs": {"token": "t"},
-                         "rubiq": {"app_key": "1", "app_secret": "s"}, "flipsnack": {"api_key": "k", "secret": "s"},
-                         "movingimage": {"username": "u", "password": "p"}}[name]
-                check = {"bannersnack": {"params": {"hash": "h"}},
-                         "rubiq": {"path": "/entity/id/1/data"}}.get(name)
-                targets.append({"name": name, "vendor": name, "base_url": "http://127.0.0.1:1",
-                                "credentials": creds, **({"check": check} if check else {})})
-        config_from({"vendors": vendors, "targets": targets})
-
-
 # --- the embedded demo -------------------------------------------------------------------------------
-
-async def test_the_demo_shows_every_vendor_on_metrics() -> None:
-    demo = await start_demo()
-    try:
-        assert {t.vendor for t in demo.config.targets} == {"bannersnack", "bizwebs", "rubiq", "flipsnack",
-                                                            "movingimage", "slack", "github", "stripe", "openai",
-                                                            "twilio", "aws-sts", "msgraph", "cloudflare", "datadog",
-                                                            "sendgrid", "pagerduty", "anthropic"}
-        async with running_exporter(demo.config) as run:
-            for _ in range(1000):  # bounded: the first probes are due within a few seconds
-                text = await run.metrics()
-                if all(sample(text, "apistatus_up", vendor=v) is not None for v in demo.simulators.sims):
-                    break
-                await asyncio.sleep(0.02)
-            else:
-                raise AssertionError("not every vendor was probed")
-            for v in demo.simulators.sims:
-                assert demo.simulators.counts(v)["requests"] >= 1
-    finally:
-        await demo.close()
-
 
 async def test_the_demo_scenario_shows_every_class_within_two_minutes() -> None:
     clock = FakeClock()
@@ -375,6 +351,7 @@ async def test_the_demo_scenario_shows_every_class_within_two_minutes() -> None:
         await demo.close()
 
 
+@pytest.mark.parametrize("sims", ["direct"], indirect=True)  # what is signed is the request: the relay cuts answers
 @pytest.mark.parametrize("value", ["a b", "a/b", "x?y=z&w", "ä+%"])
 async def test_rubiq_signature_covers_the_url_exactly_as_sent(sims: tuple[SimulatorSet, FakeClock],
                                                               value: str) -> None:
@@ -431,7 +408,7 @@ async def test_slow_and_dropped_answers_are_timeout_and_network_error(sims: tupl
         text = await probe_text(run, vendor)
         assert_class(text, vendor, "network_error", "reset")
         assert sample(text, "apistatus_http_status_code", target=vendor) == 0
-        await s.control(vendor, down=False, delay=0.6)  # a slow spell, longer than the timeout
+        await s.control(vendor, down=False, delay=0.3)  # a slow spell, longer than the timeout
         assert_class(await next_probe_text(run, clock, vendor), vendor, "timeout", "timeout")
         await s.control(vendor, reset=True)
         assert_class(await next_probe_text(run, clock, vendor), vendor, "ok", "20" if vendor == "flipsnack" else "200")

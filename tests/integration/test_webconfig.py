@@ -68,9 +68,16 @@ def hashed() -> str:
     return bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
 
 
+@pytest.fixture(scope="module")
+def server_cert(ca: trustme.CA) -> trustme.LeafCert:
+    # one RSA key for the module: making one costs more than most tests here, and no test changes it
+    # (a test that renews the certificate writes a certificate of its own over the files)
+    return ca.issue_cert("localhost", "127.0.0.1", key_type=RSA)
+
+
 @pytest.fixture
-def certs(tmp_path: Path, ca: trustme.CA) -> Path:
-    server = ca.issue_cert("localhost", "127.0.0.1", key_type=RSA)
+def certs(tmp_path: Path, ca: trustme.CA, server_cert: trustme.LeafCert) -> Path:
+    server = server_cert
     server.cert_chain_pems[0].write_to_path(str(tmp_path / "server.crt"))
     server.private_key_pem.write_to_path(str(tmp_path / "server.key"))
     server.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))

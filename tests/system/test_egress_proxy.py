@@ -29,30 +29,18 @@ from ..egress_support import (
     NoDNS,
     exporter_with,
     flip,
-    not_after,
     outcome,
     probe,
     server_ctx,
+    shows_expiry_of,
     tinyproxy,
     tls_vendor,
-    write_ca,
 )
 
 # tinyproxy takes only a few characters in a password; the URL spells the '.' percent-encoded, which
 # the exporter decodes
 USER, PASSWORD = "alice", "s3cr3t.proxy_pw-Z9"
 QUOTED = "s3cr3t%2Eproxy_pw-Z9"
-EXPIRY = "apistatus_tls_cert_expiry_timestamp_seconds"
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
-    return write_ca(ca, tmp_path / "ca.pem")
 
 
 async def test_https_vendor_through_the_proxy_with_connect(ca: trustme.CA, ca_file: str, tmp_path: Path) -> None:
@@ -70,7 +58,7 @@ async def test_https_vendor_through_the_proxy_with_connect(ca: trustme.CA, ca_fi
         assert proxy.connects() == [f"CONNECT localhost:{vendor.port} HTTP/1.1"]
         assert vendor.handshakes == 1
         # the vendor's certificate, seen through the tunnel
-        assert sample(text, EXPIRY, target="t") == not_after(leaf)
+        assert shows_expiry_of(text, leaf, target="t")
         assert f"127.0.0.1:{proxy.port}" in page  # the page says which proxy the target goes through
 
 

@@ -3,6 +3,7 @@ it stays bounded in memory however the answers vary."""
 
 from __future__ import annotations
 
+import functools
 import gc
 import random
 import tracemalloc
@@ -21,6 +22,7 @@ from exporter.state import State, TargetState
 FAILURE = "server_error"
 
 
+@functools.cache  # a Target is frozen: one per size serves every test (a load parses every catalog)
 def _target(history: int = 50) -> Target:
     cfg = parse_config(Node({"global": {"history": history}, "targets": [
         {"name": "a", "vendor": "flipsnack", "base_url": "http://127.0.0.1:9",
