@@ -281,6 +281,30 @@ async def test_debug_traces_tell_the_tls_version_and_the_certificate_dates(
     no_secret_shown([text, out, kept[1]], [v + "-t" for v in FLIP_CREDS.values()])
 
 
+@pytest.mark.xfail(strict=True, reason="engine.py _Transfer.debug searches every verbose line for the TLS "
+                   "line: anchor it (_TLS_LINE.match(data)); engine.py is another helper's, see the review6 report")
+async def test_a_certificate_whose_subject_reads_like_curls_tls_line_does_not_set_the_tls_version(
+        tmp_path: Path) -> None:
+    # curl's verbose text prints the vendor's subject and issuer after its own "SSL connection using"
+    # line: a name written like that line must not become the trace's TLS version and cipher
+    ca = trustme.CA(organization_unit_name="SSL connection using TLSv1 / ISSUER_SAYS_SO")
+    leaf = ca.issue_cert("127.0.0.1", common_name="SSL connection using TLSv1.1 / SUBJECT_SAYS_SO")
+    ctx = server_ctx(leaf)
+    ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+    srv = await FaultServer.start(ctx)
+    try:
+        raw = {"global": {"interval": "60s", "timeout": "5s",
+                          "http_client": {"tls_config": {"ca_file": write_ca(ca, tmp_path / "ca.pem")}}},
+               "targets": [flip("t", srv.url("ok"))]}
+        async with running_exporter(config_from(raw), clock=FakeClock(time.time())) as run:
+            status, text, _ = await _debug(run, "t")
+    finally:
+        await srv.close()
+    line = next(line for line in text.splitlines() if line.startswith("    tls: "))
+    assert status == 200 and line.startswith("    tls: TLS 1.3 (TLS_"), line
+    assert "SAYS_SO" not in text
+
+
 async def test_a_chain_whose_intermediate_expires_first_says_so(tmp_path: Path) -> None:
     # trustme's intermediate ends in 3000: a leaf made to outlive it (OpenSSL accepts such a chain)
     root = trustme.CA()
