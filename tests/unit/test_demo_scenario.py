@@ -65,3 +65,39 @@ def test_a_broken_timetable_is_one_line_naming_the_file_and_step(tmp_path: Path,
         assert message.startswith(f"{path}: {error}") and "\n" not in message, message
     else:
         assert message == f"{path}: {error}"
+
+
+@pytest.mark.xfail(strict=True, reason="demo.yaml: each declared episode's failure outlasts its declaration's "
+                   "start by 15 to 17 s, a page is read once a minute; see the review6 report")
+def test_every_failure_the_demo_says_its_vendor_declared_is_confirmed_whenever_the_page_is_read() -> None:
+    # A status page is read once every FETCH_EVERY seconds, at a moment the demo does not choose (when the
+    # exporter started, a reload). The note of such a failure says the vendor's page declares it, so
+    # whatever the moment of the reads, a probe during the failure must see the declaration: a read must
+    # fall between the declaration and the failure's last probe, a span of at least FETCH_EVERY. Shorter,
+    # and in some cycles every probe of the failure shows "vendor reports operational". What a read saw
+    # stands for up to FETCH_EVERY after the declaration ends: no other failure of the vendor may start
+    # then (the next cycle's included), or it shows "vendor confirms" the incident of another.
+    from exporter.vendorstatus import FETCH_EVERY
+
+    interval = 5.0  # start_demo's probe interval: the failure's last probe may come this long before its end
+    short = []
+    for vendor in sorted({step.vendor for step in SCENARIO}):
+        steps = sorted((s for s in SCENARIO if s.vendor == vendor), key=lambda s: s.at)
+        for key in ("status_incident", "status_maintenance"):
+            for on in (s for s in steps if s.settings.get(key)):
+                off = next((s.at for s in steps if s.at > on.at and key in s.settings and not s.settings[key]), CYCLE)
+                for failure in (s for s in steps if s.note and on.at <= s.at < off):
+                    switched = {k for k, v in failure.settings.items() if v}
+                    end = next((s.at for s in steps if s.at > failure.at and any(
+                        k in switched and not v for k, v in s.settings.items())), CYCLE)
+                    span = min(off, end - interval) - on.at
+                    if span < FETCH_EVERY:
+                        short.append(f"{vendor}: {key} at {on.at:g} s, {failure.note!r} until {end:g} s: "
+                                     f"{span:g} s of reads that confirm it")
+                for other in (s for s in steps if s.note and not on.at <= s.at < off):
+                    # from the declaration's end (where a read may have seen it) for FETCH_EVERY, cycle after cycle
+                    if (other.at - off) % CYCLE < FETCH_EVERY:
+                        short.append(f"{vendor}: {key} until {off:g} s, read as late as {off + FETCH_EVERY:g} s: "
+                                     f"{other.note!r} at {other.at:g} s shows it")
+    assert {step.vendor for step in SCENARIO if any(k.startswith("status_") for k in step.settings)}
+    assert not short, short
