@@ -109,8 +109,11 @@ def test_a_broken_shipped_demo_or_simulator_file_is_one_line_not_a_traceback(tmp
     # edit that breaks one (a packager's, a developer's) is the loader's one-line error, exit status 1
     import shutil
 
+    from exporter.demo import CYCLE
+
     for file, old, new, error in (
-            ("demo.yaml", "cycle: 150\n", "cycle: [150]\n", "demo.yaml: cycle: must be a number (got [150])"),
+            ("demo.yaml", f"cycle: {CYCLE:g}\n", f"cycle: [{CYCLE:g}]\n",
+             f"demo.yaml: cycle: must be a number (got [{CYCLE:g}])"),
             ("simulators/vendors.yaml", "  window_limit: 50\n", "  window_limit: lots\n",
              "vendors.yaml: anthropic.window_limit: must be a whole number (got 'lots')")):
         copy = tmp_path / file.replace("/", "-")
