@@ -271,8 +271,11 @@ async def _serve(args: argparse.Namespace, shard: Shard) -> int:
             return 0
         exp = Exporter(select(config, shard), path, loader=lambda: select(load_config(path), shard), shard=shard)
     else:
-        from .demo import start_demo
-
+        try:  # the demo's timetable and the simulators' settings are checked as they are imported
+            from .demo import start_demo
+        except ConfigError as exc:
+            log.error("%s", exc)
+            return 1
         demo = await start_demo()
         cleanup.append(demo.close)
         exp = Exporter(select(demo.config, shard), loader=None, shard=shard)
@@ -359,8 +362,11 @@ def main(argv: list[str] | None = None) -> int:
     if command in (["simulate"], ["config"], ["probe"]):
         GC.resume()  # only serving and the config check run paused (the simulators run for long)
     if command == ["simulate"]:
-        from .simulators.__main__ import main as simulate
-
+        try:  # the simulators' settings (vendors.yaml) are checked as they are imported
+            from .simulators.__main__ import main as simulate
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         return simulate(argv[1:])
     if command == ["config"]:
         from .cli import config_main

@@ -78,10 +78,12 @@ def _ticks() -> list[Step]:
     """Quotas running out over the cycle: uploads down to 0, storage and traffic filling up, GitHub's hourly
     quota spent, OpenAI's requests a minute used by other traffic."""
     out = []
-    for tick in range(int(CYCLE // TICK)):
-        out.append(Step(tick * TICK, "flipsnack", {"uploads_left": max(0, 120 - 10 * tick)}))
-        out.append(Step(tick * TICK, "movingimage", {"traffic_used": (4000 + 60 * tick) * GB}))
-        out.append(Step(tick * TICK, "github", {"core_used": 1000 + 250 * tick}))
+    ticks = int(CYCLE // TICK)
+    for tick in range(ticks):
+        part = tick / ticks  # how far into the cycle: the ramps take the same share of any cycle's length
+        out.append(Step(tick * TICK, "flipsnack", {"uploads_left": max(0, round(120 - 150 * part))}))
+        out.append(Step(tick * TICK, "movingimage", {"traffic_used": round(4000 + 900 * part) * GB}))
+        out.append(Step(tick * TICK, "github", {"core_used": round(1000 + 3750 * part)}))
         out.append(Step(tick * TICK, "openai", {"burst": 25}))  # other traffic on the key, a minute in the window
     return out
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 __all__ = [
@@ -186,6 +186,18 @@ class RecordError(ExporterError):
 
     def __post_init__(self) -> None:
         super().__init__(self.message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # an exception is copied and pickled as ``type(self)(*self.args)``, and ``args`` holds the message
+        # alone: rebuilt from its fields instead (a signer copies the failure each waiting probe raises)
+        record: Any = self  # a dataclass: every subclass is declared as one
+        values = {f.name: getattr(self, f.name) for f in fields(record)}
+        state = {key: value for key, value in vars(self).items() if key not in values}  # __notes__, say
+        return _rebuilt, (type(self), values), state or None
+
+
+def _rebuilt(cls: type[RecordError], values: dict[str, Any]) -> RecordError:
+    return cls(**values)
 
 
 _UNSET: Any = object()

@@ -3,9 +3,10 @@
 Vendors echo what we sent, in whatever encoding their stack produces: percent-encoded (either hex
 case, ``+`` for a space), JSON-escaped (``\\/``, ``\\uXXXX`` for any character, surrogate pairs),
 base64 (standard or URL-safe, the secret at any byte offset of the encoded text, e.g. inside a Basic
-``user:password``). The first two are found by decoding every escape run of the text and searching
-the decoded text, in any mix of escaped and literal characters (an escape run that holds part of a
-secret goes whole); base64 renderings are plain substrings. Matching works on the whole text, which
+``user:password``), hex (either case: a debug echo of the bytes), UTF-16 (a .NET stack's body, read as
+UTF-8: every other byte NUL). The first two are found by decoding every escape run of the text and
+searching the decoded text, in any mix of escaped and literal characters (an escape run that holds part
+of a secret goes whole); the other renderings are plain substrings. Matching works on the whole text, which
 callers hand over before they cut an excerpt (a secret straddling the cut would leak its start).
 """
 
@@ -135,12 +136,25 @@ def _escaped_forms(text: str, secrets: tuple[str, ...]) -> str:
     return "".join(out)
 
 
+def _byte_forms(secret: str) -> list[str]:
+    """The secret's hex, and its UTF-16 (either byte order) as a body is shown: decoded as UTF-8, an
+    invalid byte replaced; kept when enough of it is the secret's own (not replacement characters and NULs)."""
+    raw = secret.encode("utf-8", "surrogatepass")
+    out = [raw.hex(), raw.hex().upper()]
+    for codec in ("utf-16-le", "utf-16-be"):
+        shown = secret.encode(codec, "surrogatepass").decode("utf-8", "replace")
+        if len(shown.replace("\ufffd", "").replace("\0", "")) >= MIN_SECRET:
+            out.append(shown)
+    return out
+
+
 @functools.lru_cache(maxsize=1024)
 def _plain_forms(secrets: tuple[str, ...]) -> tuple[str, ...]:
-    """The base64 renderings of the secrets, longest first."""
+    """The base64, hex and UTF-16 renderings of the secrets, longest first."""
     forms: set[str] = set()
     for secret in secrets:
         forms.update(_base64_forms(secret))
+        forms.update(_byte_forms(secret))
     return tuple(sorted(forms, key=len, reverse=True))
 
 

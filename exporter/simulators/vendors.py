@@ -30,6 +30,7 @@ VENDORS_FILE = Path(str(resources.files(__package__).joinpath("vendors.yaml")))
 _CODE = r"[A-Za-z0-9_.-]{1,32}"
 _NAME = r"[a-z][a-z0-9_]{0,63}"
 _VENDOR = r"[a-z][a-z0-9-]{0,63}"
+_CREDENTIAL = r"[A-Za-z_][A-Za-z0-9_]{0,63}"
 #: an HTTP header name (RFC 9110 token)
 _HEADER = r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}"
 _PATH = r"/[^\s?#]{0,200}"
@@ -80,8 +81,12 @@ def _readers(conditions: Collection[str], reserved: Collection[str]) -> dict[str
         return MappingProxyType(out)
 
     def default_credentials(node: Node) -> Mapping[str, str]:
-        return MappingProxyType({key: _string(value, r".{1,200}", "a text of 1 to 200 characters")
-                                 for key, value in node.mapping().items()})
+        out: dict[str, str] = {}
+        for key, value in node.mapping().items():
+            if not re.fullmatch(_CREDENTIAL, key):  # a name the catalogs' credentials could have
+                value.fail("must be a credential name of letters, digits and '_'", show=False)
+            out[key] = _string(value, r".{1,200}", "a text of 1 to 200 characters")
+        return MappingProxyType(out)
 
     return {
         "prefix": lambda node: _string(node, f"({_PATH})?", "empty or a path starting with /"),
@@ -93,7 +98,7 @@ def _readers(conditions: Collection[str], reserved: Collection[str]) -> dict[str
         "path": lambda node: _string(node, _PATH, "a path starting with /"),
         "key_header": lambda node: _string(node, _HEADER, "an HTTP header name"),
         "key_scheme": lambda node: _string(node, r"[!-~][ -~]{0,31}|", "up to 32 printable ASCII characters"),
-        "key_credential": lambda node: _string(node, r"[A-Za-z_][A-Za-z0-9_]{0,63}", "a credential name"),
+        "key_credential": lambda node: _string(node, _CREDENTIAL, "a credential name"),
         "missing_key_code": _code,
         "wrong_key_code": _code,
     }

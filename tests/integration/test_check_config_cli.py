@@ -102,3 +102,30 @@ def test_an_override_does_not_fail_the_builtin_examples_but_its_own_run(tmp_path
                                       "class": "maintenance", "code": "team_added_to_org"}]
     run = check_config(tmp_path, {"vendors": override, "targets": [target]})
     assert run.returncode == 1 and "vendors.slack.examples[0]: expected class maintenance" in run.stderr
+
+
+def test_a_broken_shipped_demo_or_simulator_file_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    # demo.yaml and simulators/vendors.yaml are read as the demo and the simulators are imported: an
+    # edit that breaks one (a packager's, a developer's) is the loader's one-line error, exit status 1
+    import shutil
+
+    from exporter.demo import CYCLE
+
+    for file, old, new, error in (
+            ("demo.yaml", f"cycle: {CYCLE:g}\n", f"cycle: [{CYCLE:g}]\n",
+             f"demo.yaml: cycle: must be a number (got [{CYCLE:g}])"),
+            ("simulators/vendors.yaml", "  window_limit: 50\n", "  window_limit: lots\n",
+             "vendors.yaml: anthropic.window_limit: must be a whole number (got 'lots')")):
+        copy = tmp_path / file.replace("/", "-")
+        shutil.copytree(ROOT / "exporter", copy / "exporter", ignore=shutil.ignore_patterns("__pycache__"))
+        text = (copy / "exporter" / file).read_text()
+        assert old in text, file
+        (copy / "exporter" / file).write_text(text.replace(old, new, 1))
+        commands = [["demo", "--web.listen-address", "127.0.0.1:0"]]
+        if file.startswith("simulators/"):
+            commands.append(["simulate"])
+        for command in commands:
+            run = subprocess.run([sys.executable, "-m", "exporter", *command], capture_output=True, text=True,
+                                 timeout=60, cwd=copy, env={**os.environ, "PYTHONPATH": str(copy)})
+            assert run.returncode == 1 and "Traceback" not in run.stderr, (command, run.stderr)
+            assert len(run.stderr.strip().splitlines()) == 1 and error in run.stderr, (command, run.stderr)

@@ -56,6 +56,11 @@ ENCODINGS: dict[str, Callable[[str], str]] = {
     "mixed": lambda v: "".join(quote(c, safe="") if i % 2 else json.dumps(c)[1:-1] for i, c in enumerate(v)),
     **{f"base64_{k}": _b64(base64.b64encode, k) for k in range(3)},
     **{f"base64url_{k}": _b64(base64.urlsafe_b64encode, k) for k in range(3)},
+    # the bytes in hex (a debug echo), and a UTF-16 body (a .NET stack's) as the exporter reads it: as UTF-8
+    "hex": lambda v: v.encode().hex(),
+    "hex_upper": lambda v: v.encode().hex().upper(),
+    **{f"utf16_{order}": (lambda codec: lambda v: v.encode(codec).decode("utf-8", "replace"))(f"utf-16-{order}")
+       for order in ("le", "be")},
 }
 
 
@@ -128,7 +133,8 @@ class EchoVendor:
         sent_token = request.headers["Authorization"].removeprefix("Bearer ")
         first = " ".join(encode(v) for v in (self.login["username"], sent_token, self.refresh))
         last = encode(self.login["password"])
-        filler = "x" * (EXCERPT_BYTES - len(first.encode()) - len(last.encode()) // 2 - 2)
+        # the cut after the first half of its characters (some take 3 bytes: a UTF-16 form's U+FFFD)
+        filler = "x" * (EXCERPT_BYTES - len(first.encode()) - len(last[: len(last) // 2].encode()) - 2)
         body = f"{first} {filler} {last} tail"
         cut = body.encode()[:EXCERPT_BYTES].decode("utf-8", "ignore")
         assert last not in cut and last[: len(last) // 2] in cut  # it really straddles the cut

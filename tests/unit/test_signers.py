@@ -178,3 +178,45 @@ def test_the_wire_url_quotes_every_parameter_exactly_as_urlencode_does() -> None
         request = HttpRequest("GET", "http://vendor.invalid/a b/é", params)
         assert wire_url(request) == f"{URL(request.url)}?{urlencode(params)}", params
     assert wire_url(HttpRequest("GET", "http://vendor.invalid/x")) == "http://vendor.invalid/x"
+
+
+def test_the_errors_that_carry_fields_survive_copy_and_pickle_with_every_field() -> None:
+    # an exception is copied as type(self)(*self.args), and args holds the message alone: a dataclass
+    # error with more than one field could be neither copied nor pickled (TypeError: missing arguments)
+    import copy
+    import pickle
+
+    from exporter.engine import TransportError
+
+    refused = TransportError(7, "Failed to connect", os_errno=111, status=0, encoding="gzip")
+    refused.add_note("through the corp proxy")
+    login = model.SignError("auth", "invalid_client", "the token endpoint refused the client", 401)
+    for error in (refused, login):
+        for again in (copy.copy(error), copy.deepcopy(error), pickle.loads(pickle.dumps(error))):
+            assert again is not error and type(again) is type(error)
+            assert vars(again) == vars(error) and str(again) == str(error) and again.args == error.args
+
+
+async def test_each_probe_that_waited_for_a_failed_token_fetch_raises_its_own_error() -> None:
+    # one fetch fails in transport for every probe that waited for it; each must raise an exception of
+    # its own: one object raised in many tasks collects every task's traceback and context
+    import asyncio
+
+    from exporter.engine import TransportError
+    from exporter.signers import OAuth2Options
+
+    signer = make_signer("oauth2", _ctx({"client_id": "id", "client_secret": "s3cret"},
+                                        OAuth2Options(token_url="https://login.invalid/token")))
+    release = asyncio.Event()
+
+    async def unreachable(request: HttpRequest) -> Answer:
+        await release.wait()
+        raise TransportError(7, "Failed to connect to login.invalid port 443", os_errno=111)
+
+    probes = [asyncio.ensure_future(signer.sign(HttpRequest("GET", "https://vendor.invalid/x"), 0.0, unreachable))
+              for _ in range(3)]
+    await asyncio.sleep(0)
+    release.set()
+    raised = await asyncio.gather(*probes, return_exceptions=True)
+    assert all(isinstance(error, TransportError) and (error.code, error.os_errno) == (7, 111) for error in raised)
+    assert len({id(error) for error in raised}) == 3

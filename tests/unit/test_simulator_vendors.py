@@ -67,6 +67,8 @@ BROKEN = {
     "credential_read_as_a_number": ("rubiq:\n  default_credentials:\n    app_key: 0123\n",
                                     "rubiq.default_credentials.app_key: must be a text (quote a code or a "
                                     "credential that looks like a number) (got 83)"),
+    "credential_name": ("rubiq:\n  default_credentials:\n    1: \"32767\"\n",
+                        "rubiq.default_credentials.1: must be a credential name of letters, digits and '_'"),
     "common_setting_again": ("slack:\n  extra_settings:\n    delay: 1\n",
                              "slack.extra_settings.delay: is a setting every simulator has "
                              "(base.COMMON_SETTINGS): choose another name"),
