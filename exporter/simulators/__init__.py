@@ -9,7 +9,7 @@ object on the simulator): ``reset`` (back to healthy), ``code`` (answer with thi
 ``rate_limited``, ``quota_exceeded``, ``server_error``, ``delay`` (seconds), ``down`` (close the
 connection without an answer), ``clock_offset`` (seconds), ``retry_after`` (seconds),
 ``status_incident``, ``status_maintenance`` and ``status_component`` (what the vendor declares on its
-own status page, for the vendors that have one: base.STATUS_PAGES); and each vendor's own, its
+own status page, for the vendors that have one: its status_page in vendors.yaml); and each vendor's own, its
 ``extra_settings`` in vendors.yaml (e.g. bannersnack ``banner_missing``, slack ``revoked``, ``burst``).
 A condition the vendor has no documented signal for (no code for it in its ``condition_codes``, e.g.
 rubiq maintenance) is refused with a ControlError.
@@ -28,7 +28,7 @@ from ..clock import Clock
 from .anthropic import AnthropicSimulator
 from .aws_sts import AwsStsSimulator
 from .bannersnack import BannersnackSimulator
-from .base import STATUS_PAGES, ControlError, Simulator
+from .base import ControlError, Simulator
 from .bizwebs import BizwebsSimulator
 from .cloudflare import CloudflareSimulator
 from .datadog import DatadogSimulator
@@ -86,9 +86,9 @@ class SimulatorSet:
 
     def status_pages(self) -> dict[str, dict[str, Any]]:
         """``vendors:`` overrides that point each catalog's status_page at its simulator's own."""
-        return {v: {"status_page": {"url": s.url + STATUS_PAGES[v].path, "format": STATUS_PAGES[v].format,
+        return {v: {"status_page": {"url": s.url + s.status_page.path, "format": s.status_page.format,
                                     "hosts": ["127.0.0.1"]}}
-                for v, s in self.sims.items() if v in STATUS_PAGES}
+                for v, s in self.sims.items() if s.status_page is not None}
 
     def targets_config(self, interval: str = "5s", status_pages: bool = False, **kw: Any) -> dict[str, Any]:
         """A config dict with one target per vendor, named after the vendor. ``kw`` goes into

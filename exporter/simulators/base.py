@@ -16,16 +16,15 @@ import re
 import ssl
 from collections import Counter, deque
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from aiohttp import web
 
 from ..clock import Clock, SystemClock
-from .vendors import vendor_settings
+from .vendors import StatusPageSim, vendor_settings
 
-__all__ = ["COMMON_SETTINGS", "CONDITIONS", "STATUS_PAGES", "ControlError", "Simulator", "StatusPageSim",
+__all__ = ["COMMON_SETTINGS", "CONDITIONS", "ControlError", "Simulator", "StatusPageSim",
            "WindowedSimulator", "json_answer"]
 
 #: settings every simulator takes, with their healthy values
@@ -41,7 +40,7 @@ COMMON_SETTINGS: dict[str, Any] = {
     "down": False,  # accept the connection, then close it without an answer
     "clock_offset": 0.0,  # seconds added to the simulator's clock: skews timestamps it checks
     "retry_after": 30,  # the Retry-After seconds sent where the vendor sends one
-    # the vendor's own status page (STATUS_PAGES): an incident or a maintenance it declares, by title,
+    # the vendor's own status page (status_page in vendors.yaml): an incident or a maintenance it declares, by title,
     # on one component (its id; None: the first one listed)
     "status_incident": None,
     "status_maintenance": None,
@@ -51,39 +50,6 @@ COMMON_SETTINGS: dict[str, Any] = {
 _STATUS_TEXT = ("status_incident", "status_maintenance", "status_component")
 
 
-@dataclass(frozen=True, slots=True)
-class StatusPageSim:
-    """A vendor's public status page as the simulator serves it: where, in which format
-    (exporter/statuspage.py), and the components it lists, (id, name) each."""
-
-    path: str
-    format: str
-    components: tuple[tuple[str, str], ...]
-
-
-#: the status pages of the vendors that have one (their catalogs' status_page), on the simulator's port;
-#: ids shaped like the real ones (GitHub's are its real component ids)
-STATUS_PAGES: Mapping[str, StatusPageSim] = {
-    "github": StatusPageSim("/api/v2/summary.json", "statuspage", (
-        ("brv1bkgrwx7q", "API Requests"), ("8l4ygp009s5s", "Git Operations"), ("4230lsnqdsld", "Webhooks"))),
-    "twilio": StatusPageSim("/api/v2/summary.json", "statuspage", (
-        ("tw0restapi01", "REST API"), ("tw0messaging", "Programmable Messaging"), ("tw0voice0001", "Voice"))),
-    "openai": StatusPageSim("/api/v2/summary.json", "incidentio", (
-        ("01J00000000000000000000A01", "Chat Completions"), ("01J00000000000000000000A02", "Responses"),
-        ("01J00000000000000000000A03", "Login"), ("01J00000000000000000000A04", "Login"))),
-    "slack": StatusPageSim("/api/v2.0.0/current", "slack", (
-        ("Apps/Integrations/APIs", "Apps/Integrations/APIs"), ("Messaging", "Messaging"),
-        ("Login/SSO", "Login/SSO"))),
-    "cloudflare": StatusPageSim("/api/v2/summary.json", "statuspage", (
-        ("cf0api000001", "API"), ("cf0dash00001", "Dashboard"), ("cf0dns000001", "DNS Root Servers"))),
-    "datadog": StatusPageSim("/api/v2/summary.json", "statuspage", (
-        ("dd0api000001", "API"), ("dd0webapp001", "Web App"), ("dd0logs00001", "Logs"))),
-    "sendgrid": StatusPageSim("/api/v2/summary.json", "statuspage", (
-        ("sg0api000001", "API"), ("sg0mailsend1", "Mail Sending"), ("sg0webhook01", "Event Webhook"))),
-    "anthropic": StatusPageSim("/api/v2/summary.json", "statuspage", (
-        ("an0api000001", "Claude API (api.anthropic.com)"), ("an0claudeai1", "claude.ai"),
-        ("an0console01", "Claude Console"))),
-}
 #: the condition settings, in the order they win when several are on
 CONDITIONS = ("maintenance", "server_error", "disabled", "quota_exceeded", "rate_limited")
 _CODE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
@@ -117,7 +83,10 @@ class Simulator:
     default_credentials: ClassVar[Mapping[str, str]] = {}
     #: the keys of its vendor's entry in vendors.yaml a simulator of this kind reads, each becoming the
     #: class attribute of that name; one without a default in the class is required
-    settings_keys: ClassVar[tuple[str, ...]] = ("prefix", "condition_codes", "extra_settings", "default_credentials")
+    #: the vendor's own public status page, served on the simulator's port, if its catalog names one
+    status_page: ClassVar[StatusPageSim | None] = None
+    settings_keys: ClassVar[tuple[str, ...]] = ("prefix", "condition_codes", "extra_settings", "default_credentials",
+                                                "status_page")
 
     def __init_subclass__(cls, vendor: str = "", **kwargs: Any) -> None:
         """``class XSimulator(Simulator, vendor="x")``: the class simulates vendor x, with the settings of
@@ -201,7 +170,7 @@ class Simulator:
 
     def _coerce(self, key: str, value: Any, default: Any) -> Any:
         if key in _STATUS_TEXT:
-            page = STATUS_PAGES.get(self.vendor)
+            page = self.status_page
             if page is None:
                 raise ControlError(f"{self.vendor}: the vendor has no status page to declare anything on")
             if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 200):
@@ -274,7 +243,7 @@ class Simulator:
         app = web.Application(middlewares=[self._middleware])
         app.router.add_get("/_control", self._get_control)
         app.router.add_post("/_control", self._post_control)
-        page = STATUS_PAGES.get(self.vendor)
+        page = self.status_page
         if page is not None:  # before the vendor's routes: some end in a catch-all
             app.router.add_get(page.path, self._status_page)
         self.routes(app)
@@ -284,7 +253,8 @@ class Simulator:
 
     def status_document(self) -> dict[str, Any]:
         """The page as its format lays it out, with the declared incident or maintenance."""
-        page = STATUS_PAGES[self.vendor]
+        page = self.status_page
+        assert page is not None  # served only for a vendor with a page
         stamp = datetime.fromtimestamp(self.status_since, UTC).isoformat().replace("+00:00", "Z")
         target = self.settings["status_component"] or page.components[0][0]
         incident, maint = self.settings["status_incident"], self.settings["status_maintenance"]
@@ -326,7 +296,7 @@ class Simulator:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        page = STATUS_PAGES.get(self.vendor)
+        page = self.status_page
         if request.path == "/_control" or (page is not None and request.path == page.path):
             # the status page is another service of the vendor's: its conditions do not touch it
             response: web.StreamResponse = await handler(request)

@@ -1,6 +1,7 @@
 """The vendor simulators' settings: vendors.yaml beside this module, one entry per vendor (the path a
 target's base_url carries, the code of each condition, the vendor's own control settings, the demo
-credentials, request windows, a header-key vendor's path, header and codes).
+credentials, request windows, a header-key vendor's path, header and codes, the vendor's own status
+page).
 
 Vendor knowledge lives in data: a simulator class names its entry (``class XSimulator(Simulator,
 vendor="x")``) and keeps only how its vendor behaves. The file is read once, through the exporter's one
@@ -14,14 +15,16 @@ import functools
 import math
 import re
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from .._yamlnode import ConfigError, Node, load_yaml
+from ..statuspage import FORMATS
 
-__all__ = ["VENDORS_FILE", "load_vendors", "vendor_settings"]
+__all__ = ["VENDORS_FILE", "StatusPageSim", "load_vendors", "vendor_settings"]
 
 #: the simulators' settings as shipped
 VENDORS_FILE = Path(str(resources.files(__package__).joinpath("vendors.yaml")))
@@ -34,6 +37,31 @@ _CREDENTIAL = r"[A-Za-z_][A-Za-z0-9_]{0,63}"
 #: an HTTP header name (RFC 9110 token)
 _HEADER = r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}"
 _PATH = r"/[^\s?#]{0,200}"
+
+
+@dataclass(frozen=True, slots=True)
+class StatusPageSim:
+    """A vendor's public status page as the simulator serves it: where, in which format
+    (exporter/statuspage.py), and the components it lists, (id, name) each."""
+
+    path: str
+    format: str
+    components: tuple[tuple[str, str], ...]
+
+
+def _status_page(node: Node) -> StatusPageSim:
+    fields = node.mapping(allowed=("path", "format", "components"), required=("path", "format", "components"))
+    components: list[tuple[str, str]] = []
+    for item in fields["components"].seq():
+        pair = item.seq()
+        if len(pair) != 2:
+            item.fail("must be [id, name]")
+        components.append((_string(pair[0], r"[!-~]{1,64}", "an id of printable ASCII characters"),
+                           _string(pair[1], r"[^\n]{1,200}", "a name of 1 to 200 characters")))
+    if not components:
+        fields["components"].fail("must list at least one component")
+    return StatusPageSim(_string(fields["path"], _PATH, "a path starting with /"), fields["format"].choice(FORMATS),
+                         tuple(components))
 
 
 def _string(node: Node, pattern: str = r"[^\n]{0,200}", what: str = "") -> str:
@@ -101,6 +129,7 @@ def _readers(conditions: Collection[str], reserved: Collection[str]) -> dict[str
         "key_credential": lambda node: _string(node, _CREDENTIAL, "a credential name"),
         "missing_key_code": _code,
         "wrong_key_code": _code,
+        "status_page": _status_page,
     }
 
 

@@ -17,8 +17,7 @@ from exporter.catalog import StatusPageSpec
 from exporter.clock import FakeClock
 from exporter.engine import new_session
 from exporter.probe import Prober
-from exporter.simulators import SimulatorSet
-from exporter.simulators.base import STATUS_PAGES
+from exporter.simulators import SIMULATORS, SimulatorSet
 from exporter.simulators.faults import FaultServer
 from exporter.statuspage import parse
 from exporter.vendorstatus import FETCH_EVERY, PageState, VendorStatusBook
@@ -27,7 +26,7 @@ from ..conftest import config_from, idle, running_exporter, sample, serve
 from ..relay import Relay
 
 #: every vendor whose simulator serves a status page (each built-in catalog that names one)
-WITH_PAGES = tuple(STATUS_PAGES)
+WITH_PAGES = tuple(sim.vendor for sim in SIMULATORS if sim.status_page is not None)
 
 
 def config(s: SimulatorSet, copies: int = 1, **target_extra: Any) -> dict[str, Any]:

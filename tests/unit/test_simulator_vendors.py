@@ -53,8 +53,8 @@ def test_codes_and_healthy_values_keep_their_kind() -> None:
 BROKEN = {
     "key_typo": ("slack:\n  window_limt: 50\n",
                  "slack.window_limt: unknown key (allowed: condition_codes, default_credentials, extra_settings, "
-                 "key_credential, key_header, key_scheme, missing_key_code, path, prefix, window_limit, "
-                 "window_seconds, wrong_key_code)"),
+                 "key_credential, key_header, key_scheme, missing_key_code, path, prefix, status_page, "
+                 "window_limit, window_seconds, wrong_key_code)"),
     "unknown_condition": ("rubiq:\n  condition_codes:\n    maintanance: \"1\"\n",
                           "rubiq.condition_codes.maintanance: unknown key (allowed: disabled, maintenance, "
                           "quota_exceeded, rate_limited, server_error)"),
@@ -84,6 +84,12 @@ BROKEN = {
                              "slack.prefix: must be empty or a path starting with / (got 'api')"),
     "header_name": ("datadog:\n  key_header: \"DD API KEY\"\n",
                     "datadog.key_header: must be an HTTP header name (got 'DD API KEY')"),
+    "status_page_format": ("slack:\n  status_page: {path: /x, format: atom, components: [[a, b]]}\n",
+                           "slack.status_page.format: must be one of statuspage, incidentio, slack (got 'atom')"),
+    "status_page_component_not_a_pair": ("slack:\n  status_page: {path: /x, format: slack, components: [[a]]}\n",
+                                         "slack.status_page.components[0]: must be [id, name] (got ['a'])"),
+    "status_page_no_components": ("slack:\n  status_page: {path: /x, format: slack, components: []}\n",
+                                  "slack.status_page.components: must list at least one component (got [])"),
     "entry_not_a_mapping": ("slack: 50\n", "slack: must be a mapping (got 50)"),
     "vendor_name": ("Slack: {}\n", "Slack: must be a vendor name of lower case letters, digits and '-'"),
     "not_a_mapping": ("- slack\n", "must be a mapping (got ['slack'])"),
@@ -115,7 +121,7 @@ def test_a_class_of_a_kind_that_reads_no_window_refuses_an_entry_with_one() -> N
         class _Slack(Simulator, vendor="slack"):
             pass
     assert str(caught.value) == (f"{VENDORS_FILE}: slack.window_limit: is not read by this vendor's simulator (it "
-                                 "reads: prefix, condition_codes, extra_settings, default_credentials)")
+                                 "reads: prefix, condition_codes, extra_settings, default_credentials, status_page)")
 
 
 def test_a_header_key_class_needs_its_path_and_header() -> None:
