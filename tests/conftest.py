@@ -24,7 +24,7 @@ import yaml
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from exporter._yamlnode import Node
+from exporter._yamlnode import ConfigError, Node
 from exporter.app import Exporter
 from exporter.clock import Clock, FakeClock
 from exporter.config import Config, parse_config
@@ -98,6 +98,30 @@ def flipsnack_config_file(path: Path, url: str, name: str, interval: str, timeou
                                     "targets": [{"name": name, "vendor": "flipsnack", "base_url": url,
                                                  "credentials": {"api_key": "k", "secret": "s"}}]}))
     return path
+
+
+def broken_files(folder: str, pattern: str = "*.yaml") -> list[Path]:
+    """The files of tests/broken/``folder`` ("" for the configs themselves): each starts with the line
+    ``# error: {file}: ...`` (the exact refusal) or ``# error starts: {file}: ...`` (its start)."""
+    return sorted((ROOT / "tests" / "broken" / folder).glob(pattern))
+
+
+def written_refusal(path: Path) -> tuple[str, bool]:
+    """The refusal a broken file states on its first line, and whether it is exact (else its start)."""
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    exact = first.startswith("# error: ")
+    assert exact or first.startswith("# error starts: "), f"{path} must start with '# error: ' or '# error starts: '"
+    return first.split(": ", 1)[1].replace("{file}", str(path)).replace("{dir}", str(path.parent)), exact
+
+
+def assert_refused_as_written(path: Path, load: Callable[[Path], object]) -> None:
+    """Loading ``path`` is refused with the one line its first line states, naming the file."""
+    expected, exact = written_refusal(path)
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    message = str(caught.value)
+    assert "\n" not in message, message
+    assert message == expected if exact else message.startswith(expected), message
 
 
 def run_cli_here(*args: str) -> subprocess.CompletedProcess[str]:

@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
-from ..conftest import ROOT, run_cli_here
-from ..unit.test_config import EXAMPLE_ENV, example_copy, expected_error
+from ..conftest import ROOT, run_cli_here, written_refusal
+from ..unit.test_config import EXAMPLE_ENV, example_copy
 
 
 def _check(path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -28,7 +28,7 @@ def test_check_config_cli_accepts_the_example_and_rejects_a_broken_one(tmp_path:
     bad_path = ROOT / "tests" / "broken" / "duplicate_name.yml"
     bad = _check(bad_path, {})
     assert bad.returncode == 1
-    assert bad.stderr.strip() == "error: " + expected_error(bad_path)
+    assert bad.stderr.strip() == "error: " + written_refusal(bad_path)[0]
     assert "Traceback" not in bad.stderr
 
 

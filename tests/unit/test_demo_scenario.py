@@ -12,9 +12,10 @@ import pytest
 
 from exporter._yamlnode import parse_duration
 from exporter.demo import CYCLE, SCENARIO, SCENARIO_FILE, load_scenario, start_demo
-from exporter.model import ConfigError
 from exporter.simulators import SIMULATORS
 from exporter.vendorstatus import FETCH_EVERY
+
+from ..conftest import assert_refused_as_written, broken_files
 
 
 def test_the_shipped_timetable_loads_with_every_vendor_in_it() -> None:
@@ -34,42 +35,12 @@ def test_a_steps_settings_are_those_written() -> None:
     assert flipsnack[100.0] == {"code": None, "down": True}
 
 
-BROKEN = {
-    "unknown_vendor": ("cycle: 150\nsteps:\n  slak:\n    - {at: 5, settings: {maintenance: true}}\n",
-                       "steps.slak: unknown key (allowed: anthropic, aws-sts, bannersnack, bizwebs, cloudflare, "
-                       "datadog, flipsnack, github, movingimage, msgraph, openai, pagerduty, rubiq, sendgrid, slack, "
-                       "stripe, twilio)"),
-    "unknown_setting": ("cycle: 150\nsteps:\n  slack:\n    - {at: 5, settings: {maintenace: true}}\n",
-                        "steps.slack[0].settings: slack: unknown control setting 'maintenace' (known: "),
-    "setting_of_the_wrong_kind": ("cycle: 150\nsteps:\n  slack:\n    - {at: 5, settings: {maintenance: 'yes'}}\n",
-                                  "steps.slack[0].settings: slack: maintenance must be true or false, got 'yes'"),
-    "condition_without_a_signal": ("cycle: 150\nsteps:\n  rubiq:\n    - {at: 5, settings: {maintenance: true}}\n",
-                                   "steps.rubiq[0].settings: rubiq: the vendor documents no signal for maintenance"),
-    "at_past_the_cycle": ("cycle: 150\nsteps:\n  slack:\n    - {at: 150, settings: {maintenance: true}}\n",
-                          "steps.slack[0].at: must be less than the cycle (150 s) (got 150)"),
-    "no_settings": ("cycle: 150\nsteps:\n  slack:\n    - {at: 5, settings: {}}\n",
-                    "steps.slack[0].settings: must name at least one control setting (got {})"),
-    "settings_missing": ("cycle: 150\nsteps:\n  slack:\n    - {at: 5, note: slow}\n",
-                         "steps.slack[0].settings: is required"),
-    "key_typo": ("cycle: 150\nsteps:\n  slack:\n    - {at: 5, setings: {maintenance: true}}\n",
-                 "steps.slack[0].setings: unknown key (allowed: at, note, settings)"),
-    "steps_not_a_list": ("cycle: 150\nsteps:\n  slack: {at: 5}\n", "steps.slack: must be a list (got {at: 5})"),
-    "cycle_missing": ("steps: {}\n", "cycle: is required"),
-}
 
 
-@pytest.mark.parametrize(("text", "error"), BROKEN.values(), ids=BROKEN.keys())
-def test_a_broken_timetable_is_one_line_naming_the_file_and_step(tmp_path: Path, text: str, error: str) -> None:
-    path = tmp_path / "demo.yaml"
-    path.write_text(text, encoding="utf-8")
-    with pytest.raises(ConfigError) as caught:
-        load_scenario(path)
-    message = str(caught.value)
-    if error.endswith("(known: "):  # the list of settings is the simulator's to extend
-        assert message.startswith(f"{path}: {error}") and "\n" not in message, message
-    else:
-        assert message == f"{path}: {error}"
-
+@pytest.mark.parametrize("path", broken_files("demo"), ids=lambda path: path.stem)
+def test_a_broken_timetable_is_one_line_naming_the_file_and_step(path: Path) -> None:
+    # the cases are files in tests/broken/demo, each stating its refusal on its first line
+    assert_refused_as_written(path, load_scenario)
 
 @dataclass(frozen=True)
 class Episode:
