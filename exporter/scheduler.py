@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .backoff import BACKOFF_CLASSES, next_delay, streak_after
+from .backoff import next_delay, streak_after
 from .budget import Budgets
 from .clock import Clock
 from .config import Target
@@ -434,16 +434,36 @@ class Scheduler:
         return self._slots.get(slot.target.name) is slot
 
     async def _probe_confirmed(self, slot: _Slot, target: Target) -> ProbeResult:
-        """Probe; with ``confirm_failures``, confirm a failure once before it becomes the current class.
-        The first attempt is recorded too, so a retry never hides a failure from the counters. Not
-        after answers that ask us to back off: a retry then would only add to the vendor's load."""
+        """Probe; with ``confirm_failures``, confirm a failure of any class with one more probe, within
+        the same interval, before it becomes the current class. The first attempt is recorded too (so a
+        retry never hides a failure from the counters, and ``apistatus_consecutive_failures`` reads 2
+        only once a failure is confirmed: what the alerts wait for). The second probe waits for the
+        answer's Retry-After and for room in the credential's budget; when either is further off than
+        half the interval, there is no second probe: the next scheduled one confirms, or not."""
         result = await self.probe_once(target)
-        if not target.confirm_failures or result.outcome.cls in UP | BACKOFF_CLASSES:
+        if not target.confirm_failures or result.outcome.cls in UP:
             return result
+        now = self.clock.monotonic()
+        wait = self._confirm_wait(target, result.outcome, now)
+        if wait is None:
+            return result  # ``_finish`` books the rest of what it spent, as for any probe
+        # the rest of what the first attempt spent, and the confirming probe's first request
+        self._book(target, now, result.requests)
         if self._current(slot):
-            self._record(result, self.clock.time(), 0.0)
-        self._book(target, self.clock.monotonic(), result.requests)
+            self._record(result, self.clock.time() + wait, 0.0)
+        if wait > 0:
+            await self.clock.sleep(wait)
+            if not self._current(slot):
+                return result  # a reload replaced the target meanwhile: its own schedule takes over
         return await self.probe_once(target)
+
+    def _confirm_wait(self, target: Target, outcome: Outcome, now: float) -> float | None:
+        """Seconds until a confirming probe may go out: after the answer's Retry-After and when the
+        budget has room for its first request; None when that is more than half the interval away."""
+        wait = outcome.retry_after or 0.0
+        if (budget := self.budgets.limiter(target)) is not None:
+            wait = max(wait, budget.wait(now))
+        return wait if wait <= target.interval / 2 else None
 
     def _book(self, target: Target, now: float, requests: int) -> None:
         """Book requests a probe made in its credential's shared budget."""

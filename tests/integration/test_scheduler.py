@@ -348,13 +348,15 @@ async def test_confirmation_retry_keeps_the_first_failure_visible(sim: Sim) -> N
     answers = iter([(200, {}, {"code": 41}), (200, {}, {"code": 20})])
     sim.vendor.answer = lambda r: next(answers, (200, {}, {"code": 20}))
     task = await run(sim, flip_targets(sim.url, confirm_failures=True))
-    await sim.step(2)
+    await sim.step(7)
     assert sim.state is not None
     ts = sim.state.get("t0")
     assert ts is not None
     assert ts.responses == {("auth", "41"): 1, ("ok", "20"): 1}
     assert ts.last is not None and ts.last.outcome.cls == "ok"
     assert len(sim.vendor.log) == 2
+    # the confirming probe waited for room in the key's share of Flipsnack's budget (5% of 5 a second)
+    assert sim.vendor.log[1][0] - sim.vendor.log[0][0] >= 4
     task.cancel()
 
 
@@ -405,7 +407,7 @@ async def test_a_failure_while_recording_a_result_never_stops_the_targets_schedu
                               rng=random.Random(7))
     sim.scheduler.apply(cfg.targets)
     task = asyncio.create_task(sim.scheduler.run())
-    await sim.step(25)
+    await sim.step(70)  # the confirming probes wait for the budget: 3 requests a minute
     ts = sim.state.get("t0")
     assert ts is not None
     assert len(sim.vendor.log) >= 4  # confirmed, then probed again on schedule
