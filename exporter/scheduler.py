@@ -447,8 +447,11 @@ class Scheduler:
         wait = self._confirm_wait(target, result.outcome, now)
         if wait is None:
             return result  # ``_finish`` books the rest of what it spent, as for any probe
-        # the rest of what the first attempt spent, and the confirming probe's first request
-        self._book(target, now, result.requests)
+        # the rest of what the first attempt spent now, and the confirming probe's first request for
+        # when it goes out: booked at once, the room it waits for stays its own (no other probe of the
+        # credential takes it meanwhile); booked now, it would leave the window early by the wait
+        self._book(target, now, result.requests - 1)
+        self._book(target, now + wait, 1)
         if self._current(slot):
             self._record(result, self.clock.time() + wait, 0.0)
         if wait > 0:

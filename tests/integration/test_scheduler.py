@@ -70,15 +70,17 @@ class Sim:
                                    cfg.global_.max_concurrency, rng=random.Random(7))
         self.scheduler.apply(cfg.targets)
 
-    async def step(self, seconds: float, every: float = 1.0) -> None:
-        """Advance simulated time, letting each probe's real HTTP exchange finish as it comes due."""
+    async def step(self, seconds: float, every: float = 1.0, patience: int = 2000) -> None:
+        """Advance simulated time, letting each probe's real HTTP exchange finish as it comes due (for
+        up to ``patience`` short real sleeps: a confirming probe that waits on the simulated clock
+        stays in flight, and a test full of them waits less)."""
         assert self.scheduler is not None
         done = 0.0
         while done < seconds:
             dt = min(every, seconds - done)
             await self.clock.advance(dt)
             done += dt
-            for _ in range(2000):
+            for _ in range(patience):
                 if not self.scheduler.in_flight():
                     break
                 await asyncio.sleep(0.002)
@@ -359,6 +361,24 @@ async def test_confirmation_retry_keeps_the_first_failure_visible(sim: Sim) -> N
     assert sim.vendor.log[1][0] - sim.vendor.log[0][0] >= 4
     task.cancel()
 
+
+
+@pytest.mark.parametrize("code", ["41", "50"])
+async def test_confirming_probes_keep_within_the_shared_budget(sim: Sim, code: str) -> None:
+    """Three targets on one Flipsnack key, every answer a failure (auth; a server error, which backs
+    off): each failure is confirmed by a second probe that waits for room in the key's share, and is
+    booked for when it goes out, so no window ever holds more than the share (5% of 5 a second and
+    of 60 a minute: 1 per 4 s, 3 a minute) with confirmations and scheduled probes in between."""
+    sim.vendor.answer = lambda r: (200, {}, {"code": code})
+    task = await run(sim, flip_targets(sim.url, n=3, interval="10s", same_key=True, confirm_failures=True))
+    await sim.step(300, patience=100)
+    times = [t for t, _ in sim.vendor.log]
+    assert max(sum(1 for u in times if t <= u < t + 60) for t in times) <= 3
+    assert max(sum(1 for u in times if t <= u < t + 4) for t in times) <= 1
+    assert sim.state is not None
+    confirmed = [ts.consecutive_failures for ts in sim.state]
+    assert all(n >= 2 for n in confirmed), confirmed  # and every target's failure got confirmed
+    task.cancel()
 
 
 @pytest.mark.parametrize("share", [1.0, 0.05])
