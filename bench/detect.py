@@ -13,22 +13,23 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
 import re
 import select
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.system.alerting import Webhook
 
 from .procs import ROOT, ProcError, _spawn, binary, exporter_env, free_port, get, workdir
 
@@ -81,36 +82,6 @@ def scale_rules(doc: dict[str, Any], factor: float) -> dict[str, Any]:
     return doc
 
 
-class Webhook:
-    """Alertmanager's webhook receiver: (monotonic time, receiver, notification) of each."""
-
-    def __init__(self) -> None:
-        self.got: list[tuple[float, str, dict[str, Any]]] = []
-        lock = self.lock = threading.Lock()
-        got = self.got
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
-                with lock:
-                    got.append((time.monotonic(), self.path.strip("/"), body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def since(self, t0: float) -> list[tuple[float, str, str, str]]:
-        """(time, receiver, alertname, vendor) of every notification after ``t0``."""
-        with self.lock:
-            return [(t, r, n["groupLabels"].get("alertname", ""), n["groupLabels"].get("vendor", ""))
-                    for t, r, n in self.got if t >= t0]
-
-
 @dataclass
 class DetectResult:
     factor: float
@@ -123,10 +94,19 @@ class DetectResult:
     flaky_answers: int = 0
     false_pages: int = 0
     false_notifications: list[tuple[str, str, str]] = field(default_factory=list)
+    #: the machine's 1-minute load average at the start and at the end (a shared machine slows the
+    #: stack down: the figures are in probe intervals, but a late scrape or evaluation still adds)
+    load: tuple[float, float] = (0.0, 0.0)
 
     def figures(self) -> tuple[float, float]:
         got = [d for _, _, d in self.incidents if d is not None]
         return (statistics.median(got), max(got)) if got else (float("nan"), float("nan"))
+
+
+def _notified(hook: Webhook, t0: float) -> list[tuple[float, str, str, str]]:
+    """(time, receiver, alertname, vendor) of every notification since ``t0``."""
+    return [(t, r, n["groupLabels"].get("alertname", ""), n["groupLabels"].get("vendor", ""))
+            for t, r, n in hook.since(t0)]
 
 
 def _post(url: str, data: dict[str, Any]) -> None:
@@ -139,6 +119,7 @@ def _post(url: str, data: dict[str, Any]) -> None:
 @contextlib.contextmanager
 def _stack(dir_: Path, factor: float, confirm: bool, root: Path) -> Iterator[tuple[dict[str, Any], Webhook, float]]:
     interval = 60.0 / factor
+    hook: Webhook | None = None
     sims_log = (dir_ / "sims.log").open("wb")
     sims = subprocess.Popen([sys.executable, "-m", "exporter", "simulate", "--json"], stdout=subprocess.PIPE,
                             stderr=sims_log, cwd=ROOT, start_new_session=True, env=exporter_env(root))
@@ -154,8 +135,10 @@ def _stack(dir_: Path, factor: float, confirm: bool, root: Path) -> Iterator[tup
             if "check" in sim:
                 t["check"] = sim["check"]
             targets.append(t)
-        config = {"global": {"interval": f"{interval:g}s", "timeout": f"{min(interval, 10 / factor * 2):g}s",
-                             "confirm_failures": confirm}, "targets": targets}
+        config: dict[str, Any] = {"global": {"interval": f"{interval:g}s",
+                                             "timeout": f"{min(interval, 10 / factor * 2):g}s"}, "targets": targets}
+        if not confirm:  # else the shipped default (on)
+            config["global"]["confirm_failures"] = False
         (dir_ / "exporter.yml").write_text(yaml.safe_dump(config))
         sys.path.insert(0, str(root / "mixin"))
         try:
@@ -197,6 +180,8 @@ def _stack(dir_: Path, factor: float, confirm: bool, root: Path) -> Iterator[tup
                                     f"--web.listen-address=127.0.0.1:{pport}"], pport, dir_, "/-/ready", wait=40)):
             yield described, hook, interval
     finally:
+        if hook is not None:
+            hook.close()
         with contextlib.suppress(ProcessLookupError):
             sims.terminate()
         sims.wait(10)
@@ -208,7 +193,7 @@ def run_detect(factor: float = 20.0, confirm: bool = True, healthy_intervals: fl
                seed: int | None = None) -> DetectResult:
     rng = random.Random(seed)
     with workdir("apistatus-detect-") as dir_, _stack(dir_, factor, confirm, root) as (sims, hook, interval):
-        result = DetectResult(factor, interval, confirm)
+        result = DetectResult(factor, interval, confirm, load=(os.getloadavg()[0], 0.0))
         time.sleep(5 * interval)  # every target probed and scraped healthy; the start-up's own alerts
         # incidents: started at random moments within one interval, each on its own vendor
         plan = sorted((rng.uniform(0, interval), inc) for inc in INCIDENTS)
@@ -221,11 +206,11 @@ def run_detect(factor: float = 20.0, confirm: bool = True, healthy_intervals: fl
         end = t_start + interval + deadline_intervals * interval
         want = {(alert, vendor) for _, vendor, _, alert in INCIDENTS}
         while time.monotonic() < end:
-            got = {(a, v) for _, r, a, v in hook.since(t_start)}
+            got = {(a, v) for _, _, a, v in _notified(hook, t_start)}
             if want <= got:
                 break
             time.sleep(0.05)
-        notes = hook.since(t_start)
+        notes = _notified(hook, t_start)
         for cls, vendor, _settings, alert in INCIDENTS:
             first = min((t for t, _, a, v in notes if (a, v) == (alert, vendor)), default=None)
             result.incidents.append((cls, vendor, None if first is None else (first - started[vendor]) / interval))
@@ -243,17 +228,19 @@ def run_detect(factor: float = 20.0, confirm: bool = True, healthy_intervals: fl
             if status == 200:
                 result.flaky_answers += int(json.loads(body).get("counts", {}).get("flaky", 0))
         time.sleep(5 * interval)  # what was under way when the run ended
-        false = [(r, a, v) for _, r, a, v in hook.since(t_healthy)]
+        false = [(r, a, v) for _, r, a, v in _notified(hook, t_healthy)]
         result.healthy_intervals, result.flaky = healthy_intervals, flaky
         result.false_notifications = false
         result.false_pages = sum(1 for r, _, _ in false if r == "pager")
+        result.load = (result.load[0], os.getloadavg()[0])
         return result
 
 
 def render_detect(r: DetectResult) -> str:
     median, worst = r.figures()
     lines = [f"detect: scale 1/{r.factor:g} (probe interval {r.interval:g} s), confirm_failures "
-             f"{'on' if r.confirm_failures else 'off'}",
+             f"{'on' if r.confirm_failures else 'off'}; load average {r.load[0]:.1f} at the start, "
+             f"{r.load[1]:.1f} at the end",
              f"  notification after the vendor's change, in probe intervals: median {median:.1f}, worst {worst:.1f} "
              f"({sum(d is not None for *_, d in r.incidents)} of {len(r.incidents)} incidents notified)"]
     for cls, vendor, d in r.incidents:
