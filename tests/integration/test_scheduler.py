@@ -349,7 +349,11 @@ async def test_confirmation_retry_keeps_the_first_failure_visible(sim: Sim) -> N
     answers = iter([(200, {}, {"code": 41}), (200, {}, {"code": 20})])
     sim.vendor.answer = lambda r: next(answers, (200, {}, {"code": 20}))
     task = await run(sim, flip_targets(sim.url, confirm_failures=True))
-    await sim.step(7)
+    await sim.step(2)
+    assert sim.scheduler is not None and len(sim.vendor.log) == 1
+    # the confirmation waits for the budget planned, not as a probe in flight holding a place
+    assert sim.scheduler.in_flight() == 0 and sim.scheduler._places.used == 0
+    await sim.step(5)
     assert sim.state is not None
     ts = sim.state.get("t0")
     assert ts is not None
