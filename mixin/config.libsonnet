@@ -45,6 +45,13 @@
     // Failures in a row (apistatus_consecutive_failures) that make a confirmed failure, which
     // ApistatusTargetDown and ApistatusAuthFailing page on: the failed answer and the one after it.
     confirmedFailures: 2,
+    // Of the down classes, those in which no answer came at all, which may be our own egress: they
+    // page on one failure more (the next scheduled probe, an interval later), by when every target
+    // and egress check has been probed since, so that an egress outage is known
+    // (apistatus_egress_up, apistatus_egress_suspected_down) and ApistatusTargetBehindEgressDown
+    // inhibits the page before it is sent, instead of racing it.
+    transportClasses: ['timeout', 'network_error'],
+    transportConfirmedFailures: 3,
 
     // `for` of each alert: 5m for a state a person must act on, longer where one answer proves little;
     // none where the state is already confirmed by a second answer (it holds until the next probe:

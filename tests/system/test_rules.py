@@ -205,11 +205,13 @@ def _render(overrides: str) -> dict[str, str]:
      "    for: 0s\n    labels:\n      severity: warning"),
     # a single failed answer pages: the confirmation dropped
     ("unconfirmed failures page", "{_config+:: {confirmedFailures: 1}}", "", ""),
+    # a transport failure pages before the egress is known (and races its inhibition)
+    ("transport failures page before the egress is known", "{_config+:: {transportConfirmedFailures: 2}}", "", ""),
     ("informational quotas page", "{}",
      re.escape("unless (apistatus_quota_informational{"), "unless (apistatus_quota_informational_x{"),
     ("burn rates without the history guard", "{}", r"\] offset \w+\)", "])"),
 ], ids=["maintenance-as-down", "client-error-as-down", "maintenance-not-held", "naive-staleness", "auth-severity",
-        "unconfirmed-pages",
+        "unconfirmed-pages", "transport-before-egress",
         "informational-quota", "no-history-guard"])
 def test_unit_tests_catch_a_broken_rule(tmp_path: Path, what: str, overrides: str, old: str, new: str) -> None:
     """The unit tests are not decoration: the same tests against a subtly broken mixin fail."""
