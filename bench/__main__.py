@@ -1,4 +1,5 @@
-"""``python3 -m bench [cpu|scale|scrape|startup|memory|all] [--quick] [--out BENCHMARKS.md]``
+"""``python3 -m bench [cpu|scale|scrape|startup|memory|all] [--quick] [--out BENCHMARKS.md]``; ``python3 -m bench
+detect [--factor 20] [--healthy-intervals N]`` (how fast it pages, how rarely it lies: bench/detect.py)
 
 Runs the chosen benchmarks one after the other (each starts and stops its own nginx, exporter and
 blackbox_exporter on loopback) and writes the results table. ``--quick`` is a smoke run of a few
@@ -57,6 +58,11 @@ def run(parts: list[str], quick: bool, command: str) -> Run:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["detect"]:  # its own options and report (bench/detect.py)
+        from .detect import main as detect_main
+
+        return detect_main(args_in[1:])
     p = argparse.ArgumentParser(prog="python3 -m bench", description=__doc__.splitlines()[0])
     p.add_argument("part", nargs="?", default="all", choices=[*PARTS, "all"])
     p.add_argument("--quick", action="store_true", help="a short smoke run; figures are not meaningful")

@@ -253,7 +253,7 @@ def render(run: Run, notes: dict[str, str] | None = None, kept: Sequence[str] = 
 
 
 #: hand-written sections of BENCHMARKS.md that a new run keeps as they are
-KEPT = ("Notes", "Soak", "Fleet")
+KEPT = ("Notes", "Soak", "Fleet", "Detection")
 
 
 def kept_sections(path: Path) -> list[str]:

@@ -338,11 +338,11 @@ def debug_trace(target: Target, result: ProbeResult) -> str:
     import random
 
     from .backoff import next_delay
-    from .model import BACKOFF
     from .trace import cap, decision
 
     out = result.outcome
-    confirming = target.confirm_failures and out.cls not in UP | BACKOFF
+    # a failure of any class is re-probed, unless its Retry-After is more than half the interval off
+    confirming = target.confirm_failures and out.cls not in UP and (out.retry_after or 0) <= target.interval / 2
     delay, backoff = next_delay(target.interval, out, 1, random.Random(), target.max_backoff)
     follows = decision(out, target.interval, delay, backoff, confirming=confirming, requests=result.requests,
                        hypothetical=True)

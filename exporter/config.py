@@ -102,8 +102,10 @@ class GlobalConfig:
     probe_share: float = DEFAULT_PROBE_SHARE
     max_body_bytes: int = 1 << 20  # a healthy answer of a few hundred KiB (model lists) is read whole
     history: int = 50
-    #: probe once more right after a failure before the class changes (both answers are counted)
-    confirm_failures: bool = False
+    #: probe once more right after a failure before the class changes (both answers are counted); on
+    #: by default: the shipped alerts page on a confirmed failure, and the second probe is what makes
+    #: that page come within the interval instead of a (backed-off) interval later
+    confirm_failures: bool = True
     #: reuse connections to a vendor host between probes; off, every probe pays a new TCP/TLS handshake
     keepalive: bool = True
     #: egress settings (proxy, TLS client) every target inherits; None: direct, system trust
@@ -126,7 +128,7 @@ class Target:
     budget: tuple[Budget, ...] = ()
     #: the share of the budget for probes: the target's own, else the global one
     probe_share: float = DEFAULT_PROBE_SHARE
-    confirm_failures: bool = False
+    confirm_failures: bool = True
     #: egress settings (proxy, TLS client); None: the shared default session
     http_client: HttpClient | None = None
     max_backoff: float = DEFAULT_MAX_BACKOFF

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .backoff import BACKOFF_CLASSES, next_delay, streak_after
+from .backoff import next_delay, streak_after
 from .budget import Budgets
 from .clock import Clock
 from .config import Target
@@ -54,6 +54,8 @@ class _Slot:
     not_before: float = 0.0
     #: monotonic time until which this slot waits out a backoff (0: not backing off)
     backoff_until: float = 0.0
+    #: its next probe confirms a failure (``confirm_failures``): its answer is planned after as usual
+    confirming: bool = False
 
 
 class _Places:
@@ -346,7 +348,7 @@ class Scheduler:
 
     async def _probe(self, slot: _Slot, planned: float,
                      joined: asyncio.Future[ProbeResult | None] | None) -> ProbeResult | None:
-        """One scheduled probe: wait for a concurrency slot, probe (confirming a failure), plan the next.
+        """One scheduled probe: wait for a concurrency slot, probe, plan the next (or the confirmation).
         Its task is the target's probe in flight (``_inflight``) unless it ``joined`` one already there;
         its result, set once the answer is recorded, is what callers that joined answer from."""
         name = slot.target.name
@@ -373,12 +375,7 @@ class Scheduler:
                 self._replan(slot, "admitting", exc)
                 return None
             self.lag.record(self.clock.monotonic() - planned)
-            try:
-                result = await self._probe_confirmed(slot, started)
-            except Exception as exc:  # noqa: BLE001 - a bug between the two attempts costs this probe,
-                self.completed += 1  # not the target's schedule (it planned nothing)
-                self._replan(slot, "confirming", exc)
-                return None
+            result = await self.probe_once(started)
         finally:
             if self._inflight.get(name) is asyncio.current_task():
                 del self._inflight[name]
@@ -433,17 +430,22 @@ class Scheduler:
         """False once a reload removed or replaced the target while its probe was in flight."""
         return self._slots.get(slot.target.name) is slot
 
-    async def _probe_confirmed(self, slot: _Slot, target: Target) -> ProbeResult:
-        """Probe; with ``confirm_failures``, confirm a failure once before it becomes the current class.
-        The first attempt is recorded too, so a retry never hides a failure from the counters. Not
-        after answers that ask us to back off: a retry then would only add to the vendor's load."""
-        result = await self.probe_once(target)
-        if not target.confirm_failures or result.outcome.cls in UP | BACKOFF_CLASSES:
-            return result
-        if self._current(slot):
-            self._record(result, self.clock.time(), 0.0)
-        self._book(target, self.clock.monotonic(), result.requests)
-        return await self.probe_once(target)
+    def _confirmation(self, slot: _Slot, result: ProbeResult, now: float) -> float | None:
+        """With ``confirm_failures``, a failure of any class is confirmed by one more probe within the
+        same interval, planned like any other (it takes a place under the cap and its budget room when
+        it goes out, and holds neither meanwhile): the seconds until it may go out, after the answer's
+        Retry-After and when the credential's budget has room; None when there is to be none (an up
+        answer, a probe that confirms, the wait more than half the interval: then the next planned
+        probe, after the backoff, confirms or not). The first failure is recorded (so a retry never
+        hides a failure from the counters), and ``apistatus_consecutive_failures`` reads 2 only once
+        it is confirmed: what the alerts wait for."""
+        target = slot.target
+        if not target.confirm_failures or slot.confirming or result.outcome.cls in UP:
+            return None
+        wait = result.outcome.retry_after or 0.0
+        if (budget := self.budgets.limiter(target)) is not None:
+            wait = max(wait, budget.wait(now))
+        return wait if wait <= target.interval / 2 else None
 
     def _book(self, target: Target, now: float, requests: int) -> None:
         """Book requests a probe made in its credential's shared budget."""
@@ -464,6 +466,16 @@ class Scheduler:
             self._book(slot.target, now, result.requests - 1)
             if slot.target is not started and slot.target != started:
                 self._plan_changed(slot, now, result)
+                return
+            wait = self._confirmation(slot, result, now) if planned is not None else None
+            slot.confirming = wait is not None
+            if wait is not None:
+                # the confirming probe, planned (and kept to the Retry-After) like a backoff's end; the
+                # streak waits for its answer
+                slot.not_before = slot.backoff_until = due = now + wait
+                heapq.heappush(self._heap, (due, next(self._seq), slot.target.name, slot.generation))
+                self._poke()
+                self._record(result, self.clock.time() + wait, 0.0)
                 return
             slot.streak = streak_after(slot.streak, result.outcome)
             delay, backoff = next_delay(slot.target.interval, result.outcome, slot.streak, self.rng,

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .config import Target
-from .model import BACKOFF, CLASSES, FAILURE, UP, Outcome, ProbeResult, QuotaReading
+from .model import CLASSES, FAILURE, UP, Outcome, ProbeResult, QuotaReading
 from .trace import cap, decision
 
 __all__ = ["DURATION_BUCKETS", "MAX_FOREIGN_CODES", "HistoryEntry", "Rendered", "State", "TargetState", "kept"]
@@ -343,9 +343,11 @@ class TargetState:
             return
         out, target = result.outcome, self.target
         ended = result.started + result.duration
-        # the scheduler records the first of a confirmation at once, planning the re-probe for now
-        confirming = (target.confirm_failures and out.cls not in UP | BACKOFF
-                      and next_probe_at - ended < min(1.0, target.interval / 4))
+        # the scheduler records the first failure of a confirmation with the re-probe planned within
+        # half the interval and no backoff (a failure planned as usual is about an interval or a backoff
+        # away); the confirming probe's own answer is planned as usual
+        confirming = (target.confirm_failures and out.cls not in UP and backoff == 0 and not self._confirming
+                      and next_probe_at - ended <= target.interval / 2)
         follows = decision(out, target.interval, max(0.0, next_probe_at - ended), backoff, confirming=confirming,
                            requests=result.requests)
         if self._confirming:

@@ -18,6 +18,13 @@ local util = import 'lib/util.libsonnet';
     },
   } + extra,
   local onTarget = '{{ $labels.target }} ({{ $labels.vendor }})',
+  // A failure that pages is a confirmed one: the answer after it failed too (with confirm_failures a
+  // second probe right away, within the interval, else the next scheduled probe). One answer that
+  // fails (the transient 503, the dropped connection) never reaches 2, so the `for` can be short.
+  local confirmed(expr, n=c.confirmedFailures) = '%s\nand\napistatus_consecutive_failures{%s} >= %d' % [expr, sel, n],
+  local outageClasses = [k for k in c.downClasses if !std.member(c.transportClasses, k)],
+  local transportClasses = [k for k in c.downClasses if std.member(c.transportClasses, k)],
+  local down(classes) = 'max without (class) (apistatus_outcome{%s,class=~"%s"}) == 1' % [sel, util.classes(classes)],
   // Is it us or them: what the vendor's own status page says about what the target depends on, as an
   // annotation (information on the page, never a second one). Empty when the vendor has no status page.
   local q(metric, cond) = 'printf `%s{target="%%s",vendor="%%s"}%s` $labels.target $labels.vendor | query' % [metric, cond],
@@ -50,10 +57,12 @@ local util = import 'lib/util.libsonnet';
       name: 'apistatus.alerts',
       rules: [
         alert('ApistatusTargetDown', 'critical',
-              'max without (class) (apistatus_outcome{%s,class=~"%s"}) == 1' % [sel, util.classes(c.downClasses)],
+              '(\n%s\n)\nor\n(\n%s\n)' % [confirmed(down(outageClasses)),
+                                            confirmed(down(transportClasses), c.transportConfirmedFailures)],
               onTarget + ' is down',
-              ('The health check of {{ $labels.target }} ({{ $labels.vendor }}) has ended in %s for %s, ' +
-               'and the vendor does not say it is in maintenance.') % [std.join(', ', c.downClasses), c['for'].ApistatusTargetDown],
+              ('The health check of {{ $labels.target }} ({{ $labels.vendor }}) has ended in %s, confirmed by the ' +
+               'probe after it (a %s by one more, so that an outage of our own egress is known first), and the ' +
+               'vendor does not say it is in maintenance.') % [std.join(', ', c.downClasses), std.join(' or ', transportClasses)],
               { annotations+: { vendor_status: vendorSays } }),
 
         alert('ApistatusCheckRejected', 'warning',
@@ -122,10 +131,10 @@ local util = import 'lib/util.libsonnet';
               { keep_firing_for: c.egressKeepFiringFor }),
 
         alert('ApistatusAuthFailing', 'critical',
-              'max without (class) (apistatus_outcome{%s,class="auth"}) == 1' % sel,
+              confirmed('max without (class) (apistatus_outcome{%s,class="auth"}) == 1' % sel),
               '{{ $labels.vendor }} refuses the credentials of {{ $labels.target }}',
-              ('{{ $labels.vendor }} has refused the credentials, signature or token of {{ $labels.target }} ' +
-               'for %s. The API itself answers: the credentials need checking or rotating.') % c['for'].ApistatusAuthFailing),
+              ('{{ $labels.vendor }} has refused the credentials, signature or token of {{ $labels.target }}, ' +
+               'confirmed by the probe after it. The API itself answers: the credentials need checking or rotating.')),
 
         alert('ApistatusClockSkew', 'warning',
               |||

@@ -42,16 +42,30 @@
       quotaTrendHorizon: '24h',
     },
 
-    // `for` of each alert: 5m for a state a person must act on, longer where one answer proves little.
+    // Failures in a row (apistatus_consecutive_failures) that make a confirmed failure, which
+    // ApistatusTargetDown and ApistatusAuthFailing page on: the failed answer and the one after it.
+    confirmedFailures: 2,
+    // Of the down classes, those in which no answer came at all, which may be our own egress: they
+    // page on one failure more (the next scheduled probe, an interval later), by when every target
+    // and egress check has been probed since, so that an egress outage is known
+    // (apistatus_egress_up, apistatus_egress_suspected_down) and ApistatusTargetBehindEgressDown
+    // inhibits the page before it is sent, instead of racing it.
+    transportClasses: ['timeout', 'network_error'],
+    transportConfirmedFailures: 3,
+
+    // `for` of each alert: 5m for a state a person must act on, longer where one answer proves little;
+    // none where the state is already confirmed by a second answer (it holds until the next probe:
+    // a longer `for` would only delay the page, never screen out a confirmed flake).
     'for': {
-      ApistatusTargetDown: '5m',
+      ApistatusTargetDown: '0s',
       ApistatusCheckRejected: '15m',
       ApistatusVendorMaintenance: '1m',
       ApistatusVendorDeclaredMaintenance: '1m',
-      // shorter than ApistatusTargetDown: the cause is there before its symptoms would page
-      ApistatusEgressDown: '2m',
-      ApistatusTargetBehindEgressDown: '1m',
-      ApistatusAuthFailing: '5m',
+      // the egress page; its targets' pages are inhibited by ApistatusTargetBehindEgressDown, which
+      // must fire before a confirmed ApistatusTargetDown is notified (its for + group_wait): no for
+      ApistatusEgressDown: '30s',
+      ApistatusTargetBehindEgressDown: '0s',
+      ApistatusAuthFailing: '0s',
       ApistatusClockSkew: '5m',
       ApistatusRateLimited: '10m',
       ApistatusQuotaLow: '15m',

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import math
+import random
 import re
 import ssl
 from collections import Counter, deque
@@ -40,7 +41,11 @@ COMMON_SETTINGS: dict[str, Any] = {
     "down": False,  # accept the connection, then close it without an answer
     "clock_offset": 0.0,  # seconds added to the simulator's clock: skews timestamps it checks
     "retry_after": 30,  # the Retry-After seconds sent where the vendor sends one
-    # the vendor's own status page (status_page in vendors.yaml): an incident or a maintenance it declares, by title,
+    # share of API requests (0 to 1) answered with a random transient failure instead: a bare 503 or a
+    # connection closed without an answer, each request drawn on its own (counted as "flaky")
+    "flaky": 0.0,
+    # the vendor's own status page (status_page in vendors.yaml): an incident or a maintenance it
+    # declares, by title,
     # on one component (its id; None: the first one listed)
     "status_incident": None,
     "status_maintenance": None,
@@ -55,7 +60,7 @@ CONDITIONS = ("maintenance", "server_error", "disabled", "quota_exceeded", "rate
 _CODE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 #: bounds of numeric settings (others: not negative)
 _RANGES: dict[str, tuple[float, float]] = {"delay": (0, 600), "clock_offset": (-86400 * 365, 86400 * 365),
-                                           "retry_after": (0, 86400 * 7)}
+                                           "retry_after": (0, 86400 * 7), "flaky": (0, 1)}
 
 
 def _show(value: Any) -> str:
@@ -105,6 +110,7 @@ class Simulator:
         self.settings: dict[str, Any] = {}
         self.url = ""
         self._runner: web.AppRunner | None = None
+        self._rng = random.Random()  # which answers fail (the flaky setting)
         self.reset()
 
     # --- what a target needs ---------------------------------------------------------------------
@@ -306,6 +312,12 @@ class Simulator:
             # read the body before a slow spell: the client may give up meanwhile, and then it is gone
             await request.read()
             await asyncio.sleep(float(self.settings["delay"]))
+        if self.settings["flaky"] > 0 and self._rng.random() < self.settings["flaky"]:
+            self.counts["flaky"] += 1
+            if self._rng.random() < 0.5 and request.transport is not None:
+                request.transport.close()
+                raise asyncio.CancelledError
+            return web.Response(status=503, text="upstream unavailable\n")
         if self.settings["down"] and request.transport is not None:
             # a vendor whose load balancer drops the connection: no status line at all
             request.transport.close()

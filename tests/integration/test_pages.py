@@ -209,6 +209,8 @@ async def test_history_is_newest_first_and_keeps_failures_longer(vendor: tuple[V
     clock = FakeClock()
     cfg = config(url, history=3)
     cfg["targets"] = cfg["targets"][:1]
+    # one failure among successes, each its own probe: no confirming probe of it at the same moment
+    cfg["global"]["confirm_failures"] = False
     async with running_exporter(config_from(cfg), clock=clock) as ex:
         async def probe_until(n: int) -> None:
             # move the fake clock in small steps until the n-th real probe has been recorded

@@ -134,7 +134,8 @@ async def test_retry_after_120_delays_the_next_probe_by_at_least_120s(sim: Sim) 
 
 async def test_exponential_backoff_with_cap_then_back_to_normal(sim: Sim) -> None:
     sim.vendor.answer = lambda r: (200, {}, {"code": 50})  # server_error, no Retry-After
-    task = await run(sim, flip_targets(sim.url, interval="10s"))
+    # the backoff alone: no confirming probe between the backed-off ones (test_confirm_failures)
+    task = await run(sim, flip_targets(sim.url, interval="10s", confirm_failures=False))
     await sim.step(160, every=0.1)
     gaps = [b[0] - a[0] for a, b in zip(sim.vendor.log, sim.vendor.log[1:], strict=False)]
     assert len(gaps) >= 3
@@ -349,14 +350,38 @@ async def test_confirmation_retry_keeps_the_first_failure_visible(sim: Sim) -> N
     sim.vendor.answer = lambda r: next(answers, (200, {}, {"code": 20}))
     task = await run(sim, flip_targets(sim.url, confirm_failures=True))
     await sim.step(2)
+    assert sim.scheduler is not None and len(sim.vendor.log) == 1
+    # the confirmation waits for the budget planned, not as a probe in flight holding a place
+    assert sim.scheduler.in_flight() == 0 and sim.scheduler._places.used == 0
+    await sim.step(5)
     assert sim.state is not None
     ts = sim.state.get("t0")
     assert ts is not None
     assert ts.responses == {("auth", "41"): 1, ("ok", "20"): 1}
     assert ts.last is not None and ts.last.outcome.cls == "ok"
     assert len(sim.vendor.log) == 2
+    # the confirming probe waited for room in the key's share of Flipsnack's budget (5% of 5 a second)
+    assert sim.vendor.log[1][0] - sim.vendor.log[0][0] >= 4
     task.cancel()
 
+
+
+@pytest.mark.parametrize("code", ["41", "50"])
+async def test_confirming_probes_keep_within_the_shared_budget(sim: Sim, code: str) -> None:
+    """Three targets on one Flipsnack key, every answer a failure (auth; a server error, which backs
+    off): each failure is confirmed by a second probe planned for when the key's share has room, and
+    booked when it goes out, so no window ever holds more than the share (5% of 5 a second and of 60
+    a minute: 1 per 4 s, 3 a minute) with confirmations and scheduled probes in between."""
+    sim.vendor.answer = lambda r: (200, {}, {"code": code})
+    task = await run(sim, flip_targets(sim.url, n=3, interval="10s", same_key=True, confirm_failures=True))
+    await sim.step(300)
+    times = [t for t, _ in sim.vendor.log]
+    assert max(sum(1 for u in times if t <= u < t + 60) for t in times) <= 3
+    assert max(sum(1 for u in times if t <= u < t + 4) for t in times) <= 1
+    assert sim.state is not None
+    confirmed = [ts.consecutive_failures for ts in sim.state]
+    assert all(n >= 2 for n in confirmed), confirmed  # and every target's failure got confirmed
+    task.cancel()
 
 
 @pytest.mark.parametrize("share", [1.0, 0.05])
@@ -405,7 +430,7 @@ async def test_a_failure_while_recording_a_result_never_stops_the_targets_schedu
                               rng=random.Random(7))
     sim.scheduler.apply(cfg.targets)
     task = asyncio.create_task(sim.scheduler.run())
-    await sim.step(25)
+    await sim.step(70)  # the confirming probes wait for the budget: 3 requests a minute
     ts = sim.state.get("t0")
     assert ts is not None
     assert len(sim.vendor.log) >= 4  # confirmed, then probed again on schedule

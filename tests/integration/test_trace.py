@@ -145,7 +145,8 @@ async def test_debug_traces_tell_logins_requests_proxy_and_class_and_hide_every_
             config.write_text(yaml.safe_dump(raw))
             code, out, err = await _cli(config, "--debug", "echo")
             assert code == 1 and not err, err
-            assert "[1] login: POST" in out and "a running exporter would probe in" in out
+            # what a running exporter does next: confirm the failure (confirm_failures, on by default)
+            assert "[1] login: POST" in out and "next: confirm_failures: the failure (unknown) is re-probed" in out
             texts += [out]
             code, out, err = await _cli(config, "--debug", "--json", "echo")
             assert code == 1 and not err, err

@@ -238,7 +238,9 @@ async def test_movingimage_token_expiring_between_probes_is_renewed_without_auth
 
 async def test_movingimage_one_relogin_on_a_401_before_auth_counts(sims: tuple[SimulatorSet, FakeClock]) -> None:
     s, clock = sims
-    raw = s.targets_config("100s")  # short enough that our cached token is still valid on our side
+    # short enough that our cached token is still valid on our side; one probe per step (no confirming
+    # probe after the auth failure: its logins would be counted with the probe's)
+    raw = s.targets_config("100s", confirm_failures=False)
     raw["targets"] = [t for t in raw["targets"] if t["vendor"] == "movingimage"]
     async with running_exporter(config_from(raw), clock=clock) as run:
         await clock.advance(2)
@@ -401,7 +403,8 @@ async def test_the_first_command_serves_every_built_in_vendor() -> None:
 async def test_slow_and_dropped_answers_are_timeout_and_network_error(sims: tuple[SimulatorSet, FakeClock],
                                                                       vendor: str) -> None:
     s, clock = sims
-    raw = s.targets_config("60s", timeout="200ms")
+    # each answer its own probe (no confirming probe of a failure), counted once
+    raw = s.targets_config("60s", timeout="200ms", confirm_failures=False)
     raw["targets"] = [t for t in raw["targets"] if t["vendor"] == vendor]
     async with running_exporter(config_from(raw), clock=clock) as run:
         await s.control(vendor, down=True)
@@ -418,7 +421,7 @@ async def test_movingimage_through_the_openid_connect_password_grant(sims: tuple
     """The newer login route, chosen in YAML alone: the same catalog with the ``oidc_password`` signer."""
     s, clock = sims
     sim = s.sims["movingimage"]
-    raw = s.targets_config("400s")
+    raw = s.targets_config("400s", confirm_failures=False)  # each answer its own probe, counted once
     target = next(t for t in raw["targets"] if t["vendor"] == "movingimage")
     target["credentials"] = {**target["credentials"], "video_manager_id": "4711"}
     raw["targets"] = [target]

@@ -1,5 +1,6 @@
 """What the system tests that run a whole alerting stack (exporters, Prometheus, Alertmanager) share:
-a loopback-only HTTP client and Alertmanager's webhook receiver."""
+a loopback-only HTTP client and Alertmanager's webhook receiver (``python3 -m bench detect`` uses the
+receiver too)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -51,10 +53,11 @@ def stop_processes(procs: list[subprocess.Popen[bytes]]) -> None:
 
 class Webhook:
     """Alertmanager's webhook receiver: every notification, with the receiver it went to (the URL's
-    path: give each receiver its own, ``{url}/NAME``)."""
+    path: give each receiver its own, ``{url}/NAME``), and when it came."""
 
     def __init__(self) -> None:
         self.got: list[tuple[str, dict[str, Any]]] = []
+        self.at: list[float] = []  # time.monotonic() of each of ``got``
         self.lock = threading.Lock()
         hook = self
 
@@ -63,6 +66,7 @@ class Webhook:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
                 with hook.lock:
                     hook.got.append((self.path.strip("/"), body))
+                    hook.at.append(time.monotonic())
                 self.send_response(200)
                 self.end_headers()
 
@@ -81,6 +85,11 @@ class Webhook:
             for receiver, n in self.got:
                 out.setdefault(n["groupKey"], []).append((receiver, n))
             return out
+
+    def since(self, t0: float) -> list[tuple[float, str, dict[str, Any]]]:
+        """(time.monotonic() it came, receiver, notification) of each that came at ``t0`` or later."""
+        with self.lock:
+            return [(t, receiver, n) for t, (receiver, n) in zip(self.at, self.got, strict=True) if t >= t0]
 
     def alerts(self) -> list[dict[str, Any]]:
         """Every alert of every notification, in the order they came."""

@@ -42,15 +42,17 @@ from .alerting import Webhook, http, stop_processes  # noqa: E402
 from .tls_simulator import TLSSimulator  # noqa: E402
 
 #: the test's _config: seconds instead of minutes, the burn-rate pair over one minute (so its history
-#: guard, 55 s, is passed within the test), the slow pair out of reach
+#: guard, 55 s, is passed within the test), the slow pair out of reach. The alerts on a confirmed failure
+#: (ApistatusTargetDown, ApistatusAuthFailing) and the one that inhibits them behind a down egress keep
+#: the shipped `for` (none) and keep_firing_for: what pages, and how often, is what ships
 TEST_CONFIG = """{_config+:: {
-  'for'+: {ApistatusTargetDown: '4s', ApistatusCheckRejected: '4s', ApistatusVendorMaintenance: '2s',
-           ApistatusAuthFailing: '4s', ApistatusClockSkew: '4s', ApistatusRateLimited: '4s', ApistatusQuotaLow: '8s',
+  'for'+: {ApistatusCheckRejected: '4s', ApistatusVendorMaintenance: '2s',
+           ApistatusClockSkew: '4s', ApistatusRateLimited: '4s', ApistatusQuotaLow: '8s',
            ApistatusQuotaExhaustionPredicted: '1h', ApistatusQuotaExceeded: '4s', ApistatusProbesStale: '6s',
            ApistatusConfigReloadFailed: '4s', ApistatusExporterAbsent: '4s', ApistatusExporterOverloaded: '4s',
            ApistatusProbeScrapeFailed: '4s', ApistatusCertificateExpiringSoon: '4s',
            ApistatusErrorBudgetBurnFast: '6s', ApistatusErrorBudgetBurnSlow: '6s', ApistatusBudgetDelayingProbes: '4s',
-           ApistatusVendorDeclaredMaintenance: '2s', ApistatusEgressDown: '2s', ApistatusTargetBehindEgressDown: '1s'},
+           ApistatusVendorDeclaredMaintenance: '2s', ApistatusEgressDown: '2s'},
   maintenanceKeepFiringFor: '30s',
   egressKeepFiringFor: '15s',
   staleMinSeconds: 5,
@@ -249,6 +251,13 @@ def stack() -> Iterator[Stack]:
         s.close()
 
 
+def refired(stack: Stack, seconds: float, alerts: str = "ApistatusTargetDown|ApistatusAuthFailing") -> list[Any]:
+    """The alerts that resolved and fired again within the last ``seconds``: each firing starts afresh
+    (ALERTS_FOR_STATE holds when it became active), and a pager that was told of the resolve pages again."""
+    return [r["metric"] for r in stack.query(
+        f'changes(ALERTS_FOR_STATE{{alertname=~"{alerts}"}}[{max(1, round(seconds))}s]) > 0')]
+
+
 def _incident_of(group: list[tuple[str, dict[str, Any]]]) -> tuple[str, str, str]:
     receiver, n = group[0]
     labels = n["groupLabels"]
@@ -323,6 +332,9 @@ def test_each_incident_sends_exactly_one_notification_at_its_severity(stack: Sta
                    for a in n["alerts"]] for _, n in group]
             for group in groups.values() for inc in [_incident_of(group)] if inc in counts}
     assert counts == {}, f"incidents with more than one notification: {counts}: {sent}"
+    # and no page on a confirmed failure resolved in between and fired again (the vendor outage, the
+    # rotated credential: a re-fire is a second page for a pager told of the resolve)
+    assert refired(stack, time.monotonic() - started) == []
     # the severity each receiver stands for
     for group in groups.values():
         receiver, n = group[0]
@@ -469,8 +481,10 @@ def test_an_egress_outage_pages_once_and_no_vendor_a_vendor_outage_still_pages(
         'ALERTS{alertname=~"ApistatusEgressDown|ApistatusTargetBehindEgressDown"}') or None)
     assert _notifications(s)[len(before):] == [("pager", "ApistatusEgressDown", "")]  # nothing on the way back
     s.control("a", "rubiq", server_error=True)
+    outage = time.monotonic()
     wait_for("the rubiq page", lambda: ("pager", "ApistatusTargetDown", "rubiq") in _notifications(s) or None)
-    time.sleep(5)
+    time.sleep(8)  # a few probes of the outage, backoff included: a late duplicate or a re-fire comes in it
+    assert refired(s, time.monotonic() - outage) == []
     assert _notifications(s)[len(before):] == [("pager", "ApistatusEgressDown", ""),
                                                ("pager", "ApistatusTargetDown", "rubiq")]
     assert not s.query('ALERTS{alertname="ApistatusEgressDown"}')  # a vendor outage is not ours

@@ -103,6 +103,9 @@ def test_state_keeps_the_last_failure_and_success_traces_apart_bounded_and_once(
     assert "confirm_failures: the failure (client_error) is re-probed at once" in str(ts.traces()["failure"])
     state.record(_result("ok", 500.2, "fine again\n"), 560.0, 0.0)
     assert "(confirm_failures): not confirmed, the target counts as up" in str(ts.traces()["success"])
+    # a failure of a backoff class is confirmed first too (the backoff follows the confirmation)
+    state.record(_result("server_error", 600.0, "a 503\n"), 600.1, 0.0)
+    assert "confirm_failures: the failure (server_error) is re-probed" in str(ts.traces()["failure"])
 
 
 def _day(text: str) -> float:
