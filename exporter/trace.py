@@ -162,8 +162,8 @@ def decision(outcome: Outcome, interval: float, next_in: float, backoff: float, 
     """What the scheduler does after this probe, in one or two lines."""
     would = "a running exporter would probe" if hypothetical else "next probe"
     if confirming:
-        return (f"next: confirm_failures: the failure ({outcome.cls}) is re-probed at once before it counts "
-                "as the target's class\n")
+        return (f"next: confirm_failures: the failure ({outcome.cls}) is re-probed as soon as the vendor's "
+                "Retry-After and the budget allow, before it counts as the target's class\n")
     if backoff > 0:
         told = (f"the vendor's wait of {outcome.retry_after:g}s" if outcome.retry_after is not None
                 else "exponential backoff")

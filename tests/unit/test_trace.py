@@ -98,9 +98,10 @@ def test_state_keeps_the_last_failure_and_success_traces_apart_bounded_and_once(
     assert success is not None and success[0] == 300.0 and success[1].startswith("a success\nyyy")
     assert len(success[1]) == TRACE_MAX_CHARS and "next: next probe in" in success[1]  # cut, the decision kept
     assert ts.last.trace is None  # the kept text is not held a second time by the latest result
-    # confirm_failures: the first failure is re-probed at once, and the next trace says how that went
+    # confirm_failures: the first failure is re-probed (after a Retry-After or a budget wait, if any), and
+    # the next trace says how that went
     state.record(_result("client_error", 500.0, "to confirm\n"), 500.1, 0.0)
-    assert "confirm_failures: the failure (client_error) is re-probed at once" in str(ts.traces()["failure"])
+    assert "confirm_failures: the failure (client_error) is re-probed as soon as" in str(ts.traces()["failure"])
     state.record(_result("ok", 500.2, "fine again\n"), 560.0, 0.0)
     assert "(confirm_failures): not confirmed, the target counts as up" in str(ts.traces()["success"])
     # a failure of a backoff class is confirmed first too (the backoff follows the confirmation)
