@@ -10,6 +10,7 @@ with the same schema (see ``merge_raw``).
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import re
@@ -210,24 +211,41 @@ class Catalog:
 # --- raw YAML: built-ins and merging ---------------------------------------------------------------
 
 
-def builtin_raw() -> dict[str, Node]:
-    """The catalogs shipped in the package, unparsed, keyed by vendor name."""
-    out: dict[str, Node] = {}
+@functools.cache
+def _shipped() -> tuple[tuple[str, Node], ...]:
+    """The shipped catalog files, read and parsed once per process. They are part of the installed
+    package, which does not change under a running process (an upgrade restarts it), so a reload never
+    needs them read again. Never handed out: its Nodes are mutable (``Node.mapping`` fills a None in)."""
+    out: list[tuple[str, Node]] = []
     folder = resources.files(__package__).joinpath("catalogs")
     for entry in sorted(folder.iterdir(), key=lambda entry: entry.name):
         if entry.name.endswith(".yaml"):
             node = load_yaml(Path(str(entry)))
             name = node.mapping().get("vendor")
-            out[name.text() if name is not None else entry.name[:-5]] = node
-    return out
+            out.append((name.text() if name is not None else entry.name[:-5], node))
+    return tuple(out)
+
+
+def builtin_raw() -> dict[str, Node]:
+    """The catalogs shipped in the package, unparsed, keyed by vendor name: a fresh copy, the caller's
+    to change."""
+    return {name: Node(copy.deepcopy(node.value), node.file, node.path) for name, node in _shipped()}
 
 
 _DEEP_KEYS = {"codes", "check", "signer", "http_fallback"}
 
 
+@functools.cache
+def _builtin_parsed() -> tuple[tuple[str, Catalog], ...]:
+    # a Catalog is frozen (its mappings typed read-only), so one parse serves every config load
+    return tuple((name, parse_catalog(name, node)) for name, node in builtin_raw().items())
+
+
 def builtin_catalogs() -> dict[str, Catalog]:
-    """The shipped catalogs, parsed as they are (no config overrides): their examples test the files."""
-    return {name: parse_catalog(name, node) for name, node in builtin_raw().items()}
+    """The shipped catalogs, parsed as they are (no config overrides): their examples test the files.
+    Parsed once per process (see ``_shipped``); every config load without an override of a vendor
+    uses its Catalog from here."""
+    return dict(_builtin_parsed())
 
 
 def merge_raw(base: Node, override: Node) -> Node:

@@ -33,6 +33,7 @@ from .catalog import (
     Budget,
     Catalog,
     CheckSpec,
+    builtin_catalogs,
     builtin_raw,
     check_name,
     load_catalog_file,
@@ -297,7 +298,11 @@ def _require(check: CheckSpec, override: Node | None, catalog: Catalog, node: No
 
 
 def _catalogs(root: dict[str, Node], base: Path) -> dict[str, Catalog]:
-    raw = builtin_raw()
+    # a built-in vendor nobody overrides keeps the Catalog parsed once per process; only an overridden
+    # one is merged and parsed again, from a fresh copy of its file's data (the override's errors name
+    # the override's file). catalog_files are read at every load: they may change between reloads.
+    shipped = builtin_catalogs()
+    raw: dict[str, Node | None] = dict.fromkeys(shipped)
     layers: list[tuple[str, Node]] = []
     for entry in root.get("catalog_files", Node([], "", "catalog_files")):
         doc = load_catalog_file(base / entry.text())
@@ -307,10 +312,14 @@ def _catalogs(root: dict[str, Node], base: Path) -> dict[str, Catalog]:
         layers.append((vendor.text(), doc))
     for name, node in root["vendors"].mapping().items() if "vendors" in root else []:
         layers.append((name, node))
+    copies = builtin_raw() if any(name in shipped for name, _ in layers) else {}
     for name, node in layers:
         check_name(name, node)
-        raw[name] = merge_raw(raw[name], node) if name in raw else node
-    return {name: parse_catalog(name, node) for name, node in raw.items()}
+        if name in raw:
+            previous = raw[name]
+            node = merge_raw(copies[name] if previous is None else previous, node)
+        raw[name] = node
+    return {name: shipped[name] if node is None else parse_catalog(name, node) for name, node in raw.items()}
 
 
 class _Problems:
