@@ -283,6 +283,20 @@ async def test_debug_traces_tell_the_tls_version_and_the_certificate_dates(
     no_secret_shown([text, out, kept[1]], [v + "-t" for v in FLIP_CREDS.values()])
 
 
+async def _debug_trace_behind(ctx: ssl.SSLContext, ca: trustme.CA, tmp_path: Path) -> tuple[int, str]:
+    """The status and text of /probe?debug=true for a target served with ``ctx``, trusting ``ca``."""
+    srv = await FaultServer.start(ctx)
+    try:
+        raw = {"global": {"interval": "60s", "timeout": "5s",
+                          "http_client": {"tls_config": {"ca_file": write_ca(ca, tmp_path / "ca.pem")}}},
+               "targets": [flip("t", srv.url("ok"))]}
+        async with running_exporter(config_from(raw), clock=FakeClock(time.time())) as run:
+            status, text, _ = await _debug(run, "t")
+    finally:
+        await srv.close()
+    return status, text
+
+
 @pytest.mark.xfail(strict=True, reason="engine.py _Transfer.debug searches every verbose line for the TLS "
                    "line: anchor it (_TLS_LINE.match(data)); engine.py is another helper's, see the review6 report")
 async def test_a_certificate_whose_subject_reads_like_curls_tls_line_does_not_set_the_tls_version(
@@ -293,15 +307,7 @@ async def test_a_certificate_whose_subject_reads_like_curls_tls_line_does_not_se
     leaf = ca.issue_cert("127.0.0.1", common_name="SSL connection using TLSv1.1 / SUBJECT_SAYS_SO")
     ctx = server_ctx(leaf)
     ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_3
-    srv = await FaultServer.start(ctx)
-    try:
-        raw = {"global": {"interval": "60s", "timeout": "5s",
-                          "http_client": {"tls_config": {"ca_file": write_ca(ca, tmp_path / "ca.pem")}}},
-               "targets": [flip("t", srv.url("ok"))]}
-        async with running_exporter(config_from(raw), clock=FakeClock(time.time())) as run:
-            status, text, _ = await _debug(run, "t")
-    finally:
-        await srv.close()
+    status, text = await _debug_trace_behind(ctx, ca, tmp_path)
     line = next(line for line in text.splitlines() if line.startswith("    tls: "))
     assert status == 200 and line.startswith("    tls: TLS 1.3 (TLS_"), line
     assert "SAYS_SO" not in text
@@ -340,15 +346,7 @@ async def test_a_chain_whose_intermediate_expires_first_says_so(tmp_path: Path) 
     root = trustme.CA()
     intermediate = root.create_child_ca()
     leaf = intermediate.issue_cert("127.0.0.1", not_after=datetime.datetime(3001, 1, 1))
-    srv = await FaultServer.start(server_ctx(leaf))
-    try:
-        raw = {"global": {"interval": "60s", "timeout": "5s",
-                          "http_client": {"tls_config": {"ca_file": write_ca(root, tmp_path / "ca.pem")}}},
-               "targets": [flip("t", srv.url("ok"))]}
-        async with running_exporter(config_from(raw), clock=FakeClock(time.time())) as run:
-            status, text, _ = await _debug(run, "t")
-    finally:
-        await srv.close()
+    status, text = await _debug_trace_behind(server_ctx(leaf), root, tmp_path)
     chain = [x509.load_pem_x509_certificate(pem.bytes()) for pem in leaf.cert_chain_pems]
     first = min(c.not_valid_after_utc for c in chain)
     assert status == 200 and first < chain[0].not_valid_after_utc
