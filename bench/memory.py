@@ -137,11 +137,12 @@ def _probes_done(port: int) -> int:
 
 
 def run_memory(targets: int = 10000, interval: float = 2.0, history: int = 50, seconds: float = 480.0,
-               every: float = 10.0) -> MemoryRun:
+               every: float = 10.0, root: Path | None = None) -> MemoryRun:
     """A real exporter process probes ``targets`` every ``interval`` until the ring is full, sampling
     RSS (and, from /metrics, the probes done) every ``every`` seconds. The interval is shorter than
     the exporter can keep at 10,000 targets: it then probes as fast as it can, filling the ring in
-    minutes."""
+    minutes. ``root``: run the exporter package found there (another revision's, see bench.versus)
+    instead of this checkout's."""
     run = MemoryRun(targets, interval, history, seconds)
     run.deep = history_bytes_per_entry(history)
     with workdir() as dir_, nginx(dir_) as urls:
@@ -149,7 +150,7 @@ def run_memory(targets: int = 10000, interval: float = 2.0, history: int = 50, s
                            max_concurrency=max(100, targets // 20))
         text = cfg.read_text().replace("global:\n", f"global:\n  history: {history}\n", 1)
         cfg.write_text(text, encoding="utf-8")
-        with exporter(dir_, cfg) as proc:
+        with exporter(dir_, cfg, root=root) as proc:
             _sample(run, proc, seconds, every)
     return run
 

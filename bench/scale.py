@@ -7,6 +7,7 @@ import gzip
 import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from .configs import write_config
 from .procs import cpu_seconds, exporter, get, nginx, peak_rss_mb, rss_mb, workdir
@@ -49,10 +50,11 @@ def _scrape(url: str) -> str:
 
 
 def run_scale(targets: int = 10000, interval: float = 15.0, seconds: float = 120.0,
-              scrape_every: float = 15.0, warmup: float | None = None) -> ScaleResult:
+              scrape_every: float = 15.0, warmup: float | None = None, root: Path | None = None) -> ScaleResult:
+    """``root``: run the exporter package found there (another revision's, see bench.versus)."""
     with workdir() as dir_, nginx(dir_) as urls:
         cfg = write_config(dir_ / "scale.yml", urls, targets, interval, min(5.0, interval))
-        with exporter(dir_, cfg) as proc:
+        with exporter(dir_, cfg, root=root) as proc:
             # warm-up: every target probed once (first probes are spread over at most 5 s), then steady
             time.sleep(min(interval, 5.0) + 2.0 if warmup is None else warmup)
             first = _scrape(proc.url)

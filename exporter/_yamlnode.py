@@ -271,58 +271,95 @@ _UNUSUAL: Any = object()
 
 def _load_plain(text: str, file: str) -> Any:
     """``yaml.load(text)`` for a document without anchors, faster on a large config: PyYAML's documented
-    composer (``yaml.compose``: the node tree, every tag resolved) without the constructor's dispatch per
-    node. Strings, mappings and sequences are built here, without recursion; any other scalar (a number,
-    a boolean, null, a date) is what ``yaml.load`` makes of that node (``yaml.serialize``d back),
-    once per distinct tag and text. _UNUSUAL for anything else; ConfigError past MAX_DEPTH."""
+    parser events (what ``yaml.parse`` yields), every tag resolved as its composer resolves it, without
+    the constructor's dispatch per node. Strings, mappings and sequences are built here, without
+    recursion; any other scalar (a number, a boolean, null, a date) is what ``yaml.load`` makes of that
+    node (``yaml.serialize``d back), once per distinct tag and text. _UNUSUAL for anything else;
+    ConfigError past MAX_DEPTH. No node tree is made: each event is dropped once read, so a large
+    config leaves no tree's worth of freed small blocks between the values the exporter keeps."""
+    loader = _SAFE_LOADER(text)
     try:
-        return _build_plain(yaml.compose(text, Loader=_SAFE_LOADER), file)
+        return _build_plain(loader, file)
     except _Unusual:
         return _UNUSUAL
+    finally:
+        loader.dispose()
 
 
-def _build_plain(root: yaml.Node | None, file: str) -> Any:
+_NO_KEY: Any = object()
+
+
+def _build_plain(loader: Any, file: str) -> Any:
     others: dict[tuple[str, str], Any] = {}
 
-    def scalar(node: yaml.ScalarNode) -> Any:
-        if node.tag == _STR:
-            return node.value
-        key = (node.tag, node.value)
+    def scalar(event: yaml.ScalarEvent) -> Any:
+        tag = event.tag
+        if tag is None or tag == "!":  # as PyYAML's composer resolves a scalar's tag
+            tag = loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+        if tag == _STR:
+            return event.value
+        key = (tag, event.value)
         if key not in others:
             # a merge key; or more distinct numbers than a config has (each costs a yaml.load here)
-            if node.tag in ("tag:yaml.org,2002:merge", "tag:yaml.org,2002:value") or len(others) >= 256:
+            if tag in ("tag:yaml.org,2002:merge", "tag:yaml.org,2002:value") or len(others) >= 256:
                 raise _Unusual
             # inside a sequence: an empty scalar (null) cannot stand alone as a document
+            node = yaml.ScalarNode(tag, event.value, style=event.style)
             alone = yaml.serialize(yaml.SequenceNode(_SEQ, [node]), Dumper=yaml.SafeDumper)
             others[key] = yaml.load(alone, Loader=_SAFE_LOADER)[0]
         return others[key]
 
-    todo: list[tuple[yaml.Node, Any, int]] = []
-
-    def value(node: yaml.Node, depth: int) -> Any:
-        if type(node) is yaml.ScalarNode:
-            return scalar(node)
-        if depth > MAX_DEPTH:
-            raise ConfigError(file, "", _TOO_DEEP)
-        if node.tag not in (_SEQ, _MAP):
-            raise _Unusual  # !!set, !!omap, !!pairs, an unknown tag: PyYAML's constructor and errors
-        out: Any = [] if node.tag == _SEQ else {}
-        todo.append((node, out, depth))
-        return out
-
-    if root is None:
-        return None
-    data = value(root, 1)
-    while todo:
-        node, out, depth = todo.pop()
-        if type(out) is list:
-            out.extend(value(child, depth + 1) for child in node.value)
+    #: the open collections, innermost last: [the list or dict, the key read whose value comes next]
+    open_: list[list[Any]] = []
+    root: Any = None
+    documents = 0
+    while loader.check_event():
+        event = loader.get_event()
+        kind = type(event)
+        if kind is yaml.ScalarEvent or kind is yaml.SequenceStartEvent or kind is yaml.MappingStartEvent:
+            if event.anchor is not None:
+                raise _Unusual
+            if kind is yaml.ScalarEvent:
+                value = scalar(event)
+            else:
+                tag = event.tag
+                if tag is None or tag == "!":
+                    node_kind = yaml.SequenceNode if kind is yaml.SequenceStartEvent else yaml.MappingNode
+                    tag = loader.resolve(node_kind, None, event.implicit)
+                if len(open_) + 1 > MAX_DEPTH:
+                    raise ConfigError(file, "", _TOO_DEEP)
+                if tag not in (_SEQ, _MAP):
+                    raise _Unusual  # !!set, !!omap, !!pairs, an unknown tag: PyYAML's constructor and errors
+                value = [] if tag == _SEQ else {}
+        elif kind is yaml.SequenceEndEvent or kind is yaml.MappingEndEvent:
+            open_.pop()
             continue
-        for key_node, value_node in node.value:
-            if type(key_node) is not yaml.ScalarNode:
-                raise _Unusual  # a complex key: PyYAML's error says it is unhashable
-            out[scalar(key_node)] = value(value_node, depth + 1)
-    return data
+        elif kind is yaml.DocumentStartEvent:
+            documents += 1
+            if documents > 1:
+                raise _Unusual  # more than one document: PyYAML's error says so
+            continue
+        elif kind is yaml.AliasEvent:
+            raise _Unusual  # an alias without its anchor: PyYAML's error
+        else:  # the stream's start and end, a document's end
+            continue
+        if not open_:
+            root = value
+        else:
+            top = open_[-1]
+            out = top[0]
+            if type(out) is list:
+                out.append(value)
+            elif top[1] is _NO_KEY:
+                if type(value) is list or type(value) is dict:
+                    raise _Unusual  # a complex key: PyYAML's error says it is unhashable
+                top[1] = value
+            else:
+                out[top[1]] = value
+                top[1] = _NO_KEY
+        if kind is not yaml.ScalarEvent:  # a collection opened: what follows goes into it
+            open_.append([value, _NO_KEY])
+    return root
 
 
 def _refusal(text: str, file: str, exc: yaml.YAMLError) -> ConfigError:

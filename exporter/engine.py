@@ -200,22 +200,27 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=4096)  # a target's URL is the same on every probe
 def _split(url: str) -> tuple[str, str, int]:
     """(scheme, host, port) of an absolute http(s) URL."""
     sep = url.find("://")
     if sep < 0:
         raise ValueError(f"not an absolute URL: {url!r}")
-    scheme = url[:sep].lower()
-    if scheme not in ("http", "https"):
-        raise ValueError(f"unsupported URL scheme {scheme!r}")
-    rest = url[sep + 3:]
-    cut = len(rest)
+    cut = len(url)
     for ch in "/?#":
-        at = rest.find(ch)
+        at = url.find(ch, sep + 3)
         if 0 <= at < cut:
             cut = at
-    authority = rest[:cut]
+    return _split_origin(url[:cut], sep)
+
+
+# keyed by the scheme and authority only: a signed URL's query (a timestamp, a signature) differs on
+# every probe, and a cache keyed by it would keep thousands of URLs that never come again
+@functools.lru_cache(maxsize=1024)
+def _split_origin(origin: str, sep: int) -> tuple[str, str, int]:
+    scheme = origin[:sep].lower()
+    if scheme not in ("http", "https"):
+        raise ValueError(f"unsupported URL scheme {scheme!r}")
+    authority = origin[sep + 3:]
     if "@" in authority:
         raise ValueError("userinfo in a vendor URL is not sent")
     if authority.startswith("["):
@@ -227,10 +232,10 @@ def _split(url: str) -> tuple[str, str, int]:
     port = 443 if scheme == "https" else 80
     if tail.startswith(":") and tail[1:]:
         if not tail[1:].isdigit():
-            raise ValueError(f"bad port in {url!r}")
+            raise ValueError(f"bad port in {origin!r}")
         port = int(tail[1:])
     if not host:
-        raise ValueError(f"no host in {url!r}")
+        raise ValueError(f"no host in {origin!r}")
     return scheme, host.lower(), port
 
 
@@ -405,8 +410,7 @@ class Session:
                 handle.setopt(pycurl.FRESH_CONNECT, 1)  # a reused connection has no handshake to tell
             resolve = await self._resolve(host, port, proxy, deadline)
         except BaseException:
-            handle.reset()
-            self._free.append(handle)
+            self._release(handle)
             raise
         if resolve:
             handle.setopt(pycurl.RESOLVE, resolve)
@@ -425,9 +429,18 @@ class Session:
             if handle in self._running:  # given up on: curl drops the transfer and its connection
                 del self._running[handle]
                 multi.remove_handle(handle)
-                handle.reset()
-                self._free.append(handle)
+                self._release(handle)
             raise
+
+    def _release(self, handle: pycurl.Curl) -> None:
+        """A handle whose transfer is over: kept for the next request (reset: no option, callback or
+        header list of this one stays), up to ``limit`` of them; past that (after a burst of requests
+        that waited for a connection) closed, so that a burst's handles are not kept for good."""
+        handle.reset()
+        if len(self._free) < self.limit and not self.closed:
+            self._free.append(handle)
+        else:
+            handle.close()
 
     def _prepare(self, c: pycurl.Curl, method: str, url: str, scheme: str, host: str, port: int,
                  headers: Mapping[str, str], body: bytes | None, max_body: int, proxy: Proxy | None,
@@ -582,8 +595,7 @@ class Session:
             result: Response | TransportError = self._result(c, transfer, code, message)
         except Exception as exc:  # noqa: BLE001 - reading curl's info must never lose the awaiting probe
             result = TransportError(code or pycurl.E_RECV_ERROR, f"{exc.__class__.__name__}", proxy=transfer.proxy)
-        c.reset()
-        self._free.append(c)
+        self._release(c)
         if transfer.fut.done():
             return
         if isinstance(result, Response):

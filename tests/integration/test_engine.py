@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import gzip
 import shutil
 import socket
@@ -21,6 +22,7 @@ import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import pycurl
 import pytest
 import trustme
 from cryptography import x509
@@ -428,6 +430,33 @@ async def test_the_pool_limit_holds_and_waiting_counts_against_the_deadline() ->
         assert most == 2 and srv.connections == 2
         slow = await asyncio.gather(*(send(prober, srv.url + "/x", timeout=0.08) for _ in range(6)))
         assert "timeout" in slow  # the last ones never got a connection in time
+
+
+def _curl_handles() -> int:
+    """libcurl easy handles alive in this process (each one pycurl object)."""
+    gc.collect()
+    return sum(1 for obj in gc.get_objects() if type(obj) is pycurl.Curl)
+
+
+async def test_a_burst_of_waiting_requests_leaves_no_more_idle_handles_than_the_pool_limit() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, srv: Raw) -> None:
+        while True:
+            await srv.read_head(reader)
+            await asyncio.sleep(0.01)
+            writer.write(OK)
+            await writer.drain()
+
+    before = _curl_handles()
+    async with raw(handler) as srv, new_session(limit=2) as session:
+        prober = Prober(session, FakeClock())
+        got = await asyncio.gather(*(send(prober, srv.url + "/x") for _ in range(40)))
+        assert all(isinstance(g, Answer) for g in got)
+        # forty requests were in the session at once (most waiting for one of two connections): what is
+        # kept for the next ones is at most one handle per connection
+        assert _curl_handles() - before <= 2
+        assert isinstance(await send(prober, srv.url + "/x"), Answer)  # and they are reused
+        assert _curl_handles() - before <= 2
+    assert _curl_handles() - before == 0
 
 
 async def test_dns_goes_through_the_resolver_and_ip_literals_skip_it() -> None:
