@@ -147,7 +147,9 @@ class _Transfer:
         """curl's verbose output of a detail request: only the handshake's line is kept (the last one,
         the vendor's after a proxy's; nothing else: header lines, sent ones included, carry secrets)."""
         if kind == pycurl.INFOTYPE_TEXT and b"SSL connection using" in data:
-            m = _TLS_LINE.search(data[:512])
+            # anchored: curl prints the peer's subject and issuer after its own line, and a name may
+            # be written to look like it
+            m = _TLS_LINE.match(data)
             if m is not None:
                 self.tls_seen = f"{_TLS_NAMES[m.group(1)]} {m.group(2).decode('ascii')}"
 
@@ -408,6 +410,8 @@ class Session:
                 handle.setopt(pycurl.VERBOSE, 1)
                 handle.setopt(pycurl.DEBUGFUNCTION, transfer.debug)
                 handle.setopt(pycurl.FRESH_CONNECT, 1)  # a reused connection has no handshake to tell
+                # nor has a resumed TLS session a certificate: the trace shows what the vendor presents now
+                handle.setopt(pycurl.SSL_SESSIONID_CACHE, 0)
             resolve = await self._resolve(host, port, proxy, deadline)
         except BaseException:
             self._release(handle)

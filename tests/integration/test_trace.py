@@ -297,8 +297,6 @@ async def _debug_trace_behind(ctx: ssl.SSLContext, ca: trustme.CA, tmp_path: Pat
     return status, text
 
 
-@pytest.mark.xfail(strict=True, reason="engine.py _Transfer.debug searches every verbose line for the TLS "
-                   "line: anchor it (_TLS_LINE.match(data)); engine.py is another helper's, see the review6 report")
 async def test_a_certificate_whose_subject_reads_like_curls_tls_line_does_not_set_the_tls_version(
         tmp_path: Path) -> None:
     # curl's verbose text prints the vendor's subject and issuer after its own "SSL connection using"
@@ -313,9 +311,6 @@ async def test_a_certificate_whose_subject_reads_like_curls_tls_line_does_not_se
     assert "SAYS_SO" not in text
 
 
-@pytest.mark.xfail(strict=True, reason="engine.py Session.request: a detail request's new connection resumes "
-                   "the TLS session (no certificate seen, the cached dates shown); add "
-                   "handle.setopt(pycurl.SSL_SESSIONID_CACHE, 0) beside FRESH_CONNECT; see the review6 report")
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
 async def test_a_debug_request_reads_the_certificate_the_vendor_presents_now(version: ssl.TLSVersion) -> None:
     # a vendor renews its certificate and keeps its session ticket keys: the debug trace, asked for to
