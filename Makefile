@@ -58,7 +58,9 @@ test: apt-deps fresh-venv lint
 
 # unit and integration (no Prometheus, browser or fleet), on both cores; the goal is under a minute (docs/development.md)
 test-fast: venv
-	$(VPY) -m pytest -q -n 2 --durations=10 tests/unit tests/integration
+	# four workers on two cores: many integration tests wait on loopback servers and timers, and the
+	# waits of one worker overlap another's work
+	$(VPY) -m pytest -q -n 4 --durations=10 tests/unit tests/integration
 
 bench: deps
 	$(VPY) -m bench
