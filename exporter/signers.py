@@ -615,10 +615,9 @@ class OAuth2Signer(_TokenSigner):
 
 def _again(failed: BaseException) -> BaseException:
     """A fresh exception like ``failed``, for another probe to raise (not the same object in two tasks)."""
-    if isinstance(failed, SignError):
-        return SignError(failed.cls, failed.code, failed.message, failed.http_status, failed.answer)
     try:
-        return copy.copy(failed)  # its args and attributes (a refused connection's OSError)
+        # its fields or args and attributes (a SignError or TransportError record, a refused connection's OSError)
+        return copy.copy(failed)
     except Exception:  # noqa: BLE001 - one that cannot be copied is raised again as it is
         return failed
 
