@@ -276,25 +276,84 @@ async def next_probe_text(run: Running, clock: FakeClock, name: str) -> str:
     return await probe_text(run, name)
 
 
-async def demo_outcomes(vendors: Collection[str]) -> tuple[set[str], dict[str, set[tuple[str, str]]]]:
-    """The demo run for one cycle on a fake clock, with an exporter probing it: the vendors the demo
-    configures, and every (class, code) each of ``vendors`` showed on its way through its trouble."""
+@dataclass(frozen=True)
+class Sight:
+    """One target's latest answer at one second of a demo walk, and its vendor's word then (the status
+    page's summary, None before the page is first read)."""
+
+    target: str
+    vendor: str
+    cls: str
+    code: str
+    word: str | None
+
+
+@dataclass(frozen=True)
+class DemoWalk:
+    """The demo run for two cycles on a fake clock, one second at a time, with an exporter probing it."""
+
+    vendors: frozenset[str]  # the vendors the demo configures
+    seconds: tuple[tuple[Sight, ...], ...]  # [n]: every probed target at second n + 1 of the walk
+    metrics_at_120: str  # /metrics two minutes in
+    metrics: str  # /metrics at the end
+    page: str  # the status page at the end
+    alive_after_cycle: bool  # the scenario still running a few seconds into its second cycle
+    uploads_after_cycle: int  # Flipsnack's uploads left then (the scenario's start sets them again)
+
+    def outcomes(self, vendors: Collection[str], upto: int) -> dict[str, set[tuple[str, str]]]:
+        """Every (class, code) each of ``vendors`` showed in the first ``upto`` seconds."""
+        seen: dict[str, set[tuple[str, str]]] = {v: set() for v in vendors}
+        for sights in self.seconds[:upto]:
+            for sight in sights:
+                if sight.vendor in seen:
+                    seen[sight.vendor].add((sight.cls, sight.code))
+        return seen
+
+
+_DEMO_WALKS: dict[int, DemoWalk] = {}
+
+
+async def demo_walk(late: int = 0) -> DemoWalk:
+    """The demo walked for two cycles by an exporter that started ``late`` seconds into it. The walk costs
+    seconds, so it is made once per process and ``late`` (its tests are in one module, run by one worker)."""
+    if late not in _DEMO_WALKS:
+        _DEMO_WALKS[late] = await _walk_demo(late)
+    return _DEMO_WALKS[late]
+
+
+async def _walk_demo(late: int) -> DemoWalk:
     from exporter.demo import CYCLE, start_demo
 
     clock = FakeClock()
+    # the shipped scenario; only the timeout is short, so its slow spell costs little real time
     demo = await start_demo(clock=clock, timeout="200ms")
     try:
+        await clock.advance(late)
         async with running_exporter(demo.config, clock=clock) as run:
-            seen: dict[str, set[tuple[str, str]]] = {v: set() for v in vendors}
-            for _ in range(int(CYCLE)):
+            seconds: list[tuple[Sight, ...]] = []
+            at_120, alive, uploads = "", False, -1
+            for second in range(1, 2 * int(CYCLE) + 1):
                 await clock.advance(1.0)
                 await idle(run)
+                sights = []
                 for ts in run.exporter.state:
-                    if ts.target.vendor in seen and ts.last is not None:
-                        seen[ts.target.vendor].add((ts.last.outcome.cls, ts.last.outcome.code))
+                    if ts.last is None:
+                        continue
+                    view = run.exporter.vendor_view(ts.target.name)
+                    word = view.summary() if view is not None and view.as_of else None
+                    sights.append(Sight(ts.target.name, ts.target.vendor, ts.last.outcome.cls,
+                                        ts.last.outcome.code, word))
+                seconds.append(tuple(sights))
+                if second == 120:
+                    at_120 = await run.metrics()
+                if second == int(CYCLE) + 6:
+                    alive = demo.task is not None and not demo.task.done()
+                    uploads = int(demo.simulators.sims["flipsnack"].settings["uploads_left"])
+            metrics, page = await run.metrics(), (await run.get("/"))[1]
     finally:
         await demo.close()
-    return {t.vendor for t in demo.config.targets}, seen
+    return DemoWalk(frozenset(t.vendor for t in demo.config.targets), tuple(seconds), at_120, metrics, page,
+                    alive, uploads)
 
 
 @pytest.fixture

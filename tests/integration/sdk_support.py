@@ -14,14 +14,8 @@ import urllib.error
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import github
-import openai
-import requests
-import stripe
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
-from twilio.base.exceptions import TwilioRestException
-from twilio.rest import Client as TwilioClient
+# Each SDK is imported by the call that uses it: every pytest-xdist worker collects this module, and
+# importing the five SDKs costs more than collecting most modules whole.
 
 __all__ = ["SDK_CALLS", "SDK_CLASS", "Verdict", "sdk_verdict"]
 
@@ -44,10 +38,14 @@ class Verdict:
         return " ".join(parts)
 
 
-#: transport failures, as each SDK's stack raises them (no HTTP answer at all)
-_NO_ANSWER: tuple[type[BaseException], ...] = (
-    ConnectionError, urllib.error.URLError, http.client.HTTPException, requests.ConnectionError,
-    stripe.APIConnectionError, openai.APIConnectionError)
+def _no_answer() -> tuple[type[BaseException], ...]:
+    """Transport failures, as each SDK's stack raises them (no HTTP answer at all)."""
+    import openai
+    import requests
+    import stripe
+
+    return (ConnectionError, urllib.error.URLError, http.client.HTTPException, requests.ConnectionError,
+            stripe.APIConnectionError, openai.APIConnectionError)
 
 
 def _unreadable(exc: BaseException) -> Verdict:
@@ -59,6 +57,9 @@ def _unreadable(exc: BaseException) -> Verdict:
 
 
 def slack_call(base: str, creds: dict[str, str]) -> Verdict:
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError
+
     client = WebClient(token=creds["token"], base_url=base.rstrip("/") + "/", timeout=_TIMEOUT, retry_handlers=[])
     try:
         resp = client.auth_test()
@@ -71,6 +72,8 @@ def slack_call(base: str, creds: dict[str, str]) -> Verdict:
 
 
 def github_call(base: str, creds: dict[str, str]) -> Verdict:
+    import github
+
     # retry=None: PyGithub otherwise sleeps through secondary limits and retries 5xx itself
     gh = github.Github(auth=github.Auth.Token(creds["token"]), base_url=base, retry=None, timeout=_TIMEOUT)
     try:
@@ -82,6 +85,8 @@ def github_call(base: str, creds: dict[str, str]) -> Verdict:
 
 
 def stripe_call(base: str, creds: dict[str, str]) -> Verdict:
+    import stripe
+
     client = stripe.StripeClient(creds["secret_key"], base_addresses={"api": base}, max_network_retries=0)
     try:
         balance = client.v1.balance.retrieve()
@@ -93,6 +98,8 @@ def stripe_call(base: str, creds: dict[str, str]) -> Verdict:
 
 
 def openai_call(base: str, creds: dict[str, str]) -> Verdict:
+    import openai
+
     client = openai.OpenAI(api_key=creds["api_key"], base_url=base + "/v1", max_retries=0, timeout=_TIMEOUT)
     try:
         models = [model.id for model in client.models.list()]
@@ -102,6 +109,9 @@ def openai_call(base: str, creds: dict[str, str]) -> Verdict:
 
 
 def twilio_call(base: str, creds: dict[str, str]) -> Verdict:
+    from twilio.base.exceptions import TwilioRestException
+    from twilio.rest import Client as TwilioClient
+
     client = TwilioClient(creds["account_sid"], creds["auth_token"])
     client.api.base_url = base  # the SDK's documented way to reach another host (edge, region, a mock)
     try:
@@ -117,9 +127,10 @@ SDK_CALLS: dict[str, Callable[[str, dict[str, str]], Verdict]] = {
 
 def sdk_verdict(vendor: str, base: str, creds: dict[str, str]) -> Verdict:
     """Run ``vendor``'s SDK health check against ``base``; a failure to read the answer is a verdict too."""
+    no_answer = _no_answer()
     try:
         return SDK_CALLS[vendor](base, creds)
-    except _NO_ANSWER as exc:
+    except no_answer as exc:
         return Verdict("no_answer", detail=type(exc).__name__)
     except Exception as exc:  # noqa: BLE001 - the SDK choking on the body is exactly what we record
         return _unreadable(exc)

@@ -196,7 +196,7 @@ async def test_healthy_targets_keep_their_schedule_while_others_hang(faults: Fau
         assert all(probes(n) <= 6 for n in healthy)
 
 
-async def test_thousands_of_probes_leak_no_task_connection_or_fd(faults: FaultServer) -> None:
+async def test_hundreds_of_probes_leak_no_task_connection_or_fd(faults: FaultServer) -> None:
     mix = ["ok", "reset", "invalid_json", "invalid_utf8", "huge_header", "redirect_loop", "proxy_502",
            "code_as_string", "gzip_bomb", "wrong_content_type"]
     targets = [target(f, faults.url(f)) for f in mix] + [target("dns", "http://vendor.invalid/ok"),
@@ -208,28 +208,29 @@ async def test_thousands_of_probes_leak_no_task_connection_or_fd(faults: FaultSe
         tasks_before = len(asyncio.all_tasks())
         fds_before = len(os.listdir("/proc/self/fd"))
         results: list[ProbeResult] = []
-        for _ in range(2000 // 50):
+        # a leak of one task or fd per probe of any kind shows as dozens: the counts are exact
+        for _ in range(600 // 50):
             results += await asyncio.gather(*(probe(ex, names[i % len(names)]) for i in range(50)))
         await wait_until(lambda: faults.open_connections == 0)
         tasks_after = len(asyncio.all_tasks())
         fds_after = len(os.listdir("/proc/self/fd"))
-    assert len(results) == 2000
+    assert len(results) == 600
     assert {r.outcome.cls for r in results} >= {"ok", "network_error", "unknown", "client_error", "server_error"}
     assert tasks_after <= tasks_before, (tasks_before, tasks_after)
     assert fds_after <= fds_before + 2, (fds_before, fds_after)
-    assert sum(faults.requests.values()) >= 2000 * 10 // 12
+    assert sum(faults.requests.values()) >= 600 * 10 // 12
 
 
 async def test_invented_codes_keep_the_series_bounded(faults: FaultServer) -> None:
     async with exporter_on([target("inventive", faults.url("invent"))]) as ex:
         exp = ex.exporter
-        for _ in range(1000 // 50):
+        for _ in range(200 // 50):
             for result in await asyncio.gather(*(probe(ex, "inventive") for _ in range(50))):
                 exp.state.record(result, 0.0, 0.0)
         text = await ex.metrics()
     series = [line for line in text.splitlines()
               if line.startswith("apistatus_responses_total{") and 'target="inventive"' in line]
     assert len(series) == MAX_FOREIGN_CODES + 1, series
-    assert sample(text, "apistatus_responses_total", target="inventive", code="other") == 1000 - MAX_FOREIGN_CODES
+    assert sample(text, "apistatus_responses_total", target="inventive", code="other") == 200 - MAX_FOREIGN_CODES
     total = sum(float(line.rsplit(" ", 1)[1]) for line in series)
-    assert total == 1000  # nothing lost: the overflow is counted, just not labelled
+    assert total == 200  # nothing lost: the overflow is counted, just not labelled

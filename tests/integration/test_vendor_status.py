@@ -9,7 +9,6 @@ import json
 import time
 from typing import Any
 
-import pytest
 from aiohttp import web
 from yarl import URL
 
@@ -117,59 +116,6 @@ async def test_an_incident_on_a_component_the_target_does_not_watch_is_not_its_v
         assert sample(text, "apistatus_vendor_incident_active", target="github-0") == 0
         view = run.exporter.vendor_view("github-0")
         assert view is not None and view.summary() == "vendor reports operational"
-
-
-#: per vendor the demo declares for, the class of its declared failure and the vendor's word on it
-DEMO_DECLARED = {
-    "github": ("server_error", "vendor confirms: Incident with API Requests"),
-    "openai": ("server_error", "vendor confirms: Chat Completions major outage"),
-    "slack": ("maintenance", "vendor confirms maintenance: Scheduled maintenance"),
-    "anthropic": ("server_error", "vendor confirms: Elevated errors on Claude API"),
-    "datadog": ("server_error", "vendor confirms maintenance: Scheduled API maintenance"),
-}
-
-
-@pytest.mark.parametrize("late", [0, 41])
-async def test_the_demo_declares_incidents_that_line_up_with_its_failures(late: int) -> None:
-    from exporter.demo import CYCLE, start_demo
-    from exporter.model import UP
-
-    clock = FakeClock()
-    demo = await start_demo(clock=clock, timeout="200ms")
-    try:
-        # the exporter started this long into the demo's cycle: its pages are read at other moments
-        await clock.advance(late)
-        async with running_exporter(demo.config, clock=clock) as run:
-            seen: dict[str, set[str]] = {name: set() for name in DEMO_DECLARED}
-            wrong: list[str] = []
-            for second in range(1, 2 * int(CYCLE) + 1):  # two cycles, a second at a time (a page is read once a minute)
-                await clock.advance(1.0)
-                await idle(run)
-                for name, (cls, word) in DEMO_DECLARED.items():
-                    ts, view = run.exporter.state.get(name), run.exporter.vendor_view(name)
-                    if ts is None or ts.last is None or view is None or not view.as_of:
-                        continue  # not probed, or its page not read yet
-                    got, summary = ts.last.outcome.cls, view.summary()
-                    seen[name].add(f"{got}: {summary}")
-                    # the declared failure shows the vendor's word on every failing probe; any other failure
-                    # of the vendor, none
-                    if got == cls and not summary.startswith(word):
-                        wrong.append(f"{second} s: {name} {got}: {summary}")
-                    if got != cls and got not in UP and summary != "vendor reports operational":
-                        wrong.append(f"{second} s: {name} {got}: {summary}")
-            assert not wrong, wrong
-            for name, (cls, word) in DEMO_DECLARED.items():
-                assert any(s.startswith(f"{cls}: {word}") for s in seen[name]), seen[name]
-                # and its other failures were seen, with the vendor's page saying all is well
-                assert any(not s.startswith(f"{cls}:") and not s.startswith(tuple(f"{c}:" for c in UP))
-                           for s in seen[name]), seen[name]
-            assert "ok: vendor reports operational" in seen["github"]
-            # and our own egress, checked beside them
-            text = await run.metrics()
-            assert sample(text, "apistatus_egress_up", egress="demo-egress") == 1
-            assert "demo-egress" in (await run.get("/"))[1]
-    finally:
-        await demo.close()
 
 
 async def test_a_reload_keeps_what_a_page_said_and_costs_no_extra_read(sims: tuple[SimulatorSet, FakeClock]) -> None:

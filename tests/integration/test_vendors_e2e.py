@@ -26,8 +26,6 @@ from yarl import URL
 
 from exporter.catalog import builtin_catalogs
 from exporter.clock import FakeClock
-from exporter.demo import CYCLE, start_demo
-from exporter.model import CLASSES
 from exporter.model import UP as UP_CLASSES
 from exporter.simulators import SimulatorSet, start_simulators
 
@@ -35,7 +33,6 @@ from ..conftest import (
     Running,
     config_from,
     free_port,
-    idle,
     next_probe_text,
     probe_text,
     running_exporter,
@@ -327,31 +324,6 @@ async def test_a_vendor_defined_only_in_yaml_works_end_to_end() -> None:
 
 
 # --- the embedded demo -------------------------------------------------------------------------------
-
-async def test_the_demo_scenario_shows_every_class_within_two_minutes() -> None:
-    clock = FakeClock()
-    # the same scenario on a fake clock; only the timeout is short so the slow spell costs no real time
-    demo = await start_demo(clock=clock, timeout="200ms")
-    try:
-        async with running_exporter(demo.config, clock=clock) as run:
-            first_seen: dict[str, int] = {}
-            for second in range(1, 121):
-                await clock.advance(1.0)
-                await idle(run)
-                for ts in run.exporter.state:
-                    if ts.last is not None:
-                        first_seen.setdefault(ts.last.outcome.cls, second)
-            assert set(first_seen) == set(CLASSES), f"missing: {set(CLASSES) - set(first_seen)}"
-            text = await run.metrics()
-            for vendor in demo.simulators.sims:
-                assert (sample(text, "apistatus_responses_total", vendor=vendor, **{"class": "ok"}) or 0) >= 1
-            # the scenario survives its own end and starts over
-            await clock.advance(CYCLE - 120 + 6)
-            assert demo.task is not None and not demo.task.done()
-            assert demo.simulators.sims["flipsnack"].settings["uploads_left"] == 120  # 0 before the restart
-    finally:
-        await demo.close()
-
 
 @pytest.mark.parametrize("sims", ["direct"], indirect=True)  # what is signed is the request: the relay cuts answers
 @pytest.mark.parametrize("value", ["a b", "a/b", "x?y=z&w", "ä+%"])

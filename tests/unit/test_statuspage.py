@@ -151,18 +151,19 @@ def test_control_characters_and_huge_text_are_cleaned_and_cut() -> None:
 
 
 def test_many_components_and_incidents_are_capped() -> None:
-    doc = {"components": [{"id": f"c{i:011d}", "name": f"C{i}", "status": "major_outage"} for i in range(5000)],
+    many, lots = 2 * MAX_INCIDENTS + 1, 2 * MAX_COMPONENTS + 1  # twice a cap and one: over it, whatever it is
+    doc = {"components": [{"id": f"c{i:011d}", "name": f"C{i}", "status": "major_outage"} for i in range(lots)],
            "incidents": [{"id": f"i{i:011d}", "name": f"I{i}", "status": "investigating",
-                          "components": [{"id": f"c{j:011d}"} for j in range(1000)]} for i in range(500)],
-           "scheduled_maintenances": [{"id": f"m{i:011d}", "status": "in_progress"} for i in range(500)]}
+                          "components": [{"id": f"c{j:011d}"} for j in range(lots)]} for i in range(many)],
+           "scheduled_maintenances": [{"id": f"m{i:011d}", "status": "in_progress"} for i in range(many)]}
     status = parse("statuspage", dumps(doc))
     assert len(status.components) == MAX_COMPONENTS
     assert len(status.incidents) == MAX_INCIDENTS and len(status.maintenances) == MAX_INCIDENTS
     assert all(len(i.components) <= MAX_COMPONENTS for i in status.incidents)
     assert status.truncated
     slack = {"status": "active", "active_incidents": [
-        {"id": i, "title": "t", "type": "incident", "status": "active", "services": [f"s{j}" for j in range(1000)]}
-        for i in range(500)]}
+        {"id": i, "title": "t", "type": "incident", "status": "active", "services": [f"s{j}" for j in range(lots)]}
+        for i in range(many)]}
     parsed = parse("slack", dumps(slack))
     assert len(parsed.incidents) == MAX_INCIDENTS and len(parsed.components) <= MAX_COMPONENTS and parsed.truncated
 

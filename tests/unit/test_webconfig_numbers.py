@@ -38,7 +38,7 @@ def test_the_largest_go_values_still_load() -> None:
     assert cfg.rate_burst == 9223372036854775807 and cfg.rate_interval == 2562047 * 3600
 
 
-@pytest.mark.parametrize("text", ["a: " + "[" * 50_000 + "]" * 50_000, "a: " + "{a: " * 3000 + "1" + "}" * 3000],
+@pytest.mark.parametrize("text", ["a: " + "[" * 3000 + "]" * 3000, "a: " + "{a: " * 3000 + "1" + "}" * 3000],
                          ids=["lists", "mappings"])
 def test_a_deeply_nested_file_is_one_line_not_a_recursion_error(text: str) -> None:
     with pytest.raises(WebConfigError, match=r"^web\.yml: values are nested too deeply"):
