@@ -309,12 +309,16 @@ async def _serve(args: argparse.Namespace, shard: Shard) -> int:
     await runner.setup()
     listen = listen_addresses(args)
     guard = ConnectionGuard(limits, lambda: exp.config.global_.max_concurrency)
+    sites: list[GuardedSite] = []
     for host, port in listen:
         try:
             site = GuardedSite(runner, host, port, guard=guard, ssl_context=ssl_context)
             await site.start()
+            sites.append(site)
         except OSError as exc:
             log.error("cannot listen on %s:%d: %s", host, port, exc.strerror)
+            for site in sites:
+                site.stop()
             await runner.cleanup()
             await exp.close()
             for close in cleanup:
@@ -336,6 +340,8 @@ async def _serve(args: argparse.Namespace, shard: Shard) -> int:
     async def shut_down() -> None:
         for task in reloads:
             task.cancel()
+        for site in sites:
+            site.stop()
         await runner.cleanup()
         await exp.close()
         for close in cleanup:

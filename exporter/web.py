@@ -12,11 +12,10 @@ import resource
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Protocol
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from aiohttp.web_protocol import RequestHandler
 
 from . import views
 from .app import Exporter
@@ -313,7 +312,7 @@ def make_app(exporter: Exporter, prefix: str = "", banner: str = "") -> web.Appl
     pages link relatively, so they work under any prefix and behind a proxy that strips it.
     ``banner``: a notice at the top of every page (the demo's)."""
     logging.getLogger("aiohttp.server").addFilter(_SERVER_LOG_FILTER)
-    app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[errors])
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[_in_progress, errors])
     app[EXPORTER_KEY] = exporter
     app[BANNER_KEY] = banner
     app.router.add_get(prefix + "/metrics", metrics)
@@ -408,7 +407,8 @@ def _add_pages(app: web.Application, prefix: str = "") -> None:
 # aiohttp's server has an idle keep-alive timeout but no limit on the time a client may take to send
 # its request headers, and no cap on connections: 300 idle sockets take every file descriptor, and the
 # probes (which need sockets of their own) then fail as "network_error/connect". What follows adds
-# both, at the protocol level, without touching the handlers above.
+# both, around aiohttp's own protocol (which only sees a connection open, bytes arrive and close) and
+# in one middleware (which sees a request start and end), with aiohttp's documented API alone.
 
 #: file descriptors kept free besides the probes' sockets: stdio, the listening sockets, the event
 #: loop, log and secret files, DNS look-ups in threads
@@ -444,14 +444,14 @@ class ServerLimits:
 
 class ConnectionGuard:
     """The exporter's client connections: counted, capped, and timed while they send headers. At the
-    cap a new connection takes the place of the longest-connected one that has no request in
-    progress (idle, or still sending headers); only when every one is busy is the new one refused.
-    So a flood of idle or slow sockets cannot lock out a client that sends its request promptly."""
+    cap a new connection takes the place of the longest-connected one that has no request in progress
+    (idle, or still sending headers); only when every one is busy is the new one refused. So a flood of
+    idle or slow sockets cannot lock out a client that sends its request promptly."""
 
     def __init__(self, limits: ServerLimits, max_concurrency: Callable[[], int]) -> None:
         self.limits = limits
         self._max_concurrency = max_concurrency
-        self._conns: dict[_GuardedHandler, None] = {}  # insertion order: oldest first
+        self._conns: dict[_GuardedConnection, None] = {}  # insertion order: oldest first
 
     def cap(self) -> int:
         return self.limits.max_connections or max_connections_for(self._max_concurrency())
@@ -459,7 +459,11 @@ class ConnectionGuard:
     def __len__(self) -> int:
         return len(self._conns)
 
-    def admit(self, conn: _GuardedHandler) -> bool:
+    def busy(self) -> int:
+        """The connections that would not be closed for a newcomer: a request in progress."""
+        return sum(1 for conn in self._conns if not conn.idle())
+
+    def admit(self, conn: _GuardedConnection) -> bool:
         cap = self.cap()
         while len(self._conns) >= cap:
             victim = next((other for other in self._conns if other.idle()), None)
@@ -468,57 +472,108 @@ class ConnectionGuard:
                 return False
             self._conns.pop(victim, None)
             log.warning("%d client connections: closed the oldest one without a request in progress", cap)
-            victim.force_close()
+            victim.close()
         self._conns[conn] = None
         return True
 
-    def forget(self, conn: _GuardedHandler) -> None:
+    def forget(self, conn: _GuardedConnection) -> None:
         self._conns.pop(conn, None)
 
 
-class _GuardedHandler(RequestHandler):
-    """aiohttp's request handler plus the header timeout and the guard's bookkeeping."""
+#: the guarded connections open now, by their transport: the ``_in_progress`` middleware finds a
+#: request's connection by ``request.transport`` (aiohttp's public view of it)
+_LIVE: dict[asyncio.BaseTransport, _GuardedConnection] = {}
 
-    def __init__(self, manager: Any, guard: ConnectionGuard, **kw: Any) -> None:
-        super().__init__(manager, **kw)
+
+class _GuardedConnection(asyncio.Protocol):
+    """One client connection: aiohttp's own protocol inside (made by the runner's ``web.Server``, the
+    protocol factory aiohttp documents for ``loop.create_server``), and around it the guard's count,
+    the cap and the header timer. What happens inside is aiohttp's; this only sees the connection
+    open and close, bytes arrive, and (through the middleware) a request start and end."""
+
+    def __init__(self, inner: asyncio.Protocol, guard: ConnectionGuard) -> None:
+        self._inner = inner
         self._guard = guard
+        self._transport: asyncio.Transport | None = None
+        self._requests = 0  # being handled now
         self._header_timer: asyncio.TimerHandle | None = None
 
     def idle(self) -> bool:
-        """No request being handled or queued: only then may the connection be closed for another."""
-        return not self._request_in_progress and not self._messages
+        """No request being handled and nothing of an answer left to send: only then may the
+        connection be closed for another."""
+        if self._requests:
+            return False
+        return self._transport is None or self._transport.get_write_buffer_size() == 0
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def request_started(self) -> None:
+        self._requests += 1
+        if self._header_timer is not None:
+            self._header_timer.cancel()  # the headers are complete: the handler takes it from here
+            self._header_timer = None
+
+    def request_ended(self) -> None:
+        self._requests -= 1
 
     def _arm(self) -> None:
-        self._header_timer = self._loop.call_later(self._guard.limits.header_timeout, self._headers_late)
+        loop = asyncio.get_running_loop()
+        self._header_timer = loop.call_later(self._guard.limits.header_timeout, self._headers_late)
 
     def _headers_late(self) -> None:
         self._header_timer = None
         if self.idle():
             log.warning("closed a client connection that sent no complete request headers within %gs",
                         self._guard.limits.header_timeout)
-            self.force_close()
+            self.close()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        _LIVE[transport] = self
+        self._inner.connection_made(transport)
         if self._guard.admit(self):
             self._arm()
         else:
-            self.force_close()
+            self.close()
 
     def data_received(self, data: bytes) -> None:
         if self._header_timer is None and self.idle():
-            self._arm()  # the first bytes of a further request on a kept-alive connection
-        super().data_received(data)
-        if self._header_timer is not None and self._messages:
-            self._header_timer.cancel()  # the headers are complete: the handler takes it from here
-            self._header_timer = None
+            self._arm()  # the first bytes of a request, or of a further one on a kept-alive connection
+        self._inner.data_received(data)
 
-    def connection_lost(self, exc: BaseException | None) -> None:
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
         self._guard.forget(self)
-        super().connection_lost(exc)
+        if self._transport is not None:
+            _LIVE.pop(self._transport, None)
+        self._inner.connection_lost(exc)
+
+
+@web.middleware
+async def _in_progress(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Tells the request's guarded connection (if it has one) that a request is in progress."""
+    conn = _LIVE.get(request.transport) if request.transport is not None else None
+    if conn is None:
+        return await handler(request)
+    conn.request_started()
+    try:
+        return await handler(request)
+    finally:
+        conn.request_ended()
 
 
 class _TLSWhenCurrent(asyncio.Protocol):
@@ -526,7 +581,7 @@ class _TLSWhenCurrent(asyncio.Protocol):
     (a changed file is re-read off the event loop), then ``loop.start_tls`` does the handshake. The
     request handler sees the connection once the handshake is done, as with a plain TLS server."""
 
-    def __init__(self, make_handler: Callable[[], _GuardedHandler],
+    def __init__(self, make_handler: Callable[[], _GuardedConnection],
                  context: Callable[[], Awaitable[ssl.SSLContext]]) -> None:
         self._make_handler = make_handler
         self._context = context
@@ -558,36 +613,46 @@ class _TLSWhenCurrent(asyncio.Protocol):
             self._task.cancel()
 
 
-class GuardedSite(web.TCPSite):
-    """A TCPSite whose connections go through a ConnectionGuard."""
+class GuardedSite:
+    """A listening socket whose connections go through a ConnectionGuard to the runner's application.
+    Made with ``loop.create_server`` and the runner's documented ``server`` (aiohttp's protocol
+    factory), so it is not one of the runner's sites: ``stop()`` it before ``runner.cleanup()``, which
+    then ends the connections it accepted."""
 
     def __init__(self, runner: web.BaseRunner, host: str | None, port: int, *, guard: ConnectionGuard,
-                 ssl_context: ssl.SSLContext | None = None, **kw: Any) -> None:
-        super().__init__(runner, host, port, ssl_context=ssl_context, **kw)
+                 ssl_context: ssl.SSLContext | None = None, backlog: int = 128) -> None:
+        self.runner = runner
+        self.host = host
+        self.port = port  # the bound port once started (port 0 asks the system for one)
         self.guard = guard
+        self.ssl_context = ssl_context
+        self.backlog = backlog
+        self.listener: asyncio.Server | None = None
 
     async def start(self) -> None:
-        await web.BaseSite.start(self)  # registers the site; TCPSite.start would create its own server
         loop = asyncio.get_running_loop()
-        server = self._runner.server
-        assert server is not None
+        server = self.runner.server
+        assert server is not None, "runner.setup() first"
         guard = self.guard
 
-        def factory() -> _GuardedHandler:
-            # what web.Server() does, with our handler class (the keyword arguments are the runner's:
-            # keepalive_timeout, access log, line and field size limits)
-            return _GuardedHandler(server, guard, loop=loop, **server._kwargs)
+        def factory() -> _GuardedConnection:
+            return _GuardedConnection(server(), guard)
 
-        ssl_context: ssl.SSLContext | None = self._ssl_context
+        ssl_context = self.ssl_context
         for_connection = getattr(ssl_context, "for_connection", None)  # the web config's (webconfig.watcher)
         if for_connection is not None:
             def tls_factory() -> _TLSWhenCurrent:
                 return _TLSWhenCurrent(factory, for_connection)
 
-            self._server = await loop.create_server(tls_factory, self._host, self._port, backlog=self._backlog,
-                                                    reuse_address=self._reuse_address, reuse_port=self._reuse_port)
+            self.listener = await loop.create_server(tls_factory, self.host, self.port, backlog=self.backlog)
         else:
-            self._server = await loop.create_server(factory, self._host, self._port, ssl=ssl_context,
-                                                    backlog=self._backlog, reuse_address=self._reuse_address,
-                                                    reuse_port=self._reuse_port)
-        self._bound_port = self._server.sockets[0].getsockname()[1] if self._server.sockets else self._port
+            self.listener = await loop.create_server(factory, self.host, self.port, ssl=ssl_context,
+                                                     backlog=self.backlog)
+        if self.listener.sockets:
+            self.port = self.listener.sockets[0].getsockname()[1]
+
+    def stop(self) -> None:
+        """Stop accepting connections (those open are the runner's to end)."""
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None

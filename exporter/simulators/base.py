@@ -345,11 +345,8 @@ class Simulator:
         # a short shutdown: a slow-spell answer still sleeping must not hold up closing the simulator
         self._runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context)
-        await site.start()
-        server = site._server
-        assert server is not None and getattr(server, "sockets", None)
-        bound = server.sockets[0].getsockname()  # type: ignore[attr-defined]
+        await web.TCPSite(self._runner, host, port, ssl_context=ssl_context).start()
+        bound = self._runner.addresses[0]
         shown = f"[{host}]" if ":" in host else host
         self.url = f"{'https' if ssl_context else 'http'}://{shown}:{bound[1]}"
 

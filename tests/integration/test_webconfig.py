@@ -156,11 +156,12 @@ async def serving(web_yml: Path, text: str | None = None, clock: FakeClock | Non
     await runner.setup()
     port = free_port()
     # the exporter's own site: it waits for a changed web config to be re-read before each handshake
-    guard = ConnectionGuard(ServerLimits(), lambda: 10)
-    await GuardedSite(runner, "127.0.0.1", port, guard=guard, ssl_context=ctx).start()
+    site = GuardedSite(runner, "127.0.0.1", port, guard=ConnectionGuard(ServerLimits(), lambda: 10), ssl_context=ctx)
+    await site.start()
     try:
         yield port
     finally:
+        site.stop()
         await runner.cleanup()
 
 
@@ -478,8 +479,8 @@ async def test_tls_and_basic_auth_guard_every_endpoint(certs: Path, ca: trustme.
     await runner.setup()
     port = free_port()
     # the exporter's own site: it waits for a changed web config to be re-read before each handshake
-    guard = ConnectionGuard(ServerLimits(), lambda: 10)
-    await GuardedSite(runner, "127.0.0.1", port, guard=guard, ssl_context=ctx).start()
+    site = GuardedSite(runner, "127.0.0.1", port, guard=ConnectionGuard(ServerLimits(), lambda: 10), ssl_context=ctx)
+    await site.start()
     cctx = client_ctx(ca)
     try:
         right = basic("prometheus", PASSWORD)
@@ -499,6 +500,7 @@ async def test_tls_and_basic_auth_guard_every_endpoint(certs: Path, ca: trustme.
         assert (await reader.read()).startswith(b"HTTP/1.1 401")  # the reload endpoint too
         writer.close()
     finally:
+        site.stop()
         await runner.cleanup()
         await exp.close()
 

@@ -157,10 +157,10 @@ def _cfg() -> Config:
 
 
 @contextlib.asynccontextmanager
-async def guarded(limits: ServerLimits) -> AsyncIterator[tuple[int, ConnectionGuard]]:
+async def guarded(limits: ServerLimits, cfg: Config | None = None) -> AsyncIterator[tuple[int, ConnectionGuard]]:
     from exporter.app import Exporter
 
-    exp = Exporter(_cfg())
+    exp = Exporter(cfg or _cfg())
     await exp.start()
     runner = web.AppRunner(make_app(exp), keepalive_timeout=limits.idle_timeout)
     await runner.setup()
@@ -170,6 +170,7 @@ async def guarded(limits: ServerLimits) -> AsyncIterator[tuple[int, ConnectionGu
     try:
         yield site.port, guard
     finally:
+        site.stop()
         await runner.cleanup()
         await exp.close()
 
@@ -236,6 +237,47 @@ async def test_at_the_cap_an_idle_connection_makes_room_and_busy_ones_are_kept()
         assert len(guard) <= 4
         for _, w in idle:
             w.close()
+
+
+async def test_at_the_cap_requests_in_progress_are_kept_and_a_newcomer_is_refused_only_when_all_are_busy() -> None:
+    """A connection whose request is being handled (a /probe waiting on its vendor) is never closed
+    for a newcomer; an idle one is; when every connection is busy the newcomer is the one refused."""
+    calls, release = asyncio.Event(), asyncio.Event()
+
+    async def never(request: web.Request) -> web.Response:
+        calls.set()
+        await release.wait()
+        return web.json_response({"code": 20, "data": {"api_uploads_left": 5}})
+
+    async with serve(never) as vendor:
+        cfg = config_from({"global": {"probe_share": 1}, "targets": [
+            {"name": "slow", "vendor": "flipsnack", "base_url": vendor, "interval": "1h", "timeout": "20s",
+             "credentials": {"api_key": "k", "secret": "s"}}]})
+        limits = ServerLimits(header_timeout=30, idle_timeout=30, max_connections=2)
+        async with guarded(limits, cfg) as (port, guard), aiohttp.ClientSession() as first, \
+                aiohttp.ClientSession() as second:
+            url = f"http://127.0.0.1:{port}/probe?target=slow"
+            busy = asyncio.create_task(first.get(url))
+            await asyncio.wait_for(calls.wait(), 10)  # the /probe is with the exporter, waiting
+            idle = await asyncio.open_connection("127.0.0.1", port)
+            await _until(lambda: len(guard) == 2, 5)
+            async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/-/healthy") as r:
+                assert r.status == 200  # the idle socket made room ...
+            assert await _closed_within(idle[0], 2)
+            assert not busy.done()  # ... and the busy one was kept
+            # two requests in progress: a newcomer finds every place busy and is refused
+            assert guard.busy() == 1
+            also_busy = asyncio.create_task(second.get(url))
+            await _until(lambda: guard.busy() == 2, 5)  # in its handler, joined to the first's probe
+            refused = await asyncio.open_connection("127.0.0.1", port)
+            assert await _closed_within(refused[0], 2), "a newcomer was let in while every connection was busy"
+            refused[1].close()
+            assert not busy.done() and not also_busy.done()
+            release.set()
+            for task in (busy, also_busy):
+                answer = await asyncio.wait_for(task, 10)
+                assert answer.status == 200
+                answer.release()
 
 
 def test_log_lines_are_rate_limited_per_kind_with_a_count_and_never_a_traceback() -> None:
