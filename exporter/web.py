@@ -529,11 +529,31 @@ class _GuardedConnection(asyncio.Protocol):
                         self._guard.limits.header_timeout)
             self.close()
 
+    def accepted(self, transport: asyncio.Transport) -> bool:
+        """A TLS connection, counted and timed from its TCP accept: its handshake is part of the time it
+        has to send its request headers (as Go's server times it), and a flood of handshakes that never
+        end takes its place among the connections like any other. False: refused."""
+        self._transport = transport
+        if not self._guard.admit(self):
+            return False
+        self._arm()
+        return True
+
+    def abandon(self) -> None:
+        """The TLS handshake failed or the client left during it: no longer counted."""
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+        self._guard.forget(self)
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
+        counted = self._transport is not None  # TLS: since the TCP accept (``accepted``)
         self._transport = transport
         _LIVE[transport] = self
         self._inner.connection_made(transport)
+        if counted:
+            return
         if self._guard.admit(self):
             self._arm()
         else:
@@ -595,14 +615,23 @@ class _TLSWhenCurrent(asyncio.Protocol):
         self._task = asyncio.get_running_loop().create_task(self._start(transport))
 
     async def _start(self, transport: asyncio.Transport) -> None:
+        handler = self._make_handler()
+        if not handler.accepted(transport):
+            transport.abort()
+            return
         try:
             ctx = await self._context()
-            handler = self._make_handler()
             tls_transport = await asyncio.get_running_loop().start_tls(transport, handler, ctx, server_side=True)
-        except Exception:  # noqa: BLE001 - a failed handshake or a client gone: the connection ends here
+        except asyncio.CancelledError:  # the client left while the config was read
+            handler.abandon()
+            transport.abort()
+            raise
+        except Exception:  # noqa: BLE001 - a failed handshake, a client gone, or one too slow (closed)
+            handler.abandon()
             transport.abort()
             return
         if tls_transport is None:
+            handler.abandon()
             transport.abort()
             return
         handler.connection_made(tls_transport)

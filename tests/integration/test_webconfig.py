@@ -147,6 +147,14 @@ async def hello(request: web.Request) -> web.Response:
 @contextlib.asynccontextmanager
 async def serving(web_yml: Path, text: str | None = None, clock: FakeClock | None = None) -> AsyncIterator[int]:
     """A small app behind ``web_yml`` on 127.0.0.1; yields the port."""
+    async with guarded_serving(web_yml, text, clock) as (port, _):
+        yield port
+
+
+@contextlib.asynccontextmanager
+async def guarded_serving(web_yml: Path, text: str | None = None, clock: FakeClock | None = None,
+                          limits: ServerLimits | None = None) -> AsyncIterator[tuple[int, ConnectionGuard]]:
+    """``serving``, with the connection guard and its limits."""
     if text is not None:
         web_yml.write_text(textwrap.dedent(text))
     app = web.Application()
@@ -156,16 +164,44 @@ async def serving(web_yml: Path, text: str | None = None, clock: FakeClock | Non
     await runner.setup()
     port = free_port()
     # the exporter's own site: it waits for a changed web config to be re-read before each handshake
-    site = GuardedSite(runner, "127.0.0.1", port, guard=ConnectionGuard(ServerLimits(), lambda: 10), ssl_context=ctx)
+    guard = ConnectionGuard(limits or ServerLimits(), lambda: 10)
+    site = GuardedSite(runner, "127.0.0.1", port, guard=guard, ssl_context=ctx)
     await site.start()
     try:
-        yield port
+        yield port, guard
     finally:
         site.stop()
         await runner.cleanup()
 
 
 TLS = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+
+
+async def test_tls_handshakes_count_as_connections_and_have_the_header_timeout(certs: Path, ca: trustme.CA) -> None:
+    """A socket that never starts (or never ends) its TLS handshake holds a connection place from the
+    TCP accept and is closed after the header timeout (Go's server times the handshake so too); at the
+    cap a prompt client still gets through in its place."""
+    limits = ServerLimits(header_timeout=1.0, max_connections=3)
+    async with guarded_serving(certs / "web.yml", TLS, limits=limits) as (port, guard):
+        silent = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+        for _ in range(100):
+            if len(guard) == 3:
+                break
+            await asyncio.sleep(0.02)
+        assert len(guard) == 3  # counted before any handshake
+        r = await get(port, client_ctx(ca))
+        assert r is not None and r.status == 200  # the oldest silent socket made room
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for reader, writer in silent:  # each closed by then: by the prompt client, or by the header timeout
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+        assert loop.time() - started < 4
+        for _ in range(100):
+            if len(guard) == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert len(guard) == 0  # nothing left counted: not the refused, nor the timed out, nor the served
 
 
 # --- TLS basics ---------------------------------------------------------------------------------------
