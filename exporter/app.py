@@ -227,8 +227,13 @@ class Exporter:
         """The scheduler's ``hold``: a transport failure has the checks of the target's egress run again
         at once, and the probe that confirms it waits for their answer, so that when
         ``apistatus_consecutive_failures`` reaches 2, ``apistatus_egress_up`` already says what the
-        egress does now (the alerts page a transport failure on 2 only behind a checked egress)."""
+        egress does now (the alerts page a transport failure on 2 only behind a checked egress). Only
+        on the way into transport failures (the latest answer before was not one): the failures after it
+        change no page, and a vendor unreachable for hours costs the canary nothing more."""
         if result.outcome.cls not in TRANSPORT or self.egress_checks is None:
+            return None
+        before = self.state.get(target.name)
+        if before is not None and before.last is not None and before.last.outcome.cls in TRANSPORT:
             return None
         return self.egress_checks.recheck(target.name)
 
