@@ -36,8 +36,9 @@ DEFAULT_EGRESS = "default"
 MIN_VENDORS = 3
 #: classes that mean the request never got an answer from the vendor
 TRANSPORT = frozenset({"network_error", "timeout"})
-#: runs of one egress's checks start at least this many seconds apart, however many targets fail: a
-#: flood of transport failures costs the canary a request every few seconds at most
+#: runs of one egress's checks start at least this many seconds apart (or a twentieth of the check
+#: interval, when that is shorter), however many targets fail: a flood of transport failures costs the
+#: canary a request every few seconds at most, and a confirmation waits that long at most for it
 RECHECK_SPACING = 2.0
 
 
@@ -128,6 +129,11 @@ class EgressBook:
             groups[of_target.get(name, DEFAULT_EGRESS)].append((vendor, cls))
         return [suspicion(egress, groups.get(egress, ())) for egress in self.egresses()]
 
+    @property
+    def spacing(self) -> float:
+        """The least time between the starts of two runs of one egress's checks."""
+        return min(RECHECK_SPACING, self.interval / 20)
+
     def checked(self, egress: str) -> bool:
         return any(state.egress == egress for state in self.checks.values())
 
@@ -157,7 +163,7 @@ class EgressBook:
             return flight
         now = self.clock.monotonic()
         last = self._last_run.get(egress)
-        start = now if last is None else max(now, last + RECHECK_SPACING)
+        start = now if last is None else max(now, last + self.spacing)
         task = asyncio.create_task(self._run_egress(egress, start), name=f"egress-check:{egress}")
         self._flights[egress] = flight = (start, task)
         task.add_done_callback(lambda t: self._landed(egress, t))

@@ -177,6 +177,7 @@ async def test_many_failures_share_one_recheck_of_their_egress() -> None:
             {"name": "corp-canary", "url": url}, {"name": "via-proxy", "url": url, "http_client": proxied}]})
         book = EgressBook(Prober(session, clock), clock)
         book.apply(cfg.egress_checks, cfg.targets, 60.0, 2.0)
+        assert book.spacing == RECHECK_SPACING  # a 60 s interval: at most one run every 2 s
         try:
             canary.slow()
             # twelve targets fail at the same moment: one request to the canary, which all of them wait for
@@ -191,7 +192,7 @@ async def test_many_failures_share_one_recheck_of_their_egress() -> None:
             assert canary.requests == 1
             assert book.checks["corp-canary"].up is True
             # a run in flight went out before a failure seen after it started: that failure waits for
-            # the next one, which every failure seen meanwhile shares, no sooner than RECHECK_SPACING
+            # the next one, which every failure seen meanwhile shares, no sooner than the spacing
             # after the one before
             await clock.advance(10)
             canary.slow()
@@ -207,7 +208,7 @@ async def test_many_failures_share_one_recheck_of_their_egress() -> None:
             for _ in range(20):
                 await asyncio.sleep(0.005)
             assert canary.requests == 2 and not any(w.done() for w in later)  # type: ignore[union-attr]
-            await clock.advance(RECHECK_SPACING - 0.5)
+            await clock.advance(book.spacing - 0.5)
             await asyncio.wait_for(asyncio.gather(*later), 5)  # type: ignore[arg-type]
             assert canary.requests == 3
             # the proxied check is another egress: never re-run by failures behind corp-canary; and a
