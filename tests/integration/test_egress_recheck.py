@@ -7,16 +7,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import random
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from exporter.clock import FakeClock
+from exporter.collector import render_target
+from exporter.config import Config, Target
 from exporter.egresscheck import RECHECK_SPACING, EgressBook
 from exporter.engine import new_session
+from exporter.model import ProbeResult
 from exporter.probe import Prober
+from exporter.scheduler import Scheduler
 from exporter.simulators import SimulatorSet
+from exporter.state import State
 
 from ..conftest import Running, config_from, idle, running_exporter, sample, serve
 
@@ -220,3 +227,93 @@ async def test_many_failures_share_one_recheck_of_their_egress() -> None:
         finally:
             canary.go.set()
             await book.stop()
+
+
+# --- the scheduler's side: a held probe keeps every promise of the schedule ----------------------------
+
+
+def flip_config(url: str, key: str = "k", names: tuple[str, ...] = ("t0", "t1")) -> Config:
+    return config_from({"global": {"interval": "10s", "timeout": "2s"}, "targets": [
+        {"name": n, "vendor": "flipsnack", "base_url": url, "credentials": {"api_key": f"{key}-{n}", "secret": "s"}}
+        for n in names]})
+
+
+@pytest.mark.parametrize("meanwhile", ["nothing", "reload-changed", "reload-removed", "stop"])
+async def test_a_held_confirmation_waits_and_survives_reloads_and_stop(meanwhile: str) -> None:
+    clock = FakeClock()
+    sent: list[tuple[float, str]] = []
+    failing = {"t0"}
+
+    async def vendor(request: web.Request) -> web.Response:
+        key = request.query.get("apiKey", "")
+        sent.append((clock.monotonic(), key))
+        code = 50 if any(key.endswith(f"-{n}") for n in failing) else 20  # 50: a server error
+        return web.json_response({"code": code})
+
+    gates: list[asyncio.Future[None]] = []
+    classes: list[str] = []
+
+    def hold(target: Target, result: ProbeResult) -> Awaitable[None] | None:
+        classes.append(result.outcome.cls)
+        gates.append(asyncio.get_running_loop().create_future())
+        return gates[-1]
+
+    async with serve(vendor) as url, new_session() as session:
+        cfg = flip_config(url)
+        state = State(render_target)
+        state.sync(cfg.targets)
+        sched = Scheduler(Prober(session, clock), state, clock, max_concurrency=1, rng=random.Random(5), hold=hold)
+        sched.apply(cfg.targets)
+        task = asyncio.create_task(sched.run())
+
+        async def step(seconds: float) -> None:
+            for _ in range(int(seconds * 10)):
+                await clock.advance(0.1)
+                for _ in range(200):
+                    if not sched.in_flight():
+                        break
+                    await asyncio.sleep(0.002)
+
+        def of(name: str) -> int:
+            return sum(1 for _, key in sent if key.endswith(f"-{name}"))
+
+        try:
+            await step(6)  # both probed once; t0 failed and is held
+            assert classes == ["server_error"], (classes, sent)
+            assert len(gates) == 1 and of("t0") == 1
+            await step(9)  # t1 keeps its schedule under max_concurrency 1: the held probe holds no place
+            assert of("t0") == 1 and of("t1") == 2
+            assert sched.in_flight() == 0
+            assert not await sched.on_demand("t0")  # /probe may not confirm it either
+            assert of("t0") == 1
+            ts = state.get("t0")
+            assert ts is not None and ts.consecutive_failures == 1
+            if meanwhile == "reload-changed":  # new credentials: planned afresh, still held
+                cfg = flip_config(url, key="new")
+                sched.apply(cfg.targets)
+                await step(6)
+                assert of("t0") == 1
+            elif meanwhile == "reload-removed":
+                sched.apply([t for t in cfg.targets if t.name != "t0"])
+            elif meanwhile == "stop":
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                assert gates[0].cancelled()  # what it waited for is called off with it
+                assert not [t for t in asyncio.all_tasks() if t.get_name().startswith(("hold:", "probe:"))]
+                return
+            gates[0].set_result(None)
+            await step(1)
+            if meanwhile == "reload-removed":
+                assert of("t0") == 1
+                return
+            assert of("t0") == 2  # the confirmation, once, right after the hold ended
+            ts = state.get("t0")
+            assert ts is not None
+            if meanwhile == "nothing":
+                assert ts.consecutive_failures == 2
+            await step(10)
+            assert of("t0") == 2 or len(gates) == 2  # a second failure holds again: no probe in between
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await sched.stop()
