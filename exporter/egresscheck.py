@@ -107,6 +107,8 @@ class EgressBook:
             states[check.name] = old if old is not None and old.check == check and old.egress == egress else \
                 CheckState(check, egress)
         self.checks = states
+        egresses = {state.egress for state in states.values()}
+        self._last_run = {e: t for e, t in self._last_run.items() if e in egresses}  # renamed ones go
         self.of_target = {t.name: named.get(t.http_client, DEFAULT_EGRESS) for t in targets} if states else {}
         self.interval, self.timeout = interval, min(timeout, interval)
         self._wake.set()
