@@ -4,7 +4,8 @@ behind one egress fail at the transport level at once, across at least ``MIN_VEN
 
 A target's transport failure has the checks of its egress run again at once (``recheck``): the
 scheduler holds the target's next probe (the one that confirms the failure) until they have answered,
-so a confirmed transport failure is always seen beside an egress check that started after it.
+so a confirmed transport failure is always seen beside egress checks that started after its first
+failure was seen.
 
 An egress is named after the first check whose effective ``http_client`` a target shares (the same
 proxy and TLS settings); targets that share no check's settings are behind ``default``. An egress
@@ -160,7 +161,7 @@ class EgressBook:
 
     def _flight(self, egress: str) -> tuple[float, asyncio.Task[None]]:
         """The run of the egress's checks in flight or planned, else a new one, planned no sooner than
-        ``RECHECK_SPACING`` after the latest one started."""
+        ``spacing`` after the latest one started."""
         if (flight := self._flights.get(egress)) is not None:
             return flight
         now = self.clock.monotonic()
