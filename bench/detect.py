@@ -87,6 +87,8 @@ class DetectResult:
     factor: float
     interval: float  # the scaled probe interval, seconds
     confirm_failures: bool
+    #: whether the exporter had an egress check (``egress_checks``) for the egress of every target
+    egress_check: bool = True
     #: (class, vendor, intervals from the change to the notification; None: none within the deadline)
     incidents: list[tuple[str, str, float | None]] = field(default_factory=list)
     healthy_intervals: float = 0.0
@@ -117,7 +119,8 @@ def _post(url: str, data: dict[str, Any]) -> None:
 
 
 @contextlib.contextmanager
-def _stack(dir_: Path, factor: float, confirm: bool, root: Path) -> Iterator[tuple[dict[str, Any], Webhook, float]]:
+def _stack(dir_: Path, factor: float, confirm: bool, root: Path,
+           egress_check: bool = True) -> Iterator[tuple[dict[str, Any], Webhook, float]]:
     interval = 60.0 / factor
     hook: Webhook | None = None
     sims_log = (dir_ / "sims.log").open("wb")
@@ -139,6 +142,9 @@ def _stack(dir_: Path, factor: float, confirm: bool, root: Path) -> Iterator[tup
                                              "timeout": f"{min(interval, 10 / factor * 2):g}s"}, "targets": targets}
         if not confirm:  # else the shipped default (on)
             config["global"]["confirm_failures"] = False
+        if egress_check:  # our egress checked (a simulator's control URL, which no incident touches): the
+            # transport classes page on a confirmed failure; without one, on one failure more
+            config["egress_checks"] = [{"name": "canary", "url": next(iter(described.values()))["control_url"]}]
         (dir_ / "exporter.yml").write_text(yaml.safe_dump(config))
         sys.path.insert(0, str(root / "mixin"))
         try:
@@ -190,10 +196,11 @@ def _stack(dir_: Path, factor: float, confirm: bool, root: Path) -> Iterator[tup
 
 def run_detect(factor: float = 20.0, confirm: bool = True, healthy_intervals: float = 200.0,
                flaky: float = 0.01, deadline_intervals: float = 20.0, root: Path = ROOT,
-               seed: int | None = None) -> DetectResult:
+               seed: int | None = None, egress_check: bool = True) -> DetectResult:
     rng = random.Random(seed)
-    with workdir("apistatus-detect-") as dir_, _stack(dir_, factor, confirm, root) as (sims, hook, interval):
-        result = DetectResult(factor, interval, confirm, load=(os.getloadavg()[0], 0.0))
+    with workdir("apistatus-detect-") as dir_, \
+            _stack(dir_, factor, confirm, root, egress_check) as (sims, hook, interval):
+        result = DetectResult(factor, interval, confirm, egress_check, load=(os.getloadavg()[0], 0.0))
         time.sleep(5 * interval)  # every target probed and scraped healthy; the start-up's own alerts
         # incidents: started at random moments within one interval, each on its own vendor
         plan = sorted((rng.uniform(0, interval), inc) for inc in INCIDENTS)
@@ -239,7 +246,8 @@ def run_detect(factor: float = 20.0, confirm: bool = True, healthy_intervals: fl
 def render_detect(r: DetectResult) -> str:
     median, worst = r.figures()
     lines = [f"detect: scale 1/{r.factor:g} (probe interval {r.interval:g} s), confirm_failures "
-             f"{'on' if r.confirm_failures else 'off'}; load average {r.load[0]:.1f} at the start, "
+             f"{'on' if r.confirm_failures else 'off'}, egress check {'on' if r.egress_check else 'off'}; "
+             f"load average {r.load[0]:.1f} at the start, "
              f"{r.load[1]:.1f} at the end",
              f"  notification after the vendor's change, in probe intervals: median {median:.1f}, worst {worst:.1f} "
              f"({sum(d is not None for *_, d in r.incidents)} of {len(r.incidents)} incidents notified)"]
@@ -259,10 +267,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--healthy-intervals", type=float, default=200.0, help="length of the flaky healthy run")
     p.add_argument("--flaky", type=float, default=0.01, help="share of answers failing at random in it")
     p.add_argument("--no-confirm", action="store_true", help="run the exporter without confirm_failures")
+    p.add_argument("--no-egress-check", action="store_true",
+                   help="run the exporter without an egress check (transport failures page one probe later)")
     p.add_argument("--root", type=Path, default=ROOT, help="the checkout whose exporter and mixin run")
     args = p.parse_args(argv)
     try:
-        r = run_detect(args.factor, not args.no_confirm, args.healthy_intervals, args.flaky, root=args.root)
+        r = run_detect(args.factor, not args.no_confirm, args.healthy_intervals, args.flaky, root=args.root,
+                       egress_check=not args.no_egress_check)
     except ProcError as exc:
         print(f"bench detect: {exc}", file=sys.stderr)
         return 1

@@ -12,20 +12,20 @@ import functools
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import cast
 
 from .clock import Clock, SystemClock, Timer
 from .collector import render_fault, render_target
-from .config import Config, ConfigError, load_config
+from .config import Config, ConfigError, Target, load_config
 from .egress import Egress
-from .egresscheck import EgressBook, Suspicion
+from .egresscheck import TRANSPORT, EgressBook, Suspicion
 from .engine import Resolver, new_session
 from .engine import Session as Client
 from .gcpolicy import GC
 from .httpconfig import HttpClient
-from .model import ALL, ExporterStatus, Shard, StartLag
+from .model import ALL, ExporterStatus, ProbeResult, Shard, StartLag
 from .offloop import in_daemon_thread
 from .probe import Prober
 from .scheduler import Scheduler
@@ -148,9 +148,10 @@ class Exporter:
         self.session = self._new_session()
         self.egress = Egress(self.session, self._new_session)
         self.prober = Prober(self.session, self.clock, self.config.global_.max_body_bytes, self.egress)
-        self.scheduler = Scheduler(self.prober, self.state, self.clock, self.config.global_.max_concurrency)
         self.vendor_status = VendorStatusBook(self.prober, self.clock)
         self.egress_checks = EgressBook(self.prober, self.clock)
+        self.scheduler = Scheduler(self.prober, self.state, self.clock, self.config.global_.max_concurrency,
+                                   hold=self._recheck_egress)
         self._apply(self.config)
         self._fault_tasks = [asyncio.create_task(self.vendor_status.run(), name="vendor-status"),
                              asyncio.create_task(self.egress_checks.run(), name="egress-checks")]
@@ -221,6 +222,20 @@ class Exporter:
         if self.egress_checks is not None:
             glob = config.global_
             self.egress_checks.apply(config.egress_checks, config.targets, glob.interval, glob.timeout)
+
+    def _recheck_egress(self, target: Target, result: ProbeResult) -> Awaitable[None] | None:
+        """The scheduler's ``hold``: a transport failure has the checks of the target's egress run again
+        at once, and the probe that confirms it waits for their answer, so that when
+        ``apistatus_consecutive_failures`` reaches 2, ``apistatus_egress_up`` already says what the
+        egress does now (the alerts page a transport failure on 2 only behind a checked egress). Only
+        on the way into transport failures (the latest answer before was not one): the failures after it
+        change no page, and a vendor unreachable for hours costs the canary nothing more."""
+        if result.outcome.cls not in TRANSPORT or self.egress_checks is None:
+            return None
+        before = self.state.get(target.name)
+        if before is not None and before.last is not None and before.last.outcome.cls in TRANSPORT:
+            return None
+        return self.egress_checks.recheck(target.name)
 
     def vendor_view(self, name: str) -> VendorView | None:
         """What the target's vendor says on its own status page about what the target depends on."""
@@ -320,6 +335,8 @@ class Exporter:
         for task in self._fault_tasks:
             task.cancel()
         await asyncio.gather(*self._fault_tasks, return_exceptions=True)
+        if self.egress_checks is not None:
+            await self.egress_checks.stop()  # re-checks started by failures, even with the loop never run
         if self.egress is not None:
             await self.egress.close()
         if self.session is not None:

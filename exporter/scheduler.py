@@ -7,6 +7,10 @@ Probes asked for from outside (``/probe``, see ``on_demand``) go through the sam
 target at a time (a caller joins the one in flight), the same concurrency cap and budget, never
 during backoff, and never sooner than the schedule would probe; what may not call answers from the
 target's latest result.
+
+A failure can hold a target's next probe back (``hold``, a callable the composition root hands in): the
+exporter has the checks of the target's egress run again after a transport failure, and the probe
+that would confirm it waits until they have answered, taking no place and no budget meanwhile.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import itertools
 import logging
 import random
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +34,7 @@ from .model import UP, Outcome, ProbeResult
 from .probe import Prober
 from .state import State, kept
 
-__all__ = ["COALESCE", "LagStats", "Scheduler"]
+__all__ = ["COALESCE", "Hold", "LagStats", "Scheduler"]
 
 log = logging.getLogger(__name__)
 _probe_log = logging.getLogger("exporter.probe")  # log_probe's
@@ -42,6 +46,10 @@ _probe_log = logging.getLogger("exporter.probe")  # log_probe's
 #: the interval's own jitter), none at the end of a backoff or without budget room (``_early_ok``),
 #: and the start lag records each start as it happened (slightly negative when early)
 COALESCE = 0.02
+
+#: called with each failed answer (never with an up one) as it is recorded: what the target's next
+#: probe, scheduled or asked for, must wait for (the exporter's egress re-check), or None
+Hold = Callable[[Target, ProbeResult], Awaitable[None] | None]
 
 
 @dataclass(slots=True)
@@ -56,6 +64,10 @@ class _Slot:
     backoff_until: float = 0.0
     #: its next probe confirms a failure (``confirm_failures``): its answer is planned after as usual
     confirming: bool = False
+    #: what its next probe waits for after a failure (``Scheduler.hold``), until it is done
+    held_by: asyncio.Task[None] | None = None
+    #: (due, generation) of the plan that came due while ``held_by`` ran: put back when it ends
+    held_plan: tuple[float, int] | None = None
 
 
 class _Places:
@@ -139,8 +151,9 @@ class LagStats:
 
 class Scheduler:
     def __init__(self, prober: Prober, state: State, clock: Clock, max_concurrency: int = 100,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, hold: Hold | None = None) -> None:
         self.prober, self.state, self.clock = prober, state, clock
+        self.hold = hold
         self.rng = rng or random.Random()
         self._places = _Places(max_concurrency, self._poke)
         self._heap: list[tuple[float, int, str, int]] = []
@@ -244,6 +257,9 @@ class Scheduler:
                 continue  # removed or replaced by a reload
             if slot.not_before > due:  # an on-demand probe stood in for this one: wait as it says
                 self._push(slot.not_before, slot)
+                continue
+            if slot.held_by is not None:  # it waits for what its last failure holds it back for
+                slot.held_plan = (due, gen)  # put back in the heap when that ends (``_unhold``)
                 continue
             joined = self._inflight.get(name)
             try:
@@ -395,7 +411,7 @@ class Scheduler:
         if (joined := self._inflight.get(name)) is not None:
             return await _join(joined)
         now = self.clock.monotonic()
-        if now < slot.not_before:
+        if now < slot.not_before or slot.held_by is not None:
             return False
         if (budget := self.budgets.limiter(slot.target)) is not None and budget.wait(now) > 0:
             self.budget_delays[slot.target.vendor] += 1
@@ -475,6 +491,7 @@ class Scheduler:
                 slot.not_before = slot.backoff_until = due = now + wait
                 heapq.heappush(self._heap, (due, next(self._seq), slot.target.name, slot.generation))
                 self._poke()
+                self._hold_after(slot, result)
                 self._record(result, self.clock.time() + wait, 0.0)
                 return
             slot.streak = streak_after(slot.streak, result.outcome)
@@ -493,6 +510,7 @@ class Scheduler:
         except Exception as exc:  # noqa: BLE001
             self._replan(slot, "planning after", exc)
             return
+        self._hold_after(slot, result)
         self._record(result, self.clock.time() + (due - now), backoff)
 
     def _plan_changed(self, slot: _Slot, now: float, result: ProbeResult) -> None:
@@ -503,7 +521,38 @@ class Scheduler:
         slot.not_before = now + self.rng.uniform(0, min(slot.target.interval, 5.0))
         self._push(slot.not_before, slot)
         self._poke()
+        self._hold_after(slot, result)
         self._record(result, self.clock.time() + (slot.not_before - now), 0.0)
+
+    def _hold_after(self, slot: _Slot, result: ProbeResult) -> None:
+        """After a failed answer, what ``hold`` says the target's next probe waits for: a task of the
+        scheduler's own (``stop`` cancels it), which puts back the plan that came due meanwhile."""
+        if self.hold is None or result.outcome.cls in UP or slot.held_by is not None:
+            return
+        try:
+            awaitable = self.hold(slot.target, result)
+        except Exception as exc:  # noqa: BLE001 - a bug costs the wait, not the schedule
+            log.error("holding the next probe of target %s failed internally: %s", slot.target.name,
+                      exc.__class__.__name__)
+            return
+        if awaitable is None:
+            return
+        task = asyncio.create_task(_wait_for(awaitable, slot.target.name), name=f"hold:{slot.target.name}")
+        slot.held_by = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda t: self._unhold(slot, t))
+
+    def _unhold(self, slot: _Slot, task: asyncio.Task[None]) -> None:
+        if slot.held_by is not task:
+            return
+        slot.held_by, plan = None, slot.held_plan
+        slot.held_plan = None
+        if plan is None or task.cancelled() or not self._current(slot) or slot.generation != plan[1]:
+            return  # nothing came due meanwhile, or stopped, or a reload planned the target afresh
+        heapq.heappush(self._heap, (max(plan[0], self.clock.monotonic()), next(self._seq), slot.target.name,
+                                    slot.generation))
+        self._poke()
 
     def _record(self, result: ProbeResult, next_probe_at: float, backoff: float) -> None:
         """Write the result to the state; a bug there costs this one result, never the target's schedule."""
@@ -528,6 +577,19 @@ class Scheduler:
             log.error("probe of target %s failed internally: %s", target.name, exc.__class__.__name__)
             return ProbeResult(target.name, self.clock.time(), 0.0,
                                Outcome("unknown", "internal", "internal error in the prober", 0), "", "")
+
+
+async def _wait_for(awaitable: Awaitable[None], name: str) -> None:
+    """What a target's next probe waits for: its end, whatever it ends with (one line for a bug)."""
+    try:
+        await awaitable
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # stopped
+        # what it waited for was called off (the exporter closes): nothing is left to wait for
+    except Exception as exc:  # noqa: BLE001
+        log.error("what the next probe of target %s waited for failed internally: %s", name, exc.__class__.__name__)
 
 
 async def _join(flight: asyncio.Future[ProbeResult | None]) -> bool:

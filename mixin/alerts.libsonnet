@@ -25,6 +25,12 @@ local util = import 'lib/util.libsonnet';
   local outageClasses = [k for k in c.downClasses if !std.member(c.transportClasses, k)],
   local transportClasses = [k for k in c.downClasses if std.member(c.transportClasses, k)],
   local down(classes) = 'max without (class) (apistatus_outcome{%s,class=~"%s"}) == 1' % [sel, util.classes(classes)],
+  // The targets whose egress has an egress check (its apistatus_egress_up series exists): the exporter
+  // re-checks it before it confirms a transport failure, so their egress signal is never behind.
+  local egressChecked =
+    'max by (%(tv)s) (\n  apistatus_target_egress_info{%(exp)s}\n  and on (%(e)s)\n  apistatus_egress_up{%(exp)s}\n)' % {
+      tv: std.join(', ', c.groupLabels + ['target', 'vendor']), e: std.join(', ', c.groupLabels + ['egress']),
+      exp: c.exporterSelector },
   // Is it us or them: what the vendor's own status page says about what the target depends on, as an
   // annotation (information on the page, never a second one). Empty when the vendor has no status page.
   local q(metric, cond) = 'printf `%s{target="%%s",vendor="%%s"}%s` $labels.target $labels.vendor | query' % [metric, cond],
@@ -56,13 +62,19 @@ local util = import 'lib/util.libsonnet';
     groups+: [{
       name: 'apistatus.alerts',
       rules: [
+        // Transport failures: on a confirmed failure behind an egress with a check (re-checked before
+        // the confirmation), on one more behind an egress without one (see transportConfirmedFailures).
         alert('ApistatusTargetDown', 'critical',
-              '(\n%s\n)\nor\n(\n%s\n)' % [confirmed(down(outageClasses)),
-                                            confirmed(down(transportClasses), c.transportConfirmedFailures)],
+              '(\n%s\n)\nor\n(\n(\n%s\n)\nand on (%s)\n%s\n)\nor\n(\n%s\n)' % [
+                confirmed(down(outageClasses)),
+                confirmed(down(transportClasses)), by(['target', 'vendor']), egressChecked,
+                confirmed(down(transportClasses), c.transportConfirmedFailures)],
               onTarget + ' is down',
               ('The health check of {{ $labels.target }} ({{ $labels.vendor }}) has ended in %s, confirmed by the ' +
-               'probe after it (a %s by one more, so that an outage of our own egress is known first), and the ' +
-               'vendor does not say it is in maintenance.') % [std.join(', ', c.downClasses), std.join(' or ', transportClasses)],
+               'probe after it (a %s only once the egress it goes out through has been checked again, or by one ' +
+               'more probe behind an egress without an egress check, so that an outage of our own egress is ' +
+               'known first), and the vendor does not say it is in maintenance.')
+              % [std.join(', ', c.downClasses), std.join(' or ', transportClasses)],
               { annotations+: { vendor_status: vendorSays } }),
 
         alert('ApistatusCheckRejected', 'warning',

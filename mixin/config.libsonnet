@@ -45,11 +45,14 @@
     // Failures in a row (apistatus_consecutive_failures) that make a confirmed failure, which
     // ApistatusTargetDown and ApistatusAuthFailing page on: the failed answer and the one after it.
     confirmedFailures: 2,
-    // Of the down classes, those in which no answer came at all, which may be our own egress: they
-    // page on one failure more (the next scheduled probe, an interval later), by when every target
-    // and egress check has been probed since, so that an egress outage is known
-    // (apistatus_egress_up, apistatus_egress_suspected_down) and ApistatusTargetBehindEgressDown
-    // inhibits the page before it is sent, instead of racing it.
+    // Of the down classes, those in which no answer came at all, which may be our own egress. Behind
+    // an egress with an egress check (apistatus_egress_up) they page on a confirmed failure like the
+    // others: the exporter re-runs the checks of that egress on the first transport failure and holds
+    // the confirming probe until they have answered, so ApistatusTargetBehindEgressDown sees the
+    // egress as it is in the same scrape. Behind an egress with none, only the derived
+    // apistatus_egress_suspected_down speaks for it, and it needs several targets to have failed:
+    // there they page on one failure more (the next scheduled probe, an interval later), by when
+    // every target behind it has been probed since.
     transportClasses: ['timeout', 'network_error'],
     transportConfirmedFailures: 3,
 

@@ -205,13 +205,25 @@ def _render(overrides: str) -> dict[str, str]:
      "    for: 0s\n    labels:\n      severity: warning"),
     # a single failed answer pages: the confirmation dropped
     ("unconfirmed failures page", "{_config+:: {confirmedFailures: 1}}", "", ""),
-    # a transport failure pages before the egress is known (and races its inhibition)
+    # a transport failure behind an egress without an egress check pages before the egress is known
+    # (only the derived suspicion speaks for it, which needs several targets: it races the inhibition)
     ("transport failures page before the egress is known", "{_config+:: {transportConfirmedFailures: 2}}", "", ""),
+    # any egress_target_info counts as checked: behind an egress without a check (default, or one whose
+    # first check has not answered yet) a transport failure pages on 2 again
+    ("every egress counted as checked", "{}",
+     r"\n\s+and on \(cluster, egress\)\n\s+apistatus_egress_up\{[^}]*\}", ""),
+    # the rule before the egress re-check: a transport failure waits one probe more even behind a
+    # checked egress (slower than it needs to be)
+    ("transport waits one more behind a checked egress", "{}",
+     re.escape('apistatus_consecutive_failures{job=~"apistatus|apistatus-probe"} >= 2\n      )\n'
+               "      and on (cluster, target, vendor)"),
+     'apistatus_consecutive_failures{job=~"apistatus|apistatus-probe"} >= 3\n      )\n'
+     "      and on (cluster, target, vendor)"),
     ("informational quotas page", "{}",
      re.escape("unless (apistatus_quota_informational{"), "unless (apistatus_quota_informational_x{"),
     ("burn rates without the history guard", "{}", r"\] offset \w+\)", "])"),
 ], ids=["maintenance-as-down", "client-error-as-down", "maintenance-not-held", "naive-staleness", "auth-severity",
-        "unconfirmed-pages", "transport-before-egress",
+        "unconfirmed-pages", "transport-before-egress", "unchecked-egress-as-checked", "transport-slow-when-checked",
         "informational-quota", "no-history-guard"])
 def test_unit_tests_catch_a_broken_rule(tmp_path: Path, what: str, overrides: str, old: str, new: str) -> None:
     """The unit tests are not decoration: the same tests against a subtly broken mixin fail."""
