@@ -1,5 +1,6 @@
 """``python3 -m bench [cpu|scale|scrape|startup|memory|all] [--quick] [--out BENCHMARKS.md]``; ``python3 -m bench
-detect [--factor 20] [--healthy-intervals N]`` (how fast it pages, how rarely it lies: bench/detect.py)
+detect [--factor 20] [--healthy-intervals N] [--no-egress-check]`` (how fast it pages, how rarely it lies:
+bench/detect.py)
 
 Runs the chosen benchmarks one after the other (each starts and stops its own nginx, exporter and
 blackbox_exporter on loopback) and writes the results table. ``--quick`` is a smoke run of a few
