@@ -310,19 +310,25 @@ async def _serve(args: argparse.Namespace, shard: Shard) -> int:
     listen = listen_addresses(args)
     guard = ConnectionGuard(limits, lambda: exp.config.global_.max_concurrency)
     sites: list[GuardedSite] = []
+
+    async def close_all() -> None:
+        for site in sites:
+            site.stop()  # no new connection; the runner then ends those open
+        await runner.cleanup()
+        await exp.close()
+        for close in cleanup:
+            await close()
+
     for host, port in listen:
         try:
             site = GuardedSite(runner, host, port, guard=guard, ssl_context=ssl_context)
             await site.start()
             sites.append(site)
         except OSError as exc:
-            log.error("cannot listen on %s:%d: %s", host, port, exc.strerror)
-            for site in sites:
-                site.stop()
-            await runner.cleanup()
-            await exp.close()
-            for close in cleanup:
-                await close()
+            # the system's words for the errno: asyncio's own text repeats the address as a Python tuple
+            reason = os.strerror(exc.errno) if exc.errno else exc.strerror
+            log.error("cannot listen on %s:%d: %s", host, port, reason)
+            await close_all()
             return 1
     scheme = "https" if ssl_context else "http"
     for host, port in listen:
@@ -340,12 +346,7 @@ async def _serve(args: argparse.Namespace, shard: Shard) -> int:
     async def shut_down() -> None:
         for task in reloads:
             task.cancel()
-        for site in sites:
-            site.stop()
-        await runner.cleanup()
-        await exp.close()
-        for close in cleanup:
-            await close()
+        await close_all()
 
     try:
         async with asyncio.timeout(STOP_GRACE):

@@ -263,3 +263,23 @@ async def test_sighup_and_sigterm_while_a_status_page_read_hangs(tmp_path: Path)
     assert proc.returncode == 0, log[-2000:]
     assert took < 2, f"SIGTERM took {took:.1f}s"
     assert "Traceback" not in log, log[-2000:]
+
+
+async def test_a_listen_address_in_use_is_one_line_naming_it(tmp_path: Path) -> None:
+    """Two --web.listen-address flags, the second taken by another program: one line naming it in the
+    system's words, exit 1, after the first was opened (and is closed again on the way out)."""
+    import socket
+
+    cfg = flipsnack_config_file(tmp_path / "config.yml", "http://127.0.0.1:9", "t", interval="1h", timeout="1s")
+    first = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        async with spawn_exporter("--config", str(cfg), "--listen", f"127.0.0.1:{first}",
+                                  "--listen", f"127.0.0.1:{busy}") as (proc, lines):
+            await asyncio.wait_for(proc.wait(), 30)
+    log = "".join(lines)
+    assert proc.returncode == 1, log[-2000:]
+    assert f"cannot listen on 127.0.0.1:{busy}: Address already in use" in log
+    assert "Traceback" not in log and log.count("level=error") == 1
