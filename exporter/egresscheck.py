@@ -98,6 +98,9 @@ class EgressBook:
         self._flights: dict[str, tuple[float, asyncio.Task[None]]] = {}
         #: per egress, when its latest run started (monotonic)
         self._last_run: dict[str, float] = {}
+        #: the waits ``recheck`` handed out: ``stop`` calls them off too, or one not yet started would
+        #: plan a run after it
+        self._waits: set[asyncio.Future[None]] = set()
 
     def apply(self, checks: Iterable[EgressCheck], targets: Iterable[Target], interval: float, timeout: float) -> None:
         named: dict[object, str] = {}
@@ -148,7 +151,10 @@ class EgressBook:
         if not self.checked(egress):
             return None
         # a task, not a coroutine: whoever waits may be cancelled before it first awaits this
-        return asyncio.ensure_future(self._run_since(egress, self.clock.monotonic()))
+        wait = asyncio.ensure_future(self._run_since(egress, self.clock.monotonic()))
+        self._waits.add(wait)
+        wait.add_done_callback(self._waits.discard)
+        return wait
 
     async def _run_since(self, egress: str, since: float) -> None:
         while True:
@@ -200,7 +206,7 @@ class EgressBook:
 
     async def stop(self) -> None:
         """Cancel the runs in flight (the exporter closes)."""
-        flights = [task for _, task in self._flights.values()]
+        flights = [*self._waits, *(task for _, task in self._flights.values())]
         for task in flights:
             task.cancel()
         await asyncio.gather(*flights, return_exceptions=True)
