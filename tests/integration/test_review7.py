@@ -58,3 +58,40 @@ async def test_a_partial_request_pipelined_behind_a_complete_one_still_has_the_h
             assert await _closed_within(reader, 4), "the half-sent second request was not timed"
         finally:
             writer.close()
+
+
+async def test_a_slow_reader_of_a_large_metrics_page_keeps_its_place_and_gets_all_of_it() -> None:
+    """At the cap, newcomers close idle connections, never one whose /metrics answer is still being
+    written to a slow reader: that reader gets every byte of it."""
+    from exporter.web import ServerLimits
+
+    from ..system.test_server_limits import guarded
+
+    targets = [{"name": f"t{i}", "vendor": "flipsnack", "base_url": "http://127.0.0.1:9", "interval": "1h",
+                "credentials": {"api_key": f"k{i}", "secret": "s"}} for i in range(400)]
+    async with guarded(ServerLimits(header_timeout=5, idle_timeout=30, max_connections=2),
+                       config_from({"targets": targets})) as (port, guard):
+        for _ in range(100):  # every target probed once (each fails at once): the page is large
+            r, w = await asyncio.open_connection("127.0.0.1", port)
+            w.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            page = await asyncio.wait_for(r.read(), 10)
+            w.close()
+            if page.count(b"apistatus_up{") >= len(targets):
+                break
+            await asyncio.sleep(0.2)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 16)
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length")))
+        assert length > 1 << 20  # far more than the socket buffers hold
+        for _ in range(5):  # newcomers, each answered at once, while the big answer waits for its reader
+            r, w = await asyncio.open_connection("127.0.0.1", port)
+            w.write(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert (await asyncio.wait_for(r.readuntil(b"Healthy.\n"), 5)).startswith(b"HTTP/1.1 200")
+            await asyncio.sleep(0.1)
+            assert len(guard) <= 2  # each newcomer took an idle one's place, never the slow reader's
+        body = await asyncio.wait_for(reader.read(), 20)
+        assert len(body) == length
+        writer.close()
+        w.close()
