@@ -550,9 +550,7 @@ class Scheduler:
         slot.held_plan = None
         if plan is None or task.cancelled() or not self._current(slot) or slot.generation != plan[1]:
             return  # nothing came due meanwhile, or stopped, or a reload planned the target afresh
-        heapq.heappush(self._heap, (max(plan[0], self.clock.monotonic()), next(self._seq), slot.target.name,
-                                    slot.generation))
-        self._poke()
+        self._push(max(plan[0], self.clock.monotonic()), slot)
 
     def _record(self, result: ProbeResult, next_probe_at: float, backoff: float) -> None:
         """Write the result to the state; a bug there costs this one result, never the target's schedule."""
